@@ -1,0 +1,1 @@
+"""Framework adapters: ``infersight.integrations.asgi`` / ``.fastapi`` and ``.wsgi`` / ``.flask``."""

@@ -1,0 +1,1 @@
+"""The infersight processor: OTLP in, windowed mergeable statistics, evaluators, API."""
