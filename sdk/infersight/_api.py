@@ -1,0 +1,124 @@
+"""The package-level functions: configure, flush, shutdown, record_feedback."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Sequence
+
+from infersight import _runtime
+from infersight.config import resolve_settings
+from infersight.logs import LogPipeline
+
+__all__ = ["configure", "flush", "shutdown", "record_feedback", "log_pipeline"]
+
+_pipeline: LogPipeline | None = None
+_lock = threading.Lock()
+
+
+def configure(
+    *,
+    span_exporter: Any = None,
+    metric_exporter: Any = None,
+    log_exporter: Any = None,
+    **options: Any,
+) -> None:
+    """Configure infersight. Every option also reads ``INFERSIGHT_<OPTION>`` from the
+    environment (explicit argument beats environment beats default); the standard ``OTEL_*``
+    variables are honoured. Calling it again reconfigures cleanly.
+
+    ``span_exporter`` / ``metric_exporter`` / ``log_exporter`` take exporter objects directly
+    (tests, custom back ends); given any of them, the others default to none.
+
+    >>> configure(service_name="fraud-api", model="fraud", version="7", exporter="none")
+    """
+    global _pipeline
+    settings = resolve_settings(options)
+    exporters = None
+    if span_exporter is not None or metric_exporter is not None or log_exporter is not None:
+        exporters = (span_exporter, metric_exporter, log_exporter)
+    with _lock:
+        rt = _runtime.configure_runtime(settings, exporters)
+        _pipeline = LogPipeline(
+            redact=settings.redact,
+            max_payload_bytes=settings.max_payload_bytes,
+            output=settings.log_output,
+            otel_logger=rt.otel_logger,
+        )
+        if settings.model and settings.trained_at is not None:
+            rt.note_model(settings.model, settings.version or "unknown", settings.trained_at.timestamp())
+
+
+def log_pipeline() -> LogPipeline:
+    """The current structured-log pipeline (configures with defaults on first use)."""
+    if _pipeline is None:
+        configure()
+    assert _pipeline is not None
+    return _pipeline
+
+
+def flush(timeout_millis: int = 30_000) -> bool:
+    """Export everything pending now (batch jobs, serverless handlers, tests).
+
+    >>> flush()
+    True
+    """
+    rt = _runtime.current_runtime()
+    return True if rt is None else rt.flush(timeout_millis)
+
+
+def shutdown() -> None:
+    """Flush and stop exporting. Also runs at interpreter exit."""
+    rt = _runtime.current_runtime()
+    if rt is not None:
+        rt.flush()
+        rt.shutdown()
+
+
+def record_feedback(
+    request_id: str,
+    actual: Any,
+    *,
+    model: str | None = None,
+    version: str | None = None,
+    **attributes: Any,
+) -> None:
+    """Report the ground truth for an earlier prediction, joined later by ``request_id``.
+
+    For a batch call, ``actual`` may be a sequence aligned with the batch's rows. Never raises:
+    a malformed call is counted in ``ml.telemetry.dropped`` and logged once.
+
+    >>> record_feedback("01J9Z3V4N8Q2", 1, model="churn")
+    """
+    try:
+        rt = _runtime.get_runtime()
+        pipeline = log_pipeline()
+        if not isinstance(request_id, str) or not request_id:
+            rt.fault("feedback_without_request_id")
+            return
+        s = rt.settings
+        fields: dict[str, Any] = {
+            "ml.request.id": request_id,
+            "ml.model.name": model or s.model or "unknown",
+            "ml.model.version": version or s.version or "unknown",
+            "ml.feedback.actual": _as_plain(actual),
+        }
+        for k, v in attributes.items():
+            fields[k if k.startswith("ml.") else f"ml.feedback.{k}"] = v
+        pipeline.event("ml.feedback", fields)
+    except Exception:  # noqa: BLE001 - feedback must never break the caller's job
+        try:
+            _runtime.get_runtime().fault("feedback")
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _as_plain(actual: Any) -> Any:
+    if hasattr(actual, "tolist"):
+        return actual.tolist()
+    if isinstance(actual, (tuple, set)):
+        return list(actual)
+    return actual
+
+
+def _names() -> Sequence[str]:
+    return __all__

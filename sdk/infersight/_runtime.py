@@ -1,0 +1,547 @@
+"""OpenTelemetry set-up: providers, exporters, the metric reader that ships sketches, fork safety.
+
+We *use* the OTel SDK's provider → processor → exporter chain rather than building a second one.
+Two things are ours:
+
+* ``ml.*`` statistics are aggregated by :class:`~infersight.feature_stats.FeatureStats` (numpy
+  sketches, not one ``Histogram.record`` per value) and handed to the exporter at collection
+  time by :class:`_StatsReader` (our providers) or :class:`_StatsInjectingExporter` (wrapping the
+  exporters of providers the application installed itself, e.g. ``opentelemetry-instrument``).
+* Exporters sit behind :class:`_Switch`, so ``configure()`` twice swaps them cleanly: the old
+  one is flushed and shut down, no duplicate exporters, no restart of the providers (which the
+  OTel API forbids once they are global).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Sequence
+
+from opentelemetry import trace
+from opentelemetry import _logs as otel_logs
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, SamplingResult, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from infersight.config import Settings
+from infersight.feature_stats import FeatureStats
+
+__all__ = ["Runtime", "get_runtime", "configure_runtime", "current_runtime"]
+
+_log = logging.getLogger("infersight")
+SCOPE = "infersight"
+VERSION = "0.1.0"
+
+
+class _Switch:
+    """An exporter that forwards to whichever exporter is current (swapped by configure)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def swap(self, inner: Any) -> None:
+        old, self.inner = self.inner, inner
+        if old is not None and old is not inner:
+            _quietly(getattr(old, "shutdown", None))
+
+    def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        inner = self.inner
+        if inner is None:
+            return _SUCCESS.get(type(batch).__name__, MetricExportResult.SUCCESS)
+        return inner.export(batch, *args, **kwargs)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        f = getattr(self.inner, "force_flush", None)
+        return bool(f(timeout_millis)) if f else True
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        self.swap(None)
+
+
+_SUCCESS: dict[str, Any] = {}
+
+
+def _quietly(fn: Any, *args: Any) -> None:
+    if fn is None:
+        return
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - shutting down an exporter must not fail configure()
+        _log.debug("infersight: ignoring error while shutting down an exporter", exc_info=True)
+
+
+class _RatioSampler(Sampler):
+    """ParentBased(TraceIdRatioBased(ratio)) whose ratio configure() can change."""
+
+    def __init__(self, ratio: float) -> None:
+        self.set_ratio(ratio)
+
+    def set_ratio(self, ratio: float) -> None:
+        self._delegate = ParentBased(TraceIdRatioBased(ratio))
+        self.ratio = ratio
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return self._delegate.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return f"InferSight{{{self._delegate.get_description()}}}"
+
+
+_DELTA = {
+    Counter: AggregationTemporality.DELTA,
+    UpDownCounter: AggregationTemporality.CUMULATIVE,
+    Histogram: AggregationTemporality.DELTA,
+    ObservableCounter: AggregationTemporality.DELTA,
+    ObservableUpDownCounter: AggregationTemporality.CUMULATIVE,
+    ObservableGauge: AggregationTemporality.CUMULATIVE,
+}
+
+
+def _inject(data: MetricsData, metrics: list[Any], resource: Resource | None) -> MetricsData:
+    """``data`` plus our drained ``ml.*`` metrics as one more scope."""
+    if not metrics:
+        return data
+    scope = ScopeMetrics(InstrumentationScope(SCOPE, VERSION), metrics, "")
+    rms = list(data.resource_metrics)
+    if rms:
+        first = rms[0]
+        rms[0] = ResourceMetrics(first.resource, list(first.scope_metrics) + [scope], first.schema_url)
+    else:
+        rms.append(ResourceMetrics(resource or Resource.create({}), [scope], ""))
+    return MetricsData(rms)
+
+
+class _StatsReader(MetricReader):
+    """Periodic reader (its own thread; interval changeable by configure) that exports the
+    provider's instruments plus our sketches through the current exporter."""
+
+    def __init__(self, runtime: Runtime, exporter: _Switch, interval: float, temporality: dict[type, Any]) -> None:
+        super().__init__(preferred_temporality=temporality)
+        self.runtime = runtime
+        self.exporter = exporter
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._received = False
+        self._start_thread()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _start_thread(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="InferSightMetricReader", daemon=True)
+        self._thread.start()
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        if not self._stop.is_set():
+            self._start_thread()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.collect()
+            except Exception:  # noqa: BLE001 - the exporter thread must survive anything
+                self.runtime.fault("metric_export")
+
+    def collect(self, timeout_millis: float = 10_000) -> None:
+        with self._lock:
+            self._received = False
+            super().collect(timeout_millis=timeout_millis)
+            if not self._received:
+                self._receive_metrics(MetricsData([]), timeout_millis=timeout_millis)
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self._received = True
+        carried = self.runtime.take_carried_sdk_metrics()
+        if carried:
+            metrics_data = MetricsData(carried + list(metrics_data.resource_metrics))
+        data = _inject(metrics_data, self.runtime.drain_stats(), self.runtime.resource)
+        if not data.resource_metrics:
+            return
+        try:
+            result = self.exporter.export(data, timeout_millis=timeout_millis)
+        except Exception:  # noqa: BLE001
+            result = MetricExportResult.FAILURE
+        if result is MetricExportResult.FAILURE:
+            self.runtime.fault("metric_export_failed", once_key="metric_export_failed")
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        self.collect(timeout_millis=timeout_millis)
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        try:
+            self.collect(timeout_millis=timeout_millis)
+        finally:
+            self.exporter.shutdown()
+
+
+class _StatsInjectingExporter(MetricExporter):
+    """Wraps the exporter of an application-owned reader so our sketches ride along."""
+
+    def __init__(self, inner: MetricExporter, runtime: Runtime) -> None:
+        super().__init__(
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
+        )
+        self.inner = inner
+        self.runtime = runtime
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        data = _inject(metrics_data, self.runtime.drain_stats(), self.runtime.resource)
+        return self.inner.export(data, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _build_resource(s: Settings) -> Resource:
+    attrs: dict[str, Any] = {
+        "service.name": s.service_name,
+        "host.name": socket.gethostname(),
+        "process.pid": os.getpid(),
+    }
+    if s.service_version:
+        attrs["service.version"] = s.service_version
+    if s.environment:
+        attrs["deployment.environment.name"] = s.environment
+    return Resource.create(attrs)
+
+
+def _otlp_endpoint(s: Settings, signal: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if s.headers:
+        kwargs["headers"] = dict(s.headers)
+    if s.endpoint:
+        if s.protocol == "grpc":
+            kwargs["endpoint"] = s.endpoint
+            if s.endpoint.startswith("http://"):
+                kwargs["insecure"] = True
+        else:
+            base = s.endpoint.rstrip("/")
+            kwargs["endpoint"] = base if base.endswith(f"/v1/{signal}") else f"{base}/v1/{signal}"
+    return kwargs
+
+
+def build_exporters(s: Settings) -> tuple[Any, Any, Any]:
+    """Span, metric and log exporters for ``settings.exporter`` / ``protocol`` / ``endpoint``."""
+    if s.exporter == "none":
+        return None, None, None
+    if s.exporter == "console":
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter(), ConsoleMetricExporter(), ConsoleLogRecordExporter()
+    if s.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter  # type: ignore[assignment]
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter  # type: ignore[assignment]
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]
+    return (
+        OTLPSpanExporter(**_otlp_endpoint(s, "traces")),
+        OTLPMetricExporter(**_otlp_endpoint(s, "metrics")),
+        OTLPLogExporter(**_otlp_endpoint(s, "logs")),
+    )
+
+
+class Runtime:
+    """The process-wide telemetry state: settings, providers, tracer, meter, OTel logger, stats."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stats = FeatureStats(settings.max_categories, settings.max_attribute_sets)
+        self._faults_logged: set[str] = set()
+        self._last_drain_ns = time.time_ns()
+        self._carry: list[Any] = []  # stats drained before a fork, exported by the parent
+        self._carry_sdk: list[Any] = []  # the SDK instruments' points collected before a fork
+        self.owns_tracing = self.owns_metrics = self.owns_logs = False
+        self.span_switch = _Switch(None)
+        self.metric_switch = _Switch(None)
+        self.log_switch = _Switch(None)
+        self.reader: _StatsReader | None = None
+        self.sampler = _RatioSampler(settings.sample_ratio)
+        self.resource = _build_resource(settings)
+        self._install()
+        self._model_ages: dict[tuple[str, str], float] = {}
+        self._install_instruments()
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _install(self) -> None:
+        s = self.settings
+        existing_tp = trace.get_tracer_provider()
+        if isinstance(existing_tp, TracerProvider):
+            self.tracer_provider: Any = existing_tp  # the application's own (e.g. opentelemetry-instrument)
+        else:
+            self.tracer_provider = TracerProvider(resource=self.resource, sampler=self.sampler, shutdown_on_exit=False)
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(self.span_switch))
+            self.owns_tracing = True
+            if type(existing_tp).__name__ == "ProxyTracerProvider":
+                trace.set_tracer_provider(self.tracer_provider)
+
+        existing_mp = otel_metrics.get_meter_provider()
+        if isinstance(existing_mp, MeterProvider):
+            self.meter_provider: Any = existing_mp
+            if not self._wrap_foreign_readers(existing_mp):
+                # No reader we can ride along with: ship our stats through a provider of our own.
+                self._own_meter_provider(set_global=False)
+        else:
+            self._own_meter_provider(set_global=type(existing_mp).__name__ == "_ProxyMeterProvider")
+
+        existing_lp = otel_logs.get_logger_provider()
+        if isinstance(existing_lp, LoggerProvider):
+            self.logger_provider: Any = existing_lp
+        else:
+            self.logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
+            self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(self.log_switch))
+            self.owns_logs = True
+            if type(existing_lp).__name__ == "ProxyLoggerProvider":
+                otel_logs.set_logger_provider(self.logger_provider)
+        self.tracer = self.tracer_provider.get_tracer(SCOPE, VERSION)
+        self.meter = self.meter_provider.get_meter(SCOPE, VERSION)
+        self.otel_logger = self.logger_provider.get_logger(SCOPE, VERSION)
+
+    def _own_meter_provider(self, set_global: bool) -> None:
+        temporality = _DELTA
+        if os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "").lower() == "cumulative":
+            temporality = {}
+        self.reader = _StatsReader(self, self.metric_switch, self.settings.metric_export_interval, temporality)
+        self.meter_provider = MeterProvider(resource=self.resource, metric_readers=[self.reader], shutdown_on_exit=False)
+        self.owns_metrics = True
+        if set_global:
+            otel_metrics.set_meter_provider(self.meter_provider)
+
+    def _wrap_foreign_readers(self, provider: MeterProvider) -> bool:
+        wrapped = False
+        try:
+            readers = provider._sdk_config.metric_readers  # noqa: SLF001 - no public accessor exists
+        except AttributeError:
+            return False
+        for reader in readers:
+            inner = getattr(reader, "_exporter", None)
+            if inner is None:
+                continue
+            if not isinstance(inner, _StatsInjectingExporter):
+                reader._exporter = _StatsInjectingExporter(inner, self)  # noqa: SLF001
+            else:
+                inner.runtime = self
+            wrapped = True
+        return wrapped
+
+    def _install_instruments(self) -> None:
+        def model_age(options: Any) -> Any:
+            from opentelemetry.metrics import Observation
+
+            now = time.time()
+            return [
+                Observation(now - ts, {"ml.model.name": m, "ml.model.version": v})
+                for (m, v), ts in list(self._model_ages.items())
+            ]
+
+        self.meter.create_observable_gauge(
+            "ml.model.age", callbacks=[model_age], unit="s", description="Seconds since the model was trained"
+        )
+        if self.settings.system_metrics:
+            try:
+                from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+
+                SystemMetricsInstrumentor(
+                    config={
+                        "process.cpu.time": ["user", "system"],
+                        "process.cpu.utilization": None,
+                        "process.memory.usage": None,
+                        "process.memory.virtual": None,
+                        "process.thread.count": None,
+                    }
+                ).instrument(meter_provider=self.meter_provider)
+            except Exception:  # noqa: BLE001 - optional extra
+                self.fault("system_metrics_unavailable")
+
+    def note_model(self, model: str, version: str, trained_at: float | None) -> None:
+        if trained_at is not None:
+            self._model_ages[(model, version)] = trained_at
+
+    def apply(self, settings: Settings, exporters: tuple[Any, Any, Any]) -> None:
+        """Point the pipeline at new settings and exporters (old exporters flushed, shut down)."""
+        self.settings = settings
+        self.sampler.set_ratio(settings.sample_ratio)
+        self.stats.max_categories = settings.max_categories
+        self.stats.max_attribute_sets = settings.max_attribute_sets
+        span_exp, metric_exp, log_exp = exporters
+        if self.owns_tracing:
+            _quietly(self.tracer_provider.force_flush)
+            self.span_switch.swap(span_exp)
+        if self.reader is not None:
+            self.reader.interval = settings.metric_export_interval
+            self.metric_switch.swap(metric_exp)
+        if self.owns_logs:
+            _quietly(self.logger_provider.force_flush)
+            self.log_switch.swap(log_exp)
+        new_resource = _build_resource(settings)
+        if new_resource.attributes != self.resource.attributes:
+            self.resource = new_resource
+            for provider, owned in ((self.tracer_provider, self.owns_tracing), (self.logger_provider, self.owns_logs)):
+                if owned and hasattr(provider, "_resource"):
+                    provider._resource = new_resource  # noqa: SLF001 - no public setter
+            if self.owns_metrics:
+                try:
+                    self.meter_provider._sdk_config.resource = new_resource  # noqa: SLF001
+                except AttributeError:
+                    pass
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def fault(self, reason: str, once_key: str | None = None) -> None:
+        """Count a telemetry fault in ``ml.telemetry.dropped`` and log it once per reason."""
+        try:
+            self.stats.count_dropped(reason)
+            key = once_key or reason
+            if key not in self._faults_logged:
+                self._faults_logged.add(key)
+                _log.warning("infersight: telemetry fault %r (counted in ml.telemetry.dropped; logged once)",
+                             reason, exc_info=True)
+        except Exception:  # noqa: BLE001 - fault reporting itself must never raise
+            pass
+
+    # -- export ---------------------------------------------------------------------------
+
+    def drain_stats(self) -> list[Any]:
+        now = time.time_ns()
+        start, self._last_drain_ns = self._last_drain_ns, now
+        metrics = self._carry + self.stats.drain(start, now)
+        self._carry = []
+        return metrics
+
+    def take_carried_sdk_metrics(self) -> list[Any]:
+        carried, self._carry_sdk = self._carry_sdk, []
+        return carried
+
+    def before_fork(self) -> None:
+        """Empty every delta accumulator into the parent's carry-over, so the child starts
+        with nothing to re-export and the parent loses nothing (no network I/O in the hook)."""
+        try:
+            self._carry = self._carry + self.stats.drain(self._last_drain_ns, time.time_ns())
+            self._last_drain_ns = time.time_ns()
+            collect = getattr(self.reader, "_collect", None)
+            if collect is not None:
+                data = collect(self.reader, timeout_millis=1000)
+                if data is not None:
+                    self._carry_sdk = self._carry_sdk + list(data.resource_metrics)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def after_fork_in_child(self) -> None:
+        self._carry = []
+        self._carry_sdk = []
+        self.stats.reset()
+        self._last_drain_ns = time.time_ns()
+
+    def flush(self, timeout_millis: int = 30_000) -> bool:
+        ok = True
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            try:
+                ok = bool(provider.force_flush(timeout_millis)) and ok
+            except Exception:  # noqa: BLE001
+                ok = False
+        return ok
+
+    def shutdown(self) -> None:
+        for provider, owned in (
+            (self.tracer_provider, self.owns_tracing),
+            (self.meter_provider, self.owns_metrics),
+            (self.logger_provider, self.owns_logs),
+        ):
+            if owned:
+                _quietly(provider.shutdown)
+            else:
+                _quietly(provider.force_flush)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def current_runtime() -> Runtime | None:
+    return _runtime
+
+
+def get_runtime() -> Runtime:
+    """The configured runtime; configures with defaults (env, OTLP to localhost) on first use."""
+    rt = _runtime
+    if rt is not None:
+        return rt
+    from infersight.config import resolve_settings
+
+    return configure_runtime(resolve_settings({}), None)
+
+
+def configure_runtime(settings: Settings, exporters: Sequence[Any] | None) -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        ex = tuple(exporters) if exporters is not None else build_exporters(settings)
+        if _runtime is None:
+            rt = Runtime(settings)
+            rt.apply(settings, ex)  # type: ignore[arg-type]
+            _runtime = rt
+        else:
+            _runtime.apply(settings, ex)  # type: ignore[arg-type]
+        return _runtime
+
+
+def _at_exit() -> None:
+    if _runtime is not None:
+        _runtime.shutdown()
+
+
+def _before_fork() -> None:
+    if _runtime is not None:
+        _runtime.before_fork()
+
+
+def _after_fork_child() -> None:
+    if _runtime is not None:
+        _runtime.after_fork_in_child()
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_child)

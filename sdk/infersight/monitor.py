@@ -1,0 +1,591 @@
+"""``@infersight.monitor``: one span, metrics, feature statistics and logs per prediction call.
+
+The wrapped function's return value is returned as the same object and its exceptions propagate
+unchanged. Everything infersight does around the call is guarded: a telemetry fault is counted in
+``ml.telemetry.dropped`` and logged once, never raised into the caller.
+
+Example:
+    >>> import infersight
+    >>> infersight.configure(exporter="none", log_output="none")
+    >>> @infersight.monitor(model="churn", version="3")
+    ... def predict(row):
+    ...     return 0.5 * row["tenure"]
+    >>> predict({"tenure": 4})
+    2.0
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence, TypeVar, overload
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from infersight import request_context as rc
+from infersight._runtime import Runtime, get_runtime
+from infersight.payload import NO_DEFAULT, Normalized, normalize_inputs, normalize_outputs
+
+__all__ = ["monitor", "SchemaViolation"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+try:  # the statistics engine provides the real class; keep a compatible fallback name
+    from infersight.schema import SchemaViolation
+except Exception:  # noqa: BLE001 - schema module may be absent in a partial install
+
+    class SchemaViolation(ValueError):  # type: ignore[no-redef]
+        """A prediction input broke a schema rule (``on_violation="raise"``)."""
+
+
+@dataclass
+class _Shedder:
+    """Keeps infersight's own per-call cost under ``overhead_budget`` × predict time by
+    shedding optional work in a fixed order: payload logs first, then statistics sampling."""
+
+    level: int = 0
+    ratio: float = 0.0  # moving average of (our cost / predict cost)
+    calls: int = 0
+
+    def observe(self, ours: float, predict: float, budget: float | None) -> None:
+        if budget is None:
+            self.level = 0
+            return
+        r = ours / max(predict, 1e-7)
+        self.calls += 1
+        self.ratio = r if self.calls == 1 else self.ratio * 0.95 + r * 0.05
+        if self.calls % 64:
+            return  # decide every 64 calls, on a smoothed ratio, so levels do not flap
+        if self.ratio > budget and self.level < 8:
+            self.level += 1
+        elif self.ratio < budget * 0.5 and self.level > 0:
+            self.level -= 1
+
+
+@dataclass
+class _Options:
+    model: str | None
+    version: str | None
+    input_arg: int | str | None
+    features: Sequence[str] | Callable[[Any], Any] | None
+    classes: Sequence[Any] | None
+    default_output: Any
+    schema: Any
+    on_violation: str
+    trained_at: float | None
+    position: int = 0
+    shedder: _Shedder = field(default_factory=_Shedder)
+
+
+def _resolve_schema(reference: Any, schema: Any) -> Any:
+    if schema is not None:
+        if isinstance(schema, str):
+            from infersight.schema import Schema
+
+            return Schema.load(schema)
+        return schema
+    if reference is None:
+        return None
+    if isinstance(reference, str) or hasattr(reference, "__fspath__"):
+        from infersight.reference import Reference
+
+        reference = Reference.load(reference)
+    return getattr(reference, "schema", None)
+
+
+@overload
+def monitor(func: F) -> F: ...
+
+
+@overload
+def monitor(
+    func: None = None,
+    *,
+    model: str | None = None,
+    version: str | None = None,
+    input_arg: int | str | None = None,
+    features: Sequence[str] | Callable[[Any], Any] | None = None,
+    classes: Sequence[Any] | None = None,
+    default_output: Any = NO_DEFAULT,
+    reference: Any = None,
+    schema: Any = None,
+    on_violation: str = "record",
+    trained_at: Any = None,
+) -> Callable[[F], F]: ...
+
+
+def monitor(
+    func: Any = None,
+    *,
+    model: str | None = None,
+    version: str | None = None,
+    input_arg: int | str | None = None,
+    features: Sequence[str] | Callable[[Any], Any] | None = None,
+    classes: Sequence[Any] | None = None,
+    default_output: Any = NO_DEFAULT,
+    reference: Any = None,
+    schema: Any = None,
+    on_violation: str = "record",
+    trained_at: Any = None,
+) -> Any:
+    """Monitor a prediction function (sync, async, generator, async generator, method).
+
+    Args:
+        model, version: model identity on every signal (defaults: ``configure(model=, version=)``,
+            else the function's qualified name and ``"unknown"``).
+        input_arg: which argument holds the input: a position (after ``self``) or a name.
+            Default: the first argument.
+        features: column names for positional inputs (numpy, lists), or a callable deriving
+            named features from a raw input (image brightness, text length, embedding norm).
+        classes: class names for integer labels and probability-matrix columns.
+        default_output: an answer that counts as "no real prediction" (``ml.prediction.null``).
+        reference / schema: a reference profile (path or object) or schema to validate inputs
+            against; violations are counted in ``ml.schema.violations`` and added as span events.
+        on_violation: ``"record"`` (default) or ``"raise"`` (raise :class:`SchemaViolation`
+            before the model runs).
+        trained_at: when the model was trained (datetime, ISO text or Unix seconds), for
+            ``ml.model.age``.
+
+    >>> @monitor
+    ... def double(x):
+    ...     return 2 * x
+    >>> double(21)
+    42
+    """
+    if on_violation not in ("record", "raise"):
+        raise ValueError(f"on_violation={on_violation!r} is not valid: use 'record' or 'raise'")
+
+    def decorate(fn: Any) -> Any:
+        from infersight.config import _timestamp
+
+        ts = _timestamp("trained_at", trained_at)
+        opts = _Options(
+            model=model,
+            version=version,
+            input_arg=input_arg,
+            features=features,
+            classes=classes,
+            default_output=default_output,
+            schema=_resolve_schema(reference, schema),
+            on_violation=on_violation,
+            trained_at=ts.timestamp() if ts else None,
+        )
+        opts.position = _input_position(fn, input_arg)
+        target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+        if inspect.isasyncgenfunction(target):
+            wrapper = _asyncgen_wrapper(opts)
+        elif inspect.isgeneratorfunction(target):
+            wrapper = _gen_wrapper(opts)
+        elif inspect.iscoroutinefunction(target):
+            wrapper = _async_wrapper(opts)
+        else:
+            wrapper = _sync_wrapper(opts)
+        return wrapper(fn)
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+def _input_position(fn: Any, input_arg: int | str | None) -> int:
+    if isinstance(input_arg, int):
+        return input_arg
+    if input_arg is None:
+        return 0
+    target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+    try:
+        params = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return -1
+    if params and params[0] in ("self", "cls"):
+        params = params[1:]
+    return params.index(input_arg) if input_arg in params else -1
+
+
+def _get_input(opts: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if isinstance(opts.input_arg, str) and opts.input_arg in kwargs:
+        return kwargs[opts.input_arg]
+    if 0 <= opts.position < len(args):
+        return args[opts.position]
+    if opts.input_arg is None and kwargs:
+        return next(iter(kwargs.values()))
+    return None
+
+
+class _Call:
+    """State of one monitored call between its start and its end."""
+
+    __slots__ = ("rt", "opts", "model", "version", "span", "ctx_token", "rid_token", "rid", "t0",
+                 "own", "norm", "violations", "input")
+
+    def __init__(self, rt: Runtime, opts: _Options, fn_name: str) -> None:
+        self.rt = rt
+        self.opts = opts
+        s = rt.settings
+        self.model = opts.model or s.model or fn_name
+        self.version = opts.version or s.version or "unknown"
+        self.norm: Normalized | None = None
+        self.violations: Any = None
+        self.input: Any = None
+        rid = rc._request_id.get()  # noqa: SLF001 - same package
+        self.rid_token = None
+        if rid is None:
+            rid = rc.new_request_id()
+            self.rid_token = rc._request_id.set(rid)  # noqa: SLF001
+        self.rid = rid
+        self.span = rt.tracer.start_span(
+            "predict " + self.model,
+            kind=trace.SpanKind.INTERNAL,
+            attributes={"ml.model.name": self.model, "ml.model.version": self.version, "ml.request.id": rid},
+        )
+        self.ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self.own = 0.0
+        self.t0 = 0.0
+
+    def detach(self) -> None:
+        if self.ctx_token is not None:
+            otel_context.detach(self.ctx_token)
+            self.ctx_token = None
+        if self.rid_token is not None:
+            rc._request_id.reset(self.rid_token)  # noqa: SLF001
+            self.rid_token = None
+
+    def validate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Schema check before the model runs (only when a schema is configured)."""
+        opts = self.opts
+        self.input = _get_input(opts, args, kwargs)
+        self.norm = normalize_inputs(self.input, opts.features)
+        report = opts.schema.validate(self.norm.as_columns(), self.norm.n_rows)
+        violations = list(getattr(report, "violations", report) or [])
+        if not violations:
+            return
+        self.violations = violations
+        self.rt.stats.record_violations(
+            (self.model, self.version),
+            [(v.feature, v.rule, int(getattr(v, "count", 1))) for v in violations],
+        )
+        redactor_matches = _redactor(self.rt).matches
+        for v in violations[:32]:
+            self.span.add_event(
+                "ml.schema.violation",
+                {
+                    "ml.feature.name": v.feature,
+                    "ml.schema.rule": v.rule,
+                    "ml.schema.count": int(getattr(v, "count", 1)),
+                    "ml.schema.message": "[REDACTED]" if redactor_matches(v.feature) else str(getattr(v, "message", "")),
+                },
+            )
+        if opts.on_violation == "raise":
+            raise SchemaViolation(report) if _takes_report() else SchemaViolation(str(violations[0]))
+
+    def finish(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, exc: BaseException | None,
+               elapsed: float, stream: bool = False) -> None:
+        t_start = time.perf_counter()
+        rt, opts, span = self.rt, self.opts, self.span
+        s = rt.settings
+        model_key = (self.model, self.version)
+        error_type = type(exc).__qualname__ if exc is not None else None
+        try:
+            shed = opts.shedder.level if s.overhead_budget is not None else 0
+            rows = 1
+            stats_rate = s.stats_sample_rate / (2 ** max(shed - 1, 0))
+            do_stats = s.feature_stats and (stats_rate >= 1.0 or random.random() < stats_rate)
+            if shed >= 2 and s.feature_stats and not do_stats:
+                rt.stats.count_dropped("overhead_budget_stats")
+            norm = self.norm
+            extreme = False
+            if do_stats or (s.log_payloads and shed == 0):
+                if norm is None:
+                    self.input = _get_input(opts, args, kwargs)
+                    norm = self.norm = normalize_inputs(self.input, opts.features)
+                rows = norm.n_rows
+            if do_stats and norm is not None:
+                if _redactor(rt)._re is not None:  # noqa: SLF001
+                    norm = _drop_redacted(norm, _redactor(rt))
+                rt.stats.record_columns(model_key, norm)
+                if exc is None and not stream:
+                    outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output)
+                    rt.stats.record_outputs(model_key, outs)
+                    extreme = bool(outs.nulls)
+            rt.stats.record_call(model_key, elapsed, rows, error_type)
+            span.set_attribute("ml.batch.size", rows)
+            if exc is not None:
+                span.set_attribute("error.type", error_type or "")
+                span.set_attribute("ml.outcome", "error")
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, error_type))
+            else:
+                span.set_attribute("ml.outcome", "success")
+            if s.log_payloads:
+                keep = exc is not None or self.violations is not None or extreme
+                if keep or random.random() < s.payload_sample_rate:
+                    if shed >= 1 and not keep:
+                        rt.stats.count_dropped("overhead_budget_payload_log")
+                    else:
+                        self._log_payload(result, exc, stream)
+        except Exception:  # noqa: BLE001 - never raise into the caller
+            rt.fault("monitor_finish")
+        finally:
+            try:
+                span.end()
+            except Exception:  # noqa: BLE001
+                rt.fault("span_end")
+            ours = self.own + (time.perf_counter() - t_start)
+            opts.shedder.observe(ours, elapsed, s.overhead_budget)
+
+    def _log_payload(self, result: Any, exc: BaseException | None, stream: bool) -> None:
+        rt = self.rt
+        limit = max(1, rt.settings.max_payload_bytes // 16)
+        fields: dict[str, Any] = {
+            "ml.request.id": self.rid,
+            "ml.model.name": self.model,
+            "ml.model.version": self.version,
+            "ml.inputs": self.norm.as_records(limit) if self.norm is not None else None,
+        }
+        if exc is None and not stream:
+            fields["ml.outputs"] = result
+        if exc is not None:
+            fields["error.type"] = type(exc).__qualname__
+        if self.violations:
+            fields["ml.schema.violations"] = [f"{v.feature}:{v.rule}" for v in self.violations[:32]]
+        _pipeline(rt).event("ml.prediction", fields, error=exc is not None)
+
+
+def _takes_report() -> bool:
+    try:
+        from infersight.schema import SchemaViolation as Real
+
+        return SchemaViolation is Real
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _drop_redacted(norm: Normalized, redactor: Any) -> Normalized:
+    """Redacted fields never become metric attributes (a category value could be a secret)."""
+    if norm.row is not None:
+        return Normalized(norm.n_rows, row={k: v for k, v in norm.row.items() if not redactor.matches(k)})
+    cols = norm.columns or {}
+    return Normalized(norm.n_rows, columns={k: v for k, v in cols.items() if not redactor.matches(k)})
+
+
+def _pipeline(rt: Runtime) -> Any:
+    from infersight import _api
+
+    return _api.log_pipeline()
+
+
+def _redactor(rt: Runtime) -> Any:
+    return _pipeline(rt).redactor
+
+
+def _begin(opts: _Options, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+    try:
+        rt = get_runtime()
+        t = time.perf_counter()
+        call = _Call(rt, opts, getattr(fn, "__qualname__", "model"))
+        if opts.trained_at is not None:
+            rt.note_model(call.model, call.version, opts.trained_at)
+    except Exception:  # noqa: BLE001
+        _fault("monitor_start")
+        return None
+    if opts.schema is not None:
+        try:
+            call.validate(args, kwargs)
+        except SchemaViolation:
+            call.finish(args, kwargs, None, _SchemaRejected(), 0.0)
+            call.detach()
+            raise
+        except Exception:  # noqa: BLE001
+            rt.fault("schema_validate")
+    call.own = time.perf_counter() - t
+    return call
+
+
+class _SchemaRejected(Exception):
+    """Marks a call refused by on_violation='raise' (recorded as error.type=SchemaViolation)."""
+
+
+_SchemaRejected.__qualname__ = "SchemaViolation"
+
+
+def _fault(reason: str) -> None:
+    try:
+        get_runtime().fault(reason)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _sync_wrapper(opts: _Options) -> Any:
+    @wrapt.decorator
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _begin(opts, wrapped, args, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            elapsed = time.perf_counter() - t0
+            try:
+                call.finish(args, kwargs, None, exc, elapsed)
+            finally:
+                call.detach()
+            raise
+        elapsed = time.perf_counter() - t0
+        try:
+            call.finish(args, kwargs, result, None, elapsed)
+        finally:
+            call.detach()
+        return result
+
+    return wrapper
+
+
+def _async_wrapper(opts: _Options) -> Any:
+    @wrapt.decorator
+    async def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _begin(opts, wrapped, args, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            elapsed = time.perf_counter() - t0
+            try:
+                call.finish(args, kwargs, None, exc, elapsed)
+            finally:
+                call.detach()
+            raise
+        elapsed = time.perf_counter() - t0
+        try:
+            call.finish(args, kwargs, result, None, elapsed)
+        finally:
+            call.detach()
+        return result
+
+    return wrapper
+
+
+class _Resumed:
+    """Re-enter a call's context (span + request ID) around one step of a stream, so the
+    context never leaks into the consumer between items."""
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+
+    def __enter__(self) -> None:
+        c = self.call
+        c.ctx_token = otel_context.attach(trace.set_span_in_context(c.span))
+        c.rid_token = rc._request_id.set(c.rid)  # noqa: SLF001
+
+    def __exit__(self, *exc: Any) -> None:
+        self.call.detach()
+
+
+def _gen_wrapper(opts: _Options) -> Any:
+    @wrapt.decorator
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _begin(opts, wrapped, args, kwargs)
+        if call is not None:
+            call.detach()  # re-entered around each step below
+        return _stream(call, wrapped, args, kwargs)
+
+    return wrapper
+
+
+def _stream(call: _Call | None, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    if call is None:
+        return (yield from wrapped(*args, **kwargs))
+    t0 = time.perf_counter()
+    chunks = 0
+    exc_seen: BaseException | None = None
+    try:
+        with _Resumed(call):
+            gen = wrapped(*args, **kwargs)
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            try:
+                with _Resumed(call):
+                    item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
+            except StopIteration as stop:
+                return stop.value
+            to_send, to_throw = None, None
+            chunks += 1
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                with _Resumed(call):
+                    gen.close()
+                raise
+            except BaseException as e:  # noqa: BLE001 - forwarded into the wrapped generator
+                to_throw = e
+    except GeneratorExit:
+        raise
+    except BaseException as e:
+        exc_seen = e
+        raise
+    finally:
+        _end_stream(call, args, kwargs, exc_seen, time.perf_counter() - t0, chunks)
+
+
+def _end_stream(call: _Call, args: Any, kwargs: Any, exc: BaseException | None, elapsed: float, chunks: int) -> None:
+    try:
+        call.span.set_attribute("ml.stream.chunks", chunks)
+    except Exception:  # noqa: BLE001
+        pass
+    call.finish(args, kwargs, None, exc, elapsed, stream=True)
+
+
+def _asyncgen_wrapper(opts: _Options) -> Any:
+    @wrapt.decorator
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _begin(opts, wrapped, args, kwargs)
+        if call is not None:
+            call.detach()
+        return _astream(call, wrapped, args, kwargs)
+
+    return wrapper
+
+
+async def _astream(call: _Call | None, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    if call is None:
+        async for item in wrapped(*args, **kwargs):
+            yield item
+        return
+    t0 = time.perf_counter()
+    chunks = 0
+    exc_seen: BaseException | None = None
+    try:
+        with _Resumed(call):
+            agen = wrapped(*args, **kwargs)
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            try:
+                with _Resumed(call):
+                    item = await (agen.athrow(to_throw) if to_throw is not None else agen.asend(to_send))
+            except StopAsyncIteration:
+                return
+            to_send, to_throw = None, None
+            chunks += 1
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                await agen.aclose()
+                raise
+            except BaseException as e:  # noqa: BLE001
+                to_throw = e
+    except GeneratorExit:
+        raise
+    except BaseException as e:
+        exc_seen = e
+        raise
+    finally:
+        _end_stream(call, args, kwargs, exc_seen, time.perf_counter() - t0, chunks)

@@ -1,0 +1,52 @@
+"""Redaction of sensitive fields by name, applied the same way to logs, spans and metrics.
+
+A pattern is a case-insensitive shell-style pattern on the field name (``*_token``,
+``card_*``); a pattern without wildcards matches any name that contains it, so ``password``
+also catches ``user_password``. Nested dicts and lists are walked.
+
+Example:
+    >>> r = Redactor(["password", "card_*"])
+    >>> r.redact({"user": "ann", "password": "x", "card_no": 1, "items": [{"Password": "y"}]})
+    {'user': 'ann', 'password': '[REDACTED]', 'card_no': '[REDACTED]', 'items': [{'Password': '[REDACTED]'}]}
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any, Iterable
+
+__all__ = ["Redactor", "REDACTED"]
+
+REDACTED = "[REDACTED]"
+
+
+class Redactor:
+    """Compiled set of field-name patterns."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        parts = []
+        for p in patterns:
+            p = p.strip().lower()
+            if not p:
+                continue
+            if any(c in p for c in "*?["):
+                parts.append(fnmatch.translate(p))
+            else:
+                parts.append(".*" + re.escape(p) + ".*")
+        self._re = re.compile("|".join(f"(?:{x})" for x in parts), re.IGNORECASE | re.DOTALL) if parts else None
+
+    def matches(self, name: str) -> bool:
+        """Whether a field called ``name`` must be redacted."""
+        return self._re is not None and self._re.fullmatch(name) is not None
+
+    def redact(self, obj: Any, _depth: int = 0) -> Any:
+        """A copy of ``obj`` with matching fields replaced by ``[REDACTED]`` (nested too)."""
+        if self._re is None or _depth > 32:
+            return obj
+        if isinstance(obj, dict):
+            return {k: (REDACTED if isinstance(k, str) and self.matches(k) else self.redact(v, _depth + 1))
+                    for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.redact(v, _depth + 1) for v in obj]
+        return obj
