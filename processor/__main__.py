@@ -1,0 +1,7 @@
+"""``python -m infersight.processor [flags]``: the same as ``infersight processor [flags]``."""
+
+import sys
+
+from infersight.processor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,264 @@
+"""The web port: health, Prometheus text, and the JSON API over stored windows.
+
+Routes (all ``GET``; JSON unless noted):
+
+- ``/healthz``: ``{"status": "ok", "storage": true, "queue_points": 0}`` (503 when the store
+  does not answer). Never needs the token, so probes work.
+- ``/metrics``: Prometheus text exposition of the processor's own counters.
+- ``/api/models``: every model with its versions and time range.
+- ``/api/models/{model}``: versions, features, outputs, window counts, time range, predictions.
+- ``/api/models/{model}/features/{feature}?start=&end=&version=``: the merged distribution
+  of one feature over ``[start, end)``; ``start``/``end`` are Unix seconds or ISO 8601.
+- ``/api/models/{model}/outputs/{output}?...``: the same for a model output.
+- ``/api/models/{model}/calls?...``: calls, errors, latency and batch-size histograms, spans.
+- ``/api/models/{model}/predictions?start=&end=&labelled=&limit=``: logged predictions joined
+  with their ground truth.
+
+Example:
+    $ curl '127.0.0.1:8318/api/models/churn/features/age?start=2024-05-01T00:00:00Z&end=1714608000'
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from infersight.processor.ingest import Ingestor
+from infersight.processor.otlp_receiver import Receiver, Unauthorized
+from infersight.processor.selfmetrics import Registry
+from infersight.processor.storage import SqlStorage
+from infersight.processor.windows import FEATURE, MODEL, OUTPUT, WindowStats
+from infersight.sketch import ExpHistogram
+
+__all__ = ["make_web_app", "parse_time", "describe_series", "BadRequest"]
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def parse_time(value: str | None, name: str, default: float) -> float:
+    """Unix seconds (``1714608000``, ``1714608000.5``) or ISO 8601 (``2024-05-02T00:00:00Z``;
+    no offset means UTC).
+
+    >>> parse_time("1970-01-01T00:01:00Z", "start", 0)
+    60.0
+    """
+    if value is None or value == "":
+        return default
+    try:
+        return float(value) if _is_number(value) else _iso(value)
+    except ValueError:
+        raise BadRequest(
+            f"{name}={value!r} is neither Unix seconds nor ISO 8601; write e.g. {name}=1714608000 or "
+            f"{name}=2024-05-02T00:00:00Z"
+        ) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _iso(text: str) -> float:
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _sketch_summary(s: ExpHistogram | None) -> dict[str, Any]:
+    if s is None or s.count == 0:
+        return {"min": None, "max": None, "sum": 0.0, "mean": None, "quantiles": None, "sketch": None}
+    qs = s.quantile([0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+    return {
+        "min": _finite(s.min),
+        "max": _finite(s.max),
+        "sum": s.sum,
+        "mean": _finite(s.mean),
+        "quantiles": {k: _finite(float(v)) for k, v in zip(("p05", "p25", "p50", "p75", "p95", "p99"), qs)},
+        "sketch": s.to_dict(),
+    }
+
+
+def describe_series(ws: WindowStats, role: str) -> dict[str, Any]:
+    """The JSON body for a merged feature or output (see the module docstring)."""
+    sketch = ws.sketches.get("value")
+    c = ws.counters
+    labels = c.get("category" if role == FEATURE else "class", {})
+    numeric = sketch.count if sketch else 0
+    out: dict[str, Any] = {
+        "count": int(numeric + sum(labels.values())),
+        "numeric_count": int(numeric),
+    }
+    out.update(_sketch_summary(sketch))
+    if role == FEATURE:
+        missing = c.get("missing", {})
+        out["missing"] = missing
+        out["missing_total"] = sum(missing.values())
+        out["categories"] = labels
+        out["violations"] = c.get("violations", {})
+    else:
+        out["classes"] = labels
+        out["nulls"] = c.get("null", {})
+        out["nulls_total"] = sum(out["nulls"].values())
+    return out
+
+
+def describe_calls(ws: WindowStats) -> dict[str, Any]:
+    c = ws.counters
+    calls = c.get("calls", {})
+    spans = c.get("spans", {})
+    span_sketch = ws.sketches.get("span_duration")
+    return {
+        "calls": int(calls.get("total", 0)),
+        "errors": int(calls.get("error", 0)),
+        "errors_by_type": c.get("errors", {}),
+        "duration": {k: h.to_dict() for k, h in ws.histograms.items() if k.startswith("duration")}
+        | ({"sketch": ws.sketches["duration"].to_dict()} if "duration" in ws.sketches else {}),
+        "batch_size": {k: h.to_dict() for k, h in ws.histograms.items() if k.startswith("batch_size")}
+        | ({"sketch": ws.sketches["batch_size"].to_dict()} if "batch_size" in ws.sketches else {}),
+        "spans": {
+            "total": int(spans.get("total", 0)),
+            "errors": int(spans.get("error", 0)),
+            "errors_by_type": c.get("span_errors", {}),
+            "duration_seconds": _sketch_summary(span_sketch),
+        },
+        "telemetry_dropped": c.get("dropped", {}),
+    }
+
+
+def make_web_app(
+    storage: SqlStorage,
+    registry: Registry,
+    *,
+    receiver: Receiver | None = None,
+    ingestor: Ingestor | None = None,
+) -> Starlette:
+    """The web application. ``receiver`` carries the token check (``None``: no token)."""
+    window = storage.window_sizes[0]
+
+    def guarded(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if receiver is not None:
+                try:
+                    receiver.authorize(request.headers.get("authorization"))
+                except Unauthorized as exc:
+                    return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            try:
+                return await run_in_threadpool(handler, request)
+            except BadRequest as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+
+        return endpoint
+
+    def time_range(request: Request) -> tuple[int, int]:
+        now = time.time()
+        start = parse_time(request.query_params.get("start"), "start", 0)
+        end = parse_time(request.query_params.get("end"), "end", now - now % window + window)
+        if end <= start:
+            raise BadRequest(f"end ({end}) must be after start ({start}); the range is [start, end)")
+        return math.floor(start), math.ceil(end)
+
+    def models(request: Request) -> Response:
+        return JSONResponse({"models": storage.models(), "window_seconds": window})
+
+    def model(request: Request) -> Response:
+        name = request.path_params["model"]
+        series = storage.series(name)
+        counts = storage.prediction_counts(name)
+        if not series and not counts["logged"] and not counts["feedback_waiting"]:
+            return JSONResponse({"error": f"no data for model {name!r}; see /api/models"}, status_code=404)
+
+        def group(role: str) -> list[dict[str, Any]]:
+            by: dict[str, dict[str, Any]] = {}
+            for s in series:
+                if s["role"] != role:
+                    continue
+                g = by.setdefault(s["name"], {"name": s["name"], "versions": [], "windows": 0,
+                                              "first": s["first"], "last": s["last"]})
+                g["versions"].append(s["version"])
+                g["windows"] = max(g["windows"], s["windows"])
+                g["first"], g["last"] = min(g["first"], s["first"]), max(g["last"], s["last"])
+            return [by[k] for k in sorted(by)]
+
+        firsts = [s["first"] for s in series]
+        lasts = [s["last"] for s in series]
+        return JSONResponse({
+            "model": name,
+            "versions": sorted({s["version"] for s in series}),
+            "window_seconds": window,
+            "window_sizes": list(storage.window_sizes),
+            "windows": max((s["windows"] for s in series), default=0),
+            "time_range": {"start": min(firsts, default=None), "end": max(lasts, default=None)},
+            "features": group(FEATURE),
+            "outputs": group(OUTPUT),
+            "has_calls": any(s["role"] == MODEL for s in series),
+            "predictions": counts,
+        })
+
+    def series_endpoint(role: str, param: str) -> Any:
+        def handler(request: Request) -> Response:
+            name, item = request.path_params["model"], request.path_params[param]
+            start, end = time_range(request)
+            version = request.query_params.get("version")
+            ws, n = storage.query(name, role, item, start, end, version)
+            body = {"model": name, param: item, "version": version, "start": start, "end": end, "windows": n}
+            body.update(describe_series(ws, role))
+            return JSONResponse(body)
+
+        return handler
+
+    def calls(request: Request) -> Response:
+        name = request.path_params["model"]
+        start, end = time_range(request)
+        version = request.query_params.get("version")
+        ws, n = storage.query(name, MODEL, "", start, end, version)
+        body = {"model": name, "version": version, "start": start, "end": end, "windows": n}
+        body.update(describe_calls(ws))
+        return JSONResponse(body)
+
+    def predictions(request: Request) -> Response:
+        name = request.path_params["model"]
+        start, end = time_range(request)
+        try:
+            limit = int(request.query_params.get("limit", "1000"))
+        except ValueError:
+            raise BadRequest("limit must be a whole number") from None
+        labelled = request.query_params.get("labelled", "").lower() in ("1", "true", "yes")
+        rows = storage.joined(name, start * 10**9, end * 10**9, labelled_only=labelled, limit=max(1, min(limit, 10000)))
+        return JSONResponse({"model": name, "start": start, "end": end, "predictions": rows})
+
+    async def healthz(request: Request) -> Response:
+        ok = await run_in_threadpool(storage.ping)
+        body = {"status": "ok" if ok else "storage unavailable", "storage": ok,
+                "queue_points": ingestor.depth if ingestor else 0}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    def metrics(request: Request) -> Response:
+        return PlainTextResponse(registry.render(), media_type="text/plain; version=0.0.4")
+
+    return Starlette(routes=[
+        Route("/healthz", healthz),
+        Route("/metrics", guarded(metrics)),
+        Route("/api/models", guarded(models)),
+        Route("/api/models/{model}", guarded(model)),
+        Route("/api/models/{model}/features/{feature:path}", guarded(series_endpoint(FEATURE, "feature"))),
+        Route("/api/models/{model}/outputs/{output:path}", guarded(series_endpoint(OUTPUT, "output"))),
+        Route("/api/models/{model}/calls", guarded(calls)),
+        Route("/api/models/{model}/predictions", guarded(predictions)),
+    ])

@@ -1,0 +1,688 @@
+"""OTLP requests (protobuf or JSON) → plain points, and cumulative → delta per stream.
+
+This is the first stage of the processor's pipeline (OTLP → decoded points → windows → ...):
+it knows the wire formats and nothing about storage. Every other stage sees only the small
+dataclasses below, so tests (the SDK's too) can decode what arrived without starting anything:
+
+    >>> from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ...     ExportMetricsServiceRequest)
+    >>> decode_metrics_request(ExportMetricsServiceRequest())
+    []
+
+Exponential-histogram points become :class:`infersight.sketch.ExpHistogram` (the SDK's own
+OTel-exact sketch), so they merge with what the SDK computed without any conversion loss.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf import json_format
+from google.protobuf import unknown_fields
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from infersight.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
+
+__all__ = [
+    "RequestError",
+    "MetricPoint",
+    "ExplicitHistogram",
+    "SpanPoint",
+    "LogPoint",
+    "Decoded",
+    "decode_metrics_request",
+    "decode_traces_request",
+    "decode_logs_request",
+    "decode_metrics",
+    "decode_traces",
+    "decode_logs",
+    "parse_request",
+    "CumulativeToDelta",
+    "REQUEST_TYPES",
+]
+
+REQUEST_TYPES: dict[str, type[Message]] = {
+    "metrics": ExportMetricsServiceRequest,
+    "traces": ExportTraceServiceRequest,
+    "logs": ExportLogsServiceRequest,
+}
+
+# OTLP's AggregationTemporality enum.
+_DELTA, _CUMULATIVE = 1, 2
+_STATUS_ERROR = 2
+
+
+class RequestError(ValueError):
+    """The request as a whole cannot be read (answered 400 / INVALID_ARGUMENT)."""
+
+
+# -- plain points --------------------------------------------------------------------------
+
+
+@dataclass
+class ExplicitHistogram:
+    """An explicit-bucket histogram (OTel ``Histogram`` point): ``counts[i]`` counts values in
+    ``(bounds[i-1], bounds[i]]``; the last bucket is everything above ``bounds[-1]``."""
+
+    bounds: tuple[float, ...]
+    counts: npt.NDArray[np.int64]
+    count: int
+    sum: float
+    min: float = math.nan
+    max: float = math.nan
+
+    def merge(self, other: ExplicitHistogram) -> ExplicitHistogram:
+        """Add two histograms with the same bounds (a different layout raises ``ValueError``)."""
+        if self.bounds != other.bounds:
+            raise ValueError(f"histogram bounds differ: {list(self.bounds)} vs {list(other.bounds)}")
+        return ExplicitHistogram(
+            self.bounds,
+            self.counts + other.counts,
+            self.count + other.count,
+            self.sum + other.sum,
+            _nanmin(self.min, other.min),
+            _nanmax(self.max, other.max),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bounds": list(self.bounds),
+            "counts": self.counts.tolist(),
+            "count": self.count,
+            "sum": self.sum,
+            "min": None if math.isnan(self.min) else self.min,
+            "max": None if math.isnan(self.max) else self.max,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExplicitHistogram:
+        return cls(
+            tuple(float(b) for b in d["bounds"]),
+            np.asarray(d["counts"], np.int64),
+            int(d["count"]),
+            float(d["sum"]),
+            math.nan if d.get("min") is None else float(d["min"]),
+            math.nan if d.get("max") is None else float(d["max"]),
+        )
+
+
+def _nanmin(a: float, b: float) -> float:
+    return b if math.isnan(a) else a if math.isnan(b) else min(a, b)
+
+
+def _nanmax(a: float, b: float) -> float:
+    return b if math.isnan(a) else a if math.isnan(b) else max(a, b)
+
+
+@dataclass
+class MetricPoint:
+    """One OTLP metric data point. Exactly one of ``value`` (sum, gauge), ``sketch``
+    (exponential histogram) and ``histogram`` (explicit buckets) is set, by ``kind``."""
+
+    name: str
+    kind: str  # "sum" | "gauge" | "exponential_histogram" | "histogram"
+    resource: dict[str, Any]
+    attributes: dict[str, Any]
+    start_ns: int
+    time_ns: int
+    temporality: str = "delta"  # "delta" | "cumulative" (gauges: "delta")
+    monotonic: bool = False
+    value: float | None = None
+    sketch: ExpHistogram | None = None
+    histogram: ExplicitHistogram | None = None
+    unit: str = ""
+
+
+@dataclass
+class SpanPoint:
+    """One span, reduced to what latency and error SLOs need."""
+
+    name: str
+    resource: dict[str, Any]
+    attributes: dict[str, Any]
+    trace_id: str
+    span_id: str
+    start_ns: int
+    end_ns: int
+    error: bool
+    error_type: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return max(self.end_ns - self.start_ns, 0) / 1e9
+
+
+@dataclass
+class LogPoint:
+    """One log record. ``event_name`` is the record's own field, or its ``event.name`` attribute."""
+
+    event_name: str
+    resource: dict[str, Any]
+    attributes: dict[str, Any]
+    time_ns: int
+    trace_id: str
+    span_id: str
+    body: Any = None
+
+
+@dataclass
+class Decoded:
+    """What a request held: the usable points, and how many items were rejected and why."""
+
+    points: list[Any] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def reject(self, why: str, n: int = 1) -> None:
+        self.rejected += n
+        if len(self.errors) < 5:  # enough to explain, bounded so a bad batch cannot bloat replies
+            self.errors.append(why)
+
+    @property
+    def error_message(self) -> str:
+        more = "" if self.rejected <= len(self.errors) else f" (and {self.rejected - len(self.errors)} more)"
+        return "; ".join(self.errors) + more
+
+
+# -- wire formats --------------------------------------------------------------------------
+
+_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
+
+
+def parse_request(signal: str, body: bytes, content_type: str = "application/x-protobuf") -> Message:
+    """Parse an OTLP/HTTP body for ``signal`` (``metrics``, ``traces``, ``logs``).
+
+    ``content_type`` is ``application/x-protobuf`` or ``application/json`` (OTLP/JSON: ids in
+    hex, enums as integers, unknown fields ignored). Raises :class:`RequestError` naming what is
+    wrong.
+
+    >>> parse_request("metrics", b'{"resourceMetrics": []}', "application/json")
+    <BLANKLINE>
+    """
+    cls = REQUEST_TYPES[signal]
+    msg = cls()
+    if content_type == "application/json":
+        try:
+            doc = json.loads(body)
+        except RecursionError:
+            raise RequestError("JSON body is nested too deeply") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(f"body is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise RequestError(f"JSON body must be an object ({cls.__name__}), not {type(doc).__name__}")
+        try:
+            _hex_ids_to_base64(doc)
+            json_format.ParseDict(doc, msg, ignore_unknown_fields=True, max_recursion_depth=64)
+        except RecursionError:
+            raise RequestError("JSON body is nested too deeply") from None
+        except (json_format.ParseError, ValueError, TypeError) as exc:
+            raise RequestError(f"JSON body is not an OTLP {cls.__name__}: {exc}") from None
+        return msg
+    try:
+        msg.ParseFromString(body)
+    except (DecodeError, RecursionError, ValueError) as exc:
+        raise RequestError(f"body is not a protobuf {cls.__name__}: {exc}") from None
+    return msg
+
+
+def _hex_ids_to_base64(doc: Any) -> None:
+    """OTLP/JSON writes trace and span ids in hex; protobuf's JSON mapping expects base64.
+
+    Iterative, so a deeply nested document cannot exhaust the Python stack here.
+    """
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _ID_KEYS and isinstance(value, str) and value:
+                    try:
+                        node[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                    except ValueError:
+                        raise RequestError(f"{key} {value[:40]!r} is not hex") from None
+                elif isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+
+
+def _as_message(signal: str, data: bytes | Message) -> Message:
+    if isinstance(data, Message):
+        return data
+    return parse_request(signal, bytes(data))
+
+
+def _any_value(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_any_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return _attrs(v.kvlist_value.values)
+    if kind == "bytes_value":
+        return v.bytes_value.hex()
+    return getattr(v, kind)
+
+
+def _attrs(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: _any_value(kv.value) for kv in kvs}
+
+
+def _has_unknown(msg: Message) -> bool:
+    """Unknown fields at the top two levels: the mark of a different message type."""
+    if len(unknown_fields.UnknownFieldSet(msg)):
+        return True
+    for desc, value in msg.ListFields():
+        if desc.message_type is None:
+            continue
+        items = value if desc.label == desc.LABEL_REPEATED else [value]
+        for item in list(items)[:8]:
+            if len(unknown_fields.UnknownFieldSet(item)):
+                return True
+    return False
+
+
+def _check_shape(msg: Message, out: Decoded, items: int) -> Decoded:
+    """A request whose every item was rejected and which carries fields OTLP does not define is
+    not an OTLP request at all: say so (400) instead of answering with partial success."""
+    if not out.points and (out.rejected or items == 0) and _has_unknown(msg):
+        raise RequestError(
+            f"body is not a {type(msg).__name__}: it parses only as unknown fields"
+            + (f" ({out.error_message})" if out.errors else "")
+        )
+    return out
+
+
+# -- metrics -------------------------------------------------------------------------------
+
+
+def decode_metrics_request(data: bytes | Message) -> list[MetricPoint]:
+    """Metric points in an ``ExportMetricsServiceRequest`` (protobuf bytes or message).
+
+    Invalid points are left out; :func:`decode_metrics` also says how many and why.
+    """
+    return decode_metrics(_as_message("metrics", data)).points
+
+
+def decode_metrics(msg: Message) -> Decoded:
+    """Decode an ``ExportMetricsServiceRequest`` into :class:`MetricPoint` s (one per data point)."""
+    out = Decoded()
+    items = 0
+    for rm in msg.resource_metrics:
+        resource = _attrs(rm.resource.attributes)
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                items += 1
+                kind = metric.WhichOneof("data")
+                if not metric.name:
+                    out.reject("a metric has no name")
+                    continue
+                if kind is None:
+                    out.reject(f"metric {metric.name!r} has no data (gauge, sum, histogram, ...)")
+                    continue
+                if kind == "summary":
+                    continue  # legacy Prometheus summaries carry nothing mergeable; ignored
+                _decode_metric(metric, kind, resource, out)
+    return _check_shape(msg, out, items)
+
+
+def _temporality(value: int, name: str, out: Decoded) -> str | None:
+    if value == _DELTA:
+        return "delta"
+    if value == _CUMULATIVE:
+        return "cumulative"
+    out.reject(f"metric {name!r}: aggregation temporality is unspecified")
+    return None
+
+
+def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decoded) -> None:
+    name, unit = metric.name, metric.unit
+    data = getattr(metric, kind)
+    if kind == "gauge":
+        for dp in data.data_points:
+            out.points.append(
+                MetricPoint(name, "gauge", resource, _attrs(dp.attributes), dp.start_time_unix_nano,
+                            dp.time_unix_nano, "delta", False, _number(dp), unit=unit)
+            )
+        return
+    temporality = _temporality(data.aggregation_temporality, name, out)
+    if temporality is None:
+        return
+    if kind == "sum":
+        for dp in data.data_points:
+            value = _number(dp)
+            if not math.isfinite(value):
+                out.reject(f"metric {name!r}: sum value {value} is not finite")
+                continue
+            out.points.append(
+                MetricPoint(name, "sum", resource, _attrs(dp.attributes), dp.start_time_unix_nano,
+                            dp.time_unix_nano, temporality, data.is_monotonic, value, unit=unit)
+            )
+    elif kind == "exponential_histogram":
+        for dp in data.data_points:
+            try:
+                sketch = exp_histogram_from_point(dp)
+            except ValueError as exc:
+                out.reject(f"metric {name!r}: {exc}")
+                continue
+            out.points.append(
+                MetricPoint(name, "exponential_histogram", resource, _attrs(dp.attributes),
+                            dp.start_time_unix_nano, dp.time_unix_nano, temporality, True,
+                            sketch=sketch, unit=unit)
+            )
+    elif kind == "histogram":
+        for dp in data.data_points:
+            try:
+                hist = _explicit_from_point(dp)
+            except ValueError as exc:
+                out.reject(f"metric {name!r}: {exc}")
+                continue
+            out.points.append(
+                MetricPoint(name, "histogram", resource, _attrs(dp.attributes), dp.start_time_unix_nano,
+                            dp.time_unix_nano, temporality, True, histogram=hist, unit=unit)
+            )
+
+
+def _number(dp: Any) -> float:
+    which = dp.WhichOneof("value")
+    return float(dp.as_int) if which == "as_int" else float(dp.as_double) if which else 0.0
+
+
+def exp_histogram_from_point(dp: Any) -> ExpHistogram:
+    """An OTLP ``ExponentialHistogramDataPoint`` as the SDK's sketch type.
+
+    Producers may leave out ``sum``, ``min`` and ``max`` (they are optional in OTLP); they are
+    then estimated from the bucket bounds so that merged windows stay well defined.
+    """
+    if not -10 <= dp.scale <= 20:
+        raise ValueError(f"scale {dp.scale} is outside the OTel range -10..20")
+    pos = Buckets(dp.positive.offset, np.asarray(dp.positive.bucket_counts, np.int64)).trimmed() \
+        if len(dp.positive.bucket_counts) else Buckets()
+    neg = Buckets(dp.negative.offset, np.asarray(dp.negative.bucket_counts, np.int64)).trimmed() \
+        if len(dp.negative.bucket_counts) else Buckets()
+    bucket_total = int(pos.counts.sum()) + int(neg.counts.sum())
+    if dp.count != dp.zero_count + bucket_total:
+        raise ValueError(
+            f"count {dp.count} != zero_count {dp.zero_count} + bucket counts {bucket_total}"
+        )
+    width = max(pos.counts.size, neg.counts.size)
+    sketch = ExpHistogram(
+        scale=dp.scale if bucket_total else (dp.scale if dp.count else 0),
+        zero_count=int(dp.zero_count),
+        positive=pos,
+        negative=neg,
+        count=int(dp.count),
+        max_size=max(DEFAULT_MAX_SIZE, width),
+    )
+    if dp.count == 0:
+        return sketch
+    lo, hi = _bucket_extent(sketch)
+    sketch.min = dp.min if dp.HasField("min") and math.isfinite(dp.min) else lo
+    sketch.max = dp.max if dp.HasField("max") and math.isfinite(dp.max) else hi
+    if dp.HasField("sum") and math.isfinite(dp.sum):
+        sketch.sum = float(dp.sum)
+    else:
+        values, counts = sketch.to_points()
+        sketch.sum = float(np.dot(values, counts))
+    return sketch
+
+
+def _bucket_extent(s: ExpHistogram) -> tuple[float, float]:
+    """Smallest and largest value the buckets can hold (used when min/max were not sent)."""
+    lows: list[float] = []
+    highs: list[float] = []
+    if not s.negative.empty:
+        lo_b, hi_b = s.bucket_bounds([s.negative.offset, s.negative.last])
+        lows.append(-float(hi_b[1]))
+        highs.append(-float(lo_b[0]))
+    if s.zero_count:
+        lows.append(0.0)
+        highs.append(0.0)
+    if not s.positive.empty:
+        lo_b, hi_b = s.bucket_bounds([s.positive.offset, s.positive.last])
+        lows.append(float(lo_b[0]))
+        highs.append(float(hi_b[1]))
+    return min(lows), max(highs)
+
+
+def _explicit_from_point(dp: Any) -> ExplicitHistogram:
+    bounds = tuple(dp.explicit_bounds)
+    counts = np.asarray(dp.bucket_counts, np.int64)
+    if counts.size and counts.size != len(bounds) + 1:
+        raise ValueError(f"{counts.size} bucket counts for {len(bounds)} bounds (want bounds + 1)")
+    if counts.size and int(counts.sum()) != dp.count:
+        raise ValueError(f"count {dp.count} != sum of bucket counts {int(counts.sum())}")
+    if not counts.size:
+        counts = np.zeros(len(bounds) + 1, np.int64)
+        counts[-1] = dp.count  # no buckets: everything in one (+Inf) bucket
+    return ExplicitHistogram(
+        bounds,
+        counts,
+        int(dp.count),
+        float(dp.sum) if dp.HasField("sum") else 0.0,
+        dp.min if dp.HasField("min") else math.nan,
+        dp.max if dp.HasField("max") else math.nan,
+    )
+
+
+# -- traces and logs ------------------------------------------------------------------------
+
+
+def decode_traces_request(data: bytes | Message) -> list[SpanPoint]:
+    """Spans in an ``ExportTraceServiceRequest`` (protobuf bytes or message)."""
+    return decode_traces(_as_message("traces", data)).points
+
+
+def decode_traces(msg: Message) -> Decoded:
+    out = Decoded()
+    items = 0
+    for rs in msg.resource_spans:
+        resource = _attrs(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                items += 1
+                if len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    out.reject(
+                        f"span {span.name[:60]!r}: trace_id/span_id must be 16/8 bytes, "
+                        f"got {len(span.trace_id)}/{len(span.span_id)}"
+                    )
+                    continue
+                attrs = _attrs(span.attributes)
+                error = span.status.code == _STATUS_ERROR
+                etype = attrs.get("error.type")
+                out.points.append(
+                    SpanPoint(span.name, resource, attrs, span.trace_id.hex(), span.span_id.hex(),
+                              span.start_time_unix_nano, span.end_time_unix_nano, error,
+                              str(etype) if etype is not None else ("_OTHER" if error else None))
+                )
+    return _check_shape(msg, out, items)
+
+
+def decode_logs_request(data: bytes | Message) -> list[LogPoint]:
+    """Log records in an ``ExportLogsServiceRequest`` (protobuf bytes or message)."""
+    return decode_logs(_as_message("logs", data)).points
+
+
+def decode_logs(msg: Message) -> Decoded:
+    out = Decoded()
+    items = 0
+    for rl in msg.resource_logs:
+        resource = _attrs(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                items += 1
+                if rec.trace_id and len(rec.trace_id) != 16:
+                    out.reject(f"log record: trace_id must be 16 bytes, got {len(rec.trace_id)}")
+                    continue
+                attrs = _attrs(rec.attributes)
+                event = rec.event_name or attrs.get("event.name") or ""
+                out.points.append(
+                    LogPoint(str(event), resource, attrs, rec.time_unix_nano or rec.observed_time_unix_nano,
+                             rec.trace_id.hex(), rec.span_id.hex(),
+                             _any_value(rec.body) if rec.HasField("body") else None)
+                )
+    return _check_shape(msg, out, items)
+
+
+# -- cumulative → delta -----------------------------------------------------------------------
+
+
+@dataclass
+class _StreamState:
+    start_ns: int
+    time_ns: int
+    value: float | None = None
+    sketch: ExpHistogram | None = None
+    histogram: ExplicitHistogram | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "start_ns": self.start_ns,
+            "time_ns": self.time_ns,
+            "value": self.value,
+            "sketch": self.sketch.to_dict() if self.sketch else None,
+            "histogram": self.histogram.to_dict() if self.histogram else None,
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> _StreamState:
+        d = json.loads(text)
+        return cls(
+            d["start_ns"], d["time_ns"], d.get("value"),
+            ExpHistogram.from_dict(d["sketch"]) if d.get("sketch") else None,
+            ExplicitHistogram.from_dict(d["histogram"]) if d.get("histogram") else None,
+        )
+
+
+def stream_key(p: MetricPoint) -> str:
+    """Identity of a cumulative stream: metric name, resource and point attributes."""
+    return json.dumps([p.name, p.resource, p.attributes], sort_keys=True, separators=(",", ":"), default=str)
+
+
+class CumulativeToDelta:
+    """Turns cumulative points into deltas, one stream at a time.
+
+    A stream restarts (its counters reset) when its start time changes or its value goes down;
+    the new cumulative value is then the delta. A stream's first point counts in full when it
+    has a start time (everything since that start is new to us) and is only a baseline when it
+    has none. Changes are *staged* per batch and kept (:meth:`commit`) only once the batch is
+    stored, so a failed write cannot skip data; storage persists the state in the same
+    transaction, so a restart neither loses nor double-counts.
+
+    >>> c = CumulativeToDelta()
+    >>> p = lambda v, t: MetricPoint("n", "sum", {}, {}, 1, t, "cumulative", True, float(v))
+    >>> staged = {}
+    >>> [d.value for d in c.convert([p(5, 10), p(7, 20), p(2, 30)], staged)]
+    [5.0, 2.0, 2.0]
+    """
+
+    def __init__(self) -> None:
+        self.state: dict[str, _StreamState] = {}
+
+    def load(self, rows: Iterable[tuple[str, str]]) -> None:
+        for key, text in rows:
+            self.state[key] = _StreamState.from_json(text)
+
+    def commit(self, staged: Mapping[str, _StreamState]) -> None:
+        self.state.update(staged)
+
+    def convert(self, points: Sequence[MetricPoint], staged: dict[str, _StreamState]) -> list[MetricPoint]:
+        """Deltas for ``points`` (delta points pass through; gauges too)."""
+        out: list[MetricPoint] = []
+        for p in points:
+            if p.temporality != "cumulative" or p.kind == "gauge":
+                out.append(p)
+                continue
+            key = stream_key(p)
+            prev = staged.get(key) or self.state.get(key)
+            if prev is not None and p.start_ns == prev.start_ns and p.time_ns <= prev.time_ns:
+                continue  # a repeat or out-of-order point of a stream we already counted
+            delta = self._delta(p, prev)
+            staged[key] = _StreamState(p.start_ns, p.time_ns, p.value, p.sketch, p.histogram)
+            if delta is not None:
+                out.append(delta)
+        return out
+
+    @staticmethod
+    def _delta(p: MetricPoint, prev: _StreamState | None) -> MetricPoint | None:
+        fresh = prev is None or p.start_ns != prev.start_ns
+        if prev is None and not p.start_ns:
+            return None  # baseline only: we cannot know what came before
+        d = MetricPoint(p.name, p.kind, p.resource, p.attributes,
+                        p.start_ns if fresh or prev is None else prev.time_ns, p.time_ns, "delta",
+                        p.monotonic, unit=p.unit)
+        if p.kind == "sum":
+            assert p.value is not None
+            if fresh or prev is None or prev.value is None:
+                d.value = p.value
+            else:
+                d.value = p.value - prev.value
+                if p.monotonic and d.value < 0:
+                    d.value = p.value  # counter reset without a new start time
+            return d
+        if p.kind == "exponential_histogram":
+            assert p.sketch is not None
+            diff = None if fresh or prev is None or prev.sketch is None else subtract_sketch(p.sketch, prev.sketch)
+            d.sketch = p.sketch if diff is None else diff
+            return d
+        assert p.histogram is not None
+        h = p.histogram
+        if fresh or prev is None or prev.histogram is None or prev.histogram.bounds != h.bounds:
+            d.histogram = h
+            return d
+        counts = h.counts - prev.histogram.counts
+        if (counts < 0).any():
+            d.histogram = h
+            return d
+        d.histogram = ExplicitHistogram(h.bounds, counts, int(counts.sum()), h.sum - prev.histogram.sum)
+        return d
+
+
+def subtract_sketch(cur: ExpHistogram, prev: ExpHistogram) -> ExpHistogram | None:
+    """``cur - prev`` for two cumulative sketches of one stream, or ``None`` if ``prev`` is not
+    contained in ``cur`` (a reset). The delta's min/max are exact when the extreme moved, and
+    otherwise bounded by its outermost non-empty buckets."""
+    if cur.count < prev.count:
+        return None
+    scale = min(cur.scale, prev.scale)
+    a = cur.downscale(cur.scale - scale)
+    b = prev.downscale(prev.scale - scale)
+    out = ExpHistogram(scale=scale, zero_count=a.zero_count - b.zero_count, count=cur.count - prev.count,
+                       sum=cur.sum - prev.sum, max_size=cur.max_size)
+    if out.zero_count < 0:
+        return None
+    for sign in ("positive", "negative"):
+        diff = _sub_buckets(getattr(a, sign), getattr(b, sign))
+        if diff is None:
+            return None
+        setattr(out, sign, diff)
+    if out.count == 0:
+        return ExpHistogram(max_size=cur.max_size)
+    lo, hi = _bucket_extent(out)
+    out.min = cur.min if cur.min < prev.min else max(lo, cur.min)
+    out.max = cur.max if cur.max > prev.max else min(hi, cur.max)
+    return out
+
+
+def _sub_buckets(a: Buckets, b: Buckets) -> Buckets | None:
+    if b.empty:
+        return Buckets(a.offset, a.counts.copy())
+    if a.empty or b.offset < a.offset or b.last > a.last:
+        return None if int(b.counts.sum()) else Buckets(a.offset, a.counts.copy())
+    counts = a.counts.copy()
+    counts[b.offset - a.offset : b.offset - a.offset + b.counts.size] -= b.counts
+    if (counts < 0).any():
+        return None
+    return Buckets(a.offset, counts).trimmed()

@@ -1,0 +1,202 @@
+"""Wires the processor together: storage, the ingest writer, OTLP listeners, the web port,
+periodic maintenance (compaction, retention), and a graceful stop on SIGTERM.
+
+Stop order matters for "acknowledged means stored": listeners stop taking requests first, then
+the writer commits everything already queued, then the store closes.
+
+Example:
+    >>> from infersight.processor.config import load_config
+    >>> p = Processor(load_config(None, {"db": "sqlite:///:memory:", "otlp_grpc": "127.0.0.1:0",
+    ...     "otlp_http": "127.0.0.1:0", "web": "127.0.0.1:0"}))
+    >>> p.start(); sorted(p.ports); p.stop()
+    ['otlp_grpc', 'otlp_http', 'web']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import uvicorn
+
+from infersight.processor.api import make_web_app
+from infersight.processor.config import ProcessorConfig, split_address
+from infersight.processor.ingest import Ingestor
+from infersight.processor.otlp_receiver import Receiver, make_grpc_server, make_http_app
+from infersight.processor.selfmetrics import Registry
+from infersight.processor.storage import SqlStorage, open_storage
+
+__all__ = ["Processor"]
+
+log = logging.getLogger("infersight.processor")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the processor owns SIGTERM for all listeners."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(address: str) -> socket.socket:
+    host, port = split_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {address}: {exc.strerror}") from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class Processor:
+    """The companion service. :meth:`start` returns once every listener is up (ports in
+    :attr:`ports`); :meth:`run` also waits for SIGTERM/SIGINT and stops gracefully."""
+
+    def __init__(self, config: ProcessorConfig, storage: SqlStorage | None = None) -> None:
+        self.config = config
+        self.registry = Registry()
+        self.storage = storage or open_storage(config.db, config.window_sizes, feedback_ttl=config.feedback_ttl)
+        self.ingestor = Ingestor(
+            self.storage,
+            window_sizes=config.window_sizes,
+            registry=self.registry,
+            queue_points=config.queue_points,
+            commit_interval=config.commit_interval,
+            commit_max_requests=config.commit_max_requests,
+        )
+        self.receiver = Receiver(self.ingestor, self.registry, config.token, config.ack_timeout)
+        self.ports: dict[str, int] = {}
+        self._servers: list[_Server] = []
+        self._loop_thread: threading.Thread | None = None
+        self._grpc: Any = None
+        self._stop_maintenance = threading.Event()
+        self._maintenance: threading.Thread | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        cfg = self.config
+        tls = None
+        ssl: dict[str, Any] = {}
+        if cfg.tls_cert and cfg.tls_key:
+            tls = (Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())
+            ssl = {"ssl_certfile": cfg.tls_cert, "ssl_keyfile": cfg.tls_key}
+        self.ingestor.start()
+        self._grpc, self.ports["otlp_grpc"] = make_grpc_server(
+            self.receiver, cfg.otlp_grpc, max_body_bytes=cfg.max_body_bytes, retry_after=cfg.retry_after, tls=tls
+        )
+        self._grpc.start()
+        apps = {
+            "otlp_http": (cfg.otlp_http, make_http_app(self.receiver, max_body_bytes=cfg.max_body_bytes,
+                                                       retry_after=cfg.retry_after)),
+            "web": (cfg.web, make_web_app(self.storage, self.registry,
+                                          receiver=self.receiver if cfg.token else None, ingestor=self.ingestor)),
+        }
+        socks = []
+        for name, (address, app) in apps.items():
+            sock = _bind(address)
+            self.ports[name] = sock.getsockname()[1]
+            server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                            timeout_graceful_shutdown=10, **ssl))
+            self._servers.append(server)
+            socks.append(sock)
+        started = threading.Event()
+
+        async def serve() -> None:
+            tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(self._servers, socks)]
+            while not all(s.started for s in self._servers) and not any(t.done() for t in tasks):
+                await asyncio.sleep(0.01)
+            started.set()
+            await asyncio.gather(*tasks)
+
+        self._loop_thread = threading.Thread(target=lambda: asyncio.run(serve()), name="infersight-http", daemon=True)
+        self._loop_thread.start()
+        started.wait(30)
+        self._maintenance = threading.Thread(target=self._maintain, name="infersight-maintenance", daemon=True)
+        self._maintenance.start()
+        log.info("infersight processor listening: %s", self.ports)
+
+    def maintain_once(self, now: float | None = None) -> dict[str, int]:
+        """Fold the windows written since last time and drop what is past retention."""
+        cfg = self.config
+        folded = self.storage.compact(self.ingestor.take_dirty())
+        self.registry.inc("infersight_processor_windows_compacted_total", folded)
+        gone = self.storage.expire(
+            time.time() if now is None else now,
+            {size: cfg.retention_for(size) for size in cfg.window_sizes},
+            cfg.prediction_retention,
+            cfg.dedup_ttl,
+        )
+        for kind, n in gone.items():
+            if n:
+                self.registry.inc("infersight_processor_expired_total", n, kind=kind)
+        return gone
+
+    def _maintain(self) -> None:
+        with contextlib.suppress(Exception):
+            self.storage.compact(None)  # rows a previous run left unfolded
+        while not self._stop_maintenance.wait(self.config.maintenance_interval):
+            try:
+                self.maintain_once()
+            except Exception:
+                log.exception("maintenance failed; will retry")
+
+    def stop(self) -> None:
+        """Stop listening, commit what is queued, close the store. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for s in self._servers:
+            s.should_exit = True
+        if self._grpc is not None:
+            self._grpc.stop(grace=5).wait(10)
+        if self._loop_thread is not None:
+            self._loop_thread.join(15)
+        self.ingestor.stop()
+        self._stop_maintenance.set()
+        if self._maintenance is not None:
+            self._maintenance.join(30)
+        with contextlib.suppress(Exception):
+            self.storage.compact(self.ingestor.take_dirty())
+        self.storage.close()
+
+    def run(self) -> int:
+        """Start, print the bound ports, and block until SIGTERM or SIGINT."""
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        print(
+            "infersight processor ready: "
+            + " ".join(f"{k}={v}" for k, v in self.ports.items())
+            + f" db={_safe_url(self.config.db)}",
+            flush=True,
+        )
+        while not done.wait(1.0):
+            pass
+        print("infersight processor stopping", flush=True)
+        self.stop()
+        print("infersight processor stopped", flush=True)
+        return 0
+
+
+def _safe_url(url: str) -> str:
+    """The storage URL without its password, for logs."""
+    from urllib.parse import urlparse
+
+    p = urlparse(url)
+    if p.password:
+        return url.replace(f":{p.password}@", ":***@")
+    return url

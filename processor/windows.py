@@ -1,0 +1,355 @@
+"""Decoded points → per-window, mergeable statistics (the processor's second stage).
+
+A :class:`WindowStats` is what one (model, version, role, name) series holds in one time
+window: exponential-histogram sketches, explicit-bucket histograms and labelled counters. All
+three add up, so windows merge into larger windows and replicas into one view, in any order.
+
+Roles: ``feature`` (name = ``ml.feature.name``), ``output`` (name = ``ml.output.name``) and
+``model`` (name ``""``: latency, errors, batch sizes, spans, SDK drops).
+
+Example:
+    >>> a = WindowStats(counters={"missing": {"nan": 2}})
+    >>> WindowStats.merge_all([a, WindowStats(counters={"missing": {"nan": 1, "null": 4}})]).counters
+    {'missing': {'nan': 3, 'null': 4}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from infersight.processor.otlp_decode import Decoded, ExplicitHistogram, LogPoint, MetricPoint, SpanPoint
+from infersight.sketch import ExpHistogram
+
+__all__ = ["WindowStats", "WindowKey", "Prediction", "Feedback", "Aggregated", "aggregate", "screen", "window_start"]
+
+FEATURE, OUTPUT, MODEL = "feature", "output", "model"
+
+
+class WindowKey(NamedTuple):
+    model: str
+    version: str
+    role: str
+    name: str
+    size: int  # window length, seconds
+    start: int  # Unix seconds, a multiple of size
+
+
+@dataclass
+class WindowStats:
+    """Mergeable statistics of one series in one window."""
+
+    sketches: dict[str, ExpHistogram] = field(default_factory=dict)
+    histograms: dict[str, ExplicitHistogram] = field(default_factory=dict)
+    counters: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add_count(self, group: str, label: str, value: float) -> None:
+        bucket = self.counters.setdefault(group, {})
+        bucket[label] = bucket.get(label, 0) + value
+
+    @staticmethod
+    def merge_all(items: Iterable[WindowStats]) -> WindowStats:
+        """One ``WindowStats`` holding everything in ``items`` (one sketch merge per name)."""
+        sketches: dict[str, list[ExpHistogram]] = defaultdict(list)
+        out = WindowStats()
+        for it in items:
+            for name, s in it.sketches.items():
+                sketches[name].append(s)
+            for name, h in it.histograms.items():
+                _merge_histogram(out.histograms, name, h)
+            for group, labels in it.counters.items():
+                for label, v in labels.items():
+                    out.add_count(group, label, v)
+        for name, parts in sketches.items():
+            out.sketches[name] = parts[0] if len(parts) == 1 else ExpHistogram.merge_all(parts)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "s": {k: _compact_sketch(v) for k, v in self.sketches.items()},
+                "h": {k: v.to_dict() for k, v in self.histograms.items()},
+                "c": self.counters,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> WindowStats:
+        d = json.loads(text)
+        return cls(
+            {k: ExpHistogram.from_dict(v) for k, v in d.get("s", {}).items()},
+            {k: ExplicitHistogram.from_dict(v) for k, v in d.get("h", {}).items()},
+            d.get("c", {}),
+        )
+
+
+def _compact_sketch(s: ExpHistogram) -> dict[str, Any]:
+    d = s.to_dict()
+    # Empty signs take room in every stored row; from_dict fills the defaults back in.
+    for sign in ("positive", "negative"):
+        if not d[sign]["counts"]:
+            del d[sign]
+    return d
+
+
+def _merge_histogram(into: dict[str, ExplicitHistogram], name: str, h: ExplicitHistogram) -> None:
+    """Histograms with other bucket bounds (another producer's layout) are kept side by side
+    under ``name@N`` instead of being re-binned into a layout they were not measured in."""
+    key = name
+    n = 1
+    while key in into and into[key].bounds != h.bounds:
+        key = f"{name}@{n}"
+        n += 1
+    into[key] = into[key].merge(h) if key in into else h
+
+
+def window_start(time_ns: int, size: int) -> int:
+    """Start (Unix seconds) of the ``size``-second window holding ``time_ns``.
+
+    >>> window_start(125 * 10**9, 60)
+    120
+    """
+    t = time_ns // 1_000_000_000
+    return t - t % size
+
+
+@dataclass
+class Prediction:
+    model: str
+    version: str
+    request_id: str
+    time_ns: int
+    trace_id: str
+    span_id: str
+    inputs: str | None
+    outputs: str | None
+    truncated: bool
+
+
+@dataclass
+class Feedback:
+    model: str
+    version: str
+    request_id: str
+    time_ns: int
+    actual: str
+
+
+@dataclass
+class Aggregated:
+    """Everything one batch of requests adds: window rows, prediction and feedback records,
+    and what was ignored (unknown metric names and events, counted, not stored)."""
+
+    windows: dict[WindowKey, WindowStats] = field(default_factory=dict)
+    predictions: list[Prediction] = field(default_factory=list)
+    feedback: list[Feedback] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+# metric name -> (role, attribute naming the series, how the point is stored)
+_KNOWN: dict[str, tuple[str, str | None, str, str | None]] = {
+    # name: (role, series attribute, stored as (sketch|hist|counter group), counter label attribute)
+    "ml.feature.value": (FEATURE, "ml.feature.name", "value", None),
+    "ml.feature.category": (FEATURE, "ml.feature.name", "category", "ml.category.value"),
+    "ml.feature.missing": (FEATURE, "ml.feature.name", "missing", "ml.missing.kind"),
+    "ml.schema.violations": (FEATURE, "ml.feature.name", "violations", "ml.schema.rule"),
+    "ml.prediction.value": (OUTPUT, "ml.output.name", "value", None),
+    "ml.prediction.class": (OUTPUT, "ml.output.name", "class", "ml.prediction.label"),
+    "ml.prediction.null": (OUTPUT, "ml.output.name", "null", "ml.null.kind"),
+    "ml.inference.duration": (MODEL, None, "duration", None),
+    "ml.inference.batch_size": (MODEL, None, "batch_size", None),
+    "ml.telemetry.dropped": (MODEL, None, "dropped", "ml.telemetry.reason"),
+}
+
+
+class _Builder:
+    """Collects base-window parts, merged once per key at the end."""
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.parts: dict[WindowKey, list[WindowStats]] = defaultdict(list)
+        self.durations: dict[WindowKey, list[float]] = defaultdict(list)
+
+    def part(self, model: str, version: str, role: str, name: str, time_ns: int) -> WindowStats:
+        key = WindowKey(model, version, role, name, self.base, window_start(time_ns, self.base))
+        ws = WindowStats()
+        self.parts[key].append(ws)
+        return ws
+
+
+def aggregate(
+    metrics: Sequence[MetricPoint],
+    spans: Sequence[SpanPoint],
+    logs: Sequence[LogPoint],
+    sizes: Sequence[int],
+) -> Aggregated:
+    """Fold delta points into windows of every size in ``sizes`` (base first, then roll-ups,
+    each a multiple of the one before), plus prediction/feedback records from logs.
+
+    Roll-up windows are derived from the merged base windows, so a batch costs one sketch
+    merge per key and level rather than one per point and level.
+    """
+    out = Aggregated()
+    b = _Builder(sizes[0])
+    for p in metrics:
+        _add_metric(b, p, out)
+    for s in spans:
+        _add_span(b, s, out)
+    for rec in logs:
+        _add_log(rec, out)
+    base: dict[WindowKey, WindowStats] = {}
+    for key, parts in b.parts.items():
+        base[key] = parts[0] if len(parts) == 1 else WindowStats.merge_all(parts)
+    for key, durations in b.durations.items():
+        ws = base.setdefault(key, WindowStats())
+        ws.sketches["span_duration"] = ExpHistogram.from_values(np.asarray(durations))
+    out.windows.update(base)
+    for size in sizes[1:]:
+        grouped: dict[WindowKey, list[WindowStats]] = defaultdict(list)
+        for key, ws in base.items():
+            grouped[key._replace(size=size, start=key.start - key.start % size)].append(ws)
+        for key, items in grouped.items():
+            out.windows[key] = items[0] if len(items) == 1 else WindowStats.merge_all(items)
+    return out
+
+
+def screen(signal: str, decoded: Decoded) -> Decoded:
+    """Move the points windows cannot place (an ``ml.*`` point without its model or series
+    attribute, a prediction log without a request id) from ``points`` to ``rejected``, so the
+    request that carried them is told (OTLP partial success). Unknown names pass: they are
+    ignored and counted later, not rejected.
+    """
+    check = {"metrics": _metric_problem, "traces": _no_problem, "logs": _log_problem}[signal]
+    keep = []
+    for p in decoded.points:
+        why = check(p)
+        if why is None:
+            keep.append(p)
+        else:
+            decoded.reject(why)
+    decoded.points = keep
+    return decoded
+
+
+def _no_problem(p: Any) -> str | None:
+    return None
+
+
+def _metric_problem(p: MetricPoint) -> str | None:
+    spec = _KNOWN.get(p.name)
+    if spec is None:
+        return None
+    if _identity(p.attributes, p.resource) is None:
+        return f"{p.name}: point has no ml.model.name attribute"
+    series_attr, label_attr = spec[1], spec[3]
+    if series_attr is not None and p.attributes.get(series_attr) in (None, ""):
+        return f"{p.name}: point has no {series_attr} attribute"
+    if p.kind == "sum" and label_attr is not None and p.attributes.get(label_attr) is None:
+        return f"{p.name}: point has no {label_attr} attribute"
+    return None
+
+
+def _log_problem(rec: LogPoint) -> str | None:
+    if rec.event_name not in ("ml.prediction", "ml.feedback"):
+        return None
+    if _identity(rec.attributes, rec.resource) is None or not rec.attributes.get("ml.request.id"):
+        return f"{rec.event_name} log record needs ml.model.name and ml.request.id attributes"
+    if rec.event_name == "ml.feedback" and rec.attributes.get("ml.feedback.actual") is None:
+        return "ml.feedback log record has no ml.feedback.actual attribute"
+    return None
+
+
+def _identity(attrs: dict[str, Any], resource: dict[str, Any]) -> tuple[str, str] | None:
+    model = attrs.get("ml.model.name", resource.get("ml.model.name"))
+    if model is None or model == "":
+        return None
+    version = attrs.get("ml.model.version", resource.get("ml.model.version", ""))
+    return str(model), str(version)
+
+
+def _add_metric(b: _Builder, p: MetricPoint, out: Aggregated) -> None:
+    spec = _KNOWN.get(p.name)
+    if spec is None:
+        out.ignored[f"metric:{p.name}"[:120]] += 1
+        return
+    role, series_attr, slot, label_attr = spec
+    ident = _identity(p.attributes, p.resource)
+    if ident is None or _metric_problem(p):
+        return  # screened out (and reported) before it reached the writer
+    series = "" if series_attr is None else str(p.attributes[series_attr])
+    ws = b.part(ident[0], ident[1], role, series, p.time_ns)
+    if p.kind == "exponential_histogram" and p.sketch is not None:
+        if p.sketch.count:
+            ws.sketches[slot] = p.sketch
+        if role == MODEL and slot == "duration":
+            _count_calls(ws, p.attributes, p.sketch.count)
+    elif p.kind == "histogram" and p.histogram is not None:
+        ws.histograms[slot] = p.histogram
+        if role == MODEL and slot == "duration":
+            _count_calls(ws, p.attributes, p.histogram.count)
+    elif p.kind == "sum" and label_attr is not None and p.value is not None:
+        if p.value:
+            ws.add_count(slot, str(p.attributes[label_attr]), _int_if_whole(p.value))
+    else:
+        out.ignored[f"kind:{p.name}:{p.kind}"[:120]] += 1
+
+
+def _count_calls(ws: WindowStats, attrs: dict[str, Any], n: int) -> None:
+    if not n:
+        return
+    ws.add_count("calls", "total", n)
+    etype = attrs.get("error.type")
+    if etype is not None:
+        ws.add_count("calls", "error", n)
+        ws.add_count("errors", str(etype), n)
+
+
+def _int_if_whole(v: float) -> float:
+    return int(v) if float(v).is_integer() and abs(v) < 2**53 else v
+
+
+def _add_span(b: _Builder, s: SpanPoint, out: Aggregated) -> None:
+    ident = _identity(s.attributes, s.resource)
+    if ident is None:
+        out.ignored["span:without ml.model.name"] += 1
+        return
+    ws = b.part(ident[0], ident[1], MODEL, "", s.end_ns)
+    ws.add_count("spans", "total", 1)
+    if s.error:
+        ws.add_count("spans", "error", 1)
+        ws.add_count("span_errors", s.error_type or "_OTHER", 1)
+    if s.end_ns >= s.start_ns and math.isfinite(s.duration_s):
+        b.durations[WindowKey(ident[0], ident[1], MODEL, "", b.base, window_start(s.end_ns, b.base))].append(
+            s.duration_s
+        )
+
+
+def _json_text(v: Any) -> str | None:
+    if v is None:
+        return None
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _add_log(rec: LogPoint, out: Aggregated) -> None:
+    if rec.event_name not in ("ml.prediction", "ml.feedback"):
+        out.ignored[f"log:{rec.event_name or '(no event name)'}"[:120]] += 1
+        return
+    ident = _identity(rec.attributes, rec.resource)
+    if ident is None or _log_problem(rec):
+        return  # screened out (and reported) before it reached the writer
+    rid = rec.attributes["ml.request.id"]
+    if rec.event_name == "ml.prediction":
+        out.predictions.append(
+            Prediction(ident[0], ident[1], str(rid), rec.time_ns, rec.trace_id, rec.span_id,
+                       _json_text(rec.attributes.get("ml.inputs")), _json_text(rec.attributes.get("ml.outputs")),
+                       bool(rec.attributes.get("ml.payload.truncated", False)))
+        )
+    else:
+        actual = rec.attributes["ml.feedback.actual"]
+        out.feedback.append(Feedback(ident[0], ident[1], str(rid), rec.time_ns, _json_text(actual) or ""))
