@@ -1,0 +1,194 @@
+"""Reading tables from files (CSV, Parquet, JSON lines, .npy) and versioned JSON documents.
+
+Tables come back in the shape of ``_stats_columns.to_columns``. Large files show a progress
+line on stderr when it is a terminal. JSON documents (reference profiles, schemas) carry
+``format`` and ``format_version``; reading a newer, foreign or corrupt one fails with a message
+that says which file, what was found and what to do.
+
+Example:
+    >>> # cols, n = read_table("train.csv"); doc = read_versioned_json("reference.json", {...})
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from infersight._stats_columns import to_columns
+
+__all__ = ["read_table", "read_versioned_json", "write_json", "Progress", "TABLE_SUFFIXES"]
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".npy")
+_CHUNK_ROWS = 200_000
+
+
+class Progress:
+    """A one-line progress indicator on stderr, shown only on a terminal (no dependency)."""
+
+    def __init__(self, label: str, total: int, enabled: bool | None = None) -> None:
+        self.label, self.total = label, max(total, 1)
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+
+    def update(self, done: int) -> None:
+        if self.enabled:
+            pct = min(100.0, 100.0 * done / self.total)
+            sys.stderr.write(f"\r{self.label}: {pct:5.1f}%")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def read_table(
+    path: str | Path, *, columns: Sequence[str] | None = None, progress: bool | None = None
+) -> tuple[dict[str, npt.NDArray[Any]], int]:
+    """Read a data file into ``(columns, n_rows)``; the format comes from the suffix."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"data file {str(p)!r} does not exist; check the path")
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        cols, n = _read_csv(p, "\t" if suffix == ".tsv" else ",", progress)
+    elif suffix in (".parquet", ".pq"):
+        cols, n = _read_parquet(p)
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        cols, n = _read_jsonl(p, progress)
+    elif suffix == ".npy":
+        arr = np.load(p, allow_pickle=False)
+        cols, n = to_columns(arr)
+    else:
+        raise ValueError(
+            f"cannot read {str(p)!r}: unknown suffix {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}"
+        )
+    if columns:
+        missing = [c for c in columns if c not in cols]
+        if missing:
+            raise KeyError(f"column(s) {missing} not in {str(p)!r}; it has {sorted(cols)[:20]}")
+        cols = {c: cols[c] for c in columns}
+    return cols, n
+
+
+def _read_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.NDArray[Any]], int]:
+    size = p.stat().st_size
+    bar = Progress(f"reading {p.name}", size, progress if progress is not None else (None if size > 50e6 else False))
+    try:
+        import pandas as pd
+    except ImportError:
+        pd = None
+    with open(p, "rb") as fh:
+        if pd is not None:
+            frames = []
+            for chunk in pd.read_csv(fh, sep=sep, chunksize=_CHUNK_ROWS, low_memory=False):
+                frames.append(chunk)
+                bar.update(fh.tell())
+            bar.close()
+            frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            return to_columns(frame)
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        reader = csv.reader(text, delimiter=sep)
+        header = next(reader, [])
+        rows: list[list[str]] = []
+        for i, row in enumerate(reader):
+            rows.append(row)
+            if i % 100_000 == 0:
+                bar.update(fh.tell())
+        bar.close()
+    cols = {}
+    for j, name in enumerate(header):
+        vals = np.empty(len(rows), dtype=object)
+        vals[:] = [(r[j] if j < len(r) and r[j] != "" else None) for r in rows]
+        cols[name] = vals
+    return cols, len(rows)
+
+
+def _read_parquet(p: Path) -> tuple[dict[str, npt.NDArray[Any]], int]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError(
+            f"reading {str(p)!r} needs pyarrow; install it with pip install 'infersight[parquet]'"
+        ) from exc
+    table = pq.read_table(p)
+    cols: dict[str, npt.NDArray[Any]] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        try:
+            arr = col.to_numpy(zero_copy_only=False)
+        except Exception:
+            arr = np.asarray(col.to_pylist(), dtype=object)
+        if arr.dtype.kind == "O":
+            arr = np.asarray(col.to_pylist(), dtype=object)
+        cols[name] = arr
+    out, n = to_columns(cols)
+    return out, n
+
+
+def _read_jsonl(p: Path, progress: bool | None) -> tuple[dict[str, npt.NDArray[Any]], int]:
+    size = p.stat().st_size
+    bar = Progress(f"reading {p.name}", size, progress if progress is not None else (None if size > 50e6 else False))
+    rows: list[Any] = []
+    with open(p, "rb") as fh:
+        first = fh.read(1)
+        fh.seek(0)
+        if first == b"[":  # a plain JSON array of records is accepted too
+            rows = json.load(fh)
+        else:
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{str(p)!r} line {lineno} is not JSON ({exc.msg}); fix or drop that line") from exc
+                if lineno % 100_000 == 0:
+                    bar.update(fh.tell())
+    bar.close()
+    return to_columns(rows)
+
+
+def read_versioned_json(path: str | Path, accepted: Mapping[str, int | None]) -> dict[str, Any]:
+    """Load a JSON document whose ``format`` is a key of ``accepted`` and whose
+    ``format_version`` is at most the value (``None``: any version)."""
+    p = Path(path)
+    what = "/".join(accepted)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{str(p)!r} does not exist; create it with `infersight profile DATA -o {p.name}`") from None
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{str(p)!r} is not valid JSON ({exc}); the file is corrupt or truncated. "
+            "Re-create it with `infersight profile`"
+        ) from exc
+    if not isinstance(doc, dict) or doc.get("format") not in accepted:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"{str(p)!r} is not an {what} file (format={found!r}); pass a file written by infersight")
+    version = doc.get("format_version")
+    limit = accepted[doc["format"]]
+    if not isinstance(version, int):
+        raise ValueError(f"{str(p)!r} has no integer format_version ({version!r}); the file is corrupt")
+    if limit is not None and version > limit:
+        raise ValueError(
+            f"{str(p)!r} has format_version {version}, newer than this infersight reads ({limit}); "
+            "upgrade infersight (pip install -U infersight) or re-create the file with this version"
+        )
+    return doc
+
+
+def write_json(path: str | Path, doc: Mapping[str, Any]) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves half a profile."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, allow_nan=False, separators=(",", ":"))
+    os.replace(tmp, p)

@@ -1,0 +1,519 @@
+"""Reference profiles: what the training data looked like, saved as versioned JSON.
+
+A :class:`Reference` holds, per column, its kind, counts of missing values by kind
+(``absent``, ``null``, ``nan``, ``inf``), summary statistics, 200 equal-mass quantile bins
+(exact CDF knots, used by KS, Wasserstein, PSI and Jensen–Shannon), the same OTel exponential
+histogram the SDK emits, and category frequencies; an inferred, editable :class:`Schema`;
+optionally the prediction and target distributions, the confusion matrix (for black-box label
+shift estimation) and a small PCA-reduced sample for multivariate drift.
+
+It is built by ``Reference.from_data(obj)`` or ``infersight profile DATA --model NAME -o
+reference.json`` and never pickled.
+
+Example:
+    >>> import numpy as np
+    >>> ref = Reference.from_data({"x": np.arange(100.0), "c": np.array(["a", "b"] * 50, dtype=object)}, model="m")
+    >>> ref.features["x"].kind, ref.features["c"].categories
+    ('numeric', {'a': 50, 'b': 50})
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from infersight._stats_columns import ABSENT, clean_column, infer_kind, null_mask, to_columns
+from infersight.schema import Schema
+from infersight.sketch import ExpHistogram
+
+__all__ = ["Reference", "FeatureProfile", "NumericSummary", "Confusion", "FORMAT_VERSION", "add_parser"]
+
+FORMAT = "infersight.reference"
+FORMAT_VERSION = 1
+N_BINS = 200  # equal-mass bins: each holds 0.5% of the reference, the bound on binned KS error
+PSI_LEVELS = tuple(np.round(np.arange(1, 10) / 10, 2))  # decile edges for PSI / Jensen–Shannon
+MAX_CATEGORIES = 10_000  # categories kept per column; the rest are counted as "__other__"
+OTHER = "__other__"
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def sorted_quantile(xs: npt.NDArray[np.float64], q: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``np.quantile(xs, q)`` (linear method) for an already sorted array, without re-sorting."""
+    qs = np.asarray(q, dtype=np.float64)
+    pos = qs * (xs.size - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, xs.size - 1)
+    frac = pos - lo
+    return xs[lo] + frac * (xs[hi] - xs[lo])
+
+
+@dataclass
+class NumericSummary:
+    """Distribution of the finite values of a numeric column (or of text/array lengths).
+
+    ``edges``/``cum`` are CDF knots: ``cum[i]`` values are ``<= edges[i]``; ``psi_edges`` are
+    the reference deciles (a subset of ``edges``).
+    """
+
+    count: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    quantiles: dict[str, float]
+    edges: npt.NDArray[np.float64]
+    cum: npt.NDArray[np.int64]
+    psi_edges: npt.NDArray[np.float64]
+    sketch: ExpHistogram
+
+    @classmethod
+    def from_values(cls, values: npt.NDArray[np.float64]) -> NumericSummary:
+        """Summarise finite values (callers drop NaN/Inf first).
+
+        >>> NumericSummary.from_values(np.array([1.0, 2.0, 3.0])).quantiles["p50"]
+        2.0
+        """
+        xs = np.sort(np.asarray(values, dtype=np.float64))
+        n = int(xs.size)
+        if n == 0:
+            empty = np.zeros(0)
+            return cls(0, math.nan, math.nan, math.nan, math.nan, {}, empty, np.zeros(0, np.int64), empty, ExpHistogram())
+        levels = np.linspace(0.0, 1.0, N_BINS + 1)
+        edges = np.unique(sorted_quantile(xs, levels))
+        psi_edges = np.unique(sorted_quantile(xs, np.asarray(PSI_LEVELS)))
+        edges = np.union1d(edges, psi_edges)
+        cum = np.searchsorted(xs, edges, side="right").astype(np.int64)
+        mean = float(xs.mean())
+        return cls(
+            count=n,
+            min=float(xs[0]),
+            max=float(xs[-1]),
+            mean=mean,
+            std=float(xs.std(ddof=1)) if n > 1 else 0.0,
+            quantiles={f"p{int(round(q * 100)):02d}": float(v) for q, v in zip(QUANTILES, sorted_quantile(xs, QUANTILES))},
+            edges=edges,
+            cum=cum,
+            psi_edges=psi_edges,
+            sketch=ExpHistogram.from_values(xs),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "min": _num(self.min),
+            "max": _num(self.max),
+            "mean": _num(self.mean),
+            "std": _num(self.std),
+            "quantiles": self.quantiles,
+            "bins": {"edges": self.edges.tolist(), "cum": self.cum.tolist(), "psi_edges": self.psi_edges.tolist()},
+            "sketch": self.sketch.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NumericSummary:
+        bins = d["bins"]
+        out = cls(
+            count=int(d["count"]),
+            min=_flt(d.get("min")),
+            max=_flt(d.get("max")),
+            mean=_flt(d.get("mean")),
+            std=_flt(d.get("std")),
+            quantiles={str(k): float(v) for k, v in (d.get("quantiles") or {}).items()},
+            edges=np.asarray(bins["edges"], np.float64),
+            cum=np.asarray(bins["cum"], np.int64),
+            psi_edges=np.asarray(bins.get("psi_edges", []), np.float64),
+            sketch=ExpHistogram.from_dict(d["sketch"]),
+        )
+        if out.edges.shape != out.cum.shape or (out.cum.size and (np.any(np.diff(out.cum) < 0) or out.cum[-1] != out.count)):
+            raise ValueError("numeric bins are inconsistent (edges/cum lengths differ or cum is not a CDF ending at count)")
+        return out
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _flt(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+@dataclass
+class FeatureProfile:
+    """One column of the reference.
+
+    ``missing`` counts rows by kind; ``numeric`` is set for numeric columns and (of the
+    lengths) for text and arrays; ``categories`` for categorical and boolean columns.
+    """
+
+    name: str
+    kind: str
+    rows: int
+    missing: dict[str, int] = field(default_factory=dict)
+    numeric: NumericSummary | None = None
+    categories: dict[str, int] | None = None
+    n_unique: int | None = None
+
+    @property
+    def missing_rate(self) -> float:
+        """Share of rows that are null, NaN or absent (not Inf)."""
+        lost = sum(v for k, v in self.missing.items() if k != "inf")
+        return lost / self.rows if self.rows else 0.0
+
+    @classmethod
+    def from_column(cls, name: str, raw: npt.NDArray[Any], kind: str | None = None) -> FeatureProfile:
+        """Profile one column (any of the shapes ``to_columns`` produces).
+
+        >>> FeatureProfile.from_column("b", np.array([True, False, True])).categories
+        {'false': 1, 'true': 2}
+        """
+        kind = kind or infer_kind(raw)
+        rows = int(raw.shape[0])
+        absent = int(np.equal(raw, ABSENT).sum()) if raw.dtype.kind == "O" else 0
+        col = clean_column(raw, kind)
+        prof = cls(name, kind, rows)
+        if kind == "numeric":
+            x = col.astype(np.float64, copy=False)
+            nan = np.isnan(x)
+            inf = np.isinf(x)
+            nulls = int(null_mask(raw).sum()) - absent if raw.dtype.kind == "O" else 0
+            prof.missing = {"absent": absent, "null": nulls, "nan": int(nan.sum()) - nulls - absent, "inf": int(inf.sum())}
+            prof.numeric = NumericSummary.from_values(x[~(nan | inf)])
+            return prof
+        missing = null_mask(col)
+        prof.missing = {"absent": absent, "null": int(missing.sum()) - absent, "nan": 0, "inf": 0}
+        present = col[~missing]
+        if kind in ("categorical", "boolean"):
+            prof.categories = category_counts(present, kind)
+            prof.n_unique = len(prof.categories)
+        elif kind in ("text", "array"):
+            lengths = np.frompyfunc(len, 1, 1)(present).astype(np.float64) if present.size else np.zeros(0)
+            prof.numeric = NumericSummary.from_values(lengths)
+            if kind == "text":
+                prof.n_unique = int(np.unique(present.astype(str)).size) if present.size else 0
+        return prof
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "rows": self.rows, "missing": self.missing}
+        if self.numeric is not None:
+            d["numeric"] = self.numeric.to_dict()
+        if self.categories is not None:
+            d["categories"] = self.categories
+        if self.n_unique is not None:
+            d["n_unique"] = self.n_unique
+        return d
+
+    @classmethod
+    def from_dict(cls, name: str, d: Mapping[str, Any]) -> FeatureProfile:
+        return cls(
+            name,
+            str(d["kind"]),
+            int(d["rows"]),
+            {str(k): int(v) for k, v in (d.get("missing") or {}).items()},
+            NumericSummary.from_dict(d["numeric"]) if d.get("numeric") else None,
+            {str(k): int(v) for k, v in d["categories"].items()} if d.get("categories") is not None else None,
+            d.get("n_unique"),
+        )
+
+
+def category_counts(values: npt.NDArray[Any], kind: str = "categorical", limit: int = MAX_CATEGORIES) -> dict[str, int]:
+    """Counts per category as strings (booleans as ``"true"``/``"false"``), most frequent
+    ``limit`` kept and the rest summed under ``"__other__"``."""
+    if values.size == 0:
+        return {}
+    if kind == "boolean" or values.dtype.kind == "b":
+        b = values.astype(bool)
+        t = int(b.sum())
+        return {k: v for k, v in (("false", int(b.size) - t), ("true", t)) if v}
+    uniq, counts = np.unique(values.astype(str), return_counts=True)
+    if uniq.size > limit:
+        order = np.argsort(-counts, kind="stable")
+        keep, rest = order[:limit], order[limit:]
+        out = {str(uniq[i]): int(counts[i]) for i in sorted(keep)}
+        out[OTHER] = out.get(OTHER, 0) + int(counts[rest].sum())
+        return out
+    return {str(u): int(c) for u, c in zip(uniq, counts)}
+
+
+@dataclass
+class Confusion:
+    """Counts of (predicted, true) label pairs on held-out data, for BBSE label shift."""
+
+    labels: list[str]
+    matrix: npt.NDArray[np.int64]  # rows: predicted label, columns: true label
+
+    @classmethod
+    def from_labels(cls, predicted: npt.ArrayLike, actual: npt.ArrayLike) -> Confusion:
+        """>>> Confusion.from_labels(["a", "b", "b"], ["a", "b", "a"]).matrix.tolist()
+        [[1, 0], [1, 1]]
+        """
+        p = np.asarray(predicted).astype(str)
+        a = np.asarray(actual).astype(str)
+        labels = sorted(set(p.tolist()) | set(a.tolist()))
+        index = {lab: i for i, lab in enumerate(labels)}
+        m = np.zeros((len(labels), len(labels)), np.int64)
+        np.add.at(m, (np.array([index[x] for x in p]), np.array([index[x] for x in a])), 1)
+        return cls(labels, m)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "matrix": self.matrix.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Confusion:
+        return cls([str(x) for x in d["labels"]], np.asarray(d["matrix"], np.int64))
+
+
+@dataclass
+class Reference:
+    """A reference profile; see the module docstring. Save with :meth:`save`, read with
+    :meth:`load`; ``features`` are :class:`FeatureProfile` by name."""
+
+    model: str | None
+    n_rows: int
+    features: dict[str, FeatureProfile]
+    schema: Schema
+    model_version: str | None = None
+    created_at: str | None = None
+    trained_at: str | None = None
+    prediction: FeatureProfile | None = None
+    target: FeatureProfile | None = None
+    confusion: Confusion | None = None
+    multivariate: dict[str, Any] | None = None
+
+    @classmethod
+    def from_data(
+        cls,
+        obj: Any,
+        *,
+        model: str | None = None,
+        model_version: str | None = None,
+        prediction: str | npt.ArrayLike | None = None,
+        target: str | npt.ArrayLike | None = None,
+        trained_at: str | dt.datetime | None = None,
+        columns: Sequence[str] | None = None,
+        kinds: Mapping[str, str] | None = None,
+        relations: bool = False,
+        multivariate: bool = True,
+    ) -> Reference:
+        """Profile a table: DataFrame, dict of columns, list of dicts or 2-D numpy array.
+
+        ``prediction``/``target`` name a column of ``obj`` (or pass the values); they are
+        profiled apart from the features, and with both a confusion matrix is stored.
+        ``kinds`` overrides inferred kinds (e.g. ``{"zip": "categorical"}``).
+
+        >>> ref = Reference.from_data([{"a": 1.0, "y": "no"}, {"a": 2.0, "y": "yes"}], model="m", target="y")
+        >>> sorted(ref.features), ref.target.categories
+        (['a'], {'no': 1, 'yes': 1})
+        """
+        cols, n = obj if _is_columns_pair(obj) else to_columns(obj)
+        pred_col = _pop_output(cols, prediction, n, "prediction")
+        target_col = _pop_output(cols, target, n, "target")
+        if columns is not None:
+            unknown = [c for c in columns if c not in cols]
+            if unknown:
+                raise KeyError(f"column(s) {unknown} are not in the data; it has {sorted(cols)[:20]}")
+            cols = {c: cols[c] for c in columns}
+        kinds = dict(kinds or {})
+        kinds_found = {k: kinds.get(k) or infer_kind(v) for k, v in cols.items()}
+        features = {k: FeatureProfile.from_column(k, v, kinds_found[k]) for k, v in cols.items() if kinds_found[k] != "timestamp"}
+        for k, kind in kinds_found.items():
+            if kind == "timestamp":
+                features[k] = FeatureProfile(k, "timestamp", n)  # kept for presence checks, not profiled
+        schema = Schema.infer(cols, kinds=kinds_found, model=model, model_version=model_version, relations=relations)
+        ref = cls(
+            model=model,
+            n_rows=n,
+            features=features,
+            schema=schema,
+            model_version=model_version,
+            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            trained_at=_iso(trained_at),
+        )
+        if pred_col is not None:
+            ref.prediction = FeatureProfile.from_column("prediction", pred_col)
+        if target_col is not None:
+            ref.target = FeatureProfile.from_column("target", target_col)
+        if (
+            pred_col is not None
+            and target_col is not None
+            and ref.prediction is not None
+            and ref.target is not None
+            and ref.prediction.kind in ("categorical", "boolean")
+            and ref.target.kind in ("categorical", "boolean")
+        ):
+            keep = ~(null_mask(pred_col) | null_mask(target_col))
+            ref.confusion = Confusion.from_labels(_labels(pred_col[keep]), _labels(target_col[keep]))
+        if multivariate:
+            from infersight._stats_multivariate import reference_sample
+
+            numeric = {k: clean_column(cols[k], "numeric") for k, f in features.items() if f.kind == "numeric"}
+            ref.multivariate = reference_sample(numeric) if len(numeric) >= 2 else None
+        return ref
+
+    @property
+    def model_age_days(self) -> float | None:
+        """Days since ``trained_at`` (model staleness), or ``None``."""
+        if not self.trained_at:
+            return None
+        t = dt.datetime.fromisoformat(self.trained_at.replace("Z", "+00:00"))
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=dt.timezone.utc)
+        return (dt.datetime.now(dt.timezone.utc) - t).total_seconds() / 86400.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "model_version": self.model_version,
+            "created_at": self.created_at,
+            "trained_at": self.trained_at,
+            "n_rows": self.n_rows,
+            "features": {k: v.to_dict() for k, v in self.features.items()},
+            "schema": self.schema.to_dict(),
+        }
+        if self.prediction is not None:
+            d["prediction"] = self.prediction.to_dict()
+        if self.target is not None:
+            d["target"] = self.target.to_dict()
+        if self.confusion is not None:
+            d["confusion"] = self.confusion.to_dict()
+        if self.multivariate is not None:
+            d["multivariate"] = self.multivariate
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "reference") -> Reference:
+        try:
+            return cls(
+                model=d.get("model"),
+                n_rows=int(d["n_rows"]),
+                features={str(k): FeatureProfile.from_dict(str(k), v) for k, v in d["features"].items()},
+                schema=Schema.from_dict(d.get("schema") or {}),
+                model_version=d.get("model_version"),
+                created_at=d.get("created_at"),
+                trained_at=d.get("trained_at"),
+                prediction=FeatureProfile.from_dict("prediction", d["prediction"]) if d.get("prediction") else None,
+                target=FeatureProfile.from_dict("target", d["target"]) if d.get("target") else None,
+                confusion=Confusion.from_dict(d["confusion"]) if d.get("confusion") else None,
+                multivariate=d.get("multivariate"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(
+                f"{source} is not a valid reference profile ({type(exc).__name__}: {exc}); "
+                "the file is corrupt or was edited by hand. Re-create it with `infersight profile`"
+            ) from exc
+
+    def save(self, path: str | Path) -> None:
+        """Write versioned JSON (atomically)."""
+        from infersight._stats_io import write_json
+
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Reference:
+        """Read a profile written by :meth:`save` / ``infersight profile``.
+
+        A newer ``format_version``, a foreign or a corrupt file raise ``ValueError`` naming the
+        file and the fix.
+        """
+        from infersight._stats_io import read_versioned_json
+
+        doc = read_versioned_json(path, {FORMAT: FORMAT_VERSION})
+        return cls.from_dict(doc, source=repr(str(path)))
+
+
+def _is_columns_pair(obj: Any) -> bool:
+    return isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], Mapping) and isinstance(obj[1], int)
+
+
+def _labels(col: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    if col.dtype.kind == "b":
+        return np.where(col, "true", "false")
+    return col.astype(str)
+
+
+def _pop_output(cols: dict[str, npt.NDArray[Any]], spec: Any, n: int, what: str) -> npt.NDArray[Any] | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec not in cols:
+            raise KeyError(f"{what} column {spec!r} is not in the data; it has {sorted(cols)[:20]}")
+        return cols.pop(spec)
+    values, _ = to_columns({what: spec})
+    col = values[what]
+    if col.shape[0] != n:
+        raise ValueError(f"{what} has {col.shape[0]} values for {n} rows; pass one per row")
+    return col
+
+
+def _iso(t: str | dt.datetime | None) -> str | None:
+    if t is None:
+        return None
+    if isinstance(t, dt.datetime):
+        return t.isoformat()
+    try:
+        dt.datetime.fromisoformat(str(t).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"trained_at={t!r} is not an ISO-8601 time; use e.g. 2024-05-01 or 2024-05-01T12:00:00Z") from exc
+    return str(t)
+
+
+# -- infersight profile ----------------------------------------------------------------------
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``infersight profile``."""
+    p = subparsers.add_parser(
+        "profile",
+        help="build a reference profile and schema from training data",
+        description="Profile training data (CSV, Parquet, JSON lines, .npy) into reference.json.",
+    )
+    p.add_argument("data", help="training data file")
+    p.add_argument("--model", required=True, help="model name the profile belongs to")
+    p.add_argument("--model-version", default=None, help="model version (schemas are checked against it)")
+    p.add_argument("-o", "--output", default="reference.json", help="where to write the profile (JSON)")
+    p.add_argument("--prediction", default=None, metavar="COL", help="column holding the model's predictions")
+    p.add_argument("--target", default=None, metavar="COL", help="column holding the true labels")
+    p.add_argument("--trained-at", default=None, metavar="TIME", help="when the model was trained (ISO-8601)")
+    p.add_argument("--columns", nargs="+", default=None, help="profile only these feature columns")
+    p.add_argument("--relations", action="store_true", help="also infer a <= b relations between numeric columns")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress line")
+    p.set_defaults(func=_run_profile)
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    from infersight._stats_io import read_table
+
+    try:
+        cols, n = read_table(args.data, progress=False if args.no_progress else None)
+        keep = None
+        if args.columns:
+            keep = list(args.columns)
+        ref = Reference.from_data(
+            (cols, n),
+            model=args.model,
+            model_version=args.model_version,
+            prediction=args.prediction,
+            target=args.target,
+            trained_at=args.trained_at,
+            columns=keep,
+            relations=args.relations,
+        )
+        ref.save(args.output)
+    except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
+        print(f"infersight profile: {exc}", file=sys.stderr)
+        return 2
+    kinds: dict[str, int] = {}
+    for f in ref.features.values():
+        kinds[f.kind] = kinds.get(f.kind, 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+    print(f"wrote {args.output}: {n} rows, {len(ref.features)} features ({summary})")
+    return 0
