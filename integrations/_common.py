@@ -1,0 +1,465 @@
+"""What the ASGI and WSGI middlewares share: options, exclusions, request IDs, the server span.
+
+Both middlewares translate their protocol (ASGI scope and messages, WSGI environ and
+``start_response``) into the same few calls on an :class:`Exchange`:
+
+    ex = Exchange.begin(rt, opts, request)   # request ID scope, W3C extract, server span
+    ex.enter() / ex.exit()                   # make the request's context current (or not)
+    ex.response_started(status)              # status seen on the wire
+    ex.finish(exc)                           # span attributes, end, duration metric, body log
+
+so the HTTP semantic conventions, the request-ID rules and the fault handling are written once.
+Everything in here is guarded by the callers: a fault is counted with ``rt.fault`` and the request
+goes on untouched.
+
+Example:
+    >>> opts = resolve_options("asgi", excluded_urls="/healthz,/metrics", env={})
+    >>> opts.is_excluded("/healthz"), opts.is_excluded("/predict")
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from infersight import request_context as rc
+from infersight.config import ConfigError
+
+__all__ = [
+    "DEFAULT_REQUEST_ID_HEADER",
+    "DURATION_BUCKETS",
+    "MiddlewareOptions",
+    "RequestInfo",
+    "Exchange",
+    "resolve_options",
+    "suppressed_context",
+    "CLIENT_DISCONNECTED",
+    "fault",
+]
+
+DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+CLIENT_DISCONNECTED = "ClientDisconnected"
+# Semantic-conventions advisory boundaries for http.server.request.duration (seconds).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# Methods the conventions know; anything else is reported as "_OTHER" so a client cannot blow
+# up span names and metric cardinality with made-up verbs.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 header field name
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class MiddlewareOptions:
+    """Resolved middleware options (see :func:`resolve_options`)."""
+
+    request_id_header: str
+    excluded: re.Pattern[str] | None
+    capture_bodies: bool
+    max_body_bytes: int
+
+    @property
+    def asgi_header(self) -> bytes:
+        """The request-ID header as ASGI spells it: lower-case latin-1 bytes."""
+        return self.request_id_header.lower().encode("latin-1")
+
+    @property
+    def wsgi_key(self) -> str:
+        """The request-ID header as a WSGI environ key (``HTTP_X_REQUEST_ID``)."""
+        return "HTTP_" + self.request_id_header.upper().replace("-", "_")
+
+    def is_excluded(self, path: str) -> bool:
+        """Whether ``path`` matches one of the excluded-URL patterns (``re.search``)."""
+        return self.excluded is not None and self.excluded.search(path) is not None
+
+
+def _env_first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    for name in names:
+        value = env.get(name)
+        if value not in (None, ""):
+            return name, value  # type: ignore[return-value]
+    return None
+
+
+def _compile_excluded(name: str, raw: str | Iterable[str] | None) -> re.Pattern[str] | None:
+    if raw is None:
+        return None
+    parts = raw.split(",") if isinstance(raw, str) else list(raw)
+    patterns = [p.strip() for p in parts if p and p.strip()]
+    if not patterns:
+        return None
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise ConfigError(
+                f"{name}: {p!r} is not a valid regular expression ({e}); "
+                "give comma-separated patterns such as '/healthz,/metrics$'"
+            ) from None
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+def resolve_options(
+    framework: str,
+    *,
+    request_id_header: str | None = None,
+    excluded_urls: str | Iterable[str] | None = None,
+    capture_bodies: bool | None = None,
+    max_body_bytes: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> MiddlewareOptions:
+    """Keyword argument beats environment beats default, for each middleware option.
+
+    * ``request_id_header``: ``INFERSIGHT_REQUEST_ID_HEADER``, default ``X-Request-ID``.
+    * ``excluded_urls``: comma-separated regular expressions searched in the request path;
+      ``INFERSIGHT_EXCLUDED_URLS``, then ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS`` (framework
+      ``fastapi`` or ``flask``), then ``OTEL_PYTHON_EXCLUDED_URLS``.
+    * ``capture_bodies``: ``INFERSIGHT_CAPTURE_BODIES``, default off.
+    * ``max_body_bytes``: ``INFERSIGHT_MAX_BODY_BYTES``, default 65536.
+
+    >>> resolve_options("flask", env={"OTEL_PYTHON_EXCLUDED_URLS": "health"}).is_excluded("/health")
+    True
+    """
+    env = os.environ if env is None else env
+    header = request_id_header
+    header_name = "request_id_header"
+    if header is None:
+        found = _env_first(env, "INFERSIGHT_REQUEST_ID_HEADER")
+        header_name, header = found if found else (header_name, DEFAULT_REQUEST_ID_HEADER)
+    if not isinstance(header, str) or not _TOKEN.match(header):
+        raise ConfigError(f"{header_name}={header!r} is not an HTTP header name: use e.g. 'X-Request-ID'")
+
+    excluded_name = "excluded_urls"
+    if excluded_urls is None:
+        found = _env_first(
+            env,
+            "INFERSIGHT_EXCLUDED_URLS",
+            f"OTEL_PYTHON_{framework.upper()}_EXCLUDED_URLS",
+            "OTEL_PYTHON_EXCLUDED_URLS",
+        )
+        if found:
+            excluded_name, excluded_urls = found
+    excluded = _compile_excluded(excluded_name, excluded_urls)
+
+    if capture_bodies is None:
+        raw = env.get("INFERSIGHT_CAPTURE_BODIES", "")
+        capture_bodies = raw.strip().lower() not in _FALSE
+    if max_body_bytes is None:
+        raw_max = env.get("INFERSIGHT_MAX_BODY_BYTES") or str(DEFAULT_MAX_BODY_BYTES)
+        try:
+            max_body_bytes = int(raw_max)
+        except ValueError:
+            raise ConfigError(f"INFERSIGHT_MAX_BODY_BYTES={raw_max!r} is not a whole number: use e.g. 65536") from None
+    if max_body_bytes < 1:
+        raise ConfigError(f"max_body_bytes={max_body_bytes!r} must be at least 1")
+    return MiddlewareOptions(header, excluded, bool(capture_bodies), int(max_body_bytes))
+
+
+def fault(reason: str) -> None:
+    """Count and log-once a middleware fault (``ml.telemetry.dropped{ml.telemetry.reason}``)."""
+    try:
+        from infersight._runtime import get_runtime
+
+        get_runtime().fault("http_" + reason)
+    except Exception:  # noqa: BLE001 - fault reporting itself must never raise
+        pass
+
+
+def suppressed_context() -> Any:
+    """A context under which nothing records: for excluded paths, so not even child spans
+    (``@monitor``, client instrumentations) appear. A non-sampled parent makes parent-based
+    samplers drop children; the suppression key makes OTel instrumentations skip."""
+    ctx = otel_context.set_value("suppress_instrumentation", True)
+    parent = NonRecordingSpan(
+        SpanContext(
+            trace_id=random.getrandbits(128) or 1,
+            span_id=random.getrandbits(64) or 1,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+        )
+    )
+    return trace.set_span_in_context(parent, ctx)
+
+
+def normalize_method(method: str) -> str:
+    """The method as the conventions want it on spans and metrics: known verbs, else ``_OTHER``.
+
+    >>> normalize_method("GET"), normalize_method("BREW")
+    ('GET', '_OTHER')
+    """
+    return method if method in _KNOWN_METHODS else "_OTHER"
+
+
+def split_host(host: str | None, default_port: int | None) -> tuple[str | None, int | None]:
+    """``server.address`` / ``server.port`` from a Host header (IPv6 literals included).
+
+    >>> split_host("api.local:8080", None), split_host("[::1]:9", None), split_host("x", 443)
+    (('api.local', 8080), ('::1', 9), ('x', 443))
+    """
+    if not host:
+        return None, default_port
+    if host.startswith("["):
+        end = host.find("]")
+        if end > 0:
+            rest = host[end + 1 :]
+            port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else default_port
+            return host[1:end], port
+    name, sep, port_text = host.rpartition(":")
+    if sep and port_text.isdigit() and name:
+        return name, int(port_text)
+    return host, default_port
+
+
+@dataclass
+class RequestInfo:
+    """What the protocol adapter read from the request, in protocol-neutral form."""
+
+    method: str
+    scheme: str
+    path: str
+    host: str | None
+    server_port: int | None
+    client: str | None
+    user_agent: str | None
+    protocol_version: str | None
+    incoming_id: str | None
+    carrier: Any
+    getter: Getter[Any] | None = None
+
+
+_histograms: dict[int, Any] = {}
+
+
+def duration_histogram(rt: Any) -> Any:
+    """The stable ``http.server.request.duration`` histogram on the runtime's meter (one per
+    meter, so a reconfigured runtime with another meter gets its own instrument)."""
+    meter = rt.meter
+    hist = _histograms.get(id(meter))
+    if hist is None:
+        hist = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP server requests.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+        _histograms[id(meter)] = hist
+    return hist
+
+
+class Exchange:
+    """One HTTP request/response as the middlewares see it. Not thread-safe: one per request."""
+
+    __slots__ = (
+        "rt", "opts", "request_id", "span", "owned", "ctx", "_ctx_token", "_rid_token", "t0",
+        "method", "scheme", "route", "status", "complete", "disconnected", "exc",
+        "req_body", "resp_body", "req_truncated", "resp_truncated", "capture_response",
+    )
+
+    def __init__(self, rt: Any, opts: MiddlewareOptions) -> None:
+        self.rt = rt
+        self.opts = opts
+        self._ctx_token: Any = None
+        self._rid_token: Any = None
+        self.route: str | None = None
+        self.status: int | None = None
+        self.complete = False
+        self.disconnected = False
+        self.exc: BaseException | None = None
+        self.req_body: bytearray | None = None
+        self.resp_body: bytearray | None = None
+        self.req_truncated = False
+        self.resp_truncated = False
+        self.capture_response = False
+
+    # -- start -------------------------------------------------------------------------------
+
+    @classmethod
+    def begin(cls, rt: Any, opts: MiddlewareOptions, req: RequestInfo) -> Exchange:
+        """Pick the request ID, continue the caller's trace and open (or adopt) the server span."""
+        ex = cls(rt, opts)
+        incoming = req.incoming_id
+        if incoming is not None and rc.is_valid_request_id(incoming):
+            ex.request_id = incoming
+        else:
+            ex.request_id = rc.new_request_id()
+            if incoming is not None:
+                # The bad value itself is never echoed, stored or logged: only counted.
+                rt.stats.count_dropped("invalid_request_id")
+        ex.method = normalize_method(req.method)
+        ex.scheme = req.scheme
+        ex.t0 = time.perf_counter()
+        current = trace.get_current_span()
+        if current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER:
+            # Another instrumentation (e.g. opentelemetry-instrumentation-fastapi) owns the
+            # server span: enrich it rather than making a second one.
+            ex.span = current
+            ex.owned = False
+            ex.ctx = None
+            current.set_attribute("ml.request.id", ex.request_id)
+            return ex
+        parent = propagate.extract(req.carrier, getter=req.getter) if req.getter else propagate.extract(req.carrier)
+        address, port = split_host(req.host, req.server_port)
+        attrs: dict[str, Any] = {
+            "http.request.method": ex.method,
+            "url.path": req.path,
+            "url.scheme": req.scheme,
+            "ml.request.id": ex.request_id,
+        }
+        if ex.method == "_OTHER":
+            attrs["http.request.method_original"] = req.method[:32]
+        if address:
+            attrs["server.address"] = address
+        if port:
+            attrs["server.port"] = port
+        if req.client:
+            attrs["client.address"] = req.client
+        if req.user_agent:
+            attrs["user_agent.original"] = req.user_agent
+        if req.protocol_version:
+            attrs["network.protocol.version"] = req.protocol_version
+        ex.span = rt.tracer.start_span(ex.method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
+        ex.owned = True
+        ex.ctx = trace.set_span_in_context(ex.span, parent)
+        return ex
+
+    # -- context -----------------------------------------------------------------------------
+
+    def enter(self) -> None:
+        """Make this request's span and request ID current (paired with :meth:`exit`)."""
+        self._rid_token = rc._request_id.set(self.request_id)  # noqa: SLF001 - same project
+        if self.ctx is not None:
+            self._ctx_token = otel_context.attach(self.ctx)
+
+    def exit(self) -> None:
+        if self._ctx_token is not None:
+            otel_context.detach(self._ctx_token)
+            self._ctx_token = None
+        if self._rid_token is not None:
+            rc._request_id.reset(self._rid_token)  # noqa: SLF001
+            self._rid_token = None
+
+    # -- bodies (opt-in capture) ---------------------------------------------------------------
+
+    def tee_request(self, chunk: bytes) -> None:
+        self.req_body, self.req_truncated = _tee(self.req_body, self.req_truncated, chunk, self.opts.max_body_bytes)
+
+    def tee_response(self, chunk: bytes) -> None:
+        self.resp_body, self.resp_truncated = _tee(self.resp_body, self.resp_truncated, chunk, self.opts.max_body_bytes)
+
+    # -- end -----------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Close the exchange: status, route and error on the span, the duration metric, and the
+        optional body log. Call with the request's context entered."""
+        duration = time.perf_counter() - self.t0
+        span = self.span
+        exc = self.exc
+        status = self.status
+        error_type: str | None = None
+        if self.disconnected and not self.complete:
+            error_type = CLIENT_DISCONNECTED
+        elif exc is not None:
+            error_type = type(exc).__qualname__
+            if status is None:
+                status = 500  # what the server will answer for an exception before the response
+        elif status is None:
+            error_type = "_OTHER"  # the app returned without ever starting a response
+        elif status >= 500:
+            error_type = str(status)
+        route = self.route
+        if span.is_recording():
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if route:
+                span.set_attribute("http.route", route)
+                if self.owned:
+                    span.update_name(f"{self.method} {route}")
+            if error_type is not None:
+                span.set_attribute("error.type", error_type)
+            if exc is not None and error_type != CLIENT_DISCONNECTED:
+                span.record_exception(exc)
+            if (status is not None and status >= 500) or (exc is not None and error_type != CLIENT_DISCONNECTED):
+                span.set_status(Status(StatusCode.ERROR, error_type))
+        if self.opts.capture_bodies and (self.req_body is not None or self.resp_body is not None):
+            self._log_bodies(status)
+        if not self.owned:
+            return  # the owner of the span records its own HTTP metrics and ends it
+        span.end()
+        attrs: dict[str, Any] = {"http.request.method": self.method, "url.scheme": self.scheme}
+        if status is not None:
+            attrs["http.response.status_code"] = status
+        if route:
+            attrs["http.route"] = route
+        if error_type is not None:
+            attrs["error.type"] = error_type
+        duration_histogram(self.rt).record(duration, attrs)
+
+    def _log_bodies(self, status: int | None) -> None:
+        from infersight._api import log_pipeline
+
+        fields: dict[str, Any] = {
+            "ml.request.id": self.request_id,
+            "http.request.method": self.method,
+        }
+        s = self.rt.settings
+        fields["ml.model.name"] = s.model or "unknown"
+        fields["ml.model.version"] = s.version or "unknown"
+        if self.route:
+            fields["http.route"] = self.route
+        if status is not None:
+            fields["http.response.status_code"] = status
+        truncated = []
+        for key, body, cut, part in (
+            ("ml.inputs", self.req_body, self.req_truncated, "request"),
+            ("ml.outputs", self.resp_body, self.resp_truncated, "response"),
+        ):
+            if body is None:
+                continue
+            if cut:
+                truncated.append(part)
+                fields[key] = None
+                continue
+            try:
+                fields[key] = json.loads(body)
+            except ValueError:
+                fields[key] = None
+                fields[f"ml.http.{part}_body_invalid"] = True
+        if truncated:
+            fields["ml.http.body_truncated"] = ",".join(truncated)
+        log_pipeline().event("ml.http.exchange", fields)
+
+
+def _tee(buf: bytearray | None, truncated: bool, chunk: bytes, limit: int) -> tuple[bytearray, bool]:
+    """Keep a copy of at most ``limit`` bytes; past it, drop the copy and remember why."""
+    if buf is None:
+        buf = bytearray()
+    if truncated or not chunk:
+        return buf, truncated
+    if len(buf) + len(chunk) > limit:
+        buf.clear()
+        return buf, True
+    buf += chunk
+    return buf, False
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json`` and ``+json`` media types (parameters ignored).
+
+    >>> is_json("application/json; charset=utf-8"), is_json("application/problem+json"), is_json("text/plain")
+    (True, True, False)
+    """
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")

@@ -1,0 +1,96 @@
+"""Flask: the WSGI middleware plus the two things only Flask knows, the matched route template
+(``request.url_rule``) and the exception behind a 500 Flask rendered itself.
+
+Example:
+    >>> from flask import Flask
+    >>> from infersight.integrations.flask import instrument_app
+    >>> app = instrument_app(Flask("churn"), excluded_urls="/healthz")
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from infersight.integrations._common import fault
+from infersight.integrations.wsgi import EXCEPTION_KEY, ROUTE_KEY, WSGIApp
+from infersight.integrations.wsgi import InferSightMiddleware as _WSGIMiddleware
+
+__all__ = ["InferSightMiddleware", "instrument_app"]
+
+FlaskApp = TypeVar("FlaskApp")
+_HOOKED = "_infersight_hooks"
+
+
+class InferSightMiddleware(_WSGIMiddleware):
+    """The WSGI middleware; given a Flask app (or its ``wsgi_app``) it also reports route
+    templates and the exceptions behind Flask's own 500 pages. Works on any WSGI app.
+
+    >>> from flask import Flask
+    >>> app = Flask("demo")
+    >>> app.wsgi_app = InferSightMiddleware(app.wsgi_app, excluded_urls="/healthz")
+    """
+
+    framework = "flask"
+
+    def __init__(self, app: WSGIApp, **options: Any) -> None:
+        flask_app = getattr(app, "__self__", app)  # app.wsgi_app is a bound method of the Flask app
+        if _is_flask(flask_app):
+            _install_hooks(flask_app)
+            if app is flask_app:
+                app = flask_app.wsgi_app
+        super().__init__(app, **options)
+
+
+def instrument_app(app: FlaskApp, **options: Any) -> FlaskApp:
+    """Wrap ``app.wsgi_app`` with :class:`InferSightMiddleware` (once) and return the app.
+
+    ``options`` are the middleware's keyword arguments (``request_id_header``,
+    ``excluded_urls``, ``capture_bodies``, ``max_body_bytes``).
+
+    >>> from flask import Flask
+    >>> app = instrument_app(Flask("demo"))
+    >>> instrument_app(app) is app
+    True
+    """
+    if not _is_flask(app):
+        raise TypeError(
+            f"instrument_app() expects a Flask app, got {type(app).__name__}; "
+            "for another WSGI app wrap it: app = InferSightMiddleware(app)"
+        )
+    if not isinstance(app.wsgi_app, _WSGIMiddleware):  # type: ignore[attr-defined]
+        app.wsgi_app = InferSightMiddleware(app.wsgi_app, **options)  # type: ignore[attr-defined]
+    return app
+
+
+def _is_flask(obj: Any) -> bool:
+    try:
+        from flask import Flask
+    except ImportError:  # pragma: no cover - flask extra not installed
+        return False
+    return isinstance(obj, Flask)
+
+
+def _install_hooks(app: Any) -> None:
+    """Put the route template and Flask-handled exceptions where the middleware reads them."""
+    if getattr(app, _HOOKED, False):
+        return
+    from flask import got_request_exception, request
+
+    def note_route() -> None:
+        try:
+            rule = request.url_rule
+            if rule is not None:
+                request.environ[ROUTE_KEY] = rule.rule
+        except Exception:  # noqa: BLE001 - never stop the request
+            fault("flask_route")
+
+    def note_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+        try:
+            request.environ[EXCEPTION_KEY] = exception
+        except Exception:  # noqa: BLE001
+            fault("flask_exception")
+
+    # First in line, so a before_request hook that answers early cannot hide the route.
+    app.before_request_funcs.setdefault(None, []).insert(0, note_route)
+    got_request_exception.connect(note_exception, app, weak=False)
+    setattr(app, _HOOKED, True)
