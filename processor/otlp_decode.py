@@ -567,8 +567,8 @@ class _StreamState:
 
 
 def stream_key(p: MetricPoint) -> str:
-    """Identity of a cumulative stream: metric name, resource and point attributes."""
-    return json.dumps([p.name, p.resource, p.attributes], sort_keys=True, separators=(",", ":"), default=str)
+    """Identity of a cumulative stream: metric name and kind, resource and point attributes."""
+    return json.dumps([p.name, p.kind, p.resource, p.attributes], sort_keys=True, separators=(",", ":"), default=str)
 
 
 class CumulativeToDelta:
