@@ -251,7 +251,9 @@ class Confusion:
 
     @classmethod
     def from_labels(cls, predicted: npt.ArrayLike, actual: npt.ArrayLike) -> Confusion:
-        """>>> Confusion.from_labels(["a", "b", "b"], ["a", "b", "a"]).matrix.tolist()
+        """Count label pairs.
+
+        >>> Confusion.from_labels(["a", "b", "b"], ["a", "b", "a"]).matrix.tolist()
         [[1, 0], [1, 1]]
         """
         p = np.asarray(predicted).astype(str)
@@ -337,9 +339,9 @@ class Reference:
             trained_at=_iso(trained_at),
         )
         if pred_col is not None:
-            ref.prediction = FeatureProfile.from_column("prediction", pred_col)
+            ref.prediction = FeatureProfile.from_column("prediction", pred_col, _output_kind(pred_col))
         if target_col is not None:
-            ref.target = FeatureProfile.from_column("target", target_col)
+            ref.target = FeatureProfile.from_column("target", target_col, _output_kind(target_col))
         if (
             pred_col is not None
             and target_col is not None
@@ -432,6 +434,12 @@ class Reference:
 
 def _is_columns_pair(obj: Any) -> bool:
     return isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], Mapping) and isinstance(obj[1], int)
+
+
+def _output_kind(col: npt.NDArray[Any]) -> str:
+    """Predictions and labels that are strings are classes, however few rows there are."""
+    kind = infer_kind(col)
+    return "categorical" if kind == "text" else kind
 
 
 def _labels(col: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -1,0 +1,762 @@
+"""Drift methods and the default drift policy.
+
+Every method follows ``fit(reference) → score(current) → DriftResult``. Numeric methods fit on a
+raw sample (then they equal scipy exactly), a profile's :class:`NumericSummary` /
+:class:`FeatureProfile`, or an OTel :class:`ExpHistogram`; they score a raw sample
+(:meth:`score`) or a sketch (:meth:`score_sketch`). Categorical methods fit on counts, a
+profile or raw values and score raw values or counts (:meth:`score_counts`); counts are
+sufficient statistics, so counts and raw values give the same answer.
+
+=====================  ==========================================  ===========  ==========
+method                 statistic                                   threshold    p-value
+=====================  ==========================================  ===========  ==========
+``KS``                 Kolmogorov–Smirnov D                        D at alpha   yes
+``PSI``                population stability index, ref. deciles    0.2          no
+``JensenShannon``      JS distance (base 2), deciles / categories  0.1          no
+``Wasserstein``        W1 / reference std                          0.1          no
+``ChiSquare``          Pearson chi² on the 2×K table               chi² at α    yes
+``TotalVariation``     ½ Σ|p - q|                                  0.1          no
+``UnseenRate``         share of rows in categories never seen      0.01         no
+=====================  ==========================================  ===========  ==========
+
+The default :class:`DriftPolicy` combines significance with effect size so that big windows
+do not flag harmless differences: numeric columns drift when the KS test is significant at
+``alpha`` *and* the normalised Wasserstein distance is at least ``min_effect``; categorical
+columns when a chi-square test (rare categories pooled) is significant *and* Cohen's
+w = sqrt(Σ (q-p)²/p) is at least ``min_effect_categorical``. Missing-rate jumps, unseen
+categories and constant columns are drift on their own. Each finding carries a cause hint.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> KS().fit(rng.normal(size=1000)).score(rng.normal(0.5, 1, 1000)).drift
+    True
+    >>> from infersight.reference import Reference
+    >>> ref = Reference.from_data({"x": rng.normal(size=5000)}, model="m")
+    >>> DriftPolicy().evaluate(ref, {"x": rng.normal(size=5000) * 1000})["x"].cause
+    'unit_change:x1000'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as _st
+
+from infersight._stats_cdf import Knots, abs_linear_integral, bin_probs, ks as _ks_knots, wasserstein as _w_knots
+from infersight._stats_result import DriftResult
+from infersight.reference import (
+    PSI_LEVELS,
+    N_BINS,
+    FeatureProfile,
+    NumericSummary,
+    Reference,
+    category_counts,
+    sorted_quantile,
+)
+from infersight.sketch import ExpHistogram
+
+__all__ = [
+    "DriftResult",
+    "KS",
+    "PSI",
+    "JensenShannon",
+    "Wasserstein",
+    "ChiSquare",
+    "TotalVariation",
+    "UnseenRate",
+    "NumericPolicy",
+    "CategoricalPolicy",
+    "DriftPolicy",
+    "BBSE",
+    "rank",
+    "calibrate",
+    "UNIT_FACTORS",
+]
+
+# Factors a unit mistake multiplies by: months/years, minutes, percent, milli/kilo, seconds/hours...
+UNIT_FACTORS = (10, 12, 24, 60, 100, 1000, 3600, 86400, 1_000_000)
+_PSI_EPS = 1e-4  # bins empty on one side get this share (the usual PSI smoothing)
+_SCIPY_EXACT_N = 10_000  # scipy's ks_2samp 'auto' is exact up to this size
+
+
+# -- numeric reference / current shapes ---------------------------------------------------
+
+
+@dataclass
+class _NumRef:
+    sorted: npt.NDArray[np.float64] | None  # raw path
+    knots: Knots
+    psi_edges: npt.NDArray[np.float64]
+    std: float
+    n: int
+    quantiles: npt.NDArray[np.float64]  # p05, p25, p50, p75, p95
+
+
+_HINT_Q = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+
+
+def _num_ref(reference: Any) -> _NumRef:
+    if isinstance(reference, FeatureProfile):
+        if reference.numeric is None:
+            raise ValueError(f"feature {reference.name!r} is {reference.kind}, not numeric; use a categorical method")
+        reference = reference.numeric
+    if isinstance(reference, NumericSummary):
+        q = reference.quantiles
+        qs = np.array([q.get("p05", np.nan), q.get("p25", np.nan), q.get("p50", np.nan), q.get("p75", np.nan), q.get("p95", np.nan)])
+        return _NumRef(None, Knots.from_cum(reference.edges, reference.cum, reference.count), reference.psi_edges, reference.std, reference.count, qs)
+    if isinstance(reference, ExpHistogram):
+        k = Knots.from_sketch(reference)
+        sd = _sketch_std(reference)
+        return _NumRef(None, k, np.unique(np.asarray(reference.quantile(np.asarray(PSI_LEVELS)))), sd, reference.count, np.asarray(reference.quantile(_HINT_Q)))
+    x = np.asarray(reference, dtype=np.float64).ravel()
+    xs = np.sort(x[np.isfinite(x)])
+    if xs.size == 0:
+        raise ValueError("the reference sample has no finite values; profile data with at least one number")
+    edges = np.union1d(np.unique(sorted_quantile(xs, np.linspace(0, 1, N_BINS + 1))), np.unique(sorted_quantile(xs, PSI_LEVELS)))
+    return _NumRef(
+        xs,
+        Knots.from_sorted(xs, edges),
+        np.unique(sorted_quantile(xs, PSI_LEVELS)),
+        float(xs.std(ddof=1)) if xs.size > 1 else 0.0,
+        int(xs.size),
+        sorted_quantile(xs, _HINT_Q),
+    )
+
+
+def _sketch_std(s: ExpHistogram) -> float:
+    v, c = s.to_points()
+    if s.count < 2:
+        return 0.0
+    mean = float(np.sum(v * c) / c.sum())
+    return float(math.sqrt(max(np.sum(c * (v - mean) ** 2) / (c.sum() - 1), 0.0)))
+
+
+@dataclass
+class _NumCur:
+    sorted: npt.NDArray[np.float64] | None
+    sketch: ExpHistogram | None
+    n: int
+
+    def knots(self, ref: _NumRef) -> Knots:
+        if self.sketch is not None:
+            return Knots.from_sketch(self.sketch)
+        assert self.sorted is not None
+        own = np.unique(sorted_quantile(self.sorted, np.linspace(0, 1, N_BINS + 1)))
+        return Knots.from_sorted(self.sorted, np.union1d(ref.knots.x, own))
+
+    def quantiles(self) -> npt.NDArray[np.float64]:
+        if self.sketch is not None:
+            return np.asarray(self.sketch.quantile(_HINT_Q))
+        assert self.sorted is not None
+        return sorted_quantile(self.sorted, _HINT_Q)
+
+
+def _num_cur(current: Any) -> _NumCur:
+    if isinstance(current, ExpHistogram):
+        return _NumCur(None, current, current.count)
+    x = np.asarray(current, dtype=np.float64).ravel()
+    xs = np.sort(x[np.isfinite(x)])
+    return _NumCur(xs, None, int(xs.size))
+
+
+def _ks_exact(ref: npt.NDArray[np.float64], cur: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """D and p as scipy.stats.ks_2samp (method='auto'); both inputs sorted."""
+    if max(ref.size, cur.size) <= _SCIPY_EXACT_N:
+        r = _st.ks_2samp(ref, cur)
+        return float(r.statistic), float(r.pvalue)
+    allv = np.concatenate([ref, cur])
+    d = float(np.max(np.abs(np.searchsorted(ref, allv, "right") / ref.size - np.searchsorted(cur, allv, "right") / cur.size)))
+    return d, _ks_p(d, ref.size, cur.size)
+
+
+def _ks_p(d: float, m: int, n: int) -> float:
+    en = m * n / (m + n)
+    return float(np.clip(_st.distributions.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+
+
+def _ks_crit(alpha: float, m: int, n: int) -> float:
+    return float(_st.distributions.kstwo.isf(alpha, np.round(m * n / (m + n))))
+
+
+def _w_exact(ref: npt.NDArray[np.float64], cur: npt.NDArray[np.float64]) -> float:
+    """W1 of two sorted samples, as scipy.stats.wasserstein_distance computes it."""
+    allv = np.sort(np.concatenate([ref, cur]))
+    deltas = np.diff(allv)
+    fu = np.searchsorted(ref, allv[:-1], "right") / ref.size
+    fv = np.searchsorted(cur, allv[:-1], "right") / cur.size
+    return float(np.sum(np.abs(fu - fv) * deltas))
+
+
+def _probs_in_bins(ref: _NumRef, cur: _NumCur) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    edges = ref.psi_edges
+    p = bin_probs(ref.knots, edges)
+    if cur.sorted is not None:
+        c = np.diff(np.concatenate([[0], np.searchsorted(cur.sorted, edges, "right"), [cur.n]])) / max(cur.n, 1)
+    else:
+        assert cur.sketch is not None
+        c = bin_probs(Knots.from_sketch(cur.sketch), edges)
+    return p, c
+
+
+def _js(p: npt.NDArray[np.float64], q: npt.NDArray[np.float64]) -> float:
+    """scipy.spatial.distance.jensenshannon(p, q, base=2)."""
+    p = p / p.sum()
+    q = q / q.sum()
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log(p / m), 0.0).sum()
+        kl_q = np.where(q > 0, q * np.log(q / m), 0.0).sum()
+    return float(math.sqrt(max((kl_p + kl_q) / 2, 0.0) / math.log(2)))
+
+
+def _psi(p: npt.NDArray[np.float64], q: npt.NDArray[np.float64]) -> float:
+    p = np.clip(p, _PSI_EPS, None)
+    q = np.clip(q, _PSI_EPS, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+class _NumericMethod:
+    """fit on a sample / profile / sketch; score a sample (:meth:`score`) or sketch."""
+
+    name = "numeric"
+    default_threshold = 0.1
+
+    def __init__(self, threshold: float | None = None, alpha: float = 0.001, min_rows: int = 1) -> None:
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha={alpha!r} must be between 0 and 1, e.g. 0.001")
+        self.threshold = self.default_threshold if threshold is None else float(threshold)
+        self.alpha = alpha
+        self.min_rows = min_rows
+        self._ref: _NumRef | None = None
+
+    def fit(self, reference: Any) -> Any:
+        """``reference``: a 1-D sample, a ``FeatureProfile`` / ``NumericSummary``, or an ``ExpHistogram``."""
+        self._ref = _num_ref(reference)
+        return self
+
+    def score(self, current: npt.ArrayLike) -> DriftResult:
+        """Compare a raw 1-D sample (NaN/Inf ignored) with the reference."""
+        return self._score(_num_cur(current))
+
+    def score_sketch(self, sketch: ExpHistogram) -> DriftResult:
+        """Compare an OTel exponential-histogram sketch of the current window."""
+        return self._score(_num_cur(sketch))
+
+    def _score(self, cur: _NumCur) -> DriftResult:
+        if self._ref is None:
+            raise RuntimeError(f"{type(self).__name__}: call fit(reference) before score()")
+        if cur.n < self.min_rows or cur.n == 0:
+            return DriftResult(self.name, math.nan, self.threshold, None, False, None, self._ref.n, cur.n, {"reason": "too_few_rows"})
+        return self._compute(self._ref, cur)
+
+    def _compute(self, ref: _NumRef, cur: _NumCur) -> DriftResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class KS(_NumericMethod):
+    """Two-sample Kolmogorov–Smirnov; drift when p < ``alpha``. ``threshold`` is the critical D.
+
+    From raw samples D and p equal ``scipy.stats.ks_2samp``; from profiles/sketches D is within
+    the largest single-bin mass (see ``_stats_cdf``) and p is the asymptotic one.
+    """
+
+    name = "ks"
+
+    def _compute(self, ref: _NumRef, cur: _NumCur) -> DriftResult:
+        if ref.sorted is not None and cur.sorted is not None:
+            d, p = _ks_exact(ref.sorted, cur.sorted)
+            bound = 0.0
+        else:
+            a, b = ref.knots, cur.knots(ref)
+            d = _ks_knots(a, b)
+            p = _ks_p(d, ref.n, cur.n)
+            bound = max(a.max_step, b.max_step)
+        return DriftResult(self.name, d, _ks_crit(self.alpha, ref.n, cur.n), p, p < self.alpha, None, ref.n, cur.n, {"error_bound": bound})
+
+
+class Wasserstein(_NumericMethod):
+    """W1 divided by the reference standard deviation; drift when >= ``threshold`` (0.1)."""
+
+    name = "wasserstein"
+
+    def _compute(self, ref: _NumRef, cur: _NumCur) -> DriftResult:
+        if ref.sorted is not None and cur.sorted is not None:
+            w, bound = _w_exact(ref.sorted, cur.sorted), 0.0
+        else:
+            a, b = ref.knots, cur.knots(ref)
+            w, bound = _w_knots(a, b), a.spread + b.spread
+        scale = ref.std if ref.std > 0 else 1.0
+        stat = w / scale
+        return DriftResult(self.name, stat, self.threshold, None, stat >= self.threshold, None, ref.n, cur.n, {"distance": w, "error_bound": bound / scale})
+
+
+class PSI(_NumericMethod):
+    """Population stability index on the reference deciles; drift when >= ``threshold`` (0.2)."""
+
+    name = "psi"
+    default_threshold = 0.2
+
+    def _compute(self, ref: _NumRef, cur: _NumCur) -> DriftResult:
+        p, q = _probs_in_bins(ref, cur)
+        stat = _psi(p, q)
+        return DriftResult(self.name, stat, self.threshold, None, stat >= self.threshold, None, ref.n, cur.n)
+
+
+class _Categorical:
+    name = "categorical"
+    default_threshold = 0.1
+
+    def __init__(self, threshold: float | None = None, alpha: float = 0.001, min_rows: int = 1) -> None:
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha={alpha!r} must be between 0 and 1, e.g. 0.001")
+        self.threshold = self.default_threshold if threshold is None else float(threshold)
+        self.alpha = alpha
+        self.min_rows = min_rows
+        self._ref: dict[str, int] | None = None
+
+    def fit(self, reference: Any) -> Any:
+        """``reference``: counts by category, a categorical ``FeatureProfile``, or raw values."""
+        self._ref = _counts(reference)
+        return self
+
+    def score(self, current: npt.ArrayLike) -> DriftResult:
+        """Compare raw values (``None`` is missing and ignored)."""
+        return self.score_counts(_counts(current))
+
+    def score_counts(self, counts: Mapping[str, int]) -> DriftResult:
+        """Compare counts by category (what the SDK's ``ml.feature.category`` counter gives)."""
+        if self._ref is None:
+            raise RuntimeError(f"{type(self).__name__}: call fit(reference) before score()")
+        n = int(sum(counts.values()))
+        m = int(sum(self._ref.values()))
+        if n < self.min_rows or n == 0:
+            return DriftResult(self.name, math.nan, self.threshold, None, False, None, m, n, {"reason": "too_few_rows"})
+        labels = list(self._ref) + [k for k in counts if k not in self._ref]
+        r = np.array([self._ref.get(k, 0) for k in labels], np.float64)
+        c = np.array([counts.get(k, 0) for k in labels], np.float64)
+        return self._compute(labels, r, c)
+
+    def _compute(self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> DriftResult:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _counts(obj: Any) -> dict[str, int]:
+    if isinstance(obj, FeatureProfile):
+        if obj.categories is None:
+            raise ValueError(f"feature {obj.name!r} is {obj.kind}, not categorical; use a numeric method")
+        return dict(obj.categories)
+    if isinstance(obj, Mapping):
+        return {str(k): int(v) for k, v in obj.items()}
+    arr = np.asarray(obj)
+    if arr.dtype.kind == "b":
+        return category_counts(arr, "boolean")
+    arr = np.asarray(obj, dtype=object).ravel()
+    present = arr[np.array([v is not None and not (isinstance(v, float) and math.isnan(v)) for v in arr], bool)] if arr.size else arr
+    return category_counts(present)
+
+
+def _chi2(r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> tuple[float, int, float]:
+    """Pearson chi² of the 2×K table [r; c] (= scipy chi2_contingency, correction=False)."""
+    keep = (r + c) > 0
+    r, c = r[keep], c[keep]
+    if r.size < 2:
+        return 0.0, 0, 1.0
+    table = np.vstack([r, c])
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    stat = float(np.sum((table - expected) ** 2 / expected))
+    dof = int(r.size - 1)
+    return stat, dof, float(_st.chi2.sf(stat, dof))
+
+
+class ChiSquare(_Categorical):
+    """Pearson chi-square on the reference-vs-current table; drift when p < ``alpha``;
+    equals ``scipy.stats.chi2_contingency(table, correction=False)``."""
+
+    name = "chi2"
+
+    def _compute(self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> DriftResult:
+        stat, dof, p = _chi2(r, c)
+        crit = float(_st.chi2.isf(self.alpha, dof)) if dof else math.inf
+        return DriftResult(self.name, stat, crit, p, p < self.alpha, None, int(r.sum()), int(c.sum()), {"dof": dof})
+
+
+class TotalVariation(_Categorical):
+    """½ Σ |p - q| over categories; drift when >= ``threshold`` (0.1)."""
+
+    name = "total_variation"
+
+    def _compute(self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> DriftResult:
+        stat = float(0.5 * np.abs(r / r.sum() - c / c.sum()).sum())
+        return DriftResult(self.name, stat, self.threshold, None, stat >= self.threshold, None, int(r.sum()), int(c.sum()))
+
+
+class UnseenRate(_Categorical):
+    """Share of current rows whose category never occurred in the reference (``threshold`` 0.01)."""
+
+    name = "unseen_rate"
+    default_threshold = 0.01
+
+    def _compute(self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> DriftResult:
+        stat = float(c[r == 0].sum() / c.sum())
+        unseen = [labels[i] for i in np.flatnonzero((r == 0) & (c > 0))[:10]]
+        drift = stat >= self.threshold
+        return DriftResult(self.name, stat, self.threshold, None, drift, "unseen_categories" if drift else None, int(r.sum()), int(c.sum()), {"unseen": unseen})
+
+
+class JensenShannon:
+    """Jensen–Shannon distance (base 2, in [0, 1]); drift when >= ``threshold`` (0.1).
+
+    Numeric: on the reference deciles; categorical: on the categories. Equals
+    ``scipy.spatial.distance.jensenshannon(p, q, base=2)`` on those probabilities.
+    """
+
+    name = "jensen_shannon"
+
+    def __init__(self, threshold: float = 0.1) -> None:
+        self.threshold = threshold
+        self._num: _NumRef | None = None
+        self._cat: dict[str, int] | None = None
+
+    def fit(self, reference: Any) -> JensenShannon:
+        is_cat = (isinstance(reference, FeatureProfile) and reference.categories is not None) or isinstance(reference, Mapping)
+        if not is_cat and not isinstance(reference, (FeatureProfile, NumericSummary, ExpHistogram)):
+            arr = np.asarray(reference)
+            is_cat = arr.dtype.kind in "OUSb"
+        if is_cat:
+            self._cat, self._num = _counts(reference), None
+        else:
+            self._num, self._cat = _num_ref(reference), None
+        return self
+
+    def score(self, current: Any) -> DriftResult:
+        if self._cat is not None:
+            return self.score_counts(_counts(current))
+        return self._numeric(_num_cur(current))
+
+    def score_sketch(self, sketch: ExpHistogram) -> DriftResult:
+        return self._numeric(_num_cur(sketch))
+
+    def score_counts(self, counts: Mapping[str, int]) -> DriftResult:
+        if self._cat is None:
+            raise RuntimeError("JensenShannon was fitted on numbers (or not at all); fit it on categories first")
+        labels = list(self._cat) + [k for k in counts if k not in self._cat]
+        p = np.array([self._cat.get(k, 0) for k in labels], np.float64)
+        q = np.array([counts.get(k, 0) for k in labels], np.float64)
+        return self._result(p, q, int(p.sum()), int(q.sum()))
+
+    def _numeric(self, cur: _NumCur) -> DriftResult:
+        if self._num is None:
+            raise RuntimeError("JensenShannon: call fit(reference) before score()")
+        p, q = _probs_in_bins(self._num, cur)
+        return self._result(p, q, self._num.n, cur.n)
+
+    def _result(self, p: npt.NDArray[np.float64], q: npt.NDArray[np.float64], m: int, n: int) -> DriftResult:
+        if p.sum() == 0 or q.sum() == 0:
+            return DriftResult(self.name, math.nan, self.threshold, None, False, None, m, n)
+        stat = _js(p, q)
+        return DriftResult(self.name, stat, self.threshold, None, stat >= self.threshold, None, m, n)
+
+
+# -- the default policy ---------------------------------------------------------------------
+
+
+def _unit_factor(ref_q: npt.NDArray[np.float64], cur_q: npt.NDArray[np.float64], tol: float = 0.05) -> str | None:
+    """``x1000`` or ``/60`` when current quantiles ≈ k × reference quantiles."""
+    spread = float(ref_q[-1] - ref_q[0])
+    if not np.all(np.isfinite(ref_q)) or not np.all(np.isfinite(cur_q)) or spread <= 0:
+        return None
+    best: tuple[float, str] | None = None
+    for f in UNIT_FACTORS:
+        for k, label in ((float(f), f"x{f}"), (1.0 / f, f"/{f}")):
+            err = float(np.max(np.abs(cur_q - k * ref_q))) / (k * spread)
+            if err <= tol and (best is None or err < best[0]):
+                best = (err, label)
+    return None if best is None else best[1]
+
+
+class NumericPolicy(_NumericMethod):
+    """KS significance and normalised-Wasserstein effect size, plus cause hints.
+
+    ``statistic`` is W1 / reference std (the effect), ``threshold`` is ``min_effect``,
+    ``p_value`` is the KS p-value; drift needs both ``p < alpha`` and ``statistic >= min_effect``.
+    """
+
+    name = "ks+wasserstein"
+
+    def __init__(self, alpha: float = 0.001, min_effect: float = 0.1, min_rows: int = 30) -> None:
+        super().__init__(min_effect, alpha, min_rows)
+
+    @property
+    def min_effect(self) -> float:
+        return self.threshold
+
+    def _compute(self, ref: _NumRef, cur: _NumCur) -> DriftResult:
+        ks_r = KS(alpha=self.alpha)._compute(ref, cur)
+        w_r = Wasserstein(self.threshold)._compute(ref, cur)
+        drift = bool(ks_r.drift and w_r.statistic >= self.threshold)
+        details = {"ks": ks_r.statistic, "wasserstein": w_r.details["distance"]}
+        cause = None
+        cur_q = cur.quantiles()
+        if cur.n >= self.min_rows and cur_q[0] == cur_q[-1] and ref.quantiles[0] != ref.quantiles[-1]:
+            if (cur.sorted is not None and cur.sorted[0] == cur.sorted[-1]) or (cur.sketch is not None and cur.sketch.min == cur.sketch.max):
+                drift, cause = True, "constant_column"
+        if drift and cause is None:
+            unit = _unit_factor(ref.quantiles, cur_q)
+            cause = f"unit_change:{unit}" if unit else "distribution_shift"
+        return DriftResult(self.name, w_r.statistic, self.threshold, ks_r.p_value, drift, cause, ref.n, cur.n, details)
+
+
+class CategoricalPolicy(_Categorical):
+    """Chi-square (categories expected fewer than 5 times pooled) and Cohen's w, plus
+    unseen categories (drift on their own when >= ``max_unseen`` of rows, significantly)."""
+
+    name = "chi2+cohen_w"
+
+    def __init__(self, alpha: float = 0.001, min_effect: float = 0.05, min_rows: int = 30, max_unseen: float = 0.01) -> None:
+        super().__init__(min_effect, alpha, min_rows)
+        self.max_unseen = max_unseen
+
+    def _compute(self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> DriftResult:
+        m, n = r.sum(), c.sum()
+        p = r / m
+        big = (p * n >= 5) & (r > 0)
+        rest_r, rest_c = r[~big].sum(), c[~big].sum()
+        rp = np.append(r[big], rest_r) if rest_r + rest_c > 0 else r[big]
+        cp = np.append(c[big], rest_c) if rest_r + rest_c > 0 else c[big]
+        stat, dof, pval = _chi2(rp, cp)
+        pr = np.maximum(rp / m, 0.5 / m)
+        w = float(math.sqrt(np.sum((cp / n - pr) ** 2 / pr)))
+        unseen_share = float(c[r == 0].sum() / n)
+        drift = bool(pval < self.alpha and w >= self.threshold)
+        cause = None
+        # Unseen categories: significant against the reference's own resolution (1/m).
+        if unseen_share >= self.max_unseen and _st.binom.sf(c[r == 0].sum() - 1, int(n), 1.0 / (m + 1)) < self.alpha:
+            drift, cause = True, "unseen_categories"
+        elif drift:
+            cause = "distribution_shift"
+        details = {"chi2": stat, "dof": dof, "unseen_share": unseen_share}
+        return DriftResult(self.name, w, self.threshold, pval, drift, cause, int(m), int(n), details)
+
+
+def _missing_jump(ref_missing: int, ref_rows: int, cur_missing: int, cur_rows: int, alpha: float, min_jump: float) -> bool:
+    """A significant rise of the missing rate by at least ``min_jump`` (two-proportion test)."""
+    if cur_rows == 0 or ref_rows == 0:
+        return False
+    p0, p1 = ref_missing / ref_rows, cur_missing / cur_rows
+    if p1 - p0 < min_jump:
+        return False
+    pooled = (ref_missing + cur_missing) / (ref_rows + cur_rows)
+    se = math.sqrt(max(pooled * (1 - pooled) * (1 / ref_rows + 1 / cur_rows), 1e-300))
+    return bool(_st.norm.sf((p1 - p0) / se) < alpha)
+
+
+@dataclass
+class DriftPolicy:
+    """Which method per column and when to call it drift; overrides per feature.
+
+    >>> policy = DriftPolicy(alpha=0.001, overrides={"price": {"min_effect": 0.3}})
+    >>> policy.method_for(FeatureProfile("price", "numeric", 10)).min_effect
+    0.3
+    """
+
+    alpha: float = 0.001
+    min_effect: float = 0.1
+    min_effect_categorical: float = 0.05
+    min_rows: int = 30
+    min_missing_jump: float = 0.02
+    max_unseen: float = 0.01
+    overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def method_for(self, profile: FeatureProfile) -> Any:
+        """The fitted-to-be method for a feature profile (numeric / text / array → numeric)."""
+        o = self.overrides.get(profile.name, {})
+        alpha = o.get("alpha", self.alpha)
+        if profile.kind in ("categorical", "boolean"):
+            return CategoricalPolicy(alpha, o.get("min_effect", self.min_effect_categorical), int(o.get("min_rows", self.min_rows)), o.get("max_unseen", self.max_unseen))
+        return NumericPolicy(alpha, o.get("min_effect", self.min_effect), int(o.get("min_rows", self.min_rows)))
+
+    def evaluate(
+        self,
+        reference: Reference,
+        current: Any,
+        *,
+        columns: Sequence[str] | None = None,
+        multivariate: bool = False,
+    ) -> dict[str, DriftResult]:
+        """Drift per feature of ``current`` (columns, a table, or a ``WindowSummary``).
+
+        Columns in the reference but absent from ``current`` are skipped. With
+        ``multivariate=True`` and raw columns, an ``"__multivariate__"`` MMD result is added.
+        """
+        from infersight.windows import WindowSummary
+
+        kinds = {k: f.kind for k, f in reference.features.items()}
+        summary = current if isinstance(current, WindowSummary) else WindowSummary.from_columns(current, kinds=kinds, keep_values=True)
+        names = [c for c in (columns or reference.features) if c in reference.features and c in summary.features]
+        out: dict[str, DriftResult] = {}
+        for name in names:
+            prof = reference.features[name]
+            if prof.kind == "timestamp":
+                continue
+            out[name] = self.score_feature(prof, summary.features[name])
+        if multivariate and reference.multivariate and summary.values:
+            from infersight._stats_multivariate import MMD
+
+            out["__multivariate__"] = MMD(alpha=max(self.alpha, 0.01)).fit(reference).score(summary.values)
+        return out
+
+    def score_feature(self, profile: FeatureProfile, window: Any) -> DriftResult:
+        """One feature: ``window`` is a ``windows.FeatureWindow`` (sketch or counts + missing)."""
+        method = self.method_for(profile).fit(profile)
+        o = self.overrides.get(profile.name, {})
+        if profile.kind in ("categorical", "boolean"):
+            res = method.score_counts(window.categories or {})
+        elif window.values is not None:
+            res = method.score(window.values)
+        else:
+            res = method.score_sketch(window.sketch if window.sketch is not None else ExpHistogram())
+        ref_missing = sum(v for k, v in profile.missing.items() if k != "inf")
+        cur_missing = sum(v for k, v in window.missing.items() if k != "inf")
+        if res.cause not in ("constant_column", "unseen_categories") and _missing_jump(
+            ref_missing, profile.rows, cur_missing, window.rows, o.get("alpha", self.alpha), o.get("min_missing_jump", self.min_missing_jump)
+        ):
+            res = replace(res, drift=True, cause="missing_rate_jump", details={**res.details, "missing_rate": cur_missing / max(window.rows, 1)})
+        return res
+
+
+# -- label shift, ranking, calibration ---------------------------------------------------------
+
+
+class BBSE:
+    """Black-box shift estimation (Lipton et al., 2018): current label distribution from the
+    reference confusion matrix and the current predicted-label counts, without labels.
+
+    ``statistic`` is the total-variation distance between estimated current and reference
+    label distributions; ``details["estimated"]`` maps label → share.
+
+    >>> from infersight.reference import Confusion
+    >>> conf = Confusion(["a", "b"], np.array([[90, 10], [10, 90]]))
+    >>> r = BBSE().fit(conf).score_counts({"a": 260, "b": 740})
+    >>> round(r.details["estimated"]["b"], 2), r.drift
+    (0.8, True)
+    """
+
+    name = "bbse"
+
+    def __init__(self, threshold: float = 0.1, alpha: float = 0.001) -> None:
+        self.threshold, self.alpha = threshold, alpha
+
+    def fit(self, reference: Any) -> BBSE:
+        """``reference``: a ``Reference`` with a confusion matrix, or a ``Confusion``."""
+        conf = getattr(reference, "confusion", reference)
+        if conf is None or not hasattr(conf, "matrix"):
+            raise ValueError("BBSE needs a confusion matrix: profile with --prediction COL --target COL")
+        self.labels = list(conf.labels)
+        joint = conf.matrix.astype(np.float64)
+        self._n = int(joint.sum())
+        self._joint = joint / joint.sum()  # P(ŷ = i, y = j)
+        self._prior = self._joint.sum(0)  # P(y = j)
+        self._pred = self._joint.sum(1)  # P(ŷ = i)
+        return self
+
+    def score(self, predictions: npt.ArrayLike) -> DriftResult:
+        return self.score_counts(_counts(predictions))
+
+    def score_counts(self, counts: Mapping[str, int]) -> DriftResult:
+        q = np.array([counts.get(k, 0) for k in self.labels], np.float64)
+        n = int(q.sum())
+        if n == 0:
+            return DriftResult(self.name, math.nan, self.threshold, None, False, None, self._n, 0)
+        q /= n
+        # C w = q with C[i, j] = P(ŷ = i, y = j); w_j = P_cur(y = j) / P_ref(y = j).
+        w, *_ = np.linalg.lstsq(self._joint, q, rcond=None)
+        est = np.clip(w * self._prior, 0, None)
+        est = est / est.sum() if est.sum() > 0 else self._prior
+        stat = float(0.5 * np.abs(est - self._prior).sum())
+        _, _, p = _chi2(self._pred * self._n, q * n)
+        unseen = sum(v for k, v in counts.items() if k not in self.labels)
+        drift = bool(stat >= self.threshold and p < self.alpha)
+        cause = "unseen_categories" if unseen else ("label_shift" if drift else None)
+        return DriftResult(self.name, stat, self.threshold, p, drift or bool(unseen), cause, self._n, n, {"estimated": dict(zip(self.labels, est.tolist())), "weights": dict(zip(self.labels, w.tolist()))})
+
+
+def rank(results: Mapping[str, DriftResult], importance: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
+    """Features by drift severity (statistic / threshold, × importance), drifted ones first.
+
+    >>> rank({"a": DriftResult("psi", 0.1, 0.2, None, False), "b": DriftResult("psi", 0.5, 0.2, None, True)})
+    [('b', 2.5), ('a', 0.5)]
+    """
+    imp = importance or {}
+    scored = [(k, r.severity * float(imp.get(k, 1.0)), r.drift) for k, r in results.items()]
+    scored.sort(key=lambda t: (not t[2], -t[1], t[0]))
+    return [(k, s) for k, s, _ in scored]
+
+
+def calibrate(
+    method: Any,
+    profile: FeatureProfile,
+    n_rows: int,
+    *,
+    false_alarm_rate: float = 0.001,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Any:
+    """Fit ``method`` on ``profile`` with its threshold set so that windows of ``n_rows`` drawn
+    from the reference cross it with probability ``false_alarm_rate``.
+
+    Null windows are drawn by the bootstrap from the reference itself (multinomial over its
+    200 quantile bins or its categories), so any window size costs the same. For the default
+    policies the effect floor becomes ``max(min_effect, null quantile)`` and ``alpha`` becomes
+    ``false_alarm_rate``. A target expected time between false alarms T with windows of length
+    t is ``false_alarm_rate = t / T`` (per feature).
+
+    >>> from infersight.reference import Reference
+    >>> ref = Reference.from_data({"x": np.random.default_rng(0).normal(size=5000)}, model="m")
+    >>> m = calibrate(PSI(), ref.features["x"], 100, false_alarm_rate=0.01)
+    >>> 0.05 < m.threshold < 0.5
+    True
+    """
+    rng = np.random.default_rng(seed)
+    method.fit(profile)
+    if isinstance(method, (NumericPolicy, CategoricalPolicy)):
+        method.alpha = false_alarm_rate
+    if profile.categories is not None:
+        labels = list(profile.categories)
+        p = np.array([profile.categories[k] for k in labels], np.float64)
+        draws = rng.multinomial(n_rows, p / p.sum(), size=n_boot)
+        null = np.array([method.score_counts(dict(zip(labels, d.tolist()))).statistic for d in draws])
+    else:
+        ref = _num_ref(profile)
+        mass = np.diff(ref.knots.F, prepend=0.0)
+        draws = rng.multinomial(n_rows, mass / mass.sum(), size=n_boot)
+        null = _null_numeric(method, ref, draws)
+    q = float(np.quantile(null[np.isfinite(null)], 1 - false_alarm_rate)) if np.isfinite(null).any() else math.inf
+    if isinstance(method, (NumericPolicy, CategoricalPolicy)):
+        method.threshold = max(method.threshold, q)
+    else:
+        method.threshold = q
+    return method
+
+
+def _null_numeric(method: Any, ref: _NumRef, draws: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Null statistics for bootstrap windows given as counts per reference bin (vectorised)."""
+    x, fa = ref.knots.x, ref.knots.F
+    n = draws.sum(1, keepdims=True).astype(np.float64)
+    fb = np.cumsum(draws, axis=1) / n
+    if isinstance(method, KS):
+        return np.max(np.abs(fb - fa), axis=1)
+    if isinstance(method, (Wasserstein, NumericPolicy)):
+        scale = ref.std if ref.std > 0 else 1.0
+        return abs_linear_integral(x, fb - fa) / scale
+    edges = ref.psi_edges
+    idx = np.searchsorted(x, edges)
+    p = np.diff(np.concatenate([[0.0], fa[idx], [1.0]]))
+    q = np.diff(np.concatenate([np.zeros((fb.shape[0], 1)), fb[:, idx], np.ones((fb.shape[0], 1))], axis=1), axis=1)
+    if isinstance(method, PSI):
+        return np.array([_psi(p, qi) for qi in q])
+    return np.array([_js(p, qi) for qi in q])

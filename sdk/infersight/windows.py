@@ -1,0 +1,220 @@
+"""Mergeable window summaries, and sliding / cumulative views over a stream of them.
+
+A :class:`WindowSummary` is what drift needs from one window: per feature the row count,
+missing values by kind, an OTel exponential histogram (numeric columns, lengths of text and
+arrays) or category counts. Summaries merge exactly — ``a.merge(b)`` equals the summary of
+both windows' rows, histogram downscaling included — so minute windows roll up into hours and
+replicas into one view. A past window works as a reference too (:meth:`as_reference`), e.g.
+the same hour last week for seasonal data.
+
+Sliding views merge the last ``size`` windows (they forget); cumulative views merge everything
+so far (they hide a short dip): both are given because they answer different questions.
+
+Example:
+    >>> import numpy as np
+    >>> a = WindowSummary.from_columns({"x": np.array([1.0, np.nan])}, start=0, end=2)
+    >>> b = WindowSummary.from_columns({"x": np.array([3.0])}, start=2, end=3)
+    >>> m = a.merge(b)
+    >>> m.rows, m.features["x"].sketch.count, m.features["x"].missing["nan"]
+    (3, 2, 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from infersight._stats_columns import ABSENT, clean_column, infer_kind, null_mask, to_columns
+from infersight.reference import FeatureProfile, category_counts
+from infersight.sketch import ExpHistogram
+
+__all__ = ["FeatureWindow", "WindowSummary", "sliding", "cumulative"]
+
+
+def _add_counts(a: Mapping[str, int] | None, b: Mapping[str, int] | None) -> dict[str, int] | None:
+    if a is None and b is None:
+        return None
+    out = dict(a or {})
+    for k, v in (b or {}).items():
+        out[k] = out.get(k, 0) + v
+    return out
+
+
+@dataclass
+class FeatureWindow:
+    """One feature in one window. ``values`` (finite raw numbers) is kept only offline."""
+
+    kind: str
+    rows: int
+    missing: dict[str, int]
+    sketch: ExpHistogram | None = None
+    categories: dict[str, int] | None = None
+    values: npt.NDArray[np.float64] | None = None
+
+    @classmethod
+    def from_column(cls, raw: npt.NDArray[Any], kind: str, keep_values: bool = False) -> FeatureWindow:
+        rows = int(raw.shape[0])
+        absent = int(np.equal(raw, ABSENT).sum()) if raw.dtype.kind == "O" else 0
+        col = clean_column(raw, kind)
+        if kind == "numeric":
+            x = col.astype(np.float64, copy=False)
+            nan, inf = np.isnan(x), np.isinf(x)
+            nulls = int(null_mask(raw).sum()) - absent if raw.dtype.kind == "O" else 0
+            finite = x[~(nan | inf)]
+            missing = {"absent": absent, "null": nulls, "nan": int(nan.sum()) - nulls - absent, "inf": int(inf.sum())}
+            return cls(kind, rows, missing, ExpHistogram.from_values(finite), None, finite if keep_values else None)
+        miss = null_mask(col)
+        missing = {"absent": absent, "null": int(miss.sum()) - absent, "nan": 0, "inf": 0}
+        present = col[~miss]
+        if kind in ("categorical", "boolean"):
+            return cls(kind, rows, missing, None, category_counts(present, kind, limit=10**9))
+        if kind in ("text", "array"):
+            lengths = np.frompyfunc(len, 1, 1)(present).astype(np.float64) if present.size else np.zeros(0)
+            return cls(kind, rows, missing, ExpHistogram.from_values(lengths), None, lengths if keep_values else None)
+        return cls(kind, rows, missing)
+
+    def merge(self, other: FeatureWindow) -> FeatureWindow:
+        sketch = None
+        if self.sketch is not None or other.sketch is not None:
+            sketch = ExpHistogram.merge_all([s for s in (self.sketch, other.sketch) if s is not None])
+        values = None
+        if self.values is not None and other.values is not None:
+            values = np.concatenate([self.values, other.values])
+        return FeatureWindow(
+            self.kind,
+            self.rows + other.rows,
+            _add_counts(self.missing, other.missing) or {},
+            sketch,
+            _add_counts(self.categories, other.categories),
+            values,
+        )
+
+    def as_profile(self, name: str) -> FeatureProfile:
+        """This window as a reference feature (numeric part from the sketch)."""
+        from infersight.reference import NumericSummary
+
+        prof = FeatureProfile(name, self.kind, self.rows, dict(self.missing), None, None if self.categories is None else dict(self.categories))
+        if self.values is not None:
+            prof.numeric = NumericSummary.from_values(self.values)
+        elif self.sketch is not None and self.sketch.count:
+            v, c = self.sketch.to_points()
+            prof.numeric = NumericSummary.from_values(np.repeat(v, c))
+            prof.numeric.sketch = self.sketch
+        return prof
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "rows": self.rows, "missing": self.missing}
+        if self.sketch is not None:
+            d["sketch"] = self.sketch.to_dict()
+        if self.categories is not None:
+            d["categories"] = self.categories
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureWindow:
+        return cls(
+            str(d["kind"]),
+            int(d["rows"]),
+            {str(k): int(v) for k, v in d.get("missing", {}).items()},
+            ExpHistogram.from_dict(d["sketch"]) if d.get("sketch") else None,
+            {str(k): int(v) for k, v in d["categories"].items()} if d.get("categories") is not None else None,
+        )
+
+
+@dataclass
+class WindowSummary:
+    """Everything drift needs from one window; see the module docstring."""
+
+    start: Any = None
+    end: Any = None
+    rows: int = 0
+    features: dict[str, FeatureWindow] = field(default_factory=dict)
+    values: dict[str, npt.NDArray[np.float64]] | None = None  # raw numeric columns (offline, for MMD)
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: Any,
+        n_rows: int | None = None,
+        *,
+        start: Any = None,
+        end: Any = None,
+        kinds: Mapping[str, str] | None = None,
+        keep_values: bool = False,
+    ) -> WindowSummary:
+        """Summarise a batch (columns, or any table ``to_columns`` reads).
+
+        ``kinds`` (e.g. from the reference) fixes each column's kind; ``keep_values`` also
+        keeps raw numbers for exact offline tests (not merged across processes).
+        """
+        if isinstance(columns, Mapping) and all(isinstance(v, np.ndarray) for v in columns.values()):
+            cols = dict(columns)
+            n = n_rows if n_rows is not None else (len(next(iter(cols.values()))) if cols else 0)
+        else:
+            cols, n = to_columns(columns)
+        kinds = kinds or {}
+        feats = {k: FeatureWindow.from_column(v, kinds.get(k) or infer_kind(v), keep_values) for k, v in cols.items()}
+        values = None
+        if keep_values:
+            values = {k: clean_column(cols[k], "numeric") for k, f in feats.items() if f.kind == "numeric"}
+        return cls(start, end, int(n), feats, values)
+
+    def merge(self, other: WindowSummary) -> WindowSummary:
+        """The summary of both windows together (order does not matter)."""
+        feats = dict(self.features)
+        for k, f in other.features.items():
+            feats[k] = feats[k].merge(f) if k in feats else f
+        values = None
+        if self.values is not None and other.values is not None:
+            values = {k: np.concatenate([self.values[k], other.values[k]]) for k in self.values if k in other.values}
+        starts = [s for s in (self.start, other.start) if s is not None]
+        ends = [e for e in (self.end, other.end) if e is not None]
+        return WindowSummary(min(starts) if starts else None, max(ends) if ends else None, self.rows + other.rows, feats, values)
+
+    @staticmethod
+    def merge_all(summaries: Iterable[WindowSummary]) -> WindowSummary:
+        out = WindowSummary()
+        first = True
+        for s in summaries:
+            out = s if first else out.merge(s)
+            first = False
+        return out
+
+    def as_reference(self, model: str | None = None) -> Any:
+        """This window as a :class:`Reference` (e.g. same hour last week)."""
+        from infersight.reference import Reference
+        from infersight.schema import Schema
+
+        feats = {k: f.as_profile(k) for k, f in self.features.items()}
+        return Reference(model, self.rows, feats, Schema(model=model))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "rows": self.rows, "features": {k: f.to_dict() for k, f in self.features.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WindowSummary:
+        return cls(d.get("start"), d.get("end"), int(d["rows"]), {str(k): FeatureWindow.from_dict(v) for k, v in d["features"].items()})
+
+
+def sliding(summaries: Iterable[WindowSummary], size: int) -> Iterator[WindowSummary]:
+    """Merged view of each run of ``size`` consecutive windows (once ``size`` have arrived)."""
+    if size < 1:
+        raise ValueError(f"size={size!r}: a sliding view needs at least 1 window")
+    buf: list[WindowSummary] = []
+    for s in summaries:
+        buf.append(s)
+        if len(buf) > size:
+            buf.pop(0)
+        if len(buf) == size:
+            yield WindowSummary.merge_all(buf)
+
+
+def cumulative(summaries: Iterable[WindowSummary]) -> Iterator[WindowSummary]:
+    """Merged view of every window so far."""
+    acc: WindowSummary | None = None
+    for s in summaries:
+        acc = s if acc is None else acc.merge(s)
+        yield acc
