@@ -12,7 +12,7 @@ or, the Starlette way::
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from infersight.integrations.asgi import InferSightMiddleware as _ASGIMiddleware
 from infersight.integrations.asgi import starlette_route
@@ -44,8 +44,9 @@ def instrument_app(app: App, **options: Any) -> App:
     serving (Starlette refuses middleware added later).
 
     The middleware sits inside Starlette's ``ServerErrorMiddleware``, so an instrumentation
-    that wraps the whole app (``opentelemetry-instrumentation-fastapi``) stays outside it and
-    its server span is enriched instead of duplicated.
+    that wraps the whole app (FastAPI's native telemetry, ``opentelemetry-instrumentation-fastapi``)
+    stays outside it and its server span is enriched instead of duplicated. FastAPI's native
+    telemetry is also given the excluded paths (when the app set no ``exclude`` of its own).
 
     >>> from fastapi import FastAPI
     >>> app = instrument_app(FastAPI())
@@ -60,5 +61,19 @@ def instrument_app(app: App, **options: Any) -> App:
         )
     if any(isinstance(m.cls, type) and issubclass(m.cls, _ASGIMiddleware) for m in user_middleware):
         return app
+    options_seen = InferSightMiddleware(_no_app, **options).options  # validates now, not at start-up
     app.add_middleware(InferSightMiddleware, **options)  # type: ignore[attr-defined]
+    _exclude_from_native_telemetry(app, options_seen.is_excluded)
     return app
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never called
+    return None
+
+
+def _exclude_from_native_telemetry(app: Any, is_excluded: Callable[[str], bool]) -> None:
+    """FastAPI's native telemetry (``FastAPI(telemetry=...)``) opens its server span outside
+    every middleware; tell it our excluded paths too, unless the app chose its own rule."""
+    config = getattr(app, "_telemetry", None)
+    if isinstance(config, dict) and "exclude" in config and config["exclude"] is None:
+        config["exclude"] = lambda scope: scope.get("type") == "http" and is_excluded(scope.get("path", ""))
