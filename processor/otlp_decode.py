@@ -287,7 +287,8 @@ def _has_unknown(msg: Message) -> bool:
     for desc, value in msg.ListFields():
         if desc.message_type is None:
             continue
-        items = value if desc.label == desc.LABEL_REPEATED else [value]
+        repeated = desc.is_repeated if hasattr(desc, "is_repeated") else desc.label == desc.LABEL_REPEATED
+        items = value if repeated else [value]
         for item in list(items)[:8]:
             if len(unknown_fields.UnknownFieldSet(item)):
                 return True
@@ -295,13 +296,15 @@ def _has_unknown(msg: Message) -> bool:
 
 
 def _check_shape(msg: Message, out: Decoded, items: int) -> Decoded:
-    """A request whose every item was rejected and which carries fields OTLP does not define is
-    not an OTLP request at all: say so (400) instead of answering with partial success."""
-    if not out.points and (out.rejected or items == 0) and _has_unknown(msg):
-        raise RequestError(
-            f"body is not a {type(msg).__name__}: it parses only as unknown fields"
-            + (f" ({out.error_message})" if out.errors else "")
-        )
+    """A request none of whose items is usable is malformed (400 / INVALID_ARGUMENT, naming
+    why) rather than a partial success; so is one that parses only as fields OTLP does not
+    define (a different message type)."""
+    if out.points:
+        return out
+    if out.rejected:
+        raise RequestError(f"no item in this {type(msg).__name__} is valid: {out.error_message}")
+    if items == 0 and _has_unknown(msg):
+        raise RequestError(f"body is not a {type(msg).__name__}: it parses only as unknown fields")
     return out
 
 

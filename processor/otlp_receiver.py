@@ -95,7 +95,13 @@ class Receiver:
 
     def decode(self, signal: str, body: bytes, content_type: str) -> Any:
         msg = parse_request(signal, body, content_type)
-        return screen(signal, _DECODERS[signal](msg))
+        try:
+            return screen(signal, _DECODERS[signal](msg))
+        except RequestError:
+            raise
+        except Exception as exc:  # a decoder bug met by odd input: answer it, log it, keep serving
+            log.exception("could not decode a %s request", signal)
+            raise RequestError(f"could not decode the request ({type(exc).__name__}: {exc})") from exc
 
     def response(self, signal: str, outcome: Outcome) -> Any:
         cls, field = _RESPONSES[signal]
