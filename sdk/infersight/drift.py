@@ -465,15 +465,20 @@ class JensenShannon:
 # -- the default policy ---------------------------------------------------------------------
 
 
-def _unit_factor(ref_q: npt.NDArray[np.float64], cur_q: npt.NDArray[np.float64], tol: float = 0.05) -> str | None:
-    """``x1000`` or ``/60`` when current quantiles ≈ k × reference quantiles."""
-    spread = float(ref_q[-1] - ref_q[0])
-    if not np.all(np.isfinite(ref_q)) or not np.all(np.isfinite(cur_q)) or spread <= 0:
+def _unit_factor(ref_q: npt.NDArray[np.float64], cur_q: npt.NDArray[np.float64], tol: float = 0.1) -> str | None:
+    """``x1000`` or ``/60`` when the current quartiles ≈ k × the reference quartiles.
+
+    Quartiles (not the tails) because they are stable at a few thousand rows; the error is
+    measured in units of the scaled reference IQR.
+    """
+    rq, cq = ref_q[1:4], cur_q[1:4]
+    iqr = float(rq[-1] - rq[0])
+    if not np.all(np.isfinite(rq)) or not np.all(np.isfinite(cq)) or iqr <= 0:
         return None
     best: tuple[float, str] | None = None
     for f in UNIT_FACTORS:
         for k, label in ((float(f), f"x{f}"), (1.0 / f, f"/{f}")):
-            err = float(np.max(np.abs(cur_q - k * ref_q))) / (k * spread)
+            err = float(np.max(np.abs(cq - k * rq))) / (k * iqr)
             if err <= tol and (best is None or err < best[0]):
                 best = (err, label)
     return None if best is None else best[1]

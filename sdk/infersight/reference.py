@@ -339,9 +339,11 @@ class Reference:
             trained_at=_iso(trained_at),
         )
         if pred_col is not None:
-            ref.prediction = FeatureProfile.from_column("prediction", pred_col, _output_kind(pred_col))
+            name = prediction if isinstance(prediction, str) else "prediction"
+            ref.prediction = FeatureProfile.from_column(name, pred_col, _output_kind(pred_col))
         if target_col is not None:
-            ref.target = FeatureProfile.from_column("target", target_col, _output_kind(target_col))
+            name = target if isinstance(target, str) else "target"
+            ref.target = FeatureProfile.from_column(name, target_col, _output_kind(target_col))
         if (
             pred_col is not None
             and target_col is not None
@@ -382,9 +384,9 @@ class Reference:
             "schema": self.schema.to_dict(),
         }
         if self.prediction is not None:
-            d["prediction"] = self.prediction.to_dict()
+            d["prediction"] = {"column": self.prediction.name, **self.prediction.to_dict()}
         if self.target is not None:
-            d["target"] = self.target.to_dict()
+            d["target"] = {"column": self.target.name, **self.target.to_dict()}
         if self.confusion is not None:
             d["confusion"] = self.confusion.to_dict()
         if self.multivariate is not None:
@@ -402,8 +404,8 @@ class Reference:
                 model_version=d.get("model_version"),
                 created_at=d.get("created_at"),
                 trained_at=d.get("trained_at"),
-                prediction=FeatureProfile.from_dict("prediction", d["prediction"]) if d.get("prediction") else None,
-                target=FeatureProfile.from_dict("target", d["target"]) if d.get("target") else None,
+                prediction=_output_profile(d.get("prediction"), "prediction"),
+                target=_output_profile(d.get("target"), "target"),
                 confusion=Confusion.from_dict(d["confusion"]) if d.get("confusion") else None,
                 multivariate=d.get("multivariate"),
             )
@@ -430,6 +432,10 @@ class Reference:
 
         doc = read_versioned_json(path, {FORMAT: FORMAT_VERSION})
         return cls.from_dict(doc, source=repr(str(path)))
+
+
+def _output_profile(d: Mapping[str, Any] | None, default: str) -> FeatureProfile | None:
+    return FeatureProfile.from_dict(str(d.get("column", default)), d) if d else None
 
 
 def _is_columns_pair(obj: Any) -> bool:

@@ -1,0 +1,210 @@
+"""``infersight drift REFERENCE DATA``: offline drift for batch pipelines.
+
+The data file is cut into windows (``--chunk-size N`` rows, or ``--time-column COL --every
+DURATION``, or one window for the whole file), each window is compared with the reference by
+the default :class:`~infersight.drift.DriftPolicy`, and the verdicts print as a table (coloured
+on a terminal) or as JSON::
+
+    {"windows": [{"start": ..., "end": ..., "rows": n,
+                  "features": {NAME: {"method", "statistic", "threshold", "p_value", "drift", "cause"}},
+                  "multivariate": {...}}]}
+
+``start``/``end`` are row indices (end exclusive) or ISO timestamps. The exit code is 0, or 3
+with ``--fail-on-drift`` when any window drifted (for CI); 2 for unusable input.
+
+Example:
+    $ infersight drift reference.json today.csv --chunk-size 5000 --format json --fail-on-drift
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["add_parser", "run", "parse_duration"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``30s``, ``15m``, ``1h``, ``1d``, ``1w`` (or a plain number of seconds).
+
+    >>> parse_duration("90m")
+    5400
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not m:
+        raise ValueError(f"--every {text!r} is not a duration; use e.g. 30s, 15m, 1h, 1d or 1w")
+    return int(float(m.group(1)) * _UNITS.get(m.group(2) or "s", 1))
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``infersight drift``."""
+    p = subparsers.add_parser(
+        "drift",
+        help="offline drift of a data file against a reference profile",
+        description="Compare a data file (CSV, Parquet, JSON lines, .npy) with a reference profile, window by window.",
+    )
+    p.add_argument("reference", help="reference profile written by `infersight profile`")
+    p.add_argument("data", help="data file to check")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--chunk-size", type=int, default=None, metavar="N", help="windows of N rows")
+    group.add_argument("--time-column", default=None, metavar="COL", help="cut windows by this timestamp column")
+    p.add_argument("--every", default=None, metavar="DURATION", help="window length with --time-column (e.g. 1h, 1d)")
+    p.add_argument("--columns", nargs="+", default=None, help="only these features")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit with code 3 when any drift is found")
+    p.add_argument("--alpha", type=float, default=None, help="significance level per feature and window (default 0.001)")
+    p.add_argument("--min-effect", type=float, default=None, help="numeric effect-size floor (default 0.1)")
+    p.add_argument("--no-multivariate", action="store_true", help="skip the multivariate (MMD) test")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from infersight._stats_io import read_table
+    from infersight.reference import Reference
+
+    try:
+        ref = Reference.load(args.reference)
+        if args.columns:
+            unknown = [c for c in args.columns if c not in ref.features]
+            if unknown:
+                raise KeyError(f"column(s) {unknown} are not in the reference; it has {sorted(ref.features)[:20]}")
+        cols, n = read_table(args.data)
+        windows = list(_windows(cols, n, args))
+    except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
+        print(f"infersight drift: {exc}", file=sys.stderr)
+        return 2
+    report = evaluate_windows(ref, windows, args)
+    if args.format == "json":
+        print(json.dumps(report, allow_nan=False))
+    else:
+        print(_table(report, color=sys.stdout.isatty()))
+    drifted = any(f["drift"] for w in report["windows"] for f in w["features"].values()) or any(
+        w["multivariate"].get("drift") for w in report["windows"]
+    )
+    return 3 if args.fail_on_drift and drifted else 0
+
+
+def _windows(cols: Mapping[str, npt.NDArray[Any]], n: int, args: argparse.Namespace) -> Iterator[tuple[Any, Any, dict[str, npt.NDArray[Any]]]]:
+    if args.time_column:
+        if not args.every:
+            raise ValueError("--time-column needs --every DURATION (e.g. --every 1h)")
+        if args.time_column not in cols:
+            raise KeyError(f"time column {args.time_column!r} is not in the data; it has {sorted(cols)[:20]}")
+        every = parse_duration(args.every)
+        t = _as_seconds(cols[args.time_column], args.time_column)
+        order = np.argsort(t, kind="stable")
+        t = t[order]
+        rest = {k: v[order] for k, v in cols.items() if k != args.time_column}
+        slot = np.floor(t / every).astype(np.int64)
+        bounds = np.flatnonzero(np.diff(slot)) + 1
+        for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [n]])):
+            s = int(slot[lo]) * every
+            yield _iso(s), _iso(s + every), {k: v[lo:hi] for k, v in rest.items()}
+        return
+    if args.every:
+        raise ValueError("--every needs --time-column COL")
+    size = args.chunk_size or n
+    if size <= 0:
+        raise ValueError(f"--chunk-size {size} must be a positive number of rows")
+    for lo in range(0, max(n, 1), size):
+        hi = min(lo + size, n)
+        yield lo, hi, {k: v[lo:hi] for k, v in cols.items()}
+
+
+def _as_seconds(col: npt.NDArray[Any], name: str) -> npt.NDArray[np.float64]:
+    if col.dtype.kind in "iuf":
+        return col.astype(np.float64)  # epoch seconds
+    try:
+        vals = np.array([str(v).replace("Z", "") for v in col], dtype="datetime64[ns]") if col.dtype.kind != "M" else col
+    except ValueError as exc:
+        raise ValueError(f"time column {name!r} has values that are not ISO-8601 times or epoch seconds ({exc})") from exc
+    return vals.astype("datetime64[ns]").astype(np.int64) / 1e9
+
+
+def _iso(seconds: float) -> str:
+    return np.datetime64(int(seconds), "s").astype(str) + "Z"
+
+
+def evaluate_windows(ref: Any, windows: list[tuple[Any, Any, dict[str, npt.NDArray[Any]]]], args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON report for ``windows`` of (start, end, columns)."""
+    from infersight._stats_multivariate import MMD
+    from infersight.drift import BBSE, DriftPolicy
+    from infersight.windows import WindowSummary
+
+    policy = DriftPolicy()
+    if getattr(args, "alpha", None) is not None:
+        policy.alpha = args.alpha
+    if getattr(args, "min_effect", None) is not None:
+        policy.min_effect = args.min_effect
+    kinds = {k: f.kind for k, f in ref.features.items()}
+    wanted = list(getattr(args, "columns", None) or ref.features)
+    mmd = MMD().fit(ref) if ref.multivariate and not getattr(args, "no_multivariate", False) else None
+    bbse = BBSE().fit(ref) if ref.confusion is not None else None
+    out = []
+    for start, end, cols in windows:
+        rows = len(next(iter(cols.values()))) if cols else 0
+        feats = {k: cols[k] for k in wanted if k in cols}
+        summary = WindowSummary.from_columns(feats, rows, kinds=kinds, keep_values=True)
+        results = policy.evaluate(ref, summary, columns=wanted)
+        entry: dict[str, Any] = {
+            "start": start,
+            "end": end,
+            "rows": rows,
+            "features": {k: r.to_dict() for k, r in results.items()},
+            "multivariate": {},
+        }
+        if mmd is not None and rows:
+            entry["multivariate"] = mmd.score(cols).to_dict()
+        pred = ref.prediction
+        if pred is not None and pred.name in cols:
+            from infersight.windows import FeatureWindow
+
+            entry["prediction"] = policy.score_feature(pred, FeatureWindow.from_column(cols[pred.name], pred.kind, True)).to_dict()
+            if bbse is not None:
+                entry["label_shift"] = bbse.score(cols[pred.name]).to_dict()
+        out.append(entry)
+    return {"windows": out}
+
+
+_RED, _GREEN, _DIM, _RESET = "\033[31m", "\033[32m", "\033[2m", "\033[0m"
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.3g}" if math.isfinite(x) else "-"
+    return str(x)
+
+
+def _table(report: Mapping[str, Any], color: bool) -> str:
+    lines = []
+    for w in report["windows"]:
+        feats = w["features"]
+        n_drift = sum(f["drift"] for f in feats.values())
+        lines.append(f"window {w['start']} .. {w['end']} ({w['rows']} rows): {n_drift} of {len(feats)} features drifted")
+        header = f"  {'feature':<24} {'method':<15} {'statistic':>10} {'threshold':>10} {'p-value':>10}  verdict  cause"
+        lines.append(header)
+        order = sorted(feats.items(), key=lambda kv: (not kv[1]["drift"], -((kv[1]["statistic"] or 0) / (kv[1]["threshold"] or 1)), kv[0]))
+        extra = [(f"[{k}]", w[k]) for k in ("multivariate", "prediction", "label_shift") if w.get(k)]
+        for name, f in order + extra:
+            verdict = "DRIFT" if f["drift"] else "ok"
+            if color:
+                verdict = f"{_RED}DRIFT{_RESET}" if f["drift"] else f"{_GREEN}ok{_RESET}   "
+            else:
+                verdict = f"{verdict:<5}"
+            lines.append(
+                f"  {name[:24]:<24} {f['method'][:15]:<15} {_fmt(f['statistic']):>10} {_fmt(f['threshold']):>10} "
+                f"{_fmt(f['p_value']):>10}  {verdict}    {f['cause'] or ''}"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
