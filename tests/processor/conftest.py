@@ -234,3 +234,9 @@ def model_attrs(feature: str | None = None, model: str = "churn", version: str =
 def attrs() -> Callable[..., dict[str, Any]]:
     """``attrs("age", model="churn", **more)`` → the attributes the SDK puts on ml.* points."""
     return model_attrs
+
+
+@pytest.fixture
+def pg_database(pg_server: str) -> Callable[[], str]:
+    """``pg_database()`` → the URL of a new, empty database on the session's server."""
+    return lambda: new_pg_database(pg_server)
