@@ -517,7 +517,8 @@ class NumericPolicy(_NumericMethod):
 
 
 class CategoricalPolicy(_Categorical):
-    """Chi-square (categories expected fewer than 5 times pooled) and Cohen's w, plus
+    """Chi-square (categories expected fewer than 5 times pooled) combined (Bonferroni) with
+    the most-changed category's two-proportion test, Cohen's w as effect size, plus
     unseen categories (drift on their own when >= ``max_unseen`` of rows, significantly)."""
 
     name = "chi2+cohen_w"
@@ -533,7 +534,13 @@ class CategoricalPolicy(_Categorical):
         rest_r, rest_c = r[~big].sum(), c[~big].sum()
         rp = np.append(r[big], rest_r) if rest_r + rest_c > 0 else r[big]
         cp = np.append(c[big], rest_c) if rest_r + rest_c > 0 else c[big]
-        stat, dof, pval = _chi2(rp, cp)
+        stat, dof, p_chi2 = _chi2(rp, cp)
+        # A chi-square with many categories dilutes a change in one of them; a Bonferroni-
+        # corrected two-proportion test per category catches it. Both, Bonferroni-combined.
+        pooled = (rp + cp) / (m + n)
+        se = np.sqrt(np.maximum(pooled * (1 - pooled) * (1 / m + 1 / n), 1e-300))
+        p_cat = float(min(1.0, np.min(2 * _st.norm.sf(np.abs(cp / n - rp / m) / se)) * rp.size)) if rp.size > 1 else 1.0
+        pval = min(1.0, 2 * min(p_chi2, p_cat))
         pr = np.maximum(rp / m, 0.5 / m)
         w = float(math.sqrt(np.sum((cp / n - pr) ** 2 / pr)))
         unseen_share = float(c[r == 0].sum() / n)
@@ -544,7 +551,7 @@ class CategoricalPolicy(_Categorical):
             drift, cause = True, "unseen_categories"
         elif drift:
             cause = "distribution_shift"
-        details = {"chi2": stat, "dof": dof, "unseen_share": unseen_share}
+        details = {"chi2": stat, "dof": dof, "p_chi2": p_chi2, "p_category": p_cat, "unseen_share": unseen_share}
         return DriftResult(self.name, w, self.threshold, pval, drift, cause, int(m), int(n), details)
 
 

@@ -1,0 +1,118 @@
+"""Statistical quality bars of the default drift policy (issue 4), printed as figures.
+
+* false-alarm cells: windows drawn from the reference distribution (normal, log-normal,
+  50-level Zipf categorical) for n in {100, 1k, 10k, 100k, 1M}; share of (window, feature)
+  cells flagged. Bar: <= 1%.
+* power at n = 5000: 0.2-sigma mean shift, 20% (relative) rise of the top category's share,
+  2x scale change. Bar: >= 95%.
+* cause hints on injected unit changes, NaN jumps and new categories. Bar: >= 90% right.
+
+Windows of 100k and 1M rows are scored from their OTel sketches / category counts (what the
+processor sees); smaller ones from raw samples. Runtime is bounded by ``--windows``.
+
+    python bench/quality.py --windows 1000        # the issue's figure (a few minutes)
+    python bench/quality.py --windows 200         # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from infersight.drift import DriftPolicy
+from infersight.reference import Reference
+from infersight.sketch import ExpHistogram
+from infersight.windows import FeatureWindow
+
+REF_ROWS = 100_000
+LEVELS = np.array([f"k{i}" for i in range(50)], dtype=object)
+ZIPF = 1.0 / np.arange(1, 51)
+ZIPF /= ZIPF.sum()
+
+
+def draw(name: str, n: int, rng: np.random.Generator, shift: str | None = None) -> np.ndarray:
+    if name == "normal":
+        x = rng.normal(0.0, 1.0, n)
+        if shift == "mean":
+            x += 0.2
+        if shift == "scale":
+            x *= 2
+        return x
+    if name == "lognormal":
+        x = rng.lognormal(0.0, 1.0, n)
+        return x * 2 if shift == "scale" else x
+    p = ZIPF.copy()
+    if shift == "share":
+        p[0] *= 1.2
+        p[1:] *= (1 - p[0]) / p[1:].sum()
+    return LEVELS[rng.choice(50, n, p=p)]
+
+
+def window(name: str, n: int, rng: np.random.Generator, shift: str | None = None) -> FeatureWindow:
+    kind = "categorical" if name == "categorical" else "numeric"
+    if n >= 100_000:  # as the processor sees big windows: sketch / counts only
+        if kind == "categorical":
+            counts = rng.multinomial(n, _shifted(shift))
+            return FeatureWindow(kind, n, {}, None, {LEVELS[i]: int(c) for i, c in enumerate(counts) if c})
+        return FeatureWindow(kind, n, {}, ExpHistogram.from_values(draw(name, n, rng, shift)))
+    return FeatureWindow.from_column(draw(name, n, rng, shift), kind, keep_values=True)
+
+
+def _shifted(shift: str | None) -> np.ndarray:
+    p = ZIPF.copy()
+    if shift == "share":
+        p[0] *= 1.2
+        p[1:] *= (1 - p[0]) / p[1:].sum()
+    return p
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--windows", type=int, default=1000)
+    ap.add_argument("--big-windows", type=int, default=None, help="windows for n >= 100k (default: --windows // 5)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    ref = Reference.from_data(
+        {"normal": draw("normal", REF_ROWS, rng), "lognormal": draw("lognormal", REF_ROWS, rng), "categorical": draw("categorical", REF_ROWS, rng)},
+        model="bench",
+        multivariate=False,
+    )
+    policy = DriftPolicy()
+    big = args.big_windows or max(args.windows // 5, 20)
+    print(f"reference {REF_ROWS} rows; policy alpha={policy.alpha}, min_effect={policy.min_effect}, min_effect_categorical={policy.min_effect_categorical}")
+    print("\nfalse-alarm cells (bar <= 1%)")
+    print(f"{'n':>9} {'windows':>8} {'normal':>8} {'lognorm':>8} {'categ':>8} {'all':>8} {'s':>6}")
+    for n in (100, 1_000, 10_000, 100_000, 1_000_000):
+        t0 = time.perf_counter()
+        w = args.windows if n < 100_000 else big
+        rates = []
+        for name in ("normal", "lognormal", "categorical"):
+            hits = sum(policy.score_feature(ref.features[name], window(name, n, rng)).drift for _ in range(w))
+            rates.append(hits / w)
+        print(f"{n:>9} {w:>8} " + " ".join(f"{r:>8.2%}" for r in rates) + f" {np.mean(rates):>8.2%} {time.perf_counter() - t0:>6.1f}")
+    print("\npower at n=5000 (bar >= 95%)")
+    for name, shift in (("normal", "mean"), ("categorical", "share"), ("normal", "scale"), ("lognormal", "scale")):
+        hits = sum(policy.score_feature(ref.features[name], window(name, 5000, rng, shift)).drift for _ in range(args.windows))
+        print(f"  {name:<12} {shift:<6} {hits / args.windows:>8.2%}")
+    print("\ncause hints at n=5000 (bar >= 90% right)")
+    cases = {
+        "unit_change:x1000": ("normal", lambda x, r: x * 1000),
+        "unit_change:/60": ("lognormal", lambda x, r: x / 60),
+        "unit_change:x100": ("lognormal", lambda x, r: x * 100),
+        "missing_rate_jump": ("normal", lambda x, r: np.where(r.random(x.size) < 0.05, np.nan, x)),
+        "unseen_categories": ("categorical", lambda x, r: np.where(r.random(x.size) < 0.03, "new_level", x).astype(object)),
+    }
+    for cause, (name, inject) in cases.items():
+        kind = "categorical" if name == "categorical" else "numeric"
+        right = 0
+        for _ in range(args.windows):
+            col = inject(draw(name, 5000, rng), rng)
+            right += policy.score_feature(ref.features[name], FeatureWindow.from_column(col, kind, keep_values=True)).cause == cause
+        print(f"  {cause:<20} {right / args.windows:>8.2%}")
+
+
+if __name__ == "__main__":
+    main()
