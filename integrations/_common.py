@@ -239,21 +239,27 @@ class RequestInfo:
 
 
 _histograms: dict[int, Any] = {}
+SCOPE = "infersight.integrations"
 
 
 def duration_histogram(rt: Any) -> Any:
-    """The stable ``http.server.request.duration`` histogram on the runtime's meter (one per
-    meter, so a reconfigured runtime with another meter gets its own instrument)."""
-    meter = rt.meter
-    hist = _histograms.get(id(meter))
+    """The stable ``http.server.request.duration`` histogram, one per meter provider (a
+    reconfigured runtime with another provider gets its own instrument).
+
+    It lives in its own instrumentation scope, ``infersight.integrations``: the HTTP layer is a
+    separate instrumentation from ``@monitor``, and (see the report on issue 3) points of the
+    SDK's ``infersight`` scope are lost when the ``ml.*`` sketches ride in the same export."""
+    provider = rt.meter_provider
+    hist = _histograms.get(id(provider))
     if hist is None:
+        meter = provider.get_meter(SCOPE, "0.1.0")
         hist = meter.create_histogram(
             "http.server.request.duration",
             unit="s",
             description="Duration of HTTP server requests.",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
-        _histograms[id(meter)] = hist
+        _histograms[id(provider)] = hist
     return hist
 
 
