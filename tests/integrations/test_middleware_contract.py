@@ -1,0 +1,175 @@
+"""The middleware contract, in process: faults never change a response, app exceptions propagate
+as the very same object, non-HTTP scopes pass through untouched, options parse with clear errors,
+and opt-in body capture logs redacted JSON without changing what the app reads."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import infersight
+from infersight.config import ConfigError
+from infersight.integrations import _common
+from infersight.integrations.asgi import InferSightMiddleware as ASGIMiddleware
+from infersight.integrations.wsgi import InferSightMiddleware as WSGIMiddleware
+
+
+@pytest.fixture()
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    infersight.configure(span_exporter=exporter, log_output="none")
+    yield exporter
+
+
+async def ok_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"ok": true}'})
+
+
+def asgi_get(app: Any, path: str = "/", **kw: Any) -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(kw.pop("method", "GET"), path, **kw)
+
+    return asyncio.run(go())
+
+
+def test_a_fault_in_the_middleware_never_changes_the_response(spans: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    faults: list[str] = []
+    monkeypatch.setattr(_common, "fault", lambda reason: faults.append(reason))
+
+    def broken(*a: Any, **k: Any) -> None:
+        raise RuntimeError("telemetry bug")
+
+    import infersight.integrations.asgi as asgi_mod
+    import infersight.integrations.wsgi as wsgi_mod
+
+    monkeypatch.setattr(asgi_mod, "_fault", lambda reason: faults.append(reason))
+    monkeypatch.setattr(wsgi_mod, "_fault", lambda reason: faults.append(reason))
+    monkeypatch.setattr(_common.Exchange, "finish", broken)
+    monkeypatch.setattr(asgi_mod, "_with_request_id", broken)
+    r = asgi_get(ASGIMiddleware(ok_app))
+    assert r.status_code == 200 and r.json() == {"ok": True}
+    assert "asgi_send" in faults and "asgi_finish" in faults
+
+    def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"fine"]
+
+    from werkzeug.test import Client
+
+    monkeypatch.setattr(_common.Exchange, "begin", broken)
+    resp = Client(WSGIMiddleware(wsgi_app)).get("/")
+    assert resp.status_code == 200 and resp.data == b"fine"
+    assert "wsgi_begin" in faults
+
+
+def test_app_exceptions_propagate_as_the_same_object(spans: InMemorySpanExporter) -> None:
+    raised = KeyError("model missing")
+
+    async def bad_asgi(scope: Any, receive: Any, send: Any) -> None:
+        raise raised
+
+    async def call() -> None:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict) -> None:
+            pass
+
+        scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "scheme": "http"}
+        await ASGIMiddleware(bad_asgi)(scope, receive, send)
+
+    with pytest.raises(KeyError) as info:
+        asyncio.run(call())
+    assert info.value is raised
+
+    def bad_wsgi(environ: Any, start_response: Any) -> list[bytes]:
+        raise raised
+
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/y", "wsgi.url_scheme": "http", "SERVER_NAME": "h", "SERVER_PORT": "80"}
+    with pytest.raises(KeyError) as info2:
+        WSGIMiddleware(bad_wsgi)(env, lambda *a: None)
+    assert info2.value is raised
+
+    infersight.flush()
+    server = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+    assert {s.attributes["url.path"] for s in server} == {"/x", "/y"}
+    assert all(s.attributes["error.type"] == "KeyError" and s.attributes["http.response.status_code"] == 500
+               for s in server)
+
+
+@pytest.mark.parametrize("scope_type", ["lifespan", "websocket"])
+def test_non_http_scopes_pass_through_untouched(spans: InMemorySpanExporter, scope_type: str) -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.update(scope=scope, receive=receive, send=send)
+
+    async def receive() -> dict:
+        return {}
+
+    async def send(message: dict) -> None:
+        pass
+
+    scope = {"type": scope_type, "path": "/ws", "headers": []}
+    asyncio.run(ASGIMiddleware(app)(scope, receive, send))
+    assert seen["scope"] is scope and seen["receive"] is receive and seen["send"] is send
+    infersight.flush()
+    assert spans.get_finished_spans() == ()
+
+
+def test_options_from_arguments_and_environment() -> None:
+    opts = _common.resolve_options("flask", env={
+        "INFERSIGHT_REQUEST_ID_HEADER": "X-Correlation-ID",
+        "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "^/ready$",
+        "OTEL_PYTHON_EXCLUDED_URLS": "^/metrics$",
+        "INFERSIGHT_CAPTURE_BODIES": "true",
+        "INFERSIGHT_MAX_BODY_BYTES": "100",
+    })
+    assert opts.request_id_header == "X-Correlation-ID" and opts.wsgi_key == "HTTP_X_CORRELATION_ID"
+    assert opts.is_excluded("/ready") and not opts.is_excluded("/metrics")  # the specific variable wins
+    assert opts.capture_bodies and opts.max_body_bytes == 100
+    explicit = _common.resolve_options("flask", excluded_urls=["/a", "/b"], env={"INFERSIGHT_EXCLUDED_URLS": "/c"})
+    assert explicit.is_excluded("/b/1") and not explicit.is_excluded("/c")
+    with pytest.raises(ConfigError, match="request_id_header='X Bad'"):
+        _common.resolve_options("asgi", request_id_header="X Bad", env={})
+    with pytest.raises(ConfigError, match="INFERSIGHT_EXCLUDED_URLS"):
+        _common.resolve_options("asgi", env={"INFERSIGHT_EXCLUDED_URLS": "(unclosed"})
+
+
+def test_body_capture_logs_redacted_json_and_the_app_reads_the_whole_body() -> None:
+    logs = InMemoryLogRecordExporter()
+    infersight.configure(log_exporter=logs, log_output="none", redact=["password"])
+    received: list[bytes] = []
+
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        received.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"score": 0.9}'})
+
+    app = ASGIMiddleware(echo, capture_bodies=True, max_body_bytes=64)
+    small = b'{"tenure": 3, "password": "hunter2"}'
+    assert asgi_get(app, method="POST", content=small, headers={"content-type": "application/json"}).status_code == 200
+    big = b'{"x": "' + b"a" * 500 + b'"}'
+    assert asgi_get(app, method="POST", content=big, headers={"content-type": "application/json"}).status_code == 200
+    assert received == [small, big]  # the app's view of the body is unchanged
+    infersight.flush()
+    events = [r.log_record.attributes for r in logs.get_finished_logs()
+              if r.log_record.attributes.get("event.name") == "ml.http.exchange"]
+    assert len(events) == 2
+    assert "hunter2" not in events[0]["ml.inputs"] and '"tenure": 3' in events[0]["ml.inputs"]
+    assert events[0]["ml.outputs"] == '{"score": 0.9}'
+    assert events[1]["ml.http.body_truncated"] == "request"
