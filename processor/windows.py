@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections import defaultdict
@@ -83,19 +84,39 @@ class WindowStats:
     def from_json(cls, text: str) -> WindowStats:
         d = json.loads(text)
         return cls(
-            {k: ExpHistogram.from_dict(v) for k, v in d.get("s", {}).items()},
+            {k: _unpack_sketch(v) for k, v in d.get("s", {}).items()},
             {k: ExplicitHistogram.from_dict(v) for k, v in d.get("h", {}).items()},
             d.get("c", {}),
         )
 
 
 def _compact_sketch(s: ExpHistogram) -> dict[str, Any]:
-    d = s.to_dict()
-    # Empty signs take room in every stored row; from_dict fills the defaults back in.
-    for sign in ("positive", "negative"):
-        if not d[sign]["counts"]:
-            del d[sign]
+    """A sketch as stored: bucket counts packed as base64 of the narrowest unsigned type that
+    holds them (most windows need one byte per bucket), because JSON lists of integers were
+    most of the ingest cost and most of a row's bytes."""
+    d: dict[str, Any] = {"scale": s.scale, "zero_count": s.zero_count, "count": s.count, "sum": s.sum,
+                         "min": None if math.isnan(s.min) else s.min,
+                         "max": None if math.isnan(s.max) else s.max, "max_size": s.max_size}
+    for sign, b in (("positive", s.positive), ("negative", s.negative)):
+        if b.counts.size:
+            d[sign] = {"offset": b.offset, "packed": _pack(b.counts)}
     return d
+
+
+def _pack(counts: np.ndarray) -> str:
+    top = int(counts.max()) if counts.size else 0
+    code = "B" if top < 2**8 else "H" if top < 2**16 else "I" if top < 2**32 else "Q"
+    return code + base64.b64encode(counts.astype("<" + {"B": "u1", "H": "u2", "I": "u4", "Q": "u8"}[code]).tobytes()).decode()
+
+
+def _unpack_sketch(d: dict[str, Any]) -> ExpHistogram:
+    for sign in ("positive", "negative"):
+        b = d.get(sign)
+        if b and "packed" in b:
+            code, data = b["packed"][0], b["packed"][1:]
+            dtype = "<" + {"B": "u1", "H": "u2", "I": "u4", "Q": "u8"}[code]
+            d[sign] = {"offset": b["offset"], "counts": np.frombuffer(base64.b64decode(data), dtype).astype(np.int64)}
+    return ExpHistogram.from_dict(d)
 
 
 def _merge_histogram(into: dict[str, ExplicitHistogram], name: str, h: ExplicitHistogram) -> None:

@@ -1,0 +1,180 @@
+"""Processor benchmark: ingest throughput, bytes per stored feature-window, range-query time.
+
+Prints figures from one run (no pass/fail; the floors are in BENCHMARKS.md):
+
+1. OTLP/HTTP protobuf ingest on loopback: exponential-histogram data points per second, with
+   the processor pinned to one core (``sched_setaffinity``) and the client on the others;
+   acknowledged means committed to SQLite (WAL, synchronous=FULL).
+2. Bytes per stored feature-window: SQLite file size over compacted window rows.
+3. Query time for a 24 h range of 1-minute windows of one feature, with the default roll-ups
+   (1 h, 1 d) and with base windows only (1440 windows merged).
+
+Run: python bench/processor.py [--seconds 10] [--points-per-request 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import httpx
+import numpy as np
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from infersight.processor.otlp_decode import MetricPoint
+from infersight.processor.storage import WriteBatch, open_storage
+from infersight.processor.windows import aggregate
+from infersight.sketch import ExpHistogram
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_request(seq: int, points: int, sketches: list[ExpHistogram], models: int = 10) -> bytes:
+    """One request of ``points`` exponential-histogram points (features × models)."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    kv = rm.resource.attributes.add(key="service.name")
+    kv.value.string_value = f"bench-{seq}"
+    metric = rm.scope_metrics.add().metrics.add(name="ml.feature.value")
+    eh = metric.exponential_histogram
+    eh.aggregation_temporality = 1
+    now = time.time_ns()
+    for i in range(points):
+        s = sketches[i % len(sketches)]
+        dp = eh.data_points.add(start_time_unix_nano=now - 10**9, time_unix_nano=now + seq, count=s.count,
+                                sum=s.sum, scale=s.scale, zero_count=s.zero_count, min=s.min, max=s.max)
+        dp.positive.offset = s.positive.offset
+        dp.positive.bucket_counts.extend(s.positive.counts.tolist())
+        for k, v in (("ml.model.name", f"model-{i % models}"), ("ml.model.version", "1"),
+                     ("ml.feature.name", f"f{i // models}")):
+            a = dp.attributes.add(key=k)
+            a.value.string_value = v
+    return req.SerializeToString()
+
+
+def bench_ingest(seconds: float, per_request: int, clients: int) -> None:
+    tmp = tempfile.mkdtemp(prefix="infersight-bench-")
+    ports = {k: _free_port() for k in ("otlp_grpc", "otlp_http", "web")}
+    cmd = [sys.executable, "-m", "infersight.processor", "--db", f"sqlite:///{tmp}/bench.db",
+           "--otlp-grpc", f"127.0.0.1:{ports['otlp_grpc']}", "--otlp-http", f"127.0.0.1:{ports['otlp_http']}",
+           "--web", f"127.0.0.1:{ports['web']}", "--log-level", "WARNING"]
+    cpus = sorted(os.sched_getaffinity(0))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
+    if len(cpus) > 1:
+        os.sched_setaffinity(0, set(cpus[1:]))
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{ports['web']}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        rng = np.random.default_rng(0)
+        sketches = [ExpHistogram.from_values(rng.lognormal(3, 1, 500)) for _ in range(64)]
+        url = f"http://127.0.0.1:{ports['otlp_http']}/v1/metrics"
+        sent = [0] * clients
+        stop = threading.Event()
+
+        # Building requests costs the client time: pre-build a pool of distinct requests (a
+        # resent body would be acknowledged as a duplicate without being stored again).
+        pool = [build_request(10**7 + i, per_request, sketches) for i in range(200)]
+
+        def client_pool(c: int) -> None:
+            i = c
+            with httpx.Client(timeout=60) as http:
+                while not stop.is_set():
+                    r = http.post(url, content=pool[i % len(pool)], headers={"content-type": "application/x-protobuf"})
+                    i += clients
+                    if r.status_code == 200:
+                        sent[c] += per_request
+
+        threads = [threading.Thread(target=client_pool, args=(c,)) for c in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        stop.wait(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        total = sum(sent)
+        if total > len(pool) * per_request:
+            print("  (note: the request pool wrapped; repeats were acknowledged as duplicates)")
+        print(f"ingest  OTLP/HTTP protobuf, processor on 1 core, {clients} clients, {per_request} points/request:")
+        print(f"        {total} exponential-histogram points acknowledged in {elapsed:.1f} s = "
+              f"{total / elapsed:,.0f} points/s (floor 50,000)")
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        os.sched_setaffinity(0, set(cpus))
+
+
+def feature_day(store_url: str, sizes: tuple[int, ...], buckets_from: int = 500) -> tuple[object, int]:
+    store = open_storage(store_url, sizes)
+    t0 = 1_700_000_000 - 1_700_000_000 % 86400
+    rng = np.random.default_rng(1)
+    points = []
+    for minute in range(1440):
+        t = (t0 + 60 * minute + 1) * 10**9
+        points.append(MetricPoint("ml.feature.value", "exponential_histogram", {},
+                                  {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": "age"},
+                                  t - 10**9, t, sketch=ExpHistogram.from_values(rng.lognormal(3, 1, buckets_from))))
+        points.append(MetricPoint("ml.feature.missing", "sum", {},
+                                  {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": "age",
+                                   "ml.missing.kind": "nan"}, t - 10**9, t, monotonic=True, value=2.0))
+    for i in range(0, len(points), 200):
+        agg = aggregate(points[i : i + 200], [], [], sizes)
+        store.write(WriteBatch(agg.windows))
+    store.compact(None)
+    return store, t0
+
+
+def bench_storage() -> None:
+    tmp = tempfile.mkdtemp(prefix="infersight-bench-")
+    store, t0 = feature_day(f"sqlite:///{tmp}/mem.db", (60,))
+    rows = store.row_count()
+    store._w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store._w.execute("VACUUM")
+    size = os.path.getsize(f"{tmp}/mem.db")
+    sample = next(iter(store.iter_windows()))[1]
+    print(f"memory  {rows} one-minute feature-windows (sketch of 500 values, ~{sample.sketches['value'].positive.counts.size} buckets, "
+          f"missing counts): SQLite file {size:,} bytes = {size / rows:,.0f} bytes per feature-window (floor 4,096)")
+    print(f"        JSON row payload alone: {len(sample.to_json())} bytes")
+
+    for label, sizes in (("roll-ups 1h,1d", (60, 3600, 86400)), ("base windows only", (60,))):
+        st, t0 = feature_day(f"sqlite:///{tmp}/q{len(sizes)}.db", sizes)
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            ws, n = st.query("m", "feature", "age", t0, t0 + 86400)
+            times.append(time.perf_counter() - t)
+        assert ws.sketches["value"].count == 1440 * 500
+        print(f"query   24 h of 1-minute windows, one feature, {label}: {n} windows merged, "
+              f"median {statistics.median(times) * 1000:.1f} ms over 20 runs")
+        st.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--points-per-request", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=4)
+    args = ap.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs visible")
+    bench_ingest(args.seconds, args.points_per_request, args.clients)
+    bench_storage()
+
+
+if __name__ == "__main__":
+    main()
