@@ -44,6 +44,7 @@ def configure(
             output=settings.log_output,
             otel_logger=rt.otel_logger,
         )
+        rt.pipeline = _pipeline
         if settings.model and settings.trained_at is not None:
             rt.note_model(settings.model, settings.version or "unknown", settings.trained_at.timestamp())
 

@@ -155,8 +155,13 @@ class _StatsReader(MetricReader):
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork)
 
+    def wake_for_compaction(self) -> None:
+        """Ask the exporter thread to compact request-path buffers now (no export)."""
+        self._compact.set()
+
     def _start_thread(self) -> None:
         self._stop = threading.Event()
+        self._compact = threading.Event()
         self._thread = threading.Thread(target=self._tick, name="InferSightMetricReader", daemon=True)
         self._thread.start()
 
@@ -165,12 +170,26 @@ class _StatsReader(MetricReader):
         if not self._stop.is_set():
             self._start_thread()
 
+    def _stop_thread(self) -> None:
+        self._stop.set()
+        self._compact.set()
+
     def _tick(self) -> None:
-        while not self._stop.wait(self.interval):
+        deadline = time.monotonic() + self.interval
+        while not self._stop.is_set():
+            woke = self._compact.wait(max(0.0, deadline - time.monotonic()))
+            if self._stop.is_set():
+                break
             try:
+                if woke:
+                    self._compact.clear()
+                    self.runtime.stats.compact()
+                    if time.monotonic() < deadline:
+                        continue
                 self.collect()
             except Exception:  # noqa: BLE001 - the exporter thread must survive anything
                 self.runtime.fault("metric_export")
+            deadline = time.monotonic() + self.interval
 
     def collect(self, timeout_millis: float = 10_000) -> None:
         with self._lock:
@@ -201,7 +220,7 @@ class _StatsReader(MetricReader):
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         if self._stop.is_set():
             return
-        self._stop.set()
+        self._stop_thread()
         try:
             self.collect(timeout_millis=timeout_millis)
         finally:
@@ -299,6 +318,7 @@ class Runtime:
         self.log_switch = _Switch(None)
         self.reader: _StatsReader | None = None
         self.sampler = _RatioSampler(settings.sample_ratio)
+        self.pipeline: Any = None  # infersight.logs.LogPipeline, set by configure()
         self.resource = _build_resource(settings)
         self._install()
         self._model_ages: dict[tuple[str, str], float] = {}
@@ -346,6 +366,7 @@ class Runtime:
             temporality = {}
         self.reader = _StatsReader(self, self.metric_switch, self.settings.metric_export_interval, temporality)
         self.meter_provider = MeterProvider(resource=self.resource, metric_readers=[self.reader], shutdown_on_exit=False)
+        self.stats.on_pressure = self.reader.wake_for_compaction
         self.owns_metrics = True
         if set_global:
             otel_metrics.set_meter_provider(self.meter_provider)
@@ -507,11 +528,13 @@ def current_runtime() -> Runtime | None:
 def get_runtime() -> Runtime:
     """The configured runtime; configures with defaults (env, OTLP to localhost) on first use."""
     rt = _runtime
-    if rt is not None:
+    if rt is not None and rt.pipeline is not None:
         return rt
-    from infersight.config import resolve_settings
+    from infersight import _api
 
-    return configure_runtime(resolve_settings({}), None)
+    _api.configure()
+    assert _runtime is not None
+    return _runtime
 
 
 def configure_runtime(settings: Settings, exporters: Sequence[Any] | None) -> Runtime:

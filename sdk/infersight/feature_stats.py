@@ -1,9 +1,11 @@
 """Per-model statistics of inputs, outputs and calls, kept between metric exports.
 
-The request path only appends: one float per numeric feature for a one-row call, one numpy
-column per feature for a batch. Buffers are folded into :class:`ExpHistogram` sketches when
-they grow (bounded memory) and at export time, off the request path, where :meth:`drain`
-turns everything into OpenTelemetry metric points (delta temporality) for the exporter.
+The request path does as little as it can: a one-row call appends its row (a dict) and its
+duration to per-model lists; a batch is sketched at once, all float columns in one pass over a
+2-D array. Classifying row values, sketching and merging happen off the request path: at
+export (:meth:`drain`, which turns everything into OpenTelemetry metric points with delta
+temporality) or, when buffers grow, in the exporter thread (:meth:`compact`), so memory stays
+bounded without making one unlucky request pay for everyone's bookkeeping.
 
 Example:
     >>> acc = FeatureStats(max_categories=10, max_attribute_sets=100)
@@ -42,76 +44,86 @@ ModelKey = tuple[str, str]  # (model name, model version)
 
 OTHER = "__other__"
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
+_OVERFLOW_ATTRS = tuple(OVERFLOW_ATTRIBUTES.items())
+_OVERFLOW = "\x00overflow"  # series key of values past the attribute-set bound
 # Seconds; fine at the low end where model latency SLOs live (OTel's HTTP defaults start at 5 ms).
 DURATION_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
                    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
-_FOLD_AT = 2048  # buffered values per feature before folding into the sketch
+_COMPACT_AT = 2048  # buffered rows per model before the exporter thread is asked to compact
+_HARD_LIMIT = 32768  # if the exporter thread cannot keep up, the request path compacts itself
 
 
 @dataclass
 class _Numeric:
-    """A sketch plus not-yet-sketched values (floats from rows, arrays from batches)."""
+    """Sketches of one series not yet merged, plus single values not yet sketched."""
 
-    sketch: ExpHistogram | None = None
+    sketches: list[ExpHistogram] = field(default_factory=list)
     scalars: list[float] = field(default_factory=list)
-    arrays: list[npt.NDArray[np.float64]] = field(default_factory=list)
-    pending: int = 0
 
     def fold(self) -> None:
-        parts = self.arrays
         if self.scalars:
-            parts = parts + [np.asarray(self.scalars, dtype=np.float64)]
-        if not parts:
-            return
-        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        new = ExpHistogram.from_values(values)
-        self.sketch = new if self.sketch is None else self.sketch.merge(new)
-        self.scalars, self.arrays, self.pending = [], [], 0
+            self.sketches.append(ExpHistogram.from_values(np.asarray(self.scalars, dtype=np.float64)))
+            self.scalars = []
+        if len(self.sketches) > 64:  # bound memory between exports
+            self.sketches = [ExpHistogram.merge_all(self.sketches)]
 
     def result(self) -> ExpHistogram | None:
         self.fold()
-        return self.sketch
+        if not self.sketches:
+            return None
+        return self.sketches[0] if len(self.sketches) == 1 else ExpHistogram.merge_all(self.sketches)
 
 
 @dataclass
 class _Hist:
-    """Explicit-bucket histogram: a buffer of values folded into counts at export."""
+    """Explicit-bucket histogram (bucket i holds (bounds[i-1], bounds[i]], as in OTel)."""
 
     bounds: tuple[float, ...]
-    values: list[float] = field(default_factory=list)
     counts: npt.NDArray[np.int64] | None = None
     total: float = 0.0
     n: int = 0
     lo: float = math.inf
     hi: float = -math.inf
 
-    def add(self, v: float) -> None:
-        self.values.append(v)
-        if len(self.values) >= _FOLD_AT:
-            self.fold()
-
-    def fold(self) -> None:
-        if not self.values:
+    def add_many(self, values: npt.NDArray[np.float64]) -> None:
+        if values.size == 0:
             return
-        arr = np.asarray(self.values, dtype=np.float64)
-        self.values = []
-        # Bucket i holds (bounds[i-1], bounds[i]], as OTel explicit histograms do.
-        c = np.bincount(np.searchsorted(self.bounds, arr, side="left"), minlength=len(self.bounds) + 1)
+        c = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds) + 1)
         self.counts = c if self.counts is None else self.counts + c
-        self.total += float(arr.sum())
-        self.n += arr.size
-        self.lo = min(self.lo, float(arr.min()))
-        self.hi = max(self.hi, float(arr.max()))
+        self.total += float(values.sum())
+        self.n += int(values.size)
+        self.lo = min(self.lo, float(values.min()))
+        self.hi = max(self.hi, float(values.max()))
+
+    def merge(self, other: _Hist) -> None:
+        if other.counts is None:
+            return
+        self.counts = other.counts.copy() if self.counts is None else self.counts + other.counts
+        self.total += other.total
+        self.n += other.n
+        self.lo = min(self.lo, other.lo)
+        self.hi = max(self.hi, other.hi)
+
+
+Attrs = tuple[tuple[str, Any], ...]
 
 
 class _State:
-    """Everything recorded since the last export."""
+    """Everything recorded since the last export (or compaction)."""
 
     def __init__(self) -> None:
         self.numeric: dict[tuple[str, str, str, str], _Numeric] = {}  # metric, model, version, name
-        self.counters: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
-        self.hists: dict[tuple[str, tuple[tuple[str, Any], ...]], _Hist] = {}
+        self.counters: dict[tuple[str, Attrs], float] = {}
+        self.hists: dict[tuple[str, Attrs], _Hist] = {}
+        # Raw request-path buffers, classified later.
+        self.rows: dict[ModelKey, list[Mapping[str, Any]]] = {}
+        self.calls: dict[ModelKey, list[tuple[float, int, str | None]]] = {}
+        self.preds: dict[ModelKey, list[float]] = {}
+        self.sets = 0
+
+    def pending_rows(self) -> int:
+        return sum(len(r) for r in self.rows.values())
 
 
 class FeatureStats:
@@ -122,41 +134,178 @@ class FeatureStats:
         self.max_attribute_sets = max_attribute_sets
         self._lock = threading.Lock()
         self._state = _State()
-        # Stable across exports, so the same values map to the same buckets window after window.
+        # Stable across exports, so the same values map to the same series window after window.
         self._categories: dict[tuple[str, str, str], set[str]] = {}
         self._known: dict[ModelKey, set[str]] = {}
-        self._sets = 0
+        self.on_pressure: Any = None  # called (no arguments) when buffers want compacting
 
     # -- request path ---------------------------------------------------------------------
 
-    def _count(self, metric: str, attrs: tuple[tuple[str, Any], ...], n: float = 1) -> None:
+    def record_row(self, model: ModelKey, row: Mapping[str, Any]) -> None:
+        """One row: appended as it is (a dict the caller no longer mutates); classified later."""
+        with self._lock:
+            buf = self._state.rows.get(model)
+            if buf is None:
+                buf = self._state.rows[model] = []
+            buf.append(row)
+            n = len(buf)
+        if n == _COMPACT_AT and self.on_pressure is not None:
+            self.on_pressure()
+        elif n >= _HARD_LIMIT:
+            self.compact()
+
+    def record_columns(self, model: ModelKey, norm: Normalized) -> None:
+        """A batch: float columns are sketched together (one pass over a 2-D array, outside
+        the lock); other columns with a few numpy operations each."""
+        if norm.row is not None:
+            self.record_row(model, norm.row)
+            return
+        cols = norm.columns or {}
+        float_names = [name for name, col in cols.items() if col.dtype.kind == "f"]
+        sketches: list[ExpHistogram] = []
+        n_nan = None
+        if float_names:
+            X = np.column_stack([cols[name] for name in float_names])
+            sketches = ExpHistogram.from_matrix(X)
+            n_nan = np.isnan(X).sum(axis=0)
+        with self._lock:
+            st = self._state
+            m, v = model
+            known = self._known.setdefault(model, set())
+            for j, name in enumerate(float_names):
+                known.add(name)
+                self._append_sketch(st, "ml.feature.value", model, name, sketches[j])
+                nan = int(n_nan[j]) if n_nan is not None else 0
+                inf = norm.n_rows - sketches[j].count - nan
+                if nan:
+                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "nan"), nan)
+                if inf:
+                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "inf"), inf)
+            for name, col in cols.items():
+                if col.dtype.kind != "f":
+                    known.add(name)
+                    self._record_column(st, model, name, col)
+            for name in known.difference(cols):
+                self._count(st, "ml.feature.missing", _attrs(m, v, name, "absent"), norm.n_rows)
+
+    def record_prediction(self, model: ModelKey, value: float) -> None:
+        """A single finite numeric prediction (the common case, kept cheap)."""
+        with self._lock:
+            buf = self._state.preds.get(model)
+            if buf is None:
+                buf = self._state.preds[model] = []
+            buf.append(value)
+
+    def record_outputs(self, model: ModelKey, out: Outputs) -> None:
+        m, v = model
+        with self._lock:
+            st = self._state
+            for name, values in out.values.items():
+                if values.size:
+                    self._append_sketch(st, "ml.prediction.value", model, name, ExpHistogram.from_values(values))
+            for name, labels in out.labels.items():
+                for label in labels:
+                    self._count(
+                        st,
+                        "ml.prediction.class",
+                        (("ml.model.name", m), ("ml.model.version", v), ("ml.output.name", name),
+                         ("ml.prediction.label", self._category(model, "\x00" + name, label))),
+                    )
+            for (name, kind), n in out.nulls.items():
+                self._count(
+                    st,
+                    "ml.prediction.null",
+                    (("ml.model.name", m), ("ml.model.version", v), ("ml.output.name", name), ("ml.null.kind", kind)),
+                    n,
+                )
+
+    def record_call(self, model: ModelKey, seconds: float, rows: int, error_type: str | None) -> None:
+        with self._lock:
+            buf = self._state.calls.get(model)
+            if buf is None:
+                buf = self._state.calls[model] = []
+            buf.append((seconds, rows, error_type))
+
+    def record_violations(self, model: ModelKey, violations: Iterable[tuple[str, str, int]]) -> None:
+        m, v = model
+        with self._lock:
+            for feature, rule, n in violations:
+                self._count(
+                    self._state,
+                    "ml.schema.violations",
+                    (("ml.model.name", m), ("ml.model.version", v), ("ml.feature.name", feature), ("ml.schema.rule", rule)),
+                    n,
+                )
+
+    def count_dropped(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            key = ("ml.telemetry.dropped", (("ml.telemetry.reason", reason),))
+            c = self._state.counters
+            c[key] = c.get(key, 0) + n
+
+    def known_features(self, model: ModelKey) -> set[str]:
+        return self._known.get(model, set())
+
+    # -- helpers over one state (the live one under the lock, or a private one) ------------
+
+    def _count(self, st: _State, metric: str, attrs: Attrs, n: float = 1) -> None:
         key = (metric, attrs)
-        c = self._state.counters
+        c = st.counters
         if key in c:
             c[key] += n
             return
-        if self._sets >= self.max_attribute_sets:
-            self._count_overflow(metric, n)
+        if st.sets >= self.max_attribute_sets:
+            self._overflow(st, metric, n)
             return
-        self._sets += 1
+        st.sets += 1
         c[key] = n
 
-    def _count_overflow(self, metric: str, n: float) -> None:
-        key = (metric, tuple(OVERFLOW_ATTRIBUTES.items()))
-        self._state.counters[key] = self._state.counters.get(key, 0) + n
-        dkey = ("ml.telemetry.dropped", (("ml.telemetry.reason", "cardinality_limit"),))
-        self._state.counters[dkey] = self._state.counters.get(dkey, 0) + 1
+    @staticmethod
+    def _drop(st: _State, reason: str) -> None:
+        key = ("ml.telemetry.dropped", (("ml.telemetry.reason", reason),))
+        st.counters[key] = st.counters.get(key, 0) + 1
 
-    def _numeric(self, metric: str, model: ModelKey, name: str) -> _Numeric | None:
+    def _overflow(self, st: _State, metric: str, n: float) -> None:
+        key = (metric, _OVERFLOW_ATTRS)
+        st.counters[key] = st.counters.get(key, 0) + n
+        self._drop(st, "cardinality_limit")
+
+    def _numeric(self, st: _State, metric: str, model: ModelKey, name: str) -> _Numeric | None:
         key = (metric, model[0], model[1], name)
-        num = self._state.numeric.get(key)
+        num = st.numeric.get(key)
         if num is None:
-            if self._sets >= self.max_attribute_sets:
-                self._count_overflow(metric, 1)
-                return None
-            self._sets += 1
-            num = self._state.numeric[key] = _Numeric()
+            if st.sets >= self.max_attribute_sets:
+                # Past the bound, values still count, in one overflow series per metric.
+                self._drop(st, "cardinality_limit")
+                return st.numeric.setdefault((metric, "", "", _OVERFLOW), _Numeric())
+            st.sets += 1
+            num = st.numeric[key] = _Numeric()
         return num
+
+    def _append(self, st: _State, metric: str, model: ModelKey, name: str, value: float) -> None:
+        num = self._numeric(st, metric, model, name)
+        if num is not None:
+            num.scalars.append(value)
+
+    def _append_sketch(self, st: _State, metric: str, model: ModelKey, name: str, sketch: ExpHistogram) -> None:
+        if sketch.count == 0:
+            return
+        num = self._numeric(st, metric, model, name)
+        if num is not None:
+            num.sketches.append(sketch)
+            if len(num.sketches) > 64:
+                num.fold()
+
+    def _hist(self, st: _State, metric: str, attrs: Attrs, bounds: tuple[float, ...]) -> _Hist | None:
+        key = (metric, attrs)
+        h = st.hists.get(key)
+        if h is None:
+            if st.sets >= self.max_attribute_sets:
+                self._drop(st, "cardinality_limit")
+                return st.hists.setdefault((metric, _OVERFLOW_ATTRS), _Hist(bounds))
+            st.sets += 1
+            h = st.hists[key] = _Hist(bounds)
+        return h
 
     def _category(self, model: ModelKey, name: str, value: str) -> str:
         seen = self._categories.setdefault((model[0], model[1], name), set())
@@ -167,218 +316,177 @@ class FeatureStats:
             return value
         return OTHER
 
-    def known_features(self, model: ModelKey) -> set[str]:
-        return self._known.get(model, set())
-
-    def record_row(self, model: ModelKey, row: Mapping[str, Any]) -> None:
-        """One row: a short Python loop (cheaper than numpy set-up for a handful of values)."""
+    def _record_column(self, st: _State, model: ModelKey, name: str, col: npt.NDArray[Any]) -> None:
+        """A non-float column: booleans, strings (categories or text lengths), mixed objects."""
         m, v = model
-        with self._lock:
-            known = self._known.get(model)
-            if known is None:
-                known = self._known[model] = set()
-            for name, value in row.items():
-                if name not in known:
-                    known.add(name)
-                if value is None:
-                    self._count("ml.feature.missing", _attrs(m, v, name, "null"))
-                elif isinstance(value, float):
-                    if value - value != 0.0:  # NaN or ±Inf, without two isnan/isinf calls
-                        kind = "nan" if value != value else "inf"
-                        self._count("ml.feature.missing", _attrs(m, v, name, kind))
-                    else:
-                        self._append("ml.feature.value", model, name, value)
-                elif isinstance(value, bool):
-                    self._count("ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, str(value).lower())))
-                elif isinstance(value, int):
-                    self._append("ml.feature.value", model, name, float(value))
-                elif isinstance(value, str):
-                    if len(value) >= TEXT_MIN_LENGTH:
-                        self._append("ml.feature.value", model, name, float(len(value)))
-                    else:
-                        self._count("ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, value)))
-                else:
-                    self._record_other(model, name, value)
-            if len(row) < len(known):
-                for name in known.difference(row):
-                    self._count("ml.feature.missing", _attrs(m, v, name, "absent"))
-
-    def _record_other(self, model: ModelKey, name: str, value: Any) -> None:
-        m, v = model
-        if isinstance(value, np.generic):
-            item = value.item()
-            if isinstance(item, (int, float)) and not isinstance(item, bool):
-                f = float(item)
-                if math.isfinite(f):
-                    self._append("ml.feature.value", model, name, f)
-                else:
-                    self._count("ml.feature.missing", _attrs(m, v, name, "nan" if math.isnan(f) else "inf"))
-                return
-            if isinstance(item, (bool, str)):
-                self._count("ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, str(item))))
-                return
-        if isinstance(value, (list, tuple, np.ndarray)):
-            # Arrays (embeddings, token lists) are summarised by their length.
-            self._append("ml.feature.value", model, name, float(len(value)))
-            return
-        self._count("ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, type(value).__name__)))
-
-    def _append(self, metric: str, model: ModelKey, name: str, value: float) -> None:
-        num = self._numeric(metric, model, name)
-        if num is None:
-            return
-        num.scalars.append(value)
-        if len(num.scalars) >= _FOLD_AT:
-            num.fold()
-
-    def _append_array(self, metric: str, model: ModelKey, name: str, values: npt.NDArray[np.float64]) -> None:
-        if values.size == 0:
-            return
-        num = self._numeric(metric, model, name)
-        if num is None:
-            return
-        num.arrays.append(values)
-        num.pending += values.size
-        if num.pending >= _FOLD_AT:
-            num.fold()
-
-    def record_columns(self, model: ModelKey, norm: Normalized) -> None:
-        """A batch: each column handled with a few numpy operations."""
-        if norm.row is not None:
-            self.record_row(model, norm.row)
-            return
-        m, v = model
-        cols = norm.columns or {}
-        with self._lock:
-            known = self._known.setdefault(model, set())
-            for name, col in cols.items():
-                known.add(name)
-                self._record_column(model, name, col)
-            for name in known.difference(cols):
-                self._count("ml.feature.missing", _attrs(m, v, name, "absent"), norm.n_rows)
-
-    def _record_column(self, model: ModelKey, name: str, col: npt.NDArray[Any]) -> None:
-        m, v = model
-        if col.dtype.kind == "f":
-            finite = np.isfinite(col)
-            if not finite.all():
-                nan = int(np.isnan(col).sum())
-                inf = int(col.size - finite.sum() - nan)
-                # NaN in a float column may have been None in the payload: count it as nan.
-                if nan:
-                    self._count("ml.feature.missing", _attrs(m, v, name, "nan"), nan)
-                if inf:
-                    self._count("ml.feature.missing", _attrs(m, v, name, "inf"), inf)
-                col = col[finite]
-            self._append_array("ml.feature.value", model, name, col)
-            return
         if col.dtype.kind == "b":
             t = int(col.sum())
             for label, n in (("true", t), ("false", col.size - t)):
                 if n:
-                    self._count("ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
+                    self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
             return
-        # object column: strings, None, absent markers, mixed types
-        nulls = absent = 0
-        lengths: list[float] = []
+        if col.dtype.kind in "iu":
+            self._append_sketch(st, "ml.feature.value", model, name, ExpHistogram.from_values(col))
+            return
+        nulls = absent = nan = inf = 0
+        numbers: list[float] = []
         counts: dict[str, int] = {}
         for x in col.tolist():
-            if x is None:
+            t = type(x)
+            if t is float or (isinstance(x, float) and t is not bool):
+                if x - x == 0.0:
+                    numbers.append(x)
+                elif x != x:
+                    nan += 1
+                else:
+                    inf += 1
+            elif x is None:
                 nulls += 1
-            elif isinstance(x, _AbsentType):
-                absent += 1
-            elif isinstance(x, str):
+            elif t is str:
                 if len(x) >= TEXT_MIN_LENGTH:
-                    lengths.append(float(len(x)))
+                    numbers.append(float(len(x)))
                 else:
                     counts[x] = counts.get(x, 0) + 1
-            elif isinstance(x, float) and not math.isfinite(x):
-                k = "nan" if math.isnan(x) else "inf"
-                self._count("ml.feature.missing", _attrs(m, v, name, k))
-            elif isinstance(x, (int, float)) and not isinstance(x, bool):
-                lengths.append(float(x))
-            else:
-                label = str(x).lower() if isinstance(x, bool) else type(x).__name__
+            elif t is bool or isinstance(x, np.bool_):
+                label = "true" if x else "false"
                 counts[label] = counts.get(label, 0) + 1
-        if nulls:
-            self._count("ml.feature.missing", _attrs(m, v, name, "null"), nulls)
-        if absent:
-            self._count("ml.feature.missing", _attrs(m, v, name, "absent"), absent)
-        if lengths:
-            self._append_array("ml.feature.value", model, name, np.asarray(lengths))
-        for label, n in counts.items():
-            self._count("ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
-
-    def record_outputs(self, model: ModelKey, out: Outputs) -> None:
-        m, v = model
-        with self._lock:
-            for name, values in out.values.items():
-                if values.size == 1:
-                    self._append("ml.prediction.value", model, name, float(values[0]))
+            elif isinstance(x, (int, np.integer)):
+                numbers.append(float(x))
+            elif isinstance(x, _AbsentType):
+                absent += 1
+            elif isinstance(x, (list, tuple, np.ndarray)):
+                numbers.append(float(len(x)))  # embeddings, token lists: summarised by length
+            elif isinstance(x, np.floating):
+                f = float(x)
+                if f - f == 0.0:
+                    numbers.append(f)
+                elif f != f:
+                    nan += 1
                 else:
-                    self._append_array("ml.prediction.value", model, name, values)
-            for name, labels in out.labels.items():
-                for label in labels:
-                    self._count(
-                        "ml.prediction.class",
-                        (("ml.model.name", m), ("ml.model.version", v), ("ml.output.name", name),
-                         ("ml.prediction.label", self._category(model, "\x00" + name, label))),
-                    )
-            for (name, kind), n in out.nulls.items():
-                self._count(
-                    "ml.prediction.null",
-                    (("ml.model.name", m), ("ml.model.version", v), ("ml.output.name", name), ("ml.null.kind", kind)),
-                    n,
-                )
+                    inf += 1
+            else:
+                label = type(x).__name__
+                counts[label] = counts.get(label, 0) + 1
+        for kind, n in (("null", nulls), ("absent", absent), ("nan", nan), ("inf", inf)):
+            if n:
+                self._count(st, "ml.feature.missing", _attrs(m, v, name, kind), n)
+        if numbers:
+            self._append_sketch(st, "ml.feature.value", model, name, ExpHistogram.from_values(np.asarray(numbers)))
+        for label, n in counts.items():
+            self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
 
-    def record_call(self, model: ModelKey, seconds: float, rows: int, error_type: str | None) -> None:
+    def _process_rows(self, st: _State, model: ModelKey, rows: list[Mapping[str, Any]]) -> None:
+        """Classify buffered one-row calls: rows with the same keys become columns; an
+        all-float column is sketched in one numpy pass, others go through the mixed path."""
         m, v = model
-        attrs: tuple[tuple[str, Any], ...] = (("ml.model.name", m), ("ml.model.version", v))
-        with self._lock:
-            self._hist("ml.inference.batch_size", attrs, BATCH_BOUNDS, float(rows))
-            if error_type is not None:
-                attrs = attrs + (("error.type", error_type),)
-            self._hist("ml.inference.duration", attrs, DURATION_BOUNDS, seconds)
+        groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+        for r in rows:
+            keys = tuple(r)
+            g = groups.get(keys)
+            if g is None:
+                g = groups[keys] = []
+            g.append(r)
+        known = self._known.setdefault(model, set())
+        for keys, rs in groups.items():
+            table = [tuple(r.values()) for r in rs]
+            columns = list(zip(*table)) if table and keys else []
+            for name, values in zip(keys, columns):
+                name = name if type(name) is str else str(name)
+                known.add(name)
+                if all(type(x) is float for x in values):
+                    arr = np.fromiter(values, dtype=np.float64, count=len(values))
+                    sk = ExpHistogram.from_values(arr)
+                    self._append_sketch(st, "ml.feature.value", model, name, sk)
+                    if sk.count != arr.size:
+                        nan = int(np.isnan(arr).sum())
+                        if nan:
+                            self._count(st, "ml.feature.missing", _attrs(m, v, name, "nan"), nan)
+                        if arr.size - sk.count - nan:
+                            self._count(st, "ml.feature.missing", _attrs(m, v, name, "inf"), arr.size - sk.count - nan)
+                else:
+                    col = np.empty(len(values), dtype=object)
+                    col[:] = values
+                    self._record_column(st, model, name, col)
+        # A feature seen in other calls but missing here is absent, row by row.
+        for keys, rs in groups.items():
+            for name in known.difference(keys):
+                self._count(st, "ml.feature.missing", _attrs(m, v, name, "absent"), len(rs))
 
-    def _hist(self, metric: str, attrs: tuple[tuple[str, Any], ...], bounds: tuple[float, ...], value: float) -> None:
-        key = (metric, attrs)
-        h = self._state.hists.get(key)
-        if h is None:
-            if self._sets >= self.max_attribute_sets:
-                self._count_overflow(metric, 1)
-                return
-            self._sets += 1
-            h = self._state.hists[key] = _Hist(bounds)
-        h.add(value)
-
-    def record_violations(self, model: ModelKey, violations: Iterable[tuple[str, str, int]]) -> None:
-        m, v = model
-        with self._lock:
-            for feature, rule, n in violations:
-                self._count(
-                    "ml.schema.violations",
-                    (("ml.model.name", m), ("ml.model.version", v), ("ml.feature.name", feature), ("ml.schema.rule", rule)),
-                    n,
-                )
-
-    def count_dropped(self, reason: str, n: int = 1) -> None:
-        with self._lock:
-            key = ("ml.telemetry.dropped", (("ml.telemetry.reason", reason),))
-            self._state.counters[key] = self._state.counters.get(key, 0) + n
+    def _process_buffers(self, st: _State, rows: dict[ModelKey, list[Any]], calls: dict[ModelKey, list[Any]],
+                         preds: dict[ModelKey, list[float]]) -> None:
+        for model, rs in rows.items():
+            self._process_rows(st, model, rs)
+        for model, cs in calls.items():
+            m, v = model
+            base: Attrs = (("ml.model.name", m), ("ml.model.version", v))
+            secs = np.fromiter((c[0] for c in cs), dtype=np.float64, count=len(cs))
+            sizes = np.fromiter((c[1] for c in cs), dtype=np.float64, count=len(cs))
+            h = self._hist(st, "ml.inference.batch_size", base, BATCH_BOUNDS)
+            if h is not None:
+                h.add_many(sizes)
+            errors = [c[2] for c in cs]
+            if not any(errors):
+                h = self._hist(st, "ml.inference.duration", base, DURATION_BOUNDS)
+                if h is not None:
+                    h.add_many(secs)
+                continue
+            err = np.array([e or "" for e in errors], dtype=object)
+            for e in set(errors):
+                attrs = base if e is None else base + (("error.type", e),)
+                h = self._hist(st, "ml.inference.duration", attrs, DURATION_BOUNDS)
+                if h is not None:
+                    h.add_many(secs[err == (e or "")])
+        for model, ps in preds.items():
+            self._append_sketch(st, "ml.prediction.value", model, "prediction",
+                                ExpHistogram.from_values(np.asarray(ps, dtype=np.float64)))
 
     # -- export path ----------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Classify and sketch the request-path buffers now (exporter thread), keeping memory
+        bounded between exports. The lock is held only to swap buffers and merge results."""
+        with self._lock:
+            st = self._state
+            rows, calls, preds = st.rows, st.calls, st.preds
+            st.rows, st.calls, st.preds = {}, {}, {}
+        private = _State()
+        self._process_buffers(private, rows, calls, preds)
+        with self._lock:
+            self._merge(self._state, private)
+
+    @staticmethod
+    def _merge(dst: _State, src: _State) -> None:
+        for key, num in src.numeric.items():
+            d = dst.numeric.get(key)
+            if d is None:
+                dst.numeric[key] = num
+                dst.sets += 1
+            else:
+                d.sketches.extend(num.sketches)
+                d.scalars.extend(num.scalars)
+                d.fold()
+        for key, n in src.counters.items():
+            if key not in dst.counters:
+                dst.sets += 1
+            dst.counters[key] = dst.counters.get(key, 0) + n
+        for key, h in src.hists.items():
+            d2 = dst.hists.get(key)
+            if d2 is None:
+                dst.hists[key] = h
+                dst.sets += 1
+            else:
+                d2.merge(h)
 
     def reset(self) -> None:
         """Forget everything pending (a forked child must not re-export its parent's data)."""
         self._lock = threading.Lock()
         self._state = _State()
-        self._sets = 0
 
     def drain(self, start_ns: int, end_ns: int) -> list[Metric]:
         """Everything recorded since the last drain, as OTel metrics with delta temporality."""
         with self._lock:
             state, self._state = self._state, _State()
-            self._sets = 0
+        self._process_buffers(state, state.rows, state.calls, state.preds)
         metrics: list[Metric] = []
         delta = AggregationTemporality.DELTA
         by_metric: dict[str, list[Any]] = {}
@@ -387,9 +495,9 @@ class FeatureStats:
             if sk is None or sk.count == 0:
                 continue
             attr_name = "ml.feature.name" if metric == "ml.feature.value" else "ml.output.name"
-            by_metric.setdefault(metric, []).append(
-                _exp_point({"ml.model.name": m, "ml.model.version": v, attr_name: name}, sk, start_ns, end_ns)
-            )
+            attrs = dict(OVERFLOW_ATTRIBUTES) if name == _OVERFLOW else {
+                "ml.model.name": m, "ml.model.version": v, attr_name: name}
+            by_metric.setdefault(metric, []).append(_exp_point(attrs, sk, start_ns, end_ns))
         for metric in ("ml.feature.value", "ml.prediction.value"):
             if metric in by_metric:
                 metrics.append(Metric(metric, _DESCRIPTIONS[metric], "1", ExponentialHistogram(by_metric[metric], delta)))
@@ -402,7 +510,6 @@ class FeatureStats:
             metrics.append(Metric(metric, _DESCRIPTIONS.get(metric, ""), "1", Sum(points, delta, True)))
         hists: dict[str, list[HistogramDataPoint]] = {}
         for (metric, attrs), h in state.hists.items():
-            h.fold()
             if h.counts is None:
                 continue
             hists.setdefault(metric, []).append(

@@ -220,18 +220,18 @@ def _get_input(opts: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 class _Call:
     """State of one monitored call between its start and its end."""
 
-    __slots__ = ("rt", "opts", "model", "version", "span", "ctx_token", "rid_token", "rid", "t0",
-                 "own", "norm", "violations", "input")
+    __slots__ = ("rt", "opts", "model", "version", "span", "ctx_token", "rid_token", "rid",
+                 "own", "norm", "violations", "do_stats")
 
-    def __init__(self, rt: Runtime, opts: _Options, fn_name: str) -> None:
+    def __init__(self, rt: Runtime, opts: _Options, fn_name: str, norm: Normalized | None, do_stats: bool) -> None:
         self.rt = rt
         self.opts = opts
         s = rt.settings
         self.model = opts.model or s.model or fn_name
         self.version = opts.version or s.version or "unknown"
-        self.norm: Normalized | None = None
+        self.norm = norm
+        self.do_stats = do_stats
         self.violations: Any = None
-        self.input: Any = None
         rid = rc._request_id.get()  # noqa: SLF001 - same package
         self.rid_token = None
         if rid is None:
@@ -240,12 +240,15 @@ class _Call:
         self.rid = rid
         self.span = rt.tracer.start_span(
             "predict " + self.model,
-            kind=trace.SpanKind.INTERNAL,
-            attributes={"ml.model.name": self.model, "ml.model.version": self.version, "ml.request.id": rid},
+            attributes={
+                "ml.model.name": self.model,
+                "ml.model.version": self.version,
+                "ml.request.id": rid,
+                "ml.batch.size": norm.n_rows if norm is not None else 1,
+            },
         )
         self.ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
         self.own = 0.0
-        self.t0 = 0.0
 
     def detach(self) -> None:
         if self.ctx_token is not None:
@@ -255,11 +258,11 @@ class _Call:
             rc._request_id.reset(self.rid_token)  # noqa: SLF001
             self.rid_token = None
 
-    def validate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def validate(self) -> None:
         """Schema check before the model runs (only when a schema is configured)."""
         opts = self.opts
-        self.input = _get_input(opts, args, kwargs)
-        self.norm = normalize_inputs(self.input, opts.features)
+        if self.norm is None:
+            return
         report = opts.schema.validate(self.norm.as_columns(), self.norm.n_rows)
         violations = list(getattr(report, "violations", report) or [])
         if not violations:
@@ -269,7 +272,7 @@ class _Call:
             (self.model, self.version),
             [(v.feature, v.rule, int(getattr(v, "count", 1))) for v in violations],
         )
-        redactor_matches = _redactor(self.rt).matches
+        redactor = self.rt.pipeline.redactor
         for v in violations[:32]:
             self.span.add_event(
                 "ml.schema.violation",
@@ -277,14 +280,13 @@ class _Call:
                     "ml.feature.name": v.feature,
                     "ml.schema.rule": v.rule,
                     "ml.schema.count": int(getattr(v, "count", 1)),
-                    "ml.schema.message": "[REDACTED]" if redactor_matches(v.feature) else str(getattr(v, "message", "")),
+                    "ml.schema.message": "[REDACTED]" if redactor.matches(v.feature) else str(getattr(v, "message", "")),
                 },
             )
         if opts.on_violation == "raise":
             raise SchemaViolation(report) if _takes_report() else SchemaViolation(str(violations[0]))
 
-    def finish(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, exc: BaseException | None,
-               elapsed: float, stream: bool = False) -> None:
+    def finish(self, result: Any, exc: BaseException | None, elapsed: float, stream: bool = False) -> None:
         t_start = time.perf_counter()
         rt, opts, span = self.rt, self.opts, self.span
         s = rt.settings
@@ -292,35 +294,27 @@ class _Call:
         error_type = type(exc).__qualname__ if exc is not None else None
         try:
             shed = opts.shedder.level if s.overhead_budget is not None else 0
-            rows = 1
-            stats_rate = s.stats_sample_rate / (2 ** max(shed - 1, 0))
-            do_stats = s.feature_stats and (stats_rate >= 1.0 or random.random() < stats_rate)
-            if shed >= 2 and s.feature_stats and not do_stats:
-                rt.stats.count_dropped("overhead_budget_stats")
             norm = self.norm
             extreme = False
-            if do_stats or (s.log_payloads and shed == 0):
-                if norm is None:
-                    self.input = _get_input(opts, args, kwargs)
-                    norm = self.norm = normalize_inputs(self.input, opts.features)
-                rows = norm.n_rows
-            if do_stats and norm is not None:
-                if _redactor(rt)._re is not None:  # noqa: SLF001
-                    norm = _drop_redacted(norm, _redactor(rt))
+            if self.do_stats and norm is not None:
+                redactor = rt.pipeline.redactor
+                if redactor.active and redactor.any_match(norm.row if norm.row is not None else (norm.columns or {})):
+                    norm = _drop_redacted(norm, redactor)
                 rt.stats.record_columns(model_key, norm)
                 if exc is None and not stream:
-                    outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output)
-                    rt.stats.record_outputs(model_key, outs)
-                    extreme = bool(outs.nulls)
-            rt.stats.record_call(model_key, elapsed, rows, error_type)
-            span.set_attribute("ml.batch.size", rows)
+                    if type(result) is float and result - result == 0.0:
+                        rt.stats.record_prediction(model_key, result)  # the common scalar case
+                    else:
+                        outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output)
+                        rt.stats.record_outputs(model_key, outs)
+                        extreme = bool(outs.nulls)
+            elif shed >= 2 and s.feature_stats:
+                rt.stats.count_dropped("overhead_budget_stats")
+            rt.stats.record_call(model_key, elapsed, norm.n_rows if norm is not None else 1, error_type)
             if exc is not None:
                 span.set_attribute("error.type", error_type or "")
-                span.set_attribute("ml.outcome", "error")
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, error_type))
-            else:
-                span.set_attribute("ml.outcome", "success")
             if s.log_payloads:
                 keep = exc is not None or self.violations is not None or extreme
                 if keep or random.random() < s.payload_sample_rate:
@@ -335,8 +329,8 @@ class _Call:
                 span.end()
             except Exception:  # noqa: BLE001
                 rt.fault("span_end")
-            ours = self.own + (time.perf_counter() - t_start)
-            opts.shedder.observe(ours, elapsed, s.overhead_budget)
+            if s.overhead_budget is not None:
+                opts.shedder.observe(self.own + (time.perf_counter() - t_start), elapsed, s.overhead_budget)
 
     def _log_payload(self, result: Any, exc: BaseException | None, stream: bool) -> None:
         rt = self.rt
@@ -353,7 +347,7 @@ class _Call:
             fields["error.type"] = type(exc).__qualname__
         if self.violations:
             fields["ml.schema.violations"] = [f"{v.feature}:{v.rule}" for v in self.violations[:32]]
-        _pipeline(rt).event("ml.prediction", fields, error=exc is not None)
+        rt.pipeline.event("ml.prediction", fields, error=exc is not None)
 
 
 def _takes_report() -> bool:
@@ -373,21 +367,23 @@ def _drop_redacted(norm: Normalized, redactor: Any) -> Normalized:
     return Normalized(norm.n_rows, columns={k: v for k, v in cols.items() if not redactor.matches(k)})
 
 
-def _pipeline(rt: Runtime) -> Any:
-    from infersight import _api
-
-    return _api.log_pipeline()
-
-
-def _redactor(rt: Runtime) -> Any:
-    return _pipeline(rt).redactor
-
-
 def _begin(opts: _Options, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+    """Open the call's span and request scope; ``None`` when telemetry itself failed (the
+    model still runs)."""
     try:
         rt = get_runtime()
         t = time.perf_counter()
-        call = _Call(rt, opts, getattr(fn, "__qualname__", "model"))
+        s = rt.settings
+        shed = opts.shedder.level if s.overhead_budget is not None else 0
+        rate = s.stats_sample_rate / (2 ** max(shed - 1, 0))
+        do_stats = s.feature_stats and (rate >= 1.0 or random.random() < rate)
+        norm = None
+        if do_stats or s.log_payloads or opts.schema is not None:
+            try:
+                norm = normalize_inputs(_get_input(opts, args, kwargs), opts.features)
+            except Exception:  # noqa: BLE001 - an odd input must not stop the span
+                rt.fault("normalize_inputs")
+        call = _Call(rt, opts, getattr(fn, "__qualname__", "model"), norm, do_stats)
         if opts.trained_at is not None:
             rt.note_model(call.model, call.version, opts.trained_at)
     except Exception:  # noqa: BLE001
@@ -395,9 +391,9 @@ def _begin(opts: _Options, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any
         return None
     if opts.schema is not None:
         try:
-            call.validate(args, kwargs)
+            call.validate()
         except SchemaViolation:
-            call.finish(args, kwargs, None, _SchemaRejected(), 0.0)
+            call.finish(None, _SchemaRejected(), 0.0)
             call.detach()
             raise
         except Exception:  # noqa: BLE001
@@ -432,13 +428,13 @@ def _sync_wrapper(opts: _Options) -> Any:
         except BaseException as exc:
             elapsed = time.perf_counter() - t0
             try:
-                call.finish(args, kwargs, None, exc, elapsed)
+                call.finish(None, exc, elapsed)
             finally:
                 call.detach()
             raise
         elapsed = time.perf_counter() - t0
         try:
-            call.finish(args, kwargs, result, None, elapsed)
+            call.finish(result, None, elapsed)
         finally:
             call.detach()
         return result
@@ -458,13 +454,13 @@ def _async_wrapper(opts: _Options) -> Any:
         except BaseException as exc:
             elapsed = time.perf_counter() - t0
             try:
-                call.finish(args, kwargs, None, exc, elapsed)
+                call.finish(None, exc, elapsed)
             finally:
                 call.detach()
             raise
         elapsed = time.perf_counter() - t0
         try:
-            call.finish(args, kwargs, result, None, elapsed)
+            call.finish(result, None, elapsed)
         finally:
             call.detach()
         return result
@@ -532,15 +528,15 @@ def _stream(call: _Call | None, wrapped: Any, args: Any, kwargs: Any) -> Any:
         exc_seen = e
         raise
     finally:
-        _end_stream(call, args, kwargs, exc_seen, time.perf_counter() - t0, chunks)
+        _end_stream(call, exc_seen, time.perf_counter() - t0, chunks)
 
 
-def _end_stream(call: _Call, args: Any, kwargs: Any, exc: BaseException | None, elapsed: float, chunks: int) -> None:
+def _end_stream(call: _Call, exc: BaseException | None, elapsed: float, chunks: int) -> None:
     try:
         call.span.set_attribute("ml.stream.chunks", chunks)
     except Exception:  # noqa: BLE001
         pass
-    call.finish(args, kwargs, None, exc, elapsed, stream=True)
+    call.finish(None, exc, elapsed, stream=True)
 
 
 def _asyncgen_wrapper(opts: _Options) -> Any:
@@ -588,4 +584,4 @@ async def _astream(call: _Call | None, wrapped: Any, args: Any, kwargs: Any) -> 
         exc_seen = e
         raise
     finally:
-        _end_stream(call, args, kwargs, exc_seen, time.perf_counter() - t0, chunks)
+        _end_stream(call, exc_seen, time.perf_counter() - t0, chunks)

@@ -77,6 +77,9 @@ def _py(v: Any) -> Any:
     return v
 
 
+_SEQUENCE_TYPES = (list, tuple, np.ndarray)
+
+
 def _is_sequence(v: Any) -> bool:
     return isinstance(v, (list, tuple, np.ndarray)) or _is_pandas(v, "Series")
 
@@ -104,6 +107,15 @@ def _column(values: Any) -> npt.NDArray[Any]:
     return arr.astype(object)
 
 
+def _pandas_column(series: Any) -> npt.NDArray[Any]:
+    """Numeric columns as floats (missing → NaN); others as objects with missing → None, since
+    pandas writes a missing string as NaN/NA, which is a null here, not a NaN feature value."""
+    if series.dtype.kind in "fiub":
+        return _column(series.to_numpy())
+    values = series.to_numpy(dtype=object, na_value=None)
+    return _column(values)
+
+
 def _names(width: int, features: Sequence[str] | None) -> list[str]:
     if features is not None:
         names = list(features)
@@ -128,6 +140,11 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
     if callable(features):
         return normalize_inputs(features(obj))
     names = features
+    if type(obj) is dict and obj:
+        # A dict of columns has only sequence values, so one scalar first value settles it:
+        # the common one-row case stays a single dict copy.
+        if type(next(iter(obj.values()))) not in _SEQUENCE_TYPES:
+            return Normalized(1, row=dict(obj))
     if obj is None:
         return Normalized(1, row={})
     if isinstance(obj, Mapping):
@@ -144,11 +161,13 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
             if obj.dtype.names:  # structured array: one row per record
                 return Normalized(len(obj), columns={n: _column(obj[n]) for n in obj.dtype.names})
             return Normalized(1, row=dict(zip(_names(obj.shape[0], names), obj.tolist())))
+        if obj.size == 0:
+            return Normalized(obj.shape[0], columns={})
         flat = obj.reshape(obj.shape[0], -1)
         cols = _names(flat.shape[1], names)
         return Normalized(flat.shape[0], columns={c: _column(flat[:, i]) for i, c in enumerate(cols)})
     if _is_pandas(obj, "DataFrame"):
-        return Normalized(len(obj), columns={str(c): _column(obj[c].to_numpy()) for c in obj.columns})
+        return Normalized(len(obj), columns={str(c): _pandas_column(obj[c]) for c in obj.columns})
     if _is_pandas(obj, "Series"):
         return Normalized(1, row={str(k): _py(v) for k, v in obj.items()})
     if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic v2

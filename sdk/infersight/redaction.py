@@ -35,10 +35,33 @@ class Redactor:
             else:
                 parts.append(".*" + re.escape(p) + ".*")
         self._re = re.compile("|".join(f"(?:{x})" for x in parts), re.IGNORECASE | re.DOTALL) if parts else None
+        self._cache: dict[str, bool] = {}
+        self._clean: set[str] = set()  # names known not to match: one C-level subset test per call
+
+    @property
+    def active(self) -> bool:
+        return self._re is not None
 
     def matches(self, name: str) -> bool:
-        """Whether a field called ``name`` must be redacted."""
-        return self._re is not None and self._re.fullmatch(name) is not None
+        """Whether a field called ``name`` must be redacted (answers cached per name)."""
+        hit = self._cache.get(name)
+        if hit is None:
+            hit = self._re is not None and self._re.fullmatch(name) is not None
+            if len(self._cache) < 10_000:
+                self._cache[name] = hit
+        return hit
+
+    def any_match(self, names: Iterable[str]) -> bool:
+        """Whether any of ``names`` must be redacted."""
+        if self._re is None or self._clean.issuperset(names):
+            return False
+        hit = False
+        for n in names:
+            if self.matches(n):
+                hit = True
+            elif len(self._clean) < 10_000:
+                self._clean.add(n)
+        return hit
 
     def redact(self, obj: Any, _depth: int = 0) -> Any:
         """A copy of ``obj`` with matching fields replaced by ``[REDACTED]`` (nested too)."""

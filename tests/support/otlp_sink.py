@@ -43,7 +43,10 @@ class OtlpSink:
     """Receives OTLP on 127.0.0.1 ephemeral ports; decoded requests in ``.traces``,
     ``.metrics`` and ``.logs`` (lists of protobuf export requests)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
+        """``keep=False`` only counts requests (long benchmarks must not hoard them)."""
+        self.keep = keep
+        self.received = {"traces": 0, "metrics": 0, "logs": 0}
         self.traces: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self.metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
         self.logs: list[logs_service_pb2.ExportLogsServiceRequest] = []
@@ -140,7 +143,10 @@ class OtlpSink:
 
     def _add(self, bucket: list[Any], msg: Any) -> None:
         with self.arrived:
-            bucket.append(msg)
+            kind = "traces" if bucket is self.traces else "metrics" if bucket is self.metrics else "logs"
+            self.received[kind] += 1
+            if self.keep:
+                bucket.append(msg)
             self.arrived.notify_all()
 
     def clear(self) -> None:

@@ -1,0 +1,133 @@
+"""SDK overhead, measured side by side in one run (issue 2). Prints ratios, asserts nothing.
+
+1. ``@monitor`` on a 1-row, 20-feature predict (payload logs at the default sample rate)
+   ÷ the same function inside a bare OTel span with one attribute        (floor: <= 1.5)
+2. sketching a 1000 × 50 float batch ÷ one ``np.nanmean(X, axis=0)``       (floor: <= 10)
+3. RSS growth over 1,000,000 monitored calls                              (floor: <= 5 MB)
+
+Run: python bench/overhead.py [--calls N] [--rss-calls N]
+Exporters point at a loopback OTLP receiver started here, so export work is real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from opentelemetry import trace  # noqa: E402
+
+import infersight  # noqa: E402
+from infersight.feature_stats import FeatureStats  # noqa: E402
+from infersight.payload import Normalized  # noqa: E402
+from support.otlp_sink import OtlpSink  # noqa: E402
+
+FEATURES = [f"x{i}" for i in range(20)]
+WEIGHTS = np.linspace(-1, 1, 20)
+
+
+def model(row: dict) -> float:
+    # A realistic 1-row predict: dict → vector → logistic regression.
+    x = np.fromiter((row[k] for k in FEATURES), dtype=np.float64, count=20)
+    return float(1.0 / (1.0 + np.exp(-x @ WEIGHTS)))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def per_call(fn, row, n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn(row)
+    return (time.perf_counter() - t) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rss-calls", type=int, default=1_000_000)
+    args = ap.parse_args()
+
+    sink = OtlpSink(keep=False).start()
+    infersight.configure(endpoint=sink.grpc_endpoint, protocol="grpc", log_output="none",
+                         metric_export_interval=5)
+    tracer = trace.get_tracer("bench")
+    monitored = infersight.monitor(model="bench", version="1")(model)
+
+    def bare(row: dict) -> float:
+        with tracer.start_as_current_span("predict", attributes={"ml.model.name": "bench"}):
+            return model(row)
+
+    rng = np.random.default_rng(0)
+    row = {k: float(v) for k, v in zip(FEATURES, rng.normal(size=20))}
+    for fn in (model, bare, monitored):
+        per_call(fn, row, 2000)  # warm up
+    t_plain, t_bare, t_mon = [], [], []
+    for _ in range(args.rounds):  # interleaved, so drift in machine speed hits all three
+        t_plain.append(per_call(model, row, args.calls))
+        t_bare.append(per_call(bare, row, args.calls))
+        t_mon.append(per_call(monitored, row, args.calls))
+    plain, b, m = (statistics.median(t) for t in (t_plain, t_bare, t_mon))
+    print("1) 1-row, 20-feature predict, payload_sample_rate=%.2f" % 0.01)
+    print(f"   predict alone          {plain * 1e6:8.2f} µs/call")
+    print(f"   inside bare OTel span  {b * 1e6:8.2f} µs/call")
+    print(f"   @infersight.monitor    {m * 1e6:8.2f} µs/call")
+    print(f"   ratio monitor / bare span = {m / b:.3f}   (floor <= 1.5)")
+
+    X = rng.normal(size=(1000, 50))
+    X[rng.random(X.shape) < 0.01] = np.nan
+    norm = Normalized(1000, columns={f"c{i}": X[:, i] for i in range(50)})
+    acc = FeatureStats()
+
+    def sketch_batch() -> None:
+        acc.record_columns(("bench", "1"), norm)
+        acc.drain(0, 1)  # includes folding every column into its exponential histogram
+
+    def nanmean() -> None:
+        np.nanmean(X, axis=0)
+
+    ts, tn = [], []
+    for _ in range(args.rounds):
+        for fn, out in ((sketch_batch, ts), (nanmean, tn)):
+            t = time.perf_counter()
+            for _ in range(50):
+                fn()
+            out.append((time.perf_counter() - t) / 50)
+    s, n = statistics.median(ts), statistics.median(tn)
+    print("2) 1000 x 50 float batch (1% NaN)")
+    print(f"   sketch (record + fold + export form) {s * 1e3:8.3f} ms")
+    print(f"   np.nanmean(X, axis=0)                {n * 1e3:8.3f} ms")
+    print(f"   ratio sketch / nanmean = {s / n:.2f}   (floor <= 10)")
+
+    gc.collect()
+    # Warm-up so one-time allocations (buffers, caches, first export) are not counted as growth.
+    per_call(monitored, row, 50_000)
+    infersight.flush()
+    gc.collect()
+    before = rss_mb()
+    done = 0
+    while done < args.rss_calls:
+        step = min(100_000, args.rss_calls - done)
+        per_call(monitored, row, step)
+        done += step
+    infersight.flush()
+    gc.collect()
+    after = rss_mb()
+    print(f"3) RSS over {args.rss_calls:,} calls: {before:.1f} MB -> {after:.1f} MB, "
+          f"growth {after - before:+.2f} MB   (floor <= 5 MB)")
+    infersight.shutdown()
+    sink.stop()
+
+
+if __name__ == "__main__":
+    main()
