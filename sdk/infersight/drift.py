@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
@@ -180,7 +181,13 @@ def _ks_p(d: float, m: int, n: int) -> float:
 
 
 def _ks_crit(alpha: float, m: int, n: int) -> float:
-    return float(_st.distributions.kstwo.isf(alpha, np.round(m * n / (m + n))))
+    return _ks_crit_en(alpha, int(np.round(m * n / (m + n))))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ks_crit_en(alpha: float, en: int) -> float:
+    # kstwo.isf is a numerical inverse (~1 ms); windows repeat the same sizes, so cache it.
+    return float(_st.distributions.kstwo.isf(alpha, en))
 
 
 def _w_exact(ref: npt.NDArray[np.float64], cur: npt.NDArray[np.float64]) -> float:
