@@ -227,10 +227,9 @@ def _psi(p: npt.NDArray[np.float64], q: npt.NDArray[np.float64]) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-class _NumericMethod:
-    """fit on a sample / profile / sketch; score a sample (:meth:`score`) or sketch."""
+class _Thresholded:
+    """Threshold, significance level and minimum window size shared by every method."""
 
-    name = "numeric"
     default_threshold = 0.1
 
     def __init__(self, threshold: float | None = None, alpha: float = 0.001, min_rows: int = 1) -> None:
@@ -239,7 +238,13 @@ class _NumericMethod:
         self.threshold = self.default_threshold if threshold is None else float(threshold)
         self.alpha = alpha
         self.min_rows = min_rows
-        self._ref: _NumRef | None = None
+
+
+class _NumericMethod(_Thresholded):
+    """fit on a sample / profile / sketch; score a sample (:meth:`score`) or sketch."""
+
+    name = "numeric"
+    _ref: _NumRef | None = None
 
     def fit(self, reference: Any) -> Any:
         """``reference``: a 1-D sample, a ``FeatureProfile`` / ``NumericSummary``, or an ``ExpHistogram``."""
@@ -314,17 +319,9 @@ class PSI(_NumericMethod):
         return DriftResult(self.name, stat, self.threshold, None, stat >= self.threshold, None, ref.n, cur.n)
 
 
-class _Categorical:
+class _Categorical(_Thresholded):
     name = "categorical"
-    default_threshold = 0.1
-
-    def __init__(self, threshold: float | None = None, alpha: float = 0.001, min_rows: int = 1) -> None:
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha={alpha!r} must be between 0 and 1, e.g. 0.001")
-        self.threshold = self.default_threshold if threshold is None else float(threshold)
-        self.alpha = alpha
-        self.min_rows = min_rows
-        self._ref: dict[str, int] | None = None
+    _ref: dict[str, int] | None = None
 
     def fit(self, reference: Any) -> Any:
         """``reference``: counts by category, a categorical ``FeatureProfile``, or raw values."""
