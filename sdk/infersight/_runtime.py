@@ -126,17 +126,29 @@ _DELTA = {
 
 
 def _inject(data: MetricsData, metrics: list[Any], resource: Resource | None) -> MetricsData:
-    """``data`` plus our drained ``ml.*`` metrics as one more scope."""
-    if not metrics:
-        return data
-    scope = ScopeMetrics(InstrumentationScope(SCOPE, VERSION), metrics, "")
+    """``data`` plus our drained ``ml.*`` metrics, regrouped so each (resource, scope) appears
+    once: OTLP encoders key by resource and by scope, so a second entry would clobber the first
+    (e.g. data carried over a fork next to fresh data, or our scope next to the SDK's)."""
     rms = list(data.resource_metrics)
-    if rms:
+    if metrics:
+        if not rms:
+            rms = [ResourceMetrics(resource or Resource.create({}), [], "")]
         first = rms[0]
-        rms[0] = ResourceMetrics(first.resource, list(first.scope_metrics) + [scope], first.schema_url)
-    else:
-        rms.append(ResourceMetrics(resource or Resource.create({}), [scope], ""))
-    return MetricsData(rms)
+        extra = ScopeMetrics(InstrumentationScope(SCOPE, VERSION), metrics, "")
+        rms[0] = ResourceMetrics(first.resource, list(first.scope_metrics) + [extra], first.schema_url)
+    if len(rms) == 1 and len({sm.scope.name for sm in rms[0].scope_metrics}) == len(rms[0].scope_metrics):
+        return MetricsData(rms)
+    grouped: dict[Any, tuple[Any, str, dict[Any, tuple[Any, str, list[Any]]]]] = {}
+    for rm in rms:
+        key = tuple(sorted(rm.resource.attributes.items()))
+        _, _, scopes = grouped.setdefault(key, (rm.resource, rm.schema_url, {}))
+        for sm in rm.scope_metrics:
+            skey = (sm.scope.name, sm.scope.version)
+            scopes.setdefault(skey, (sm.scope, sm.schema_url, []))[2].extend(sm.metrics)
+    return MetricsData([
+        ResourceMetrics(res, [ScopeMetrics(scope, ms, url) for scope, url, ms in scopes.values()], schema)
+        for res, schema, scopes in grouped.values()
+    ])
 
 
 class _StatsReader(MetricReader):
@@ -202,7 +214,7 @@ class _StatsReader(MetricReader):
         self._received = True
         carried = self.runtime.take_carried_sdk_metrics()
         if carried:
-            metrics_data = MetricsData(carried + list(metrics_data.resource_metrics))
+            metrics_data = MetricsData(list(metrics_data.resource_metrics) + carried)
         data = _inject(metrics_data, self.runtime.drain_stats(), self.runtime.resource)
         if not data.resource_metrics:
             return
@@ -373,9 +385,11 @@ class Runtime:
 
     def _wrap_foreign_readers(self, provider: MeterProvider) -> bool:
         wrapped = False
-        try:
-            readers = provider._sdk_config.metric_readers  # noqa: SLF001 - no public accessor exists
-        except AttributeError:
+        # No public accessor exists; the attribute moved between SDK releases.
+        readers = getattr(provider, "_metric_readers", None)  # noqa: SLF001
+        if readers is None:
+            readers = getattr(getattr(provider, "_sdk_config", None), "metric_readers", None)
+        if not readers:
             return False
         for reader in readers:
             inner = getattr(reader, "_exporter", None)
@@ -400,6 +414,18 @@ class Runtime:
 
         self.meter.create_observable_gauge(
             "ml.model.age", callbacks=[model_age], unit="s", description="Seconds since the model was trained"
+        )
+
+        def buffered(options: Any) -> Any:
+            from opentelemetry.metrics import Observation
+
+            return [Observation(self.stats.buffered_rows())]
+
+        # Always one point per collection, so a reader owned by the application (whose exporter
+        # carries our sketches) never skips an export because the app itself recorded nothing.
+        self.meter.create_observable_gauge(
+            "ml.telemetry.buffered", callbacks=[buffered], unit="1",
+            description="Rows waiting in infersight's buffers for the next export",
         )
         if self.settings.system_metrics:
             try:
@@ -439,15 +465,22 @@ class Runtime:
             self.log_switch.swap(log_exp)
         new_resource = _build_resource(settings)
         if new_resource.attributes != self.resource.attributes:
-            self.resource = new_resource
-            for provider, owned in ((self.tracer_provider, self.owns_tracing), (self.logger_provider, self.owns_logs)):
-                if owned and hasattr(provider, "_resource"):
-                    provider._resource = new_resource  # noqa: SLF001 - no public setter
-            if self.owns_metrics:
+            self._set_resource(new_resource)
+
+    def _set_resource(self, resource: Resource) -> None:
+        """Point our own providers at ``resource`` (a new service name, or a forked child's
+        process.pid), tracers and loggers already handed out included. Uses the SDK's own
+        (private) updater, as its fork handler does; providers owned by the app are left alone."""
+        self.resource = resource
+        for provider, owned in ((self.tracer_provider, self.owns_tracing),
+                                (self.logger_provider, self.owns_logs),
+                                (self.meter_provider, self.owns_metrics)):
+            update = getattr(provider, "_update_resource", None)
+            if owned and update is not None:
                 try:
-                    self.meter_provider._sdk_config.resource = new_resource  # noqa: SLF001
-                except AttributeError:
-                    pass
+                    update(resource)
+                except Exception:  # noqa: BLE001 - a resource refresh must not break configure()
+                    self.fault("resource_update")
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -491,6 +524,7 @@ class Runtime:
             pass
 
     def after_fork_in_child(self) -> None:
+        self._set_resource(_build_resource(self.settings))  # the child's own process.pid
         self._carry = []
         self._carry_sdk = []
         self.stats.reset()

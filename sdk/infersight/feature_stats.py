@@ -243,6 +243,10 @@ class FeatureStats:
             c = self._state.counters
             c[key] = c.get(key, 0) + n
 
+    def buffered_rows(self) -> int:
+        """One-row calls waiting to be classified (a gauge of infersight's own backlog)."""
+        return self._state.pending_rows()
+
     def known_features(self, model: ModelKey) -> set[str]:
         return self._known.get(model, set())
 

@@ -35,12 +35,7 @@ __all__ = ["monitor", "SchemaViolation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-try:  # the statistics engine provides the real class; keep a compatible fallback name
-    from infersight.schema import SchemaViolation
-except Exception:  # noqa: BLE001 - schema module may be absent in a partial install
-
-    class SchemaViolation(ValueError):  # type: ignore[no-redef]
-        """A prediction input broke a schema rule (``on_violation="raise"``)."""
+from infersight.schema import SchemaViolation
 
 
 @dataclass
@@ -263,7 +258,11 @@ class _Call:
         opts = self.opts
         if self.norm is None:
             return
-        report = opts.schema.validate(self.norm.as_columns(), self.norm.n_rows)
+        schema = opts.schema
+        if self.norm.row is not None and hasattr(schema, "validate_row"):
+            report = schema.validate_row(self.norm.row, model_version=self.version)
+        else:
+            report = schema.validate(self.norm.as_columns(), self.norm.n_rows, model_version=self.version)
         violations = list(getattr(report, "violations", report) or [])
         if not violations:
             return
@@ -284,7 +283,7 @@ class _Call:
                 },
             )
         if opts.on_violation == "raise":
-            raise SchemaViolation(report) if _takes_report() else SchemaViolation(str(violations[0]))
+            raise SchemaViolation(report)
 
     def finish(self, result: Any, exc: BaseException | None, elapsed: float, stream: bool = False) -> None:
         t_start = time.perf_counter()
@@ -348,15 +347,6 @@ class _Call:
         if self.violations:
             fields["ml.schema.violations"] = [f"{v.feature}:{v.rule}" for v in self.violations[:32]]
         rt.pipeline.event("ml.prediction", fields, error=exc is not None)
-
-
-def _takes_report() -> bool:
-    try:
-        from infersight.schema import SchemaViolation as Real
-
-        return SchemaViolation is Real
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def _drop_redacted(norm: Normalized, redactor: Any) -> Normalized:

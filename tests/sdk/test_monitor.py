@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import json
 import math
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -569,3 +570,57 @@ def test_default_model_name_and_bare_decorator(telemetry):
     assert score_customer({"x": 1.0}) == 0.1
     telemetry.flush()
     assert any(s.name.endswith("score_customer") for s in telemetry.finished_spans())
+
+
+# -- schema validation in the request path ---------------------------------------------------
+
+
+def test_reference_schema_violations_are_counted_and_on_span(tmp_path, telemetry, model_name):
+    import pandas as pd
+
+    from infersight.reference import Reference
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"age": rng.integers(18, 90, 500).astype(float),
+                          "plan": rng.choice(["free", "pro"], 500)})
+    path = tmp_path / "reference.json"
+    Reference.from_data(train, model=model_name).save(path)
+
+    @infersight.monitor(model=model_name, reference=str(path))
+    def predict(row):
+        return 0.5
+
+    assert predict({"age": 40.0, "plan": "pro"}) == 0.5
+    assert predict({"age": 4000.0, "plan": "enterprise"}) == 0.5  # recorded, not raised
+    telemetry.flush()
+    counts = {(attr(p, "ml.feature.name"), attr(p, "ml.schema.rule")): p.value
+              for p in by_attrs(telemetry.points("ml.schema.violations"), ml_model_name=model_name)}
+    assert counts == {("age", "range"): 1, ("plan", "allowed"): 1}
+    span = [s for s in telemetry.finished_spans() if s.name == f"predict {model_name}"][-1]
+    events = {(e.attributes["ml.feature.name"], e.attributes["ml.schema.rule"]) for e in span.events
+              if e.name == "ml.schema.violation"}
+    assert events == {("age", "range"), ("plan", "allowed")}
+    # a violating call keeps its payload regardless of sampling
+    logged = [r for r in telemetry.log_records() if r.attributes.get("ml.model.name") == model_name]
+    assert any("enterprise" in r.attributes["ml.inputs"] for r in logged)
+
+
+def test_on_violation_raise_stops_before_the_model(telemetry, model_name):
+    calls = []
+
+    def predict(age: float, plan: Literal["free", "pro"]) -> float:
+        calls.append(age)
+        return 1.0
+
+    from infersight.schema import Schema
+
+    schema = Schema.from_function(predict)
+    guarded = infersight.monitor(model=model_name, schema=schema, on_violation="raise",
+                                 input_arg=None, features=lambda age: {"age": age, "plan": "gold"})(predict)
+    with pytest.raises(infersight.SchemaViolation) as info:
+        guarded(30.0, "pro")
+    assert "plan" in str(info.value) and "allowed" in str(info.value) and "gold" in str(info.value)
+    assert calls == []  # the model never ran
+    telemetry.flush()
+    span = [s for s in telemetry.finished_spans() if s.name == f"predict {model_name}"][-1]
+    assert span.attributes["error.type"] == "SchemaViolation"

@@ -1,0 +1,193 @@
+"""What a configured SDK really sends over OTLP (gRPC and HTTP) to a loopback receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import infersight
+from support.otlp_sink import OtlpSink, attrs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def sink():
+    with OtlpSink() as s:
+        yield s
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_signals_on_the_wire(sink, protocol, model_name):
+    sink.clear()
+    endpoint = sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
+    infersight.configure(
+        endpoint=endpoint, protocol=protocol, service_name="wire-test", environment="ci",
+        log_output="none", payload_sample_rate=1.0, redact=["ssn"],
+    )
+
+    @infersight.monitor(model=model_name, version="4")
+    def predict(rows):
+        return [0.5] * len(rows)
+
+    rng = np.random.default_rng(1)
+    batch = [{"income": float(v), "ssn": "123-45-6789", "tenure": 3.0} for v in rng.lognormal(3, 1, 40)]
+    batch[5]["income"] = float("nan")
+    batch[6]["income"] = float("nan")
+    predict(batch)
+    predict({"income": 12.5, "ssn": "987-65-4321", "tenure": float("nan")})
+    assert infersight.flush()
+
+    spans = [(res, s) for res, s in sink.spans() if s.name == f"predict {model_name}"]
+    assert len(spans) == 2
+    res, span = spans[0]
+    assert res["service.name"] == "wire-test" and res["deployment.environment.name"] == "ci"
+    assert res["process.pid"] == os.getpid() and "host.name" in res
+    a = attrs(span.attributes)
+    assert (a["ml.model.name"], a["ml.model.version"], a["ml.batch.size"]) == (model_name, "4", 40)
+
+    logs = [(r, rec) for r, rec in sink.log_records() if attrs(rec.attributes).get("ml.model.name") == model_name]
+    assert len(logs) == 2
+    log_attrs = attrs(logs[0][1].attributes)
+    # the request ID on the span equals the one on the log record, and they share the trace
+    assert log_attrs["ml.request.id"] == a["ml.request.id"]
+    assert logs[0][1].trace_id == span.trace_id and logs[0][1].span_id == span.span_id
+
+    points = [p for _, _, p in sink.metric_points("ml.feature.value")
+              if attrs(p.attributes).get("ml.model.name") == model_name]
+    by_feature = {attrs(p.attributes)["ml.feature.name"]: p for p in points}
+    income = by_feature["income"]
+    assert income.count == 39  # 38 finite from the batch + 1 from the single row
+    assert income.zero_count + sum(income.positive.bucket_counts) + sum(income.negative.bucket_counts) == 39
+    assert by_feature["tenure"].count == 40
+
+    missing = {(attrs(p.attributes)["ml.feature.name"], attrs(p.attributes)["ml.missing.kind"]): p.as_int
+               for _, _, p in sink.metric_points("ml.feature.missing")
+               if attrs(p.attributes).get("ml.model.name") == model_name}
+    assert missing == {("income", "nan"): 2, ("tenure", "nan"): 1}
+
+    # redacted fields are absent from everything on the wire
+    raw = b"".join(m.SerializeToString() for m in sink.traces + sink.metrics + sink.logs)
+    assert b"123-45-6789" not in raw and b"987-65-4321" not in raw
+    assert "ssn" not in by_feature
+    assert json.loads(log_attrs["ml.inputs"])[0]["ssn"] == "[REDACTED]"
+
+
+def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+
+
+def test_fork_after_configure_exports_from_parent_and_child_without_duplicates(sink):
+    """gunicorn-style pre-fork: configure in the parent, then fork; both processes export, the
+    totals are exact (nothing duplicated from the parent's pending data, nothing lost)."""
+    sink.clear()
+    proc = _run(
+        """
+        import os, sys, infersight
+        infersight.configure(log_output="none", metric_export_interval=3600)
+
+        @infersight.monitor(model="forked", version="1")
+        def predict(row):
+            return 1.0
+
+        for i in range(7):
+            predict({"x": float(i)})          # pending in the parent at fork time
+        pid = os.fork()
+        if pid == 0:
+            for i in range(5):
+                predict({"x": 100.0 + i})
+            infersight.flush()
+            os._exit(0)
+        for i in range(3):
+            predict({"x": 200.0 + i})
+        os.waitpid(pid, 0)
+        infersight.flush()
+        """,
+        {"INFERSIGHT_ENDPOINT": sink.grpc_endpoint, "INFERSIGHT_PROTOCOL": "grpc"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    points = [(res, p) for res, _, p in sink.metric_points("ml.feature.value")
+              if attrs(p.attributes).get("ml.model.name") == "forked"]
+    by_pid: dict[int, int] = {}
+    for res, p in points:
+        by_pid[res["process.pid"]] = by_pid.get(res["process.pid"], 0) + p.count
+    assert sum(by_pid.values()) == 15
+    assert sorted(by_pid.values()) == [5, 10]  # child: its own 5; parent: 7 before + 3 after
+    spans = [s for _, s in sink.spans() if s.name == "predict forked"]
+    assert len(spans) == 15
+    assert len({s.span_id for s in spans}) == 15
+
+
+def test_existing_providers_are_used_not_replaced(sink):
+    """With opentelemetry-instrument style global SDK providers, infersight uses them, and its
+    sketches ride along through the application's own metric exporter."""
+    sink.clear()
+    proc = _run(
+        """
+        from opentelemetry import trace, metrics
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        import os
+        ep = os.environ["SINK"]
+        res = Resource.create({"service.name": "app-owned"})
+        tp = TracerProvider(resource=res)
+        tp.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=ep, insecure=True)))
+        trace.set_tracer_provider(tp)
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=ep, insecure=True), export_interval_millis=3_600_000)
+        metrics.set_meter_provider(MeterProvider(resource=res, metric_readers=[reader]))
+
+        import infersight
+        infersight.configure(service_name="ignored-when-app-owns-providers", log_output="none", exporter="none")
+        assert trace.get_tracer_provider() is tp
+
+        @infersight.monitor(model="hosted")
+        def predict(row):
+            return 2.0
+
+        with trace.get_tracer("app").start_as_current_span("handler"):
+            predict({"x": 1.0})
+        infersight.flush()
+        """,
+        {"SINK": sink.grpc_endpoint},
+    )
+    assert proc.returncode == 0, proc.stderr
+    spans = {s.name: (res, s) for res, s in sink.spans()}
+    res, predict_span = spans["predict hosted"]
+    assert res["service.name"] == "app-owned"
+    assert predict_span.parent_span_id == spans["handler"][1].span_id
+    values = [(r, p) for r, _, p in sink.metric_points("ml.feature.value")
+              if attrs(p.attributes).get("ml.model.name") == "hosted"]
+    assert len(values) == 1 and values[0][1].count == 1
+    assert values[0][0]["service.name"] == "app-owned"
+
+
+def test_configure_twice_swaps_exporters_without_duplicates(model_name):
+    with OtlpSink() as first, OtlpSink() as second:
+        infersight.configure(endpoint=first.grpc_endpoint, log_output="none")
+
+        @infersight.monitor(model=model_name)
+        def predict(row):
+            return 1.0
+
+        predict({"x": 1.0})
+        infersight.configure(endpoint=second.grpc_endpoint, log_output="none")
+        predict({"x": 2.0})
+        infersight.flush()
+        n_first = [s for _, s in first.spans() if s.name == f"predict {model_name}"]
+        n_second = [s for _, s in second.spans() if s.name == f"predict {model_name}"]
+        # the first span was flushed to the first endpoint on reconfigure, the second only to the new one
+        assert (len(n_first), len(n_second)) == (1, 1)
