@@ -540,6 +540,9 @@ class Runtime:
         return ok
 
     def shutdown(self) -> None:
+        if getattr(self, "_shut_down", False):
+            return
+        self._shut_down = True
         for provider, owned in (
             (self.tracer_provider, self.owns_tracing),
             (self.meter_provider, self.owns_metrics),
