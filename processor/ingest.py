@@ -102,7 +102,7 @@ class Ingestor:
 
     def submit(self, signal: str, decoded: Decoded, digest: str) -> Future[Outcome]:
         """Queue a decoded request; the future resolves once it is committed (or fails)."""
-        size = max(len(decoded.points), 1)
+        size = max(decoded.size, 1)
         item = _Item(signal, decoded, digest, size)
         with self._cond:
             if self._stopping:
@@ -185,11 +185,14 @@ class Ingestor:
         metrics: list[Any] = []
         spans: list[Any] = []
         logs: list[Any] = []
+        columns: list[Any] = []
         for item in fresh:
             {"metrics": metrics, "traces": spans, "logs": logs}[item.signal].extend(item.decoded.points)
+            columns.extend(item.decoded.columns)
         staged: dict[str, Any] = {}
         deltas = self.converter.convert(metrics, staged)
-        agg = aggregate(deltas, spans, logs, self.window_sizes)
+        # Base windows only: compaction rolls them up (off the acknowledgement path).
+        agg = aggregate(deltas, spans, logs, self.window_sizes[:1], columns)
         self.storage.write(
             WriteBatch(agg.windows, agg.predictions, agg.feedback, sorted(digests),
                        {k: v.to_json() for k, v in staged.items()})
@@ -202,7 +205,7 @@ class Ingestor:
         for name, n in agg.ignored.items():
             reg.inc("infersight_processor_ignored_total", n, kind=name.split(":", 1)[0])
         for item in fresh:
-            reg.inc("infersight_processor_points_total", len(item.decoded.points), signal=item.signal)
+            reg.inc("infersight_processor_points_total", item.decoded.size, signal=item.signal)
             if item.decoded.rejected:
                 reg.inc("infersight_processor_rejected_total", item.decoded.rejected, signal=item.signal)
             _resolve(item.future, Outcome(item.decoded.rejected, item.decoded.error_message))

@@ -32,6 +32,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from infersight.processor.columns import SketchColumns, bucket_counts
 from infersight.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
 
 __all__ = [
@@ -183,6 +184,12 @@ class Decoded:
     points: list[Any] = field(default_factory=list)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    columns: list[SketchColumns] = field(default_factory=list)  # delta exp-histogram points, columnar
+
+    @property
+    def size(self) -> int:
+        """How many points (including those held as columns)."""
+        return len(self.points) + sum(len(c) for c in self.columns)
 
     def reject(self, why: str, n: int = 1) -> None:
         self.rejected += n
@@ -299,7 +306,7 @@ def _check_shape(msg: Message, out: Decoded, items: int) -> Decoded:
     """A request none of whose items is usable is malformed (400 / INVALID_ARGUMENT, naming
     why) rather than a partial success; so is one that parses only as fields OTLP does not
     define (a different message type)."""
-    if out.points:
+    if out.size:
         return out
     if out.rejected:
         raise RequestError(f"no item in this {type(msg).__name__} is valid: {out.error_message}")
@@ -319,8 +326,12 @@ def decode_metrics_request(data: bytes | Message) -> list[MetricPoint]:
     return decode_metrics(_as_message("metrics", data)).points
 
 
-def decode_metrics(msg: Message) -> Decoded:
-    """Decode an ``ExportMetricsServiceRequest`` into :class:`MetricPoint` s (one per data point)."""
+def decode_metrics(msg: Message, *, columnar: bool = False) -> Decoded:
+    """Decode an ``ExportMetricsServiceRequest`` into :class:`MetricPoint` s (one per data point).
+
+    With ``columnar=True`` delta exponential-histogram points go to ``Decoded.columns``
+    (:class:`~infersight.processor.columns.SketchColumns`) instead: the ingest path's fast form.
+    """
     out = Decoded()
     items = 0
     for rm in msg.resource_metrics:
@@ -337,7 +348,7 @@ def decode_metrics(msg: Message) -> Decoded:
                     continue
                 if kind == "summary":
                     continue  # legacy Prometheus summaries carry nothing mergeable; ignored
-                _decode_metric(metric, kind, resource, out)
+                _decode_metric(metric, kind, resource, out, columnar)
     return _check_shape(msg, out, items)
 
 
@@ -350,7 +361,7 @@ def _temporality(value: int, name: str, out: Decoded) -> str | None:
     return None
 
 
-def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decoded) -> None:
+def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decoded, columnar: bool = False) -> None:
     name, unit = metric.name, metric.unit
     data = getattr(metric, kind)
     if kind == "gauge":
@@ -374,7 +385,10 @@ def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decode
                             dp.time_unix_nano, temporality, data.is_monotonic, value, unit=unit)
             )
     elif kind == "exponential_histogram":
-        for dp in data.data_points:
+        dps: Iterable[Any] = data.data_points
+        if columnar and temporality == "delta":
+            dps = _exp_columns(name, resource, data.data_points, out)
+        for dp in dps:
             try:
                 sketch = exp_histogram_from_point(dp)
             except ValueError as exc:
@@ -396,6 +410,83 @@ def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decode
                 MetricPoint(name, "histogram", resource, _attrs(dp.attributes), dp.start_time_unix_nano,
                             dp.time_unix_nano, temporality, True, histogram=hist, unit=unit)
             )
+
+
+# Attribute sets recur request after request (the same model, version and feature), so their
+# decoded form is kept, keyed by the attributes' own bytes. Bounded: emptied when full.
+_ATTR_CACHE: dict[tuple[bytes, ...], dict[str, Any]] = {}
+_ATTR_CACHE_MAX = 200_000
+
+
+def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any], out: Decoded) -> list[Any]:
+    """Append the points of one exponential-histogram metric to ``out.columns``; return those
+    that need the point-by-point path (no sum/min/max sent, non-finite values, odd bytes).
+
+    Per point only scalars and two ``SerializeToString`` calls run in Python; bucket counts
+    are decoded for the whole metric at once (see :mod:`infersight.processor.columns`).
+    """
+    intern: dict[tuple[bytes, ...], int] = {}
+    attrs: list[dict[str, Any]] = []
+    keys: list[Any] = []
+    rows: list[tuple[Any, ...]] = []
+    blobs: list[bytes] = []
+    fast: list[Any] = []
+    slow: list[Any] = []
+    cache = _ATTR_CACHE
+    if len(cache) > _ATTR_CACHE_MAX:
+        cache.clear()
+    for dp in data_points:
+        # Optional fields read 0.0 when absent: only a 0.0 needs the (slower) presence check.
+        total, lo, hi = dp.sum, dp.min, dp.max
+        if ((not total and not dp.HasField("sum")) or (not lo and not dp.HasField("min"))
+                or (not hi and not dp.HasField("max"))):
+            slow.append(dp)
+            continue
+        key = tuple([kv.SerializeToString() for kv in dp.attributes])
+        ai = intern.get(key)
+        if ai is None:
+            ai = intern[key] = len(attrs)
+            decoded = cache.get(key)
+            if decoded is None:
+                decoded = cache[key] = _attrs(dp.attributes)
+            attrs.append(decoded)
+            keys.append(key)
+        pos, neg = dp.positive, dp.negative
+        blobs.append(pos.SerializeToString())
+        blobs.append(neg.SerializeToString())
+        rows.append((ai, dp.start_time_unix_nano, dp.time_unix_nano, dp.scale, dp.count, dp.zero_count,
+                     pos.offset, len(pos.bucket_counts), neg.offset, len(neg.bucket_counts), total, lo, hi))
+        fast.append(dp)
+    if not rows:
+        return slow
+    try:
+        ints = [np.array(c, np.int64) for c in list(zip(*rows))[:10]]
+    except OverflowError:  # a value beyond int64: the point-by-point path names it
+        return slow + fast
+    floats = [np.array(c, np.float64) for c in list(zip(*rows))[10:]]
+    ai, start, time, scale, count, zero, poff, plen, noff, nlen = ints
+    offsets = np.empty(2 * len(rows), np.int64)
+    offsets[0::2], offsets[1::2] = poff, noff
+    lens = np.empty(2 * len(rows), np.int64)
+    lens[0::2], lens[1::2] = plen, nlen
+    counts = bucket_counts(blobs, offsets, lens)
+    if counts is None:
+        return slow + fast
+    cols = SketchColumns(name, resource, attrs, keys, ai, start, time, scale, count, zero, floats[0], floats[1],
+                         floats[2], poff, plen, noff, nlen, counts)
+    finite = np.isfinite(floats[0]) & np.isfinite(floats[1]) & np.isfinite(floats[2])
+    csum = np.concatenate([[0], np.cumsum(counts)])
+    first = np.cumsum(plen + nlen) - (plen + nlen)
+    bucket_total = csum[first + plen + nlen] - csum[first]
+    good = (count == zero + bucket_total) & (scale >= -10) & (scale <= 20) & (zero >= 0) & (count >= 0)
+    for i in np.flatnonzero(~good & finite):
+        if not -10 <= scale[i] <= 20:
+            out.reject(f"metric {name!r}: scale {scale[i]} is outside the OTel range -10..20")
+        else:
+            out.reject(f"metric {name!r}: count {count[i]} != zero_count {zero[i]} + bucket counts {bucket_total[i]}")
+    if (good & finite).any():
+        out.columns.append(cols if (good & finite).all() else cols.take(good & finite))
+    return slow + [fast[i] for i in np.flatnonzero(~finite)]
 
 
 def _number(dp: Any) -> float:

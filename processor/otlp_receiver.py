@@ -51,7 +51,8 @@ __all__ = ["Receiver", "RetryLater", "Unauthorized", "make_http_app", "make_grpc
 
 log = logging.getLogger("infersight.processor")
 
-_DECODERS: dict[str, Callable[[Any], Any]] = {"metrics": decode_metrics, "traces": decode_traces, "logs": decode_logs}
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "metrics": lambda msg: decode_metrics(msg, columnar=True), "traces": decode_traces, "logs": decode_logs}
 _RESPONSES: dict[str, Any] = {
     "metrics": (ExportMetricsServiceResponse, "rejected_data_points"),
     "traces": (ExportTraceServiceResponse, "rejected_spans"),

@@ -5,8 +5,13 @@ Why append-and-compact rather than update-in-place: each batch *inserts* its win
 writers never read-modify-write a row another replica may be writing; a query merges whatever
 rows a window has, and :meth:`SqlStorage.compact` later folds a window's rows into one (a
 ``DELETE ... RETURNING`` claims them atomically, so two compactors cannot both fold the same
-rows). Roll-up windows (e.g. 1 h, 1 d) are written through at ingest, so a range query merges
-a handful of large windows plus the small ones at its edges.
+rows).
+
+Roll-up windows (e.g. 1 h, 1 d) are built by compaction, not at ingest: a batch writes base
+windows only, marked ``rolled = 0``; compaction adds exactly those rows to their roll-up
+windows and marks the folded base row ``rolled = 1``, in one transaction. A range query reads
+the roll-up windows that fit plus the base rows not yet rolled into them, so answers are exact
+at every moment, and a whole day is still a handful of rows once compaction has run.
 
 A batch, its request digests (for retry de-duplication) and the cumulative-stream state are
 written in one transaction: the receiver acknowledges only after that commit.
@@ -80,7 +85,8 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS stats (
         id {id},
         model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
-        size INTEGER NOT NULL, start BIGINT NOT NULL, data TEXT NOT NULL)""",
+        size INTEGER NOT NULL, start BIGINT NOT NULL, data TEXT NOT NULL,
+        rolled INTEGER NOT NULL DEFAULT 1)""",
     "CREATE INDEX IF NOT EXISTS stats_series ON stats (model, role, name, size, start)",
     """CREATE TABLE IF NOT EXISTS predictions (
         model TEXT NOT NULL, request_id TEXT NOT NULL, version TEXT NOT NULL, time_ns BIGINT NOT NULL,
@@ -117,6 +123,11 @@ class SqlStorage:
             idtype = "BIGSERIAL PRIMARY KEY" if self.dialect == "postgresql" else "INTEGER PRIMARY KEY AUTOINCREMENT"
             for stmt in _SCHEMA:
                 cur.execute(stmt.format(id=idtype))
+            # Stores made before roll-ups moved to compaction wrote them at ingest: their rows
+            # count as rolled (the column's default), so nothing is rolled up twice.
+            cur.execute("SELECT * FROM stats WHERE 1=0")
+            if "rolled" not in [d[0] for d in cur.description]:
+                cur.execute("ALTER TABLE stats ADD COLUMN rolled INTEGER NOT NULL DEFAULT 1")
 
     # -- connections ----------------------------------------------------------------------
 
@@ -205,14 +216,23 @@ class SqlStorage:
         return [(r[0], r[1]) for r in self._read("SELECT key, state FROM streams")]
 
     def write(self, batch: WriteBatch, now: float | None = None) -> None:
-        """Store ``batch`` in one transaction; returns once it is committed."""
+        """Store ``batch`` in one transaction; returns once it is committed.
+
+        ``batch.windows`` holds base windows only: roll-ups are the store's job (compaction).
+        """
         at = int(now if now is not None else time.time())
         upsert = "ON CONFLICT (model, request_id) DO UPDATE SET "
+        base = self.window_sizes[0]
+        wrong = [k for k in batch.windows if k.size != base]
+        if wrong:
+            raise ValueError(f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
+                             f"({wrong[0]}): roll-ups are built by compact()")
+        rows = [(*k, ws.to_json()) for k, ws in batch.windows.items()]
         with self._wlock, self._tx(self._w) as cur:
-            if batch.windows:
+            if rows:
                 cur.executemany(
-                    "INSERT INTO stats (model, version, role, name, size, start, data) VALUES (?,?,?,?,?,?,?)",
-                    [(*k, ws.to_json()) for k, ws in batch.windows.items()],
+                    "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,0)",
+                    rows,
                 )
             if batch.predictions:
                 cur.executemany(
@@ -238,34 +258,62 @@ class SqlStorage:
                 )
 
     def compact(self, keys: Iterable[WindowKey] | None = None) -> int:
-        """Fold each window's rows into one; ``keys=None`` finds every window with several rows.
-        Returns how many windows were folded."""
+        """Fold each window's rows into one, and add base rows not yet rolled up to their roll-up
+        windows; ``keys=None`` finds every window that needs either. Returns how many windows
+        were folded (had several rows).
+
+        Exactness under concurrency: ``DELETE ... RETURNING`` claims a window's rows, so two
+        compactors (replicas on one PostgreSQL store) never both roll up the same base row, and
+        the claim, the roll-up rows and the folded row commit together.
+        """
+        base, rollups = self.window_sizes[0], self.window_sizes[1:]
         if keys is None:
             rows = self._read(
                 "SELECT model, version, role, name, size, start FROM stats "
-                "GROUP BY model, version, role, name, size, start HAVING COUNT(*) > 1"
+                "GROUP BY model, version, role, name, size, start HAVING COUNT(*) > 1 OR MIN(rolled) = 0"
             )
             keys = [WindowKey(*r) for r in rows]
         folded = 0
-        for chunk in _chunks(list(keys), 200):
+        for chunk in _chunks(sorted(set(keys)), 500):
             with self._wlock, self._tx(self._w) as cur:
+                up: dict[WindowKey, list[WindowStats]] = {}
                 for k in chunk:
-                    cur.execute(
-                        "DELETE FROM stats WHERE model=? AND version=? AND role=? AND name=? AND size=? AND start=? "
-                        "RETURNING data",
-                        tuple(k),
-                    )
-                    datas = [r[0] for r in cur.fetchall()]
-                    if not datas:
+                    merged, fresh, n = self._claim(cur, k)
+                    if merged is None:
                         continue
-                    merged = datas[0] if len(datas) == 1 else WindowStats.merge_all(
-                        WindowStats.from_json(d) for d in datas).to_json()
-                    folded += len(datas) > 1
-                    cur.execute(
-                        "INSERT INTO stats (model, version, role, name, size, start, data) VALUES (?,?,?,?,?,?,?)",
-                        (*k, merged),
-                    )
+                    folded += n > 1
+                    self._insert(cur, k, merged)
+                    if k.size == base and fresh:
+                        part = fresh[0] if len(fresh) == 1 else WindowStats.merge_all(fresh)
+                        for size in rollups:
+                            up.setdefault(k._replace(size=size, start=k.start - k.start % size), []).append(part)
+                for k in sorted(up):  # one order for every compactor: no lock cycles between replicas
+                    merged, _, _ = self._claim(cur, k, extra=up[k])
+                    assert merged is not None
+                    self._insert(cur, k, merged)
         return folded
+
+    def _claim(self, cur: Any, k: WindowKey, extra: Sequence[WindowStats] = ()) -> tuple[WindowStats | None, list[WindowStats], int]:
+        """Delete window ``k``'s rows; return them merged (with ``extra``), the rows not yet
+        rolled up, and how many rows there were."""
+        cur.execute(
+            "DELETE FROM stats WHERE model=? AND version=? AND role=? AND name=? AND size=? AND start=? "
+            "RETURNING data, rolled",
+            tuple(k),
+        )
+        got = cur.fetchall()
+        if not got and not extra:
+            return None, [], 0
+        stats = [WindowStats.from_json(r[0]) for r in got]
+        fresh = [ws for ws, r in zip(stats, got) if not r[1]]
+        every = stats + list(extra)
+        return (every[0] if len(every) == 1 else WindowStats.merge_all(every)), fresh, len(got)
+
+    def _insert(self, cur: Any, k: WindowKey, ws: WindowStats) -> None:
+        cur.execute(
+            "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
+            (*k, ws.to_json()),
+        )
 
     def expire(self, now: float, retention: dict[int, float], prediction_retention: float,
                dedup_ttl: float) -> dict[str, int]:
@@ -276,10 +324,15 @@ class SqlStorage:
         """
         out: dict[str, int] = {}
         ttl_ns = int((now - self.feedback_ttl) * 1e9)
+        base = self.window_sizes[0]
+        if base in retention:  # base rows past retention go only once they are in their roll-ups
+            old = self._read("SELECT DISTINCT model, version, role, name, size, start FROM stats "
+                             "WHERE size=? AND rolled=0 AND start < ?", (base, int(now - retention[base])))
+            self.compact(WindowKey(*r) for r in old)
         with self._wlock, self._tx(self._w) as cur:
             n = 0
             for size, keep in retention.items():
-                cur.execute("DELETE FROM stats WHERE size=? AND start < ?", (size, int(now - keep)))
+                cur.execute("DELETE FROM stats WHERE size=? AND start < ? AND rolled=1", (size, int(now - keep)))
                 n += max(cur.rowcount, 0)
             out["windows"] = n
             cur.execute(
@@ -311,14 +364,20 @@ class SqlStorage:
         segments = cover_range(start, end, self.window_sizes)
         if not segments:
             return WindowStats(), 0
-        cond = " OR ".join("(size=? AND start>=? AND start<?)" for _ in segments)
+        base = self.window_sizes[0]
+        conds: list[str] = []
         params: list[Any] = [model, role, name]
         vsql = ""
         if version is not None:
             vsql = " AND version=?"
             params.append(version)
         for seg in segments:
+            conds.append("(size=? AND start>=? AND start<?)")
             params.extend(seg)
+            if seg[0] != base:  # base rows compaction has not rolled into this segment yet
+                conds.append("(size=? AND rolled=0 AND start>=? AND start<?)")
+                params.extend((base, seg[1], seg[2]))
+        cond = " OR ".join(conds)
         rows = self._read(
             f"SELECT size, start, data FROM stats WHERE model=? AND role=? AND name=?{vsql} AND ({cond})",
             params,
@@ -422,6 +481,10 @@ class _Cursor:
 
     def fetchall(self) -> list[Any]:
         return list(self._cur.fetchall())
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
 
     @property
     def rowcount(self) -> int:

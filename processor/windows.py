@@ -24,6 +24,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from infersight.processor.columns import SketchColumns, merge_groups
 from infersight.processor.otlp_decode import Decoded, ExplicitHistogram, LogPoint, MetricPoint, SpanPoint
 from infersight.sketch import ExpHistogram
 
@@ -71,14 +72,12 @@ class WindowStats:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "s": {k: _compact_sketch(v) for k, v in self.sketches.items()},
-                "h": {k: v.to_dict() for k, v in self.histograms.items()},
-                "c": self.counters,
-            },
-            separators=(",", ":"),
-        )
+        # Written by hand rather than through json.dumps of nested dicts: this runs once per
+        # stored window on the commit path. The text is what json.dumps would write.
+        sketches = ",".join(f"{_dumps(k)}:{_sketch_json(v)}" for k, v in self.sketches.items())
+        hists = _dumps({k: v.to_dict() for k, v in self.histograms.items()}) if self.histograms else "{}"
+        counters = _dumps(self.counters) if self.counters else "{}"
+        return f'{{"s":{{{sketches}}},"h":{hists},"c":{counters}}}'
 
     @classmethod
     def from_json(cls, text: str) -> WindowStats:
@@ -88,6 +87,23 @@ class WindowStats:
             {k: ExplicitHistogram.from_dict(v) for k, v in d.get("h", {}).items()},
             d.get("c", {}),
         )
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":"))
+
+
+def _sketch_json(s: ExpHistogram) -> str:
+    """``_dumps(_compact_sketch(s))``, faster for the usual sketch (finite numbers)."""
+    if not (math.isfinite(s.sum) and math.isfinite(s.min) and math.isfinite(s.max)):
+        return _dumps(_compact_sketch(s))
+    text = (f'{{"scale":{int(s.scale)},"zero_count":{int(s.zero_count)},"count":{int(s.count)},'
+            f'"sum":{float(s.sum)!r},"min":{float(s.min)!r},"max":{float(s.max)!r},"max_size":{int(s.max_size)}')
+    if s.positive.counts.size:
+        text += f',"positive":{{"offset":{int(s.positive.offset)},"packed":"{_pack(s.positive.counts)}"}}'
+    if s.negative.counts.size:
+        text += f',"negative":{{"offset":{int(s.negative.offset)},"packed":"{_pack(s.negative.counts)}"}}'
+    return text + "}"
 
 
 def _compact_sketch(s: ExpHistogram) -> dict[str, Any]:
@@ -209,15 +225,18 @@ def aggregate(
     spans: Sequence[SpanPoint],
     logs: Sequence[LogPoint],
     sizes: Sequence[int],
+    columns: Sequence[SketchColumns] = (),
 ) -> Aggregated:
-    """Fold delta points into windows of every size in ``sizes`` (base first, then roll-ups,
-    each a multiple of the one before), plus prediction/feedback records from logs.
+    """Fold delta points (and columnar exponential-histogram points) into windows of every
+    size in ``sizes`` (base first, then roll-ups, each a multiple of the one before), plus
+    prediction/feedback records from logs. Pass ``sizes=(base,)`` for base windows only.
 
     Roll-up windows are derived from the merged base windows, so a batch costs one sketch
     merge per key and level rather than one per point and level.
     """
     out = Aggregated()
     b = _Builder(sizes[0])
+    _add_columns(b, columns, out)
     for p in metrics:
         _add_metric(b, p, out)
     for s in spans:
@@ -240,6 +259,46 @@ def aggregate(
     return out
 
 
+def _add_columns(b: _Builder, columns: Sequence[SketchColumns], out: Aggregated) -> None:
+    """Columnar exponential-histogram points → one merged sketch per (series, window), for the
+    whole batch in one :func:`merge_groups` call."""
+    series: dict[tuple[Any, ...], int] = {}
+    parts: list[SketchColumns] = []
+    ids: list[np.ndarray] = []
+    for c in columns:
+        spec = _KNOWN.get(c.name)
+        if spec is None:
+            out.ignored[f"metric:{c.name}"[:120]] += len(c)
+            continue
+        sid = np.array([-1 if (k := _columns_series(c, attrs, key)[1]) is None else series.setdefault(k, len(series))
+                        for attrs, key in zip(c.attrs, c.attr_keys)], np.int64)
+        pt_sid = sid[c.attr_index]
+        if (pt_sid < 0).any():  # screened out (and reported) before it reached the writer
+            keep = pt_sid >= 0
+            c, pt_sid = c.take(keep), pt_sid[keep]
+        parts.append(c)
+        ids.append(pt_sid)
+    if not parts:
+        return
+    cols = SketchColumns.concat(parts, ids)
+    t = cols.time_ns // 1_000_000_000
+    start = t - t % b.base
+    lo = int(start.min()) if start.size else 0
+    code = (cols.attr_index << 32) | ((start - lo) // b.base)
+    keys, group = np.unique(code, return_inverse=True)
+    sketches = merge_groups(group.ravel().astype(np.int64), keys.size, cols)
+    by_id = list(series)
+    for k, sk in zip(keys.tolist(), sketches):
+        model, version, role, name, slot, etype = by_id[k >> 32]
+        ws = WindowStats()
+        b.parts[WindowKey(model, version, role, name, b.base, lo + (k & 0xFFFFFFFF) * b.base)].append(ws)
+        if sk is None:
+            continue
+        ws.sketches[slot] = sk
+        if role == MODEL and slot == "duration":
+            _count_calls(ws, {} if etype is None else {"error.type": etype}, sk.count)
+
+
 def screen(signal: str, decoded: Decoded) -> Decoded:
     """Move the points windows cannot place (an ``ml.*`` point without its model or series
     attribute, a prediction log without a request id) from ``points`` to ``rejected``, so the
@@ -255,6 +314,15 @@ def screen(signal: str, decoded: Decoded) -> Decoded:
         else:
             decoded.reject(why)
     decoded.points = keep
+    for i, c in enumerate(decoded.columns):
+        bad = [_columns_series(c, attrs, key)[0] for attrs, key in zip(c.attrs, c.attr_keys)]
+        if any(bad):
+            ok = np.array([why is None for why in bad])
+            for j, why in enumerate(bad):
+                if why is not None:
+                    decoded.reject(why, int((c.attr_index == j).sum()))
+            decoded.columns[i] = c.take(ok[c.attr_index])
+    decoded.columns = [c for c in decoded.columns if len(c)]
     return decoded
 
 
@@ -274,6 +342,32 @@ def _metric_problem(p: MetricPoint) -> str | None:
     if p.kind == "sum" and label_attr is not None and p.attributes.get(label_attr) is None:
         return f"{p.name}: point has no {label_attr} attribute"
     return None
+
+
+# (metric name, attributes, resource's model) -> (problem, series); bounded like the decoder's cache.
+_SERIES: dict[tuple[Any, ...], tuple[str | None, tuple[Any, ...] | None]] = {}
+
+
+def _columns_series(c: SketchColumns, attrs: dict[str, Any], key: Any) -> tuple[str | None, tuple[Any, ...] | None]:
+    """Why the points of ``c`` with these attributes cannot be placed (or ``None``), and the
+    series they belong to: (model, version, role, name, slot, error.type for durations)."""
+    ck = (c.name, key, c.resource.get("ml.model.name"), c.resource.get("ml.model.version"))
+    hit = _SERIES.get(ck)
+    if hit is None:
+        if len(_SERIES) > 200_000:
+            _SERIES.clear()
+        why = _metric_problem(MetricPoint(c.name, "exponential_histogram", c.resource, attrs, 0, 0))
+        ident = _identity(attrs, c.resource)
+        spec = _KNOWN.get(c.name)
+        found = None
+        if why is None and ident is not None and spec is not None:
+            role, series_attr, slot, _ = spec
+            name = "" if series_attr is None else str(attrs[series_attr])
+            # Calls are counted per error.type, so that attribute separates groups of durations.
+            etype = attrs.get("error.type") if role == MODEL and slot == "duration" else None
+            found = (ident[0], ident[1], role, name, slot, etype)
+        hit = _SERIES[ck] = (why, found)
+    return hit
 
 
 def _log_problem(rec: LogPoint) -> str | None:

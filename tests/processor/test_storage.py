@@ -30,8 +30,8 @@ def feature_points(values_by_minute: dict[int, np.ndarray], feature: str = "age"
     return pts
 
 
-def write_points(store, pts, sizes=SIZES):
-    agg = aggregate(pts, [], [], sizes)
+def write_points(store, pts):
+    agg = aggregate(pts, [], [], store.window_sizes[:1])  # base windows: the store rolls them up
     store.write(WriteBatch(agg.windows))
     return agg
 
@@ -49,11 +49,7 @@ def test_cover_range_tiles_every_base_window_exactly_once(start, length):
     assert sorted(covered) == expected
 
 
-def test_range_queries_merge_windows_across_roll_ups(store_url):
-    store = open_storage(store_url, SIZES)
-    rng = np.random.default_rng(3)
-    data = {m: rng.normal(40, 5, 50) for m in range(0, 24 * 60 * 2, 7)}  # two days, every 7 minutes
-    write_points(store, feature_points(data))
+def assert_range_answers(store, data):
     for start_min, end_min in [(0, 1), (5, 200), (0, 24 * 60), (59, 61), (100, 24 * 60 + 125), (0, 2 * 24 * 60)]:
         ws, n = store.query("m", "feature", "age", T0 + 60 * start_min, T0 + 60 * end_min)
         inside = [v for m, v in data.items() if start_min <= m < end_min]
@@ -63,9 +59,34 @@ def test_range_queries_merge_windows_across_roll_ups(store_url):
         expected = ExpHistogram.from_values(np.concatenate(inside))
         assert ws.sketches["value"] == expected
         assert ws.counters.get("missing", {}).get("nan", 0) == sum(m % 3 for m in data if start_min <= m < end_min)
-    # A whole day is answered by one 1-day window, not 1440 minute windows.
+
+
+def test_range_queries_merge_windows_across_roll_ups(store_url):
+    store = open_storage(store_url, SIZES)
+    rng = np.random.default_rng(3)
+    data = {m: rng.normal(40, 5, 50) for m in range(0, 24 * 60 * 2, 7)}  # two days, every 7 minutes
+    first, later = {m: v[:20] for m, v in data.items()}, {m: v[20:] for m, v in data.items()}
+    write_points(store, feature_points(first))
+    assert_range_answers(store, first)  # before any roll-up exists: base windows answer
+    store.compact(None)
+    write_points(store, feature_points(later))
+    # Roll-ups hold the first write, base rows not yet rolled up the second: still exact.
+    for start_min, end_min in [(0, 24 * 60), (100, 24 * 60 + 125)]:
+        ws, _ = store.query("m", "feature", "age", T0 + 60 * start_min, T0 + 60 * end_min)
+        inside = [v for m, v in data.items() if start_min <= m < end_min]
+        assert ws.sketches["value"] == ExpHistogram.from_values(np.concatenate(inside))
+    store.compact(None)
+    # Missing counts were written twice (once per write): compare the sketches and the doubled counts.
+    for start_min, end_min in [(0, 24 * 60), (59, 61), (100, 24 * 60 + 125), (0, 2 * 24 * 60)]:
+        ws, _ = store.query("m", "feature", "age", T0 + 60 * start_min, T0 + 60 * end_min)
+        inside = [v for m, v in data.items() if start_min <= m < end_min]
+        if inside:
+            assert ws.sketches["value"] == ExpHistogram.from_values(np.concatenate(inside))
+            assert ws.counters["missing"]["nan"] == 2 * sum(m % 3 for m in data if start_min <= m < end_min)
+    # Once compacted, a whole day is answered by one 1-day window, not 1440 minute windows.
     _, n = store.query("m", "feature", "age", T0, T0 + 86400)
     assert n == 1
+    assert store.compact(None) == 0  # nothing left to fold or roll up
     store.close()
 
 
@@ -88,7 +109,7 @@ def test_compaction_folds_rows_without_changing_answers(store_url):
 
 def test_retention_removes_old_windows_per_size(store_url):
     store = open_storage(store_url, SIZES)
-    write_points(store, feature_points({0: np.ones(5)}))
+    write_points(store, feature_points({0: np.ones(5)}))  # not compacted: expiry rolls it up first
     now = T0 + 10 * 86400
     gone = store.expire(now, {60: 7 * 86400, 3600: 30 * 86400, 86400: 365 * 86400}, 30 * 86400, 3600)
     assert gone["windows"] == 1  # the minute window went; hour and day stay

@@ -1,0 +1,98 @@
+"""The columnar ingest path equals the point-by-point one: same sketches, same windows, same rejects."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from infersight.processor.columns import decode_varints
+from infersight.processor.otlp_decode import decode_metrics, parse_request
+from infersight.processor.windows import aggregate, screen
+from infersight.sketch import ExpHistogram
+
+
+def request(points: list[tuple[ExpHistogram, dict[str, str], int]], *, drop_min: bool = False) -> bytes:
+    """An ExportMetricsServiceRequest of delta ``ml.feature.value`` points (sketch, attributes, time)."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.add(key="service.name").value.string_value = "svc"
+    eh = rm.scope_metrics.add().metrics.add(name="ml.feature.value").exponential_histogram
+    eh.aggregation_temporality = 1
+    for s, attrs, t in points:
+        dp = eh.data_points.add(start_time_unix_nano=t - 10**9, time_unix_nano=t, count=s.count, sum=s.sum,
+                                scale=s.scale, zero_count=s.zero_count)
+        if s.count and not drop_min:
+            dp.min, dp.max = s.min, s.max
+        for sign in ("positive", "negative"):
+            b = getattr(s, sign)
+            if b.counts.size:
+                getattr(dp, sign).offset = b.offset
+                getattr(dp, sign).bucket_counts.extend(b.counts.tolist())
+        for k, v in attrs.items():
+            dp.attributes.add(key=k).value.string_value = v
+    return req.SerializeToString()
+
+
+def both_ways(body: bytes, sizes=(60, 3600)):
+    msg = parse_request("metrics", body)
+    slow = screen("metrics", decode_metrics(msg))
+    fast = screen("metrics", decode_metrics(msg, columnar=True))
+    a = aggregate(slow.points, [], [], sizes)
+    b = aggregate(fast.points, [], [], sizes, fast.columns)
+    return slow, fast, a, b
+
+
+def assert_same_windows(a, b) -> None:
+    assert a.windows.keys() == b.windows.keys()
+    for key, ws in a.windows.items():
+        assert ws.sketches.keys() == b.windows[key].sketches.keys(), key
+        for name, s in ws.sketches.items():
+            got = b.windows[key].sketches[name]
+            assert got == s, (key, got, s)
+            assert got.max_size == s.max_size and got.min == s.min and got.max == s.max
+
+
+values = st.lists(st.one_of(st.floats(-1e12, 1e12, allow_nan=False), st.just(0.0),
+                            st.floats(1e-300, 1e-250), st.floats(1e200, 1e300)), min_size=0, max_size=60)
+
+
+@given(st.lists(st.tuples(values, st.integers(0, 3), st.integers(0, 2), st.sampled_from([4, 20, 160])),
+                min_size=1, max_size=25))
+@settings(max_examples=150, deadline=None)
+def test_columnar_windows_equal_point_by_point_windows(spec):
+    t0 = 1_700_000_000 * 10**9
+    pts = []
+    for vals, feature, minute, max_size in spec:
+        s = ExpHistogram.from_values(np.asarray(vals, float), max_size=max_size)
+        pts.append((s, {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": f"f{feature}"},
+                    t0 + minute * 60 * 10**9))
+    slow, fast, a, b = both_ways(request(pts))
+    assert fast.size == slow.size and fast.rejected == slow.rejected
+    assert_same_windows(a, b)
+
+
+def test_points_without_min_max_or_with_bad_counts_take_the_slow_path_or_are_rejected():
+    rng = np.random.default_rng(3)
+    s = ExpHistogram.from_values(np.concatenate([rng.lognormal(0, 2, 100), -rng.lognormal(0, 2, 50), [0.0]]))
+    attrs = {"ml.model.name": "m", "ml.feature.name": "f"}
+    t = 1_700_000_000 * 10**9
+    _, fast, a, b = both_ways(request([(s, attrs, t)], drop_min=True))
+    assert fast.columns == [] and len(fast.points) == 1
+    assert_same_windows(a, b)
+    bad = s.copy()
+    bad.count += 1
+    slow, fast, a, b = both_ways(request([(bad, attrs, t), (s, attrs, t), (s, {"ml.feature.name": "f"}, t)]))
+    assert fast.rejected == slow.rejected == 2 and fast.size == slow.size == 1
+    assert sorted(fast.errors) == sorted(slow.errors)
+    assert_same_windows(a, b)
+
+
+@given(st.lists(st.integers(0, 2**62 - 1), max_size=200))
+def test_varints_decode_like_protobuf(numbers):
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
+
+    b = ExponentialHistogramDataPoint.Buckets(bucket_counts=numbers).SerializeToString()
+    got = decode_varints(np.frombuffer(b, np.uint8)).tolist()
+    assert got[2:] == numbers if numbers else got == []
