@@ -65,10 +65,12 @@ def test_windows_merge_over_ranges_start_inclusive_end_exclusive(start_processor
     counter = mp.get_meter("t").create_counter("ml.prediction.class")
     sent: list[tuple[float, int]] = []
     for n in (3, 5, 7):
+        # Export just after a second boundary, so the point's own timestamp (taken inside the
+        # flush) falls in the same 1 s window as the clock reading, even on a loaded machine.
+        time.sleep(1.1 - time.time() % 1.0)
+        sent.append((time.time(), n))
         counter.add(n, attrs(**{"ml.output.name": "label", "ml.prediction.label": "yes"}))
         assert mp.force_flush()
-        sent.append((time.time(), n))
-        time.sleep(1.05)  # let the next export land in a later 1 s window
     everything = web(p, "/api/models/churn/outputs/label").json()
     assert everything["classes"] == {"yes": 15}
     assert everything["windows"] == 3
