@@ -6,9 +6,15 @@
 * power at n = 5000: 0.2-sigma mean shift, 20% (relative) rise of the top category's share,
   2x scale change. Bar: >= 95%.
 * cause hints on injected unit changes, NaN jumps and new categories. Bar: >= 90% right.
+* discrete features (Poisson counts, integers 0..5, a 0/1 flag, 30% of values at a clip
+  bound, prices rounded to cents) and the continuous ones, every window scored from its OTel
+  sketch (what the processor always sees): false alarms at n in {100, 1k, 10k, 100k} (bar
+  <= 1%) and power at n = 5000 (bar >= 95%) for Poisson rate +20%, flag share 30% -> 36%,
+  clip share 30% -> 45% (0.2 sigma), integers tilted towards 5, prices +10%, and the 0.2-sigma shift.
 
 Windows of 100k and 1M rows are scored from their OTel sketches / category counts (what the
-processor sees); smaller ones from raw samples. Runtime is bounded by ``--windows``.
+processor sees); smaller ones from raw samples in the first table. Runtime is bounded by
+``--windows``.
 
     python bench/quality.py --windows 1000        # the issue's figure (a few minutes)
     python bench/quality.py --windows 200         # quick look
@@ -50,6 +56,22 @@ def draw(name: str, n: int, rng: np.random.Generator, shift: str | None = None) 
     return LEVELS[rng.choice(50, n, p=p)]
 
 
+CLIP_30, CLIP_45 = -0.5244005127080407, -0.12566134685507402  # N(0,1) quantiles 0.30 and 0.45
+DISCRETE = ("poisson", "int0_5", "flag01", "clip30", "price")
+
+
+def draw_discrete(name: str, n: int, rng: np.random.Generator, shift: bool = False) -> np.ndarray:
+    if name == "poisson":
+        return rng.poisson(1.8 if shift else 1.5, n).astype(float)
+    if name == "int0_5":
+        return rng.choice(6, n, p=[0.13, 0.15, 0.16, 0.17, 0.19, 0.20] if shift else [1 / 6] * 6).astype(float)
+    if name == "flag01":
+        return (rng.random(n) < (0.36 if shift else 0.30)).astype(float)
+    if name == "clip30":
+        return np.maximum(rng.normal(0.0, 1.0, n), CLIP_45 if shift else CLIP_30)
+    return np.round(rng.lognormal(2.5, 0.6, n) * (1.1 if shift else 1.0), 2)  # price, cents
+
+
 def window(name: str, n: int, rng: np.random.Generator, shift: str | None = None) -> FeatureWindow:
     kind = "categorical" if name == "categorical" else "numeric"
     if n >= 100_000:  # as the processor sees big windows: sketch / counts only
@@ -75,8 +97,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
+    data = {"normal": draw("normal", REF_ROWS, rng), "lognormal": draw("lognormal", REF_ROWS, rng), "categorical": draw("categorical", REF_ROWS, rng)}
+    data.update({name: draw_discrete(name, REF_ROWS, rng) for name in DISCRETE})
     ref = Reference.from_data(
-        {"normal": draw("normal", REF_ROWS, rng), "lognormal": draw("lognormal", REF_ROWS, rng), "categorical": draw("categorical", REF_ROWS, rng)},
+        data,
         model="bench",
         multivariate=False,
     )
@@ -112,6 +136,34 @@ def main() -> None:
             col = inject(draw(name, 5000, rng), rng)
             right += policy.score_feature(ref.features[name], FeatureWindow.from_column(col, kind, keep_values=True)).cause == cause
         print(f"  {cause:<20} {right / args.windows:>8.2%}")
+    sketched(ref, policy, rng, args.windows, big)
+
+
+def sketched(ref: Reference, policy: DriftPolicy, rng: np.random.Generator, windows: int, big: int) -> None:
+    """Every window as an OTel sketch: discrete features and the continuous ones."""
+    names = ("normal", "lognormal") + DISCRETE
+
+    def values(name: str, n: int, shift: bool) -> np.ndarray:
+        if name in DISCRETE:
+            return draw_discrete(name, n, rng, shift)
+        return draw(name, n, rng, "mean" if shift and name == "normal" else ("scale" if shift else None))
+
+    def flagged(name: str, n: int, shift: bool = False) -> bool:
+        return policy.score_feature(ref.features[name], FeatureWindow("numeric", n, {}, ExpHistogram.from_values(values(name, n, shift)))).drift
+
+    print("\nscored from OTel sketches: false-alarm cells (bar <= 1%)")
+    print(f"{'n':>9} {'windows':>8} " + " ".join(f"{k[:8]:>8}" for k in names) + f" {'all':>8} {'s':>6}")
+    for n in (100, 1_000, 10_000, 100_000):
+        t0 = time.perf_counter()
+        w = windows if n < 100_000 else big
+        rates = [sum(flagged(name, n) for _ in range(w)) / w for name in names]
+        print(f"{n:>9} {w:>8} " + " ".join(f"{r:>8.2%}" for r in rates) + f" {np.mean(rates):>8.2%} {time.perf_counter() - t0:>6.1f}")
+    print("\nscored from OTel sketches: power at n=5000 (bar >= 95%)")
+    shifts = {"normal": "mean +0.2 sigma", "lognormal": "scale x2", "poisson": "rate 1.5 -> 1.8", "int0_5": "tilted to 5",
+              "flag01": "share 30% -> 36%", "clip30": "at bound 30% -> 45%", "price": "prices +10%"}
+    for name in names:
+        hits = sum(flagged(name, 5000, True) for _ in range(windows))
+        print(f"  {name:<10} {shifts[name]:<20} {hits / windows:>8.2%}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as _st
 
-from infersight._stats_cdf import Knots, abs_linear_integral, bin_probs, ks as _ks_knots, wasserstein as _w_knots
+from infersight._stats_cdf import Knots, abs_linear_integral, bin_probs, ks_bounds, wasserstein as _w_knots, wasserstein_bounds
 from infersight._stats_result import DriftResult
 from infersight.reference import (
     PSI_LEVELS,
@@ -106,14 +106,12 @@ def _num_ref(reference: Any) -> _NumRef:
         if reference.numeric is None:
             raise ValueError(f"feature {reference.name!r} is {reference.kind}, not numeric; use a categorical method")
         reference = reference.numeric
+    if isinstance(reference, ExpHistogram):
+        reference = NumericSummary.from_sketch(reference)
     if isinstance(reference, NumericSummary):
         q = reference.quantiles
         qs = np.array([q.get("p05", np.nan), q.get("p25", np.nan), q.get("p50", np.nan), q.get("p75", np.nan), q.get("p95", np.nan)])
-        return _NumRef(None, Knots.from_cum(reference.edges, reference.cum, reference.count), reference.psi_edges, reference.std, reference.count, qs)
-    if isinstance(reference, ExpHistogram):
-        k = Knots.from_sketch(reference)
-        sd = _sketch_std(reference)
-        return _NumRef(None, k, np.unique(np.asarray(reference.quantile(np.asarray(PSI_LEVELS)))), sd, reference.count, np.asarray(reference.quantile(_HINT_Q)))
+        return _NumRef(None, reference.knots(), reference.psi_edges, reference.std, reference.count, qs)
     x = np.asarray(reference, dtype=np.float64).ravel()
     xs = np.sort(x[np.isfinite(x)])
     if xs.size == 0:
@@ -129,26 +127,26 @@ def _num_ref(reference: Any) -> _NumRef:
     )
 
 
-def _sketch_std(s: ExpHistogram) -> float:
-    v, c = s.to_points()
-    if s.count < 2:
-        return 0.0
-    mean = float(np.sum(v * c) / c.sum())
-    return float(math.sqrt(max(np.sum(c * (v - mean) ** 2) / (c.sum() - 1), 0.0)))
-
-
 @dataclass
 class _NumCur:
     sorted: npt.NDArray[np.float64] | None
     sketch: ExpHistogram | None
     n: int
+    _knots: tuple[int, Knots] | None = None
 
     def knots(self, ref: _NumRef) -> Knots:
+        """Exact knots: the sketch's bucket boundaries, or (raw) the ECDF at the reference's
+        knots and the sample's own quantiles (and just below each, so jumps are seen)."""
+        if self._knots is not None and self._knots[0] == id(ref):
+            return self._knots[1]
         if self.sketch is not None:
-            return Knots.from_sketch(self.sketch)
-        assert self.sorted is not None
-        own = np.unique(sorted_quantile(self.sorted, np.linspace(0, 1, N_BINS + 1)))
-        return Knots.from_sorted(self.sorted, np.union1d(ref.knots.x, own))
+            k = Knots.from_sketch(self.sketch)
+        else:
+            assert self.sorted is not None
+            own = np.unique(sorted_quantile(self.sorted, np.linspace(0, 1, N_BINS + 1)))
+            k = Knots.from_sorted(self.sorted, np.union1d(ref.knots.x, own))
+        self._knots = (id(ref), k)
+        return k
 
     def quantiles(self) -> npt.NDArray[np.float64]:
         if self.sketch is not None:
@@ -205,8 +203,9 @@ def _probs_in_bins(ref: _NumRef, cur: _NumCur) -> tuple[npt.NDArray[np.float64],
     if cur.sorted is not None:
         c = np.diff(np.concatenate([[0], np.searchsorted(cur.sorted, edges, "right"), [cur.n]])) / max(cur.n, 1)
     else:
-        assert cur.sketch is not None
-        c = bin_probs(Knots.from_sketch(cur.sketch), edges)
+        # A decile edge inside a sketch bucket (e.g. an integer atom): the smallest difference
+        # the bucket allows, not a guess that spreads the atom over the bucket.
+        c = bin_probs(cur.knots(ref), edges, toward=ref.knots.at(edges))
     return p, c
 
 
@@ -273,8 +272,9 @@ class _NumericMethod(_Thresholded):
 class KS(_NumericMethod):
     """Two-sample Kolmogorov–Smirnov; drift when p < ``alpha``. ``threshold`` is the critical D.
 
-    From raw samples D and p equal ``scipy.stats.ks_2samp``; from profiles/sketches D is within
-    the largest single-bin mass (see ``_stats_cdf``) and p is the asymptotic one.
+    From raw samples D and p equal ``scipy.stats.ks_2samp``; from profiles/sketches D is the
+    largest distance the CDF knots prove (``D <= D_exact <= D + details["error_bound"]``, see
+    ``_stats_cdf``) and p is the asymptotic one.
     """
 
     name = "ks"
@@ -284,10 +284,9 @@ class KS(_NumericMethod):
             d, p = _ks_exact(ref.sorted, cur.sorted)
             bound = 0.0
         else:
-            a, b = ref.knots, cur.knots(ref)
-            d = _ks_knots(a, b)
+            d, hi = ks_bounds(ref.knots, cur.knots(ref))
             p = _ks_p(d, ref.n, cur.n)
-            bound = max(a.max_step, b.max_step)
+            bound = hi - d
         return DriftResult(self.name, d, _ks_crit(self.alpha, ref.n, cur.n), p, p < self.alpha, None, ref.n, cur.n, {"error_bound": bound})
 
 
@@ -301,7 +300,9 @@ class Wasserstein(_NumericMethod):
             w, bound = _w_exact(ref.sorted, cur.sorted), 0.0
         else:
             a, b = ref.knots, cur.knots(ref)
-            w, bound = _w_knots(a, b), a.spread + b.spread
+            w = _w_knots(a, b)
+            lo, hi = wasserstein_bounds(a, b)
+            bound = max(hi - w, w - lo, 0.0)
         scale = ref.std if ref.std > 0 else 1.0
         stat = w / scale
         return DriftResult(self.name, stat, self.threshold, None, stat >= self.threshold, None, ref.n, cur.n, {"distance": w, "error_bound": bound / scale})
@@ -508,11 +509,21 @@ class NumericPolicy(_NumericMethod):
         ks_r = KS(alpha=self.alpha)._compute(ref, cur)
         w_r = Wasserstein(self.threshold)._compute(ref, cur)
         drift = bool(ks_r.drift and w_r.statistic >= self.threshold)
-        details = {"ks": ks_r.statistic, "wasserstein": w_r.details["distance"]}
+        details = {
+            "ks": ks_r.statistic,
+            "wasserstein": w_r.details["distance"],
+            "ks_error_bound": ks_r.details["error_bound"],
+            "wasserstein_error_bound": w_r.details["error_bound"],
+        }
         cause = None
         cur_q = cur.quantiles()
         if cur.n >= self.min_rows and cur_q[0] == cur_q[-1] and ref.quantiles[0] != ref.quantiles[-1]:
-            if (cur.sorted is not None and cur.sorted[0] == cur.sorted[-1]) or (cur.sketch is not None and cur.sketch.min == cur.sketch.max):
+            value = cur.sorted[0] if cur.sorted is not None and cur.sorted[0] == cur.sorted[-1] else None
+            if cur.sketch is not None and cur.sketch.min == cur.sketch.max:
+                value = cur.sketch.min
+            # Constant on its own is drift only when n draws from the reference would rarely
+            # all be that value (a 0/1 flag that is 1 in 5% of rows is all 0 in many windows).
+            if value is not None and cur.n * math.log(max(ref.knots.mass_at_most(float(value)), 1e-300)) < math.log(self.alpha):
                 drift, cause = True, "constant_column"
         if drift and cause is None:
             unit = _unit_factor(ref.quantiles, cur_q)

@@ -7,6 +7,12 @@ histogram the SDK emits, and category frequencies; an inferred, editable :class:
 optionally the prediction and target distributions, the confusion matrix (for black-box label
 shift estimation) and a small PCA-reduced sample for multivariate drift.
 
+Format version 2 adds, per numeric summary, the count strictly below each bin edge
+(``bins.below``) and makes the heaviest repeated values (all distinct values of a column with
+at most ``MAX_ATOMS`` of them) edges too, so atoms — integers, rounded prices, clip bounds —
+are exact jumps of the reference CDF. Version 1 files still load (their atoms are then only
+bounded, via the stored sketch).
+
 It is built by ``Reference.from_data(obj)`` or ``infersight profile DATA --model NAME -o
 reference.json`` and never pickled.
 
@@ -37,8 +43,10 @@ from infersight.sketch import ExpHistogram
 __all__ = ["Reference", "FeatureProfile", "NumericSummary", "Confusion", "FORMAT_VERSION", "add_parser"]
 
 FORMAT = "infersight.reference"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: bins.below and atoms as edges; version 1 files still load
 N_BINS = 200  # equal-mass bins: each holds 0.5% of the reference, the bound on binned KS error
+MAX_ATOMS = 256  # columns with at most this many distinct values are stored exactly (all atoms)
+ATOM_MIN_SHARE = 0.001  # otherwise: the heaviest (<= MAX_ATOMS) values holding >= 0.1% each
 PSI_LEVELS = tuple(np.round(np.arange(1, 10) / 10, 2))  # decile edges for PSI / Jensen–Shannon
 MAX_CATEGORIES = 10_000  # categories kept per column; the rest are counted as "__other__"
 OTHER = "__other__"
@@ -59,8 +67,10 @@ def sorted_quantile(xs: npt.NDArray[np.float64], q: npt.ArrayLike) -> npt.NDArra
 class NumericSummary:
     """Distribution of the finite values of a numeric column (or of text/array lengths).
 
-    ``edges``/``cum`` are CDF knots: ``cum[i]`` values are ``<= edges[i]``; ``psi_edges`` are
-    the reference deciles (a subset of ``edges``).
+    ``edges``/``cum`` are CDF knots: ``cum[i]`` values are ``<= edges[i]``; ``below[i]`` values
+    are ``< edges[i]`` (``None`` in version-1 files), so ``cum[i] - below[i]`` is the mass of
+    the atom at ``edges[i]``. Edges are the 200 equal-mass quantiles, the deciles
+    (``psi_edges``, a subset) and the column's atoms (see ``MAX_ATOMS``).
     """
 
     count: int
@@ -73,6 +83,7 @@ class NumericSummary:
     cum: npt.NDArray[np.int64]
     psi_edges: npt.NDArray[np.float64]
     sketch: ExpHistogram
+    below: npt.NDArray[np.int64] | None = None
 
     @classmethod
     def from_values(cls, values: npt.NDArray[np.float64]) -> NumericSummary:
@@ -89,8 +100,9 @@ class NumericSummary:
         levels = np.linspace(0.0, 1.0, N_BINS + 1)
         edges = np.unique(sorted_quantile(xs, levels))
         psi_edges = np.unique(sorted_quantile(xs, np.asarray(PSI_LEVELS)))
-        edges = np.union1d(edges, psi_edges)
+        edges = np.union1d(np.union1d(edges, psi_edges), _atoms(xs))
         cum = np.searchsorted(xs, edges, side="right").astype(np.int64)
+        below = np.searchsorted(xs, edges, side="left").astype(np.int64)
         mean = float(xs.mean())
         return cls(
             count=n,
@@ -103,7 +115,59 @@ class NumericSummary:
             cum=cum,
             psi_edges=psi_edges,
             sketch=ExpHistogram.from_values(xs),
+            below=below,
         )
+
+    @classmethod
+    def from_sketch(cls, s: ExpHistogram) -> NumericSummary:
+        """Summarise a sketch (a past window used as reference) without inventing values: the
+        edges are the sketch's exact knots (bucket boundaries), quantiles come from the sketch.
+        """
+        from infersight._stats_cdf import Knots
+
+        if s.count == 0:
+            return cls.from_values(np.zeros(0))
+        k = Knots.from_sketch(s)
+        cum = np.rint(k.F * s.count).astype(np.int64)
+        psi_idx = np.minimum(np.searchsorted(k.F, np.asarray(PSI_LEVELS) - 1e-12, side="left"), k.x.size - 1)
+        v, c = s.to_points()
+        mean = s.sum / s.count
+        var = float(np.sum(c * (v - mean) ** 2) / (s.count - 1)) if s.count > 1 else 0.0
+        return cls(
+            count=s.count,
+            min=s.min,
+            max=s.max,
+            mean=mean,
+            std=math.sqrt(max(var, 0.0)),
+            quantiles={f"p{int(round(q * 100)):02d}": float(x) for q, x in zip(QUANTILES, np.atleast_1d(s.quantile(np.asarray(QUANTILES))))},
+            edges=k.x,
+            cum=cum,
+            psi_edges=np.unique(k.x[psi_idx]),
+            sketch=s,
+        )
+
+    def knots(self) -> Any:
+        """The CDF as exact :class:`~infersight._stats_cdf.Knots`: the edges, the points just
+        below them (``below``), and the stored sketch's bucket boundaries (same data)."""
+        from infersight._stats_cdf import Knots, below
+
+        n = self.count
+        if n == 0:
+            return Knots(np.zeros(0), np.zeros(0), 0)
+        xs, cs = [self.edges], [self.cum.astype(np.float64)]
+        if self.below is not None:
+            xs.append(below(self.edges))
+            cs.append(self.below.astype(np.float64))
+        own = Knots.from_counts(np.concatenate(xs), np.concatenate(cs), n, self.min, self.max)
+        if self.sketch.count != n:
+            return own
+        sk = Knots.from_sketch(self.sketch)
+        x = np.concatenate([own.x, sk.x])
+        f = np.concatenate([own.F, sk.F])
+        order = np.lexsort((f, x))
+        if np.any(np.diff(f[order]) < -1e-12):  # not the same data (hand-edited): edges only
+            return own
+        return Knots.from_counts(x, f * n, n, self.min, self.max)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,7 +177,12 @@ class NumericSummary:
             "mean": _num(self.mean),
             "std": _num(self.std),
             "quantiles": self.quantiles,
-            "bins": {"edges": self.edges.tolist(), "cum": self.cum.tolist(), "psi_edges": self.psi_edges.tolist()},
+            "bins": {
+                "edges": self.edges.tolist(),
+                "cum": self.cum.tolist(),
+                **({"below": self.below.tolist()} if self.below is not None else {}),
+                "psi_edges": self.psi_edges.tolist(),
+            },
             "sketch": self.sketch.to_dict(),
         }
 
@@ -131,10 +200,30 @@ class NumericSummary:
             cum=np.asarray(bins["cum"], np.int64),
             psi_edges=np.asarray(bins.get("psi_edges", []), np.float64),
             sketch=ExpHistogram.from_dict(d["sketch"]),
+            below=np.asarray(bins["below"], np.int64) if bins.get("below") is not None else None,
         )
         if out.edges.shape != out.cum.shape or (out.cum.size and (np.any(np.diff(out.cum) < 0) or out.cum[-1] != out.count)):
             raise ValueError("numeric bins are inconsistent (edges/cum lengths differ or cum is not a CDF ending at count)")
+        if out.below is not None and (
+            out.below.shape != out.cum.shape or np.any(out.below > out.cum) or np.any(out.below[1:] < out.cum[:-1]) or (out.below.size and out.below[0] != 0)
+        ):
+            raise ValueError("numeric bins are inconsistent (below must be the count under each edge, between the previous cum and this one)")
         return out
+
+
+def _atoms(xs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Values of sorted ``xs`` with mass: all distinct values when there are at most
+    ``MAX_ATOMS``, else the heaviest ``MAX_ATOMS`` of those holding >= ``ATOM_MIN_SHARE``."""
+    if xs.size == 0:
+        return xs
+    starts = np.flatnonzero(np.concatenate([[True], xs[1:] != xs[:-1]]))
+    if starts.size <= MAX_ATOMS:
+        return xs[starts]
+    counts = np.diff(np.append(starts, xs.size))
+    heavy = np.flatnonzero(counts >= max(2, math.ceil(ATOM_MIN_SHARE * xs.size)))
+    if heavy.size > MAX_ATOMS:
+        heavy = heavy[np.argsort(-counts[heavy], kind="stable")[:MAX_ATOMS]]
+    return np.sort(xs[starts[heavy]])
 
 
 def _num(x: float) -> float | None:

@@ -100,9 +100,9 @@ class FeatureWindow:
         if self.values is not None:
             prof.numeric = NumericSummary.from_values(self.values)
         elif self.sketch is not None and self.sketch.count:
-            v, c = self.sketch.to_points()
-            prof.numeric = NumericSummary.from_values(np.repeat(v, c))
-            prof.numeric.sketch = self.sketch
+            # The sketch's exact knots, not bucket midpoints repeated: those would be atoms
+            # the data never had (and a window of integers would look drifted from itself).
+            prof.numeric = NumericSummary.from_sketch(self.sketch)
         return prof
 
     def to_dict(self) -> dict[str, Any]:
