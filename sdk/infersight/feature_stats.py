@@ -51,7 +51,7 @@ DURATION_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.07
                    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 _COMPACT_AT = 2048  # buffered rows per model before the exporter thread is asked to compact
-_HARD_LIMIT = 32768  # if the exporter thread cannot keep up, the request path compacts itself
+_HARD_LIMIT = 8192  # if the exporter thread cannot keep up, the request path compacts itself
 
 
 @dataclass
@@ -117,7 +117,7 @@ class _State:
         self.counters: dict[tuple[str, Attrs], float] = {}
         self.hists: dict[tuple[str, Attrs], _Hist] = {}
         # Raw request-path buffers, classified later.
-        self.rows: dict[ModelKey, list[Mapping[str, Any]]] = {}
+        self.rows: dict[ModelKey, list[tuple[tuple[Any, ...], tuple[Any, ...]]]] = {}
         self.calls: dict[ModelKey, list[tuple[float, int, str | None]]] = {}
         self.preds: dict[ModelKey, list[float]] = {}
         self.sets = 0
@@ -138,16 +138,24 @@ class FeatureStats:
         self._categories: dict[tuple[str, str, str], set[str]] = {}
         self._known: dict[ModelKey, set[str]] = {}
         self.on_pressure: Any = None  # called (no arguments) when buffers want compacting
+        self._keys: dict[ModelKey, tuple[Any, ...]] = {}
 
     # -- request path ---------------------------------------------------------------------
 
     def record_row(self, model: ModelKey, row: Mapping[str, Any]) -> None:
-        """One row: appended as it is (a dict the caller no longer mutates); classified later."""
+        """One row: its values are appended as a tuple (about a fifth of a dict's memory),
+        with the feature names shared between rows that have the same ones; classified later."""
+        keys = tuple(row)
         with self._lock:
+            last = self._keys.get(model)
+            if last is not None and last == keys:
+                keys = last  # one shared tuple of names per model
+            else:
+                self._keys[model] = keys
             buf = self._state.rows.get(model)
             if buf is None:
                 buf = self._state.rows[model] = []
-            buf.append(row)
+            buf.append((keys, tuple(row.values())))
             n = len(buf)
         if n == _COMPACT_AT and self.on_pressure is not None:
             self.on_pressure()
@@ -164,10 +172,11 @@ class FeatureStats:
         float_names = [name for name, col in cols.items() if col.dtype.kind == "f"]
         sketches: list[ExpHistogram] = []
         n_nan = None
-        if float_names:
-            X = np.column_stack([cols[name] for name in float_names])
-            sketches = ExpHistogram.from_matrix(X)
-            n_nan = np.isnan(X).sum(axis=0)
+        if norm.matrix is not None and len(float_names) == norm.matrix.shape[1]:
+            sketches = ExpHistogram.from_matrix(norm.matrix)
+            n_nan = np.count_nonzero(np.isnan(norm.matrix), axis=0) if not all(s.count == norm.n_rows for s in sketches) else None
+        elif float_names:
+            sketches, n_nan = ExpHistogram.from_columns([cols[name] for name in float_names])
         with self._lock:
             st = self._state
             m, v = model
@@ -379,20 +388,18 @@ class FeatureStats:
         for label, n in counts.items():
             self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
 
-    def _process_rows(self, st: _State, model: ModelKey, rows: list[Mapping[str, Any]]) -> None:
-        """Classify buffered one-row calls: rows with the same keys become columns; an
+    def _process_rows(self, st: _State, model: ModelKey, rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> None:
+        """Classify buffered one-row calls: rows with the same names become columns; an
         all-float column is sketched in one numpy pass, others go through the mixed path."""
         m, v = model
-        groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-        for r in rows:
-            keys = tuple(r)
+        groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+        for keys, values in rows:
             g = groups.get(keys)
             if g is None:
                 g = groups[keys] = []
-            g.append(r)
+            g.append(values)
         known = self._known.setdefault(model, set())
-        for keys, rs in groups.items():
-            table = [tuple(r.values()) for r in rs]
+        for keys, table in groups.items():
             columns = list(zip(*table)) if table and keys else []
             for name, values in zip(keys, columns):
                 name = name if type(name) is str else str(name)

@@ -41,6 +41,9 @@ class Normalized:
     n_rows: int
     row: dict[str, Any] | None = None
     columns: dict[str, npt.NDArray[Any]] | None = None
+    # The float 2-D array the columns were cut from, when there is one (its columns in the
+    # order of ``columns``): sketching it whole is cheaper than column by column.
+    matrix: npt.NDArray[np.float64] | None = None
 
     def as_columns(self) -> dict[str, npt.NDArray[Any]]:
         """Columns view, also for a single row (used by schema validation)."""
@@ -165,6 +168,9 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
             return Normalized(obj.shape[0], columns={})
         flat = obj.reshape(obj.shape[0], -1)
         cols = _names(flat.shape[1], names)
+        matrix = flat.astype(np.float64, copy=False) if flat.dtype.kind in "fiu" else None
+        if matrix is not None and len(set(cols)) == len(cols):
+            return Normalized(flat.shape[0], columns={c: matrix[:, i] for i, c in enumerate(cols)}, matrix=matrix)
         return Normalized(flat.shape[0], columns={c: _column(flat[:, i]) for i, c in enumerate(cols)})
     if _is_pandas(obj, "DataFrame"):
         return Normalized(len(obj), columns={str(c): _pandas_column(obj[c]) for c in obj.columns})

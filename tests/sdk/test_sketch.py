@@ -127,3 +127,24 @@ def test_merge_all_of_many_windows():
     merged = ExpHistogram.merge_all(ExpHistogram.from_values(p) for p in parts)
     assert merged == ExpHistogram.from_values(np.concatenate(parts))
     assert ExpHistogram.merge_all([]).count == 0
+
+
+mixed = st.one_of(finite, st.sampled_from([0.0, -0.0, math.nan, math.inf, -math.inf, 1.0, 2.0, 0.5]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.data())
+def test_from_matrix_columns_summarise_their_finite_values(n, k, data):
+    X = np.array(data.draw(st.lists(st.lists(mixed, min_size=k, max_size=k), min_size=n, max_size=n)))
+    sketches = ExpHistogram.from_matrix(X)
+    for j, s in enumerate(sketches):
+        col = X[:, j][np.isfinite(X[:, j])]
+        assert s.count == col.size
+        assert s.zero_count == int(np.count_nonzero(col == 0))
+        if col.size:
+            assert (s.min, s.max) == (col.min(), col.max())
+            assert math.isclose(s.sum, col.sum(), rel_tol=1e-9, abs_tol=1e-12 * max(abs(col).max(), 1) * col.size)
+        assert s.positive.counts.sum() == np.count_nonzero(col > 0)
+        assert s.negative.counts.sum() == np.count_nonzero(col < 0)
+        # bucketing a column alone or inside a matrix is the same
+        assert s == ExpHistogram.from_matrix(X[:, j : j + 1])[0]
