@@ -428,20 +428,48 @@ class Runtime:
             description="Rows waiting in infersight's buffers for the next export",
         )
         if self.settings.system_metrics:
-            try:
-                from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+            self._install_system_metrics()
 
-                SystemMetricsInstrumentor(
-                    config={
-                        "process.cpu.time": ["user", "system"],
-                        "process.cpu.utilization": None,
-                        "process.memory.usage": None,
-                        "process.memory.virtual": None,
-                        "process.thread.count": None,
-                    }
-                ).instrument(meter_provider=self.meter_provider)
-            except Exception:  # noqa: BLE001 - optional extra
-                self.fault("system_metrics_unavailable")
+    def _install_system_metrics(self) -> None:
+        """Process CPU and memory through opentelemetry-instrumentation-system-metrics (extra
+        ``system-metrics``), and GPU utilisation and memory through NVML where present."""
+        try:
+            from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+
+            instrumentor = SystemMetricsInstrumentor(
+                config={
+                    "process.cpu.time": ["user", "system"],
+                    "process.cpu.utilization": None,
+                    "process.memory.usage": None,
+                    "process.memory.virtual": None,
+                    "process.thread.count": None,
+                }
+            )
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.instrument(meter_provider=self.meter_provider)
+        except Exception:  # noqa: BLE001 - optional extra
+            self.fault("system_metrics_unavailable")
+        try:
+            import pynvml  # type: ignore[import-not-found]
+
+            pynvml.nvmlInit()
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:  # noqa: BLE001 - no NVIDIA driver or no pynvml: no GPU metrics
+            return
+        from opentelemetry.metrics import Observation
+
+        def utilization(options: Any) -> Any:
+            return [Observation(pynvml.nvmlDeviceGetUtilizationRates(h).gpu / 100.0, {"gpu.index": i})
+                    for i, h in enumerate(handles)]
+
+        def memory(options: Any) -> Any:
+            return [Observation(pynvml.nvmlDeviceGetMemoryInfo(h).used, {"gpu.index": i})
+                    for i, h in enumerate(handles)]
+
+        self.meter.create_observable_gauge("gpu.utilization", callbacks=[utilization], unit="1",
+                                           description="GPU busy share (NVML)")
+        self.meter.create_observable_gauge("gpu.memory.usage", callbacks=[memory], unit="By",
+                                           description="GPU memory in use (NVML)")
 
     def note_model(self, model: str, version: str, trained_at: float | None) -> None:
         if trained_at is not None:

@@ -191,3 +191,22 @@ def test_configure_twice_swaps_exporters_without_duplicates(model_name):
         n_second = [s for _, s in second.spans() if s.name == f"predict {model_name}"]
         # the first span was flushed to the first endpoint on reconfigure, the second only to the new one
         assert (len(n_first), len(n_second)) == (1, 1)
+
+
+def test_system_metrics_ride_along(sink):
+    """Process CPU and memory come from opentelemetry-instrumentation-system-metrics."""
+    sink.clear()
+    proc = _run(
+        """
+        import infersight
+        infersight.configure(log_output="none", system_metrics=True, metric_export_interval=3600)
+        infersight.monitor(model="sys")(lambda row: 1.0)({"x": 1.0})
+        infersight.flush()
+        """,
+        {"INFERSIGHT_ENDPOINT": sink.grpc_endpoint},
+    )
+    assert proc.returncode == 0, proc.stderr
+    memory = sink.metric_points("process.memory.usage")
+    assert memory and memory[0][2].as_int > 0
+    assert sink.metric_points("process.cpu.time")
+    assert [p for _, _, p in sink.metric_points("ml.feature.value") if attrs(p.attributes).get("ml.model.name") == "sys"]
