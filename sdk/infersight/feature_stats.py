@@ -162,6 +162,35 @@ class FeatureStats:
         elif n >= _HARD_LIMIT:
             self.compact()
 
+    def record_simple(self, model: ModelKey, row: Mapping[str, Any], prediction: float, seconds: float) -> None:
+        """The common call (one row in, one finite number out) under a single lock acquisition:
+        :meth:`record_row`, :meth:`record_prediction` and :meth:`record_call` in one."""
+        keys = tuple(row)
+        with self._lock:
+            st = self._state
+            last = self._keys.get(model)
+            if last is not None and last == keys:
+                keys = last
+            else:
+                self._keys[model] = keys
+            buf = st.rows.get(model)
+            if buf is None:
+                buf = st.rows[model] = []
+            buf.append((keys, tuple(row.values())))
+            n = len(buf)
+            preds = st.preds.get(model)
+            if preds is None:
+                preds = st.preds[model] = []
+            preds.append(prediction)
+            calls = st.calls.get(model)
+            if calls is None:
+                calls = st.calls[model] = []
+            calls.append((seconds, 1, None))
+        if n == _COMPACT_AT and self.on_pressure is not None:
+            self.on_pressure()
+        elif n >= _HARD_LIMIT:
+            self.compact()
+
     def record_columns(self, model: ModelKey, norm: Normalized) -> None:
         """A batch: float columns are sketched together (one pass over a 2-D array, outside
         the lock); other columns with a few numpy operations each."""

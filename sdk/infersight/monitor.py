@@ -288,6 +288,7 @@ class _Call:
     def finish(self, result: Any, exc: BaseException | None, elapsed: float, stream: bool = False) -> None:
         t_start = time.perf_counter()
         rt, opts, span = self.rt, self.opts, self.span
+        call_recorded = False
         s = rt.settings
         model_key = (self.model, self.version)
         error_type = type(exc).__qualname__ if exc is not None else None
@@ -299,17 +300,21 @@ class _Call:
                 redactor = rt.pipeline.redactor
                 if redactor.active and redactor.any_match(norm.row if norm.row is not None else (norm.columns or {})):
                     norm = _drop_redacted(norm, redactor)
-                rt.stats.record_columns(model_key, norm)
-                if exc is None and not stream:
-                    if type(result) is float and result - result == 0.0:
-                        rt.stats.record_prediction(model_key, result)  # the common scalar case
-                    else:
+                if (norm.row is not None and exc is None and not stream and type(result) is float
+                        and result - result == 0.0 and opts.default_output is NO_DEFAULT):
+                    # The common case (one row in, one finite number out): one lock, three appends.
+                    rt.stats.record_simple(model_key, norm.row, result, elapsed)
+                    call_recorded = True
+                else:
+                    rt.stats.record_columns(model_key, norm)
+                    if exc is None and not stream:
                         outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output)
                         rt.stats.record_outputs(model_key, outs)
                         extreme = bool(outs.nulls)
             elif shed >= 2 and s.feature_stats:
                 rt.stats.count_dropped("overhead_budget_stats")
-            rt.stats.record_call(model_key, elapsed, norm.n_rows if norm is not None else 1, error_type)
+            if not call_recorded:
+                rt.stats.record_call(model_key, elapsed, norm.n_rows if norm is not None else 1, error_type)
             if exc is not None:
                 span.set_attribute("error.type", error_type or "")
                 span.record_exception(exc)
