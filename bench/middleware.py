@@ -1,22 +1,41 @@
 """HTTP middleware throughput, side by side in one run (issue 3). Prints ratios, asserts nothing.
 
 The same trivial-predict app, served by a real server in its own process on 127.0.0.1 and loaded
-by a separate load-generator process (threads, keep-alive connections, fixed duration):
+by a separate load-generator process (threads, keep-alive connections, fixed duration). Every
+variant that exports does so over OTLP/gRPC to one loopback sink (in the driver process), with an
+SDK tracer *and* meter provider, so each instrumentation's HTTP metric is really recorded:
 
-* FastAPI under uvicorn: bare; opentelemetry-instrumentation-fastapi (OTLP to the sink);
-  infersight middleware + ``@monitor`` (OTLP to the sink), with FastAPI's native telemetry on
-  (its default once a tracer provider exists) and off.
-* Flask under gunicorn (1 sync worker): bare; opentelemetry-instrumentation-flask;
-  infersight middleware + ``@monitor``.
+FastAPI under uvicorn
+  bare                   no telemetry (no provider, so FastAPI's native telemetry is inactive)
+  otel                   opentelemetry-instrumentation-fastapi (FastAPI's native telemetry steps
+                         aside by itself when it finds that middleware in the stack)
+  native                 FastAPI's own telemetry, on by default once a provider exists; reference
+  infersight             infersight middleware + @monitor; FastAPI's native telemetry on (the
+                         default), so FastAPI owns the server span and we enrich it
+  infersight-native-off  the same with FastAPI(telemetry={"tracing": False, "metrics": False,
+                         "logs": False}), the supported switch: our middleware owns the span
+  infersight-no-monitor  native off, middleware only (undecorated predict): splits the cost
+Flask under gunicorn (1 sync worker)
+  bare, otel (opentelemetry-instrumentation-flask), infersight, infersight-no-monitor
 
-Floors: infersight ÷ OTel >= 1.0 and infersight ÷ bare >= 0.85. Variants are interleaved round
-by round and the median of the rounds is reported, to spread machine noise evenly.
+Floors (issue 3): infersight ÷ OTel >= 1.0 and infersight ÷ bare >= 0.85. Variants are
+interleaved round by round (the order rotates) and the median of the rounds is reported with the
+min-max spread. Besides requests/s, the server process's CPU time per request (user + system, all
+its threads and workers, export threads included) is reported: on a shared 2-core machine it moves
+far less than throughput, and its ratios are the steadier estimate. Spans and log records per
+request, by instrumentation scope, show what each variant emits.
 
-Run: python bench/middleware.py [--seconds 4] [--rounds 3] [--concurrency 8]
+``--micro`` measures one in-process exchange instead (no server, no sockets): the ASGI middleware
+around a raw ASGI app, and ``@monitor`` around the trivial predict, with a null span exporter.
+
+Run: python bench/middleware.py [--seconds 3] [--rounds 5] [--concurrency 8] [--only fastapi|flask]
+     python bench/middleware.py --micro
 """
 
 
 import argparse
+import asyncio
+import collections
 import math
 import os
 import signal
@@ -31,6 +50,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ROW = b'{"tenure": 12, "charges": 70.5}'
+NATIVE_OFF = {"tracing": False, "metrics": False, "logs": False}
 
 # -- the served apps (built when this file is imported by uvicorn / gunicorn) ------------------------
 
@@ -40,15 +60,22 @@ def _score(row: dict) -> float:
 
 
 def _otel_sdk() -> None:
-    """What an OTel user runs: an SDK tracer provider exporting OTLP/gRPC in batches."""
-    from opentelemetry import trace
+    """What an OTel user runs: SDK tracer and meter providers exporting OTLP/gRPC (spans in
+    batches, metrics every 60 s like infersight's default)."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    endpoint = os.environ["BENCH_ENDPOINT"]
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=os.environ["BENCH_ENDPOINT"], insecure=True)))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
     trace.set_tracer_provider(provider)
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, insecure=True), 60_000)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
 
 def _predictor(variant: str) -> Any:
@@ -57,7 +84,8 @@ def _predictor(variant: str) -> Any:
 
         infersight.configure(service_name="bench", endpoint=os.environ["BENCH_ENDPOINT"], protocol="grpc",
                              log_output="none")
-        return infersight.monitor(model="bench", version="1")(_score)
+        if variant != "infersight-no-monitor":
+            return infersight.monitor(model="bench", version="1")(_score)
     return _score
 
 
@@ -65,8 +93,8 @@ def build_fastapi(variant: str) -> Any:
     from fastapi import FastAPI, Request
 
     predict = _predictor(variant)
-    telemetry = {"tracing": False, "metrics": False, "logs": False} if variant == "infersight-native-off" else None
-    app = FastAPI(telemetry=telemetry) if telemetry else FastAPI()
+    native_off = variant in ("infersight-native-off", "infersight-no-monitor")
+    app = FastAPI(telemetry=NATIVE_OFF) if native_off else FastAPI()
 
     @app.post("/predict")
     async def route(request: Request) -> dict:
@@ -77,6 +105,8 @@ def build_fastapi(variant: str) -> Any:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(app)
+    elif variant == "native":
+        _otel_sdk()
     elif variant.startswith("infersight"):
         from infersight.integrations.fastapi import instrument_app
 
@@ -115,7 +145,8 @@ elif os.environ.get("BENCH_APP") == "flask":
 
 
 def load(url: str, seconds: float, concurrency: int) -> None:
-    """Keep-alive POSTs from ``concurrency`` threads for ``seconds``; prints requests completed."""
+    """Keep-alive POSTs from ``concurrency`` threads for ``seconds``; prints requests completed,
+    failed, and this process's CPU seconds."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -146,7 +177,7 @@ def load(url: str, seconds: float, concurrency: int) -> None:
         t.start()
     for t in threads:
         t.join()
-    print(sum(counts), sum(errors))
+    print(sum(counts), sum(errors), time.process_time())
 
 
 # -- the driver ----------------------------------------------------------------------------------------
@@ -156,6 +187,32 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _cpu_seconds(root: int) -> float:
+    """User + system CPU of process ``root`` and its live descendants (gunicorn's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(times.get(pid, 0.0) for pid in tree)
 
 
 def _start(app: str, variant: str, endpoint: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -181,63 +238,218 @@ def _start(app: str, variant: str, endpoint: str) -> tuple[subprocess.Popen[byte
     raise RuntimeError(f"{app}/{variant} did not start")
 
 
-def _measure(url: str, seconds: float, concurrency: int) -> float:
-    # Warm up (imports, first-call caches, connection set-up) before the measured window.
-    subprocess.run([sys.executable, __file__, "--load", url, "1", str(concurrency)], capture_output=True, check=True)
+def _run_load(url: str, seconds: float, concurrency: int) -> tuple[int, int, float]:
     out = subprocess.run([sys.executable, __file__, "--load", url, str(seconds), str(concurrency)],
                          capture_output=True, text=True, check=True).stdout.split()
-    done, errors = int(out[0]), int(out[1])
+    return int(out[0]), int(out[1]), float(out[2])
+
+
+class Sample:
+    """One variant, one round: throughput and CPU per request of the server and the load generator."""
+
+    def __init__(self, done: int, errors: int, seconds: float, server_cpu: float, load_cpu: float) -> None:
+        self.rate = done / seconds
+        self.errors = errors
+        self.server_us = 1e6 * server_cpu / max(done + errors, 1)
+        self.load_us = 1e6 * load_cpu / max(done + errors, 1)
+
+
+def _measure(proc: subprocess.Popen[bytes], url: str, seconds: float, concurrency: int) -> tuple[Sample, int]:
+    # Warm up (imports, first-call caches, connection set-up) before the measured window.
+    warm_done, warm_errors, _ = _run_load(url, 1, concurrency)
+    cpu0 = _cpu_seconds(proc.pid)
+    done, errors, load_cpu = _run_load(url, seconds, concurrency)
+    cpu1 = _cpu_seconds(proc.pid)
     if errors:
         print(f"  warning: {errors} failed requests at {url}", file=sys.stderr)
-    return done / seconds
+    return Sample(done, errors, seconds, cpu1 - cpu0, load_cpu), warm_done + warm_errors + done + errors
+
+
+def _counting_sink() -> Any:
+    """The tests' loopback OTLP sink, keeping nothing but counts of spans and log records per
+    instrumentation scope (a long run must not hoard hundreds of thousands of spans)."""
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from support.otlp_sink import OtlpSink
+
+    class CountingSink(OtlpSink):
+        def __init__(self) -> None:
+            super().__init__(keep=False)
+            self.counts: collections.Counter[str] = collections.Counter()
+
+        def _add(self, bucket: list[Any], msg: Any) -> None:
+            with self.lock:
+                if bucket is self.traces:
+                    for rs in msg.resource_spans:
+                        for ss in rs.scope_spans:
+                            self.counts[f"spans:{ss.scope.name}"] += len(ss.spans)
+                elif bucket is self.logs:
+                    for rl in msg.resource_logs:
+                        for sl in rl.scope_logs:
+                            self.counts[f"logs:{sl.scope.name}"] += len(sl.log_records)
+
+    return CountingSink()
+
+
+def _spread(xs: list[float]) -> str:
+    return f"{min(xs):.0f}-{max(xs):.0f}"
+
+
+SUITES = {
+    "fastapi": ["bare", "otel", "native", "infersight", "infersight-native-off", "infersight-no-monitor"],
+    "flask": ["bare", "otel", "infersight", "infersight-no-monitor"],
+}
+# (variant, against, floor) pairs printed for each suite.
+RATIOS = {
+    "fastapi": [("infersight-native-off", "otel", 1.0), ("infersight-native-off", "bare", 0.85),
+                ("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight", "native", None)],
+    "flask": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85)],
+}
+
+
+def run_suite(sink: Any, app: str, args: argparse.Namespace) -> None:
+    variants = SUITES[app]
+    samples: dict[str, list[Sample]] = {v: [] for v in variants}
+    emitted: dict[str, collections.Counter[str]] = {v: collections.Counter() for v in variants}
+    served: dict[str, int] = {v: 0 for v in variants}
+    for r in range(args.rounds):
+        order = variants[r % len(variants):] + variants[: r % len(variants)]  # rotate the order
+        for variant in order:
+            before = collections.Counter(sink.counts)
+            proc, url = _start(app, variant, sink.grpc_endpoint)
+            try:
+                sample, requests = _measure(proc, url, args.seconds, args.concurrency)
+            finally:
+                proc.send_signal(signal.SIGTERM)  # exits after flushing its exporters
+                proc.wait(timeout=30)
+            samples[variant].append(sample)
+            served[variant] += requests
+            emitted[variant].update(collections.Counter(sink.counts) - before)
+    server = "uvicorn" if app == "fastapi" else "gunicorn (1 sync worker)"
+    print(f"\n{app} under {server}, {args.concurrency} keep-alive clients, {args.rounds} x {args.seconds:g}s "
+          f"interleaved; median (min-max):")
+    print(f"  {'variant':24s} {'req/s':>6s} {'spread':>11s}  {'server CPU us/req':>17s} {'spread':>9s}  "
+          f"{'load-gen CPU us/req':>19s}  emitted per request")
+    rate = {v: statistics.median(s.rate for s in samples[v]) for v in variants}
+    cpu = {v: statistics.median(s.server_us for s in samples[v]) for v in variants}
+    for v in variants:
+        rates = [s.rate for s in samples[v]]
+        cpus = [s.server_us for s in samples[v]]
+        load_us = statistics.median(s.load_us for s in samples[v])
+        per = ", ".join(f"{n / max(served[v], 1):.2f} {k}" for k, n in sorted(emitted[v].items())) or "nothing"
+        print(f"  {v:24s} {rate[v]:6.0f} {_spread(rates):>11s}  {cpu[v]:17.0f} {_spread(cpus):>9s}  "
+              f"{load_us:19.0f}  {per}")
+    print("  ratios: throughput (median req/s) and, in brackets, CPU (inverse of server CPU per request)")
+    for variant, against, floor in RATIOS[app]:
+        bar = f"   (floor {floor:.2f})" if floor else ""
+        print(f"  {variant:>22s} / {against:<7s} = {rate[variant] / rate[against]:.2f} "
+              f"[{cpu[against] / cpu[variant]:.2f}]{bar}")
+
+
+# -- in-process cost of one exchange ------------------------------------------------------------------
+
+
+def micro(n: int = 20_000, repeat: int = 7) -> None:
+    """µs of this thread's CPU per call, best of ``repeat`` batches of ``n``: the ASGI middleware
+    around a raw ASGI app, the same app bare, and ``@monitor`` around the trivial predict."""
+    sys.path.insert(0, REPO)
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    import infersight
+    from infersight.integrations.asgi import InferSightMiddleware
+    from infersight.testing import InMemoryMetricExporter
+
+    class NullSpans(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    infersight.configure(service_name="bench", span_exporter=NullSpans(), metric_exporter=InMemoryMetricExporter(),
+                         log_output="none")
+
+    class Route:
+        path = "/predict"
+
+    request = {"type": "http.request", "body": ROW, "more_body": False}
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")]}
+    body = {"type": "http.response.body", "body": b'{"score": 0.5}'}
+    headers = [(b"host", b"127.0.0.1:8000"), (b"accept-encoding", b"identity"), (b"content-length", b"31"),
+               (b"content-type", b"application/json"), (b"user-agent", b"Python-urllib/3.12")]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = Route
+        await receive()
+        await send(start)
+        await send(body)
+
+    async def receive() -> Any:
+        return request
+
+    async def send(message: Any) -> None:
+        pass
+
+    def scope(extra: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
+                "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "method": "POST", "root_path": "",
+                "path": "/predict", "raw_path": b"/predict", "query_string": b"", "headers": headers + extra}
+
+    async def drive(target: Any, extra: list[tuple[bytes, bytes]], count: int) -> None:
+        for _ in range(count):
+            await target(scope(extra), receive, send)
+
+    def best(fn: Any) -> float:
+        fn(n // 10)
+        runs = []
+        for _ in range(repeat):
+            t0 = time.thread_time()
+            fn(n)
+            runs.append((time.thread_time() - t0) / n)
+        return min(runs) * 1e6
+
+    traceparent = [(b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
+    middleware = InferSightMiddleware(app)
+    monitored = infersight.monitor(model="bench", version="1")(_score)
+    row = {"tenure": 12, "charges": 70.5}
+
+    def loop(target: Any, extra: list[tuple[bytes, bytes]]) -> Any:
+        return lambda count: asyncio.run(drive(target, extra, count))
+
+    def calls(fn: Any) -> Any:
+        def run(count: int) -> None:
+            for _ in range(count):
+                fn(row)
+        return run
+
+    print("in-process CPU per call (µs, best of 7 x 20000; null span exporter, in-memory metrics):")
+    bare = best(loop(app, []))
+    print(f"  raw ASGI app, bare                          {bare:6.1f}")
+    print(f"  + infersight ASGI middleware                {best(loop(middleware, [])) - bare:6.1f}")
+    print(f"  + infersight ASGI middleware, traceparent   {best(loop(middleware, traceparent)) - bare:6.1f}")
+    plain = best(calls(_score))
+    print(f"  predict, bare                               {plain:6.1f}")
+    print(f"  + @monitor                                  {best(calls(monitored)) - plain:6.1f}")
+    infersight.shutdown()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--only", choices=["fastapi", "flask"], default=None)
+    parser.add_argument("--only", choices=sorted(SUITES), default=None)
+    parser.add_argument("--micro", action="store_true", help="in-process cost of one exchange, no servers")
     parser.add_argument("--load", nargs=3, metavar=("URL", "SECONDS", "CONCURRENCY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         load(args.load[0], float(args.load[1]), int(args.load[2]))
         return
-
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    from support.otlp_sink import OtlpSink
-
-    suites = {
-        "fastapi": ["bare", "otel", "infersight", "infersight-native-off"],
-        "flask": ["bare", "otel", "infersight"],
-    }
-    with OtlpSink() as sink:
-        for app, variants in suites.items():
-            if args.only and app != args.only:
-                continue
-            rates: dict[str, list[float]] = {v: [] for v in variants}
-            for r in range(args.rounds):
-                order = variants[r % len(variants):] + variants[: r % len(variants)]  # rotate the order
-                for variant in order:
-                    proc, url = _start(app, variant, sink.grpc_endpoint)
-                    try:
-                        rates[variant].append(_measure(url, args.seconds, args.concurrency))
-                    finally:
-                        proc.send_signal(signal.SIGTERM)
-                        proc.wait(timeout=20)
-            med = {v: statistics.median(x) for v, x in rates.items()}
-            server = "uvicorn" if app == "fastapi" else "gunicorn (1 sync worker)"
-            print(f"\n{app} under {server}, {args.concurrency} keep-alive clients, "
-                  f"{args.rounds} x {args.seconds:g}s interleaved, median req/s:")
-            for v in variants:
-                print(f"  {v:24s} {med[v]:8.0f}   rounds: {', '.join(f'{x:.0f}' for x in rates[v])}")
-            print(f"  infersight / otel  = {med['infersight'] / med['otel']:.2f}   (floor 1.00)")
-            print(f"  infersight / bare  = {med['infersight'] / med['bare']:.2f}   (floor 0.85)")
-            if "infersight-native-off" in med:
-                print(f"  infersight (FastAPI native telemetry off) / otel = {med['infersight-native-off'] / med['otel']:.2f}, "
-                      f"/ bare = {med['infersight-native-off'] / med['bare']:.2f}")
-        spans = len(sink.spans())
-        print(f"\nspans received by the loopback OTLP sink during the run: {spans}")
+    if args.micro:
+        micro()
+        return
+    sink = _counting_sink()
+    with sink:
+        for app in SUITES:
+            if not args.only or app == args.only:
+                run_suite(sink, app, args)
 
 
 if __name__ == "__main__":

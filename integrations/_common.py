@@ -41,6 +41,10 @@ __all__ = [
     "DURATION_BUCKETS",
     "MiddlewareOptions",
     "RequestInfo",
+    "Propagation",
+    "PROPAGATION",
+    "server_address_port",
+    "metric_attributes",
     "Exchange",
     "resolve_options",
     "suppressed_context",
@@ -221,25 +225,80 @@ def split_host(host: str | None, default_port: int | None) -> tuple[str | None, 
     return host, default_port
 
 
-@dataclass
 class RequestInfo:
-    """What the protocol adapter read from the request, in protocol-neutral form."""
+    """What the protocol adapter read from the request, in protocol-neutral form.
 
-    method: str
-    scheme: str
-    path: str
-    host: str | None
-    server_port: int | None
-    client: str | None
-    user_agent: str | None
-    protocol_version: str | None
-    incoming_id: str | None
-    carrier: Any
-    getter: Getter[Any] | None = None
+    A plain slotted class built positionally: one is made per request, and a dataclass with
+    keyword arguments costs a microsecond more. ``carrier`` is ``None`` when the request carries
+    none of the propagator's headers (see :class:`Propagation`): extraction is then skipped."""
+
+    __slots__ = ("method", "scheme", "path", "server_address", "server_port", "client", "user_agent",
+                 "protocol_version", "incoming_id", "carrier", "getter")
+
+    def __init__(self, method: str, scheme: str, path: str, server_address: str | None, server_port: int | None,
+                 client: str | None, user_agent: str | None, protocol_version: str | None,
+                 incoming_id: str | None, carrier: Any = None, getter: Getter[Any] | None = None) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.path = path
+        self.server_address = server_address
+        self.server_port = server_port
+        self.client = client
+        self.user_agent = user_agent
+        self.protocol_version = protocol_version
+        self.incoming_id = incoming_id
+        self.carrier = carrier
+        self.getter = getter
 
 
-_histograms: dict[int, Any] = {}
+_CACHE_LIMIT = 256  # entries per small per-process cache below; past it, compute without caching
+_hosts: dict[Any, tuple[str | None, int | None]] = {}
+
+
+def server_address_port(host: Any, default_port: int | None) -> tuple[str | None, int | None]:
+    """:func:`split_host` remembered per (Host header, default port): a server sees a handful of
+    Host values, and parsing one each request is measurable. ``host`` may be ASGI ``bytes``.
+    Bounded, since the header is the client's to choose.
+
+    >>> server_address_port(b"api.local:8080", 80)
+    ('api.local', 8080)
+    """
+    key = (host, default_port)
+    hit = _hosts.get(key)
+    if hit is None:
+        text = host.decode("latin-1") if isinstance(host, bytes) else host
+        hit = split_host(text, default_port)
+        if len(_hosts) < _CACHE_LIMIT:
+            _hosts[key] = hit
+    return hit
+
+
+class Propagation:
+    """The global propagator and the header names it reads, recomputed only when the global
+    propagator is replaced: a composite propagator builds its ``fields`` set on every access.
+
+    Adapters use the names to notice, while scanning headers they scan anyway, whether a request
+    carries trace context at all; most requests to a model server start a trace, and extracting
+    from a request without the headers costs microseconds to find nothing."""
+
+    __slots__ = ("_propagator", "names")
+
+    def __init__(self) -> None:
+        self._propagator: Any = None
+        self.names: frozenset[str] = frozenset()
+
+    def current(self) -> Any:
+        propagator = propagate.get_global_textmap()
+        if propagator is not self._propagator:
+            self.names = frozenset(n.lower() for n in propagator.fields)
+            self._propagator = propagator
+        return propagator
+
+
+PROPAGATION = Propagation()
 _DICT_GETTER: Getter[Any] = DefaultGetter()
+_histograms: dict[int, Any] = {}
+_metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
 SCOPE = "infersight.integrations"
 
 
@@ -262,6 +321,30 @@ def duration_histogram(rt: Any) -> Any:
         )
         _histograms[id(provider)] = hist
     return hist
+
+
+def metric_attributes(method: str, scheme: str, status: int | None, route: str | None,
+                      error_type: str | None) -> dict[str, Any]:
+    """The duration metric's attributes, one shared dict per combination (routes are templates
+    and status codes few, so there are few; bounded all the same). The SDK copies the dict when
+    it records, so sharing it is safe; never mutate the result.
+
+    >>> metric_attributes("GET", "http", 200, "/items/{id}", None)["http.route"]
+    '/items/{id}'
+    """
+    key = (method, scheme, status, route, error_type)
+    attrs = _metric_attrs.get(key)
+    if attrs is None:
+        attrs = {"http.request.method": method, "url.scheme": scheme}
+        if status is not None:
+            attrs["http.response.status_code"] = status
+        if route:
+            attrs["http.route"] = route
+        if error_type is not None:
+            attrs["error.type"] = error_type
+        if len(_metric_attrs) < _CACHE_LIMIT:
+            _metric_attrs[key] = attrs
+    return attrs
 
 
 class Exchange:
@@ -303,7 +386,8 @@ class Exchange:
             if incoming is not None:
                 # The bad value itself is never echoed, stored or logged: only counted.
                 rt.stats.count_dropped("invalid_request_id")
-        ex.method = normalize_method(req.method)
+        method = req.method
+        ex.method = method if method in _KNOWN_METHODS else "_OTHER"
         ex.scheme = req.scheme
         ex.t0 = time.perf_counter()
         current = trace.get_current_span()
@@ -315,8 +399,11 @@ class Exchange:
             ex.ctx = None
             current.set_attribute("ml.request.id", ex.request_id)
             return ex
-        parent = _extract(req.carrier, req.getter)
-        address, port = split_host(req.host, req.server_port)
+        parent = None
+        if req.carrier is not None:
+            parent = PROPAGATION.current().extract(req.carrier, getter=req.getter or _DICT_GETTER)
+        # One dict, handed to start_span: the SDK cleans it in one pass (set_attribute per key
+        # takes the span's lock and cleans once per call).
         attrs: dict[str, Any] = {
             "http.request.method": ex.method,
             "url.path": req.path,
@@ -324,20 +411,21 @@ class Exchange:
             "ml.request.id": ex.request_id,
         }
         if ex.method == "_OTHER":
-            attrs["http.request.method_original"] = req.method[:32]
-        if address:
-            attrs["server.address"] = address
-        if port:
-            attrs["server.port"] = port
+            attrs["http.request.method_original"] = method[:32]
+        if req.server_address:
+            attrs["server.address"] = req.server_address
+        if req.server_port:
+            attrs["server.port"] = req.server_port
         if req.client:
             attrs["client.address"] = req.client
         if req.user_agent:
             attrs["user_agent.original"] = req.user_agent
         if req.protocol_version:
             attrs["network.protocol.version"] = req.protocol_version
-        ex.span = rt.tracer.start_span(ex.method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
+        span = rt.tracer.start_span(ex.method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
+        ex.span = span
         ex.owned = True
-        ex.ctx = trace.set_span_in_context(ex.span, parent)
+        ex.ctx = trace.set_span_in_context(span, parent)
         return ex
 
     # -- context -----------------------------------------------------------------------------
@@ -368,7 +456,8 @@ class Exchange:
 
     def finish(self) -> None:
         """Close the exchange: status, route and error on the span, the duration metric, and the
-        optional body log. Call with the request's context entered."""
+        optional body log. Call with the request's context entered (exemplars link the metric
+        point to the span that is current)."""
         duration = time.perf_counter() - self.t0
         span = self.span
         exc = self.exc
@@ -386,14 +475,17 @@ class Exchange:
             error_type = str(status)
         route = self.route
         if span.is_recording():
+            end_attrs: dict[str, Any] = {}
             if status is not None:
-                span.set_attribute("http.response.status_code", status)
+                end_attrs["http.response.status_code"] = status
             if route:
-                span.set_attribute("http.route", route)
+                end_attrs["http.route"] = route
                 if self.owned:
                     span.update_name(f"{self.method} {route}")
             if error_type is not None:
-                span.set_attribute("error.type", error_type)
+                end_attrs["error.type"] = error_type
+            if end_attrs:
+                span.set_attributes(end_attrs)
             if exc is not None and error_type != CLIENT_DISCONNECTED:
                 span.record_exception(exc)
             if (status is not None and status >= 500) or (exc is not None and error_type != CLIENT_DISCONNECTED):
@@ -403,14 +495,7 @@ class Exchange:
         if not self.owned:
             return  # the owner of the span records its own HTTP metrics and ends it
         span.end()
-        attrs: dict[str, Any] = {"http.request.method": self.method, "url.scheme": self.scheme}
-        if status is not None:
-            attrs["http.response.status_code"] = status
-        if route:
-            attrs["http.route"] = route
-        if error_type is not None:
-            attrs["error.type"] = error_type
-        duration_histogram(self.rt).record(duration, attrs)
+        duration_histogram(self.rt).record(duration, metric_attributes(self.method, self.scheme, status, route, error_type))
 
     def _log_bodies(self, status: int | None) -> None:
         from infersight._api import log_pipeline
@@ -445,17 +530,6 @@ class Exchange:
         if truncated:
             fields["ml.http.body_truncated"] = ",".join(truncated)
         log_pipeline().event("ml.http.exchange", fields)
-
-
-def _extract(carrier: Any, getter: Getter[Any] | None) -> Any:
-    """W3C (or whatever global propagator is set) extraction, skipped when the request carries
-    none of the propagator's fields: most requests to a model server start a trace, and the
-    composite propagator costs several microseconds even when it finds nothing."""
-    propagator = propagate.get_global_textmap()
-    g = getter or _DICT_GETTER
-    if not any(g.get(carrier, name) for name in propagator.fields):
-        return None
-    return propagator.extract(carrier, getter=g)
 
 
 def _tee(buf: bytearray | None, truncated: bool, chunk: bytes, limit: int) -> tuple[bytearray, bool]:

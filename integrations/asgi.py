@@ -19,7 +19,15 @@ from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 from opentelemetry import context as otel_context
 
 from infersight._runtime import get_runtime
-from infersight.integrations._common import Exchange, RequestInfo, is_json, resolve_options, suppressed_context
+from infersight.integrations._common import (
+    PROPAGATION,
+    Exchange,
+    RequestInfo,
+    is_json,
+    resolve_options,
+    server_address_port,
+    suppressed_context,
+)
 from infersight.integrations._common import fault as _fault
 
 __all__ = ["InferSightMiddleware", "ASGIApp", "Scope", "Receive", "Send"]
@@ -89,13 +97,15 @@ class InferSightMiddleware:
             max_body_bytes=max_body_bytes,
         )
         self._header = self.options.asgi_header
+        self._wanted: dict[bytes, int] | None = None
+        self._wanted_for: frozenset[str] | None = None
         self._route_getter = route_getter or starlette_route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # lifespan, websocket: untouched
             return
-        if self.options.is_excluded(scope.get("path", "")):
+        if self.options.excluded is not None and self.options.is_excluded(scope.get("path", "")):
             token = otel_context.attach(suppressed_context())
             try:
                 await self.app(scope, receive, send)
@@ -103,84 +113,18 @@ class InferSightMiddleware:
                 otel_context.detach(token)
             return
         try:
-            rt = get_runtime()
-            ex = Exchange.begin(rt, self.options, self._request_info(scope))
+            ex = Exchange.begin(get_runtime(), self.options, self._request_info(scope))
             ex.enter()
         except Exception:  # noqa: BLE001 - telemetry must never stop the request
             _fault("asgi_begin")
             await self.app(scope, receive, send)
             return
-        try:
-            await self._observe(ex, scope, receive, send)
-        finally:
-            ex.exit()
-
-    def _request_info(self, scope: Scope) -> RequestInfo:
-        headers: dict[str, str] = {}
-        for key, value in scope.get("headers") or ():
-            name = key.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            # Repeated headers join with "," as HTTP allows; the propagators split them again.
-            headers[name] = headers[name] + "," + text if name in headers else text
-        scheme = scope.get("scheme") or "http"
-        server = scope.get("server")
-        client = scope.get("client")
-        return RequestInfo(
-            method=scope.get("method", "GET"),
-            scheme=scheme,
-            path=scope.get("path", ""),
-            host=headers.get("host") or (server[0] if server else None),
-            server_port=(server[1] if server and len(server) > 1 else None) or _DEFAULT_PORTS.get(scheme),
-            client=client[0] if client else None,
-            user_agent=headers.get("user-agent"),
-            protocol_version=scope.get("http_version"),
-            incoming_id=headers.get(self.options.request_id_header.lower()),
-            carrier=headers,
-        )
-
-    async def _observe(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
         root_path = scope.get("root_path", "")
-        header = self._header
-        capture = self.options.capture_bodies
-
-        async def observed_receive() -> Message:
-            message = await receive()
-            try:
-                kind = message["type"]
-                if kind == "http.disconnect":
-                    if not ex.complete:
-                        ex.disconnected = True
-                elif capture and kind == "http.request" and ex.req_body is not None:
-                    ex.tee_request(message.get("body", b""))
-            except Exception:  # noqa: BLE001
-                _fault("asgi_receive")
-            return message
-
-        async def observed_send(message: Message) -> None:
-            try:
-                kind = message["type"]
-                if kind == "http.response.start":
-                    ex.status = int(message["status"])
-                    message = _with_request_id(message, header, ex.request_id)
-                    if capture:
-                        ex.capture_response = _is_json_response(message)
-                elif kind == "http.response.body":
-                    if capture and ex.capture_response:
-                        ex.tee_response(message.get("body", b""))
-                    if not message.get("more_body", False):
-                        ex.complete = True
-            except Exception:  # noqa: BLE001 - the original message still goes out
-                _fault("asgi_send")
-            try:
-                await send(message)
-            except OSError:
-                ex.disconnected = True  # ASGI 2.4 servers raise on send to a closed client
-                raise
-
-        if capture:
-            _maybe_capture_request(ex, scope)
+        channel = _Channel(ex, receive, send, self._header, self.options.capture_bodies)
         try:
-            await self.app(scope, observed_receive, observed_send)
+            if channel.capture:
+                _maybe_capture_request(ex, scope)
+            await self.app(scope, channel.receive, channel.send)
         except BaseException as exc:
             ex.exc = exc
             raise
@@ -190,6 +134,125 @@ class InferSightMiddleware:
                 ex.finish()
             except Exception:  # noqa: BLE001
                 _fault("asgi_finish")
+            ex.exit()
+
+    def _request_info(self, scope: Scope) -> RequestInfo:
+        """One pass over the raw ASGI headers, picking out the few we read; no dict of all
+        headers unless the request carries trace context to extract."""
+        propagator = PROPAGATION.current()
+        wanted = self._wanted
+        if wanted is None or self._wanted_for is not PROPAGATION.names:
+            wanted = self._wanted = _wanted_headers(self._header, PROPAGATION.names)
+            self._wanted_for = PROPAGATION.names
+        host = user_agent = incoming = None
+        propagated = False
+        headers = scope.get("headers") or ()
+        for key, value in headers:
+            slot = wanted.get(key)
+            if slot is None:
+                if key.islower():
+                    continue
+                slot = wanted.get(key.lower())  # ASGI asks servers for lower-case names; not all do
+                if slot is None:
+                    continue
+            if slot == _HOST:
+                host = value
+            elif slot == _USER_AGENT:
+                user_agent = value
+            elif slot == _REQUEST_ID:
+                # Repeated: joined as HTTP allows, which makes it invalid and so replaced.
+                incoming = value if incoming is None else incoming + b"," + value
+            else:
+                propagated = True
+        scheme = scope.get("scheme") or "http"
+        server = scope.get("server")
+        client = scope.get("client")
+        port = (server[1] if server and len(server) > 1 else None) or _DEFAULT_PORTS.get(scheme)
+        address, port = server_address_port(host if host is not None else (server[0] if server else None), port)
+        return RequestInfo(
+            scope.get("method", "GET"),
+            scheme,
+            scope.get("path", ""),
+            address,
+            port,
+            client[0] if client else None,
+            user_agent.decode("latin-1") if user_agent is not None else None,
+            scope.get("http_version"),
+            incoming.decode("latin-1") if incoming is not None else None,
+            _carrier(headers) if propagated and propagator is not None else None,
+        )
+
+
+_HOST, _USER_AGENT, _REQUEST_ID, _PROPAGATION = range(4)
+
+
+def _wanted_headers(request_id_header: bytes, propagation: frozenset[str]) -> dict[bytes, int]:
+    wanted = {name.encode("latin-1"): _PROPAGATION for name in propagation}
+    wanted.update({b"host": _HOST, b"user-agent": _USER_AGENT, request_id_header: _REQUEST_ID})
+    return wanted
+
+
+def _carrier(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """All headers as ``{lower-case name: value}`` for the propagators (only built for requests
+    that carry trace context). Repeated headers join with "," as HTTP allows; the propagators
+    split them again."""
+    carrier: dict[str, str] = {}
+    for key, value in headers:
+        name = key.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        carrier[name] = carrier[name] + "," + text if name in carrier else text
+    return carrier
+
+
+class _Channel:
+    """``receive`` and ``send`` as the app sees them: ``send`` notes the status, adds the request
+    ID header and notices the last body chunk; ``receive`` notices a client going away. A small
+    class, not two closures per request; nothing else happens per ASGI message."""
+
+    __slots__ = ("ex", "_receive", "_send", "header", "capture")
+
+    def __init__(self, ex: Exchange, receive: Receive, send: Send, header: bytes, capture: bool) -> None:
+        self.ex = ex
+        self._receive = receive
+        self._send = send
+        self.header = header
+        self.capture = capture
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        try:
+            kind = message["type"]
+            ex = self.ex
+            if kind == "http.disconnect":
+                if not ex.complete:
+                    ex.disconnected = True
+            elif self.capture and kind == "http.request" and ex.req_body is not None:
+                ex.tee_request(message.get("body", b""))
+        except Exception:  # noqa: BLE001
+            _fault("asgi_receive")
+        return message
+
+    async def send(self, message: Message) -> None:
+        ex = self.ex
+        try:
+            kind = message["type"]
+            if kind == "http.response.start":
+                ex.status = int(message["status"])
+                message = _with_request_id(message, self.header, ex.request_id)
+                if self.capture:
+                    ex.capture_response = _is_json_response(message)
+            elif kind == "http.response.body":
+                if self.capture and ex.capture_response:
+                    ex.tee_response(message.get("body", b""))
+                if not message.get("more_body", False):
+                    ex.complete = True
+        except Exception:  # noqa: BLE001 - the original message still goes out
+            _fault("asgi_send")
+        try:
+            await self._send(message)
+        except OSError:
+            ex.disconnected = True  # ASGI 2.4 servers raise on send to a closed client
+            raise
 
 
 def _with_request_id(message: Message, header: bytes, request_id: str) -> Message:

@@ -26,7 +26,15 @@ from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
 from infersight._runtime import get_runtime
-from infersight.integrations._common import Exchange, RequestInfo, is_json, resolve_options, suppressed_context
+from infersight.integrations._common import (
+    PROPAGATION,
+    Exchange,
+    RequestInfo,
+    is_json,
+    resolve_options,
+    server_address_port,
+    suppressed_context,
+)
 from infersight.integrations._common import fault as _fault
 
 __all__ = ["InferSightMiddleware", "WSGIApp", "ROUTE_KEY", "EXCEPTION_KEY"]
@@ -43,7 +51,7 @@ class _EnvironGetter(Getter[WSGIEnviron]):
     """W3C propagators read ``traceparent``; WSGI spells it ``HTTP_TRACEPARENT``."""
 
     def get(self, carrier: WSGIEnviron, key: str) -> Optional[list[str]]:
-        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        value = carrier.get(_environ_key(key))
         return None if value is None else [value]
 
     def keys(self, carrier: WSGIEnviron) -> list[str]:
@@ -92,6 +100,9 @@ class InferSightMiddleware:
             max_body_bytes=max_body_bytes,
         )
         self._key = self.options.wsgi_key
+        self._header_lower = self.options.request_id_header.lower()
+        self._propagation_keys: tuple[str, ...] | None = None
+        self._propagation_for: frozenset[str] | None = None
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
@@ -108,11 +119,12 @@ class InferSightMiddleware:
                 ex.req_body = bytearray()
                 environ["wsgi.input"] = _TeeInput(environ["wsgi.input"], ex)
             header = self.options.request_id_header
+            header_lower = self._header_lower
 
             def observed_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 try:
                     ex.status = int(status[:3])
-                    if not any(k.lower() == header.lower() for k, _ in headers):
+                    if not any(k.lower() == header_lower for k, _ in headers):
                         headers = list(headers) + [(header, ex.request_id)]
                     if self.options.capture_bodies:
                         ex.capture_response = any(
@@ -133,19 +145,34 @@ class InferSightMiddleware:
 
     def _request_info(self, environ: WSGIEnviron, path: str) -> RequestInfo:
         port = environ.get("SERVER_PORT")
-        return RequestInfo(
-            method=environ.get("REQUEST_METHOD", "GET"),
-            scheme=environ.get("wsgi.url_scheme", "http"),
-            path=path,
-            host=environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
-            server_port=int(port) if port and port.isdigit() else None,
-            client=environ.get("REMOTE_ADDR"),
-            user_agent=environ.get("HTTP_USER_AGENT"),
-            protocol_version=_protocol_version(environ.get("SERVER_PROTOCOL")),
-            incoming_id=environ.get(self._key),
-            carrier=environ,
-            getter=_GETTER,
+        propagator = PROPAGATION.current()
+        keys = self._propagation_keys
+        if keys is None or self._propagation_for is not PROPAGATION.names:
+            keys = self._propagation_keys = tuple(_environ_key(n) for n in PROPAGATION.names)
+            self._propagation_for = PROPAGATION.names
+        propagated = propagator is not None and any(k in environ for k in keys)
+        address, server_port = server_address_port(
+            environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+            int(port) if port and port.isdigit() else None,
         )
+        return RequestInfo(
+            environ.get("REQUEST_METHOD", "GET"),
+            environ.get("wsgi.url_scheme", "http"),
+            path,
+            address,
+            server_port,
+            environ.get("REMOTE_ADDR"),
+            environ.get("HTTP_USER_AGENT"),
+            _protocol_version(environ.get("SERVER_PROTOCOL")),
+            environ.get(self._key),
+            environ if propagated else None,
+            _GETTER,
+        )
+
+
+def _environ_key(header: str) -> str:
+    """A header name as a WSGI environ key: ``traceparent`` -> ``HTTP_TRACEPARENT``."""
+    return "HTTP_" + header.upper().replace("-", "_")
 
 
 def _protocol_version(server_protocol: str | None) -> str | None:

@@ -173,3 +173,54 @@ def test_body_capture_logs_redacted_json_and_the_app_reads_the_whole_body() -> N
     assert "hunter2" not in events[0]["ml.inputs"] and '"tenure": 3' in events[0]["ml.inputs"]
     assert events[0]["ml.outputs"] == '{"score": 0.9}'
     assert events[1]["ml.http.body_truncated"] == "request"
+
+
+def test_trace_context_and_request_id_are_found_whatever_the_header_spelling(spans: InMemorySpanExporter) -> None:
+    """The header scan skips extraction for requests without trace context; make sure the ones
+    that do carry it (traceparent, baggage alone, names in upper case) still continue the trace,
+    and a repeated request-ID header is replaced, never echoed."""
+    from opentelemetry import baggage
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((infersight.current_request_id(), baggage.get_baggage("tenant")))
+        await ok_app(scope, receive, send)
+
+    def call(headers: list[tuple[bytes, bytes]]) -> list[Any]:
+        sent: list[Any] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/p", "headers": headers, "scheme": "http"}
+        asyncio.run(ASGIMiddleware(app)(scope, receive, send))
+        return dict(sent[0]["headers"]).get(b"x-request-id")
+
+    echoed = call([(b"Traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode()), (b"X-Request-ID", b"r-1")])
+    assert echoed == b"r-1" and seen[-1][0] == "r-1"
+    call([(b"baggage", b"tenant=acme")])
+    assert seen[-1][1] == "acme"
+    echoed = call([(b"x-request-id", b"a"), (b"x-request-id", b"b")])
+    assert echoed not in (b"a", b"b", b"a,b") and seen[-1][0] == echoed.decode()
+
+    def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append((infersight.current_request_id(), baggage.get_baggage("tenant")))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/w", "wsgi.url_scheme": "http", "SERVER_NAME": "h",
+           "SERVER_PORT": "80", "HTTP_TRACEPARENT": f"00-{trace_id}-00f067aa0ba902b7-01", "HTTP_BAGGAGE": "tenant=wsgi"}
+    body = WSGIMiddleware(wsgi_app)(env, lambda *a: None)
+    list(body)
+    body.close()  # type: ignore[attr-defined]
+    assert seen[-1][1] == "wsgi"
+    infersight.flush()
+    server = {s.attributes["url.path"]: s for s in spans.get_finished_spans() if s.kind.name == "SERVER"}
+    assert f"{server['/w'].context.trace_id:032x}" == trace_id
+    traced = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER" and s.attributes["url.path"] == "/p"]
+    assert f"{traced[0].context.trace_id:032x}" == trace_id  # the first /p request carried traceparent
