@@ -56,15 +56,11 @@ _HARD_LIMIT = 8192  # if the exporter thread cannot keep up, the request path co
 
 @dataclass
 class _Numeric:
-    """Sketches of one series not yet merged, plus single values not yet sketched."""
+    """Sketches of one series, merged at export (or when too many pile up)."""
 
     sketches: list[ExpHistogram] = field(default_factory=list)
-    scalars: list[float] = field(default_factory=list)
 
     def fold(self) -> None:
-        if self.scalars:
-            self.sketches.append(ExpHistogram.from_values(np.asarray(self.scalars, dtype=np.float64)))
-            self.scalars = []
         if len(self.sketches) > 64:  # bound memory between exports
             self.sketches = [ExpHistogram.merge_all(self.sketches)]
 
@@ -164,7 +160,7 @@ class FeatureStats:
 
     def record_simple(self, model: ModelKey, row: Mapping[str, Any], prediction: float, seconds: float) -> None:
         """The common call (one row in, one finite number out) under a single lock acquisition:
-        :meth:`record_row`, :meth:`record_prediction` and :meth:`record_call` in one."""
+        :meth:`record_row`, an output value and :meth:`record_call` in one."""
         keys = tuple(row)
         with self._lock:
             st = self._state
@@ -226,14 +222,6 @@ class FeatureStats:
             for name in known.difference(cols):
                 self._count(st, "ml.feature.missing", _attrs(m, v, name, "absent"), norm.n_rows)
 
-    def record_prediction(self, model: ModelKey, value: float) -> None:
-        """A single finite numeric prediction (the common case, kept cheap)."""
-        with self._lock:
-            buf = self._state.preds.get(model)
-            if buf is None:
-                buf = self._state.preds[model] = []
-            buf.append(value)
-
     def record_outputs(self, model: ModelKey, out: Outputs) -> None:
         m, v = model
         with self._lock:
@@ -285,9 +273,6 @@ class FeatureStats:
         """One-row calls waiting to be classified (a gauge of infersight's own backlog)."""
         return self._state.pending_rows()
 
-    def known_features(self, model: ModelKey) -> set[str]:
-        return self._known.get(model, set())
-
     # -- helpers over one state (the live one under the lock, or a private one) ------------
 
     def _count(self, st: _State, metric: str, attrs: Attrs, n: float = 1) -> None:
@@ -323,11 +308,6 @@ class FeatureStats:
             st.sets += 1
             num = st.numeric[key] = _Numeric()
         return num
-
-    def _append(self, st: _State, metric: str, model: ModelKey, name: str, value: float) -> None:
-        num = self._numeric(st, metric, model, name)
-        if num is not None:
-            num.scalars.append(value)
 
     def _append_sketch(self, st: _State, metric: str, model: ModelKey, name: str, sketch: ExpHistogram) -> None:
         if sketch.count == 0:
@@ -375,10 +355,11 @@ class FeatureStats:
         counts: dict[str, int] = {}
         for x in col.tolist():
             t = type(x)
-            if t is float or (isinstance(x, float) and t is not bool):
-                if x - x == 0.0:
-                    numbers.append(x)
-                elif x != x:
+            if t is float or isinstance(x, (float, np.floating)):
+                f = float(x)
+                if f - f == 0.0:
+                    numbers.append(f)
+                elif f != f:
                     nan += 1
                 else:
                     inf += 1
@@ -398,14 +379,6 @@ class FeatureStats:
                 absent += 1
             elif isinstance(x, (list, tuple, np.ndarray)):
                 numbers.append(float(len(x)))  # embeddings, token lists: summarised by length
-            elif isinstance(x, np.floating):
-                f = float(x)
-                if f - f == 0.0:
-                    numbers.append(f)
-                elif f != f:
-                    nan += 1
-                else:
-                    inf += 1
             else:
                 label = type(x).__name__
                 counts[label] = counts.get(label, 0) + 1
@@ -503,7 +476,6 @@ class FeatureStats:
                 dst.sets += 1
             else:
                 d.sketches.extend(num.sketches)
-                d.scalars.extend(num.scalars)
                 d.fold()
         for key, n in src.counters.items():
             if key not in dst.counters:
