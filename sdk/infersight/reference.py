@@ -84,6 +84,7 @@ class NumericSummary:
     psi_edges: npt.NDArray[np.float64]
     sketch: ExpHistogram
     below: npt.NDArray[np.int64] | None = None
+    _knots: Any = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_values(cls, values: npt.NDArray[np.float64]) -> NumericSummary:
@@ -148,7 +149,13 @@ class NumericSummary:
 
     def knots(self) -> Any:
         """The CDF as exact :class:`~infersight._stats_cdf.Knots`: the edges, the points just
-        below them (``below``), and the stored sketch's bucket boundaries (same data)."""
+        below them (``below``), and the stored sketch's bucket boundaries (same data).
+        Built once per summary: the policy re-fits the same profile for every window."""
+        if self._knots is None:
+            self._knots = self._build_knots()
+        return self._knots
+
+    def _build_knots(self) -> Any:
         from infersight._stats_cdf import Knots, below
 
         n = self.count
