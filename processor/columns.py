@@ -99,10 +99,15 @@ _POINT_FIELDS = ("attr_index", "start_ns", "time_ns", "scale", "count", "zero_co
 def decode_varints(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
     """Every base-128 varint in ``data`` (which must end on a varint's last byte), vectorised:
     one pass for the common one-byte values, then one small pass per further byte."""
+    return _varints(data)[0]
+
+
+def _varints(data: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint64], I64]:
+    """The varints and the byte position just past each."""
     last = data < 0x80
     ends = np.flatnonzero(last)
     if ends.size == data.size:
-        return data.astype(np.uint64)
+        return data.astype(np.uint64), ends + 1
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
@@ -114,41 +119,56 @@ def decode_varints(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
         out[longer] |= (data[starts[longer] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
         k += 1
         longer = longer[length[longer] > k]
-    return out
+    return out, ends + 1
 
 
-def bucket_counts(blobs: Sequence[bytes], offsets: I64, lens: I64) -> I64 | None:
-    """Bucket counts of serialised OTLP ``Buckets`` messages, concatenated in order.
+def bucket_counts(blobs: Sequence[bytes]) -> tuple[I64, I64, I64] | None:
+    """Offsets, numbers of counts, and all bucket counts (concatenated in order) of serialised
+    OTLP ``Buckets`` messages.
 
-    A ``Buckets`` message serialises as varints only: ``08 <zigzag offset>`` when the offset
-    is not 0, then ``12 <byte length> <count>...`` when there are counts. Knowing each
-    message's offset and number of counts, the header varints are dropped by position.
-    Returns ``None`` if the bytes are laid out otherwise (e.g. unknown fields), so the caller
-    can read those points the slow way.
+    A ``Buckets`` message is varints only: ``08 <zigzag offset>`` when the offset is not 0,
+    then ``12 <byte length> <count>...`` when there are counts. The headers are read for all
+    messages at once from the decoded varints. Returns ``None`` for any other layout (fields
+    in another order, unpacked counts, unknown fields), so the caller can read those points
+    the slow way.
     """
+    n = len(blobs)
+    sizes = np.fromiter(map(len, blobs), np.int64, n)
     raw = np.frombuffer(b"".join(blobs), np.uint8)
+    offsets, lens = np.zeros(n, np.int64), np.zeros(n, np.int64)
     if raw.size == 0:
-        return np.zeros(0, np.int64)
-    if raw[-1] >= 0x80:
+        return offsets, lens, np.zeros(0, np.int64)
+    bend = np.cumsum(sizes)
+    nonempty = sizes > 0
+    if (raw[bend[nonempty] - 1] >= 0x80).any():
+        return None  # a message does not end on a whole varint
+    values, after = _varints(raw)
+    # Index of each message's first varint, and one past its last.
+    v_first = np.searchsorted(after, bend - sizes, side="right")
+    v_end = np.searchsorted(after, bend, side="right")
+    nv = v_end - v_first
+    first_val = values[np.minimum(v_first, values.size - 1)]
+    has_off = nonempty & (first_val == 0x08)
+    if (nonempty & ~has_off & (first_val != 0x12)).any() or (has_off & (nv < 2)).any():
         return None
-    values = decode_varints(raw)
-    has_off = (offsets != 0).astype(np.int64)
-    has_cnt = (lens > 0).astype(np.int64)
-    per_msg = 2 * has_off + 2 * has_cnt + lens
-    if int(per_msg.sum()) != values.size:
+    zz = values[v_first[has_off] + 1].astype(np.int64)
+    offsets[has_off] = (zz >> 1) ^ -(zz & 1)
+    head = v_first + 2 * has_off  # where the counts field's tag is, if any
+    has_cnt = nonempty & (head < v_end)
+    if (values[head[has_cnt]] != 0x12).any() or (nv[has_cnt] - 2 * has_off[has_cnt] < 2).any():
         return None
-    first = np.cumsum(per_msg) - per_msg
-    off_tag = first[has_off == 1]
-    cnt_tag = (first + 2 * has_off)[has_cnt == 1]
-    if (values[off_tag] != 0x08).any() or (values[cnt_tag] != 0x12).any():
+    # The counts field must run exactly to the end of the message (nothing after it).
+    length_at = head[has_cnt] + 1
+    if (values[length_at].astype(np.int64) != bend[has_cnt] - after[length_at]).any():
         return None
-    keep = np.ones(values.size, bool)
-    for pos in (off_tag, off_tag + 1, cnt_tag, cnt_tag + 1):
-        keep[pos] = False
-    counts = values[keep]
+    lens[has_cnt] = v_end[has_cnt] - length_at - 1
+    marks = np.zeros(values.size + 1, np.int64)
+    np.add.at(marks, length_at + 1, 1)
+    np.add.at(marks, v_end[has_cnt], -1)
+    counts = values[np.cumsum(marks[:-1]) > 0]
     if counts.size and int(counts.max()) >= 2**62:
         return None  # beyond what a sketch's int64 counts hold; let the slow path say so
-    return counts.astype(np.int64)
+    return offsets, lens, counts.astype(np.int64)
 
 
 def merge_groups(group: I64, n_groups: int, cols: SketchColumns) -> list[ExpHistogram | None]:

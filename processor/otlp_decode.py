@@ -32,7 +32,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint, Metric
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
 from infersight.processor.columns import SketchColumns, bucket_counts
+from infersight.processor.otlp_light import LightRequest
 from infersight.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
 
 __all__ = [
@@ -339,17 +343,48 @@ def decode_metrics(msg: Message, *, columnar: bool = False) -> Decoded:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 items += 1
-                kind = metric.WhichOneof("data")
-                if not metric.name:
-                    out.reject("a metric has no name")
-                    continue
-                if kind is None:
-                    out.reject(f"metric {metric.name!r} has no data (gauge, sum, histogram, ...)")
-                    continue
-                if kind == "summary":
-                    continue  # legacy Prometheus summaries carry nothing mergeable; ignored
-                _decode_metric(metric, kind, resource, out, columnar)
+                _decode_one(metric, resource, out, columnar)
     return _check_shape(msg, out, items)
+
+
+def _decode_one(metric: Any, resource: dict[str, Any], out: Decoded, columnar: bool) -> None:
+    kind = metric.WhichOneof("data")
+    if not metric.name:
+        out.reject("a metric has no name")
+    elif kind is None:
+        out.reject(f"metric {metric.name!r} has no data (gauge, sum, histogram, ...)")
+    elif kind != "summary":  # legacy Prometheus summaries carry nothing mergeable; ignored
+        _decode_metric(metric, kind, resource, out, columnar)
+
+
+def decode_metrics_light(body: bytes) -> Decoded | None:
+    """:func:`decode_metrics` (``columnar=True``) of protobuf ``body`` through the lighter view
+    of the request (:mod:`infersight.processor.otlp_light`): the same result, with less Python
+    work per point. ``None`` when the body needs the full decoder's judgement (unreadable, no
+    usable item); the caller then runs :func:`decode_metrics`, which names the problem.
+    """
+    try:
+        msg = LightRequest.FromString(body)
+        out = Decoded()
+        items = 0
+        for rm in msg.resource_metrics:
+            resource = _attrs(Resource.FromString(rm.resource).attributes)
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    items += 1
+                    eh = metric.exponential_histogram
+                    if metric.name and metric.HasField("exponential_histogram") \
+                            and eh.aggregation_temporality == _DELTA:
+                        slow = _exp_columns(metric.name, resource, eh.data_points, out, light=True)
+                        if slow:
+                            _exp_points(metric.name, metric.unit, resource, "delta",
+                                        [ExponentialHistogramDataPoint.FromString(dp.SerializeToString()) for dp in slow],
+                                        out)
+                    else:
+                        _decode_one(Metric.FromString(metric.SerializeToString()), resource, out, True)
+    except (DecodeError, RecursionError, ValueError):
+        return None
+    return out if out.size else None
 
 
 def _temporality(value: int, name: str, out: Decoded) -> str | None:
@@ -388,17 +423,7 @@ def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decode
         dps: Iterable[Any] = data.data_points
         if columnar and temporality == "delta":
             dps = _exp_columns(name, resource, data.data_points, out)
-        for dp in dps:
-            try:
-                sketch = exp_histogram_from_point(dp)
-            except ValueError as exc:
-                out.reject(f"metric {name!r}: {exc}")
-                continue
-            out.points.append(
-                MetricPoint(name, "exponential_histogram", resource, _attrs(dp.attributes),
-                            dp.start_time_unix_nano, dp.time_unix_nano, temporality, True,
-                            sketch=sketch, unit=unit)
-            )
+        _exp_points(name, unit, resource, temporality, dps, out)
     elif kind == "histogram":
         for dp in data.data_points:
             try:
@@ -418,12 +443,14 @@ _ATTR_CACHE: dict[tuple[bytes, ...], dict[str, Any]] = {}
 _ATTR_CACHE_MAX = 200_000
 
 
-def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any], out: Decoded) -> list[Any]:
+def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any], out: Decoded,
+                 light: bool = False) -> list[Any]:
     """Append the points of one exponential-histogram metric to ``out.columns``; return those
     that need the point-by-point path (no sum/min/max sent, non-finite values, odd bytes).
 
-    Per point only scalars and two ``SerializeToString`` calls run in Python; bucket counts
-    are decoded for the whole metric at once (see :mod:`infersight.processor.columns`).
+    Per point only scalars and the attributes' and buckets' bytes are read in Python (with
+    ``light``, points of :mod:`~infersight.processor.otlp_light`, whose attributes and buckets
+    *are* bytes); bucket counts are decoded for the whole metric at once.
     """
     intern: dict[tuple[bytes, ...], int] = {}
     attrs: list[dict[str, Any]] = []
@@ -442,36 +469,39 @@ def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any]
                 or (not hi and not dp.HasField("max"))):
             slow.append(dp)
             continue
-        key = tuple([kv.SerializeToString() for kv in dp.attributes])
+        if light:
+            key = tuple(dp.attributes)
+            blobs.append(dp.positive)
+            blobs.append(dp.negative)
+        else:
+            key = tuple([kv.SerializeToString() for kv in dp.attributes])
+            blobs.append(dp.positive.SerializeToString())
+            blobs.append(dp.negative.SerializeToString())
         ai = intern.get(key)
         if ai is None:
             ai = intern[key] = len(attrs)
             decoded = cache.get(key)
             if decoded is None:
-                decoded = cache[key] = _attrs(dp.attributes)
+                decoded = cache[key] = _attrs([KeyValue.FromString(b) for b in key]) if light else _attrs(dp.attributes)
             attrs.append(decoded)
             keys.append(key)
-        pos, neg = dp.positive, dp.negative
-        blobs.append(pos.SerializeToString())
-        blobs.append(neg.SerializeToString())
         rows.append((ai, dp.start_time_unix_nano, dp.time_unix_nano, dp.scale, dp.count, dp.zero_count,
-                     pos.offset, len(pos.bucket_counts), neg.offset, len(neg.bucket_counts), total, lo, hi))
+                     total, lo, hi))
         fast.append(dp)
     if not rows:
         return slow
+    buckets = bucket_counts(blobs)
     try:
-        ints = [np.array(c, np.int64) for c in list(zip(*rows))[:10]]
+        columns = list(zip(*rows))
+        ints = [np.array(c, np.int64) for c in columns[:6]]
     except OverflowError:  # a value beyond int64: the point-by-point path names it
+        buckets = None
+    if buckets is None:
         return slow + fast
-    floats = [np.array(c, np.float64) for c in list(zip(*rows))[10:]]
-    ai, start, time, scale, count, zero, poff, plen, noff, nlen = ints
-    offsets = np.empty(2 * len(rows), np.int64)
-    offsets[0::2], offsets[1::2] = poff, noff
-    lens = np.empty(2 * len(rows), np.int64)
-    lens[0::2], lens[1::2] = plen, nlen
-    counts = bucket_counts(blobs, offsets, lens)
-    if counts is None:
-        return slow + fast
+    floats = [np.array(c, np.float64) for c in columns[6:]]
+    ai, start, time, scale, count, zero = ints
+    offsets, lens, counts = buckets
+    poff, noff, plen, nlen = offsets[0::2], offsets[1::2], lens[0::2], lens[1::2]
     cols = SketchColumns(name, resource, attrs, keys, ai, start, time, scale, count, zero, floats[0], floats[1],
                          floats[2], poff, plen, noff, nlen, counts)
     finite = np.isfinite(floats[0]) & np.isfinite(floats[1]) & np.isfinite(floats[2])
@@ -487,6 +517,21 @@ def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any]
     if (good & finite).any():
         out.columns.append(cols if (good & finite).all() else cols.take(good & finite))
     return slow + [fast[i] for i in np.flatnonzero(~finite)]
+
+
+def _exp_points(name: str, unit: str, resource: dict[str, Any], temporality: str, dps: Iterable[Any],
+                out: Decoded) -> None:
+    for dp in dps:
+        try:
+            sketch = exp_histogram_from_point(dp)
+        except ValueError as exc:
+            out.reject(f"metric {name!r}: {exc}")
+            continue
+        out.points.append(
+            MetricPoint(name, "exponential_histogram", resource, _attrs(dp.attributes),
+                        dp.start_time_unix_nano, dp.time_unix_nano, temporality, True,
+                        sketch=sketch, unit=unit)
+        )
 
 
 def _number(dp: Any) -> float:

@@ -7,10 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from infersight.processor.columns import decode_varints
-from infersight.processor.otlp_decode import decode_metrics, parse_request
+from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
+
+from infersight.processor.columns import bucket_counts, decode_varints
+from infersight.processor.otlp_decode import decode_metrics, decode_metrics_light, parse_request
 from infersight.processor.windows import aggregate, screen
 from infersight.sketch import ExpHistogram
+
+Buckets = ExponentialHistogramDataPoint.Buckets
 
 
 def request(points: list[tuple[ExpHistogram, dict[str, str], int]], *, drop_min: bool = False) -> bytes:
@@ -36,9 +40,20 @@ def request(points: list[tuple[ExpHistogram, dict[str, str], int]], *, drop_min:
 
 
 def both_ways(body: bytes, sizes=(60, 3600)):
+    """Point by point, and columnar (from the parsed message and from the light view of the
+    bytes, which must agree): decoded and aggregated."""
     msg = parse_request("metrics", body)
     slow = screen("metrics", decode_metrics(msg))
     fast = screen("metrics", decode_metrics(msg, columnar=True))
+    light = decode_metrics_light(body)
+    if light is None:
+        assert fast.size == 0
+    else:
+        light = screen("metrics", light)
+        assert light.size == fast.size and light.rejected == fast.rejected
+        assert sorted(light.errors) == sorted(fast.errors)
+        assert_same_windows(aggregate(light.points, [], [], sizes, light.columns),
+                            aggregate(fast.points, [], [], sizes, fast.columns))
     a = aggregate(slow.points, [], [], sizes)
     b = aggregate(fast.points, [], [], sizes, fast.columns)
     return slow, fast, a, b
@@ -80,6 +95,7 @@ def test_points_without_min_max_or_with_bad_counts_take_the_slow_path_or_are_rej
     t = 1_700_000_000 * 10**9
     _, fast, a, b = both_ways(request([(s, attrs, t)], drop_min=True))
     assert fast.columns == [] and len(fast.points) == 1
+    assert len(decode_metrics_light(request([(s, attrs, t)], drop_min=True)).points) == 1
     assert_same_windows(a, b)
     bad = s.copy()
     bad.count += 1
@@ -89,10 +105,22 @@ def test_points_without_min_max_or_with_bad_counts_take_the_slow_path_or_are_rej
     assert_same_windows(a, b)
 
 
-@given(st.lists(st.integers(0, 2**62 - 1), max_size=200))
-def test_varints_decode_like_protobuf(numbers):
-    from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
+@given(st.lists(st.tuples(st.integers(-2**31, 2**31 - 1), st.lists(st.integers(0, 2**62 - 1), max_size=50)),
+                max_size=20))
+def test_bucket_bytes_decode_like_protobuf(messages):
+    blobs = [Buckets(offset=off, bucket_counts=counts).SerializeToString() for off, counts in messages]
+    offsets, lens, counts = bucket_counts(blobs)
+    assert offsets.tolist() == [off if counts else off for off, counts in messages]
+    assert lens.tolist() == [len(c) for _, c in messages]
+    assert counts.tolist() == [x for _, c in messages for x in c]
+    if blobs and blobs[-1]:
+        assert decode_varints(np.frombuffer(blobs[-1], np.uint8)).size >= len(messages[-1][1])
 
-    b = ExponentialHistogramDataPoint.Buckets(bucket_counts=numbers).SerializeToString()
-    got = decode_varints(np.frombuffer(b, np.uint8)).tolist()
-    assert got[2:] == numbers if numbers else got == []
+
+def test_bucket_bytes_in_another_layout_are_left_to_the_slow_path():
+    unpacked = bytes([0x10, 5, 0x10, 7])  # counts as separate fields: legal protobuf, not packed
+    trailing = Buckets(offset=3, bucket_counts=[1, 2]).SerializeToString() + bytes([0x18, 1])  # unknown field
+    counts_first = Buckets(bucket_counts=[1]).SerializeToString() + bytes([0x08, 6])
+    for blob in (unpacked, trailing, counts_first):
+        assert bucket_counts([blob]) is None
+        assert bucket_counts([Buckets(offset=1, bucket_counts=[4]).SerializeToString(), blob]) is None
