@@ -198,8 +198,7 @@ class FeatureStats:
         sketches: list[ExpHistogram] = []
         n_nan = None
         if norm.matrix is not None and len(float_names) == norm.matrix.shape[1]:
-            sketches = ExpHistogram.from_matrix(norm.matrix)
-            n_nan = np.count_nonzero(np.isnan(norm.matrix), axis=0) if not all(s.count == norm.n_rows for s in sketches) else None
+            sketches, n_nan = ExpHistogram.from_columns(norm.matrix.T)  # one copy, not one per column
         elif float_names:
             sketches, n_nan = ExpHistogram.from_columns([cols[name] for name in float_names])
         with self._lock:

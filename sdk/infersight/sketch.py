@@ -43,6 +43,7 @@ def _indices_at_scale(
     values: npt.NDArray[np.float64],
     scale: int,
     scratch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]] | None = None,
+    extremes: tuple[float, float] | None = None,
 ) -> npt.NDArray[np.int64]:
     """Bucket index of each (positive, finite) value at ``scale``, as the OTel spec maps it.
 
@@ -50,7 +51,8 @@ def _indices_at_scale(
     LogarithmMapping / ExponentMapping) do; everything else is ``floor(log(v) * 2**s / ln 2)``
     for positive scales and the IEEE exponent shifted right for scales <= 0. ``scratch`` (two
     float buffers and one int buffer shaped like ``values``) avoids fresh allocations, whose
-    page faults cost more than the arithmetic on a large batch.
+    page faults cost more than the arithmetic on a large batch. ``extremes`` (smallest and
+    largest value, when the caller knows them) saves two passes.
     """
     bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
     if scale > 0:
@@ -73,9 +75,11 @@ def _indices_at_scale(
             p2 = (b & _MANTISSA_MASK) == 0
             if p2.any():
                 idx.ravel()[cand[p2]] = (((b[p2] >> 52) - 1023) << scale) - 1
-        if values.size and values.max() >= _NEAR_MAX:
+        lo, hi = extremes if extremes is not None else (
+            (values.min(), values.max()) if values.size else (1.0, 1.0))
+        if hi >= _NEAR_MAX:
             np.minimum(idx, ((_MAX_NORMAL_EXPONENT + 1) << scale) - 1, out=idx)
-        if values.size and values.min() <= _MIN_NORMAL:
+        if lo <= _MIN_NORMAL:
             idx[values <= _MIN_NORMAL] = (_MIN_NORMAL_EXPONENT << scale) - 1
         return idx
     # scale <= 0: index is the exponent, minus one for exact powers of two, shifted.
@@ -124,7 +128,7 @@ def _scale_change(low: int, high: int, max_size: int) -> int:
     return change
 
 
-@dataclass
+@dataclass(slots=True)
 class Buckets:
     """Counts for consecutive bucket indices starting at ``offset`` (one sign)."""
 
@@ -170,7 +174,7 @@ def _add(a: Buckets, b: Buckets) -> Buckets:
     return Buckets(lo, out)
 
 
-@dataclass
+@dataclass(slots=True)
 class ExpHistogram:
     """An OTel exponential histogram over finite values (NaN and ±Inf are not counted here;
     the SDK counts them as missing values of kind ``nan`` / ``inf``).
@@ -260,6 +264,13 @@ class ExpHistogram:
         """
         if max_size < 2:
             raise ValueError(f"max_size={max_size!r} is too small: use at least 2 buckets")
+        if isinstance(columns, np.ndarray) and columns.ndim == 2:  # one feature per row, e.g. X.T
+            k, n = columns.shape
+            if n == 0 or k == 0:
+                return [cls(max_size=max_size) for _ in range(k)], np.zeros(k, np.int64)
+            bufs = _scratch.get((k, n))
+            np.copyto(bufs[0][0], columns)
+            return cls._sketch_rows(bufs, max_size, max_scale)
         cols = [np.asarray(c, dtype=np.float64).reshape(-1) for c in columns]
         k = len(cols)
         n = cols[0].size if cols else 0
@@ -338,7 +349,11 @@ class ExpHistogram:
         np.abs(T, out=T)  # T is not needed signed any more: reuse it for the magnitudes
         if not all_nonzero:
             T[~nonzero] = 1.0
-        idx = _indices_at_scale(T, max_scale, (tmp, tmp2, idx))
+        # magnitudes span [smallest nonzero |x|, largest |x|], or 1.0 put in for zeros
+        mag_lo = min(float(np.where(has_pos, min_pos, np.inf).min()), float(np.where(has_neg, -max_neg, np.inf).min()),
+                     1.0 if not all_nonzero else np.inf)
+        mag_hi = max(float(max_all.max()), float(-min_all.min()), 1.0)
+        idx = _indices_at_scale(T, max_scale, (tmp, tmp2, idx), (mag_lo, mag_hi))
         idx >>= change[:, None]
         row = np.arange(k, dtype=np.int64) * (2 * width)
         idx += (row - base_pos)[:, None]
