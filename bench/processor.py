@@ -3,11 +3,17 @@
 Prints figures from one run (no pass/fail; the floors are in BENCHMARKS.md):
 
 1. OTLP/HTTP protobuf ingest on loopback: exponential-histogram data points per second, with
-   the processor pinned to one core (``sched_setaffinity``) and the client on the others;
-   acknowledged means committed to SQLite (WAL, synchronous=FULL).
-2. Bytes per stored feature-window: SQLite file size over compacted window rows.
-3. Query time for a 24 h range of 1-minute windows of one feature, with the default roll-ups
-   (1 h, 1 d) and with base windows only (1440 windows merged).
+   the processor (a separate process, the real server) pinned to one core
+   (``sched_setaffinity``) and the HTTP clients on the others; acknowledged means committed to
+   SQLite (WAL, synchronous=FULL).
+2. The same pipeline in-process, stage by stage, on the same requests: decode (protobuf →
+   columns, screened), fold (a writer batch of 4 requests → base windows), commit (window rows
+   serialised and committed), and compaction (base windows rolled up into 1 h and 1 d, which
+   runs off the acknowledgement path every maintenance interval).
+3. Bytes per stored feature-window: SQLite file size over compacted window rows.
+4. Query time for a 24 h range of 1-minute windows of one feature: with the default roll-ups
+   (1 h, 1 d) once compacted, before compaction (every minute still a base row not rolled up:
+   the worst case), and with base windows only (1440 windows merged).
 
 Run: python bench/processor.py [--seconds 10] [--points-per-request 2000]
 """
@@ -28,7 +34,10 @@ import httpx
 import numpy as np
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from infersight.processor.ingest import Ingestor, request_digest
 from infersight.processor.otlp_decode import MetricPoint
+from infersight.processor.otlp_receiver import Receiver
+from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage import WriteBatch, open_storage
 from infersight.processor.windows import aggregate
 from infersight.sketch import ExpHistogram
@@ -40,12 +49,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def service_name(seq: int) -> bytes:
+    return f"bench-{seq:012d}".encode()
+
+
 def build_request(seq: int, points: int, sketches: list[ExpHistogram], models: int = 10) -> bytes:
     """One request of ``points`` exponential-histogram points (features × models)."""
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
     kv = rm.resource.attributes.add(key="service.name")
-    kv.value.string_value = f"bench-{seq}"
+    kv.value.string_value = service_name(seq).decode()
     metric = rm.scope_metrics.add().metrics.add(name="ml.feature.value")
     eh = metric.exponential_histogram
     eh.aggregation_temporality = 1
@@ -86,15 +99,19 @@ def bench_ingest(seconds: float, per_request: int, clients: int) -> None:
         sent = [0] * clients
         stop = threading.Event()
 
-        # Building requests costs the client time: pre-build a pool of distinct requests (a
-        # resent body would be acknowledged as a duplicate without being stored again).
-        pool = [build_request(10**7 + i, per_request, sketches) for i in range(200)]
+        # Building requests costs the client time: pre-build a pool, and make every body sent
+        # distinct by writing a sequence number into its service.name (a resent body would be
+        # acknowledged as a duplicate without being stored again, flattering the figure).
+        pool = [build_request(10**7 + i, per_request, sketches) for i in range(50)]
 
         def client_pool(c: int) -> None:
             i = c
             with httpx.Client(timeout=60) as http:
                 while not stop.is_set():
-                    r = http.post(url, content=pool[i % len(pool)], headers={"content-type": "application/x-protobuf"})
+                    k = i % len(pool)
+                    # Same length, so no protobuf length prefix changes.
+                    body = pool[k].replace(service_name(10**7 + k), service_name(2 * 10**8 + i), 1)
+                    r = http.post(url, content=body, headers={"content-type": "application/x-protobuf"})
                     i += clients
                     if r.status_code == 200:
                         sent[c] += per_request
@@ -109,8 +126,6 @@ def bench_ingest(seconds: float, per_request: int, clients: int) -> None:
             t.join()
         elapsed = time.perf_counter() - t0
         total = sum(sent)
-        if total > len(pool) * per_request:
-            print("  (note: the request pool wrapped; repeats were acknowledged as duplicates)")
         print(f"ingest  OTLP/HTTP protobuf, processor on 1 core, {clients} clients, {per_request} points/request:")
         print(f"        {total} exponential-histogram points acknowledged in {elapsed:.1f} s = "
               f"{total / elapsed:,.0f} points/s (floor 50,000)")
@@ -120,7 +135,45 @@ def bench_ingest(seconds: float, per_request: int, clients: int) -> None:
         os.sched_setaffinity(0, set(cpus))
 
 
-def feature_day(store_url: str, sizes: tuple[int, ...], buckets_from: int = 500) -> tuple[object, int]:
+def bench_stages(per_request: int, requests: int = 40, per_batch: int = 4) -> None:
+    """Each stage of the ingest pipeline alone, in this process, on distinct requests."""
+    rng = np.random.default_rng(0)
+    sketches = [ExpHistogram.from_values(rng.lognormal(3, 1, 500)) for _ in range(64)]
+    bodies = [build_request(2 * 10**7 + i, per_request, sketches) for i in range(requests)]
+    tmp = tempfile.mkdtemp(prefix="infersight-bench-")
+    sizes = (60, 3600, 86400)
+    store = open_storage(f"sqlite:///{tmp}/stages.db", sizes)
+    ingestor = Ingestor(store, window_sizes=sizes, commit_interval=0)
+    receiver = Receiver(ingestor, Registry())
+    n = per_request * requests
+    t = time.perf_counter()
+    decoded = [receiver.decode("metrics", b, "application/x-protobuf") for b in bodies]
+    t_decode = time.perf_counter() - t
+    assert sum(d.size for d in decoded) == n and not any(d.rejected for d in decoded)
+    batches = [decoded[i : i + per_batch] for i in range(0, requests, per_batch)]
+    t_fold = t_commit = 0.0
+    for batch in batches:
+        t = time.perf_counter()
+        agg = aggregate([], [], [], sizes[:1], [c for d in batch for c in d.columns])
+        t_fold += time.perf_counter() - t
+        t = time.perf_counter()
+        store.write(WriteBatch(agg.windows, digests=[request_digest("metrics", str(id(d)).encode()) for d in batch]))
+        t_commit += time.perf_counter() - t
+    windows = store.row_count()
+    t = time.perf_counter()
+    store.compact(None)
+    t_compact = time.perf_counter() - t
+    print(f"stages  in-process, {requests} requests of {per_request} points, {per_batch} requests per commit "
+          f"(SQLite, synchronous=FULL):")
+    print(f"        decode {n / t_decode:,.0f} points/s | fold into windows {n / t_fold:,.0f} points/s | "
+          f"commit {n / t_commit:,.0f} points/s ({windows:,} window rows)")
+    print(f"        compaction (roll-ups to 1 h, 1 d; off the ack path): {windows / t_compact:,.0f} base windows/s "
+          f"= {n / t_compact:,.0f} points/s of this ingest")
+    store.close()
+
+
+def feature_day(store_url: str, sizes: tuple[int, ...], buckets_from: int = 500,
+                compact: bool = True) -> tuple[object, int]:
     store = open_storage(store_url, sizes)
     t0 = 1_700_000_000 - 1_700_000_000 % 86400
     rng = np.random.default_rng(1)
@@ -136,7 +189,8 @@ def feature_day(store_url: str, sizes: tuple[int, ...], buckets_from: int = 500)
     for i in range(0, len(points), 200):
         agg = aggregate(points[i : i + 200], [], [], sizes[:1])  # base windows; compaction rolls up
         store.write(WriteBatch(agg.windows))
-    store.compact(None)
+    if compact:
+        store.compact(None)
     return store, t0
 
 
@@ -152,8 +206,11 @@ def bench_storage() -> None:
           f"missing counts): SQLite file {size:,} bytes = {size / rows:,.0f} bytes per feature-window (floor 4,096)")
     print(f"        JSON row payload alone: {len(sample.to_json())} bytes")
 
-    for label, sizes in (("roll-ups 1h,1d", (60, 3600, 86400)), ("base windows only", (60,))):
-        st, t0 = feature_day(f"sqlite:///{tmp}/q{len(sizes)}.db", sizes)
+    cases = (("roll-ups 1h,1d, compacted", (60, 3600, 86400), True),
+             ("roll-ups 1h,1d, before compaction", (60, 3600, 86400), False),
+             ("base windows only", (60,), True))
+    for i, (label, sizes, compact) in enumerate(cases):
+        st, t0 = feature_day(f"sqlite:///{tmp}/q{i}.db", sizes, compact=compact)
         times = []
         for _ in range(20):
             t = time.perf_counter()
@@ -173,6 +230,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs visible")
     bench_ingest(args.seconds, args.points_per_request, args.clients)
+    bench_stages(args.points_per_request)
     bench_storage()
 
 

@@ -97,29 +97,38 @@ _POINT_FIELDS = ("attr_index", "start_ns", "time_ns", "scale", "count", "zero_co
 
 
 def decode_varints(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
-    """Every base-128 varint in ``data`` (which must end on a varint's last byte), vectorised:
-    one pass for the common one-byte values, then one small pass per further byte."""
-    return _varints(data)[0]
+    """Every base-128 varint in ``data`` (which must end on a varint's last byte), vectorised.
+
+    Values of 2**62 and more are not supported (returned as -1 cast to unsigned); bucket
+    counts that large are left to the slow path by :func:`bucket_counts`.
+    """
+    values, _ = _varints(data)
+    return values.astype(np.uint64)
 
 
-def _varints(data: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint64], I64]:
-    """The varints and the byte position just past each."""
-    last = data < 0x80
-    ends = np.flatnonzero(last)
-    if ends.size == data.size:
-        return data.astype(np.uint64), ends + 1
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    out = (data[starts] & 0x7F).astype(np.uint64)
-    length = ends - starts + 1
-    longer = np.flatnonzero(length > 1)
-    k = 1
-    while longer.size:
-        out[longer] |= (data[starts[longer] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-        k += 1
-        longer = longer[length[longer] > k]
-    return out, ends + 1
+def _varints(data: npt.NDArray[np.uint8]) -> tuple[I64, I64]:
+    """The varints (int64; -1 for a value of 2**62 or more) and the positions of continuation
+    bytes. Most varints here are one byte, so the work is one pass over the bytes plus small
+    passes over the rare longer ones; no per-byte index array is built."""
+    term = data < 0x80
+    cont = np.flatnonzero(~term)
+    values = data[term].astype(np.int64)
+    if not cont.size:
+        return values, cont
+    # Runs of consecutive continuation bytes: each, with the byte after it, is one long varint.
+    brk = np.flatnonzero(np.diff(cont) != 1) + 1
+    r_first = np.concatenate([[0], brk])
+    r_last = np.concatenate([brk - 1, [cont.size - 1]])
+    within = np.arange(cont.size, dtype=np.int64) - np.repeat(r_first, r_last - r_first + 1)
+    low = (data[cont] & 0x7F).astype(np.uint64) << (7 * within).astype(np.uint64)
+    n_bytes = r_last - r_first + 1
+    term_pos = cont[r_last] + 1
+    high = data[term_pos].astype(np.uint64)
+    val = np.add.reduceat(low, r_first)
+    too_big = (n_bytes >= 9) | ((n_bytes == 8) & (high >= 64))  # 2**62 or more
+    val |= np.where(too_big, 0, high) << (7 * n_bytes).astype(np.uint64)
+    values[term_pos - (r_last + 1)] = np.where(too_big, -1, val.astype(np.int64))
+    return values, cont
 
 
 def bucket_counts(blobs: Sequence[bytes]) -> tuple[I64, I64, I64] | None:
@@ -129,8 +138,8 @@ def bucket_counts(blobs: Sequence[bytes]) -> tuple[I64, I64, I64] | None:
     A ``Buckets`` message is varints only: ``08 <zigzag offset>`` when the offset is not 0,
     then ``12 <byte length> <count>...`` when there are counts. The headers are read for all
     messages at once from the decoded varints. Returns ``None`` for any other layout (fields
-    in another order, unpacked counts, unknown fields), so the caller can read those points
-    the slow way.
+    in another order, unpacked counts, unknown fields) or counts of 2**62 and more, so the
+    caller can read those points the slow way.
     """
     n = len(blobs)
     sizes = np.fromiter(map(len, blobs), np.int64, n)
@@ -142,33 +151,38 @@ def bucket_counts(blobs: Sequence[bytes]) -> tuple[I64, I64, I64] | None:
     nonempty = sizes > 0
     if (raw[bend[nonempty] - 1] >= 0x80).any():
         return None  # a message does not end on a whole varint
-    values, after = _varints(raw)
-    # Index of each message's first varint, and one past its last.
-    v_first = np.searchsorted(after, bend - sizes, side="right")
-    v_end = np.searchsorted(after, bend, side="right")
+    values, cont = _varints(raw)
+    # Varint index of each message's first varint, and one past its last: a byte position
+    # minus the continuation bytes before it.
+    v_first = (bend - sizes) - np.searchsorted(cont, bend - sizes)
+    v_end = bend - np.searchsorted(cont, bend)
     nv = v_end - v_first
     first_val = values[np.minimum(v_first, values.size - 1)]
     has_off = nonempty & (first_val == 0x08)
     if (nonempty & ~has_off & (first_val != 0x12)).any() or (has_off & (nv < 2)).any():
         return None
-    zz = values[v_first[has_off] + 1].astype(np.int64)
+    zz = values[v_first[has_off] + 1]
     offsets[has_off] = (zz >> 1) ^ -(zz & 1)
     head = v_first + 2 * has_off  # where the counts field's tag is, if any
     has_cnt = nonempty & (head < v_end)
     if (values[head[has_cnt]] != 0x12).any() or (nv[has_cnt] - 2 * has_off[has_cnt] < 2).any():
         return None
-    # The counts field must run exactly to the end of the message (nothing after it).
+    # The counts field must run exactly to the end of the message (nothing after it): its
+    # byte length equals the bytes from the end of the length varint to the message's end.
     length_at = head[has_cnt] + 1
-    if (values[length_at].astype(np.int64) != bend[has_cnt] - after[length_at]).any():
+    q = cont - np.arange(cont.size, dtype=np.int64)  # varints ending before each continuation byte
+    length_end = length_at + np.searchsorted(q, length_at, side="right") + 1
+    if (values[length_at] != bend[has_cnt] - length_end).any():
         return None
     lens[has_cnt] = v_end[has_cnt] - length_at - 1
-    marks = np.zeros(values.size + 1, np.int64)
-    np.add.at(marks, length_at + 1, 1)
-    np.add.at(marks, v_end[has_cnt], -1)
-    counts = values[np.cumsum(marks[:-1]) > 0]
-    if counts.size and int(counts.max()) >= 2**62:
+    keep = np.ones(values.size, bool)
+    tags = v_first[has_off]
+    keep[tags] = keep[tags + 1] = False
+    keep[length_at] = keep[length_at - 1] = False
+    counts = values[keep]
+    if counts.size and (counts < 0).any():
         return None  # beyond what a sketch's int64 counts hold; let the slow path say so
-    return offsets, lens, counts.astype(np.int64)
+    return offsets, lens, counts
 
 
 def merge_groups(group: I64, n_groups: int, cols: SketchColumns) -> list[ExpHistogram | None]:
@@ -182,17 +196,22 @@ def merge_groups(group: I64, n_groups: int, cols: SketchColumns) -> list[ExpHist
     whole-array passes; everything else is per run (one point's buckets of one sign).
     """
     n_pts = cols.count.size
-    point, sign, index, count = cols.elements()
-    nonzero = count != 0
-    if not nonzero.all():
-        point, sign, index, count = point[nonzero], sign[nonzero], index[nonzero], count[nonzero]
-    # Runs: the non-zero buckets of one point and sign, consecutive and in index order.
-    run = 2 * point + sign
-    brk = np.flatnonzero(run[1:] != run[:-1]) + 1
-    first = np.concatenate([[0], brk]) if run.size else np.zeros(0, np.int64)
-    last = np.concatenate([brk - 1, [run.size - 1]]) if run.size else np.zeros(0, np.int64)
-    r_pt, r_sign = point[first], sign[first]
-    r_lo, r_hi = index[first], index[last]
+    # Runs: one point's buckets of one sign (2 per point, in element order). Only their first
+    # and last non-zero bucket matter for the layout; zeros inside add nothing.
+    r_len = np.empty(2 * n_pts, np.int64)
+    r_len[0::2], r_len[1::2] = cols.pos_len, cols.neg_len
+    r_off = np.empty(2 * n_pts, np.int64)
+    r_off[0::2], r_off[1::2] = cols.pos_offset, cols.neg_offset
+    r_end = np.cumsum(r_len)
+    r_start = r_end - r_len
+    count = cols.counts
+    nz_at = np.flatnonzero(count)
+    before = np.searchsorted(nz_at, r_start)  # non-zero buckets before each run
+    r_nz = np.searchsorted(nz_at, r_end) - before
+    keep = np.flatnonzero(r_nz)  # runs with a non-zero bucket
+    r_pt, r_sign = keep >> 1, keep & 1
+    r_lo = r_off[keep] + nz_at[before[keep]] - r_start[keep]
+    r_hi = r_off[keep] + nz_at[before[keep] + r_nz[keep] - 1] - r_start[keep]
     big = np.iinfo(np.int64).max
     live = cols.count > 0
     g_live = group[live]
@@ -231,14 +250,27 @@ def merge_groups(group: I64, n_groups: int, cols: SketchColumns) -> list[ExpHist
     hi_f = np.where(present, hi >> slot_change, -1)
     width = hi_f - lo_f + 1
     base = np.cumsum(width) - width
-    run_len = last - first + 1
-    pos = (index >> np.repeat(shift + slot_change[slot], run_len)) + np.repeat(base[slot] - lo_f[slot], run_len)
+    # Bucket j of a kept run sits at index off + j - start; shifted, then placed in its slot.
+    # Zero buckets outside the run's non-zero span may land in a neighbour's place: they add 0.
     total = int(width.sum())
-    if int(count.sum()) < 2**53:  # float weights add integers exactly below 2**53
-        flat = np.bincount(pos, weights=count, minlength=total).astype(np.int64)
+    k_start, k_len = r_start[keep], r_len[keep]
+    if int(k_len.sum()) == count.size:  # the usual case: no run of zeros only
+        el_pos, k_count = np.arange(count.size, dtype=np.int64), count
+    else:
+        el_pos = np.arange(int(k_len.sum()), dtype=np.int64) + np.repeat(k_start - (np.cumsum(k_len) - k_len), k_len)
+        k_count = count[el_pos]
+    tshift = shift + slot_change[slot]
+    if tshift.any():
+        pos = (el_pos + np.repeat(r_off[keep] - k_start, k_len)) >> np.repeat(tshift, k_len)
+        pos += np.repeat(base[slot] - lo_f[slot], k_len)
+    else:
+        pos = el_pos + np.repeat(r_off[keep] - k_start + base[slot] - lo_f[slot], k_len)
+    np.clip(pos, 0, max(total - 1, 0), out=pos)
+    if int(k_count.sum()) < 2**53:  # float weights add integers exactly below 2**53
+        flat = np.bincount(pos, weights=k_count, minlength=total).astype(np.int64)
     else:
         flat = np.zeros(total, np.int64)
-        np.add.at(flat, pos, count)
+        np.add.at(flat, pos, k_count)
 
     g_count = np.zeros(n_groups, np.int64)
     np.add.at(g_count, g_live, cols.count[live])

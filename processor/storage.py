@@ -227,7 +227,7 @@ class SqlStorage:
         if wrong:
             raise ValueError(f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
                              f"({wrong[0]}): roll-ups are built by compact()")
-        rows = [(*k, ws.to_json()) for k, ws in batch.windows.items()]
+        rows = [(*k, text) for k, text in zip(batch.windows, WindowStats.to_json_many(list(batch.windows.values())))]
         with self._wlock, self._tx(self._w) as cur:
             if rows:
                 cur.executemany(

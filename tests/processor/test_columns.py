@@ -121,6 +121,23 @@ def test_bucket_bytes_in_another_layout_are_left_to_the_slow_path():
     unpacked = bytes([0x10, 5, 0x10, 7])  # counts as separate fields: legal protobuf, not packed
     trailing = Buckets(offset=3, bucket_counts=[1, 2]).SerializeToString() + bytes([0x18, 1])  # unknown field
     counts_first = Buckets(bucket_counts=[1]).SerializeToString() + bytes([0x08, 6])
-    for blob in (unpacked, trailing, counts_first):
+    huge = Buckets(offset=-2, bucket_counts=[1, 2**63]).SerializeToString()  # beyond int64 sketches
+    for blob in (unpacked, trailing, counts_first, huge):
         assert bucket_counts([blob]) is None
         assert bucket_counts([Buckets(offset=1, bucket_counts=[4]).SerializeToString(), blob]) is None
+
+
+def test_windows_serialised_together_read_as_serialised_one_by_one():
+    from infersight.processor.windows import WindowStats
+
+    rng = np.random.default_rng(2)
+    items = []
+    for i in range(120):
+        v = np.concatenate([rng.lognormal(3, rng.uniform(0.1, 5), int(rng.integers(0, 2000))),
+                            -rng.lognormal(0, 1, int(rng.integers(0, 70_000 if i % 40 == 0 else 50)))])
+        ws = WindowStats({"value": ExpHistogram.from_values(v)} if i % 7 else {}, {},
+                         {"missing": {"nan": i}} if i % 3 else {})
+        items.append(ws)
+    texts = WindowStats.to_json_many(items)
+    assert texts == [ws.to_json() for ws in items]
+    assert [WindowStats.from_json(t).sketches for t in texts] == [ws.sketches for ws in items]
