@@ -159,16 +159,17 @@ def bench_stages(per_request: int, requests: int = 40, per_batch: int = 4) -> No
         t = time.perf_counter()
         store.write(WriteBatch(agg.windows, digests=[request_digest("metrics", str(id(d)).encode()) for d in batch]))
         t_commit += time.perf_counter() - t
-    windows = store.row_count()
+    rows = store.row_count()
     t = time.perf_counter()
     store.compact(None)
     t_compact = time.perf_counter() - t
+    windows = store._read("SELECT COUNT(*) FROM stats WHERE size=?", (sizes[0],))[0][0]
     print(f"stages  in-process, {requests} requests of {per_request} points, {per_batch} requests per commit "
           f"(SQLite, synchronous=FULL):")
     print(f"        decode {n / t_decode:,.0f} points/s | fold into windows {n / t_fold:,.0f} points/s | "
-          f"commit {n / t_commit:,.0f} points/s ({windows:,} window rows)")
-    print(f"        compaction (roll-ups to 1 h, 1 d; off the ack path): {windows / t_compact:,.0f} base windows/s "
-          f"= {n / t_compact:,.0f} points/s of this ingest")
+          f"commit {n / t_commit:,.0f} points/s ({rows:,} window rows)")
+    print(f"        compaction (off the ack path: {rows:,} rows folded into {windows:,} base windows, rolled up "
+          f"into 1 h and 1 d): {t_compact:.2f} s = {rows / t_compact:,.0f} rows/s = {n / t_compact:,.0f} points/s")
     store.close()
 
 

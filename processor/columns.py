@@ -45,7 +45,7 @@ class SketchColumns:
     name: str
     resource: dict[str, Any]
     attrs: list[dict[str, Any]]
-    attr_keys: list[Any]  # a hashable identity per entry of ``attrs`` (with the resource's)
+    attr_keys: list[Any]  # a hashable identity per entry of ``attrs``
     attr_index: I64
     start_ns: I64
     time_ns: I64
@@ -60,6 +60,7 @@ class SketchColumns:
     neg_offset: I64
     neg_len: I64
     counts: I64
+    series: list[Any] | None = None  # per entry of ``attrs``: the series it feeds, once screened
 
     def __len__(self) -> int:
         return int(self.count.size)
@@ -69,7 +70,8 @@ class SketchColumns:
         n_el = self.pos_len + self.neg_len
         el_keep = np.repeat(keep, n_el)
         cols = {f: getattr(self, f)[keep] for f in _POINT_FIELDS}
-        return SketchColumns(self.name, self.resource, self.attrs, self.attr_keys, counts=self.counts[el_keep], **cols)
+        return SketchColumns(self.name, self.resource, self.attrs, self.attr_keys, counts=self.counts[el_keep],
+                             series=self.series, **cols)
 
     @staticmethod
     def concat(parts: Sequence[SketchColumns], attr_index: Sequence[I64]) -> SketchColumns:

@@ -293,7 +293,8 @@ class SqlStorage:
                     self._insert(cur, k, merged)
         return folded
 
-    def _claim(self, cur: Any, k: WindowKey, extra: Sequence[WindowStats] = ()) -> tuple[WindowStats | None, list[WindowStats], int]:
+    def _claim(self, cur: Any, k: WindowKey,
+               extra: Sequence[WindowStats] = ()) -> tuple[WindowStats | str | None, list[WindowStats], int]:
         """Delete window ``k``'s rows; return them merged (with ``extra``), the rows not yet
         rolled up, and how many rows there were."""
         cur.execute(
@@ -304,15 +305,19 @@ class SqlStorage:
         got = cur.fetchall()
         if not got and not extra:
             return None, [], 0
+        if len(got) == 1 and not extra and got[0][1]:
+            return got[0][0], [], 1  # one row, already rolled up: put back as it was
         stats = [WindowStats.from_json(r[0]) for r in got]
         fresh = [ws for ws, r in zip(stats, got) if not r[1]]
         every = stats + list(extra)
-        return (every[0] if len(every) == 1 else WindowStats.merge_all(every)), fresh, len(got)
+        if len(every) == 1:  # nothing to merge: a stored row goes back as its text was
+            return (got[0][0] if got else every[0]), fresh, len(got)
+        return WindowStats.merge_all(every), fresh, len(got)
 
-    def _insert(self, cur: Any, k: WindowKey, ws: WindowStats) -> None:
+    def _insert(self, cur: Any, k: WindowKey, ws: WindowStats | str) -> None:
         cur.execute(
             "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
-            (*k, ws.to_json()),
+            (*k, ws if isinstance(ws, str) else ws.to_json()),
         )
 
     def expire(self, now: float, retention: dict[int, float], prediction_retention: float,

@@ -329,8 +329,8 @@ def _add_columns(b: _Builder, columns: Sequence[SketchColumns], out: Aggregated)
         if spec is None:
             out.ignored[f"metric:{c.name}"[:120]] += len(c)
             continue
-        sid = np.array([-1 if (k := _columns_series(c, attrs, key)[1]) is None else series.setdefault(k, len(series))
-                        for attrs, key in zip(c.attrs, c.attr_keys)], np.int64)
+        found = c.series if c.series is not None else [_columns_series(c, a, k)[1] for a, k in zip(c.attrs, c.attr_keys)]
+        sid = np.array([-1 if k is None else series.setdefault(k, len(series)) for k in found], np.int64)
         pt_sid = sid[c.attr_index]
         if (pt_sid < 0).any():  # screened out (and reported) before it reached the writer
             keep = pt_sid >= 0
@@ -374,7 +374,9 @@ def screen(signal: str, decoded: Decoded) -> Decoded:
             decoded.reject(why)
     decoded.points = keep
     for i, c in enumerate(decoded.columns):
-        bad = [_columns_series(c, attrs, key)[0] for attrs, key in zip(c.attrs, c.attr_keys)]
+        looked = [_columns_series(c, attrs, key) for attrs, key in zip(c.attrs, c.attr_keys)]
+        c.series = [found for _, found in looked]  # kept for aggregate(), which needs them again
+        bad = [why for why, _ in looked]
         if any(bad):
             ok = np.array([why is None for why in bad])
             for j, why in enumerate(bad):
