@@ -171,6 +171,19 @@ def bench_stages(per_request: int, requests: int = 40, per_batch: int = 4) -> No
     print(f"        compaction (off the ack path: {rows:,} rows folded into {windows:,} base windows, rolled up "
           f"into 1 h and 1 d): {t_compact:.2f} s = {rows / t_compact:,.0f} rows/s = {n / t_compact:,.0f} points/s")
     store.close()
+    # The costly case for compaction: every point in a window of its own (one row, one point).
+    store = open_storage(f"sqlite:///{tmp}/single.db", sizes)
+    for r, d in enumerate(decoded[:3]):
+        for c in d.columns:
+            c.time_ns = c.time_ns + r * sizes[0] * 10**9
+        store.write(WriteBatch(aggregate([], [], [], sizes[:1], d.columns).windows))
+    rows = store.row_count()
+    t = time.perf_counter()
+    store.compact(None)
+    t_single = time.perf_counter() - t
+    print(f"        compaction, one point per window: {rows:,} rows in {t_single:.2f} s = {rows / t_single:,.0f} rows/s "
+          f"({t_single / rows * 1e6:.0f} µs per point)")
+    store.close()
 
 
 def feature_day(store_url: str, sizes: tuple[int, ...], buckets_from: int = 500,
