@@ -377,9 +377,9 @@ def decode_metrics_light(body: bytes) -> Decoded | None:
                             and eh.aggregation_temporality == _DELTA:
                         slow = _exp_columns(metric.name, resource, eh.data_points, out, light=True)
                         if slow:
-                            _exp_points(metric.name, metric.unit, resource, "delta",
-                                        [ExponentialHistogramDataPoint.FromString(dp.SerializeToString()) for dp in slow],
-                                        out)
+                            _histogram_points(metric.name, "exponential_histogram", metric.unit, resource, "delta",
+                                              [ExponentialHistogramDataPoint.FromString(dp.SerializeToString())
+                                               for dp in slow], out)
                     else:
                         _decode_one(Metric.FromString(metric.SerializeToString()), resource, out, True)
     except (DecodeError, RecursionError, ValueError):
@@ -423,18 +423,9 @@ def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decode
         dps: Iterable[Any] = data.data_points
         if columnar and temporality == "delta":
             dps = _exp_columns(name, resource, data.data_points, out)
-        _exp_points(name, unit, resource, temporality, dps, out)
+        _histogram_points(name, "exponential_histogram", unit, resource, temporality, dps, out)
     elif kind == "histogram":
-        for dp in data.data_points:
-            try:
-                hist = _explicit_from_point(dp)
-            except ValueError as exc:
-                out.reject(f"metric {name!r}: {exc}")
-                continue
-            out.points.append(
-                MetricPoint(name, "histogram", resource, _attrs(dp.attributes), dp.start_time_unix_nano,
-                            dp.time_unix_nano, temporality, True, histogram=hist, unit=unit)
-            )
+        _histogram_points(name, "histogram", unit, resource, temporality, data.data_points, out)
 
 
 # Attribute sets recur request after request (the same model, version and feature), so their
@@ -519,19 +510,22 @@ def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any]
     return slow + [fast[i] for i in np.flatnonzero(~finite)]
 
 
-def _exp_points(name: str, unit: str, resource: dict[str, Any], temporality: str, dps: Iterable[Any],
-                out: Decoded) -> None:
+def _histogram_points(name: str, kind: str, unit: str, resource: dict[str, Any], temporality: str,
+                      dps: Iterable[Any], out: Decoded) -> None:
+    """Histogram points one by one (``kind`` ``exponential_histogram`` or ``histogram``)."""
     for dp in dps:
         try:
-            sketch = exp_histogram_from_point(dp)
+            value = exp_histogram_from_point(dp) if kind == "exponential_histogram" else _explicit_from_point(dp)
         except ValueError as exc:
             out.reject(f"metric {name!r}: {exc}")
             continue
-        out.points.append(
-            MetricPoint(name, "exponential_histogram", resource, _attrs(dp.attributes),
-                        dp.start_time_unix_nano, dp.time_unix_nano, temporality, True,
-                        sketch=sketch, unit=unit)
-        )
+        p = MetricPoint(name, kind, resource, _attrs(dp.attributes), dp.start_time_unix_nano, dp.time_unix_nano,
+                        temporality, True, unit=unit)
+        if isinstance(value, ExpHistogram):
+            p.sketch = value
+        else:
+            p.histogram = value
+        out.points.append(p)
 
 
 def _number(dp: Any) -> float:
