@@ -82,8 +82,9 @@ def _predictor(variant: str) -> Any:
     if variant.startswith("infersight"):
         import infersight
 
+        # "-sampled": 10% of traces kept; metrics and ML statistics still cover every request.
         infersight.configure(service_name="bench", endpoint=os.environ["BENCH_ENDPOINT"], protocol="grpc",
-                             log_output="none")
+                             log_output="none", sample_ratio=0.1 if variant.endswith("-sampled") else 1.0)
         if variant != "infersight-no-monitor":
             return infersight.monitor(model="bench", version="1")(_score)
     return _score
@@ -93,7 +94,7 @@ def build_fastapi(variant: str) -> Any:
     from fastapi import FastAPI, Request
 
     predict = _predictor(variant)
-    native_off = variant in ("infersight-native-off", "infersight-no-monitor")
+    native_off = variant in ("infersight-native-off", "infersight-no-monitor", "infersight-native-off-sampled")
     app = FastAPI(telemetry=NATIVE_OFF) if native_off else FastAPI()
 
     @app.post("/predict")
@@ -295,14 +296,16 @@ def _spread(xs: list[float]) -> str:
 
 
 SUITES = {
-    "fastapi": ["bare", "otel", "native", "infersight", "infersight-native-off", "infersight-no-monitor"],
-    "flask": ["bare", "otel", "infersight", "infersight-no-monitor"],
+    "fastapi": ["bare", "otel", "native", "infersight", "infersight-native-off", "infersight-no-monitor",
+                "infersight-native-off-sampled"],
+    "flask": ["bare", "otel", "infersight", "infersight-no-monitor", "infersight-sampled"],
 }
 # (variant, against, floor) pairs printed for each suite.
 RATIOS = {
     "fastapi": [("infersight-native-off", "otel", 1.0), ("infersight-native-off", "bare", 0.85),
-                ("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight", "native", None)],
-    "flask": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85)],
+                ("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight", "native", None),
+                ("infersight-native-off-sampled", "bare", None)],
+    "flask": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight-sampled", "bare", None)],
 }
 
 

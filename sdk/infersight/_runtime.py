@@ -48,7 +48,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, SamplingResult, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from infersight.config import Settings
@@ -105,8 +105,10 @@ class _RatioSampler(Sampler):
         self.set_ratio(ratio)
 
     def set_ratio(self, ratio: float) -> None:
-        self._delegate = ParentBased(TraceIdRatioBased(ratio))
+        self._delegate = ParentBased(ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio))
         self.ratio = ratio
+        # Called for every span: answer with the delegate's bound method, no extra layer.
+        self.should_sample = self._delegate.should_sample  # type: ignore[method-assign]
 
     def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
         return self._delegate.should_sample(*args, **kwargs)

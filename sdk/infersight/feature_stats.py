@@ -402,23 +402,30 @@ class FeatureStats:
         known = self._known.setdefault(model, set())
         for keys, table in groups.items():
             columns = list(zip(*table)) if table and keys else []
+            float_names: list[str] = []
+            float_cols: list[tuple[Any, ...]] = []
             for name, values in zip(keys, columns):
                 name = name if type(name) is str else str(name)
                 known.add(name)
-                if all(type(x) is float for x in values):
-                    arr = np.fromiter(values, dtype=np.float64, count=len(values))
-                    sk = ExpHistogram.from_values(arr)
-                    self._append_sketch(st, "ml.feature.value", model, name, sk)
-                    if sk.count != arr.size:
-                        nan = int(np.isnan(arr).sum())
-                        if nan:
-                            self._count(st, "ml.feature.missing", _attrs(m, v, name, "nan"), nan)
-                        if arr.size - sk.count - nan:
-                            self._count(st, "ml.feature.missing", _attrs(m, v, name, "inf"), arr.size - sk.count - nan)
+                if set(map(type, values)) == {float}:
+                    float_names.append(name)
+                    float_cols.append(values)
                 else:
                     col = np.empty(len(values), dtype=object)
                     col[:] = values
                     self._record_column(st, model, name, col)
+            if not float_cols:
+                continue
+            # All float columns of the group in one sketching pass (one set of numpy calls,
+            # not one per feature).
+            sketches, nans = ExpHistogram.from_columns(np.array(float_cols, dtype=np.float64))
+            n = len(table)
+            for name, sk, nan in zip(float_names, sketches, nans.tolist()):
+                self._append_sketch(st, "ml.feature.value", model, name, sk)
+                if nan:
+                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "nan"), nan)
+                if n - sk.count - nan:
+                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "inf"), n - sk.count - nan)
         # A feature seen in other calls but missing here is absent, row by row.
         for keys, rs in groups.items():
             for name in known.difference(keys):

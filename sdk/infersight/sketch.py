@@ -64,17 +64,12 @@ def _indices_at_scale(
         y *= factor
         np.floor(y, out=fl)
         np.copyto(idx, fl, casting="unsafe")  # floored already: truncation is exact
-        # Only values whose scaled log sits within rounding of an integer can be exact powers
-        # of two (whose index the spec fixes as (exponent << scale) - 1); check those few bitwise.
-        y -= fl
-        near = y < 1e-6
-        near |= y > 1 - 1e-6
-        if near.any():
-            cand = np.flatnonzero(near)
-            b = bits.ravel()[cand]
-            p2 = (b & _MANTISSA_MASK) == 0
-            if p2.any():
-                idx.ravel()[cand[p2]] = (((b[p2] >> 52) - 1023) << scale) - 1
+        # Exact powers of two have an index the spec fixes as (exponent << scale) - 1, which the
+        # logarithm may miss by rounding: find them by their empty mantissa and set it exactly.
+        p2 = np.flatnonzero(np.bitwise_and(bits, _MANTISSA_MASK) == 0)
+        if p2.size:
+            b = bits.ravel()[p2]
+            idx.ravel()[p2] = (((b >> 52) - 1023) << scale) - 1
         lo, hi = extremes if extremes is not None else (
             (values.min(), values.max()) if values.size else (1.0, 1.0))
         if hi >= _NEAR_MAX:
@@ -347,8 +342,9 @@ class ExpHistogram:
         width = max_size + 1
         all_nonzero = bool(nonzero.all())
         np.abs(T, out=T)  # T is not needed signed any more: reuse it for the magnitudes
-        if not all_nonzero:
-            T[~nonzero] = 1.0
+        zero = None if all_nonzero else ~nonzero
+        if zero is not None:
+            np.putmask(T, zero, 1.0)
         # magnitudes span [smallest nonzero |x|, largest |x|], or 1.0 put in for zeros
         mag_lo = min(float(np.where(has_pos, min_pos, np.inf).min()), float(np.where(has_neg, -max_neg, np.inf).min()),
                      1.0 if not all_nonzero else np.inf)
@@ -360,8 +356,8 @@ class ExpHistogram:
         np.multiply(neg, (width + base_pos - base_neg)[:, None], out=itmp)
         idx += itmp
         dump = k * 2 * width
-        if not all_nonzero:
-            idx[~nonzero] = dump
+        if zero is not None:
+            np.putmask(idx, zero, dump)
         flat = np.bincount(idx.ravel(), minlength=dump + 1)[:dump].reshape(k, 2, width)
         # First and last used bucket per (column, sign), vectorised.
         used = flat != 0
