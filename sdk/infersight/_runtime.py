@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from opentelemetry import trace
 from opentelemetry import _logs as otel_logs
@@ -117,7 +117,7 @@ class _RatioSampler(Sampler):
         return f"InferSight{{{self._delegate.get_description()}}}"
 
 
-_DELTA = {
+_DELTA: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
     UpDownCounter: AggregationTemporality.CUMULATIVE,
     Histogram: AggregationTemporality.DELTA,
@@ -164,7 +164,6 @@ class _StatsReader(MetricReader):
         self.interval = interval
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._received = False
         self._start_thread()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork)
@@ -205,15 +204,13 @@ class _StatsReader(MetricReader):
                 self.runtime.fault("metric_export")
             deadline = time.monotonic() + self.interval
 
-    def collect(self, timeout_millis: float = 10_000) -> None:
-        with self._lock:
-            self._received = False
-            super().collect(timeout_millis=timeout_millis)
-            if not self._received:
-                self._receive_metrics(MetricsData([]), timeout_millis=timeout_millis)
-
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self._received = True
+        # Every collection has data (the ``ml.telemetry.buffered`` gauge always reports), so
+        # this runs each time; the lock serialises the ticker and flush().
+        with self._lock:
+            self._export(metrics_data, timeout_millis)
+
+    def _export(self, metrics_data: MetricsData, timeout_millis: float) -> None:
         carried = self.runtime.take_carried_sdk_metrics()
         if carried:
             metrics_data = MetricsData(list(metrics_data.resource_metrics) + carried)
@@ -347,7 +344,7 @@ class Runtime:
             self.tracer_provider: Any = existing_tp  # the application's own (e.g. opentelemetry-instrument)
         else:
             self.tracer_provider = TracerProvider(resource=self.resource, sampler=self.sampler, shutdown_on_exit=False)
-            self.tracer_provider.add_span_processor(BatchSpanProcessor(self.span_switch))
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(cast(Any, self.span_switch)))
             self.owns_tracing = True
             if type(existing_tp).__name__ == "ProxyTracerProvider":
                 trace.set_tracer_provider(self.tracer_provider)
@@ -366,7 +363,7 @@ class Runtime:
             self.logger_provider: Any = existing_lp
         else:
             self.logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
-            self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(self.log_switch))
+            self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(cast(Any, self.log_switch)))
             self.owns_logs = True
             if type(existing_lp).__name__ == "ProxyLoggerProvider":
                 otel_logs.set_logger_provider(self.logger_provider)

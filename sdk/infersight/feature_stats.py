@@ -341,8 +341,8 @@ class FeatureStats:
         """A non-float column: booleans, strings (categories or text lengths), mixed objects."""
         m, v = model
         if col.dtype.kind == "b":
-            t = int(col.sum())
-            for label, n in (("true", t), ("false", col.size - t)):
+            trues = int(col.sum())
+            for label, n in (("true", trues), ("false", col.size - trues)):
                 if n:
                     self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
             return
@@ -483,14 +483,14 @@ class FeatureStats:
             else:
                 d.sketches.extend(num.sketches)
                 d.fold()
-        for key, n in src.counters.items():
-            if key not in dst.counters:
+        for ckey, n in src.counters.items():
+            if ckey not in dst.counters:
                 dst.sets += 1
-            dst.counters[key] = dst.counters.get(key, 0) + n
-        for key, h in src.hists.items():
-            d2 = dst.hists.get(key)
+            dst.counters[ckey] = dst.counters.get(ckey, 0) + n
+        for hkey, h in src.hists.items():
+            d2 = dst.hists.get(hkey)
             if d2 is None:
-                dst.hists[key] = h
+                dst.hists[hkey] = h
                 dst.sets += 1
             else:
                 d2.merge(h)
@@ -513,9 +513,9 @@ class FeatureStats:
             if sk is None or sk.count == 0:
                 continue
             attr_name = "ml.feature.name" if metric == "ml.feature.value" else "ml.output.name"
-            attrs = dict(OVERFLOW_ATTRIBUTES) if name == _OVERFLOW else {
+            point_attrs = dict(OVERFLOW_ATTRIBUTES) if name == _OVERFLOW else {
                 "ml.model.name": m, "ml.model.version": v, attr_name: name}
-            by_metric.setdefault(metric, []).append(_exp_point(attrs, sk, start_ns, end_ns))
+            by_metric.setdefault(metric, []).append(_exp_point(point_attrs, sk, start_ns, end_ns))
         for metric in ("ml.feature.value", "ml.prediction.value"):
             if metric in by_metric:
                 metrics.append(Metric(metric, _DESCRIPTIONS[metric], "1", ExponentialHistogram(by_metric[metric], delta)))
@@ -524,18 +524,18 @@ class FeatureStats:
             sums.setdefault(metric, []).append(
                 NumberDataPoint(dict(attrs), start_ns, end_ns, int(n) if float(n).is_integer() else n)
             )
-        for metric, points in sums.items():
-            metrics.append(Metric(metric, _DESCRIPTIONS.get(metric, ""), "1", Sum(points, delta, True)))
+        for metric, sum_points in sums.items():
+            metrics.append(Metric(metric, _DESCRIPTIONS.get(metric, ""), "1", Sum(sum_points, delta, True)))
         hists: dict[str, list[HistogramDataPoint]] = {}
-        for (metric, attrs), h in state.hists.items():
+        for (metric, hattrs), h in state.hists.items():
             if h.counts is None:
                 continue
             hists.setdefault(metric, []).append(
-                HistogramDataPoint(dict(attrs), start_ns, end_ns, h.n, h.total, h.counts.tolist(), list(h.bounds), h.lo, h.hi)
+                HistogramDataPoint(dict(hattrs), start_ns, end_ns, h.n, h.total, h.counts.tolist(), list(h.bounds), h.lo, h.hi)
             )
-        for metric, points in hists.items():
+        for metric, hist_points in hists.items():
             unit = "s" if metric == "ml.inference.duration" else "1"
-            metrics.append(Metric(metric, _DESCRIPTIONS[metric], unit, Histogram(points, delta)))
+            metrics.append(Metric(metric, _DESCRIPTIONS[metric], unit, Histogram(hist_points, delta)))
         return metrics
 
 

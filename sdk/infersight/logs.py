@@ -19,7 +19,7 @@ import math
 import sys
 import threading
 import time
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, MutableMapping
 
 import numpy as np
 import structlog
@@ -136,7 +136,7 @@ class LogPipeline:
     # -- processors (each does one thing) ---------------------------------------------------
 
     @staticmethod
-    def _add_context(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def _add_context(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             event.setdefault("trace_id", format(ctx.trace_id, "032x"))
@@ -145,7 +145,7 @@ class LogPipeline:
         event.setdefault("level", "error" if method == "error" else "info")
         return event
 
-    def _redact_and_cap(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def _redact_and_cap(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         truncated = False
         for key in _PAYLOAD_KEYS:
             if key not in event:
@@ -160,7 +160,7 @@ class LogPipeline:
             event["ml.payload.truncated"] = True
         return event
 
-    def _emit_otel(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def _emit_otel(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if self.otel_logger is None:
             return event
         attrs: dict[str, Any] = {}
@@ -183,7 +183,7 @@ class LogPipeline:
         )
         return event
 
-    def _remember(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def _remember(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         self._last.event = dict(event)
         return event
 

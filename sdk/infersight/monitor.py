@@ -242,7 +242,7 @@ class _Call:
                 "ml.batch.size": norm.n_rows if norm is not None else 1,
             },
         )
-        self.ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self.ctx_token: Any = otel_context.attach(trace.set_span_in_context(self.span))
         self.own = 0.0
 
     def detach(self) -> None:

@@ -188,8 +188,8 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
             for r in rows:
                 keys.update(dict.fromkeys(map(str, r)))
             # A feature absent from a row is recorded as absent, not as null.
-            cols = {k: _column([r.get(k, _ABSENT) for r in rows]) for k in keys}
-            return Normalized(len(rows), columns=cols)
+            by_name = {k: _column([r.get(k, _ABSENT) for r in rows]) for k in keys}
+            return Normalized(len(rows), columns=by_name)
         if _is_sequence(first):
             try:
                 arr = np.asarray(obj)

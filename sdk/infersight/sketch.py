@@ -245,7 +245,7 @@ class ExpHistogram:
     @classmethod
     def from_columns(
         cls,
-        columns: Sequence[npt.ArrayLike],
+        columns: Sequence[npt.ArrayLike] | npt.NDArray[np.float64],
         *,
         max_size: int = DEFAULT_MAX_SIZE,
         max_scale: int = DEFAULT_MAX_SCALE,
