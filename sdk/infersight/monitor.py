@@ -411,6 +411,15 @@ def _fault(reason: str) -> None:
         pass
 
 
+def _end(call: _Call, result: Any, exc: BaseException | None, t0: float) -> None:
+    """Record the finished call (never raises) and leave its context."""
+    elapsed = time.perf_counter() - t0
+    try:
+        call.finish(result, exc, elapsed)
+    finally:
+        call.detach()
+
+
 def _sync_wrapper(opts: _Options) -> Any:
     @wrapt.decorator
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -421,17 +430,9 @@ def _sync_wrapper(opts: _Options) -> Any:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            elapsed = time.perf_counter() - t0
-            try:
-                call.finish(None, exc, elapsed)
-            finally:
-                call.detach()
+            _end(call, None, exc, t0)
             raise
-        elapsed = time.perf_counter() - t0
-        try:
-            call.finish(result, None, elapsed)
-        finally:
-            call.detach()
+        _end(call, result, None, t0)
         return result
 
     return wrapper
@@ -447,17 +448,9 @@ def _async_wrapper(opts: _Options) -> Any:
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            elapsed = time.perf_counter() - t0
-            try:
-                call.finish(None, exc, elapsed)
-            finally:
-                call.detach()
+            _end(call, None, exc, t0)
             raise
-        elapsed = time.perf_counter() - t0
-        try:
-            call.finish(result, None, elapsed)
-        finally:
-            call.detach()
+        _end(call, result, None, t0)
         return result
 
     return wrapper
