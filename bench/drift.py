@@ -10,7 +10,7 @@ the per-(window, feature) verdict agreement, with the disagreements listed.
 Evidently lives only in the benchmark's own venv, never as a project dependency:
 
     python -m venv /tmp/bench-evidently
-    /tmp/bench-evidently/bin/pip install evidently pandas -e .
+    /tmp/bench-evidently/bin/pip install evidently 'pandas<3' -e .   # Evidently 0.7 needs pandas 2
     /tmp/bench-evidently/bin/python bench/drift.py
 
 Without Evidently the script prints our own timings only.
