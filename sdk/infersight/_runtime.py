@@ -75,7 +75,7 @@ class _Switch:
     def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
         inner = self.inner
         if inner is None:
-            return _SUCCESS.get(type(batch).__name__, MetricExportResult.SUCCESS)
+            return MetricExportResult.SUCCESS  # no exporter configured: nothing to send, not a failure
         return inner.export(batch, *args, **kwargs)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -84,9 +84,6 @@ class _Switch:
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
         self.swap(None)
-
-
-_SUCCESS: dict[str, Any] = {}
 
 
 def _quietly(fn: Any, *args: Any) -> None:
@@ -338,7 +335,6 @@ class Runtime:
     # -- set-up ---------------------------------------------------------------------------
 
     def _install(self) -> None:
-        s = self.settings
         existing_tp = trace.get_tracer_provider()
         if isinstance(existing_tp, TracerProvider):
             self.tracer_provider: Any = existing_tp  # the application's own (e.g. opentelemetry-instrument)

@@ -66,31 +66,30 @@ def _parse_bool(name: str, raw: Any) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
 
 
-def _fraction(name: str, raw: Any) -> float:
+def _convert(convert: Callable[[Any], Any], name: str, raw: Any, what: str) -> Any:
+    """``convert(raw)``, or a ConfigError naming the option, the value and what to write."""
     try:
-        value = float(raw)
+        return convert(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}={raw!r} is not a number: use a value between 0 and 1") from None
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
+
+
+def _fraction(name: str, raw: Any) -> float:
+    value = _convert(float, name, raw, "a number: use a value between 0 and 1")
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name}={raw!r} is outside [0, 1]: use e.g. 0.1 for 10%")
     return value
 
 
 def _positive_int(name: str, raw: Any) -> int:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={raw!r} is not a whole number: use e.g. 100") from None
+    value = _convert(int, name, raw, "a whole number: use e.g. 100")
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
     return value
 
 
 def _seconds(name: str, raw: Any) -> float:
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds: use e.g. 10") from None
+    value = _convert(float, name, raw, "a number of seconds: use e.g. 10")
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
     return value
@@ -155,10 +154,7 @@ def _timestamp(name: str, raw: Any) -> _dt.datetime | None:
 def _budget(name: str, raw: Any) -> float | None:
     if raw is None or raw == "" or str(raw).lower() == "none":
         return None
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={raw!r} is not a number: use e.g. 0.1 for 10% of predict time") from None
+    value = _convert(float, name, raw, "a number: use e.g. 0.1 for 10% of predict time")
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be positive (a share of the predict time, e.g. 0.1)")
     return value
