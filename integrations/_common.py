@@ -297,44 +297,64 @@ class Propagation:
 
 PROPAGATION = Propagation()
 _DICT_GETTER: Getter[Any] = DefaultGetter()
-_histograms: dict[int, Any] = {}
+_histograms: dict[int, tuple[Any, Any, Any]] = {}
 _metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
 SCOPE = "infersight.integrations"
 
 
+class _SdkRecorder:
+    """An SDK histogram behind the fast histogram's ``record`` signature."""
+
+    __slots__ = ("hist",)
+
+    def __init__(self, hist: Any) -> None:
+        self.hist = hist
+
+    def record(self, value: float, key: Any, attributes: dict[str, Any], span_context: Any) -> None:
+        self.hist.record(value, attributes)
+
+
 def duration_histogram(rt: Any) -> Any:
-    """The stable ``http.server.request.duration`` histogram, one per meter provider (a
-    reconfigured runtime with another provider gets its own instrument).
+    """The stable ``http.server.request.duration`` histogram of runtime ``rt``: infersight's
+    fast in-process histogram when its own reader exports deltas, else an instrument of the
+    meter provider in use (a reconfigured runtime with another provider gets its own).
 
     It lives in its own instrumentation scope, ``infersight.integrations``: the HTTP layer is a
-    separate instrumentation from ``@monitor``, and (see the report on issue 3) points of the
-    SDK's ``infersight`` scope are lost when the ``ml.*`` sketches ride in the same export."""
-    provider = rt.meter_provider
-    hist = _histograms.get(id(provider))
-    if hist is None:
-        meter = provider.get_meter(SCOPE, "0.1.0")
-        hist = meter.create_histogram(
+    separate instrumentation from ``@monitor``. Either way it is recorded as
+    ``record(seconds, key, attributes, span_context)``."""
+    hit = _histograms.get(id(rt))
+    if hit is not None and hit[0] is rt and hit[1] is rt.meter_provider:
+        return hit[2]
+    recorder = rt.delta_histogram(SCOPE, "http.server.request.duration", "s", "Duration of HTTP server requests.",
+                                  DURATION_BUCKETS)
+    if recorder is None:
+        meter = rt.meter_provider.get_meter(SCOPE, "0.1.0")
+        recorder = _SdkRecorder(meter.create_histogram(
             "http.server.request.duration",
             unit="s",
             description="Duration of HTTP server requests.",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
-        )
-        _histograms[id(provider)] = hist
-    return hist
+        ))
+    _histograms[id(rt)] = (rt, rt.meter_provider, recorder)
+    return recorder
 
 
 def metric_attributes(method: str, scheme: str, status: int | None, route: str | None,
                       error_type: str | None) -> dict[str, Any]:
     """The duration metric's attributes, one shared dict per combination (routes are templates
-    and status codes few, so there are few; bounded all the same). The SDK copies the dict when
-    it records, so sharing it is safe; never mutate the result.
+    and status codes few, so there are few; bounded all the same). The recorders copy the dict
+    when they keep it, so sharing it is safe; never mutate the result.
 
     >>> metric_attributes("GET", "http", 200, "/items/{id}", None)["http.route"]
     '/items/{id}'
     """
-    key = (method, scheme, status, route, error_type)
+    return _metric_attributes((method, scheme, status, route, error_type))
+
+
+def _metric_attributes(key: tuple[Any, ...]) -> dict[str, Any]:
     attrs = _metric_attrs.get(key)
     if attrs is None:
+        method, scheme, status, route, error_type = key
         attrs = {"http.request.method": method, "url.scheme": scheme}
         if status is not None:
             attrs["http.response.status_code"] = status
@@ -422,7 +442,7 @@ class Exchange:
             attrs["user_agent.original"] = req.user_agent
         if req.protocol_version:
             attrs["network.protocol.version"] = req.protocol_version
-        span = rt.tracer.start_span(ex.method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
+        span = rt.span_tracer.start_span(ex.method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
         ex.span = span
         ex.owned = True
         ex.ctx = trace.set_span_in_context(span, parent)
@@ -495,7 +515,8 @@ class Exchange:
         if not self.owned:
             return  # the owner of the span records its own HTTP metrics and ends it
         span.end()
-        duration_histogram(self.rt).record(duration, metric_attributes(self.method, self.scheme, status, route, error_type))
+        key = (self.method, self.scheme, status, route, error_type)
+        duration_histogram(self.rt).record(duration, key, _metric_attributes(key), span.get_span_context())
 
     def _log_bodies(self, status: int | None) -> None:
         from infersight._api import log_pipeline

@@ -52,6 +52,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, Sa
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from infersight.config import Settings
+from infersight._histogram import DeltaHistogram
+from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.feature_stats import FeatureStats
 
 __all__ = ["Runtime", "get_runtime", "configure_runtime", "current_runtime"]
@@ -98,6 +100,8 @@ def _quietly(fn: Any, *args: Any) -> None:
 class _RatioSampler(Sampler):
     """ParentBased(TraceIdRatioBased(ratio)) whose ratio configure() can change."""
 
+    parent_based = True  # lets infersight's span path answer ParentBased(ALWAYS_ON) inline
+
     def __init__(self, ratio: float) -> None:
         self.set_ratio(ratio)
 
@@ -124,17 +128,20 @@ _DELTA: dict[type, AggregationTemporality] = {
 }
 
 
-def _inject(data: MetricsData, metrics: list[Any], resource: Resource | None) -> MetricsData:
-    """``data`` plus our drained ``ml.*`` metrics, regrouped so each (resource, scope) appears
-    once: OTLP encoders key by resource and by scope, so a second entry would clobber the first
-    (e.g. data carried over a fork next to fresh data, or our scope next to the SDK's)."""
+def _inject(data: MetricsData, scoped: list[tuple[InstrumentationScope, list[Any]]],
+            resource: Resource | None) -> MetricsData:
+    """``data`` plus our drained metrics (``(scope, metrics)`` pairs: the ``ml.*`` statistics,
+    the fast HTTP histogram), regrouped so each (resource, scope) appears once: OTLP encoders
+    key by resource and by scope, so a second entry would clobber the first (e.g. data carried
+    over a fork next to fresh data, or our scope next to the SDK's)."""
     rms = list(data.resource_metrics)
-    if metrics:
+    scoped = [(scope, metrics) for scope, metrics in scoped if metrics]
+    if scoped:
         if not rms:
             rms = [ResourceMetrics(resource or Resource.create({}), [], "")]
         first = rms[0]
-        extra = ScopeMetrics(InstrumentationScope(SCOPE, VERSION), metrics, "")
-        rms[0] = ResourceMetrics(first.resource, list(first.scope_metrics) + [extra], first.schema_url)
+        extra = [ScopeMetrics(scope, metrics, "") for scope, metrics in scoped]
+        rms[0] = ResourceMetrics(first.resource, list(first.scope_metrics) + extra, first.schema_url)
     if len(rms) == 1 and len({sm.scope.name for sm in rms[0].scope_metrics}) == len(rms[0].scope_metrics):
         return MetricsData(rms)
     grouped: dict[Any, tuple[Any, str, dict[Any, tuple[Any, str, list[Any]]]]] = {}
@@ -298,13 +305,13 @@ def build_exporters(s: Settings) -> tuple[Any, Any, Any]:
     if s.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter  # type: ignore[assignment]
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter  # type: ignore[assignment]
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]
+    from infersight._otlp_exporters import span_exporter
+
     return (
-        OTLPSpanExporter(**_otlp_endpoint(s, "traces")),
+        span_exporter(s.protocol, **_otlp_endpoint(s, "traces")),
         OTLPMetricExporter(**_otlp_endpoint(s, "metrics")),
         OTLPLogExporter(**_otlp_endpoint(s, "logs")),
     )
@@ -318,9 +325,11 @@ class Runtime:
         self.stats = FeatureStats(settings.max_categories, settings.max_attribute_sets)
         self._faults_logged: set[str] = set()
         self._last_drain_ns = time.time_ns()
-        self._carry: list[Any] = []  # stats drained before a fork, exported by the parent
+        self._carry: list[tuple[InstrumentationScope, list[Any]]] = []  # drained before a fork, for the parent
+        self._histograms: dict[tuple[str, str], DeltaHistogram] = {}
         self._carry_sdk: list[Any] = []  # the SDK instruments' points collected before a fork
         self.owns_tracing = self.owns_metrics = self.owns_logs = False
+        self.exports_deltas = False
         self.span_switch = _Switch(None)
         self.metric_switch = _Switch(None)
         self.log_switch = _Switch(None)
@@ -336,10 +345,15 @@ class Runtime:
 
     def _install(self) -> None:
         existing_tp = trace.get_tracer_provider()
+        self.span_processor = None
         if isinstance(existing_tp, TracerProvider):
             self.tracer_provider: Any = existing_tp  # the application's own (e.g. opentelemetry-instrument)
         else:
             self.tracer_provider = TracerProvider(resource=self.resource, sampler=self.sampler, shutdown_on_exit=False)
+            # infersight's own spans first: on shutdown they are exported before the batch
+            # processor shuts the exporter down.
+            self.span_processor: LiteSpanProcessor | None = LiteSpanProcessor(self.span_switch, self._span_dropped)
+            self.tracer_provider.add_span_processor(self.span_processor)
             self.tracer_provider.add_span_processor(BatchSpanProcessor(cast(Any, self.span_switch)))
             self.owns_tracing = True
             if type(existing_tp).__name__ == "ProxyTracerProvider":
@@ -364,6 +378,11 @@ class Runtime:
             if type(existing_lp).__name__ == "ProxyLoggerProvider":
                 otel_logs.set_logger_provider(self.logger_provider)
         self.tracer = self.tracer_provider.get_tracer(SCOPE, VERSION)
+        # What the middlewares and @monitor start their spans with (see infersight._spans).
+        self.span_tracer: Any = (
+            FastTracer(self.tracer_provider, self.span_processor, SCOPE, VERSION, expected=2)
+            if self.owns_tracing and self.span_processor is not None else self.tracer
+        )
         self.meter = self.meter_provider.get_meter(SCOPE, VERSION)
         self.otel_logger = self.logger_provider.get_logger(SCOPE, VERSION)
 
@@ -371,6 +390,7 @@ class Runtime:
         temporality = _DELTA
         if os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "").lower() == "cumulative":
             temporality = {}
+        self.exports_deltas = temporality is _DELTA
         self.reader = _StatsReader(self, self.metric_switch, self.settings.metric_export_interval, temporality)
         self.meter_provider = MeterProvider(resource=self.resource, metric_readers=[self.reader], shutdown_on_exit=False)
         self.stats.on_pressure = self.reader.wake_for_compaction
@@ -505,6 +525,12 @@ class Runtime:
                 except Exception:  # noqa: BLE001 - a resource refresh must not break configure()
                     self.fault("resource_update")
 
+    def _span_dropped(self, reason: str) -> None:
+        if reason == "span_queue_full":
+            self.stats.count_dropped(reason)  # counted, never logged per span
+        else:
+            self.fault(reason, once_key=reason)
+
     # -- faults ---------------------------------------------------------------------------
 
     def fault(self, reason: str, once_key: str | None = None) -> None:
@@ -521,12 +547,32 @@ class Runtime:
 
     # -- export ---------------------------------------------------------------------------
 
-    def drain_stats(self) -> list[Any]:
+    def delta_histogram(self, scope: str, name: str, unit: str, description: str,
+                        bounds: Sequence[float]) -> DeltaHistogram | None:
+        """A fast in-process histogram exported with our statistics, when our own reader exports
+        deltas (see :mod:`infersight._histogram`); ``None`` otherwise (an application-owned or
+        cumulative reader: record through an SDK instrument then)."""
+        if not (self.owns_metrics and self.exports_deltas):
+            return None
+        hist = self._histograms.get((scope, name))
+        if hist is None:
+            hist = self._histograms[(scope, name)] = DeltaHistogram(name, unit, description, bounds)
+        return hist
+
+    def _drain_all(self, start: int, now: int) -> list[tuple[InstrumentationScope, list[Any]]]:
+        scoped = [(InstrumentationScope(SCOPE, VERSION), self.stats.drain(start, now))]
+        for (scope, _), hist in list(self._histograms.items()):
+            metric = hist.drain(start, now)
+            if metric is not None:
+                scoped.append((InstrumentationScope(scope, VERSION), [metric]))
+        return scoped
+
+    def drain_stats(self) -> list[tuple[InstrumentationScope, list[Any]]]:
         now = time.time_ns()
         start, self._last_drain_ns = self._last_drain_ns, now
-        metrics = self._carry + self.stats.drain(start, now)
+        scoped = self._carry + self._drain_all(start, now)
         self._carry = []
-        return metrics
+        return scoped
 
     def take_carried_sdk_metrics(self) -> list[Any]:
         carried, self._carry_sdk = self._carry_sdk, []
@@ -536,7 +582,7 @@ class Runtime:
         """Empty every delta accumulator into the parent's carry-over, so the child starts
         with nothing to re-export and the parent loses nothing (no network I/O in the hook)."""
         try:
-            self._carry = self._carry + self.stats.drain(self._last_drain_ns, time.time_ns())
+            self._carry = self._carry + self._drain_all(self._last_drain_ns, time.time_ns())
             self._last_drain_ns = time.time_ns()
             collect = getattr(self.reader, "_collect", None)
             if collect is not None:
@@ -551,6 +597,8 @@ class Runtime:
         self._carry = []
         self._carry_sdk = []
         self.stats.reset()
+        for hist in self._histograms.values():
+            hist.reset()
         self._last_drain_ns = time.time_ns()
 
     def flush(self, timeout_millis: int = 30_000) -> bool:

@@ -233,7 +233,7 @@ class _Call:
             rid = rc.new_request_id()
             self.rid_token = rc._request_id.set(rid)  # noqa: SLF001
         self.rid = rid
-        self.span = rt.tracer.start_span(
+        self.span = rt.span_tracer.start_span(
             "predict " + self.model,
             attributes={
                 "ml.model.name": self.model,
