@@ -79,11 +79,14 @@ def _otel_sdk() -> None:
 
 
 def _predictor(variant: str) -> Any:
+
     if variant.startswith("infersight"):
         import infersight
 
         # "-sampled": 10% of traces kept; metrics and ML statistics still cover every request.
-        infersight.configure(service_name="bench", endpoint=os.environ["BENCH_ENDPOINT"], protocol="grpc",
+        http = os.environ.get("BENCH_PROTOCOL") == "http"
+        infersight.configure(service_name="bench", protocol="http/protobuf" if http else "grpc",
+                             endpoint=os.environ["BENCH_HTTP_ENDPOINT" if http else "BENCH_ENDPOINT"],
                              log_output="none", sample_ratio=0.1 if variant.endswith("-sampled") else 1.0)
         if variant != "infersight-no-monitor":
             return infersight.monitor(model="bench", version="1")(_score)
@@ -216,9 +219,9 @@ def _cpu_seconds(root: int) -> float:
     return sum(times.get(pid, 0.0) for pid in tree)
 
 
-def _start(app: str, variant: str, endpoint: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "") -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    env = dict(os.environ, BENCH_APP=app, BENCH_VARIANT=variant, BENCH_ENDPOINT=endpoint,
+    env = dict(os.environ, BENCH_APP=app, BENCH_VARIANT=variant, BENCH_ENDPOINT=endpoint, BENCH_HTTP_ENDPOINT=http_endpoint,
                PYTHONPATH=os.pathsep.join([HERE, REPO]), OTEL_PYTHON_LOG_CORRELATION="false")
     if app == "fastapi":
         argv = [sys.executable, "-m", "uvicorn", "middleware:fastapi_app", "--host", "127.0.0.1", "--port", str(port),
@@ -318,7 +321,7 @@ def run_suite(sink: Any, app: str, args: argparse.Namespace) -> None:
         order = variants[r % len(variants):] + variants[: r % len(variants)]  # rotate the order
         for variant in order:
             before = collections.Counter(sink.counts)
-            proc, url = _start(app, variant, sink.grpc_endpoint)
+            proc, url = _start(app, variant, sink.grpc_endpoint, sink.http_endpoint)
             try:
                 sample, requests = _measure(proc, url, args.seconds, args.concurrency)
             finally:

@@ -40,7 +40,7 @@ import random
 import threading
 import time
 import traceback
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
@@ -376,30 +376,32 @@ class LiteSpanProcessor(SpanProcessor):
 
     def _run(self) -> None:
         while not self._stopped:
-            self._wake.wait(self.delay)
+            woken = self._wake.wait(self.delay)
             self._wake.clear()
             try:
-                self._drain()
+                # Woken by a full batch: export full batches only, so a steady stream of requests
+                # is sent in batches of ``batch``, never span by span. On the timer: everything.
+                self._drain(full_only=woken and not self._stopped)
             except Exception:  # noqa: BLE001 - the export thread must survive anything
                 if self.on_drop is not None:
                     self.on_drop("span_export")
 
-    def _batches(self) -> Iterator[list[LiteSpan]]:
-        queue = self._queue
-        while queue:
-            batch = []
-            try:
-                for _ in range(self.batch):
-                    batch.append(queue.popleft())
-            except IndexError:
-                pass
-            if batch:
-                yield batch
-
-    def _drain(self) -> bool:
+    def _drain(self, full_only: bool = False) -> bool:
+        """Export what is queued now (spans queued meanwhile wait for the next round)."""
         ok = True
+        queue = self._queue
         with self._export_lock:
-            for batch in self._batches():
+            pending = len(queue)
+            while pending > 0 and (pending >= self.batch or not full_only):
+                batch = []
+                try:
+                    for _ in range(min(pending, self.batch)):
+                        batch.append(queue.popleft())
+                except IndexError:
+                    pass
+                if not batch:
+                    break
+                pending -= len(batch)
                 ok = self._export(batch) and ok
         return ok
 
