@@ -10,13 +10,17 @@ FastAPI under uvicorn
   otel                   opentelemetry-instrumentation-fastapi (FastAPI's native telemetry steps
                          aside by itself when it finds that middleware in the stack)
   native                 FastAPI's own telemetry, on by default once a provider exists; reference
-  infersight             infersight middleware + @monitor; FastAPI's native telemetry on (the
-                         default), so FastAPI owns the server span and we enrich it
-  infersight-native-off  the same with FastAPI(telemetry={"tracing": False, "metrics": False,
-                         "logs": False}), the supported switch: our middleware owns the span
-  infersight-no-monitor  native off, middleware only (undecorated predict): splits the cost
+  infersight             infersight middleware + @monitor (instrument_app switches FastAPI's
+                         native telemetry off: our middleware owns the server span)
+  infersight-native-on   the same with instrument_app(app, native_telemetry=True): FastAPI owns
+                         the server span (and adds its operation spans); we enrich it
+  infersight-no-monitor  middleware only (undecorated predict): splits the cost
+  infersight-sampled     infersight with 10% of traces kept (sample_ratio=0.1)
 Flask under gunicorn (1 sync worker)
-  bare, otel (opentelemetry-instrumentation-flask), infersight, infersight-no-monitor
+  bare, otel (opentelemetry-instrumentation-flask), infersight, infersight-no-monitor,
+  infersight-sampled
+
+Exporting variants send OTLP/gRPC; BENCH_PROTOCOL=http makes infersight send OTLP/HTTP instead.
 
 Floors (issue 3): infersight ÷ OTel >= 1.0 and infersight ÷ bare >= 0.85. Variants are
 interleaved round by round (the order rotates) and the median of the rounds is reported with the
@@ -50,7 +54,6 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ROW = b'{"tenure": 12, "charges": 70.5}'
-NATIVE_OFF = {"tracing": False, "metrics": False, "logs": False}
 
 # -- the served apps (built when this file is imported by uvicorn / gunicorn) ------------------------
 
@@ -97,8 +100,7 @@ def build_fastapi(variant: str) -> Any:
     from fastapi import FastAPI, Request
 
     predict = _predictor(variant)
-    native_off = variant in ("infersight-native-off", "infersight-no-monitor", "infersight-native-off-sampled")
-    app = FastAPI(telemetry=NATIVE_OFF) if native_off else FastAPI()
+    app = FastAPI()
 
     @app.post("/predict")
     async def route(request: Request) -> dict:
@@ -114,7 +116,7 @@ def build_fastapi(variant: str) -> Any:
     elif variant.startswith("infersight"):
         from infersight.integrations.fastapi import instrument_app
 
-        instrument_app(app)
+        instrument_app(app, native_telemetry=variant == "infersight-native-on")
     return app
 
 
@@ -299,15 +301,14 @@ def _spread(xs: list[float]) -> str:
 
 
 SUITES = {
-    "fastapi": ["bare", "otel", "native", "infersight", "infersight-native-off", "infersight-no-monitor",
-                "infersight-native-off-sampled"],
+    "fastapi": ["bare", "otel", "native", "infersight", "infersight-native-on", "infersight-no-monitor",
+                "infersight-sampled"],
     "flask": ["bare", "otel", "infersight", "infersight-no-monitor", "infersight-sampled"],
 }
 # (variant, against, floor) pairs printed for each suite.
 RATIOS = {
-    "fastapi": [("infersight-native-off", "otel", 1.0), ("infersight-native-off", "bare", 0.85),
-                ("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight", "native", None),
-                ("infersight-native-off-sampled", "bare", None)],
+    "fastapi": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight-native-on", "otel", None),
+                ("infersight-native-on", "native", None), ("infersight-sampled", "bare", None)],
     "flask": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight-sampled", "bare", None)],
 }
 

@@ -36,17 +36,23 @@ class InferSightMiddleware(_ASGIMiddleware):
     framework = "fastapi"
 
 
-def instrument_app(app: App, **options: Any) -> App:
+def instrument_app(app: App, *, native_telemetry: bool = False, **options: Any) -> App:
     """Add :class:`InferSightMiddleware` to a FastAPI or Starlette app (once) and return the app.
 
     ``options`` are the middleware's keyword arguments (``request_id_header``,
     ``excluded_urls``, ``capture_bodies``, ``max_body_bytes``). Call it before the app starts
     serving (Starlette refuses middleware added later).
 
-    The middleware sits inside Starlette's ``ServerErrorMiddleware``, so an instrumentation
-    that wraps the whole app (FastAPI's native telemetry, ``opentelemetry-instrumentation-fastapi``)
-    stays outside it and its server span is enriched instead of duplicated. FastAPI's native
-    telemetry is also given the excluded paths (when the app set no ``exclude`` of its own).
+    FastAPI's own telemetry (FastAPI 0.165 and later switch it on as soon as an OpenTelemetry
+    provider exists, infersight's included) makes a server span and an
+    ``http.server.request.duration`` series of its own, plus spans for dependencies, the
+    endpoint and serialisation: with infersight's middleware every request would be counted
+    twice and cost four extra spans. So ``instrument_app`` switches it off for this app, the
+    same as ``FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})``.
+    Pass ``native_telemetry=True`` to keep it: FastAPI then owns the server span and the
+    middleware enriches it (request ID) instead of making a second one, as it does for
+    ``opentelemetry-instrumentation-fastapi``. Either way FastAPI's telemetry is given the
+    excluded paths (when the app set no ``exclude`` of its own).
 
     >>> from fastapi import FastAPI
     >>> app = instrument_app(FastAPI())
@@ -64,11 +70,22 @@ def instrument_app(app: App, **options: Any) -> App:
     options_seen = InferSightMiddleware(_no_app, **options).options  # validates now, not at start-up
     app.add_middleware(InferSightMiddleware, **options)  # type: ignore[attr-defined]
     _exclude_from_native_telemetry(app, options_seen.is_excluded)
+    if not native_telemetry:
+        _switch_off_native_telemetry(app)
     return app
 
 
 async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never called
     return None
+
+
+def _switch_off_native_telemetry(app: Any) -> None:
+    """What ``FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})`` sets.
+    FastAPI reads its telemetry settings from this dict on every request; an app without it
+    (Starlette, older FastAPI) has no native telemetry to switch off."""
+    config = getattr(app, "_telemetry", None)
+    if isinstance(config, dict):
+        config.update(tracing=False, metrics=False, logs=False)
 
 
 def _exclude_from_native_telemetry(app: Any, is_excluded: Callable[[str], bool]) -> None:

@@ -29,8 +29,9 @@ ROW = {"tenure": 12, "charges": 70.5}
 
 @pytest.fixture(scope="module", params=["fastapi", "starlette"])
 def server(request: pytest.FixtureRequest, sink: OtlpSink) -> Iterator[Server]:
-    """FastAPI (whose native telemetry owns the server span; infersight enriches it) and plain
-    Starlette (infersight owns the span and the duration metric)."""
+    """FastAPI (``instrument_app`` switches FastAPI's native telemetry off, so infersight owns
+    the server span and the duration metric) and plain Starlette (the same, with no native
+    telemetry to switch off)."""
     srv = start_uvicorn(sink, f"apps.{request.param}_server:app")
     srv.flavour = request.param  # type: ignore[attr-defined]
     yield srv
@@ -69,10 +70,9 @@ def test_predict_span_nests_under_server_span_in_the_callers_trace(server: Serve
     assert a["http.response.status_code"] == 200
     assert a["url.scheme"] == "http"
     assert a["server.address"] == "127.0.0.1" and a["server.port"] == server.port
-    if server.flavour == "starlette":  # type: ignore[attr-defined]
-        # Our own span; FastAPI's native span leaves these opt-in attributes out.
-        assert a["client.address"] == "127.0.0.1"
-        assert a["user_agent.original"] == "it/1"
+    # Our own span (FastAPI's native one, switched off, leaves these opt-in attributes out).
+    assert a["client.address"] == "127.0.0.1"
+    assert a["user_agent.original"] == "it/1"
     assert "error.type" not in a
     # The caller's trace continues: same trace ID, parent is the caller's span.
     assert srv_span.trace_id.hex() == trace_id
@@ -207,9 +207,7 @@ def test_client_disconnect_mid_stream_ends_the_span_and_server_keeps_serving(ser
         # leaving the block closes the connection mid-stream
     assert sink.wait_for(lambda s: len(server_spans(s, request_id)) == 1, timeout=20)
     a = span_attrs(server_spans(sink, request_id)[0])
-    # FastAPI's native span keeps its own name for it; on our own span it is ClientDisconnected.
-    expected = "ClientDisconnected" if server.flavour == "starlette" else "ConnectionError"  # type: ignore[attr-defined]
-    assert a["error.type"] == expected
+    assert a["error.type"] == "ClientDisconnected"
     assert a["http.response.status_code"] == 200
     after = httpx.post(server.base_url + "/predict/churn", json=ROW)
     assert after.status_code == 200
@@ -271,6 +269,38 @@ def test_existing_otel_server_span_is_enriched_not_duplicated(sink: OtlpSink) ->
         same_trace = [s for _, s in sink.spans() if s.trace_id == srv_span.trace_id]
         assert [s.kind for s in same_trace].count(2) == 1  # one SERVER span, OTel's, enriched
         assert srv_span.name == "POST /predict/{model_name}"
+        assert srv_span.span_id in ancestors(sink, predict)
+    finally:
+        srv.stop()
+
+
+def test_one_server_span_and_one_duration_series_per_request(fastapi_server: Server, sink: OtlpSink) -> None:
+    """With FastAPI's native telemetry switched off by ``instrument_app``, nothing is emitted
+    twice: one SERVER span per request, ``http.server.request.duration`` from one scope."""
+    request_id = rid()
+    httpx.post(fastapi_server.base_url + "/predict/churn", json=ROW, headers={"X-Request-ID": request_id})
+    srv_span, [predict] = wait_for_request(sink, request_id)
+    same_trace = [s for _, s in sink.spans() if s.trace_id == srv_span.trace_id]
+    assert [s.kind for s in same_trace].count(2) == 1
+    assert {ss.scope.name for m in sink.traces for rs in m.resource_spans for ss in rs.scope_spans} == {"infersight"}
+    assert sink.wait_for(lambda s: duration_count(s, **{"http.route": "/predict/{model_name}"}) >= 1)
+    scopes = {sm.scope.name for m in sink.metrics for rm in m.resource_metrics for sm in rm.scope_metrics
+              if any(metric.name == "http.server.request.duration" for metric in sm.metrics)}
+    assert scopes == {"infersight.integrations"}
+
+
+def test_native_telemetry_kept_on_request_is_enriched_not_duplicated(sink: OtlpSink) -> None:
+    """``instrument_app(app, native_telemetry=True)``: FastAPI's own telemetry stays on and owns
+    the server span; infersight adds the request ID to it rather than making a second one."""
+    srv = start_uvicorn(sink, IT_NATIVE_TELEMETRY="1")
+    try:
+        request_id = rid()
+        r = httpx.post(srv.base_url + "/predict/churn", json=ROW, headers={"X-Request-ID": request_id})
+        assert r.status_code == 200 and r.headers["x-request-id"] == request_id
+        srv_span, [predict] = wait_for_request(sink, request_id)
+        same_trace = [s for _, s in sink.spans() if s.trace_id == srv_span.trace_id]
+        assert [s.kind for s in same_trace].count(2) == 1  # FastAPI's, enriched
+        assert "client.address" not in span_attrs(srv_span)  # FastAPI's span, not ours
         assert srv_span.span_id in ancestors(sink, predict)
     finally:
         srv.stop()

@@ -83,4 +83,4 @@ async def boom() -> dict:
     raise ValueError("boom")
 
 
-instrument_app(app)
+instrument_app(app, native_telemetry=os.environ.get("IT_NATIVE_TELEMETRY") == "1")
