@@ -134,31 +134,60 @@ def _link(trace_id: int, span_id: int, is_remote: bool, attributes: Mapping[str,
     return b"".join(parts)
 
 
+_span_ids = struct.Struct(">BBQQBBQ").pack  # trace_id (16 bytes as two big-endian halves), span_id
+_times = struct.Struct("<BQBQ").pack  # start and end time, fixed64 each
+_flags_local = b"\x85\x01" + _pack_i(FLAGS_HAS_IS_REMOTE)
+_flags_remote = b"\x85\x01" + _pack_i(FLAGS_HAS_IS_REMOTE | FLAGS_IS_REMOTE)
+_M64 = (1 << 64) - 1
+
+# Span attributes as complete ``attributes`` fields (tag, length, KeyValue), by (key, type,
+# value): the hot loop of the encoder is one lookup per attribute.
+_attr_cache: dict[tuple[str, type, Any], bytes] = {}
+
+
+def _span_attr(key: str, value: Any) -> bytes:
+    t = type(value)
+    if key in UNCACHED_KEYS or t not in (str, int, float, bool):
+        return _ld(b"\x4a", _key_value(key, value))
+    ck = (key, t, value)
+    hit = _attr_cache.get(ck)
+    if hit is None:
+        hit = _ld(b"\x4a", _key_value(key, value))
+        if len(_attr_cache) >= _KV_CACHE_LIMIT:
+            _attr_cache.clear()
+        _attr_cache[ck] = hit
+    return hit
+
+
 def encode_span(span: Any) -> bytes:
     """One ``Span`` message body from an :class:`infersight._spans.LiteSpan` (or anything with
     its fields)."""
     ctx = span.context
-    parts = [b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big"), b"\x12\x08" + ctx.span_id.to_bytes(8, "big")]
+    trace_id = ctx.trace_id
+    parts = [_span_ids(0x0A, 0x10, trace_id >> 64, trace_id & _M64, 0x12, 0x08, ctx.span_id)]
     trace_state = ctx.trace_state
     if trace_state:
         parts.append(_ld(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items()).encode("utf-8")))
     parent = span.parent
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    parts.append(_ld(b"\x2a", span.name.encode("utf-8")))
+    name = span.name.encode("utf-8")
+    parts.append(b"\x2a" + (_SHORT[len(name)] if len(name) < 128 else _varint(len(name))) + name)
     parts.append(b"\x30" + _SHORT[span.kind.value + 1])
-    parts.append(b"\x39" + _pack_q(span.start_time))
-    parts.append(b"\x41" + _pack_q(span.end_time))
+    parts.append(_times(0x39, span.start_time, 0x41, span.end_time))
     attributes = span.attributes
     if attributes:
+        cache = _attr_cache
         for k, v in attributes.items():
-            parts.append(_ld(b"\x4a", _kv(k, v)))
+            t = type(v)
+            hit = cache.get((k, t, v)) if t is str or t is int else None
+            parts.append(hit if hit is not None else _span_attr(k, v))
     if span.dropped_attributes:
         parts.append(b"\x50" + _varint(span.dropped_attributes))
     events = span.events
     if events:
-        for name, attrs, ts, dropped in events:
-            parts.append(_ld(b"\x5a", _event(name, attrs, ts, dropped)))
+        for ev_name, attrs, ts, dropped in events:
+            parts.append(_ld(b"\x5a", _event(ev_name, attrs, ts, dropped)))
     if span.dropped_events:
         parts.append(b"\x60" + _varint(span.dropped_events))
     links = span.links
@@ -172,7 +201,7 @@ def encode_span(span: Any) -> bytes:
         parts.append(_ld(b"\x7a", status))
     else:
         parts.append(b"\x7a\x00")  # the OTel encoder always sets status, even UNSET
-    parts.append(b"\x85\x01" + _pack_i(FLAGS_HAS_IS_REMOTE | (FLAGS_IS_REMOTE if parent is not None and parent.is_remote else 0)))
+    parts.append(_flags_remote if parent is not None and parent.is_remote else _flags_local)
     return b"".join(parts)
 
 

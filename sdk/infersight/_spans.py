@@ -57,8 +57,7 @@ __all__ = ["FastTracer", "LiteSpan", "LiteSpanProcessor"]
 
 _log = logging.getLogger("infersight")
 _RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED | _RANDOM)
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT | _RANDOM)
+_FLAGS = [TraceFlags(i) for i in range(256)]  # made once: TraceFlags(x) costs a call per span
 _get_current_span = trace.get_current_span
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits
@@ -134,7 +133,7 @@ class LiteSpan(trace.Span):
         self.links: list[tuple[SpanContext, dict[str, Any], int]] | None = None
         self.status_code = 0
         self.status_message: str | None = None
-        self.dropped_attributes = 0
+        self.dropped_attributes = attributes.dropped if type(attributes) is _LimitedAttributes else 0
         self.dropped_events = 0
 
     # -- the opentelemetry.trace.Span interface ------------------------------------------------
@@ -264,7 +263,7 @@ class FastTracer:
         self.sdk_tracer = provider.get_tracer(name, version)
         self._expected = expected
         active = getattr(provider, "_active_span_processor", None)
-        self._processors_owner = active
+        self._processors_owner = active if hasattr(active, "_span_processors") else None
         limits = getattr(provider, "_span_limits", None)
         self.max_attributes = getattr(limits, "max_span_attributes", None) or 128
         self.max_events = getattr(limits, "max_events", None) or 128
@@ -276,17 +275,16 @@ class FastTracer:
         processor.provider = provider
 
     def _fast(self) -> bool:
-        """Whether only infersight's own processors are on the provider (cheap: two lookups)."""
+        """Whether only infersight's own processors are on the provider."""
         owner = self._processors_owner
-        if owner is None:
-            return False
-        return len(getattr(owner, "_span_processors", ())) == self._expected
+        return owner is not None and len(getattr(owner, "_span_processors", ())) == self._expected
 
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: dict[str, Any] | None = None) -> trace.Span:
         """A span named ``name``, child of the span current in ``context`` (or of the current
         context), sampled by the provider's sampler. Not made current: the caller attaches it."""
-        if not self._fast():
+        owner = self._processors_owner
+        if owner is None or len(owner._span_processors) != self._expected:  # noqa: SLF001
             return self.sdk_tracer.start_span(name, context=context, kind=kind, attributes=attributes)
         provider = self.provider
         parent = _get_current_span(context).get_span_context()
@@ -299,12 +297,15 @@ class FastTracer:
             parent = None
             trace_id = (_getrandbits(128) or 1) if plain_ids else id_gen.generate_trace_id()
             random_flag = _RANDOM if plain_ids or id_gen.is_trace_id_random() else 0
+        span_id = (_getrandbits(64) or 1) if plain_ids else id_gen.generate_span_id()
         sampler = provider.sampler
-        ratio = getattr(sampler, "ratio", None)
-        if ratio is not None and ratio >= 1.0 and getattr(sampler, "parent_based", False):
+        if getattr(sampler, "parent_based", False) and sampler.ratio >= 1.0:
             # ParentBased(ALWAYS_ON), answered inline: follow the parent's decision, else sample.
-            sampled = parent is None or parent.trace_flags.sampled
-            trace_state = parent.trace_state if parent is not None else None
+            if parent is None:
+                return LiteSpan(self, name, SpanContext(trace_id, span_id, False, _FLAGS[1 | random_flag]),
+                                None, kind, self._limited(attributes), _time_ns())
+            sampled = parent.trace_flags.sampled
+            trace_state = parent.trace_state
         else:
             result = sampler.should_sample(context, trace_id, name, kind, attributes, None)
             sampled = result.decision.is_sampled()
@@ -312,21 +313,28 @@ class FastTracer:
             if result.attributes:
                 attributes = {**(attributes or {}), **result.attributes}
             if not result.decision.is_recording():
-                flags = TraceFlags((TraceFlags.SAMPLED if sampled else 0) | random_flag)
-                span_id = (_getrandbits(64) or 1) if plain_ids else id_gen.generate_span_id()
-                return NonRecordingSpan(SpanContext(trace_id, span_id, False, flags, trace_state))
-        flags = TraceFlags((TraceFlags.SAMPLED if sampled else 0) | random_flag)
-        span_id = (_getrandbits(64) or 1) if plain_ids else id_gen.generate_span_id()
-        ctx = SpanContext(trace_id, span_id, False, flags, trace_state)
+                return NonRecordingSpan(SpanContext(trace_id, span_id, False, _FLAGS[int(sampled) | random_flag],
+                                                    trace_state))
+        ctx = SpanContext(trace_id, span_id, False, _FLAGS[int(sampled) | random_flag], trace_state)
         if not sampled:
             return NonRecordingSpan(ctx)
+        return LiteSpan(self, name, ctx, parent, kind, self._limited(attributes), _time_ns())
+
+    def _limited(self, attributes: dict[str, Any] | None) -> dict[str, Any]:
+        """The start attributes within the span limits (as given when they are, the usual case);
+        what the limits cut is counted by the span, as the SDK does."""
         attrs = attributes if attributes is not None else {}
-        if self.max_attribute_length is not None or len(attrs) > self.max_attributes:
-            attrs, dropped = _cleaned(attrs, self.max_attributes, self.max_attribute_length)
-            span = LiteSpan(self, name, ctx, parent, kind, attrs, _time_ns())
-            span.dropped_attributes = dropped
-            return span
-        return LiteSpan(self, name, ctx, parent, kind, attrs, _time_ns())
+        if self.max_attribute_length is None and len(attrs) <= self.max_attributes:
+            return attrs
+        return _LimitedAttributes(*_cleaned(attrs, self.max_attributes, self.max_attribute_length))
+
+
+class _LimitedAttributes(dict):  # type: ignore[type-arg]
+    """Start attributes that lost some to the span limits; the span takes the count over."""
+
+    def __init__(self, items: dict[str, Any], dropped: int) -> None:
+        super().__init__(items)
+        self.dropped = dropped
 
 
 class LiteSpanProcessor(SpanProcessor):
