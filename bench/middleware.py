@@ -7,6 +7,9 @@ SDK tracer *and* meter provider, so each instrumentation's HTTP metric is really
 
 FastAPI under uvicorn
   bare                   no telemetry (no provider, so FastAPI's native telemetry is inactive)
+  passthrough            no telemetry, but a pure ASGI middleware wrapping receive and send and a
+                         do-nothing wrapt decorator on predict: what any instrumentation's layers
+                         cost before they record anything (reference)
   otel                   opentelemetry-instrumentation-fastapi (FastAPI's native telemetry steps
                          aside by itself when it finds that middleware in the stack)
   native                 FastAPI's own telemetry, on by default once a provider exists; reference
@@ -17,7 +20,8 @@ FastAPI under uvicorn
   infersight-no-monitor  middleware only (undecorated predict): splits the cost
   infersight-sampled     infersight with 10% of traces kept (sample_ratio=0.1)
 Flask under gunicorn (1 sync worker)
-  bare, otel (opentelemetry-instrumentation-flask), infersight, infersight-no-monitor,
+  bare, passthrough (a WSGI middleware wrapping start_response and the body, and the do-nothing
+  decorator), otel (opentelemetry-instrumentation-flask), infersight, infersight-no-monitor,
   infersight-sampled
 
 Exporting variants send OTLP/gRPC; BENCH_PROTOCOL=http makes infersight send OTLP/HTTP instead.
@@ -81,7 +85,55 @@ def _otel_sdk() -> None:
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
 
+class _PassThroughASGI:
+    """The least an ASGI middleware that watches a request can do: wrap receive and send."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def wrapped_receive() -> Any:
+            return await receive()
+
+        async def wrapped_send(message: Any) -> None:
+            await send(message)
+
+        await self.app(scope, wrapped_receive, wrapped_send)
+
+
+class _PassThroughWSGI:
+    """The WSGI counterpart: wrap start_response and the response iterable."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        def wrapped_start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            return start_response(status, headers, exc_info)
+
+        body = self.app(environ, wrapped_start)
+        try:
+            yield from body
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+
 def _predictor(variant: str) -> Any:
+
+    if variant == "passthrough":
+        import wrapt
+
+        @wrapt.decorator
+        def passthrough(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            return wrapped(*args, **kwargs)
+
+        return passthrough(_score)
 
     if variant.startswith("infersight"):
         import infersight
@@ -106,6 +158,8 @@ def build_fastapi(variant: str) -> Any:
     async def route(request: Request) -> dict:
         return {"score": predict(await request.json())}
 
+    if variant == "passthrough":
+        app.add_middleware(_PassThroughASGI)
     if variant == "otel":
         _otel_sdk()
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -130,6 +184,8 @@ def build_flask(variant: str) -> Any:
     def route() -> dict:
         return {"score": predict(request.get_json())}
 
+    if variant == "passthrough":
+        app.wsgi_app = _PassThroughWSGI(app.wsgi_app)  # type: ignore[method-assign]
     if variant == "otel":
         _otel_sdk()
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
@@ -301,15 +357,17 @@ def _spread(xs: list[float]) -> str:
 
 
 SUITES = {
-    "fastapi": ["bare", "otel", "native", "infersight", "infersight-native-on", "infersight-no-monitor",
+    "fastapi": ["bare", "passthrough", "otel", "native", "infersight", "infersight-native-on", "infersight-no-monitor",
                 "infersight-sampled"],
-    "flask": ["bare", "otel", "infersight", "infersight-no-monitor", "infersight-sampled"],
+    "flask": ["bare", "passthrough", "otel", "infersight", "infersight-no-monitor", "infersight-sampled"],
 }
 # (variant, against, floor) pairs printed for each suite.
 RATIOS = {
-    "fastapi": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight-native-on", "otel", None),
+    "fastapi": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("passthrough", "bare", None),
+                ("infersight", "passthrough", None), ("infersight-native-on", "otel", None),
                 ("infersight-native-on", "native", None), ("infersight-sampled", "bare", None)],
-    "flask": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("infersight-sampled", "bare", None)],
+    "flask": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("passthrough", "bare", None),
+              ("infersight", "passthrough", None), ("infersight-sampled", "bare", None)],
 }
 
 
@@ -435,6 +493,49 @@ def micro(n: int = 20_000, repeat: int = 7) -> None:
     print(f"  predict, bare                               {plain:6.1f}")
     print(f"  + @monitor                                  {best(calls(monitored)) - plain:6.1f}")
     infersight.shutdown()
+    encoding()
+
+
+def encoding(batch: int = 512, repeat: int = 20) -> None:
+    """µs per span to encode a batch of server spans to OTLP bytes: infersight's encoder against
+    the OTel encoder given the same spans as SDK ``ReadableSpan`` objects."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import SpanKind
+
+    from infersight._otlp_encode import encode_request
+    from infersight._spans import FastTracer, LiteSpanProcessor
+
+    resource = Resource.create({"service.name": "bench"})
+    provider = TracerProvider(resource=resource)
+    processor = LiteSpanProcessor(None)
+    provider.add_span_processor(processor)
+    tracer = FastTracer(provider, processor, "infersight", "0.1.0", expected=1)
+    spans = []
+    for i in range(batch):
+        span = tracer.start_span("POST", kind=SpanKind.SERVER, attributes={
+            "http.request.method": "POST", "url.path": "/predict", "url.scheme": "http", "ml.request.id": f"{i:032x}",
+            "server.address": "127.0.0.1", "server.port": 8000, "client.address": "127.0.0.1",
+            "user_agent.original": "Python-urllib/3.12", "network.protocol.version": "1.1"})
+        span.set_attributes({"http.response.status_code": 200, "http.route": "/predict"})
+        span.update_name("POST /predict")
+        span.end_time = span.start_time + 1000  # ended without queueing
+        spans.append(span)
+    readable = [s.to_readable(resource, tracer.scope) for s in spans]
+    scope = ("infersight", "0.1.0", None, None)
+
+    def per_span(fn: Any) -> float:
+        fn()
+        t0 = time.thread_time()
+        for _ in range(repeat):
+            fn()
+        return (time.thread_time() - t0) / repeat / batch * 1e6
+
+    ours = per_span(lambda: encode_request(resource, scope, spans))
+    theirs = per_span(lambda: encode_spans(readable).SerializeToString())
+    print(f"OTLP encoding of a batch of {batch} server spans (µs per span): infersight {ours:.1f}, "
+          f"OTel encoder {theirs:.1f} ({theirs / ours:.1f}x)")
 
 
 def main() -> None:
