@@ -98,7 +98,8 @@ UNCACHED_KEYS = frozenset({"ml.request.id"})
 
 def _kv(key: str, value: Any) -> bytes:
     t = type(value)
-    if key in UNCACHED_KEYS or t not in (str, int, float, bool):
+    # Floats stay out: -0.0 == 0.0 (one cache entry for two encodings) and NaN never matches.
+    if key in UNCACHED_KEYS or t not in (str, int, bool):
         return _key_value(key, value)
     ck = (key, t, value)
     hit = _kv_cache.get(ck)
@@ -147,7 +148,7 @@ _attr_cache: dict[tuple[str, type, Any], bytes] = {}
 
 def _span_attr(key: str, value: Any) -> bytes:
     t = type(value)
-    if key in UNCACHED_KEYS or t not in (str, int, float, bool):
+    if key in UNCACHED_KEYS or t not in (str, int, bool):
         return _ld(b"\x4a", _key_value(key, value))
     ck = (key, t, value)
     hit = _attr_cache.get(ck)

@@ -197,3 +197,16 @@ def test_monitor_and_application_spans_nest_on_the_wire(protocol, model_name):
         scopes = {ss.scope.name for m in sink.traces for rs in m.resource_spans for ss in rs.scope_spans}
         assert scopes == {"app", "infersight"}
     infersight.configure(exporter="none", log_output="none")
+
+
+def test_negative_zero_keeps_its_sign_after_positive_zero_was_encoded():
+    _, tracer, _ = _tracer()
+    spans = []
+    for value in (0.0, -0.0):
+        span = tracer.start_span("x", attributes={"v": value})
+        span.end()
+        spans.append(span)
+    decoded = ExportTraceServiceRequest.FromString(
+        _otlp_encode.encode_request(RESOURCE, ("infersight", "0.1.0", None, None), spans))
+    values = [s.attributes[0].value.double_value for s in decoded.resource_spans[0].scope_spans[0].spans]
+    assert [str(v) for v in values] == ["0.0", "-0.0"]
