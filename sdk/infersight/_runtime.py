@@ -345,14 +345,14 @@ class Runtime:
 
     def _install(self) -> None:
         existing_tp = trace.get_tracer_provider()
-        self.span_processor = None
+        self.span_processor: LiteSpanProcessor | None = None
         if isinstance(existing_tp, TracerProvider):
             self.tracer_provider: Any = existing_tp  # the application's own (e.g. opentelemetry-instrument)
         else:
             self.tracer_provider = TracerProvider(resource=self.resource, sampler=self.sampler, shutdown_on_exit=False)
             # infersight's own spans first: on shutdown they are exported before the batch
             # processor shuts the exporter down.
-            self.span_processor: LiteSpanProcessor | None = LiteSpanProcessor(self.span_switch, self._span_dropped)
+            self.span_processor = LiteSpanProcessor(self.span_switch, self._span_dropped)
             self.tracer_provider.add_span_processor(self.span_processor)
             self.tracer_provider.add_span_processor(BatchSpanProcessor(cast(Any, self.span_switch)))
             self.owns_tracing = True

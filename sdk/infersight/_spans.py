@@ -231,8 +231,8 @@ class LiteSpan(trace.Span):
         status = Status(StatusCode(self.status_code), self.status_message) if self.status_code else Status(StatusCode.UNSET)
         attributes = BoundedAttributes(None, self.attributes, immutable=True)
         attributes.dropped = self.dropped_attributes
-        events = BoundedList(None)
-        events.extend(Event(name, _with_dropped(attrs, dropped), ts) for name, attrs, ts, dropped in self.events or ())
+        events: BoundedList = BoundedList(None)
+        events.extend([Event(name, _with_dropped(attrs, dropped), ts) for name, attrs, ts, dropped in self.events or ()])
         events.dropped = self.dropped_events
         links = [Link(ctx, _with_dropped(attrs, dropped)) for ctx, attrs, dropped in self.links or ()]
         return ReadableSpan(
@@ -287,10 +287,10 @@ class FastTracer:
         if owner is None or len(owner._span_processors) != self._expected:  # noqa: SLF001
             return self.sdk_tracer.start_span(name, context=context, kind=kind, attributes=attributes)
         provider = self.provider
-        parent = _get_current_span(context).get_span_context()
+        parent: SpanContext | None = _get_current_span(context).get_span_context()
         id_gen = provider.id_generator
         plain_ids = type(id_gen) is RandomIdGenerator
-        if parent.is_valid:
+        if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
             random_flag = parent.trace_flags & _RANDOM
         else:
