@@ -178,6 +178,8 @@ def test_monitor_and_application_spans_nest_on_the_wire(protocol, model_name):
         rt = get_runtime()
         assert isinstance(rt.span_tracer, FastTracer) and rt.span_tracer._fast()
         assert callable(getattr(rt.span_switch.inner, "export_encoded", None))
+        if protocol == "grpc":  # encoded requests go out as bytes, not parsed back into a message
+            assert isinstance(rt.span_switch.inner._client, _otlp_exporters._BytesOrMessage)
         app_tracer = trace.get_tracer("app")
 
         @infersight.monitor(model=model_name, version="2")
