@@ -43,6 +43,7 @@ __all__ = [
     "RequestInfo",
     "Propagation",
     "PROPAGATION",
+    "w3c_parent",
     "server_address_port",
     "metric_attributes",
     "Exchange",
@@ -230,14 +231,16 @@ class RequestInfo:
 
     A plain slotted class built positionally: one is made per request, and a dataclass with
     keyword arguments costs a microsecond more. ``carrier`` is ``None`` when the request carries
-    none of the propagator's headers (see :class:`Propagation`): extraction is then skipped."""
+    none of the propagator's headers (see :class:`Propagation`): extraction is then skipped; it
+    is also ``None`` when ``remote`` holds the caller's span read from a plain ``traceparent``."""
 
     __slots__ = ("method", "scheme", "path", "server_address", "server_port", "client", "user_agent",
-                 "protocol_version", "incoming_id", "carrier", "getter")
+                 "protocol_version", "incoming_id", "carrier", "getter", "remote")
 
     def __init__(self, method: str, scheme: str, path: str, server_address: str | None, server_port: int | None,
                  client: str | None, user_agent: str | None, protocol_version: str | None,
-                 incoming_id: str | None, carrier: Any = None, getter: Getter[Any] | None = None) -> None:
+                 incoming_id: str | None, carrier: Any = None, getter: Getter[Any] | None = None,
+                 remote: SpanContext | None = None) -> None:
         self.method = method
         self.scheme = scheme
         self.path = path
@@ -249,6 +252,7 @@ class RequestInfo:
         self.incoming_id = incoming_id
         self.carrier = carrier
         self.getter = getter
+        self.remote = remote  # the caller's span, already read by w3c_parent (carrier is then None)
 
 
 _CACHE_LIMIT = 256  # entries per small per-process cache below; past it, compute without caching
@@ -279,20 +283,60 @@ class Propagation:
 
     Adapters use the names to notice, while scanning headers they scan anyway, whether a request
     carries trace context at all; most requests to a model server start a trace, and extracting
-    from a request without the headers costs microseconds to find nothing."""
+    from a request without the headers costs microseconds to find nothing. ``w3c`` says the
+    propagator is OTel's default (W3C trace context, then W3C baggage): a request whose only
+    propagation header is a plain ``traceparent`` is then read by :func:`w3c_parent`."""
 
-    __slots__ = ("_propagator", "names")
+    __slots__ = ("_propagator", "names", "w3c")
 
     def __init__(self) -> None:
         self._propagator: Any = None
         self.names: frozenset[str] = frozenset()
+        self.w3c = False
 
     def current(self) -> Any:
         propagator = propagate.get_global_textmap()
         if propagator is not self._propagator:
             self.names = frozenset(n.lower() for n in propagator.fields)
+            self.w3c = _is_default_w3c(propagator)
             self._propagator = propagator
         return propagator
+
+
+def _is_default_w3c(propagator: Any) -> bool:
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    if type(propagator) is TraceContextTextMapPropagator:
+        return True
+    inner = getattr(propagator, "_propagators", None)
+    return (type(propagator) is CompositePropagator and inner is not None
+            and [type(p) for p in inner] in ([TraceContextTextMapPropagator, W3CBaggagePropagator],
+                                             [TraceContextTextMapPropagator]))
+
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
+
+
+def w3c_parent(traceparent: str) -> SpanContext | None:
+    """The caller's span context from a canonical version-00 ``traceparent``, the same one the
+    W3C propagator reads from it; ``None`` for any other form (the propagator then decides:
+    whitespace, other versions, zero IDs, malformed values).
+
+    >>> ctx = w3c_parent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    >>> hex(ctx.span_id), ctx.is_remote, ctx.trace_flags.sampled
+    ('0xb7ad6b7169203331', True, True)
+    >>> w3c_parent("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01") is None
+    True
+    """
+    m = _TRACEPARENT.match(traceparent)
+    if m is None:
+        return None
+    trace_id, span_id = int(m.group(1), 16), int(m.group(2), 16)
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, True, TraceFlags(int(m.group(3), 16)), None)
 
 
 PROPAGATION = Propagation()
@@ -420,7 +464,10 @@ class Exchange:
             current.set_attribute("ml.request.id", ex.request_id)
             return ex
         parent = None
-        if req.carrier is not None:
+        if req.remote is not None:
+            # What the W3C propagator returns: the caller's span in an otherwise empty context.
+            parent = trace.set_span_in_context(NonRecordingSpan(req.remote), otel_context.Context())
+        elif req.carrier is not None:
             parent = PROPAGATION.current().extract(req.carrier, getter=req.getter or _DICT_GETTER)
         # One dict, handed to start_span: the SDK cleans it in one pass (set_attribute per key
         # takes the span's lock and cleans once per call).

@@ -21,6 +21,7 @@ from opentelemetry import context as otel_context
 from infersight._runtime import get_runtime
 from infersight.integrations._common import (
     PROPAGATION,
+    w3c_parent,
     Exchange,
     RequestInfo,
     is_json,
@@ -144,7 +145,7 @@ class InferSightMiddleware:
         if wanted is None or self._wanted_for is not PROPAGATION.names:
             wanted = self._wanted = _wanted_headers(self._header, PROPAGATION.names)
             self._wanted_for = PROPAGATION.names
-        host = user_agent = incoming = None
+        host = user_agent = incoming = traceparent = None
         propagated = False
         headers = scope.get("headers") or ()
         for key, value in headers:
@@ -162,8 +163,15 @@ class InferSightMiddleware:
             elif slot == _REQUEST_ID:
                 # Repeated: joined as HTTP allows, which makes it invalid and so replaced.
                 incoming = value if incoming is None else incoming + b"," + value
+            elif traceparent is None and (key == b"traceparent" or key.lower() == b"traceparent"):
+                traceparent = value
             else:
-                propagated = True
+                propagated = True  # any other propagation header, or a second traceparent
+        remote = None
+        if traceparent is not None:
+            if not propagated and PROPAGATION.w3c:
+                remote = w3c_parent(traceparent.decode("latin-1"))
+            propagated = remote is None
         scheme = scope.get("scheme") or "http"
         server = scope.get("server")
         client = scope.get("client")
@@ -180,6 +188,8 @@ class InferSightMiddleware:
             scope.get("http_version"),
             incoming.decode("latin-1") if incoming is not None else None,
             _carrier(headers) if propagated and propagator is not None else None,
+            None,
+            remote,
         )
 
 

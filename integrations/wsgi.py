@@ -28,6 +28,7 @@ from opentelemetry.propagators.textmap import Getter
 from infersight._runtime import get_runtime
 from infersight.integrations._common import (
     PROPAGATION,
+    w3c_parent,
     Exchange,
     RequestInfo,
     is_json,
@@ -150,7 +151,12 @@ class InferSightMiddleware:
         if keys is None or self._propagation_for is not PROPAGATION.names:
             keys = self._propagation_keys = tuple(_environ_key(n) for n in PROPAGATION.names)
             self._propagation_for = PROPAGATION.names
-        propagated = propagator is not None and any(k in environ for k in keys)
+        remote = None
+        if PROPAGATION.w3c:
+            traceparent = environ.get("HTTP_TRACEPARENT")
+            if traceparent is not None and "HTTP_TRACESTATE" not in environ and "HTTP_BAGGAGE" not in environ:
+                remote = w3c_parent(traceparent)
+        propagated = remote is None and propagator is not None and any(k in environ for k in keys)
         address, server_port = server_address_port(
             environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
             int(port) if port and port.isdigit() else None,
@@ -167,6 +173,7 @@ class InferSightMiddleware:
             environ.get(self._key),
             environ if propagated else None,
             _GETTER,
+            remote,
         )
 
 
