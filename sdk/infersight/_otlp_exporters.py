@@ -74,7 +74,7 @@ class GrpcSpanExporter(_GrpcSpanExporter):
             # request_serializer=None: the request is sent as the bytes it already is.
             raw = channel.unary_unary(_EXPORT_METHOD, request_serializer=None,
                                       response_deserializer=ExportTraceServiceResponse.FromString)
-            self._client = _BytesOrMessage(self._client, raw)
+            self._client = _BytesOrMessage(self._client, raw)  # type: ignore[assignment]
 
     def _translate_data(self, data: Any) -> Any:
         if isinstance(data, EncodedSpans):
