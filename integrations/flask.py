@@ -76,7 +76,7 @@ def _install_hooks(app: Any) -> None:
         return
     from flask import got_request_exception, request
 
-    def note_route() -> None:
+    def note_route(endpoint: Any, values: Any) -> None:
         try:
             rule = request.url_rule
             if rule is not None:
@@ -90,7 +90,9 @@ def _install_hooks(app: Any) -> None:
         except Exception:  # noqa: BLE001
             fault("flask_exception")
 
-    # First in line, so a before_request hook that answers early cannot hide the route.
-    app.before_request_funcs.setdefault(None, []).insert(0, note_route)
+    # A URL-value preprocessor: Flask runs these before any before_request hook (one that
+    # answers early cannot hide the route), and calls them directly, where each before_request
+    # hook costs a coroutine-function check per request.
+    app.url_value_preprocessors.setdefault(None, []).insert(0, note_route)
     got_request_exception.connect(note_exception, app, weak=False)
     setattr(app, _HOOKED, True)

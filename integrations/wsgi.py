@@ -125,7 +125,10 @@ class InferSightMiddleware:
             def observed_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 try:
                     ex.status = int(status[:3])
-                    if not any(k.lower() == header_lower for k, _ in headers):
+                    for k, _ in headers:
+                        if k.lower() == header_lower:
+                            break
+                    else:
                         headers = list(headers) + [(header, ex.request_id)]
                     if self.options.capture_bodies:
                         ex.capture_response = any(
@@ -156,7 +159,12 @@ class InferSightMiddleware:
             traceparent = environ.get("HTTP_TRACEPARENT")
             if traceparent is not None and "HTTP_TRACESTATE" not in environ and "HTTP_BAGGAGE" not in environ:
                 remote = w3c_parent(traceparent)
-        propagated = remote is None and propagator is not None and any(k in environ for k in keys)
+        propagated = False
+        if remote is None and propagator is not None:
+            for k in keys:
+                if k in environ:
+                    propagated = True
+                    break
         address, server_port = server_address_port(
             environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
             int(port) if port and port.isdigit() else None,

@@ -224,3 +224,28 @@ def test_trace_context_and_request_id_are_found_whatever_the_header_spelling(spa
     assert f"{server['/w'].context.trace_id:032x}" == trace_id
     traced = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER" and s.attributes["url.path"] == "/p"]
     assert f"{traced[0].context.trace_id:032x}" == trace_id  # the first /p request carried traceparent
+
+
+def test_flask_route_is_known_even_when_a_before_request_hook_answers(spans: InMemorySpanExporter) -> None:
+    from flask import Flask
+
+    from infersight.integrations.flask import instrument_app
+
+    app = Flask("early")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> dict:
+        return {"id": item_id}
+
+    @app.before_request
+    def refuse() -> Any:
+        return ("no", 401)
+
+    instrument_app(app)
+    response = app.test_client().get("/items/7")
+    assert response.status_code == 401
+    response.close()  # the body's close() ends the span
+    assert infersight.flush()
+    [span] = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+    assert span.attributes["http.route"] == "/items/<int:item_id>"
+    assert span.name == "GET /items/<int:item_id>" and span.attributes["http.response.status_code"] == 401
