@@ -127,6 +127,28 @@ def test_fork_after_configure_exports_from_parent_and_child_without_duplicates(s
     assert len({s.span_id for s in spans}) == 15
 
 
+def test_spans_still_queued_at_exit_are_exported(sink):
+    """No flush: the spans of the last calls are in infersight's span queue when the process
+    exits, and the exit-time shutdown sends them before the exporter closes."""
+    sink.clear()
+    proc = _run(
+        """
+        import infersight
+        infersight.configure(log_output="none")
+
+        @infersight.monitor(model="at-exit", version="1")
+        def predict(row):
+            return 1.0
+
+        for i in range(4):
+            predict({"x": float(i)})
+        """,
+        {"INFERSIGHT_ENDPOINT": sink.grpc_endpoint, "INFERSIGHT_PROTOCOL": "grpc"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len([s for _, s in sink.spans() if s.name == "predict at-exit"]) == 4
+
+
 def test_existing_providers_are_used_not_replaced(sink):
     """With opentelemetry-instrument style global SDK providers, infersight uses them, and its
     sketches ride along through the application's own metric exporter."""
