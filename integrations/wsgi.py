@@ -20,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
+
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from opentelemetry import context as otel_context
@@ -111,7 +113,10 @@ class InferSightMiddleware:
             return _Suppressed(self.app, environ, start_response)
         try:
             ex = Exchange.begin(get_runtime(), self.options, self._request_info(environ, path))
-            ex.enter()
+            # The request runs in a context of its own, entered once: the app's call, each body
+            # chunk and close() run inside it (Context.run), with nothing to undo afterwards.
+            ctx = contextvars.copy_context()
+            ctx.run(ex.enter)
         except Exception:  # noqa: BLE001 - telemetry must never stop the request
             _fault("wsgi_begin")
             return self.app(environ, start_response)
@@ -138,14 +143,12 @@ class InferSightMiddleware:
                     _fault("wsgi_start_response")
                 return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
-            body = self.app(environ, observed_start_response)
+            body = ctx.run(self.app, environ, observed_start_response)
         except BaseException as exc:
             ex.exc = exc
-            _close(ex, environ)
-            ex.exit()
+            ctx.run(_close, ex, environ)
             raise
-        ex.exit()
-        return _ObservedBody(body, ex, environ)
+        return _ObservedBody(body, ex, environ, ctx)
 
     def _request_info(self, environ: WSGIEnviron, path: str) -> RequestInfo:
         port = environ.get("SERVER_PORT")
@@ -211,35 +214,34 @@ def _close(ex: Exchange, environ: WSGIEnviron) -> None:
 
 
 class _ObservedBody:
-    """The app's response iterable, passed through chunk by chunk; ``close()`` ends the span."""
+    """The app's response iterable, passed through chunk by chunk (each pulled inside the
+    request's context); ``close()`` ends the span."""
 
-    __slots__ = ("_body", "_iter", "_ex", "_environ", "_closed")
+    __slots__ = ("_body", "_iter", "_ex", "_environ", "_closed", "_ctx")
 
-    def __init__(self, body: Iterable[bytes], ex: Exchange, environ: WSGIEnviron) -> None:
+    def __init__(self, body: Iterable[bytes], ex: Exchange, environ: WSGIEnviron, ctx: contextvars.Context) -> None:
         self._body = body
         self._iter: Iterator[bytes] | None = None
         self._ex = ex
         self._environ = environ
         self._closed = False
+        self._ctx = ctx
 
     def __iter__(self) -> _ObservedBody:
         return self
 
     def __next__(self) -> bytes:
         ex = self._ex
-        ex.enter()
         try:
             if self._iter is None:
-                self._iter = iter(self._body)
-            chunk = next(self._iter)
+                self._iter = self._ctx.run(iter, self._body)
+            chunk = self._ctx.run(next, self._iter)
         except StopIteration:
             ex.complete = True
             raise
         except BaseException as exc:
             ex.exc = exc
             raise
-        finally:
-            ex.exit()
         if ex.capture_response:
             try:
                 ex.tee_response(chunk)
@@ -251,8 +253,10 @@ class _ObservedBody:
         if self._closed:
             return
         self._closed = True
+        self._ctx.run(self._close)
+
+    def _close(self) -> None:
         ex = self._ex
-        ex.enter()
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
@@ -266,7 +270,6 @@ class _ObservedBody:
                 # The server stopped pulling before the end: the client went away.
                 ex.disconnected = True
             _close(ex, self._environ)
-            ex.exit()
 
 
 class _Suppressed:

@@ -249,3 +249,32 @@ def test_flask_route_is_known_even_when_a_before_request_hook_answers(spans: InM
     [span] = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
     assert span.attributes["http.route"] == "/items/<int:item_id>"
     assert span.name == "GET /items/<int:item_id>" and span.attributes["http.response.status_code"] == 401
+
+
+def test_wsgi_request_context_stays_inside_the_request(spans: InMemorySpanExporter) -> None:
+    """The request ID and span are current while the app runs and while its body is pulled,
+    and nothing of the request is left current in the server's thread afterwards."""
+    from opentelemetry import trace
+
+    seen: list[Any] = []
+
+    def app(environ: Any, start_response: Any) -> Any:
+        seen.append(("call", infersight.current_request_id(), trace.get_current_span().is_recording()))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Iterator[bytes]:
+            seen.append(("chunk", infersight.current_request_id(), trace.get_current_span().is_recording()))
+            yield b"ok"
+
+        return body()
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "h", "SERVER_PORT": "80",
+               "wsgi.url_scheme": "http", "HTTP_X_REQUEST_ID": "req-42"}
+    result = WSGIMiddleware(app)(environ, lambda status, headers, exc_info=None: None)
+    assert b"".join(result) == b"ok"
+    result.close()
+    assert seen == [("call", "req-42", True), ("chunk", "req-42", True)]
+    assert infersight.current_request_id() is None and not trace.get_current_span().is_recording()
+    assert infersight.flush()
+    [span] = [s for s in spans.get_finished_spans() if s.attributes.get("ml.request.id") == "req-42"]
+    assert span.attributes["http.response.status_code"] == 200
