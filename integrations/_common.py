@@ -4,7 +4,7 @@ Both middlewares translate their protocol (ASGI scope and messages, WSGI environ
 ``start_response``) into the same few calls on an :class:`Exchange`:
 
     ex = Exchange.begin(rt, opts, request)   # request ID scope, W3C extract, server span
-    ex.enter() / ex.exit()                   # make the request's context current (or not)
+    ex.enter() / ex.exit()                   # make the request's context current (WSGI: enter once, in its own contextvars.Context)
     ex.response_started(status)              # status seen on the wire
     ex.finish(exc)                           # span attributes, end, duration metric, body log
 
