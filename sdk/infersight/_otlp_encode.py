@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["encode_any_value", "encode_attributes", "encode_request", "encode_span"]
 
@@ -96,19 +96,25 @@ _KV_CACHE_LIMIT = 4096
 UNCACHED_KEYS = frozenset({"ml.request.id"})
 
 
-def _kv(key: str, value: Any) -> bytes:
+def _remembered(cache: dict[tuple[str, type, Any], bytes], key: str, value: Any,
+                encode: Callable[[str, Any], bytes]) -> bytes:
+    """``encode(key, value)``, kept in ``cache`` for values that recur."""
     t = type(value)
     # Floats stay out: -0.0 == 0.0 (one cache entry for two encodings) and NaN never matches.
     if key in UNCACHED_KEYS or t not in (str, int, bool):
-        return _key_value(key, value)
+        return encode(key, value)
     ck = (key, t, value)
-    hit = _kv_cache.get(ck)
+    hit = cache.get(ck)
     if hit is None:
-        hit = _key_value(key, value)
-        if len(_kv_cache) >= _KV_CACHE_LIMIT:
-            _kv_cache.clear()
-        _kv_cache[ck] = hit
+        hit = encode(key, value)
+        if len(cache) >= _KV_CACHE_LIMIT:
+            cache.clear()
+        cache[ck] = hit
     return hit
+
+
+def _kv(key: str, value: Any) -> bytes:
+    return _remembered(_kv_cache, key, value, _key_value)
 
 
 def encode_attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
@@ -146,18 +152,12 @@ _M64 = (1 << 64) - 1
 _attr_cache: dict[tuple[str, type, Any], bytes] = {}
 
 
+def _span_attr_field(key: str, value: Any) -> bytes:
+    return _ld(b"\x4a", _key_value(key, value))
+
+
 def _span_attr(key: str, value: Any) -> bytes:
-    t = type(value)
-    if key in UNCACHED_KEYS or t not in (str, int, bool):
-        return _ld(b"\x4a", _key_value(key, value))
-    ck = (key, t, value)
-    hit = _attr_cache.get(ck)
-    if hit is None:
-        hit = _ld(b"\x4a", _key_value(key, value))
-        if len(_attr_cache) >= _KV_CACHE_LIMIT:
-            _attr_cache.clear()
-        _attr_cache[ck] = hit
-    return hit
+    return _remembered(_attr_cache, key, value, _span_attr_field)
 
 
 def encode_span(span: Any) -> bytes:
