@@ -4,9 +4,10 @@ Both middlewares translate their protocol (ASGI scope and messages, WSGI environ
 ``start_response``) into the same few calls on an :class:`Exchange`:
 
     ex = Exchange.begin(rt, opts, request)   # request ID scope, W3C extract, server span
-    ex.enter() / ex.exit()                   # make the request's context current (WSGI: enter once, in its own contextvars.Context)
-    ex.response_started(status)              # status seen on the wire
-    ex.finish(exc)                           # span attributes, end, duration metric, body log
+    ex.enter() / ex.exit()                   # make the request's context current (ASGI); WSGI
+                                             # enters once, in the request's own contextvars.Context
+    ex.status = ...; ex.exc = ...            # what the adapter saw: status sent, app exception
+    ex.finish()                              # span attributes, end, duration metric, body log
 
 so the HTTP semantic conventions, the request-ID rules and the fault handling are written once.
 Everything in here is guarded by the callers: a fault is counted with ``rt.fault`` and the request
@@ -383,19 +384,15 @@ def duration_histogram(rt: Any) -> Any:
     return recorder
 
 
-def metric_attributes(method: str, scheme: str, status: int | None, route: str | None,
-                      error_type: str | None) -> dict[str, Any]:
-    """The duration metric's attributes, one shared dict per combination (routes are templates
-    and status codes few, so there are few; bounded all the same). The recorders copy the dict
-    when they keep it, so sharing it is safe; never mutate the result.
+def metric_attributes(key: tuple[Any, ...]) -> dict[str, Any]:
+    """The duration metric's attributes for ``key`` = (method, scheme, status, route,
+    error type), one shared dict per combination (routes are templates and status codes few, so
+    there are few; bounded all the same). The recorders copy the dict when they keep it, so
+    sharing it is safe; never mutate the result.
 
-    >>> metric_attributes("GET", "http", 200, "/items/{id}", None)["http.route"]
+    >>> metric_attributes(("GET", "http", 200, "/items/{id}", None))["http.route"]
     '/items/{id}'
     """
-    return _metric_attributes((method, scheme, status, route, error_type))
-
-
-def _metric_attributes(key: tuple[Any, ...]) -> dict[str, Any]:
     attrs = _metric_attrs.get(key)
     if attrs is None:
         method, scheme, status, route, error_type = key
@@ -563,7 +560,7 @@ class Exchange:
             return  # the owner of the span records its own HTTP metrics and ends it
         span.end()
         key = (self.method, self.scheme, status, route, error_type)
-        duration_histogram(self.rt).record(duration, key, _metric_attributes(key), span.get_span_context())
+        duration_histogram(self.rt).record(duration, key, metric_attributes(key), span.get_span_context())
 
     def _log_bodies(self, status: int | None) -> None:
         from infersight._api import log_pipeline

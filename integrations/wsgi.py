@@ -30,13 +30,13 @@ from opentelemetry.propagators.textmap import Getter
 from infersight._runtime import get_runtime
 from infersight.integrations._common import (
     PROPAGATION,
-    w3c_parent,
     Exchange,
     RequestInfo,
     is_json,
     resolve_options,
     server_address_port,
     suppressed_context,
+    w3c_parent,
 )
 from infersight.integrations._common import fault as _fault
 

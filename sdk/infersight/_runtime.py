@@ -381,7 +381,7 @@ class Runtime:
         # What the middlewares and @monitor start their spans with (see infersight._spans).
         self.span_tracer: Any = (
             FastTracer(self.tracer_provider, self.span_processor, SCOPE, VERSION, expected=2)
-            if self.owns_tracing and self.span_processor is not None else self.tracer
+            if self.span_processor is not None else self.tracer
         )
         self.meter = self.meter_provider.get_meter(SCOPE, VERSION)
         self.otel_logger = self.logger_provider.get_logger(SCOPE, VERSION)

@@ -274,11 +274,6 @@ class FastTracer:
         processor.scope = self.scope
         processor.provider = provider
 
-    def _fast(self) -> bool:
-        """Whether only infersight's own processors are on the provider."""
-        owner = self._processors_owner
-        return owner is not None and len(getattr(owner, "_span_processors", ())) == self._expected
-
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: dict[str, Any] | None = None) -> trace.Span:
         """A span named ``name``, child of the span current in ``context`` (or of the current

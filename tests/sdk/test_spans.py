@@ -176,7 +176,9 @@ def test_monitor_and_application_spans_nest_on_the_wire(protocol, model_name):
         from infersight._runtime import get_runtime
 
         rt = get_runtime()
-        assert isinstance(rt.span_tracer, FastTracer) and rt.span_tracer._fast()
+        probe = rt.span_tracer.start_span("probe")
+        probe.end()
+        assert isinstance(rt.span_tracer, FastTracer) and isinstance(probe, LiteSpan)
         assert callable(getattr(rt.span_switch.inner, "export_encoded", None))
         if protocol == "grpc":  # encoded requests go out as bytes, not parsed back into a message
             assert isinstance(rt.span_switch.inner._client, _otlp_exporters._BytesOrMessage)
