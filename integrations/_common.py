@@ -501,12 +501,8 @@ class Exchange:
             self._ctx_token = otel_context.attach(self.ctx)
 
     def exit(self) -> None:
-        if self._ctx_token is not None:
-            otel_context.detach(self._ctx_token)
-            self._ctx_token = None
-        if self._rid_token is not None:
-            rc._request_id.reset(self._rid_token)  # noqa: SLF001
-            self._rid_token = None
+        rc.leave(self._ctx_token, self._rid_token)
+        self._ctx_token = self._rid_token = None
 
     # -- bodies (opt-in capture) ---------------------------------------------------------------
 

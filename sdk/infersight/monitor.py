@@ -246,12 +246,8 @@ class _Call:
         self.own = 0.0
 
     def detach(self) -> None:
-        if self.ctx_token is not None:
-            otel_context.detach(self.ctx_token)
-            self.ctx_token = None
-        if self.rid_token is not None:
-            rc._request_id.reset(self.rid_token)  # noqa: SLF001
-            self.rid_token = None
+        rc.leave(self.ctx_token, self.rid_token)
+        self.ctx_token = self.rid_token = None
 
     def validate(self) -> None:
         """Schema check before the model runs (only when a schema is configured)."""

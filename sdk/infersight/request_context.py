@@ -20,7 +20,9 @@ import random as _random
 import re
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
+
+from opentelemetry import context as otel_context
 
 __all__ = [
     "current_request_id",
@@ -68,6 +70,16 @@ def new_request_id() -> str:
     # random (reseeded in forked children by the stdlib) is far cheaper than os.urandom; the
     # ID must be unique, not secret.
     return f"{time.time_ns() // 1_000_000:012x}{_random.getrandbits(80):020x}"
+
+
+def leave(otel_token: contextvars.Token[Any] | None,
+          request_id_token: contextvars.Token[str | None] | None) -> None:
+    """Undo what a request or call made current: an OTel context attached with ``otel_token``
+    and a request ID set with ``request_id_token`` (either may be ``None``: nothing to undo)."""
+    if otel_token is not None:
+        otel_context.detach(otel_token)
+    if request_id_token is not None:
+        _request_id.reset(request_id_token)
 
 
 @contextmanager
