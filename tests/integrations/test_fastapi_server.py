@@ -257,21 +257,29 @@ def test_excluded_path_has_no_telemetry_at_all(server: Server, sink: OtlpSink) -
     assert duration_count(sink, **{"http.route": "/healthz"}) == 0
 
 
-def test_existing_otel_server_span_is_enriched_not_duplicated(sink: OtlpSink) -> None:
-    """opentelemetry-instrumentation-fastapi owns the server span (FastAPI then turns its
-    native telemetry off); infersight adds the request ID to it rather than a second span."""
-    srv = start_uvicorn(sink, IT_OTEL_FASTAPI="1")
+def _enriched_server_span(sink: OtlpSink, **env: str) -> Any:
+    """Start the FastAPI test app with ``env``, send one request and check that exactly one
+    SERVER span (another instrumentation's) carries our request ID, with the predict span under
+    it. Returns that span."""
+    srv = start_uvicorn(sink, **env)
     try:
         request_id = rid()
         r = httpx.post(srv.base_url + "/predict/churn", json=ROW, headers={"X-Request-ID": request_id})
         assert r.status_code == 200 and r.headers["x-request-id"] == request_id
         srv_span, [predict] = wait_for_request(sink, request_id)
         same_trace = [s for _, s in sink.spans() if s.trace_id == srv_span.trace_id]
-        assert [s.kind for s in same_trace].count(2) == 1  # one SERVER span, OTel's, enriched
-        assert srv_span.name == "POST /predict/{model_name}"
+        assert [s.kind for s in same_trace].count(2) == 1  # one SERVER span, enriched
         assert srv_span.span_id in ancestors(sink, predict)
+        return srv_span
     finally:
         srv.stop()
+
+
+def test_existing_otel_server_span_is_enriched_not_duplicated(sink: OtlpSink) -> None:
+    """opentelemetry-instrumentation-fastapi owns the server span (FastAPI then turns its
+    native telemetry off); infersight adds the request ID to it rather than a second span."""
+    srv_span = _enriched_server_span(sink, IT_OTEL_FASTAPI="1")
+    assert srv_span.name == "POST /predict/{model_name}"
 
 
 def test_one_server_span_and_one_duration_series_per_request(fastapi_server: Server, sink: OtlpSink) -> None:
@@ -292,15 +300,5 @@ def test_one_server_span_and_one_duration_series_per_request(fastapi_server: Ser
 def test_native_telemetry_kept_on_request_is_enriched_not_duplicated(sink: OtlpSink) -> None:
     """``instrument_app(app, native_telemetry=True)``: FastAPI's own telemetry stays on and owns
     the server span; infersight adds the request ID to it rather than making a second one."""
-    srv = start_uvicorn(sink, IT_NATIVE_TELEMETRY="1")
-    try:
-        request_id = rid()
-        r = httpx.post(srv.base_url + "/predict/churn", json=ROW, headers={"X-Request-ID": request_id})
-        assert r.status_code == 200 and r.headers["x-request-id"] == request_id
-        srv_span, [predict] = wait_for_request(sink, request_id)
-        same_trace = [s for _, s in sink.spans() if s.trace_id == srv_span.trace_id]
-        assert [s.kind for s in same_trace].count(2) == 1  # FastAPI's, enriched
-        assert "client.address" not in span_attrs(srv_span)  # FastAPI's span, not ours
-        assert srv_span.span_id in ancestors(sink, predict)
-    finally:
-        srv.stop()
+    srv_span = _enriched_server_span(sink, IT_NATIVE_TELEMETRY="1")
+    assert "client.address" not in span_attrs(srv_span)  # FastAPI's span, not ours
