@@ -35,6 +35,7 @@ from opentelemetry.propagators.textmap import DefaultGetter, Getter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from infersight import request_context as rc
+from infersight._spans import LiteSpan
 from infersight.config import ConfigError
 
 __all__ = [
@@ -345,6 +346,11 @@ _DICT_GETTER: Getter[Any] = DefaultGetter()
 _histograms: dict[int, tuple[Any, Any, Any]] = {}
 _metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
 SCOPE = "infersight.integrations"
+_SERVER = SpanKind.SERVER
+_perf_counter = time.perf_counter
+_new_request_id = rc.new_request_id
+_valid_request_id = rc.is_valid_request_id
+_request_id_var = rc._request_id  # noqa: SLF001 - same project
 
 
 class _SdkRecorder:
@@ -408,6 +414,32 @@ def metric_attributes(key: tuple[Any, ...]) -> dict[str, Any]:
     return attrs
 
 
+_connection_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _connection_attributes(req: RequestInfo) -> dict[str, Any]:
+    """The server span's attributes that come from the connection, not the request line:
+    scheme, server address and port, client address, user agent, protocol version (those
+    present). One shared dict per combination (a server sees few; bounded): never mutate it."""
+    key = (req.scheme, req.server_address, req.server_port, req.client, req.user_agent, req.protocol_version)
+    attrs = _connection_attrs.get(key)
+    if attrs is None:
+        attrs = {"url.scheme": req.scheme}
+        if req.server_address:
+            attrs["server.address"] = req.server_address
+        if req.server_port:
+            attrs["server.port"] = req.server_port
+        if req.client:
+            attrs["client.address"] = req.client
+        if req.user_agent:
+            attrs["user_agent.original"] = req.user_agent
+        if req.protocol_version:
+            attrs["network.protocol.version"] = req.protocol_version
+        if len(_connection_attrs) < _CACHE_LIMIT:
+            _connection_attrs[key] = attrs
+    return attrs
+
+
 class Exchange:
     """One HTTP request/response as the middlewares see it. Not thread-safe: one per request."""
 
@@ -420,85 +452,72 @@ class Exchange:
     def __init__(self, rt: Any, opts: MiddlewareOptions) -> None:
         self.rt = rt
         self.opts = opts
-        self._ctx_token: Any = None
-        self._rid_token: Any = None
-        self.route: str | None = None
-        self.status: int | None = None
-        self.complete = False
-        self.disconnected = False
-        self.exc: BaseException | None = None
-        self.req_body: bytearray | None = None
-        self.resp_body: bytearray | None = None
-        self.req_truncated = False
-        self.resp_truncated = False
+        self._ctx_token = self._rid_token = self.ctx = None
+        self.route = self.status = self.exc = self.req_body = self.resp_body = None
+        self.complete = self.disconnected = self.req_truncated = self.resp_truncated = False
         self.capture_response = False
 
     # -- start -------------------------------------------------------------------------------
 
     @classmethod
-    def begin(cls, rt: Any, opts: MiddlewareOptions, req: RequestInfo) -> Exchange:
-        """Pick the request ID, continue the caller's trace and open (or adopt) the server span."""
+    def begin(cls, rt: Any, opts: MiddlewareOptions, req: RequestInfo, enter: bool = False) -> Exchange:
+        """Pick the request ID, continue the caller's trace and open (or adopt) the server span;
+        with ``enter``, also make the request current (as :meth:`enter` does)."""
         ex = cls(rt, opts)
         incoming = req.incoming_id
-        if incoming is not None and rc.is_valid_request_id(incoming):
-            ex.request_id = incoming
+        if incoming is None:
+            request_id = ex.request_id = _new_request_id()
+        elif _valid_request_id(incoming):
+            request_id = ex.request_id = incoming
         else:
-            ex.request_id = rc.new_request_id()
-            if incoming is not None:
-                # The bad value itself is never echoed, stored or logged: only counted.
-                rt.stats.count_dropped("invalid_request_id")
+            request_id = ex.request_id = _new_request_id()
+            # The bad value itself is never echoed, stored or logged: only counted.
+            rt.stats.count_dropped("invalid_request_id")
         method = req.method
-        ex.method = method if method in _KNOWN_METHODS else "_OTHER"
+        if method not in _KNOWN_METHODS:
+            method = "_OTHER"
+        ex.method = method
         ex.scheme = req.scheme
-        ex.t0 = time.perf_counter()
-        current = trace.get_current_span()
+        ex.t0 = _perf_counter()
+        current = rc.current_span()
         if current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER:
             # Another instrumentation (e.g. opentelemetry-instrumentation-fastapi) owns the
             # server span: enrich it rather than making a second one.
             ex.span = current
             ex.owned = False
-            ex.ctx = None
-            current.set_attribute("ml.request.id", ex.request_id)
+            current.set_attribute("ml.request.id", request_id)
+            if enter:
+                ex._rid_token = _request_id_var.set(request_id)
             return ex
         parent = None
         if req.remote is not None:
             # What the W3C propagator returns: the caller's span in an otherwise empty context.
-            parent = trace.set_span_in_context(NonRecordingSpan(req.remote), otel_context.Context())
+            parent = rc.span_context(NonRecordingSpan(req.remote), otel_context.Context())
         elif req.carrier is not None:
             parent = PROPAGATION.current().extract(req.carrier, getter=req.getter or _DICT_GETTER)
-        # One dict, handed to start_span: the SDK cleans it in one pass (set_attribute per key
-        # takes the span's lock and cleans once per call).
-        attrs: dict[str, Any] = {
-            "http.request.method": ex.method,
-            "url.path": req.path,
-            "url.scheme": req.scheme,
-            "ml.request.id": ex.request_id,
-        }
-        if ex.method == "_OTHER":
-            attrs["http.request.method_original"] = method[:32]
-        if req.server_address:
-            attrs["server.address"] = req.server_address
-        if req.server_port:
-            attrs["server.port"] = req.server_port
-        if req.client:
-            attrs["client.address"] = req.client
-        if req.user_agent:
-            attrs["user_agent.original"] = req.user_agent
-        if req.protocol_version:
-            attrs["network.protocol.version"] = req.protocol_version
-        span = rt.span_tracer.start_span(ex.method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
-        ex.span = span
+        # One fresh dict, handed to start_span (which takes it over): the attributes that depend
+        # on the connection only come from a small cache as one dict, copied.
+        attrs = _connection_attributes(req).copy()
+        attrs["http.request.method"] = method
+        attrs["url.path"] = req.path
+        attrs["ml.request.id"] = request_id
+        if method == "_OTHER":
+            attrs["http.request.method_original"] = req.method[:32]
+        span = ex.span = rt.span_tracer.start_span(method, parent, _SERVER, attrs)
         ex.owned = True
-        ex.ctx = trace.set_span_in_context(span, parent)
+        ctx = ex.ctx = rc.span_context(span, parent)
+        if enter:
+            ex._rid_token = _request_id_var.set(request_id)
+            ex._ctx_token = rc.attach(ctx)
         return ex
 
     # -- context -----------------------------------------------------------------------------
 
     def enter(self) -> None:
         """Make this request's span and request ID current (paired with :meth:`exit`)."""
-        self._rid_token = rc._request_id.set(self.request_id)  # noqa: SLF001 - same project
+        self._rid_token = _request_id_var.set(self.request_id)
         if self.ctx is not None:
-            self._ctx_token = otel_context.attach(self.ctx)
+            self._ctx_token = rc.attach(self.ctx)
 
     def exit(self) -> None:
         rc.leave(self._ctx_token, self._rid_token)
@@ -518,12 +537,14 @@ class Exchange:
         """Close the exchange: status, route and error on the span, the duration metric, and the
         optional body log. Call with the request's context entered (exemplars link the metric
         point to the span that is current)."""
-        duration = time.perf_counter() - self.t0
+        duration = _perf_counter() - self.t0
         span = self.span
         exc = self.exc
         status = self.status
         error_type: str | None = None
-        if self.disconnected and not self.complete:
+        if exc is None and status is not None and status < 500 and (self.complete or not self.disconnected):
+            pass  # the usual answer: nothing went wrong
+        elif self.disconnected and not self.complete:
             error_type = CLIENT_DISCONNECTED
         elif exc is not None:
             error_type = type(exc).__qualname__
@@ -531,32 +552,38 @@ class Exchange:
                 status = 500  # what the server will answer for an exception before the response
         elif status is None:
             error_type = "_OTHER"  # the app returned without ever starting a response
-        elif status >= 500:
+        else:
             error_type = str(status)
         route = self.route
+        owned = self.owned
         if span.is_recording():
             end_attrs: dict[str, Any] = {}
             if status is not None:
                 end_attrs["http.response.status_code"] = status
             if route:
                 end_attrs["http.route"] = route
-                if self.owned:
+                if owned:
                     span.update_name(f"{self.method} {route}")
             if error_type is not None:
                 end_attrs["error.type"] = error_type
+                if exc is not None and error_type != CLIENT_DISCONNECTED:
+                    span.record_exception(exc)
+                if (status is not None and status >= 500) or (exc is not None and error_type != CLIENT_DISCONNECTED):
+                    span.set_status(Status(StatusCode.ERROR, error_type))
             if end_attrs:
-                span.set_attributes(end_attrs)
-            if exc is not None and error_type != CLIENT_DISCONNECTED:
-                span.record_exception(exc)
-            if (status is not None and status >= 500) or (exc is not None and error_type != CLIENT_DISCONNECTED):
-                span.set_status(Status(StatusCode.ERROR, error_type))
+                if type(span) is LiteSpan:
+                    span.set_trusted(end_attrs)
+                else:
+                    span.set_attributes(end_attrs)
         if self.opts.capture_bodies and (self.req_body is not None or self.resp_body is not None):
             self._log_bodies(status)
-        if not self.owned:
+        if not owned:
             return  # the owner of the span records its own HTTP metrics and ends it
         span.end()
         key = (self.method, self.scheme, status, route, error_type)
-        duration_histogram(self.rt).record(duration, key, metric_attributes(key), span.get_span_context())
+        attrs = _metric_attrs.get(key)
+        duration_histogram(self.rt).record(duration, key, attrs if attrs is not None else metric_attributes(key),
+                                           span.get_span_context())
 
     def _log_bodies(self, status: int | None) -> None:
         from infersight._api import log_pipeline

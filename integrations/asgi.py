@@ -114,8 +114,7 @@ class InferSightMiddleware:
                 otel_context.detach(token)
             return
         try:
-            ex = Exchange.begin(get_runtime(), self.options, self._request_info(scope))
-            ex.enter()
+            ex = Exchange.begin(get_runtime(), self.options, self._request_info(scope), enter=True)
         except Exception:  # noqa: BLE001 - telemetry must never stop the request
             _fault("asgi_begin")
             await self.app(scope, receive, send)
@@ -148,12 +147,13 @@ class InferSightMiddleware:
         host = user_agent = incoming = traceparent = None
         propagated = False
         headers = scope.get("headers") or ()
+        get = wanted.get
         for key, value in headers:
-            slot = wanted.get(key)
+            slot = get(key)
             if slot is None:
                 if key.islower():
                     continue
-                slot = wanted.get(key.lower())  # ASGI asks servers for lower-case names; not all do
+                slot = get(key.lower())  # ASGI asks servers for lower-case names; not all do
                 if slot is None:
                     continue
             if slot == _HOST:
@@ -175,8 +175,7 @@ class InferSightMiddleware:
         scheme = scope.get("scheme") or "http"
         server = scope.get("server")
         client = scope.get("client")
-        port = (server[1] if server and len(server) > 1 else None) or _DEFAULT_PORTS.get(scheme)
-        address, port = server_address_port(host if host is not None else (server[0] if server else None), port)
+        address, port = _server_of(host, server, scheme)
         return RequestInfo(
             scope.get("method", "GET"),
             scheme,
@@ -184,13 +183,42 @@ class InferSightMiddleware:
             address,
             port,
             client[0] if client else None,
-            user_agent.decode("latin-1") if user_agent is not None else None,
+            _text(user_agent) if user_agent is not None else None,
             scope.get("http_version"),
             incoming.decode("latin-1") if incoming is not None else None,
             _carrier(headers) if propagated and propagator is not None else None,
             None,
             remote,
         )
+
+
+_servers: dict[Any, tuple[str | None, int | None]] = {}
+
+
+def _server_of(host: bytes | None, server: Any, scheme: str) -> tuple[str | None, int | None]:
+    """``server.address`` and ``server.port`` from the Host header, else the ASGI ``server``
+    entry; remembered per (Host, server, scheme) (bounded: the Host header is the client's)."""
+    key = (host, server, scheme)
+    hit = _servers.get(key)
+    if hit is None:
+        port = (server[1] if server and len(server) > 1 else None) or _DEFAULT_PORTS.get(scheme)
+        hit = server_address_port(host if host is not None else (server[0] if server else None), port)
+        if len(_servers) < 256:
+            _servers[key] = hit
+    return hit
+
+
+_texts: dict[bytes, str] = {}
+
+
+def _text(value: bytes) -> str:
+    """A header value as text, remembered for recurring values (user agents; bounded)."""
+    text = _texts.get(value)
+    if text is None:
+        text = value.decode("latin-1")
+        if len(_texts) < 256:
+            _texts[value] = text
+    return text
 
 
 _HOST, _USER_AGENT, _REQUEST_ID, _PROPAGATION = range(4)

@@ -49,9 +49,12 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util.types import Attributes
 
 from infersight._otlp_encode import encode_request
+from infersight.request_context import _otel_var
 
 __all__ = ["FastTracer", "LiteSpan", "LiteSpanProcessor"]
 
@@ -59,6 +62,17 @@ _log = logging.getLogger("infersight")
 _RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
 _FLAGS = [TraceFlags(i) for i in range(256)]  # made once: TraceFlags(x) costs a call per span
 _get_current_span = trace.get_current_span
+_DEFAULT_TRACE_STATE = DEFAULT_TRACE_STATE
+_tuple_new = tuple.__new__
+_EMPTY: dict[str, Any] = {}
+
+
+def _span_context(trace_id: int, span_id: int, flags: TraceFlags, trace_state: Any, valid_ids: bool) -> SpanContext:
+    """``SpanContext(trace_id, span_id, False, flags, trace_state)``; IDs known to be valid
+    (ours: non-zero, in range) skip its Python ``__new__`` and build the tuple it would build."""
+    if valid_ids:
+        return _tuple_new(SpanContext, (trace_id, span_id, False, flags, trace_state, True))  # type: ignore[no-any-return]
+    return SpanContext(trace_id, span_id, False, flags, trace_state)
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits
 
@@ -160,6 +174,18 @@ class LiteSpan(trace.Span):
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         for key, value in attributes.items():
             self.set_attribute(key, value)
+
+    def set_trusted(self, attributes: Mapping[str, Any]) -> None:
+        """:meth:`set_attributes` for infersight's own values (str, int, bool, float, already
+        clean): one update when they fit the span limits, else attribute by attribute."""
+        if self.end_time is not None:
+            return
+        attrs = self.attributes
+        tracer = self._tracer
+        if tracer.max_attribute_length is None and len(attrs) + len(attributes) <= tracer.max_attributes:
+            attrs.update(attributes)
+        else:
+            self.set_attributes(attributes)
 
     def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
         if self.end_time is not None:
@@ -282,14 +308,24 @@ class FastTracer:
         if owner is None or len(owner._span_processors) != self._expected:  # noqa: SLF001
             return self.sdk_tracer.start_span(name, context=context, kind=kind, attributes=attributes)
         provider = self.provider
-        parent: SpanContext | None = _get_current_span(context).get_span_context()
         id_gen = provider.id_generator
         plain_ids = type(id_gen) is RandomIdGenerator
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
-            random_flag = parent.trace_flags & _RANDOM
-        else:
+        # The parent: read straight from the context when it is one of ours (a predict span under
+        # the middleware's server span) or absent, else through the API (which vets the value).
+        current = (_otel_var.get() if context is None and _otel_var is not None else context or _EMPTY).get(_SPAN_KEY)
+        parent: SpanContext | None
+        if type(current) is LiteSpan:
+            parent = current.context
+        elif current is None:
             parent = None
+        else:
+            parent = _get_current_span(context).get_span_context()
+            if not parent.is_valid:
+                parent = None
+        if parent is not None:
+            trace_id = parent[0]  # SpanContext is a tuple: trace_id, span_id, remote, flags, state, valid
+            random_flag = parent[3] & _RANDOM
+        else:
             trace_id = (_getrandbits(128) or 1) if plain_ids else id_gen.generate_trace_id()
             random_flag = _RANDOM if plain_ids or id_gen.is_trace_id_random() else 0
         span_id = (_getrandbits(64) or 1) if plain_ids else id_gen.generate_span_id()
@@ -297,23 +333,29 @@ class FastTracer:
         if getattr(sampler, "parent_based", False) and sampler.ratio >= 1.0:
             # ParentBased(ALWAYS_ON), answered inline: follow the parent's decision, else sample.
             if parent is None:
-                return LiteSpan(self, name, SpanContext(trace_id, span_id, False, _FLAGS[1 | random_flag]),
-                                None, kind, self._limited(attributes), _time_ns())
-            sampled = parent.trace_flags.sampled
-            trace_state = parent.trace_state
+                sampled = 1
+                trace_state = _DEFAULT_TRACE_STATE
+            else:
+                sampled = parent[3] & 1
+                trace_state = parent[4]
         else:
             result = sampler.should_sample(context, trace_id, name, kind, attributes, None)
-            sampled = result.decision.is_sampled()
-            trace_state = result.trace_state
+            sampled = 1 if result.decision.is_sampled() else 0
+            trace_state = result.trace_state if result.trace_state is not None else _DEFAULT_TRACE_STATE
             if result.attributes:
                 attributes = {**(attributes or {}), **result.attributes}
             if not result.decision.is_recording():
-                return NonRecordingSpan(SpanContext(trace_id, span_id, False, _FLAGS[int(sampled) | random_flag],
-                                                    trace_state))
-        ctx = SpanContext(trace_id, span_id, False, _FLAGS[int(sampled) | random_flag], trace_state)
+                return NonRecordingSpan(_span_context(trace_id, span_id, _FLAGS[sampled | random_flag], trace_state,
+                                                      plain_ids))
+        if plain_ids:
+            ctx = _tuple_new(SpanContext, (trace_id, span_id, False, _FLAGS[sampled | random_flag], trace_state, True))
+        else:
+            ctx = SpanContext(trace_id, span_id, False, _FLAGS[sampled | random_flag], trace_state)
         if not sampled:
             return NonRecordingSpan(ctx)
-        return LiteSpan(self, name, ctx, parent, kind, self._limited(attributes), _time_ns())
+        if attributes is None or self.max_attribute_length is not None or len(attributes) > self.max_attributes:
+            attributes = self._limited(attributes)
+        return LiteSpan(self, name, ctx, parent, kind, attributes, _time_ns())
 
     def _limited(self, attributes: dict[str, Any] | None) -> dict[str, Any]:
         """The start attributes within the span limits (as given when they are, the usual case);

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TypeVar, overload
 
 import wrapt
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from infersight import request_context as rc
@@ -242,7 +240,7 @@ class _Call:
                 "ml.batch.size": norm.n_rows if norm is not None else 1,
             },
         )
-        self.ctx_token: Any = otel_context.attach(trace.set_span_in_context(self.span))
+        self.ctx_token: Any = rc.attach(rc.span_context(self.span))
         self.own = 0.0
 
     def detach(self) -> None:
@@ -461,7 +459,7 @@ class _Resumed:
 
     def __enter__(self) -> None:
         c = self.call
-        c.ctx_token = otel_context.attach(trace.set_span_in_context(c.span))
+        c.ctx_token = rc.attach(rc.span_context(c.span))
         c.rid_token = rc._request_id.set(c.rid)  # noqa: SLF001
 
     def __exit__(self, *exc: Any) -> None:

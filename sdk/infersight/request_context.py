@@ -23,6 +23,10 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 __all__ = [
     "current_request_id",
@@ -39,6 +43,43 @@ _VALID = re.compile(r"[A-Za-z0-9._:\-]{1,%d}\Z" % MAX_REQUEST_ID_LENGTH)
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "infersight_request_id", default=None
 )
+
+# OTel's current context lives in one ContextVar when its runtime context is the default
+# contextvars one (always, unless OTEL_PYTHON_CONTEXT names another). The request path then
+# reads and sets that variable directly: the API's attach/get_current_span/set_span_in_context
+# are the same operations behind three or four Python calls each.
+_runtime = otel_context._RUNTIME_CONTEXT  # noqa: SLF001 - see above
+_otel_var: contextvars.ContextVar[Context] | None = (
+    _runtime._current_context if type(_runtime) is ContextVarsRuntimeContext else None  # noqa: SLF001
+)
+_Span = trace.Span
+_INVALID_SPAN = trace.INVALID_SPAN
+
+
+def current_span() -> trace.Span:
+    """``trace.get_current_span()``, without the detour."""
+    if _otel_var is None:
+        return trace.get_current_span()
+    span = _otel_var.get().get(_SPAN_KEY)
+    return span if isinstance(span, _Span) else _INVALID_SPAN
+
+
+def span_context(span: trace.Span, base: Context | None = None) -> Context:
+    """``trace.set_span_in_context(span, base)``: ``base`` (default: the current context) with
+    ``span`` as its current span."""
+    if base is None:
+        base = _otel_var.get() if _otel_var is not None else otel_context.get_current()
+    values = dict(base)
+    values[_SPAN_KEY] = span
+    return Context(values)
+
+
+def attach(ctx: Context) -> contextvars.Token[Any]:
+    """``opentelemetry.context.attach(ctx)``; undo with :func:`leave`."""
+    if _otel_var is not None:
+        return _otel_var.set(ctx)
+    return otel_context.attach(ctx)
+
 
 def current_request_id() -> str | None:
     """The request ID of the prediction or HTTP request being handled, or ``None`` outside one.
@@ -69,7 +110,7 @@ def new_request_id() -> str:
     """
     # random (reseeded in forked children by the stdlib) is far cheaper than os.urandom; the
     # ID must be unique, not secret.
-    return f"{time.time_ns() // 1_000_000:012x}{_random.getrandbits(80):020x}"
+    return "%032x" % (time.time_ns() // 1_000_000 << 80 | _random.getrandbits(80))
 
 
 def leave(otel_token: contextvars.Token[Any] | None,
@@ -77,7 +118,13 @@ def leave(otel_token: contextvars.Token[Any] | None,
     """Undo what a request or call made current: an OTel context attached with ``otel_token``
     and a request ID set with ``request_id_token`` (either may be ``None``: nothing to undo)."""
     if otel_token is not None:
-        otel_context.detach(otel_token)
+        if _otel_var is None:
+            otel_context.detach(otel_token)
+        else:
+            try:
+                _otel_var.reset(otel_token)
+            except Exception:  # noqa: BLE001 - a token from another context: OTel logs it
+                otel_context.detach(otel_token)
     if request_id_token is not None:
         _request_id.reset(request_id_token)
 
