@@ -32,6 +32,8 @@ from opentelemetry.sdk.metrics import Exemplar
 
 __all__ = ["DeltaHistogram"]
 
+_bisect_left = bisect.bisect_left
+_time_ns = time.time_ns
 _OVERFLOW_KEY = ("__overflow__",)
 _OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 
@@ -73,12 +75,13 @@ class DeltaHistogram:
         """Add ``value`` to the series ``key`` (whose attributes are ``attributes``, read only
         when the series is new). ``span_context`` is that of the span current at the
         measurement, for the exemplar; ``None`` when there is none."""
-        i = bisect.bisect_left(self.bounds, value)
+        i = _bisect_left(self.bounds, value)
         mode = self.exemplar_mode
-        exemplar = None
-        if mode != "always_off" and (
-                mode == "always_on" or (span_context is not None and span_context.trace_flags.sampled)):
-            exemplar = (value, time.time_ns(), span_context)
+        if mode == "trace_based":
+            # span_context[3] is its trace flags; bit 0 is "sampled".
+            exemplar = (value, _time_ns(), span_context) if span_context is not None and span_context[3] & 1 else None
+        else:
+            exemplar = (value, _time_ns(), span_context) if mode == "always_on" else None
         with self._lock:
             series = self._series.get(key)
             if series is None:

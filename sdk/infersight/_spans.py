@@ -247,7 +247,16 @@ class LiteSpan(trace.Span):
         if self.end_time is not None:
             return
         self.end_time = _time_ns() if end_time is None else end_time
-        self._tracer.processor.push(self)
+        # LiteSpanProcessor.push, inlined: the one call every span makes.
+        processor = self._tracer.processor
+        queue = processor._queue  # noqa: SLF001 - same module
+        n = len(queue)
+        if n >= processor.max_queue or processor._stopped:  # noqa: SLF001
+            processor.dropped()
+            return
+        queue.append(self)
+        if n + 1 == processor.batch:
+            processor._wake.set()  # noqa: SLF001
 
     # -- conversion ---------------------------------------------------------------------------
 
@@ -404,18 +413,12 @@ class LiteSpanProcessor(SpanProcessor):
         self._thread = threading.Thread(target=self._run, name="InferSightSpanExporter", daemon=True)
         self._thread.start()
 
-    # -- request path -------------------------------------------------------------------------
+    # -- request path (LiteSpan.end queues spans itself) ---------------------------------------
 
-    def push(self, span: LiteSpan) -> None:
-        queue = self._queue
-        n = len(queue)
-        if n >= self.max_queue or self._stopped:
-            if self.on_drop is not None:
-                self.on_drop("span_queue_full" if not self._stopped else "span_after_shutdown")
-            return
-        queue.append(span)
-        if n + 1 == self.batch:
-            self._wake.set()
+    def dropped(self) -> None:
+        """Count a span turned away: the queue was full, or the processor shut down."""
+        if self.on_drop is not None:
+            self.on_drop("span_queue_full" if not self._stopped else "span_after_shutdown")
 
     # -- export thread ------------------------------------------------------------------------
 

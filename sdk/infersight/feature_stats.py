@@ -116,7 +116,15 @@ class _State:
         self.rows: dict[ModelKey, list[tuple[tuple[Any, ...], tuple[Any, ...]]]] = {}
         self.calls: dict[ModelKey, list[tuple[float, int, str | None]]] = {}
         self.preds: dict[ModelKey, list[float]] = {}
+        # The three buffers of a model above, fetched together by record_simple.
+        self.simple: dict[ModelKey, tuple[list[Any], list[float], list[Any]]] = {}
         self.sets = 0
+
+    def buffers(self, model: ModelKey) -> tuple[list[Any], list[float], list[Any]]:
+        """The row, prediction and call buffers of ``model`` (made when missing)."""
+        bufs = (self.rows.setdefault(model, []), self.preds.setdefault(model, []), self.calls.setdefault(model, []))
+        self.simple[model] = bufs
+        return bufs
 
     def pending_rows(self) -> int:
         return sum(len(r) for r in self.rows.values())
@@ -162,25 +170,21 @@ class FeatureStats:
         """The common call (one row in, one finite number out) under a single lock acquisition:
         :meth:`record_row`, an output value and :meth:`record_call` in one."""
         keys = tuple(row)
+        values = tuple(row.values())
         with self._lock:
             st = self._state
+            bufs = st.simple.get(model)
+            if bufs is None:
+                bufs = st.buffers(model)
+            rows, preds, calls = bufs
             last = self._keys.get(model)
-            if last is not None and last == keys:
-                keys = last
+            if last == keys:
+                keys = last  # one shared tuple of names per model
             else:
                 self._keys[model] = keys
-            buf = st.rows.get(model)
-            if buf is None:
-                buf = st.rows[model] = []
-            buf.append((keys, tuple(row.values())))
-            n = len(buf)
-            preds = st.preds.get(model)
-            if preds is None:
-                preds = st.preds[model] = []
+            rows.append((keys, values))
+            n = len(rows)
             preds.append(prediction)
-            calls = st.calls.get(model)
-            if calls is None:
-                calls = st.calls[model] = []
             calls.append((seconds, 1, None))
         if n == _COMPACT_AT and self.on_pressure is not None:
             self.on_pressure()
@@ -467,7 +471,7 @@ class FeatureStats:
         with self._lock:
             st = self._state
             rows, calls, preds = st.rows, st.calls, st.preds
-            st.rows, st.calls, st.preds = {}, {}, {}
+            st.rows, st.calls, st.preds, st.simple = {}, {}, {}, {}
         private = _State()
         self._process_buffers(private, rows, calls, preds)
         with self._lock:

@@ -29,6 +29,11 @@ from infersight import request_context as rc
 from infersight._runtime import Runtime, get_runtime
 from infersight.payload import NO_DEFAULT, Normalized, normalize_inputs, normalize_outputs
 
+_request_id_var = rc._request_id  # noqa: SLF001 - same package
+_enter_span = rc.enter_span
+_perf_counter = time.perf_counter
+_random = random.random
+
 __all__ = ["monitor", "SchemaViolation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,6 +78,15 @@ class _Options:
     trained_at: float | None
     position: int = 0
     shedder: _Shedder = field(default_factory=_Shedder)
+    # (settings, model, version): the identity resolved against the settings it was resolved
+    # with; resolved again when configure() replaces them.
+    identity: tuple[Any, str, str] | None = None
+
+    def resolve(self, settings: Any, fn: Any) -> tuple[Any, str, str]:
+        ident = (settings, self.model or settings.model or getattr(fn, "__qualname__", "model"),
+                 self.version or settings.version or "unknown")
+        self.identity = ident
+        return ident
 
 
 def _resolve_schema(reference: Any, schema: Any) -> Any:
@@ -216,31 +230,34 @@ class _Call:
     __slots__ = ("rt", "opts", "model", "version", "span", "ctx_token", "rid_token", "rid",
                  "own", "norm", "violations", "do_stats")
 
-    def __init__(self, rt: Runtime, opts: _Options, fn_name: str, norm: Normalized | None, do_stats: bool) -> None:
+    def __init__(self, rt: Runtime, opts: _Options, fn: Any, norm: Normalized | None, do_stats: bool) -> None:
         self.rt = rt
         self.opts = opts
         s = rt.settings
-        self.model = opts.model or s.model or fn_name
-        self.version = opts.version or s.version or "unknown"
+        ident = opts.identity
+        if ident is None or ident[0] is not s:
+            ident = opts.resolve(s, fn)
+        model = self.model = ident[1]
+        version = self.version = ident[2]
         self.norm = norm
         self.do_stats = do_stats
         self.violations: Any = None
-        rid = rc._request_id.get()  # noqa: SLF001 - same package
+        rid = _request_id_var.get()
         self.rid_token = None
         if rid is None:
             rid = rc.new_request_id()
-            self.rid_token = rc._request_id.set(rid)  # noqa: SLF001
+            self.rid_token = _request_id_var.set(rid)
         self.rid = rid
-        self.span = rt.span_tracer.start_span(
-            "predict " + self.model,
+        span = self.span = rt.span_tracer.start_span(
+            "predict " + model,
             attributes={
-                "ml.model.name": self.model,
-                "ml.model.version": self.version,
+                "ml.model.name": model,
+                "ml.model.version": version,
                 "ml.request.id": rid,
                 "ml.batch.size": norm.n_rows if norm is not None else 1,
             },
         )
-        self.ctx_token: Any = rc.attach(rc.span_context(self.span))
+        self.ctx_token: Any = _enter_span(span)
         self.own = 0.0
 
     def detach(self) -> None:
@@ -361,18 +378,21 @@ def _begin(opts: _Options, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any
     model still runs)."""
     try:
         rt = get_runtime()
-        t = time.perf_counter()
+        t = _perf_counter()
         s = rt.settings
-        shed = opts.shedder.level if s.overhead_budget is not None else 0
-        rate = s.stats_sample_rate / (2 ** max(shed - 1, 0))
-        do_stats = s.feature_stats and (rate >= 1.0 or random.random() < rate)
+        rate = s.stats_sample_rate
+        if s.overhead_budget is not None:
+            shed = opts.shedder.level
+            rate = rate / (2 ** max(shed - 1, 0))
+        do_stats = s.feature_stats and (rate >= 1.0 or _random() < rate)
         norm = None
         if do_stats or s.log_payloads or opts.schema is not None:
             try:
-                norm = normalize_inputs(_get_input(opts, args, kwargs), opts.features)
+                obj = args[0] if opts.input_arg is None and args else _get_input(opts, args, kwargs)
+                norm = normalize_inputs(obj, opts.features)
             except Exception:  # noqa: BLE001 - an odd input must not stop the span
                 rt.fault("normalize_inputs")
-        call = _Call(rt, opts, getattr(fn, "__qualname__", "model"), norm, do_stats)
+        call = _Call(rt, opts, fn, norm, do_stats)
         if opts.trained_at is not None:
             rt.note_model(call.model, call.version, opts.trained_at)
     except Exception:  # noqa: BLE001
@@ -459,7 +479,7 @@ class _Resumed:
 
     def __enter__(self) -> None:
         c = self.call
-        c.ctx_token = rc.attach(rc.span_context(c.span))
+        c.ctx_token = _enter_span(c.span)
         c.rid_token = rc._request_id.set(c.rid)  # noqa: SLF001
 
     def __exit__(self, *exc: Any) -> None:

@@ -37,10 +37,7 @@ class Redactor:
         self._re = re.compile("|".join(f"(?:{x})" for x in parts), re.IGNORECASE | re.DOTALL) if parts else None
         self._cache: dict[str, bool] = {}
         self._clean: set[str] = set()  # names known not to match: one C-level subset test per call
-
-    @property
-    def active(self) -> bool:
-        return self._re is not None
+        self.active: bool = self._re is not None  # whether any pattern was given
 
     def matches(self, name: str) -> bool:
         """Whether a field called ``name`` must be redacted (answers cached per name)."""

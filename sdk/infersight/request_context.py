@@ -81,6 +81,16 @@ def attach(ctx: Context) -> contextvars.Token[Any]:
     return otel_context.attach(ctx)
 
 
+def enter_span(span: trace.Span) -> contextvars.Token[Any]:
+    """Make ``span`` current in a copy of the current context (``attach(span_context(span))``
+    in one step); undo with :func:`leave`."""
+    if _otel_var is None:
+        return otel_context.attach(trace.set_span_in_context(span))
+    values = dict(_otel_var.get())
+    values[_SPAN_KEY] = span
+    return _otel_var.set(Context(values))
+
+
 def current_request_id() -> str | None:
     """The request ID of the prediction or HTTP request being handled, or ``None`` outside one.
 
