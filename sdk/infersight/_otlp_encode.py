@@ -10,6 +10,14 @@ repeats its method, route, scheme, host, model name and version on every span.
 The output parses into exactly the message the OTel encoder builds for the same span (tested
 field for field against ``encode_spans``), so collectors cannot tell the two apart.
 
+Where the optional C extension :mod:`infersight._speedups` was built (``setup.py``; an install
+without a C compiler goes on without it), :func:`encode_request` has it write the spans: the
+same bytes, byte for byte, at a fraction of the cost. :func:`encode_span` here stays the
+reference, and the extension hands it every span it does not write itself (events, links, a
+trace state, attribute values other than str, bool, 64-bit int and float). ``ACCELERATED``
+tells whether the extension is in use; the environment variable ``INFERSIGHT_PURE_PYTHON=1``,
+read once at import, turns it off.
+
 Example:
     >>> from infersight._otlp_encode import encode_any_value
     >>> encode_any_value("hi"), encode_any_value(True), encode_any_value(3)
@@ -18,10 +26,21 @@ Example:
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-__all__ = ["encode_any_value", "encode_attributes", "encode_request", "encode_span"]
+__all__ = ["ACCELERATED", "encode_any_value", "encode_attributes", "encode_request", "encode_span"]
+
+_speedups: Any = None
+if os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() != "1":
+    try:
+        from infersight import _speedups
+    except ImportError:
+        pass
+
+#: Whether :func:`encode_request` writes spans with the C extension.
+ACCELERATED: bool = _speedups is not None
 
 _pack_q = struct.Struct("<Q").pack
 _pack_d = struct.Struct("<d").pack
@@ -230,16 +249,21 @@ def _resource(resource: Any) -> bytes:
 
 
 def encode_request(resource: Any, scope: tuple[str, str | None, Mapping[str, Any] | None, str | None],
-                   spans: Iterable[Any]) -> bytes:
+                   spans: Iterable[Any], *, accelerated: bool = ACCELERATED) -> bytes:
     """A whole ``ExportTraceServiceRequest``: one resource, one instrumentation scope
     ``(name, version, attributes, schema_url)``, the given spans.
 
-    Each span costs one :func:`encode_span`; a span that cannot be encoded (an attribute value
-    of a type OTLP has no place for) raises ``TypeError`` from here, so callers check values
-    when they are set, not at export."""
+    Each span costs one :func:`encode_span`, or is written by the C extension when
+    ``accelerated`` (by default where it is in use; ``False`` forces the Python encoder, the
+    bytes are the same). A span that cannot be encoded (an attribute value of a type OTLP has
+    no place for) raises ``TypeError`` from here, so callers check values when they are set,
+    not at export."""
     name, version, attributes, schema_url = scope
     scope_spans = [_ld(b"\x0a", _scope(name, version, attributes))]
-    scope_spans += [_ld(b"\x12", encode_span(s)) for s in spans]
+    if accelerated and _speedups is not None:
+        scope_spans.append(_speedups.encode_spans(list(spans), encode_span))
+    else:
+        scope_spans += [_ld(b"\x12", encode_span(s)) for s in spans]
     if schema_url:
         scope_spans.append(_ld(b"\x1a", schema_url.encode("utf-8")))
     resource_spans = _resource(resource) + _ld(b"\x12", b"".join(scope_spans))

@@ -1,0 +1,763 @@
+/*
+ * infersight._speedups: the OTLP span encoder of infersight._otlp_encode, in C.
+ *
+ * encode_spans(spans, fallback) -> bytes
+ *
+ * For each span, the ScopeSpans.spans field: tag 0x12, varint length, then the Span message
+ * body exactly as infersight._otlp_encode.encode_span(span) writes it. The common case (an
+ * infersight LiteSpan without events, links or trace state, whose attribute values are str,
+ * bool, int in signed 64-bit or float) is written here; any other span is handed to
+ * fallback(span), the Python encoder, whose bytes are wrapped the same way. The Python
+ * encoder is the reference: whatever it would raise for a span, it raises from here too.
+ *
+ * The GIL is held throughout. Python code runs only where the reference runs it as well
+ * (a TraceState's length, a non-standard context's properties) and in the fallback; the
+ * span list is indexed afresh after each of those, and each span is held while it is read.
+ *
+ * Wire format notes (protobuf): a field is a tag byte (field number << 3 | wire type) and a
+ * value; varints are 7 bits per byte, low group first, high bit set on all bytes but the
+ * last; fixed64/fixed32 are little-endian; length-delimited fields carry a varint length.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+/* What encoding one span in C came to. */
+#define ENC_OK 0
+#define ENC_FALLBACK 1 /* not handled here (an exception may be set: it is looked at, then cleared) */
+#define ENC_ERROR -1   /* a real error (out of memory, an interrupt): raised to the caller */
+
+#define FLAGS_HAS_IS_REMOTE 0x100u
+#define FLAGS_IS_REMOTE 0x200u
+
+/* Attribute names, interned once. */
+static PyObject *s_name, *s_context, *s_parent, *s_kind, *s_start_time, *s_end_time, *s_attributes,
+    *s_dropped_attributes, *s_events, *s_dropped_events, *s_links, *s_status_code, *s_status_message,
+    *s_trace_id, *s_span_id, *s_is_remote, *s_trace_state, *s_value, *s_items;
+
+/* OTel's SpanContext (a tuple: trace_id, span_id, is_remote, trace_flags, trace_state, ...) and
+ * SpanKind, found in sys.modules once OTel is imported (never imported from here). */
+static PyTypeObject *span_context_type;
+static PyTypeObject *span_kind_type;
+
+/* SpanKind members seen so far and their encoded byte (value + 1). Enum members are
+ * singletons with fixed values; the entries are strong references. */
+#define KIND_SLOTS 8
+static PyObject *kind_members[KIND_SLOTS];
+static unsigned char kind_bytes[KIND_SLOTS];
+static int kind_count;
+
+/* -- growable output buffer ------------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Buf;
+
+static int
+buf_grow(Buf *b, Py_ssize_t extra)
+{
+    if (extra > PY_SSIZE_T_MAX - b->len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t need = b->len + extra;
+    Py_ssize_t cap = b->cap > 0 ? b->cap : 256;
+    while (cap < need) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            cap = need;
+            break;
+        }
+        cap *= 2;
+    }
+    unsigned char *data = PyMem_Realloc(b->data, (size_t)cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+/* Room for `extra` more bytes; the pointer to write them at, or NULL (MemoryError set). */
+static inline unsigned char *
+buf_reserve(Buf *b, Py_ssize_t extra)
+{
+    if (b->cap - b->len < extra && buf_grow(b, extra) < 0)
+        return NULL;
+    return b->data + b->len;
+}
+
+/* -- wire primitives -------------------------------------------------------------------------- */
+
+static inline Py_ssize_t
+varint_len(uint64_t v)
+{
+    Py_ssize_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static inline unsigned char *
+put_varint(unsigned char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (unsigned char)((v & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+static inline unsigned char *
+put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static inline unsigned char *
+put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+/* -- reading Python values -------------------------------------------------------------------- */
+
+/* The UTF-8 bytes of an exact str: its own storage when it is ASCII, else a new bytes object
+ * held in *tmp (so no UTF-8 copy is left cached on the string). -1 with an exception set when
+ * it cannot be encoded (lone surrogates). */
+static int
+utf8_of(PyObject *s, const char **data, Py_ssize_t *size, PyObject **tmp)
+{
+    *tmp = NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0)
+        return -1;
+#endif
+    if (PyUnicode_IS_ASCII(s)) {
+        *data = (const char *)PyUnicode_DATA(s);
+        *size = PyUnicode_GET_LENGTH(s);
+        return 0;
+    }
+    PyObject *b = PyUnicode_AsUTF8String(s);
+    if (b == NULL)
+        return -1;
+    *tmp = b;
+    *data = PyBytes_AS_STRING(b);
+    *size = PyBytes_GET_SIZE(b);
+    return 0;
+}
+
+/* An exact int in [0, 2**64) (what struct's "Q" and int.to_bytes(8) take), else -1. */
+static int
+get_u64(PyObject *v, uint64_t *out)
+{
+    if (!PyLong_CheckExact(v))
+        return -1;
+    unsigned long long x = PyLong_AsUnsignedLongLong(v);
+    if (x == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = (uint64_t)x;
+    return 0;
+}
+
+/* An exact int in [0, 2**128) as 16 big-endian bytes, else -1. */
+static int
+get_u128_be(PyObject *v, unsigned char out[16])
+{
+    if (!PyLong_CheckExact(v))
+        return -1;
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_ssize_t n = PyLong_AsNativeBytes(v, out, 16,
+                                        Py_ASNATIVEBYTES_BIG_ENDIAN | Py_ASNATIVEBYTES_UNSIGNED_BUFFER |
+                                            Py_ASNATIVEBYTES_REJECT_NEGATIVE);
+    if (n < 0 || n > 16)
+        return -1;
+    return 0;
+#else
+    return _PyLong_AsByteArray((PyLongObject *)v, out, 16, 0 /* big-endian */, 0 /* unsigned */);
+#endif
+}
+
+/* A count field (dropped attributes/events): 0 (or None) writes nothing; a positive exact int
+ * is written as tag + varint. Anything else is the reference's business. */
+static int
+put_count(Buf *b, unsigned char tag, PyObject *v)
+{
+    if (v == Py_None)
+        return ENC_OK;
+    if (!PyLong_CheckExact(v))
+        return ENC_FALLBACK;
+    int overflow = 0;
+    long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || n < 0 || (n == -1 && PyErr_Occurred()))
+        return ENC_FALLBACK;
+    if (n == 0)
+        return ENC_OK;
+    unsigned char *p = buf_reserve(b, 11);
+    if (p == NULL)
+        return ENC_ERROR;
+    *p++ = tag;
+    p = put_varint(p, (uint64_t)n);
+    b->len = p - b->data;
+    return ENC_OK;
+}
+
+/* One span attribute as a complete Span.attributes field (tag 0x4a): a KeyValue with the key
+ * and an AnyValue of one of the four scalar types (bool before int, as the reference). */
+static int
+put_attribute(Buf *b, PyObject *key, PyObject *value)
+{
+    const char *kdata, *vdata = NULL;
+    Py_ssize_t klen, vlen = 0, avlen;
+    PyObject *ktmp = NULL, *vtmp = NULL;
+    uint64_t ival = 0;
+    int ret = ENC_FALLBACK;
+
+    if (!PyUnicode_CheckExact(key))
+        return ENC_FALLBACK;
+    PyTypeObject *t = Py_TYPE(value);
+    if (t == &PyUnicode_Type) {
+        if (utf8_of(value, &vdata, &vlen, &vtmp) < 0)
+            return ENC_FALLBACK;
+        avlen = 1 + varint_len((uint64_t)vlen) + vlen;
+    }
+    else if (t == &PyBool_Type) {
+        avlen = 2;
+    }
+    else if (t == &PyLong_Type) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || (x == -1 && PyErr_Occurred()))
+            return ENC_FALLBACK;
+        ival = (uint64_t)x; /* negative: two's complement, as value + 2**64 */
+        avlen = 1 + varint_len(ival);
+    }
+    else if (t == &PyFloat_Type) {
+        avlen = 9;
+    }
+    else {
+        return ENC_FALLBACK;
+    }
+    if (utf8_of(key, &kdata, &klen, &ktmp) < 0)
+        goto done;
+
+    Py_ssize_t kvlen = 1 + varint_len((uint64_t)klen) + klen + 1 + varint_len((uint64_t)avlen) + avlen;
+    unsigned char *p = buf_reserve(b, 1 + varint_len((uint64_t)kvlen) + kvlen);
+    if (p == NULL) {
+        ret = ENC_ERROR;
+        goto done;
+    }
+    *p++ = 0x4a;
+    p = put_varint(p, (uint64_t)kvlen);
+    *p++ = 0x0a;
+    p = put_varint(p, (uint64_t)klen);
+    memcpy(p, kdata, (size_t)klen);
+    p += klen;
+    *p++ = 0x12;
+    p = put_varint(p, (uint64_t)avlen);
+    if (t == &PyUnicode_Type) {
+        *p++ = 0x0a;
+        p = put_varint(p, (uint64_t)vlen);
+        memcpy(p, vdata, (size_t)vlen);
+        p += vlen;
+    }
+    else if (t == &PyBool_Type) {
+        *p++ = 0x10;
+        *p++ = value == Py_True ? 1 : 0;
+    }
+    else if (t == &PyLong_Type) {
+        *p++ = 0x18;
+        p = put_varint(p, ival);
+    }
+    else {
+        /* The bits as stored (struct's "<d" copies them too: NaN payloads and -0.0 kept). */
+        uint64_t bits;
+        memcpy(&bits, &((PyFloatObject *)value)->ob_fval, 8);
+        *p++ = 0x21;
+        p = put_le64(p, bits);
+    }
+    b->len = p - b->data;
+    ret = ENC_OK;
+done:
+    Py_XDECREF(ktmp);
+    Py_XDECREF(vtmp);
+    return ret;
+}
+
+/* The attributes of a span, in the order the reference's attributes.items() gives them. */
+static int
+put_attributes(Buf *b, PyObject *attrs)
+{
+    if (attrs == Py_None)
+        return ENC_OK;
+    if (PyDict_CheckExact(attrs)) {
+        /* No Python code runs in this loop (exact str/int/float/bool only), so the borrowed
+         * references stay valid and the dict cannot change under it. */
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(attrs, &pos, &k, &v)) {
+            int r = put_attribute(b, k, v);
+            if (r != ENC_OK)
+                return r;
+        }
+        return ENC_OK;
+    }
+    /* Any other mapping (a dict subclass such as the span-limits one): its own items(). */
+    int truth = PyObject_IsTrue(attrs);
+    if (truth <= 0)
+        return truth < 0 ? ENC_FALLBACK : ENC_OK;
+    PyObject *items = PyObject_CallMethodNoArgs(attrs, s_items);
+    if (items == NULL)
+        return ENC_FALLBACK;
+    PyObject *it = PyObject_GetIter(items);
+    Py_DECREF(items);
+    if (it == NULL)
+        return ENC_FALLBACK;
+    int ret = ENC_OK;
+    PyObject *item;
+    while ((item = PyIter_Next(it)) != NULL) {
+        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2)
+            ret = put_attribute(b, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+        else
+            ret = ENC_FALLBACK;
+        Py_DECREF(item);
+        if (ret != ENC_OK)
+            break;
+    }
+    Py_DECREF(it);
+    if (ret == ENC_OK && PyErr_Occurred())
+        ret = ENC_FALLBACK;
+    return ret;
+}
+
+/* events / links: only None or an empty list is written here (nothing to write). */
+static int
+is_empty(PyObject *v)
+{
+    return v == Py_None || (PyList_CheckExact(v) && PyList_GET_SIZE(v) == 0);
+}
+
+/* The byte the reference writes for span.kind: kind.value + 1, for values 0..126. */
+static int
+kind_byte(PyObject *kind, unsigned char *out)
+{
+    int known = span_kind_type != NULL && Py_TYPE(kind) == span_kind_type;
+    if (known) {
+        for (int i = 0; i < kind_count; i++) {
+            if (kind_members[i] == kind) {
+                *out = kind_bytes[i];
+                return ENC_OK;
+            }
+        }
+    }
+    PyObject *v = PyObject_GetAttr(kind, s_value);
+    if (v == NULL)
+        return ENC_FALLBACK;
+    long x = -1;
+    if (PyLong_CheckExact(v))
+        x = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (x < 0 || x > 126)
+        return ENC_FALLBACK;
+    *out = (unsigned char)(x + 1);
+    if (known && kind_count < KIND_SLOTS) {
+        Py_INCREF(kind);
+        kind_members[kind_count] = kind;
+        kind_bytes[kind_count] = *out;
+        kind_count++;
+    }
+    return ENC_OK;
+}
+
+/* The fields of a span context the encoder reads, as new references: straight from the tuple
+ * for OTel's own SpanContext (its properties are self[i]), by attribute otherwise. */
+typedef struct {
+    PyObject *trace_id, *span_id, *is_remote, *trace_state;
+} Ctx;
+
+static void
+ctx_clear(Ctx *c)
+{
+    Py_CLEAR(c->trace_id);
+    Py_CLEAR(c->span_id);
+    Py_CLEAR(c->is_remote);
+    Py_CLEAR(c->trace_state);
+}
+
+static int
+ctx_read(PyObject *ctx, Ctx *c, int full)
+{
+    if (span_context_type != NULL && Py_TYPE(ctx) == span_context_type && PyTuple_GET_SIZE(ctx) >= 5) {
+        c->trace_id = PyTuple_GET_ITEM(ctx, 0);
+        c->span_id = PyTuple_GET_ITEM(ctx, 1);
+        c->is_remote = PyTuple_GET_ITEM(ctx, 2);
+        c->trace_state = PyTuple_GET_ITEM(ctx, 4);
+        Py_INCREF(c->trace_id);
+        Py_INCREF(c->span_id);
+        Py_INCREF(c->is_remote);
+        Py_INCREF(c->trace_state);
+        return 0;
+    }
+    /* The properties the reference reads: a span's own context for its IDs and trace state,
+     * a parent's for its span ID and remoteness. */
+    if (full && (c->trace_id = PyObject_GetAttr(ctx, s_trace_id)) == NULL)
+        return -1;
+    if ((c->span_id = PyObject_GetAttr(ctx, s_span_id)) == NULL)
+        return -1;
+    if (full)
+        return (c->trace_state = PyObject_GetAttr(ctx, s_trace_state)) == NULL ? -1 : 0;
+    return (c->is_remote = PyObject_GetAttr(ctx, s_is_remote)) == NULL ? -1 : 0;
+}
+
+/* The span's Span message body, preceded by tag 0x12 and its length; ENC_FALLBACK leaves the
+ * buffer as it was. */
+static int
+put_span(Buf *b, PyObject *span)
+{
+    const Py_ssize_t mark = b->len;
+    PyObject *context = NULL, *parent = NULL, *name = NULL, *kind = NULL, *start = NULL, *end = NULL,
+             *attrs = NULL, *dropped_attrs = NULL, *events = NULL, *dropped_events = NULL, *links = NULL,
+             *code = NULL, *message = NULL, *name_tmp = NULL, *msg_tmp = NULL;
+    Ctx ctx = {NULL, NULL, NULL, NULL}, pctx = {NULL, NULL, NULL, NULL};
+    unsigned char trace_id[16], kb;
+    uint64_t span_id, parent_id = 0, t0, t1;
+    const char *name_data, *msg_data = NULL;
+    Py_ssize_t name_len, msg_len = 0;
+    long status = 0;
+    int parent_remote = 0, ret = ENC_FALLBACK, r;
+    unsigned char *p;
+
+#define GET(var, attr)                                        \
+    if (((var) = PyObject_GetAttr(span, (attr))) == NULL) \
+        goto done;
+
+    GET(context, s_context);
+    if (ctx_read(context, &ctx, 1) < 0)
+        goto done;
+    if (get_u128_be(ctx.trace_id, trace_id) < 0 || get_u64(ctx.span_id, &span_id) < 0)
+        goto done;
+    if (ctx.trace_state != Py_None) {
+        int non_empty = PyObject_IsTrue(ctx.trace_state);
+        if (non_empty != 0)
+            goto done; /* written by the reference (or its error raised there) */
+    }
+    GET(parent, s_parent);
+    if (parent != Py_None) {
+        if (ctx_read(parent, &pctx, 0) < 0 || get_u64(pctx.span_id, &parent_id) < 0)
+            goto done;
+        if ((parent_remote = PyObject_IsTrue(pctx.is_remote)) < 0)
+            goto done;
+    }
+    GET(name, s_name);
+    if (!PyUnicode_CheckExact(name) || utf8_of(name, &name_data, &name_len, &name_tmp) < 0)
+        goto done;
+    GET(kind, s_kind);
+    if ((r = kind_byte(kind, &kb)) != ENC_OK) {
+        ret = r;
+        goto done;
+    }
+    GET(start, s_start_time);
+    GET(end, s_end_time);
+    if (get_u64(start, &t0) < 0 || get_u64(end, &t1) < 0)
+        goto done;
+    GET(events, s_events);
+    GET(links, s_links);
+    if (!is_empty(events) || !is_empty(links))
+        goto done;
+    GET(code, s_status_code);
+    GET(message, s_status_message);
+    if (!PyLong_CheckExact(code))
+        goto done;
+    status = PyLong_AsLong(code);
+    if (status < 0 || status > 127) /* the reference indexes a 128-entry table */
+        goto done;
+    if (message != Py_None) {
+        if (!PyUnicode_CheckExact(message) || utf8_of(message, &msg_data, &msg_len, &msg_tmp) < 0)
+            goto done;
+    }
+    GET(attrs, s_attributes);
+    GET(dropped_attrs, s_dropped_attributes);
+    GET(dropped_events, s_dropped_events);
+#undef GET
+
+    /* Tag and a two-byte length placeholder (right for bodies of 128..16383 bytes); moved
+     * once the body's length is known when it needs another size. */
+    /* tag + length, trace ID, span ID, parent, name (tag, length, bytes), kind, times */
+    const Py_ssize_t fixed = 3 + 18 + 10 + 10 + 1 + 10 + name_len + 2 + 18;
+    if ((p = buf_reserve(b, fixed)) == NULL)
+        goto error;
+    *p++ = 0x12;
+    p += 2;
+    const Py_ssize_t body = p - b->data;
+    *p++ = 0x0a;
+    *p++ = 0x10;
+    memcpy(p, trace_id, 16);
+    p += 16;
+    *p++ = 0x12;
+    *p++ = 0x08;
+    p = put_be64(p, span_id);
+    if (parent != Py_None) {
+        *p++ = 0x22;
+        *p++ = 0x08;
+        p = put_be64(p, parent_id);
+    }
+    *p++ = 0x2a;
+    p = put_varint(p, (uint64_t)name_len);
+    memcpy(p, name_data, (size_t)name_len);
+    p += name_len;
+    *p++ = 0x30;
+    *p++ = kb;
+    *p++ = 0x39;
+    p = put_le64(p, t0);
+    *p++ = 0x41;
+    p = put_le64(p, t1);
+    b->len = p - b->data;
+
+    if ((r = put_attributes(b, attrs)) != ENC_OK || (r = put_count(b, 0x50, dropped_attrs)) != ENC_OK ||
+        (r = put_count(b, 0x60, dropped_events)) != ENC_OK) {
+        ret = r;
+        goto done;
+    }
+
+    /* Status, always present (empty when unset), then flags (fixed32). */
+    Py_ssize_t slen = (msg_len ? 1 + varint_len((uint64_t)msg_len) + msg_len : 0) + (status ? 2 : 0);
+    if ((p = buf_reserve(b, 1 + 10 + slen + 6)) == NULL)
+        goto error;
+    *p++ = 0x7a;
+    p = put_varint(p, (uint64_t)slen);
+    if (msg_len) {
+        *p++ = 0x12;
+        p = put_varint(p, (uint64_t)msg_len);
+        memcpy(p, msg_data, (size_t)msg_len);
+        p += msg_len;
+    }
+    if (status) {
+        *p++ = 0x18;
+        *p++ = (unsigned char)status;
+    }
+    uint32_t flags = FLAGS_HAS_IS_REMOTE | (parent_remote > 0 ? FLAGS_IS_REMOTE : 0);
+    *p++ = 0x85;
+    *p++ = 0x01;
+    for (int i = 0; i < 4; i++)
+        *p++ = (unsigned char)(flags >> (8 * i));
+    b->len = p - b->data;
+
+    /* The length prefix. */
+    Py_ssize_t body_len = b->len - body;
+    Py_ssize_t vlen = varint_len((uint64_t)body_len);
+    if (vlen != 2) {
+        if (vlen > 2 && buf_reserve(b, vlen - 2) == NULL)
+            goto error;
+        memmove(b->data + body + (vlen - 2), b->data + body, (size_t)body_len);
+        b->len += vlen - 2;
+    }
+    put_varint(b->data + mark + 1, (uint64_t)body_len);
+    ret = ENC_OK;
+    goto done;
+
+error:
+    ret = ENC_ERROR;
+done:
+    if (ret != ENC_OK)
+        b->len = mark;
+    ctx_clear(&ctx);
+    ctx_clear(&pctx);
+    Py_XDECREF(context);
+    Py_XDECREF(parent);
+    Py_XDECREF(name);
+    Py_XDECREF(kind);
+    Py_XDECREF(start);
+    Py_XDECREF(end);
+    Py_XDECREF(attrs);
+    Py_XDECREF(dropped_attrs);
+    Py_XDECREF(events);
+    Py_XDECREF(dropped_events);
+    Py_XDECREF(links);
+    Py_XDECREF(code);
+    Py_XDECREF(message);
+    Py_XDECREF(name_tmp);
+    Py_XDECREF(msg_tmp);
+    return ret;
+}
+
+/* A span through the Python encoder: its bytes, wrapped as the spans field. */
+static int
+put_fallback(Buf *b, PyObject *span, PyObject *fallback)
+{
+    PyObject *encoded = PyObject_CallOneArg(fallback, span);
+    if (encoded == NULL)
+        return -1;
+    if (!PyBytes_Check(encoded)) {
+        PyErr_Format(PyExc_TypeError, "fallback returned %.100s, not bytes", Py_TYPE(encoded)->tp_name);
+        Py_DECREF(encoded);
+        return -1;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(encoded);
+    unsigned char *p = buf_reserve(b, 1 + 10 + n);
+    if (p == NULL) {
+        Py_DECREF(encoded);
+        return -1;
+    }
+    *p++ = 0x12;
+    p = put_varint(p, (uint64_t)n);
+    memcpy(p, PyBytes_AS_STRING(encoded), (size_t)n);
+    b->len = (p - b->data) + n;
+    Py_DECREF(encoded);
+    return 0;
+}
+
+/* OTel's SpanContext and SpanKind types, once their modules are imported. */
+static void
+find_types(void)
+{
+    static const struct {
+        const char *module, *name;
+        PyTypeObject **slot;
+    } wanted[] = {
+        {"opentelemetry.trace.span", "SpanContext", &span_context_type},
+        {"opentelemetry.trace", "SpanKind", &span_kind_type},
+    };
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+        if (*wanted[i].slot != NULL)
+            continue;
+        PyObject *name = PyUnicode_FromString(wanted[i].module);
+        if (name == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *mod = PyImport_GetModule(name);
+        Py_DECREF(name);
+        if (mod == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *type = PyObject_GetAttrString(mod, wanted[i].name);
+        Py_DECREF(mod);
+        if (type == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        if (PyType_Check(type))
+            *wanted[i].slot = (PyTypeObject *)type; /* kept for the life of the process */
+        else
+            Py_DECREF(type);
+    }
+}
+
+PyDoc_STRVAR(encode_spans_doc,
+             "encode_spans(spans, fallback, /)\n--\n\n"
+             "The ScopeSpans.spans fields (tag 0x12, length, Span body) of the given spans,\n"
+             "concatenated: each body as infersight._otlp_encode.encode_span writes it. Spans this\n"
+             "module does not handle are encoded by fallback(span), which must return bytes.");
+
+static PyObject *
+encode_spans(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "encode_spans() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *fallback = args[1];
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "encode_spans() fallback must be callable");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "encode_spans() spans must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    if (span_context_type == NULL || span_kind_type == NULL)
+        find_types();
+
+    Buf b = {NULL, 0, 0};
+    PyObject *result = NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > 0 && buf_grow(&b, n < 1 << 15 ? n * 512 : 1 << 24) < 0) /* a server span is ~450 bytes */
+        goto done;
+    /* The length is read again each time: a fallback runs Python code, which may change a list. */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *span = PySequence_Fast_GET_ITEM(seq, i);
+        Py_INCREF(span);
+        int r = put_span(&b, span);
+        if (r == ENC_FALLBACK && PyErr_Occurred()) {
+            if (PyErr_ExceptionMatches(PyExc_Exception))
+                PyErr_Clear(); /* the reference raises it again, or handles the span */
+            else
+                r = ENC_ERROR; /* KeyboardInterrupt and the like go up as they are */
+        }
+        if (r == ENC_FALLBACK)
+            r = put_fallback(&b, span, fallback);
+        Py_DECREF(span);
+        if (r < 0)
+            goto done;
+    }
+    result = PyBytes_FromStringAndSize((const char *)b.data, b.len);
+done:
+    PyMem_Free(b.data);
+    Py_DECREF(seq);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL, encode_spans_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "infersight._speedups",
+    "C encoder for infersight's spans (see infersight._otlp_encode, the reference).",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    static const struct {
+        PyObject **slot;
+        const char *text;
+    } names[] = {
+        {&s_name, "name"},
+        {&s_context, "context"},
+        {&s_parent, "parent"},
+        {&s_kind, "kind"},
+        {&s_start_time, "start_time"},
+        {&s_end_time, "end_time"},
+        {&s_attributes, "attributes"},
+        {&s_dropped_attributes, "dropped_attributes"},
+        {&s_events, "events"},
+        {&s_dropped_events, "dropped_events"},
+        {&s_links, "links"},
+        {&s_status_code, "status_code"},
+        {&s_status_message, "status_message"},
+        {&s_trace_id, "trace_id"},
+        {&s_span_id, "span_id"},
+        {&s_is_remote, "is_remote"},
+        {&s_trace_state, "trace_state"},
+        {&s_value, "value"},
+        {&s_items, "items"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return NULL;
+    }
+    return PyModule_Create(&module_def);
+}
