@@ -78,9 +78,10 @@ def _install_hooks(app: Any) -> None:
 
     def note_route(endpoint: Any, values: Any) -> None:
         try:
-            rule = request.url_rule
+            req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not two
+            rule = req.url_rule
             if rule is not None:
-                request.environ[ROUTE_KEY] = rule.rule
+                req.environ[ROUTE_KEY] = rule.rule
         except Exception:  # noqa: BLE001 - never stop the request
             fault("flask_route")
 

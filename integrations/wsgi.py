@@ -109,7 +109,7 @@ class InferSightMiddleware:
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        if self.options.is_excluded(path):
+        if self.options.excluded is not None and self.options.is_excluded(path):
             return _Suppressed(self.app, environ, start_response)
         try:
             ex = Exchange.begin(get_runtime(), self.options, self._request_info(environ, path))
@@ -213,6 +213,9 @@ def _close(ex: Exchange, environ: WSGIEnviron) -> None:
         _fault("wsgi_finish")
 
 
+_END: Any = object()  # what next() returns at the end of a body, instead of raising
+
+
 class _ObservedBody:
     """The app's response iterable, passed through chunk by chunk (each pulled inside the
     request's context); ``close()`` ends the span."""
@@ -235,13 +238,13 @@ class _ObservedBody:
         try:
             if self._iter is None:
                 self._iter = self._ctx.run(iter, self._body)
-            chunk = self._ctx.run(next, self._iter)
-        except StopIteration:
-            ex.complete = True
-            raise
+            chunk = self._ctx.run(next, self._iter, _END)  # no StopIteration to catch and re-raise
         except BaseException as exc:
             ex.exc = exc
             raise
+        if chunk is _END:
+            ex.complete = True
+            raise StopIteration
         if ex.capture_response:
             try:
                 ex.tee_response(chunk)

@@ -711,8 +711,27 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(untrack_doc,
+             "untrack(*objects)\n--\n\n"
+             "Take the objects out of the cyclic garbage collector's view (as the interpreter does\n"
+             "itself for tuples and dicts of atomic values). Only for objects that can never be part\n"
+             "of a reference cycle: they are freed by reference counting alone.");
+
+static PyObject *
+untrack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *o = args[i];
+        if (PyObject_IS_GC(o) && PyObject_GC_IsTracked(o))
+            PyObject_GC_UnTrack(o);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL, encode_spans_doc},
+    {"untrack", (PyCFunction)(void (*)(void))untrack, METH_FASTCALL, untrack_doc},
     {NULL, NULL, 0, NULL},
 };
 
