@@ -214,3 +214,40 @@ def test_negative_zero_keeps_its_sign_after_positive_zero_was_encoded():
         _otlp_encode.encode_request(RESOURCE, ("infersight", "0.1.0", None, None), spans))
     values = [s.attributes[0].value.double_value for s in decoded.resource_spans[0].scope_spans[0].spans]
     assert [str(v) for v in values] == ["0.0", "-0.0"]
+
+
+def test_the_request_paths_context_helpers_agree_with_the_otel_api(caplog):
+    import contextvars
+
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    from infersight import request_context as rc
+
+    assert rc.current_span() is trace.get_current_span() is trace.INVALID_SPAN
+    token = otel_context.attach(otel_context.set_value(_SPAN_KEY, "not a span"))
+    try:  # a value that is not a span reads as no span, as the API has it
+        assert rc.current_span() is trace.get_current_span() is trace.INVALID_SPAN
+        _, tracer, _ = _tracer()
+        root = tracer.start_span("x")
+        assert root.parent is None and root.get_span_context().is_valid
+    finally:
+        otel_context.detach(token)
+
+    span = NonRecordingSpan(SpanContext(1, 2, False))
+    base = otel_context.set_value("tenant", "a")
+    assert rc.span_context(span, base) == trace.set_span_in_context(span, base)
+    outer = otel_context.attach(base)
+    try:
+        inner = rc.enter_span(span)  # the current context's other values stay
+        assert rc.current_span() is trace.get_current_span() is span
+        assert otel_context.get_value("tenant") == "a"
+        rc.leave(inner, None)
+        assert trace.get_current_span() is trace.INVALID_SPAN and otel_context.get_value("tenant") == "a"
+    finally:
+        otel_context.detach(outer)
+
+    # A token made in another context cannot be reset here: OTel's detach reports it, nothing raises.
+    elsewhere = contextvars.copy_context().run(rc.attach, rc.span_context(span))
+    rc.leave(elsewhere, None)
+    assert "Failed to detach context" in caplog.text
+    assert trace.get_current_span() is trace.INVALID_SPAN

@@ -376,3 +376,49 @@ def test_pure_python_variable_turns_the_extension_off():
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["False", "True"]
     assert _otlp_encode.ACCELERATED == (_speedups is not None and os.environ.get("INFERSIGHT_PURE_PYTHON") != "1")
+
+
+# -- untrack: spans out of the cyclic collector's view ----------------------------------------------
+
+
+def test_untrack_takes_containers_out_of_the_collectors_view_and_ignores_the_rest():
+    ext = _ext()
+    import gc
+
+    class Holder:
+        __slots__ = ("value",)
+
+    h = Holder()
+    d = {"k": [1, 2]}  # holds a container, so the interpreter tracks it
+    assert gc.is_tracked(h) and gc.is_tracked(d)
+    assert ext.untrack(h, d, 7, "text", None) is None  # atoms are not containers: nothing to do
+    assert not gc.is_tracked(h) and not gc.is_tracked(d)
+    d["t"] = ([],)  # a dict tracks itself again when it takes a container
+    assert gc.is_tracked(d)
+
+
+def test_spans_are_untracked_and_still_export_whole_after_collections():
+    _ext()
+    import gc
+
+    provider = TracerProvider(resource=RESOURCE)
+    processor = LiteSpanProcessor(None)
+    provider.add_span_processor(processor)
+    tracer = FastTracer(provider, processor, "infersight", "0.1.0", expected=1)
+    span = tracer.start_span("predict", attributes={"ml.model.name": "m", "ml.batch.size": 3})
+    assert not gc.is_tracked(span) and not gc.is_tracked(span.context) and not gc.is_tracked(span.attributes)
+    span.set_attribute("ml.tags", ("a", "b"))
+    span.add_event("checked", {"rows": 3})
+    span.set_status(Status(StatusCode.ERROR, "bad"))
+    gc.collect()  # a full collection while the span is held only by its owner and the queue
+    span.end()
+    gc.collect()
+    queued = list(processor._queue)  # noqa: SLF001 - the export queue, as the export thread sees it
+    assert queued == [span]
+    assert span.attributes["ml.tags"] == ("a", "b") and span.events and span.status_code == StatusCode.ERROR.value
+    payload = encode_request(RESOURCE, SCOPE, queued)
+    assert payload == encode_request(RESOURCE, SCOPE, queued, accelerated=False)
+    (sent,) = ExportTraceServiceRequest.FromString(payload).resource_spans[0].scope_spans[0].spans
+    assert sent.name == "predict" and [e.name for e in sent.events] == ["checked"]
+    assert sent.status.message == "bad" and len(sent.attributes) == 3
+    processor.shutdown()
