@@ -36,8 +36,16 @@ request, by instrumentation scope, show what each variant emits.
 ``--micro`` measures one in-process exchange instead (no server, no sockets): the ASGI middleware
 around a raw ASGI app, and ``@monitor`` around the trivial predict, with a null span exporter.
 
+``--instructions`` runs each server under valgrind's cachegrind (needs ``valgrind``) and counts
+what it executes per request: instructions, and first-level instruction and data cache misses of a
+simulated 32 kB / 32 kB / 2 MB cache. Two runs per variant (``--requests``, default 400 and 1600
+requests from 4 keep-alive clients) are subtracted, so start-up and shut-down cancel out. Unlike
+time on a shared VM these counts do not move from run to run; they say how much work each variant
+does, not how fast the machine does it (cache misses cost far more than they count here).
+
 Run: python bench/middleware.py [--seconds 3] [--rounds 5] [--concurrency 8] [--only fastapi|flask]
      python bench/middleware.py --micro
+     python bench/middleware.py --instructions [--only fastapi|flask] [--variants bare,infersight]
 """
 
 
@@ -277,8 +285,8 @@ def _cpu_seconds(root: int) -> float:
     return sum(times.get(pid, 0.0) for pid in tree)
 
 
-def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "") -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+def _server(app: str, variant: str, endpoint: str, http_endpoint: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a variant's server (uvicorn or gunicorn) on ``port``."""
     env = dict(os.environ, BENCH_APP=app, BENCH_VARIANT=variant, BENCH_ENDPOINT=endpoint, BENCH_HTTP_ENDPOINT=http_endpoint,
                PYTHONPATH=os.pathsep.join([HERE, REPO]), OTEL_PYTHON_LOG_CORRELATION="false")
     if app == "fastapi":
@@ -287,6 +295,12 @@ def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "") -> tu
     else:
         argv = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
                 "middleware:flask_app"]
+    return argv, env
+
+
+def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "") -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    argv, env = _server(app, variant, endpoint, http_endpoint, port)
     proc = subprocess.Popen(argv, env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/predict"
     deadline = time.monotonic() + 20
@@ -538,6 +552,90 @@ def encoding(batch: int = 512, repeat: int = 20) -> None:
           f"OTel encoder {theirs:.1f} ({theirs / ours:.1f}x)")
 
 
+INSTRUCTION_VARIANTS = ["bare", "passthrough", "otel", "infersight", "infersight-no-monitor"]
+_COUNTERS = ("Ir", "I1mr", "ILmr", "Dr", "D1mr", "DLmr", "Dw", "D1mw", "DLmw")
+
+
+def _counted_run(sink: Any, app: str, variant: str, requests: int, workdir: str) -> dict[str, int]:
+    """Serve ``requests`` requests under cachegrind; the totals of every process of the server."""
+    import shutil
+    import signal as _signal
+
+    port = _free_port()
+    argv, env = _server(app, variant, sink.grpc_endpoint, sink.http_endpoint, port)
+    env["PYTHONHASHSEED"] = "0"
+    out = os.path.join(workdir, f"{app}.{variant}.{requests}")
+    valgrind = [shutil.which("valgrind") or "valgrind", "--tool=cachegrind", "--cache-sim=yes", "--I1=32768,8,64",
+                "--D1=32768,8,64", "--LL=2097152,16,64", "--trace-children=yes", f"--cachegrind-out-file={out}.%p"]
+    proc = subprocess.Popen(valgrind + argv, env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{app}/{variant} did not start under valgrind") from None
+                time.sleep(0.5)
+
+        def client(count: int) -> None:
+            import http.client
+
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+            for _ in range(count):  # gunicorn's sync worker closes each connection; http.client reopens it
+                conn.request("POST", "/predict", ROW, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"{app}/{variant}: HTTP {resp.status}")
+
+        threads = [threading.Thread(target=client, args=(requests // 4,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        proc.send_signal(_signal.SIGTERM)
+        proc.wait(timeout=300)
+    totals = dict.fromkeys(_COUNTERS, 0)
+    prefix = os.path.basename(out) + "."
+    for name in os.listdir(workdir):
+        if name.startswith(prefix):
+            with open(os.path.join(workdir, name)) as f:
+                for line in f:
+                    if line.startswith("summary:"):
+                        for key, value in zip(_COUNTERS, line.split()[1:]):
+                            totals[key] += int(value)
+    return totals
+
+
+def instructions(apps: list[str], variants: list[str], counts: tuple[int, int]) -> None:
+    """Per-request instructions and cache misses of each variant's server, from cachegrind."""
+    import shutil
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        print("--instructions needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
+        sys.exit(2)
+    sink = _counting_sink()
+    with sink, tempfile.TemporaryDirectory() as workdir:
+        for app in apps:
+            print(f"\n{app}: per request, from cachegrind ({counts[1]} - {counts[0]} requests, 4 keep-alive clients)")
+            print(f"  {'variant':24s} {'instructions':>12s} {'I1 misses':>10s} {'D1 misses':>10s}   instructions "
+                  f"bare / variant")
+            per: dict[str, dict[str, float]] = {}
+            for variant in variants:
+                if variant not in SUITES[app]:
+                    continue
+                low, high = (_counted_run(sink, app, variant, n, workdir) for n in counts)
+                per[variant] = {k: (high[k] - low[k]) / (counts[1] - counts[0]) for k in _COUNTERS}
+                row = per[variant]
+                ratio = f"{per['bare']['Ir'] / row['Ir']:.2f}" if "bare" in per else "-"
+                print(f"  {variant:24s} {row['Ir']:12.0f} {row['I1mr']:10.0f} {row['D1mr'] + row['D1mw']:10.0f}   {ratio}",
+                      flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -545,6 +643,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--only", choices=sorted(SUITES), default=None)
     parser.add_argument("--micro", action="store_true", help="in-process cost of one exchange, no servers")
+    parser.add_argument("--instructions", action="store_true", help="instructions per request under cachegrind")
+    parser.add_argument("--variants", default=",".join(INSTRUCTION_VARIANTS), help="with --instructions")
+    parser.add_argument("--requests", default="400,1600", help="with --instructions: the two request counts")
     parser.add_argument("--load", nargs=3, metavar=("URL", "SECONDS", "CONCURRENCY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
@@ -552,6 +653,10 @@ def main() -> None:
         return
     if args.micro:
         micro()
+        return
+    if args.instructions:
+        low, high = (int(n) for n in args.requests.split(","))
+        instructions([args.only] if args.only else list(SUITES), args.variants.split(","), (low, high))
         return
     sink = _counting_sink()
     with sink:

@@ -168,10 +168,7 @@ class InferSightMiddleware:
                 if k in environ:
                     propagated = True
                     break
-        address, server_port = server_address_port(
-            environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
-            int(port) if port and port.isdigit() else None,
-        )
+        address, server_port = _server_of(environ.get("HTTP_HOST") or environ.get("SERVER_NAME"), port)
         return RequestInfo(
             environ.get("REQUEST_METHOD", "GET"),
             environ.get("wsgi.url_scheme", "http"),
@@ -193,7 +190,28 @@ def _environ_key(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
+_servers: dict[tuple[Any, Any], tuple[str | None, int | None]] = {}
+
+
+def _server_of(host: str | None, port: str | None) -> tuple[str | None, int | None]:
+    """``server.address`` and ``server.port`` from the Host header (else ``SERVER_NAME``) and
+    ``SERVER_PORT``, remembered per pair (bounded: the Host header is the client's)."""
+    key = (host, port)
+    hit = _servers.get(key)
+    if hit is None:
+        hit = server_address_port(host, int(port) if port and port.isdigit() else None)
+        if len(_servers) < 256:
+            _servers[key] = hit
+    return hit
+
+
+_PROTOCOLS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2.0", None: None}
+
+
 def _protocol_version(server_protocol: str | None) -> str | None:
+    hit = _PROTOCOLS.get(server_protocol, "")
+    if hit != "":
+        return hit
     if server_protocol and server_protocol.upper().startswith("HTTP/"):
         return server_protocol[5:]
     return None
