@@ -31,6 +31,7 @@ class InferSightMiddleware(_WSGIMiddleware):
     """
 
     framework = "flask"
+    route_of = staticmethod(lambda environ: _route_template(environ.get("werkzeug.request")))
 
     def __init__(self, app: WSGIApp, **options: Any) -> None:
         flask_app = getattr(app, "__self__", app)  # app.wsgi_app is a bound method of the Flask app
@@ -70,30 +71,34 @@ def _is_flask(obj: Any) -> bool:
     return isinstance(obj, Flask)
 
 
+def _route_template(request: Any) -> str | None:
+    """The matched rule of a Flask request (``None`` unmatched, or not a Flask request). Flask
+    matches the URL before any ``before_request`` hook runs, so a hook that answers early does
+    not hide the route."""
+    rule = getattr(request, "url_rule", None)
+    return rule.rule if rule is not None else None
+
+
 def _install_hooks(app: Any) -> None:
-    """Put the route template and Flask-handled exceptions where the middleware reads them."""
+    """Put the exception behind a 500 Flask rendered itself, and the route of a request whose
+    exception escapes Flask (no response was started), where the middleware reads them.
+
+    The route of every other request is read when its response starts, from the request werkzeug
+    keeps in the environ: a per-request Flask hook (``before_request``, ``url_value_preprocessor``)
+    would cost more than everything else the middleware does in Flask's request path."""
     if getattr(app, _HOOKED, False):
         return
     from flask import got_request_exception, request
 
-    def note_route(endpoint: Any, values: Any) -> None:
-        try:
-            req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not two
-            rule = req.url_rule
-            if rule is not None:
-                req.environ[ROUTE_KEY] = rule.rule
-        except Exception:  # noqa: BLE001 - never stop the request
-            fault("flask_route")
-
     def note_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
         try:
-            request.environ[EXCEPTION_KEY] = exception
+            environ = request.environ
+            environ[EXCEPTION_KEY] = exception
+            route = _route_template(request._get_current_object())  # type: ignore[attr-defined]
+            if route is not None:
+                environ[ROUTE_KEY] = route
         except Exception:  # noqa: BLE001
             fault("flask_exception")
 
-    # A URL-value preprocessor: Flask runs these before any before_request hook (one that
-    # answers early cannot hide the route), and calls them directly, where each before_request
-    # hook costs a coroutine-function check per request.
-    app.url_value_preprocessors.setdefault(None, []).insert(0, note_route)
     got_request_exception.connect(note_exception, app, weak=False)
     setattr(app, _HOOKED, True)

@@ -84,6 +84,9 @@ class InferSightMiddleware:
     """
 
     framework = "flask"
+    # ``(environ) -> route template | None``, asked when the response starts (the framework's
+    # request is still current then); frameworks may also leave the template at ROUTE_KEY.
+    route_of: Callable[[WSGIEnviron], str | None] | None = None
 
     def __init__(
         self,
@@ -126,10 +129,13 @@ class InferSightMiddleware:
                 environ["wsgi.input"] = _TeeInput(environ["wsgi.input"], ex)
             header = self.options.request_id_header
             header_lower = self._header_lower
+            route_of = self.route_of
 
             def observed_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 try:
                     ex.status = int(status[:3])
+                    if route_of is not None and ex.route is None:
+                        ex.route = route_of(environ)
                     for k, _ in headers:
                         if k.lower() == header_lower:
                             break

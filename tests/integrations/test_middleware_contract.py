@@ -251,6 +251,29 @@ def test_flask_route_is_known_even_when_a_before_request_hook_answers(spans: InM
     assert span.name == "GET /items/<int:item_id>" and span.attributes["http.response.status_code"] == 401
 
 
+def test_flask_route_is_known_when_the_exception_escapes_flask(spans: InMemorySpanExporter) -> None:
+    """With PROPAGATE_EXCEPTIONS Flask starts no response: the route comes from the exception
+    signal, and the exception still reaches the server unchanged."""
+    from flask import Flask
+
+    from infersight.integrations.flask import instrument_app
+
+    app = Flask("propagating")
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+
+    @app.get("/fail/<name>")
+    def fail(name: str) -> dict:
+        raise KeyError(name)
+
+    instrument_app(app)
+    with pytest.raises(KeyError):
+        app.test_client().get("/fail/x")
+    assert infersight.flush()
+    [span] = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+    assert span.attributes["http.route"] == "/fail/<name>" and span.attributes["error.type"] == "KeyError"
+    assert span.name == "GET /fail/<name>" and span.attributes["http.response.status_code"] == 500
+
+
 def test_wsgi_request_context_stays_inside_the_request(spans: InMemorySpanExporter) -> None:
     """The request ID and span are current while the app runs and while its body is pulled,
     and nothing of the request is left current in the server's thread afterwards."""
