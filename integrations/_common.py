@@ -448,6 +448,27 @@ class Exchange:
         "method", "scheme", "route", "status", "complete", "disconnected", "exc",
         "req_body", "resp_body", "req_truncated", "resp_truncated", "capture_response",
     )
+    rt: Any
+    opts: MiddlewareOptions
+    request_id: str
+    span: Any  # the server span: ours, the SDK's, or another instrumentation's it enriches
+    owned: bool
+    ctx: Any  # the OTel context made current for the request (None when the span is not ours)
+    _ctx_token: Any
+    _rid_token: Any
+    t0: float
+    method: str
+    scheme: str
+    route: str | None
+    status: int | None
+    complete: bool
+    disconnected: bool
+    exc: BaseException | None
+    req_body: bytearray | None
+    resp_body: bytearray | None
+    req_truncated: bool
+    resp_truncated: bool
+    capture_response: bool
 
     def __init__(self, rt: Any, opts: MiddlewareOptions) -> None:
         self.rt = rt

@@ -32,12 +32,18 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["ACCELERATED", "encode_any_value", "encode_attributes", "encode_request", "encode_span"]
 
-_speedups: Any = None
-if os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() != "1":
+def _extension() -> Any:
+    """The C extension, unless turned off or not built."""
+    if os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1":
+        return None
     try:
-        from infersight import _speedups
+        from infersight import _speedups as ext
     except ImportError:
-        pass
+        return None
+    return ext
+
+
+_speedups: Any = _extension()
 
 #: Whether :func:`encode_request` writes spans with the C extension.
 ACCELERATED: bool = _speedups is not None

@@ -40,7 +40,7 @@ import random
 import threading
 import time
 import traceback
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
@@ -55,6 +55,7 @@ from opentelemetry.util.types import Attributes
 
 from infersight._otlp_encode import encode_request
 
+_untrack: Callable[..., None] | None
 try:
     from infersight._speedups import untrack as _untrack
 except ImportError:  # built without the C extension: the collector keeps seeing spans

@@ -1,0 +1,6 @@
+"""Types of the optional C extension (``sdk/infersight/_speedups.c``)."""
+
+from typing import Any, Callable, Sequence
+
+def encode_spans(spans: Sequence[Any], fallback: Callable[[Any], bytes], /) -> bytes: ...
+def untrack(*objects: object) -> None: ...
