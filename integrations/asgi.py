@@ -198,6 +198,8 @@ _servers: dict[Any, tuple[str | None, int | None]] = {}
 def _server_of(host: bytes | None, server: Any, scheme: str) -> tuple[str | None, int | None]:
     """``server.address`` and ``server.port`` from the Host header, else the ASGI ``server``
     entry; remembered per (Host, server, scheme) (bounded: the Host header is the client's)."""
+    if server is not None and type(server) is not tuple:
+        server = tuple(server)  # some servers give a list; a key must be hashable
     key = (host, server, scheme)
     hit = _servers.get(key)
     if hit is None:

@@ -226,6 +226,33 @@ def test_trace_context_and_request_id_are_found_whatever_the_header_spelling(spa
     assert f"{traced[0].context.trace_id:032x}" == trace_id  # the first /p request carried traceparent
 
 
+def test_connection_attributes_whatever_the_shape_of_the_asgi_scope(spans: InMemorySpanExporter) -> None:
+    """Server and client entries as tuples, lists or absent; Host header or not: the server span
+    gets the same attributes (they are remembered per connection shape, so each shape counts)."""
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        pass
+
+    shapes = [
+        ({"server": ("10.0.0.1", 8080), "client": ("10.0.0.9", 5000)}, [], ("10.0.0.1", 8080, "10.0.0.9")),
+        ({"server": ["10.0.0.1", 8080], "client": ["10.0.0.9", 5000]}, [], ("10.0.0.1", 8080, "10.0.0.9")),
+        ({"server": ("10.0.0.1", 8080)}, [(b"host", b"api.local:9000")], ("api.local", 9000, None)),
+        ({}, [(b"host", b"api.local")], ("api.local", 80, None)),
+        ({}, [], (None, 80, None)),  # the scheme's default port, as before the cache
+    ]
+    for i, (extra, headers, _) in enumerate(shapes):
+        scope = {"type": "http", "method": "GET", "path": f"/shape/{i}", "headers": headers, "scheme": "http", **extra}
+        asyncio.run(ASGIMiddleware(ok_app)(scope, receive, send))
+    infersight.flush()
+    server = {s.attributes["url.path"]: s.attributes for s in spans.get_finished_spans() if s.kind.name == "SERVER"}
+    for i, (_, _, (address, port, client)) in enumerate(shapes):
+        a = server[f"/shape/{i}"]
+        assert (a.get("server.address"), a.get("server.port"), a.get("client.address")) == (address, port, client)
+
+
 def test_flask_route_is_known_even_when_a_before_request_hook_answers(spans: InMemorySpanExporter) -> None:
     from flask import Flask
 
