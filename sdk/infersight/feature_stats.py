@@ -50,6 +50,7 @@ _OVERFLOW = "\x00overflow"  # series key of values past the attribute-set bound
 DURATION_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
                    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
+_FLOAT, _INT, _INT_FLOAT = {float}, {int}, {int, float}  # column value types sketched as numbers at once
 _COMPACT_AT = 2048  # buffered rows per model before the exporter thread is asked to compact
 _HARD_LIMIT = 8192  # if the exporter thread cannot keep up, the request path compacts itself
 
@@ -411,7 +412,10 @@ class FeatureStats:
             for name, values in zip(keys, columns):
                 name = name if type(name) is str else str(name)
                 known.add(name)
-                if set(map(type, values)) == {float}:
+                kinds = set(map(type, values))
+                if kinds == _FLOAT or kinds == _INT or kinds == _INT_FLOAT:
+                    # Numbers only (ints as the mixed path would take them: float(x)); bools are
+                    # their own type and stay categories.
                     float_names.append(name)
                     float_cols.append(values)
                 else:

@@ -266,6 +266,38 @@ def test_feature_statistics_one_row_calls(telemetry, model_name):
     assert batch.count == 3 and batch.sum == 3
 
 
+def test_integer_features_are_sketched_as_the_same_numbers_as_floats(telemetry, model_name):
+    """Integer (and mixed integer/float) columns of one-row calls take the vectorised numeric
+    path; the sketch is the one their float values give."""
+
+    @infersight.monitor(model=model_name + "-int", version="1")
+    def with_ints(row):
+        return 0.5
+
+    @infersight.monitor(model=model_name + "-float", version="1")
+    def with_floats(row):
+        return 0.5
+
+    rng = np.random.default_rng(7)
+    tenure = rng.integers(-5, 10**12, size=300).tolist()
+    mixed = [float(x) if i % 3 else int(x) for i, x in enumerate(rng.integers(0, 1000, size=300))]
+    for t, m in zip(tenure, mixed):
+        with_ints({"tenure": t, "mixed": m, "flag": bool(t % 2)})
+        with_floats({"tenure": float(t), "mixed": float(m), "flag": bool(t % 2)})
+    telemetry.flush()
+    pts = telemetry.points
+    for name in ("tenure", "mixed"):
+        (a,) = by_attrs(pts("ml.feature.value"), ml_model_name=model_name + "-int", ml_feature_name=name)
+        (b,) = by_attrs(pts("ml.feature.value"), ml_model_name=model_name + "-float", ml_feature_name=name)
+        assert (a.count, a.sum, a.min, a.max, a.scale, a.zero_count) == (b.count, b.sum, b.min, b.max, b.scale, b.zero_count)
+        assert (a.positive.offset, list(a.positive.bucket_counts)) == (b.positive.offset, list(b.positive.bucket_counts))
+        assert (a.negative.offset, list(a.negative.bucket_counts)) == (b.negative.offset, list(b.negative.bucket_counts))
+    flags = {attr(p, "ml.category.value"): p.value
+             for p in by_attrs(pts("ml.feature.category"), ml_model_name=model_name + "-int", ml_feature_name="flag")}
+    assert sum(flags.values()) == 300 and set(flags) <= {"true", "false"}  # bools stay categories
+    assert not by_attrs(pts("ml.feature.value"), ml_model_name=model_name + "-int", ml_feature_name="flag")
+
+
 def test_feature_statistics_batches_add_up_to_the_rows(telemetry, model_name):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 4))
