@@ -175,7 +175,8 @@ class InferSightMiddleware:
         scheme = scope.get("scheme") or "http"
         server = scope.get("server")
         client = scope.get("client")
-        address, port = _server_of(host, server, scheme)
+        port = (server[1] if server and len(server) > 1 else None) or _DEFAULT_PORTS.get(scheme)
+        address, port = server_address_port(host if host is not None else (server[0] if server else None), port)
         return RequestInfo(
             scope.get("method", "GET"),
             scheme,
@@ -183,44 +184,13 @@ class InferSightMiddleware:
             address,
             port,
             client[0] if client else None,
-            _text(user_agent) if user_agent is not None else None,
+            user_agent.decode("latin-1") if user_agent is not None else None,
             scope.get("http_version"),
             incoming.decode("latin-1") if incoming is not None else None,
             _carrier(headers) if propagated and propagator is not None else None,
             None,
             remote,
         )
-
-
-_servers: dict[Any, tuple[str | None, int | None]] = {}
-
-
-def _server_of(host: bytes | None, server: Any, scheme: str) -> tuple[str | None, int | None]:
-    """``server.address`` and ``server.port`` from the Host header, else the ASGI ``server``
-    entry; remembered per (Host, server, scheme) (bounded: the Host header is the client's)."""
-    if server is not None and type(server) is not tuple:
-        server = tuple(server)  # some servers give a list; a key must be hashable
-    key = (host, server, scheme)
-    hit = _servers.get(key)
-    if hit is None:
-        port = (server[1] if server and len(server) > 1 else None) or _DEFAULT_PORTS.get(scheme)
-        hit = server_address_port(host if host is not None else (server[0] if server else None), port)
-        if len(_servers) < 256:
-            _servers[key] = hit
-    return hit
-
-
-_texts: dict[bytes, str] = {}
-
-
-def _text(value: bytes) -> str:
-    """A header value as text, remembered for recurring values (user agents; bounded)."""
-    text = _texts.get(value)
-    if text is None:
-        text = value.decode("latin-1")
-        if len(_texts) < 256:
-            _texts[value] = text
-    return text
 
 
 _HOST, _USER_AGENT, _REQUEST_ID, _PROPAGATION = range(4)

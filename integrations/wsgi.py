@@ -174,7 +174,10 @@ class InferSightMiddleware:
                 if k in environ:
                     propagated = True
                     break
-        address, server_port = _server_of(environ.get("HTTP_HOST") or environ.get("SERVER_NAME"), port)
+        address, server_port = server_address_port(
+            environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+            int(port) if port and port.isdigit() else None,
+        )
         return RequestInfo(
             environ.get("REQUEST_METHOD", "GET"),
             environ.get("wsgi.url_scheme", "http"),
@@ -194,21 +197,6 @@ class InferSightMiddleware:
 def _environ_key(header: str) -> str:
     """A header name as a WSGI environ key: ``traceparent`` -> ``HTTP_TRACEPARENT``."""
     return "HTTP_" + header.upper().replace("-", "_")
-
-
-_servers: dict[tuple[Any, Any], tuple[str | None, int | None]] = {}
-
-
-def _server_of(host: str | None, port: str | None) -> tuple[str | None, int | None]:
-    """``server.address`` and ``server.port`` from the Host header (else ``SERVER_NAME``) and
-    ``SERVER_PORT``, remembered per pair (bounded: the Host header is the client's)."""
-    key = (host, port)
-    hit = _servers.get(key)
-    if hit is None:
-        hit = server_address_port(host, int(port) if port and port.isdigit() else None)
-        if len(_servers) < 256:
-            _servers[key] = hit
-    return hit
 
 
 _PROTOCOLS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2.0", None: None}
