@@ -54,13 +54,13 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util.types import Attributes
 
 from infersight._otlp_encode import encode_request
+from infersight.request_context import _otel_var
 
 _untrack: Callable[..., None] | None
 try:
     from infersight._speedups import untrack as _untrack
 except ImportError:  # built without the C extension: the collector keeps seeing spans
     _untrack = None
-from infersight.request_context import _otel_var
 
 __all__ = ["FastTracer", "LiteSpan", "LiteSpanProcessor"]
 
@@ -71,6 +71,8 @@ _get_current_span = trace.get_current_span
 _DEFAULT_TRACE_STATE = DEFAULT_TRACE_STATE
 _tuple_new = tuple.__new__
 _EMPTY: dict[str, Any] = {}
+_time_ns = time.time_ns
+_getrandbits = random.getrandbits
 
 
 def _span_context(trace_id: int, span_id: int, flags: TraceFlags, trace_state: Any, valid_ids: bool) -> SpanContext:
@@ -79,8 +81,6 @@ def _span_context(trace_id: int, span_id: int, flags: TraceFlags, trace_state: A
     if valid_ids:
         return _tuple_new(SpanContext, (trace_id, span_id, False, flags, trace_state, True))  # type: ignore[no-any-return]
     return SpanContext(trace_id, span_id, False, flags, trace_state)
-_time_ns = time.time_ns
-_getrandbits = random.getrandbits
 
 
 def _env_int(name: str, default: int) -> int:
@@ -365,14 +365,8 @@ class FastTracer:
             trace_state = result.trace_state if result.trace_state is not None else _DEFAULT_TRACE_STATE
             if result.attributes:
                 attributes = {**(attributes or {}), **result.attributes}
-            if not result.decision.is_recording():
-                return NonRecordingSpan(_span_context(trace_id, span_id, _FLAGS[sampled | random_flag], trace_state,
-                                                      plain_ids))
-        if plain_ids:
-            ctx = _tuple_new(SpanContext, (trace_id, span_id, False, _FLAGS[sampled | random_flag], trace_state, True))
-        else:
-            ctx = SpanContext(trace_id, span_id, False, _FLAGS[sampled | random_flag], trace_state)
-        if not sampled:
+        ctx = _span_context(trace_id, span_id, _FLAGS[sampled | random_flag], trace_state, plain_ids)
+        if not sampled:  # DROP, or RECORD_ONLY (not kept for infersight's own spans, as before)
             return NonRecordingSpan(ctx)
         if attributes is None or self.max_attribute_length is not None or len(attributes) > self.max_attributes:
             attributes = self._limited(attributes)
