@@ -50,7 +50,7 @@ _OVERFLOW = "\x00overflow"  # series key of values past the attribute-set bound
 DURATION_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
                    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
-_FLOAT, _INT, _INT_FLOAT = {float}, {int}, {int, float}  # column value types sketched as numbers at once
+_NUMBERS = {float, int}  # column value types sketched as numbers at once (bool is not int here)
 _COMPACT_AT = 2048  # buffered rows per model before the exporter thread is asked to compact
 _HARD_LIMIT = 8192  # if the exporter thread cannot keep up, the request path compacts itself
 
@@ -126,6 +126,13 @@ class _State:
         bufs = (self.rows.setdefault(model, []), self.preds.setdefault(model, []), self.calls.setdefault(model, []))
         self.simple[model] = bufs
         return bufs
+
+    def take_buffers(self) -> tuple[dict[ModelKey, list[Any]], dict[ModelKey, list[Any]],
+                                    dict[ModelKey, list[float]]]:
+        """Hand over the request-path buffers (rows, calls, predictions) and start empty ones."""
+        taken = self.rows, self.calls, self.preds
+        self.rows, self.calls, self.preds, self.simple = {}, {}, {}, {}
+        return taken
 
     def pending_rows(self) -> int:
         return sum(len(r) for r in self.rows.values())
@@ -412,8 +419,7 @@ class FeatureStats:
             for name, values in zip(keys, columns):
                 name = name if type(name) is str else str(name)
                 known.add(name)
-                kinds = set(map(type, values))
-                if kinds == _FLOAT or kinds == _INT or kinds == _INT_FLOAT:
+                if set(map(type, values)) <= _NUMBERS:
                     # Numbers only (ints as the mixed path would take them: float(x)); bools are
                     # their own type and stay categories.
                     float_names.append(name)
@@ -473,9 +479,7 @@ class FeatureStats:
         """Classify and sketch the request-path buffers now (exporter thread), keeping memory
         bounded between exports. The lock is held only to swap buffers and merge results."""
         with self._lock:
-            st = self._state
-            rows, calls, preds = st.rows, st.calls, st.preds
-            st.rows, st.calls, st.preds, st.simple = {}, {}, {}, {}
+            rows, calls, preds = self._state.take_buffers()
         private = _State()
         self._process_buffers(private, rows, calls, preds)
         with self._lock:

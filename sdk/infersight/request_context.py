@@ -82,13 +82,8 @@ def attach(ctx: Context) -> contextvars.Token[Any]:
 
 
 def enter_span(span: trace.Span) -> contextvars.Token[Any]:
-    """Make ``span`` current in a copy of the current context (``attach(span_context(span))``
-    in one step); undo with :func:`leave`."""
-    if _otel_var is None:
-        return otel_context.attach(trace.set_span_in_context(span))
-    values = dict(_otel_var.get())
-    values[_SPAN_KEY] = span
-    return _otel_var.set(Context(values))
+    """Make ``span`` current in a copy of the current context; undo with :func:`leave`."""
+    return attach(span_context(span))
 
 
 def current_request_id() -> str | None:
