@@ -54,6 +54,7 @@ import asyncio
 import collections
 import math
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -285,25 +286,23 @@ def _cpu_seconds(root: int) -> float:
     return sum(times.get(pid, 0.0) for pid in tree)
 
 
-def _server(app: str, variant: str, endpoint: str, http_endpoint: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment of a variant's server (uvicorn or gunicorn) on ``port``."""
+def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "", wrapper: list[str] | None = None,
+           env_extra: dict[str, str] | None = None, startup_seconds: float = 20) -> tuple[subprocess.Popen[bytes], str]:
+    """A variant's server (uvicorn or gunicorn) on a free loopback port, started under
+    ``wrapper`` (e.g. valgrind) when given; returns once it accepts connections."""
+    port = _free_port()
     env = dict(os.environ, BENCH_APP=app, BENCH_VARIANT=variant, BENCH_ENDPOINT=endpoint, BENCH_HTTP_ENDPOINT=http_endpoint,
-               PYTHONPATH=os.pathsep.join([HERE, REPO]), OTEL_PYTHON_LOG_CORRELATION="false")
+               PYTHONPATH=os.pathsep.join([HERE, REPO]), OTEL_PYTHON_LOG_CORRELATION="false", **(env_extra or {}))
     if app == "fastapi":
         argv = [sys.executable, "-m", "uvicorn", "middleware:fastapi_app", "--host", "127.0.0.1", "--port", str(port),
                 "--log-level", "warning", "--no-access-log"]
     else:
         argv = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
                 "middleware:flask_app"]
-    return argv, env
-
-
-def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "") -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    argv, env = _server(app, variant, endpoint, http_endpoint, port)
-    proc = subprocess.Popen(argv, env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen((wrapper or []) + argv, env=env, cwd=HERE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/predict"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + startup_seconds
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -558,37 +557,28 @@ _COUNTERS = ("Ir", "I1mr", "ILmr", "Dr", "D1mr", "DLmr", "Dw", "D1mw", "DLmw")
 
 def _counted_run(sink: Any, app: str, variant: str, requests: int, workdir: str) -> dict[str, int]:
     """Serve ``requests`` requests under cachegrind; the totals of every process of the server."""
-    import shutil
-    import signal as _signal
+    import http.client
+    from urllib.parse import urlsplit
 
-    port = _free_port()
-    argv, env = _server(app, variant, sink.grpc_endpoint, sink.http_endpoint, port)
-    env["PYTHONHASHSEED"] = "0"
     out = os.path.join(workdir, f"{app}.{variant}.{requests}")
     valgrind = [shutil.which("valgrind") or "valgrind", "--tool=cachegrind", "--cache-sim=yes", "--I1=32768,8,64",
                 "--D1=32768,8,64", "--LL=2097152,16,64", "--trace-children=yes", f"--cachegrind-out-file={out}.%p"]
-    proc = subprocess.Popen(valgrind + argv, env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = _start(app, variant, sink.grpc_endpoint, sink.http_endpoint, wrapper=valgrind,
+                       env_extra={"PYTHONHASHSEED": "0"}, startup_seconds=300)
+    port = urlsplit(url).port
+    failures: list[str] = []
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{app}/{variant} did not start under valgrind") from None
-                time.sleep(0.5)
-
         def client(count: int) -> None:
-            import http.client
-
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-            for _ in range(count):  # gunicorn's sync worker closes each connection; http.client reopens it
-                conn.request("POST", "/predict", ROW, {"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"{app}/{variant}: HTTP {resp.status}")
+            try:
+                for _ in range(count):  # gunicorn's sync worker closes each connection; http.client reopens it
+                    conn.request("POST", "/predict", ROW, {"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    if resp.status != 200:
+                        failures.append(f"HTTP {resp.status}")
+            except OSError as exc:
+                failures.append(repr(exc))
 
         threads = [threading.Thread(target=client, args=(requests // 4,)) for _ in range(4)]
         for t in threads:
@@ -596,8 +586,10 @@ def _counted_run(sink: Any, app: str, variant: str, requests: int, workdir: str)
         for t in threads:
             t.join()
     finally:
-        proc.send_signal(_signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=300)
+    if failures:  # the counts would cover fewer requests than they are divided by
+        raise RuntimeError(f"{app}/{variant} under valgrind: {len(failures)} failed, e.g. {failures[0]}")
     totals = dict.fromkeys(_COUNTERS, 0)
     prefix = os.path.basename(out) + "."
     for name in os.listdir(workdir):
@@ -612,7 +604,6 @@ def _counted_run(sink: Any, app: str, variant: str, requests: int, workdir: str)
 
 def instructions(apps: list[str], variants: list[str], counts: tuple[int, int]) -> None:
     """Per-request instructions and cache misses of each variant's server, from cachegrind."""
-    import shutil
     import tempfile
 
     if shutil.which("valgrind") is None:
