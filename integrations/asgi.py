@@ -4,8 +4,10 @@ HTTP request, for any ASGI 3 application (Starlette, FastAPI, Quart, Litestar, r
 It follows Starlette's own middleware: a class with ``__call__(scope, receive, send)`` that wraps
 ``send`` to see the status and headers and wraps ``receive`` to notice a client going away.
 Bodies stream through one message at a time and are never buffered; the span and the duration
-end when the app returns, that is after the last body chunk (or the disconnect). Lifespan and
-websocket scopes, and excluded paths, go straight to the app.
+end when the app returns, that is after the last body chunk (or the disconnect). Websocket
+scopes and excluded paths go straight to the app; lifespan messages pass unchanged, and when the
+app reports its shutdown done, everything infersight still holds is exported first (uvicorn ends
+a SIGTERM shutdown by re-raising the signal, so the process dies without running ``atexit``).
 
 Example:
     >>> from starlette.applications import Starlette
@@ -18,7 +20,7 @@ from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
 from opentelemetry import context as otel_context
 
-from infersight._runtime import get_runtime
+from infersight._runtime import current_runtime, get_runtime
 from infersight.integrations._common import (
     PROPAGATION,
     Exchange,
@@ -40,6 +42,30 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+SHUTDOWN_FLUSH_MILLIS = 10_000
+
+
+def _flushing_at_shutdown(send: Send) -> Send:
+    """The lifespan ``send``, passing every message unchanged; the app's shutdown reply
+    (``lifespan.shutdown.complete`` or ``.failed``) waits until what infersight holds (queued
+    spans and logs, metrics and feature statistics since the last export) is exported, within
+    ``SHUTDOWN_FLUSH_MILLIS``. By then the server has finished every request. Servers that end
+    on a re-raised signal (uvicorn on SIGTERM) never run ``atexit``, where this would else happen.
+    """
+
+    async def lifespan_send(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            rt = current_runtime()
+            if rt is not None:
+                try:
+                    rt.flush(SHUTDOWN_FLUSH_MILLIS)
+                except Exception:  # noqa: BLE001 - the shutdown goes on regardless
+                    _fault("asgi_shutdown_flush")
+        await send(message)
+
+    return lifespan_send
 
 
 def starlette_route(scope: Scope, root_path: str) -> str | None:
@@ -104,7 +130,9 @@ class InferSightMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)  # lifespan, websocket: untouched
+            if scope["type"] == "lifespan":
+                send = _flushing_at_shutdown(send)
+            await self.app(scope, receive, send)  # websocket: untouched
             return
         if self.options.excluded is not None and self.options.is_excluded(scope.get("path", "")):
             token = otel_context.attach(suppressed_context())

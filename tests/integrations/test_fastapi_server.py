@@ -302,3 +302,32 @@ def test_native_telemetry_kept_on_request_is_enriched_not_duplicated(sink: OtlpS
     the server span; infersight adds the request ID to it rather than making a second one."""
     srv_span = _enriched_server_span(sink, IT_NATIVE_TELEMETRY="1")
     assert "client.address" not in span_attrs(srv_span)  # FastAPI's span, not ours
+
+
+@pytest.mark.parametrize("flavour", ["fastapi", "starlette"])
+def test_sigterm_exports_what_is_still_queued(flavour: str, sink: OtlpSink) -> None:
+    """A container stop: uvicorn shuts down gracefully on SIGTERM and then re-raises the signal
+    with its default action, so the process dies without running ``atexit``. Spans still queued
+    (fewer than a batch, before the schedule delay) and metrics and feature statistics recorded
+    since the last export must still arrive: the middleware flushes at the lifespan shutdown."""
+    run = rid()  # marks this process's resource, so only its own metric points are counted
+    srv = start_uvicorn(sink, f"apps.{flavour}_server:app", OTEL_BSP_SCHEDULE_DELAY="600000",
+                        INFERSIGHT_METRIC_EXPORT_INTERVAL="600", OTEL_BLRP_SCHEDULE_DELAY="600000",
+                        OTEL_RESOURCE_ATTRIBUTES=f"test.run={run}")
+    ids = [rid() for _ in range(3)]
+    try:
+        for request_id in ids:
+            r = httpx.post(srv.base_url + "/predict/churn", json=ROW, headers={"X-Request-ID": request_id})
+            assert r.status_code == 200
+        assert not sink.wait_for(lambda s: server_spans(s, ids[0]), timeout=0.5)  # still queued
+    finally:
+        srv.stop()
+    for request_id in ids:
+        srv_span, [predict] = wait_for_request(sink, request_id, timeout=5)
+        assert srv_span.span_id in ancestors(sink, predict)
+        assert len(log_records_for(sink, request_id)) == 1  # the payload log (sampled at 1.0 here)
+    durations = [p for res, _, p in sink.metric_points("http.server.request.duration") if res.get("test.run") == run]
+    assert sum(p.count for p in durations) == 3
+    values = [p for res, _, p in sink.metric_points("ml.feature.value")
+              if res.get("test.run") == run and attrs(p.attributes).get("ml.model.name") == "churn"]
+    assert sum(p.count for p in values) == 3 * 2  # two features, three rows

@@ -105,8 +105,7 @@ def test_app_exceptions_propagate_as_the_same_object(spans: InMemorySpanExporter
                for s in server)
 
 
-@pytest.mark.parametrize("scope_type", ["lifespan", "websocket"])
-def test_non_http_scopes_pass_through_untouched(spans: InMemorySpanExporter, scope_type: str) -> None:
+def test_websocket_scopes_pass_through_untouched(spans: InMemorySpanExporter) -> None:
     seen: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -118,11 +117,52 @@ def test_non_http_scopes_pass_through_untouched(spans: InMemorySpanExporter, sco
     async def send(message: dict) -> None:
         pass
 
-    scope = {"type": scope_type, "path": "/ws", "headers": []}
+    scope = {"type": "websocket", "path": "/ws", "headers": []}
     asyncio.run(ASGIMiddleware(app)(scope, receive, send))
     assert seen["scope"] is scope and seen["receive"] is receive and seen["send"] is send
     infersight.flush()
     assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("outcome", ["complete", "failed"])
+def test_lifespan_messages_pass_unchanged_and_shutdown_waits_for_the_export(
+        spans: InMemorySpanExporter, outcome: str) -> None:
+    """The server gets the app's own lifespan messages (the same objects, in order) and, by the
+    time the shutdown reply reaches it, what the app recorded is exported: a server that ends by
+    re-raising SIGTERM (uvicorn) never runs ``atexit``."""
+
+    @infersight.monitor(model="lifespan-contract")
+    def last_call(x: float) -> float:
+        return x
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "lifespan.startup"
+        await send(startup := {"type": "lifespan.startup.complete"})
+        sent.append(startup)
+        assert (await receive())["type"] == "lifespan.shutdown"
+        last_call(1.0)  # e.g. a final prediction made while shutting down: still only queued
+        reply = {"type": f"lifespan.shutdown.{outcome}"}
+        if outcome == "failed":
+            reply["message"] = "model unload failed"
+        sent.append(reply)
+        await send(reply)
+
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict] = []
+    received: list[tuple[dict, tuple]] = []
+
+    async def receive() -> dict:
+        return inbox.pop(0)
+
+    async def send(message: dict) -> None:
+        received.append((message, spans.get_finished_spans()))
+
+    asyncio.run(ASGIMiddleware(app)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    assert [m for m, _ in received] == sent and all(a is b for (a, _), b in zip(received, sent))
+    assert received[1][0] == {"type": f"lifespan.shutdown.{outcome}",
+                              **({"message": "model unload failed"} if outcome == "failed" else {})}
+    exported_at_reply = received[1][1]
+    assert [s.attributes.get("ml.model.name") for s in exported_at_reply] == ["lifespan-contract"]
 
 
 def test_options_from_arguments_and_environment() -> None:
