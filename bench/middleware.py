@@ -30,7 +30,9 @@ Floors (issue 3): infersight ÷ OTel >= 1.0 and infersight ÷ bare >= 0.85. Vari
 interleaved round by round (the order rotates) and the median of the rounds is reported with the
 min-max spread. Besides requests/s, the server process's CPU time per request (user + system, all
 its threads and workers, export threads included) is reported: on a shared 2-core machine it moves
-far less than throughput, and its ratios are the steadier estimate. Spans and log records per
+far less than throughput, and its ratios are the steadier estimate. Of that CPU, the part spent by
+the threads that serve requests (the main threads) is shown on its own, so that work moved to or
+done on export threads can be told from work on the request path. Spans and log records per
 request, by instrumentation scope, show what each variant emits.
 
 ``--micro`` measures one in-process exchange instead (no server, no sockets): the ASGI middleware
@@ -43,7 +45,11 @@ requests from 4 keep-alive clients) are subtracted, so start-up and shut-down ca
 time on a shared VM these counts do not move from run to run; they say how much work each variant
 does, not how fast the machine does it (cache misses cost far more than they count here).
 
+``--predict-us N`` makes predict hold the GIL busy for N µs (a stand-in for a real model's cost;
+the floors are stated for the trivial predict, N = 0): the ratios for models that do some work.
+
 Run: python bench/middleware.py [--seconds 3] [--rounds 5] [--concurrency 8] [--only fastapi|flask]
+                                [--variants bare,otel,infersight] [--predict-us 0]
      python bench/middleware.py --micro
      python bench/middleware.py --instructions [--only fastapi|flask] [--variants bare,infersight]
 """
@@ -71,7 +77,14 @@ ROW = b'{"tenure": 12, "charges": 70.5}'
 # -- the served apps (built when this file is imported by uvicorn / gunicorn) ------------------------
 
 
+PREDICT_SECONDS = float(os.environ.get("BENCH_PREDICT_US", "0")) / 1e6
+
+
 def _score(row: dict) -> float:
+    if PREDICT_SECONDS:  # --predict-us: a model that holds the GIL this long (busy, like real inference)
+        until = time.perf_counter() + PREDICT_SECONDS
+        while time.perf_counter() < until:
+            pass
     return 1.0 / (1.0 + math.exp(-(0.05 * row["tenure"] - 0.01 * row["charges"])))
 
 
@@ -260,21 +273,25 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cpu_seconds(root: int) -> float:
-    """User + system CPU of process ``root`` and its live descendants (gunicorn's workers)."""
+def _cpu_seconds(root: int) -> tuple[float, float]:
+    """User + system CPU of process ``root`` and its live descendants (gunicorn's workers): all
+    their threads, and their main threads alone (the threads that serve requests in uvicorn and
+    in gunicorn's sync workers; export and gRPC threads are the rest)."""
     tick = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    times: dict[int, tuple[float, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/task/{entry}/stat") as f:
+                main = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        times[int(entry)] = ((int(fields[11]) + int(fields[12])) / tick, (int(main[11]) + int(main[12])) / tick)
     tree = {root}
     grew = True
     while grew:
@@ -283,7 +300,7 @@ def _cpu_seconds(root: int) -> float:
             if ppid in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
-    return sum(times.get(pid, 0.0) for pid in tree)
+    return (sum(times.get(pid, (0.0, 0.0))[0] for pid in tree), sum(times.get(pid, (0.0, 0.0))[1] for pid in tree))
 
 
 def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "", wrapper: list[str] | None = None,
@@ -322,10 +339,11 @@ def _run_load(url: str, seconds: float, concurrency: int) -> tuple[int, int, flo
 class Sample:
     """One variant, one round: throughput and CPU per request of the server and the load generator."""
 
-    def __init__(self, done: int, errors: int, seconds: float, server_cpu: float, load_cpu: float) -> None:
+    def __init__(self, done: int, errors: int, seconds: float, server_cpu: tuple[float, float], load_cpu: float) -> None:
         self.rate = done / seconds
         self.errors = errors
-        self.server_us = 1e6 * server_cpu / max(done + errors, 1)
+        self.server_us = 1e6 * server_cpu[0] / max(done + errors, 1)
+        self.request_thread_us = 1e6 * server_cpu[1] / max(done + errors, 1)
         self.load_us = 1e6 * load_cpu / max(done + errors, 1)
 
 
@@ -337,7 +355,8 @@ def _measure(proc: subprocess.Popen[bytes], url: str, seconds: float, concurrenc
     cpu1 = _cpu_seconds(proc.pid)
     if errors:
         print(f"  warning: {errors} failed requests at {url}", file=sys.stderr)
-    return Sample(done, errors, seconds, cpu1 - cpu0, load_cpu), warm_done + warm_errors + done + errors
+    return (Sample(done, errors, seconds, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]), load_cpu),
+            warm_done + warm_errors + done + errors)
 
 
 def _counting_sink() -> Any:
@@ -385,7 +404,7 @@ RATIOS = {
 
 
 def run_suite(sink: Any, app: str, args: argparse.Namespace) -> None:
-    variants = SUITES[app]
+    variants = [v for v in SUITES[app] if args.variants is None or v in args.variants.split(",")]
     samples: dict[str, list[Sample]] = {v: [] for v in variants}
     emitted: dict[str, collections.Counter[str]] = {v: collections.Counter() for v in variants}
     served: dict[str, int] = {v: 0 for v in variants}
@@ -403,21 +422,25 @@ def run_suite(sink: Any, app: str, args: argparse.Namespace) -> None:
             served[variant] += requests
             emitted[variant].update(collections.Counter(sink.counts) - before)
     server = "uvicorn" if app == "fastapi" else "gunicorn (1 sync worker)"
+    predict = f", predict busy {args.predict_us:g} us" if args.predict_us else ", trivial predict"
     print(f"\n{app} under {server}, {args.concurrency} keep-alive clients, {args.rounds} x {args.seconds:g}s "
-          f"interleaved; median (min-max):")
+          f"interleaved{predict}; median (min-max):")
     print(f"  {'variant':24s} {'req/s':>6s} {'spread':>11s}  {'server CPU us/req':>17s} {'spread':>9s}  "
-          f"{'load-gen CPU us/req':>19s}  emitted per request")
+          f"{'of it request thread':>20s}  {'load-gen CPU us/req':>19s}  emitted per request")
     rate = {v: statistics.median(s.rate for s in samples[v]) for v in variants}
     cpu = {v: statistics.median(s.server_us for s in samples[v]) for v in variants}
     for v in variants:
         rates = [s.rate for s in samples[v]]
         cpus = [s.server_us for s in samples[v]]
         load_us = statistics.median(s.load_us for s in samples[v])
+        request_us = statistics.median(s.request_thread_us for s in samples[v])
         per = ", ".join(f"{n / max(served[v], 1):.2f} {k}" for k, n in sorted(emitted[v].items())) or "nothing"
         print(f"  {v:24s} {rate[v]:6.0f} {_spread(rates):>11s}  {cpu[v]:17.0f} {_spread(cpus):>9s}  "
-              f"{load_us:19.0f}  {per}")
+              f"{request_us:20.0f}  {load_us:19.0f}  {per}")
     print("  ratios: throughput (median req/s) and, in brackets, CPU (inverse of server CPU per request)")
     for variant, against, floor in RATIOS[app]:
+        if variant not in rate or against not in rate:
+            continue
         bar = f"   (floor {floor:.2f})" if floor else ""
         print(f"  {variant:>22s} / {against:<7s} = {rate[variant] / rate[against]:.2f} "
               f"[{cpu[against] / cpu[variant]:.2f}]{bar}")
@@ -635,7 +658,10 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SUITES), default=None)
     parser.add_argument("--micro", action="store_true", help="in-process cost of one exchange, no servers")
     parser.add_argument("--instructions", action="store_true", help="instructions per request under cachegrind")
-    parser.add_argument("--variants", default=",".join(INSTRUCTION_VARIANTS), help="with --instructions")
+    parser.add_argument("--variants", default=None,
+                        help=f"comma-separated subset (default: all; with --instructions: {','.join(INSTRUCTION_VARIANTS)})")
+    parser.add_argument("--predict-us", type=float, default=0.0,
+                        help="make predict hold the GIL busy this many µs (default 0: the issue's trivial predict)")
     parser.add_argument("--requests", default="400,1600", help="with --instructions: the two request counts")
     parser.add_argument("--load", nargs=3, metavar=("URL", "SECONDS", "CONCURRENCY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -647,8 +673,10 @@ def main() -> None:
         return
     if args.instructions:
         low, high = (int(n) for n in args.requests.split(","))
-        instructions([args.only] if args.only else list(SUITES), args.variants.split(","), (low, high))
+        instructions([args.only] if args.only else list(SUITES), (args.variants or ",".join(INSTRUCTION_VARIANTS)).split(","),
+                     (low, high))
         return
+    os.environ["BENCH_PREDICT_US"] = str(args.predict_us)  # the servers inherit it
     sink = _counting_sink()
     with sink:
         for app in SUITES:
