@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
 from opentelemetry import context as otel_context
@@ -44,28 +45,41 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-SHUTDOWN_FLUSH_MILLIS = 10_000
+SHUTDOWN_FLUSH_SECONDS = 5.0
 
 
 def _flushing_at_shutdown(send: Send) -> Send:
     """The lifespan ``send``, passing every message unchanged; the app's shutdown reply
     (``lifespan.shutdown.complete`` or ``.failed``) waits until what infersight holds (queued
-    spans and logs, metrics and feature statistics since the last export) is exported, within
-    ``SHUTDOWN_FLUSH_MILLIS``. By then the server has finished every request. Servers that end
-    on a re-raised signal (uvicorn on SIGTERM) never run ``atexit``, where this would else happen.
+    spans and logs, metrics and feature statistics since the last export) is exported, for at
+    most ``SHUTDOWN_FLUSH_SECONDS`` whatever the exporters' own timeouts and retries (an
+    unreachable collector must not hold a container stop for their 10 s each). By then the
+    server has finished every request. Servers that end on a re-raised signal (uvicorn on
+    SIGTERM) never run ``atexit``, where this would else happen.
     """
 
     async def lifespan_send(message: Message) -> None:
         if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            rt = current_runtime()
-            if rt is not None:
-                try:
-                    rt.flush(SHUTDOWN_FLUSH_MILLIS)
-                except Exception:  # noqa: BLE001 - the shutdown goes on regardless
-                    _fault("asgi_shutdown_flush")
+            _flush_within(SHUTDOWN_FLUSH_SECONDS)
         await send(message)
 
     return lifespan_send
+
+
+def _flush_within(seconds: float) -> None:
+    rt = current_runtime()
+    if rt is None:
+        return
+
+    def flush() -> None:
+        try:
+            rt.flush(int(seconds * 1000))
+        except Exception:  # noqa: BLE001 - the shutdown goes on regardless
+            _fault("asgi_shutdown_flush")
+
+    worker = threading.Thread(target=flush, name="InferSightShutdownFlush", daemon=True)
+    worker.start()
+    worker.join(seconds)  # the event loop waits: nothing else is left to serve
 
 
 def starlette_route(scope: Scope, root_path: str) -> str | None:

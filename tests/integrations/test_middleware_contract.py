@@ -5,6 +5,7 @@ and opt-in body capture logs redacted JSON without changing what the app reads."
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, Iterator
 
 import httpx
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import infersight
 from infersight.config import ConfigError
 from infersight.integrations import _common
+from infersight.integrations import asgi as asgi_module
 from infersight.integrations.asgi import InferSightMiddleware as ASGIMiddleware
 from infersight.integrations.wsgi import InferSightMiddleware as WSGIMiddleware
 
@@ -163,6 +165,46 @@ def test_lifespan_messages_pass_unchanged_and_shutdown_waits_for_the_export(
                               **({"message": "model unload failed"} if outcome == "failed" else {})}
     exported_at_reply = received[1][1]
     assert [s.attributes.get("ml.model.name") for s in exported_at_reply] == ["lifespan-contract"]
+
+
+def test_the_shutdown_reply_is_not_held_past_its_bound_by_a_hung_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export that never returns (a collector that accepts and never answers) costs the
+    shutdown at most ``SHUTDOWN_FLUSH_SECONDS``; the reply still reaches the server."""
+    release, returned = threading.Event(), threading.Event()
+
+    class Hung(InMemorySpanExporter):
+        def export(self, spans: Any) -> Any:
+            release.wait(30)
+            returned.set()
+            return super().export(spans)
+
+    infersight.configure(span_exporter=Hung(), log_output="none")
+    monkeypatch.setattr(asgi_module, "SHUTDOWN_FLUSH_SECONDS", 0.2)
+
+    @infersight.monitor(model="hung-export")
+    def call(x: float) -> float:
+        return x
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        call(1.0)
+        await send({"type": "lifespan.shutdown.complete"})
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        assert not returned.is_set()  # the reply went out while the export still hung
+
+    try:
+        asyncio.run(ASGIMiddleware(app)({"type": "lifespan"}, receive, send))
+        assert sent == [{"type": "lifespan.shutdown.complete"}]
+    finally:
+        release.set()
+        infersight.configure(exporter="none", log_output="none")  # the next test configures its own
 
 
 def test_options_from_arguments_and_environment() -> None:
