@@ -100,7 +100,10 @@ def _quietly(fn: Any, *args: Any) -> None:
 class _RatioSampler(Sampler):
     """ParentBased(TraceIdRatioBased(ratio)) whose ratio configure() can change."""
 
-    parent_based = True  # lets infersight's span path answer ParentBased(ALWAYS_ON) inline
+    # Lets infersight's span path answer inline: follow a valid parent's sampled flag (and keep
+    # its trace state), else sample a root when its trace ID's lower 64 bits are under
+    # ``root_bound``, TraceIdRatioBased's own rule (2**64 for ALWAYS_ON: every root).
+    parent_based = True
 
     def __init__(self, ratio: float) -> None:
         self.set_ratio(ratio)
@@ -108,6 +111,7 @@ class _RatioSampler(Sampler):
     def set_ratio(self, ratio: float) -> None:
         self._delegate = ParentBased(ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio))
         self.ratio = ratio
+        self.root_bound = 1 << 64 if ratio >= 1.0 else TraceIdRatioBased.get_bound_for_rate(ratio)
         # Called for every span: answer with the delegate's bound method, no extra layer.
         self.should_sample = self._delegate.should_sample  # type: ignore[method-assign]
 

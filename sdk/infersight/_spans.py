@@ -69,6 +69,7 @@ _RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
 _FLAGS = [TraceFlags(i) for i in range(256)]  # made once: TraceFlags(x) costs a call per span
 _get_current_span = trace.get_current_span
 _DEFAULT_TRACE_STATE = DEFAULT_TRACE_STATE
+_TRACE_ID_LIMIT = (1 << 64) - 1  # TraceIdRatioBased compares the lower 64 bits of the trace ID
 _tuple_new = tuple.__new__
 _EMPTY: dict[str, Any] = {}
 _time_ns = time.time_ns
@@ -351,10 +352,11 @@ class FastTracer:
             random_flag = _RANDOM if plain_ids or id_gen.is_trace_id_random() else 0
         span_id = (_getrandbits(64) or 1) if plain_ids else id_gen.generate_span_id()
         sampler = provider.sampler
-        if getattr(sampler, "parent_based", False) and sampler.ratio >= 1.0:
-            # ParentBased(ALWAYS_ON), answered inline: follow the parent's decision, else sample.
+        if getattr(sampler, "parent_based", False):
+            # infersight's ParentBased(TraceIdRatioBased), answered inline (no SamplingResult):
+            # follow the parent's decision, else the trace-ID ratio rule.
             if parent is None:
-                sampled = 1
+                sampled = 1 if trace_id & _TRACE_ID_LIMIT < sampler.root_bound else 0
                 trace_state = _DEFAULT_TRACE_STATE
             else:
                 sampled = parent[3] & 1

@@ -120,6 +120,41 @@ def test_sampling_follows_the_parent_and_the_providers_sampler():
     assert 800 < kept < 1200  # the SDK's trace-ID ratio rule, not ours
 
 
+@settings(max_examples=300, deadline=None)
+@given(ratio=st.sampled_from([0.0, 1e-6, 0.1, 0.5, 0.999, 1.0]),
+       trace_id=st.integers(1, (1 << 128) - 1),
+       parent=st.sampled_from(["none", "local-sampled", "local-unsampled", "remote-sampled", "remote-unsampled",
+                               "invalid"]),
+       trace_state=st.sampled_from([None, TraceState([("vendor", "v1")])]))
+def test_infersights_sampler_answered_inline_decides_as_the_sdk(ratio, trace_id, parent, trace_state):
+    """The span path answers infersight's ParentBased(TraceIdRatioBased(ratio)) without calling
+    it: same decision and trace state as the SDK sampler, for roots (every trace-ID shape) and for
+    valid, invalid, local and remote parents of either decision."""
+    from infersight._runtime import _RatioSampler
+
+    sampler = _RatioSampler(ratio)
+    provider, tracer, _ = _tracer(sampler=sampler)
+    context = None
+    if parent != "none":
+        flags = TraceFlags(TraceFlags.SAMPLED if parent.endswith("-sampled") else TraceFlags.DEFAULT)
+        valid = parent != "invalid"
+        parent_ctx = SpanContext(trace_id if valid else 0, 0xABC if valid else 0, parent.startswith("remote"), flags,
+                                 trace_state)
+        context = trace.set_span_in_context(NonRecordingSpan(parent_ctx))
+
+    class FixedIds(_spans.RandomIdGenerator):  # same ID algorithm, but the trace ID this example chose
+        def generate_trace_id(self) -> int:
+            return trace_id
+
+    provider.id_generator = FixedIds()
+    span = tracer.start_span("x", context=context)
+    expected = sampler._delegate.should_sample(context, trace_id, "x")  # noqa: SLF001
+    assert span.is_recording() == expected.decision.is_sampled()
+    assert span.get_span_context().trace_flags.sampled == expected.decision.is_sampled()
+    assert span.get_span_context().trace_id == trace_id
+    assert span.get_span_context().trace_state == (expected.trace_state or TraceState())
+
+
 def test_limits_and_ended_spans_behave_as_in_the_sdk():
     _, tracer, _ = _tracer(limits=SpanLimits(max_span_attributes=3, max_events=1, max_attribute_length=4))
     span = tracer.start_span("x", attributes={"a": "long value", "b": 1})
