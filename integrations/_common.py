@@ -348,6 +348,7 @@ _metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
 SCOPE = "infersight.integrations"
 _SERVER = SpanKind.SERVER
 _perf_counter = time.perf_counter
+_time_ns = time.time_ns
 _new_request_id = rc.new_request_id
 _valid_request_id = rc.is_valid_request_id
 _request_id_var = rc._request_id  # noqa: SLF001 - same project
@@ -444,7 +445,7 @@ class Exchange:
     """One HTTP request/response as the middlewares see it. Not thread-safe: one per request."""
 
     __slots__ = (
-        "rt", "opts", "request_id", "span", "owned", "ctx", "_ctx_token", "_rid_token", "t0",
+        "rt", "opts", "request_id", "span", "owned", "ctx", "_ctx_token", "_rid_token", "t0", "t_done", "end_ns",
         "method", "scheme", "route", "status", "complete", "disconnected", "exc",
         "req_body", "resp_body", "req_truncated", "resp_truncated", "capture_response",
     )
@@ -457,6 +458,8 @@ class Exchange:
     _ctx_token: Any
     _rid_token: Any
     t0: float
+    t_done: float | None  # perf_counter when the last byte of the response went to the server
+    end_ns: int | None  # the same moment on the span clock
     method: str
     scheme: str
     route: str | None
@@ -474,7 +477,7 @@ class Exchange:
         self.rt = rt
         self.opts = opts
         self._ctx_token = self._rid_token = self.ctx = None
-        self.route = self.status = self.exc = self.req_body = self.resp_body = None
+        self.route = self.status = self.exc = self.req_body = self.resp_body = self.t_done = self.end_ns = None
         self.complete = self.disconnected = self.req_truncated = self.resp_truncated = False
         self.capture_response = False
 
@@ -554,17 +557,33 @@ class Exchange:
 
     # -- end -----------------------------------------------------------------------------------
 
+    def responded(self) -> None:
+        """The last byte of the response has gone to the server: the request's duration and its
+        span end here, not when the app returns (work it does after the response, such as
+        Starlette's background tasks or WSGI close callbacks, is not the client's wait)."""
+        self.complete = True
+        self.t_done = _perf_counter()
+        self.end_ns = _time_ns()
+
     def finish(self) -> None:
         """Close the exchange: status, route and error on the span, the duration metric, and the
         optional body log. Call with the request's context entered (exemplars link the metric
-        point to the span that is current)."""
-        duration = _perf_counter() - self.t0
+        point to the span that is current).
+
+        An exception raised after a complete response below 500 (a failing background task)
+        does not make the request an error: the client got its answer. It is recorded on the
+        span as an exception event, dated after the span's end."""
+        t_done = self.t_done
+        duration = (t_done if t_done is not None else _perf_counter()) - self.t0
         span = self.span
         exc = self.exc
         status = self.status
         error_type: str | None = None
+        after_response = False
         if exc is None and status is not None and status < 500 and (self.complete or not self.disconnected):
             pass  # the usual answer: nothing went wrong
+        elif exc is not None and t_done is not None and status is not None and status < 500:
+            after_response = True
         elif self.disconnected and not self.complete:
             error_type = CLIENT_DISCONNECTED
         elif exc is not None:
@@ -596,11 +615,13 @@ class Exchange:
                     span.set_trusted(end_attrs)
                 else:
                     span.set_attributes(end_attrs)
+            if after_response:
+                span.record_exception(exc)
         if self.opts.capture_bodies and (self.req_body is not None or self.resp_body is not None):
             self._log_bodies(status)
         if not owned:
             return  # the owner of the span records its own HTTP metrics and ends it
-        span.end()
+        span.end(self.end_ns)
         key = (self.method, self.scheme, status, route, error_type)
         attrs = _metric_attrs.get(key)
         duration_histogram(self.rt).record(duration, key, attrs if attrs is not None else metric_attributes(key),

@@ -4,7 +4,8 @@ HTTP request, for any ASGI 3 application (Starlette, FastAPI, Quart, Litestar, r
 It follows Starlette's own middleware: a class with ``__call__(scope, receive, send)`` that wraps
 ``send`` to see the status and headers and wraps ``receive`` to notice a client going away.
 Bodies stream through one message at a time and are never buffered; the span and the duration
-end when the app returns, that is after the last body chunk (or the disconnect). Websocket
+end once the last body chunk has been handed to the server (background tasks the app runs after
+it are not timed), or when the app returns without one (an error, a disconnect). Websocket
 scopes and excluded paths go straight to the app; lifespan messages pass unchanged, and when the
 app reports its shutdown done, everything infersight still holds is exported first (uvicorn ends
 a SIGTERM shutdown by re-raising the signal, so the process dies without running ``atexit``).
@@ -286,6 +287,7 @@ class _Channel:
 
     async def send(self, message: Message) -> None:
         ex = self.ex
+        last = False
         try:
             kind = message["type"]
             if kind == "http.response.start":
@@ -297,7 +299,7 @@ class _Channel:
                 if self.capture and ex.capture_response:
                     ex.tee_response(message.get("body", b""))
                 if not message.get("more_body", False):
-                    ex.complete = True
+                    ex.complete = last = True
         except Exception:  # noqa: BLE001 - the original message still goes out
             _fault("asgi_send")
         try:
@@ -305,6 +307,8 @@ class _Channel:
         except OSError:
             ex.disconnected = True  # ASGI 2.4 servers raise on send to a closed client
             raise
+        if last:
+            ex.responded()  # whatever the app does from here on (background tasks) is not timed
 
 
 def _with_request_id(message: Message, header: bytes, request_id: str) -> Message:

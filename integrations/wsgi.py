@@ -255,7 +255,7 @@ class _ObservedBody:
             ex.exc = exc
             raise
         if chunk is _END:
-            ex.complete = True
+            ex.responded()  # close() callbacks that run from here on are not timed
             raise StopIteration
         if ex.capture_response:
             try:

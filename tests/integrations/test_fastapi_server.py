@@ -41,7 +41,7 @@ def server(request: pytest.FixtureRequest, sink: OtlpSink) -> Iterator[Server]:
 @pytest.fixture()
 def fastapi_server(server: Server) -> Server:
     if server.flavour != "fastapi":  # type: ignore[attr-defined]
-        pytest.skip("FastAPI request validation")
+        pytest.skip("FastAPI only (request validation, background tasks)")
     return server
 
 
@@ -331,3 +331,25 @@ def test_sigterm_exports_what_is_still_queued(flavour: str, sink: OtlpSink) -> N
     values = [p for res, _, p in sink.metric_points("ml.feature.value")
               if res.get("test.run") == run and attrs(p.attributes).get("ml.model.name") == "churn"]
     assert sum(p.count for p in values) == 3 * 2  # two features, three rows
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_background_tasks_are_not_the_requests_wait(fastapi_server: Server, sink: OtlpSink, fail: bool) -> None:
+    """FastAPI runs background tasks after the response, inside the same ASGI call: the server
+    span and the duration metric end with the response; a task's monitored call still nests
+    under the request (same request ID) and starts after the span's end; a task that fails
+    leaves the answered request a success, with the exception on its span."""
+    request_id = rid()
+    r = httpx.post(fastapi_server.base_url + f"/predict-and-remember?fail={str(fail).lower()}", json=ROW,
+                   headers={"X-Request-ID": request_id})
+    assert r.status_code == 200
+    srv_span, predicts = wait_for_request(sink, request_id, predicts=2)
+    later = [p for p in predicts if attrs(p.attributes).get("ml.model.name") == "churn-cache"]
+    assert len(later) == 1 and later[0].start_time_unix_nano >= srv_span.end_time_unix_nano
+    assert srv_span.span_id in ancestors(sink, later[0])
+    a = span_attrs(srv_span)
+    assert a["http.response.status_code"] == 200 and "error.type" not in a
+    assert srv_span.status.code == 0  # unset: the client got its answer
+    assert [e.name for e in srv_span.events] == (["exception"] if fail else [])
+    assert sink.wait_for(lambda s: duration_count(s, **{"http.route": "/predict-and-remember"}) >= 1)
+    assert duration_count(sink, **{"http.route": "/predict-and-remember", "error.type": "LookupError"}) == 0

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any, Iterator
 
 import httpx
 import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 import infersight
 from infersight.config import ConfigError
@@ -105,6 +107,95 @@ def test_app_exceptions_propagate_as_the_same_object(spans: InMemorySpanExporter
     assert {s.attributes["url.path"] for s in server} == {"/x", "/y"}
     assert all(s.attributes["error.type"] == "KeyError" and s.attributes["http.response.status_code"] == 500
                for s in server)
+
+
+def _after_the_response_asgi(fail: bool, marks: dict[str, Any]) -> Any:
+    """A complete 200 answer, then work the client does not wait for (as Starlette runs
+    background tasks): optionally failing."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        marks["after_ns"], marks["after_perf"] = time.time_ns(), time.perf_counter()
+        await asyncio.sleep(0.05)
+        if fail:
+            raise marks["exc"]
+
+    return app
+
+
+def _after_the_response_wsgi(fail: bool, marks: dict[str, Any]) -> Any:
+    """The WSGI counterpart: the body's ``close()`` (where Flask runs ``call_on_close``
+    callbacks) does work after the last chunk, optionally failing."""
+
+    class Body:
+        def __iter__(self) -> Any:
+            yield b"ok"
+
+        def close(self) -> None:
+            marks["after_ns"], marks["after_perf"] = time.time_ns(), time.perf_counter()
+            time.sleep(0.05)
+            if fail:
+                raise marks["exc"]
+
+    def app(environ: Any, start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    return app
+
+
+def _run_after_the_response(kind: str, app: Any) -> None:
+    if kind == "asgi":
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict) -> None:
+            pass
+
+        scope = {"type": "http", "method": "GET", "path": "/after", "headers": [], "scheme": "http"}
+        asyncio.run(ASGIMiddleware(app)(scope, receive, send))
+    else:
+        env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/after", "wsgi.url_scheme": "http", "SERVER_NAME": "h",
+               "SERVER_PORT": "80"}
+        body = WSGIMiddleware(app)(env, lambda *a: None)
+        try:
+            assert b"".join(body) == b"ok"
+        finally:
+            body.close()
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("fail", [False, True])
+def test_work_after_the_response_is_neither_timed_nor_an_error(kind: str, fail: bool) -> None:
+    """The span and ``http.server.request.duration`` end with the last byte of the response;
+    background work after it (Starlette background tasks, WSGI close callbacks) is not the
+    client's wait. If that work raises, the exception still propagates as the same object and
+    is recorded on the span, but the request, answered 200, is not counted as an error."""
+    from infersight.testing import InMemoryTelemetry
+
+    telemetry = InMemoryTelemetry.install(log_output="none")
+    marks: dict[str, Any] = {"exc": LookupError("cache write failed")}
+    app = (_after_the_response_asgi if kind == "asgi" else _after_the_response_wsgi)(fail, marks)
+    before = time.perf_counter()
+    if fail:
+        with pytest.raises(LookupError) as info:
+            _run_after_the_response(kind, app)
+        assert info.value is marks["exc"]
+    else:
+        _run_after_the_response(kind, app)
+    telemetry.flush()
+    [span] = [s for s in telemetry.finished_spans() if s.kind.name == "SERVER"]
+    assert span.end_time <= marks["after_ns"]  # ended before the work after the response began
+    assert span.attributes["http.response.status_code"] == 200
+    assert "error.type" not in span.attributes and span.status.status_code == StatusCode.UNSET
+    assert [e.name for e in span.events] == (["exception"] if fail else [])
+    if fail:
+        assert span.events[0].attributes["exception.type"] == "LookupError"
+    [point] = telemetry.points("http.server.request.duration")
+    assert point.count == 1 and "error.type" not in point.attributes
+    assert point.attributes["http.response.status_code"] == 200
+    assert point.sum <= marks["after_perf"] - before  # the wait ended before the work after it
 
 
 def test_websocket_scopes_pass_through_untouched(spans: InMemorySpanExporter) -> None:

@@ -10,7 +10,7 @@ import math
 import os
 import time
 
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -76,6 +76,25 @@ async def stream(n: int = 5, delay_ms: int = 20) -> StreamingResponse:
             yield f"{i} {time.time_ns()} {infersight.current_request_id()}\n".encode()
 
     return StreamingResponse(chunks(), media_type="text/plain")
+
+
+@infersight.monitor(model="churn-cache")
+def remember(row: dict) -> float:
+    return row["tenure"]
+
+
+async def remember_later(row: dict, fail: bool) -> None:
+    await asyncio.sleep(0.05)
+    remember(row)  # a monitored call after the response: nests under the request, starts after its end
+    if fail:
+        raise LookupError("cache write failed")
+
+
+@app.post("/predict-and-remember")
+async def predict_and_remember(features: Features, background: BackgroundTasks, fail: bool = False) -> dict:
+    row = features.model_dump()
+    background.add_task(remember_later, row, fail)
+    return {"score": predict(row)}
 
 
 @app.get("/boom")
