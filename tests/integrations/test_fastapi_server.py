@@ -41,7 +41,7 @@ def server(request: pytest.FixtureRequest, sink: OtlpSink) -> Iterator[Server]:
 @pytest.fixture()
 def fastapi_server(server: Server) -> Server:
     if server.flavour != "fastapi":  # type: ignore[attr-defined]
-        pytest.skip("FastAPI only (request validation, background tasks)")
+        pytest.skip("FastAPI only")
     return server
 
 
@@ -353,3 +353,20 @@ def test_background_tasks_are_not_the_requests_wait(fastapi_server: Server, sink
     assert [e.name for e in srv_span.events] == (["exception"] if fail else [])
     assert sink.wait_for(lambda s: duration_count(s, **{"http.route": "/predict-and-remember"}) >= 1)
     assert duration_count(sink, **{"http.route": "/predict-and-remember", "error.type": "LookupError"}) == 0
+
+
+def test_sync_endpoint_in_the_thread_pool_keeps_the_request(fastapi_server: Server, sink: OtlpSink) -> None:
+    """A ``def`` endpoint runs in a worker thread: the request ID and the server span still
+    reach the predict call there (FastAPI copies the context into the thread)."""
+    ids = [rid() for _ in range(8)]
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=fastapi_server.base_url) as client:
+            return await asyncio.gather(*(client.post("/predict-sync/churn", json=ROW, headers={"X-Request-ID": i})
+                                          for i in ids))
+
+    for request_id, r in zip(ids, asyncio.run(go())):
+        assert r.status_code == 200 and r.json()["rid"] == request_id == r.headers["x-request-id"]
+        srv_span, [predict] = wait_for_request(sink, request_id)
+        assert srv_span.span_id in ancestors(sink, predict)
+        assert span_attrs(srv_span)["http.route"] == "/predict-sync/{model_name}"

@@ -55,6 +55,13 @@ async def predict_route(model_name: str, features: Features, delay_ms: int = 0) 
     return {"score": score, "model": model_name, "rid_before": before, "rid_after": infersight.current_request_id()}
 
 
+@app.post("/predict-sync/{model_name}")
+def predict_sync(model_name: str, features: Features) -> dict:
+    """A plain ``def`` endpoint: FastAPI runs it in its thread pool (the usual shape for a
+    CPU-bound model)."""
+    return {"score": predict(features.model_dump()), "rid": infersight.current_request_id()}
+
+
 @app.post("/score")
 async def score(features: Features) -> dict:
     return {"score": predict(features.model_dump())}
