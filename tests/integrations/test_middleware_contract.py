@@ -501,3 +501,24 @@ def test_wsgi_request_context_stays_inside_the_request(spans: InMemorySpanExport
     assert infersight.flush()
     [span] = [s for s in spans.get_finished_spans() if s.attributes.get("ml.request.id") == "req-42"]
     assert span.attributes["http.response.status_code"] == 200
+
+
+def test_nested_middlewares_keep_one_request_id(spans: InMemorySpanExporter) -> None:
+    """An instrumented app mounting another instrumented app: one server span (the inner
+    middleware enriches the outer one's), and the span, the response header (once) and the code
+    inside agree on one request ID."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    async def inner_view(request: Any) -> JSONResponse:
+        return JSONResponse({"rid": infersight.current_request_id()})
+
+    inner = ASGIMiddleware(Starlette(routes=[Route("/score", inner_view)]))
+    outer = ASGIMiddleware(Starlette(routes=[Mount("/v1", app=inner)]))
+    r = asgi_get(outer, "/v1/score")
+    assert r.status_code == 200
+    infersight.flush()
+    [server] = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+    assert r.json()["rid"] == r.headers["x-request-id"] == server.attributes["ml.request.id"]
+    assert r.headers.get_list("x-request-id") == [server.attributes["ml.request.id"]]
