@@ -484,9 +484,8 @@ class Exchange:
     # -- start -------------------------------------------------------------------------------
 
     @classmethod
-    def begin(cls, rt: Any, opts: MiddlewareOptions, req: RequestInfo, enter: bool = False) -> Exchange:
-        """Pick the request ID, continue the caller's trace and open (or adopt) the server span;
-        with ``enter``, also make the request current (as :meth:`enter` does)."""
+    def begin(cls, rt: Any, opts: MiddlewareOptions, req: RequestInfo) -> Exchange:
+        """Pick the request ID, continue the caller's trace and open (or adopt) the server span."""
         ex = cls(rt, opts)
         incoming = req.incoming_id
         if incoming is None:
@@ -510,8 +509,6 @@ class Exchange:
             ex.span = current
             ex.owned = False
             current.set_attribute("ml.request.id", request_id)
-            if enter:
-                ex._rid_token = _request_id_var.set(request_id)
             return ex
         parent = None
         if req.remote is not None:
@@ -529,10 +526,7 @@ class Exchange:
             attrs["http.request.method_original"] = req.method[:32]
         span = ex.span = rt.span_tracer.start_span(method, parent, _SERVER, attrs)
         ex.owned = True
-        ctx = ex.ctx = rc.span_context(span, parent)
-        if enter:
-            ex._rid_token = _request_id_var.set(request_id)
-            ex._ctx_token = rc.attach(ctx)
+        ex.ctx = rc.span_context(span, parent)
         return ex
 
     # -- context -----------------------------------------------------------------------------
@@ -579,11 +573,10 @@ class Exchange:
         exc = self.exc
         status = self.status
         error_type: str | None = None
-        after_response = False
         if exc is None and status is not None and status < 500 and (self.complete or not self.disconnected):
             pass  # the usual answer: nothing went wrong
         elif exc is not None and t_done is not None and status is not None and status < 500:
-            after_response = True
+            pass  # raised after the complete answer: recorded on the span below, not an error
         elif self.disconnected and not self.complete:
             error_type = CLIENT_DISCONNECTED
         elif exc is not None:
@@ -604,10 +597,10 @@ class Exchange:
                 end_attrs["http.route"] = route
                 if owned:
                     span.update_name(f"{self.method} {route}")
+            if exc is not None and error_type != CLIENT_DISCONNECTED:
+                span.record_exception(exc)
             if error_type is not None:
                 end_attrs["error.type"] = error_type
-                if exc is not None and error_type != CLIENT_DISCONNECTED:
-                    span.record_exception(exc)
                 if (status is not None and status >= 500) or (exc is not None and error_type != CLIENT_DISCONNECTED):
                     span.set_status(Status(StatusCode.ERROR, error_type))
             if end_attrs:
@@ -615,17 +608,13 @@ class Exchange:
                     span.set_trusted(end_attrs)
                 else:
                     span.set_attributes(end_attrs)
-            if after_response:
-                span.record_exception(exc)
         if self.opts.capture_bodies and (self.req_body is not None or self.resp_body is not None):
             self._log_bodies(status)
         if not owned:
             return  # the owner of the span records its own HTTP metrics and ends it
         span.end(self.end_ns)
         key = (self.method, self.scheme, status, route, error_type)
-        attrs = _metric_attrs.get(key)
-        duration_histogram(self.rt).record(duration, key, attrs if attrs is not None else metric_attributes(key),
-                                           span.get_span_context())
+        duration_histogram(self.rt).record(duration, key, metric_attributes(key), span.get_span_context())
 
     def _log_bodies(self, status: int | None) -> None:
         from infersight._api import log_pipeline

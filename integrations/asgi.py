@@ -157,7 +157,8 @@ class InferSightMiddleware:
                 otel_context.detach(token)
             return
         try:
-            ex = Exchange.begin(get_runtime(), self.options, self._request_info(scope), enter=True)
+            ex = Exchange.begin(get_runtime(), self.options, self._request_info(scope))
+            ex.enter()
         except Exception:  # noqa: BLE001 - telemetry must never stop the request
             _fault("asgi_begin")
             await self.app(scope, receive, send)
