@@ -110,7 +110,6 @@ class _RatioSampler(Sampler):
 
     def set_ratio(self, ratio: float) -> None:
         self._delegate = ParentBased(ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio))
-        self.ratio = ratio
         self.root_bound = 1 << 64 if ratio >= 1.0 else TraceIdRatioBased.get_bound_for_rate(ratio)
         # Called for every span: answer with the delegate's bound method, no extra layer.
         self.should_sample = self._delegate.should_sample  # type: ignore[method-assign]
