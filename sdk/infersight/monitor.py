@@ -388,8 +388,7 @@ def _begin(opts: _Options, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any
         norm = None
         if do_stats or s.log_payloads or opts.schema is not None:
             try:
-                obj = args[0] if opts.input_arg is None and args else _get_input(opts, args, kwargs)
-                norm = normalize_inputs(obj, opts.features)
+                norm = normalize_inputs(_get_input(opts, args, kwargs), opts.features)
             except Exception:  # noqa: BLE001 - an odd input must not stop the span
                 rt.fault("normalize_inputs")
         call = _Call(rt, opts, fn, norm, do_stats)
