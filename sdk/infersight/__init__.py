@@ -13,7 +13,7 @@ Example:
 from infersight._api import configure, flush, record_feedback, shutdown
 from infersight.config import ConfigError, Settings
 from infersight.monitor import SchemaViolation, monitor
-from infersight.request_context import current_request_id
+from infersight.request_context import current_request_id, last_request_id
 from infersight.sketch import ExpHistogram
 
 __version__ = "0.1.0"
@@ -21,6 +21,7 @@ __all__ = [
     "configure",
     "monitor",
     "current_request_id",
+    "last_request_id",
     "record_feedback",
     "flush",
     "shutdown",

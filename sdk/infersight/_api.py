@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from infersight import _runtime
 from infersight.config import resolve_settings
 from infersight.logs import LogPipeline
+from infersight.request_context import last_call_identity
 
 __all__ = ["configure", "flush", "shutdown", "record_feedback", "log_pipeline"]
 
@@ -85,8 +86,10 @@ def record_feedback(
 ) -> None:
     """Report the ground truth for an earlier prediction, joined later by ``request_id``.
 
-    For a batch call, ``actual`` may be a sequence aligned with the batch's rows. Never raises:
-    a malformed call is counted in ``ml.telemetry.dropped`` and logged once.
+    For a batch call, ``actual`` may be a sequence aligned with the batch's rows. Without
+    ``model``/``version``, feedback for the call just made in this context (its ID from
+    :func:`infersight.last_request_id`) names that call's model, else the configured default.
+    Never raises: a malformed call is counted in ``ml.telemetry.dropped`` and logged once.
 
     >>> record_feedback("01J9Z3V4N8Q2", 1, model="churn")
     """
@@ -97,6 +100,9 @@ def record_feedback(
             rt.fault("feedback_without_request_id")
             return
         s = rt.settings
+        if model is None and version is None:
+            # Feedback for the call just made in this context names that call's model.
+            model, version = last_call_identity(request_id) or (None, None)
         fields: dict[str, Any] = {
             "ml.request.id": request_id,
             "ml.model.name": model or s.model or "unknown",

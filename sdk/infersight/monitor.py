@@ -30,6 +30,7 @@ from infersight._runtime import Runtime, get_runtime
 from infersight.payload import NO_DEFAULT, Normalized, normalize_inputs, normalize_outputs
 
 _request_id_var = rc._request_id  # noqa: SLF001 - same package
+_last_call_var = rc._last_call  # noqa: SLF001 - same package
 _enter_span = rc.enter_span
 _perf_counter = time.perf_counter
 _random = random.random
@@ -263,6 +264,7 @@ class _Call:
     def detach(self) -> None:
         rc.leave(self.ctx_token, self.rid_token)
         self.ctx_token = self.rid_token = None
+        _last_call_var.set((self.rid, self.model, self.version))
 
     def validate(self) -> None:
         """Schema check before the model runs (only when a schema is configured)."""

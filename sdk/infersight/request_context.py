@@ -30,6 +30,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 
 __all__ = [
     "current_request_id",
+    "last_request_id",
     "new_request_id",
     "request_scope",
     "is_valid_request_id",
@@ -42,6 +43,11 @@ _VALID = re.compile(r"[A-Za-z0-9._:\-]{1,%d}\Z" % MAX_REQUEST_ID_LENGTH)
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "infersight_request_id", default=None
+)
+# (request ID, model, version) of the monitored call that last returned in this context, so
+# that code which called ``predict(...)`` outside any request can still send its label later.
+_last_call: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.ContextVar(
+    "infersight_last_call", default=None
 )
 
 # OTel's current context lives in one ContextVar when its runtime context is the default
@@ -93,6 +99,35 @@ def current_request_id() -> str | None:
     True
     """
     return _request_id.get()
+
+
+def last_request_id() -> str | None:
+    """The request ID of the monitored call that last returned (or raised) in this context, or
+    ``None`` before any. Use it to send ground truth for a call made outside a request, where
+    :func:`current_request_id` is ``None`` again once the call is over.
+
+    Like the current request ID it lives in a context variable: concurrent requests, threads
+    and asyncio tasks each see their own last call, never another's.
+
+    >>> import infersight
+    >>> infersight.configure(exporter="none", log_output="none")
+    >>> @infersight.monitor(model="churn")
+    ... def predict(row):
+    ...     return 0.5
+    >>> _ = predict({"tenure": 12})
+    >>> rid = infersight.last_request_id()
+    >>> len(rid), infersight.current_request_id() is None
+    (32, True)
+    """
+    last = _last_call.get()
+    return None if last is None else last[0]
+
+
+def last_call_identity(request_id: str) -> tuple[str, str] | None:
+    """(model, version) of the last monitored call in this context when its request ID is
+    ``request_id``; ``None`` otherwise. Lets feedback for that call name its model by itself."""
+    last = _last_call.get()
+    return (last[1], last[2]) if last is not None and last[0] == request_id else None
 
 
 def is_valid_request_id(value: object) -> bool:
