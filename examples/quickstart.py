@@ -7,11 +7,13 @@
 4. Reads the merged statistics back from the processor's API and scores drift per feature
    from the stored sketches against the reference, with cause hints.
 
-Run: python examples/quickstart.py   (takes a few seconds)
+Run: python examples/quickstart.py   (takes a few seconds; --keep DIR keeps the reference
+profile and the processor's database in DIR, otherwise they go in a temp folder removed at exit)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -53,9 +55,20 @@ def get(url: str) -> dict:
         return json.loads(r.read())
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="write the reference profile and database here and keep them")
+    args = parser.parse_args(argv)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        return run(args.keep)
+    with tempfile.TemporaryDirectory(prefix="infersight-quickstart-") as tmp:
+        return run(Path(tmp))
+
+
+def run(work: Path) -> int:
     rng = np.random.default_rng(7)
-    work = Path(tempfile.mkdtemp(prefix="infersight-quickstart-"))
 
     reference = Reference.from_data(make_rows(rng, 20_000), model="churn")
     reference.save(work / "reference.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,10 +11,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_quickstart_finds_the_broken_pipeline_and_nothing_else() -> None:
+def test_quickstart_finds_the_broken_pipeline_and_nothing_else(tmp_path: Path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
     run = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")],
-                         capture_output=True, text=True, timeout=180, cwd=ROOT)
+                         capture_output=True, text=True, timeout=180, cwd=ROOT,
+                         env={**os.environ, "TMPDIR": str(tmpdir)})
     assert run.returncode == 0, run.stderr[-3000:]
+    assert list(tmpdir.iterdir()) == []  # nothing left behind
     healthy, broken = run.stdout.split("broken pipeline:")
     verdicts = {m[0]: m[1] for m in re.findall(r"^\s+(\w+)\s+\S+\s+statistic=.*?(ok|DRIFT)", healthy, re.M)}
     assert verdicts == {"income": "ok", "tenure": "ok", "support_calls": "ok", "plan": "ok"}
