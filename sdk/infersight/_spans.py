@@ -53,7 +53,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util.types import Attributes
 
-from infersight._otlp_encode import encode_request
+from infersight._otlp_encode import encode_request, take_invalid_count
 from infersight.request_context import _otel_var
 
 _untrack: Callable[..., None] | None
@@ -96,7 +96,10 @@ def _env_int(name: str, default: int) -> int:
 
 def _clean(value: Any, max_length: int | None) -> Any:
     """An attribute value as OTel accepts it (str, bool, int, float or a homogeneous sequence of
-    one of them), strings cut to ``max_length``; ``None`` for anything else."""
+    one of them), strings cut to ``max_length``; any other single value with a ``__str__`` of
+    its own (a numpy integer, a Decimal) as its text, as the SDK's attribute cleaning makes it;
+    ``None`` for anything else. Integers are kept whatever their size, as in the SDK: one
+    outside signed 64 bits is left out when the span is encoded."""
     t = type(value)
     if t is str:
         return value if max_length is None else value[:max_length]
@@ -112,6 +115,11 @@ def _clean(value: Any, max_length: int | None) -> Any:
             if kinds == {str} and max_length is not None:
                 return tuple(None if v is None else v[:max_length] for v in value)
             return tuple(value)
+        return None
+    if value is not None and not isinstance(value, (bytes, bytearray, Mapping)) and (
+            t.__str__ is not object.__str__ or t.__repr__ is not object.__repr__):
+        text = str(value)
+        return text if max_length is None else text[:max_length]
     return None
 
 
@@ -473,6 +481,10 @@ class LiteSpanProcessor(SpanProcessor):
             if send is not None and resource is not None:
                 scope = self.scope
                 payload = encode_request(resource, (scope.name, scope.version, None, scope.schema_url), batch)
+                left_out = take_invalid_count()
+                if left_out and self.on_drop is not None:
+                    for _ in range(left_out):
+                        self.on_drop("span_attribute_invalid")
                 ok = bool(send(payload, len(batch)))
             else:
                 spans = [s.to_readable(resource, self.scope) for s in batch]

@@ -8,7 +8,9 @@
  * infersight LiteSpan without events, links or trace state, whose attribute values are str,
  * bool, int in signed 64-bit or float) is written here; any other span is handed to
  * fallback(span), the Python encoder, whose bytes are wrapped the same way. The Python
- * encoder is the reference: whatever it would raise for a span, it raises from here too.
+ * encoder is the reference: whatever it would raise for a span, it raises from here too. An
+ * attribute it cannot write (an int outside signed 64 bits, an unknown type) is left out there,
+ * logged once and counted, as the OTel exporter leaves it out; so is a span here handed to it.
  *
  * The GIL is held throughout. Python code runs only where the reference runs it as well
  * (a TraceState's length, a non-standard context's properties) and in the fallback; the
