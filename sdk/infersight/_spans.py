@@ -57,10 +57,12 @@ from infersight._otlp_encode import encode_request, take_invalid_count
 from infersight.request_context import _otel_var
 
 _untrack: Callable[..., None] | None
+_track: Callable[..., None] | None
 try:
+    from infersight._speedups import track as _track
     from infersight._speedups import untrack as _untrack
 except ImportError:  # built without the C extension: the collector keeps seeing spans
-    _untrack = None
+    _untrack = _track = None
 
 __all__ = ["FastTracer", "LiteSpan", "LiteSpanProcessor"]
 
@@ -165,11 +167,9 @@ class LiteSpan(trace.Span):
         self.dropped_attributes = attributes.dropped if type(attributes) is _LimitedAttributes else 0
         self.dropped_events = 0
         if _untrack is not None:
-            # A span holds only strings, numbers, span contexts and flat dicts and lists of those
-            # (its tracer is not owned): it can never be part of a reference cycle. Out of the
-            # cyclic collector's view, the spans waiting for export stop promoting work to the
-            # older generations (a full collection of a server's heap costs tens of ms).
-            _untrack(self, context, attributes)
+            # Its context and attributes hold only strings, numbers and flat tuples of those (a
+            # dict tracks itself again when it takes a container): never part of a cycle.
+            _untrack(context, attributes)
 
     # -- the opentelemetry.trace.Span interface ------------------------------------------------
 
@@ -275,6 +275,14 @@ class LiteSpan(trace.Span):
         if n >= processor.max_queue or processor._stopped:  # noqa: SLF001
             processor.dropped()
             return
+        if _untrack is not None:
+            # Waiting for export (up to the schedule delay), spans would be promoted to the older
+            # generations and walked by their collections; out of the collector's view until the
+            # export thread takes them (and puts them back, see _drain), they are not. The span
+            # stays in view while it records: it has a __dict__ (``trace.Span`` has no
+            # __slots__), so an application can hang anything on it, cycles included. Untracked
+            # before it is queued, so the export thread never takes it before this line.
+            _untrack(self)
         queue.append(self)
         if n + 1 == processor.batch:
             processor._wake.set()  # noqa: SLF001
@@ -422,6 +430,9 @@ class LiteSpanProcessor(SpanProcessor):
             os.register_at_fork(after_in_child=self._start)
 
     def _start(self) -> None:
+        left = getattr(self, "_queue", None)  # after a fork: the parent's queue, exported there
+        if left and _track is not None:
+            _track(*left)
         self._queue: collections.deque[LiteSpan] = collections.deque()
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
@@ -465,6 +476,8 @@ class LiteSpanProcessor(SpanProcessor):
                     pass
                 if not batch:
                     break
+                if _track is not None:
+                    _track(*batch)  # back in the collector's view: a cycle through one is freed
                 pending -= len(batch)
                 ok = self._export(batch) and ok
         return ok

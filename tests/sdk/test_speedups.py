@@ -439,6 +439,8 @@ def test_untrack_takes_containers_out_of_the_collectors_view_and_ignores_the_res
     assert not gc.is_tracked(h) and not gc.is_tracked(d)
     d["t"] = ([],)  # a dict tracks itself again when it takes a container
     assert gc.is_tracked(d)
+    assert ext.track(h, d, 7, "text", None) is None  # back in view; tracked ones and atoms left alone
+    assert gc.is_tracked(h) and gc.is_tracked(d)
 
 
 def test_spans_are_untracked_and_still_export_whole_after_collections():
@@ -450,7 +452,8 @@ def test_spans_are_untracked_and_still_export_whole_after_collections():
     provider.add_span_processor(processor)
     tracer = FastTracer(provider, processor, "infersight", "0.1.0", expected=1)
     span = tracer.start_span("predict", attributes={"ml.model.name": "m", "ml.batch.size": 3})
-    assert not gc.is_tracked(span) and not gc.is_tracked(span.context) and not gc.is_tracked(span.attributes)
+    assert not gc.is_tracked(span.context) and not gc.is_tracked(span.attributes)
+    assert gc.is_tracked(span)  # while it records: the application may hang anything on it
     span.set_attribute("ml.tags", ("a", "b"))
     span.add_event("checked", {"rows": 3})
     span.set_status(Status(StatusCode.ERROR, "bad"))
@@ -458,11 +461,49 @@ def test_spans_are_untracked_and_still_export_whole_after_collections():
     span.end()
     gc.collect()
     queued = list(processor._queue)  # noqa: SLF001 - the export queue, as the export thread sees it
-    assert queued == [span]
+    assert queued == [span] and not gc.is_tracked(span)  # waiting for export: out of the collector's view
     assert span.attributes["ml.tags"] == ("a", "b") and span.events and span.status_code == StatusCode.ERROR.value
     payload = encode_request(RESOURCE, SCOPE, queued)
     assert payload == encode_request(RESOURCE, SCOPE, queued, accelerated=False)
     (sent,) = ExportTraceServiceRequest.FromString(payload).resource_spans[0].scope_spans[0].spans
     assert sent.name == "predict" and [e.name for e in sent.events] == ["checked"]
     assert sent.status.message == "bad" and len(sent.attributes) == 3
+    assert processor.force_flush() and gc.is_tracked(span)  # taken for export: back in view
+    processor.shutdown()
+
+
+class _Request:
+    """An application object that points at its span, as a framework's request might."""
+
+
+@pytest.mark.parametrize("when", ["recording", "ended and exported", "ended, then set, then exported",
+                                  "dropped by a full queue"])
+def test_a_cycle_through_a_span_is_freed(when):
+    """Spans have a __dict__ (``opentelemetry.trace.Span`` has no __slots__): an application can
+    hang an object on one that points back at it. Such a cycle is freed by the collector,
+    whenever it is made; out of the collector's view are only the spans waiting for export."""
+    import gc
+    import weakref
+
+    provider = TracerProvider(resource=RESOURCE)
+    processor = LiteSpanProcessor(None)
+    if when == "dropped by a full queue":
+        processor.max_queue = 0
+    provider.add_span_processor(processor)
+    tracer = FastTracer(provider, processor, "infersight", "0.1.0", expected=1)
+    span = tracer.start_span("predict", attributes={"ml.model.name": "m"})
+    request = _Request()
+    if when != "ended, then set, then exported":
+        span.request = request  # the cycle: span -> request -> span
+        request.span = span
+    if when != "recording":
+        span.end()
+    if when == "ended, then set, then exported":
+        span.request = request
+        request.span = span
+    assert processor.force_flush()
+    gone_span, gone_request = weakref.ref(span), weakref.ref(request)
+    del span, request
+    gc.collect()
+    assert gone_span() is None and gone_request() is None
     processor.shutdown()
