@@ -116,6 +116,7 @@ class ProcessorConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     max_body_bytes: int = 32 * 2**20
+    max_inflight_bytes: int = 64 * 2**20
     queue_points: int = 2_000_000
     commit_interval: float = 0.02
     commit_max_requests: int = 256
@@ -208,6 +209,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, _Parser]]] = {
     },
     "ingest": {
         "max_body": ("max_body_bytes", parse_size),
+        "max_inflight": ("max_inflight_bytes", parse_size),
         "queue_points": ("queue_points", _positive_int),
         "commit_interval": ("commit_interval", parse_duration),
         "commit_max_requests": ("commit_max_requests", _positive_int),

@@ -63,8 +63,11 @@ class _Item:
 
 
 def request_digest(signal: str, body: bytes) -> str:
-    """Identity of a request's content (``signal`` + bytes)."""
-    return hashlib.blake2b(signal.encode() + b"\0" + body, digest_size=16).hexdigest()
+    """Identity of a request's content (``signal`` + bytes), hashed in place (a body can be as
+    large as ``max_body``: no copy of it is made)."""
+    h = hashlib.blake2b(signal.encode() + b"\0", digest_size=16)
+    h.update(body)
+    return h.hexdigest()
 
 
 class Ingestor:

@@ -13,8 +13,17 @@ no / wrong token          401                    UNAUTHENTICATED
 body too large            413                    RESOURCE_EXHAUSTED (by gRPC)
 unknown content type      415                    -
 queue full                429 + Retry-After      RESOURCE_EXHAUSTED + RetryInfo
+bodies in flight too big  429 + Retry-After      RESOURCE_EXHAUSTED + RetryInfo
 stopping / store failed   503 + Retry-After      UNAVAILABLE
 ========================  =====================  ================================
+
+Memory is bounded before decoding, not after: a gzip body is inflated member by member in
+chunks and stops at ``max_body`` (413), and every body byte a request holds (as received, then
+inflated, until its commit is answered) is claimed from one :class:`InflightBudget` shared by
+both transports; a request that would take it past ``max_inflight`` is turned away at once as
+retryable (a request alone may be as large as ``max_body``, so none is refused forever). A few
+bytes of gzip can inflate to ``max_body`` and decode to ten times that in Python objects, so
+without the budget, concurrent small requests could claim gigabytes.
 
 gRPC requests are taken as raw bytes (no deserializer): the same bytes feed the decoder and the
 retry digest, and a garbage body gets our INVALID_ARGUMENT message instead of gRPC's own.
@@ -25,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +58,8 @@ from infersight.processor.otlp_decode import (
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.windows import screen
 
-__all__ = ["Receiver", "RetryLater", "Unauthorized", "make_http_app", "make_grpc_server", "GRPC_SERVICES"]
+__all__ = ["InflightBudget", "OverBudget", "Receiver", "RetryLater", "Unauthorized", "make_http_app",
+           "make_grpc_server", "GRPC_SERVICES"]
 
 log = logging.getLogger("infersight.processor")
 
@@ -79,6 +90,67 @@ class BodyTooLarge(ValueError):
     pass
 
 
+class OverBudget(RuntimeError):
+    """Taking more body bytes would put the requests in flight over ``max_inflight``."""
+
+
+class InflightBudget:
+    """Body bytes held by requests in flight (received, inflated, decoded, waiting for their
+    commit), bounded by ``limit`` across all of them. Thread-safe; never blocks: a request that
+    does not fit is answered as retryable instead of waiting with its body in memory.
+
+    Example:
+        >>> budget = InflightBudget(100)
+        >>> a, b = budget.claim(), budget.claim()
+        >>> a.take(80); b.take(30)
+        Traceback (most recent call last):
+        ...
+        infersight.processor.otlp_receiver.OverBudget: 80 body bytes in flight; 30 more would pass the limit of 100
+        >>> a.release(); b.take(30); budget.used
+        30
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def claim(self) -> Claim:
+        """A request's share, empty until it takes bytes."""
+        return Claim(self)
+
+
+class Claim:
+    """The bytes one request holds of an :class:`InflightBudget`."""
+
+    __slots__ = ("budget", "held")
+
+    def __init__(self, budget: InflightBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        """Hold ``n`` more bytes, or raise :class:`OverBudget`. A request holding everything in
+        flight (alone) may go over the limit: ``max_body`` bounds it."""
+        budget = self.budget
+        with budget._lock:  # noqa: SLF001 - the budget's own lock
+            if budget.used + n > budget.limit and budget.used != self.held:
+                raise OverBudget(f"{budget.used} body bytes in flight; {n} more would pass the limit of {budget.limit}")
+            budget.used += n
+            self.held += n
+
+    def give_back(self, n: int) -> None:
+        """Stop holding ``n`` bytes (a buffer the request let go of)."""
+        n = min(n, self.held)
+        with self.budget._lock:  # noqa: SLF001
+            self.budget.used -= n
+            self.held -= n
+
+    def release(self) -> None:
+        """Stop holding anything (the request is answered)."""
+        self.give_back(self.held)
+
+
 @dataclass
 class Receiver:
     """Decode → screen → queue → wait for the commit; shared by both transports."""
@@ -87,6 +159,11 @@ class Receiver:
     registry: Registry
     token: str | None = None
     ack_timeout: float = 30.0
+    max_inflight_bytes: int = 64 * 2**20
+
+    def __post_init__(self) -> None:
+        self.budget = InflightBudget(self.max_inflight_bytes)
+        self.registry.gauge("infersight_processor_inflight_bytes", lambda: self.budget.used)
 
     def authorize(self, header: str | None) -> None:
         if self.token is None:
@@ -147,18 +224,25 @@ def _error(status: int, message: str, content_type: str, retry_after: int | None
     return Response(body, status_code=status, media_type=ctype, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, or :class:`BodyTooLarge`. An oversized body is drained (up to a cap) so the
-    client reads our 413 instead of a reset connection."""
+async def _read_body(request: Request, limit: int, claim: Claim) -> bytes:
+    """The body, each chunk claimed as it arrives; or :class:`BodyTooLarge` /
+    :class:`OverBudget`. An oversized or refused body is drained (up to a cap, holding nothing)
+    so the client reads our answer instead of a reset connection."""
     declared = request.headers.get("content-length")
     parts: list[bytes] = []
     size = 0
     too_big = declared is not None and declared.isdigit() and int(declared) > limit
+    refused: OverBudget | None = None
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             too_big = True
-        if too_big:
+        if not too_big and refused is None:
+            try:
+                claim.take(len(chunk))
+            except OverBudget as exc:
+                refused = exc
+        if too_big or refused is not None:
             parts.clear()
             if size > 8 * limit + 2**28:
                 break
@@ -166,21 +250,48 @@ async def _read_body(request: Request, limit: int) -> bytes:
         parts.append(chunk)
     if too_big:
         raise BodyTooLarge(f"body of {declared or size} bytes is larger than the limit of {limit} bytes")
+    if refused is not None:
+        raise refused
     return b"".join(parts)
 
 
-def _gunzip(body: bytes, limit: int) -> bytes:
-    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+_GZIP_MAGIC = b"\x1f\x8b"
+_INFLATE_CHUNK = 1 << 18
+
+
+def _gunzip(body: bytes, limit: int, claim: Claim | None = None) -> bytes:
+    """Inflate every member of a gzip body (RFC 1952 allows several, and ``cat a.gz b.gz`` makes
+    them), in chunks of at most 256 KiB, each claimed before it is kept; stops as soon as the
+    output passes ``limit`` (:class:`BodyTooLarge`). Truncated members and bytes after the last
+    member that do not start another are :class:`RequestError`."""
+    parts: list[bytes] = []
+    size = 0
+    data: bytes = body
+    members = 0
     try:
-        out = d.decompress(body, limit + 1)
-        if len(out) > limit or d.unconsumed_tail:
-            raise BodyTooLarge(f"gzip body inflates beyond the limit of {limit} bytes")
-        out += d.flush()
-        if not d.eof:
-            raise RequestError("gzip body is truncated")
+        while True:
+            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            members += 1
+            while not d.eof:
+                chunk = d.decompress(data, _INFLATE_CHUNK)
+                data = d.unconsumed_tail
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise BodyTooLarge(f"gzip body inflates beyond the limit of {limit} bytes")
+                    if claim is not None:
+                        claim.take(len(chunk))
+                    parts.append(chunk)
+                elif not data and not d.eof:
+                    raise RequestError(f"gzip body is truncated (member {members} has no end)")
+            data = d.unused_data
+            if not data:
+                break
+            if not data.startswith(_GZIP_MAGIC):
+                raise RequestError(f"gzip body has {len(data)} bytes of trailing garbage after member {members}")
     except zlib.error as exc:
-        raise RequestError(f"body is not valid gzip: {exc}") from None
-    return out
+        raise RequestError(f"body is not valid gzip (member {members}): {exc}") from None
+    return b"".join(parts)
 
 
 def make_http_app(receiver: Receiver, *, max_body_bytes: int, retry_after: int = 2) -> Starlette:
@@ -204,18 +315,32 @@ def make_http_app(receiver: Receiver, *, max_body_bytes: int, retry_after: int =
         if encoding not in ("identity", "gzip", ""):
             receiver.count(signal, "http", "invalid")
             return _error(415, f"content encoding {encoding!r} is not supported; send gzip or none", reply_type)
+        claim = receiver.budget.claim()
         try:
-            body = await _read_body(request, max_body_bytes)
+            return await receive(request, signal, ctype, reply_type, encoding, claim)
+        finally:
+            claim.release()
+
+    async def receive(request: Request, signal: str, ctype: str, reply_type: str, encoding: str,
+                      claim: Claim) -> Response:
+        try:
+            body = await _read_body(request, max_body_bytes, claim)
             if encoding == "gzip":
-                body = _gunzip(body, max_body_bytes)
+                received = len(body)
+                body = await run_in_threadpool(_gunzip, body, max_body_bytes, claim)
+                claim.give_back(received)  # the gzip bytes are gone
             decoded = await run_in_threadpool(receiver.decode, signal, body, ctype)
             future = receiver.ingestor.submit(signal, decoded, request_digest(signal, body))
+            del body
         except BodyTooLarge as exc:
             receiver.count(signal, "http", "too_large")
             return _error(413, str(exc), reply_type)
         except RequestError as exc:
             receiver.count(signal, "http", "invalid")
             return _error(400, f"{signal} request is invalid: {exc}", reply_type)
+        except OverBudget as exc:
+            receiver.count(signal, "http", "busy")
+            return _error(429, f"too much request data in flight ({exc}); retry later", reply_type, retry_after)
         except QueueFull as exc:
             receiver.count(signal, "http", "queue_full")
             return _error(429, f"{exc}; retry later", reply_type, retry_after)
@@ -259,24 +384,32 @@ def _grpc_handler(receiver: Receiver, signal: str, retry_after: int) -> Callable
         except Unauthorized as exc:
             receiver.count(signal, "grpc", "unauthorized")
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        claim = receiver.budget.claim()
         try:
+            # gRPC has read (and inflated, within max_receive_message_length) the message already;
+            # the claim bounds what decoding it and waiting for its commit hold.
+            claim.take(len(request))
             decoded = receiver.decode(signal, request, PROTOBUF)
             future = receiver.ingestor.submit(signal, decoded, request_digest(signal, request))
             outcome = future.result(receiver.ack_timeout)
         except RequestError as exc:
             receiver.count(signal, "grpc", "invalid")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{signal} request is invalid: {exc}")
-        except QueueFull as exc:
-            receiver.count(signal, "grpc", "queue_full")
+        except (QueueFull, OverBudget) as exc:
+            busy = isinstance(exc, OverBudget)
+            receiver.count(signal, "grpc", "busy" if busy else "queue_full")
             info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_after))
             context.set_trailing_metadata((("google.rpc.retryinfo-bin", info.SerializeToString()),))
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; retry later")
+            message = f"too much request data in flight ({exc})" if busy else str(exc)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{message}; retry later")
         except ShuttingDown as exc:
             receiver.count(signal, "grpc", "unavailable")
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except Exception as exc:  # timeout or a store failure: not stored, retryable
             receiver.count(signal, "grpc", "unavailable")
             context.abort(grpc.StatusCode.UNAVAILABLE, f"not stored ({type(exc).__name__}: {exc}); retry")
+        finally:
+            claim.release()
         receiver.count(signal, "grpc", "partial" if outcome.rejected else "ok")
         return bytes(receiver.response(signal, outcome).SerializeToString())
 
@@ -297,9 +430,13 @@ def make_grpc_server(
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
         options=[
+            # Checked by gRPC on the inflated message too: a gzip bomb stops at the limit.
             ("grpc.max_receive_message_length", max_body_bytes),
             ("grpc.so_reuseport", 0),
         ],
+        # Calls beyond the workers would wait with their messages in memory: turned away instead
+        # (RESOURCE_EXHAUSTED, which OTLP exporters retry).
+        maximum_concurrent_rpcs=workers,
     )
     handlers = []
     for signal, service in GRPC_SERVICES.items():

@@ -77,7 +77,8 @@ class Processor:
             commit_interval=config.commit_interval,
             commit_max_requests=config.commit_max_requests,
         )
-        self.receiver = Receiver(self.ingestor, self.registry, config.token, config.ack_timeout)
+        self.receiver = Receiver(self.ingestor, self.registry, config.token, config.ack_timeout,
+                                 config.max_inflight_bytes)
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
         self._loop_thread: threading.Thread | None = None

@@ -26,11 +26,16 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
+import threading
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-__all__ = ["ACCELERATED", "encode_any_value", "encode_attributes", "encode_request", "encode_span"]
+__all__ = ["ACCELERATED", "encode_any_value", "encode_attributes", "encode_request", "encode_span",
+           "take_invalid_count"]
+
+_log = logging.getLogger("infersight")
 
 def _extension() -> Any:
     """The C extension, unless turned off or not built."""
@@ -52,6 +57,7 @@ _pack_q = struct.Struct("<Q").pack
 _pack_d = struct.Struct("<d").pack
 _pack_i = struct.Struct("<I").pack
 _U64 = 1 << 64
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 # Span.flags (fixed32): the parent's is-remote bit is known; set when the parent is remote.
 FLAGS_HAS_IS_REMOTE = 0x100
@@ -90,6 +96,8 @@ def encode_any_value(value: Any) -> bytes:
     if t is bool:
         return b"\x10\x01" if value else b"\x10\x00"
     if t is int:
+        if value < _I64_MIN or value > _I64_MAX:
+            raise ValueError(f"integer {value} is outside the signed 64-bit range of OTLP's int_value")
         return b"\x18" + _varint(value if value >= 0 else value + _U64)
     if t is float:
         return b"\x21" + _pack_d(value)
@@ -98,7 +106,7 @@ def encode_any_value(value: Any) -> bytes:
     if isinstance(value, str):
         return _ld(b"\x0a", str(value).encode("utf-8"))
     if isinstance(value, int):
-        return b"\x18" + _varint(int(value) if value >= 0 else int(value) + _U64)
+        return encode_any_value(int(value))
     if isinstance(value, float):
         return b"\x21" + _pack_d(float(value))
     if isinstance(value, bytes):
@@ -108,6 +116,36 @@ def encode_any_value(value: Any) -> bytes:
     if isinstance(value, Mapping):
         return _ld(b"\x32", b"".join(_ld(b"\x0a", _key_value(str(k), v)) for k, v in value.items()))
     raise TypeError(f"attribute value {value!r} of type {t.__name__} cannot be encoded")
+
+
+# Attributes the encoder left out (see _invalid): counted for the export thread, logged once.
+_invalid = 0
+_invalid_lock = threading.Lock()
+_invalid_logged = False
+
+
+def _invalid_attribute(key: Any, value: Any, exc: Exception) -> bytes:
+    """Leave out one attribute whose value OTLP has no place for (an int outside signed 64 bits,
+    a type with no ``AnyValue`` field), as the OTel exporter does (``_encode_attributes`` logs
+    and skips the key): the span, and the batch it travels in, still go out."""
+    global _invalid, _invalid_logged
+    with _invalid_lock:
+        _invalid += 1
+        first = not _invalid_logged
+        _invalid_logged = True
+    if first:
+        _log.warning("infersight: attribute %r left out of the exported span (%s); further attributes OTLP "
+                     "cannot carry are left out without a log line and counted in ml.telemetry.dropped",
+                     key, exc)
+    return b""
+
+
+def take_invalid_count() -> int:
+    """How many attributes were left out since the last call (and reset the count)."""
+    global _invalid
+    with _invalid_lock:
+        n, _invalid = _invalid, 0
+    return n
 
 
 def _key_value(key: str, value: Any) -> bytes:
@@ -143,10 +181,17 @@ def _kv(key: str, value: Any) -> bytes:
 
 
 def encode_attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
-    """Each attribute as a length-delimited ``KeyValue`` field with ``tag``."""
+    """Each attribute as a length-delimited ``KeyValue`` field with ``tag``; an attribute whose
+    value cannot be encoded is left out (and counted)."""
     if not attributes:
         return []
-    return [_ld(tag, _kv(k, v)) for k, v in attributes.items()]
+    out = []
+    for k, v in attributes.items():
+        try:
+            out.append(_ld(tag, _kv(k, v)))
+        except (TypeError, ValueError, AttributeError) as exc:
+            _invalid_attribute(k, v, exc)
+    return out
 
 
 def _event(name: str, attributes: Mapping[str, Any] | None, timestamp: int, dropped: int) -> bytes:
@@ -182,7 +227,10 @@ def _span_attr_field(key: str, value: Any) -> bytes:
 
 
 def _span_attr(key: str, value: Any) -> bytes:
-    return _remembered(_attr_cache, key, value, _span_attr_field)
+    try:
+        return _remembered(_attr_cache, key, value, _span_attr_field)
+    except (TypeError, ValueError, AttributeError) as exc:  # not remembered: each span that has it is counted
+        return _invalid_attribute(key, value, exc)
 
 
 def encode_span(span: Any) -> bytes:
@@ -261,9 +309,11 @@ def encode_request(resource: Any, scope: tuple[str, str | None, Mapping[str, Any
 
     Each span costs one :func:`encode_span`, or is written by the C extension when
     ``accelerated`` (by default where it is in use; ``False`` forces the Python encoder, the
-    bytes are the same). A span that cannot be encoded (an attribute value of a type OTLP has
-    no place for) raises ``TypeError`` from here, so callers check values when they are set,
-    not at export."""
+    bytes are the same). An attribute OTLP cannot carry (an integer outside signed 64 bits, a
+    value of a type with no ``AnyValue`` field, alone or inside a sequence or mapping; on the
+    span, its events and links, the scope or the resource) is left out, logged once and counted
+    (:func:`take_invalid_count`), as the OTel exporter leaves it out: its span and the rest of
+    the batch are sent."""
     name, version, attributes, schema_url = scope
     scope_spans = [_ld(b"\x0a", _scope(name, version, attributes))]
     if accelerated and _speedups is not None:

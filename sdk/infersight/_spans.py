@@ -53,14 +53,16 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util.types import Attributes
 
-from infersight._otlp_encode import encode_request
+from infersight._otlp_encode import encode_request, take_invalid_count
 from infersight.request_context import _otel_var
 
 _untrack: Callable[..., None] | None
+_track: Callable[..., None] | None
 try:
+    from infersight._speedups import track as _track
     from infersight._speedups import untrack as _untrack
 except ImportError:  # built without the C extension: the collector keeps seeing spans
-    _untrack = None
+    _untrack = _track = None
 
 __all__ = ["FastTracer", "LiteSpan", "LiteSpanProcessor"]
 
@@ -96,7 +98,10 @@ def _env_int(name: str, default: int) -> int:
 
 def _clean(value: Any, max_length: int | None) -> Any:
     """An attribute value as OTel accepts it (str, bool, int, float or a homogeneous sequence of
-    one of them), strings cut to ``max_length``; ``None`` for anything else."""
+    one of them), strings cut to ``max_length``; any other single value with a ``__str__`` of
+    its own (a numpy integer, a Decimal) as its text, as the SDK's attribute cleaning makes it;
+    ``None`` for anything else. Integers are kept whatever their size, as in the SDK: one
+    outside signed 64 bits is left out when the span is encoded."""
     t = type(value)
     if t is str:
         return value if max_length is None else value[:max_length]
@@ -112,6 +117,11 @@ def _clean(value: Any, max_length: int | None) -> Any:
             if kinds == {str} and max_length is not None:
                 return tuple(None if v is None else v[:max_length] for v in value)
             return tuple(value)
+        return None
+    if value is not None and not isinstance(value, (bytes, bytearray, Mapping)) and (
+            t.__str__ is not object.__str__ or t.__repr__ is not object.__repr__):
+        text = str(value)
+        return text if max_length is None else text[:max_length]
     return None
 
 
@@ -157,11 +167,9 @@ class LiteSpan(trace.Span):
         self.dropped_attributes = attributes.dropped if type(attributes) is _LimitedAttributes else 0
         self.dropped_events = 0
         if _untrack is not None:
-            # A span holds only strings, numbers, span contexts and flat dicts and lists of those
-            # (its tracer is not owned): it can never be part of a reference cycle. Out of the
-            # cyclic collector's view, the spans waiting for export stop promoting work to the
-            # older generations (a full collection of a server's heap costs tens of ms).
-            _untrack(self, context, attributes)
+            # Its context and attributes hold only strings, numbers and flat tuples of those (a
+            # dict tracks itself again when it takes a container): never part of a cycle.
+            _untrack(context, attributes)
 
     # -- the opentelemetry.trace.Span interface ------------------------------------------------
 
@@ -267,6 +275,14 @@ class LiteSpan(trace.Span):
         if n >= processor.max_queue or processor._stopped:  # noqa: SLF001
             processor.dropped()
             return
+        if _untrack is not None:
+            # Waiting for export (up to the schedule delay), spans would be promoted to the older
+            # generations and walked by their collections; out of the collector's view until the
+            # export thread takes them (and puts them back, see _drain), they are not. The span
+            # stays in view while it records: it has a __dict__ (``trace.Span`` has no
+            # __slots__), so an application can hang anything on it, cycles included. Untracked
+            # before it is queued, so the export thread never takes it before this line.
+            _untrack(self)
         queue.append(self)
         if n + 1 == processor.batch:
             processor._wake.set()  # noqa: SLF001
@@ -414,6 +430,9 @@ class LiteSpanProcessor(SpanProcessor):
             os.register_at_fork(after_in_child=self._start)
 
     def _start(self) -> None:
+        left = getattr(self, "_queue", None)  # after a fork: the parent's queue, exported there
+        if left and _track is not None:
+            _track(*left)
         self._queue: collections.deque[LiteSpan] = collections.deque()
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
@@ -457,6 +476,8 @@ class LiteSpanProcessor(SpanProcessor):
                     pass
                 if not batch:
                     break
+                if _track is not None:
+                    _track(*batch)  # back in the collector's view: a cycle through one is freed
                 pending -= len(batch)
                 ok = self._export(batch) and ok
         return ok
@@ -473,6 +494,10 @@ class LiteSpanProcessor(SpanProcessor):
             if send is not None and resource is not None:
                 scope = self.scope
                 payload = encode_request(resource, (scope.name, scope.version, None, scope.schema_url), batch)
+                left_out = take_invalid_count()
+                if left_out and self.on_drop is not None:
+                    for _ in range(left_out):
+                        self.on_drop("span_attribute_invalid")
                 ok = bool(send(payload, len(batch)))
             else:
                 spans = [s.to_readable(resource, self.scope) for s in batch]

@@ -8,7 +8,9 @@
  * infersight LiteSpan without events, links or trace state, whose attribute values are str,
  * bool, int in signed 64-bit or float) is written here; any other span is handed to
  * fallback(span), the Python encoder, whose bytes are wrapped the same way. The Python
- * encoder is the reference: whatever it would raise for a span, it raises from here too.
+ * encoder is the reference: whatever it would raise for a span, it raises from here too. An
+ * attribute it cannot write (an int outside signed 64 bits, an unknown type) is left out there,
+ * logged once and counted, as the OTel exporter leaves it out; so is a span here handed to it.
  *
  * The GIL is held throughout. Python code runs only where the reference runs it as well
  * (a TraceState's length, a non-standard context's properties) and in the fallback; the
@@ -714,8 +716,8 @@ done:
 PyDoc_STRVAR(untrack_doc,
              "untrack(*objects)\n--\n\n"
              "Take the objects out of the cyclic garbage collector's view (as the interpreter does\n"
-             "itself for tuples and dicts of atomic values). Only for objects that can never be part\n"
-             "of a reference cycle: they are freed by reference counting alone.");
+             "itself for tuples and dicts of atomic values). While out of it, an object in a reference\n"
+             "cycle is not freed: only for objects that cannot be in one, or for a while (see track).");
 
 static PyObject *
 untrack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -729,9 +731,27 @@ untrack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(track_doc,
+             "track(*objects)\n--\n\n"
+             "Put objects taken out of the collector's view with untrack() back in it (objects\n"
+             "already tracked, and objects that are not containers, are left as they are).");
+
+static PyObject *
+track(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *o = args[i];
+        if (PyObject_IS_GC(o) && !PyObject_GC_IsTracked(o))
+            PyObject_GC_Track(o);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL, encode_spans_doc},
     {"untrack", (PyCFunction)(void (*)(void))untrack, METH_FASTCALL, untrack_doc},
+    {"track", (PyCFunction)(void (*)(void))track, METH_FASTCALL, track_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -213,3 +213,54 @@ def test_a_retried_request_is_stored_once(start_processor):
         assert httpx.post(f"http://127.0.0.1:{p.ports['otlp_http']}/v1/metrics", content=body, headers=PB).status_code == 200
     _grpc_export(p.ports["otlp_grpc"], body)
     assert classes(p) == {"once": 5}
+
+
+def test_every_member_of_a_multi_member_gzip_body_is_stored(start_processor):
+    """``cat a.gz b.gz``: RFC 1952 allows several members; each one's data is stored, and bytes
+    after the last member that are not another member are 400 with nothing stored."""
+    p = start_processor()
+    url = f"http://127.0.0.1:{p.ports['otlp_http']}/v1/metrics"
+    gz = {**PB, "content-encoding": "gzip"}
+    # Concatenated protobuf messages are one message with the repeated fields of both.
+    body = b"".join(gzip.compress(valid_metrics_request(label=f"member-{i}", n=i + 1)) for i in range(3))
+    body += gzip.compress(b"")  # an empty member is still a member
+    r = httpx.post(url, content=body, headers=gz, timeout=30)
+    assert r.status_code == 200, r.text
+    assert classes(p) == {"member-0": 1, "member-1": 2, "member-2": 3}
+    for tail, message in [(b"garbage", "trailing garbage after member 2"),
+                          (gzip.compress(b"x")[:-3], "truncated"),
+                          (b"\x1f\x8b\x08\x00not deflate", "not valid gzip")]:
+        bad = gzip.compress(valid_metrics_request(label="bad-a")) + gzip.compress(valid_metrics_request(label="bad-b"))
+        r = httpx.post(url, content=bad + tail, headers=gz, timeout=30)
+        assert r.status_code == 400 and message in r.text, (tail, r.text)
+    assert classes(p) == {"member-0": 1, "member-1": 2, "member-2": 3}
+    # The limit counts every member: two members of 0.6 MiB each pass 1 MiB together.
+    small = start_processor(max_body_bytes=2**20)
+    half = gzip.compress(b"\0" * (600 * 2**10))
+    r = httpx.post(f"http://127.0.0.1:{small.ports['otlp_http']}/v1/metrics", content=half + half, headers=gz)
+    assert r.status_code == 413 and "inflates beyond" in r.text
+
+
+def test_gzip_bodies_are_inflated_in_bounded_chunks_claimed_from_the_budget():
+    from infersight.processor.otlp_decode import RequestError
+    from infersight.processor.otlp_receiver import BodyTooLarge, InflightBudget, OverBudget, _gunzip
+
+    data = os.urandom(3 * 2**20)
+    assert _gunzip(gzip.compress(data[:2**20]) + gzip.compress(data[2**20:]), len(data)) == data
+    with pytest.raises(BodyTooLarge):
+        _gunzip(gzip.compress(data), len(data) - 1)
+    budget = InflightBudget(2**20)
+    other = budget.claim()
+    other.take(1)  # someone else holds a byte: this request may not pass the limit
+    claim = budget.claim()
+    with pytest.raises(OverBudget):
+        _gunzip(gzip.compress(data), len(data), claim)
+    assert claim.held <= 2**20  # stopped at the first chunk over the budget, not after inflating all
+    claim.release()
+    other.release()
+    alone = budget.claim()  # alone, a request may be as large as max_body
+    assert _gunzip(gzip.compress(data), len(data), alone) == data and alone.held == len(data) == budget.used
+    alone.release()
+    assert budget.used == 0
+    with pytest.raises(RequestError):
+        _gunzip(b"", 10)

@@ -14,6 +14,7 @@ import sys
 from http import HTTPStatus
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +26,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from infersight import _otlp_encode
 from infersight._otlp_encode import _ld, encode_request, encode_span
 from infersight._spans import FastTracer, LiteSpanProcessor
+from support.otlp_sink import attrs
 
 try:
     from infersight import _speedups
@@ -261,10 +263,7 @@ def test_odd_fields_give_the_references_answer(fields):
 
 
 @pytest.mark.parametrize("span", [
-    StandIn(attributes={"k": object()}),  # no place in OTLP: TypeError
-    StandIn(attributes={"k": "lone \ud800 surrogate"}),
     StandIn(name="\udfff"),
-    StandIn(attributes={"\udc80": 1}),
     StandIn(status_code=2, status_message="\ud800"),
     StandIn(context=SpanContext(2**128, 1, False)),
     StandIn(context=PlainContext(-1, 1, False)),
@@ -361,12 +360,57 @@ def test_typical_server_spans_are_written_in_c():
     assert encode_request(RESOURCE, SCOPE, spans) == encode_request(RESOURCE, SCOPE, spans, accelerated=False)
 
 
-def test_unencodable_attributes_raise_type_error_from_the_request_either_way():
+UNENCODABLE = [2**63, 2**70, -(2**63) - 1, -(2**64), 2**64 - 1, (1, 2**63), [0, -(2**63) - 1], ("a", object()),
+               {"inner": 2**64}, object(), "lone \ud800 surrogate", np.int64(3), np.uint64(2**64 - 1), np.bool_(True)]
+ENCODABLE = {"lowest": -(2**63), "highest": 2**63 - 1, "yes": True, "no": False, "zero": 0,
+             "status": HTTPStatus.OK, "ints": (-(2**63), 2**63 - 1), "flags": (True, False)}
+
+
+def _sent(payload: bytes) -> tuple[Any, Any]:
+    """The resource and the only span of a request, parsed by opentelemetry-proto."""
+    request = ExportTraceServiceRequest.FromString(payload)
+    (resource_spans,) = request.resource_spans
+    (span,) = resource_spans.scope_spans[0].spans
+    return resource_spans.resource, span
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("bad", UNENCODABLE, ids=repr)
+def test_attributes_otlp_cannot_carry_are_left_out_and_the_span_is_sent(fast, bad):
+    """As the OTel exporter does (it logs and skips the key): the attribute is left out, on the
+    span, its events and links, the scope and the resource; the span and the rest stay."""
+    if fast:
+        _ext()
+    _otlp_encode.take_invalid_count()
+    attributes = {"bad": bad, **ENCODABLE}
+    span = StandIn(attributes=attributes, events=[("e", dict(attributes), 5, 0)],
+                   links=[(SpanContext(9, 8, True), dict(attributes), 0)])
+    resource = Resource({"service.name": "s"})
+    resource._attributes = {"service.name": "s", "bad": bad}  # noqa: SLF001 - Resource cleans what it is given
+    payload = encode_request(resource, ("scope", "1", {"bad": bad, "ok": 1}, None), [span], accelerated=fast)
+    assert payload == encode_request(resource, ("scope", "1", {"bad": bad, "ok": 1}, None), [span],
+                                     accelerated=not fast)
+    # span, event, link, scope and resource; the second encoding reuses the resource's bytes
+    assert _otlp_encode.take_invalid_count() == 5 + 4
+    sent_resource, sent = _sent(payload)
+    expected = {"lowest": -(2**63), "highest": 2**63 - 1, "yes": True, "no": False, "zero": 0, "status": 200,
+                "ints": [-(2**63), 2**63 - 1], "flags": [True, False]}
+    assert attrs(sent.attributes) == expected
+    assert attrs(sent.events[0].attributes) == expected and attrs(sent.links[0].attributes) == expected
+    assert attrs(sent_resource.attributes) == {"service.name": "s"}
+    scope = ExportTraceServiceRequest.FromString(payload).resource_spans[0].scope_spans[0].scope
+    assert attrs(scope.attributes) == {"ok": 1}
+    assert sent.dropped_attributes_count == 0  # as the OTel exporter: left out, not counted as dropped
+
+
+def test_a_batch_with_one_unencodable_value_is_sent_whole_either_way():
     _ext()
-    span = StandIn(attributes={"k": object()})
+    spans = [StandIn(attributes={"i": i, **({"big": 2**63} if i == 300 else {})}) for i in range(512)]
     for fast in (True, False):
-        with pytest.raises(TypeError):
-            encode_request(RESOURCE, SCOPE, [span], accelerated=fast)
+        request = ExportTraceServiceRequest.FromString(encode_request(RESOURCE, SCOPE, spans, accelerated=fast))
+        sent = request.resource_spans[0].scope_spans[0].spans
+        assert [attrs(s.attributes) for s in sent] == [{"i": i} for i in range(512)]
+    _otlp_encode.take_invalid_count()
 
 
 def test_pure_python_variable_turns_the_extension_off():
@@ -395,6 +439,8 @@ def test_untrack_takes_containers_out_of_the_collectors_view_and_ignores_the_res
     assert not gc.is_tracked(h) and not gc.is_tracked(d)
     d["t"] = ([],)  # a dict tracks itself again when it takes a container
     assert gc.is_tracked(d)
+    assert ext.track(h, d, 7, "text", None) is None  # back in view; tracked ones and atoms left alone
+    assert gc.is_tracked(h) and gc.is_tracked(d)
 
 
 def test_spans_are_untracked_and_still_export_whole_after_collections():
@@ -406,7 +452,8 @@ def test_spans_are_untracked_and_still_export_whole_after_collections():
     provider.add_span_processor(processor)
     tracer = FastTracer(provider, processor, "infersight", "0.1.0", expected=1)
     span = tracer.start_span("predict", attributes={"ml.model.name": "m", "ml.batch.size": 3})
-    assert not gc.is_tracked(span) and not gc.is_tracked(span.context) and not gc.is_tracked(span.attributes)
+    assert not gc.is_tracked(span.context) and not gc.is_tracked(span.attributes)
+    assert gc.is_tracked(span)  # while it records: the application may hang anything on it
     span.set_attribute("ml.tags", ("a", "b"))
     span.add_event("checked", {"rows": 3})
     span.set_status(Status(StatusCode.ERROR, "bad"))
@@ -414,11 +461,49 @@ def test_spans_are_untracked_and_still_export_whole_after_collections():
     span.end()
     gc.collect()
     queued = list(processor._queue)  # noqa: SLF001 - the export queue, as the export thread sees it
-    assert queued == [span]
+    assert queued == [span] and not gc.is_tracked(span)  # waiting for export: out of the collector's view
     assert span.attributes["ml.tags"] == ("a", "b") and span.events and span.status_code == StatusCode.ERROR.value
     payload = encode_request(RESOURCE, SCOPE, queued)
     assert payload == encode_request(RESOURCE, SCOPE, queued, accelerated=False)
     (sent,) = ExportTraceServiceRequest.FromString(payload).resource_spans[0].scope_spans[0].spans
     assert sent.name == "predict" and [e.name for e in sent.events] == ["checked"]
     assert sent.status.message == "bad" and len(sent.attributes) == 3
+    assert processor.force_flush() and gc.is_tracked(span)  # taken for export: back in view
+    processor.shutdown()
+
+
+class _Request:
+    """An application object that points at its span, as a framework's request might."""
+
+
+@pytest.mark.parametrize("when", ["recording", "ended and exported", "ended, then set, then exported",
+                                  "dropped by a full queue"])
+def test_a_cycle_through_a_span_is_freed(when):
+    """Spans have a __dict__ (``opentelemetry.trace.Span`` has no __slots__): an application can
+    hang an object on one that points back at it. Such a cycle is freed by the collector,
+    whenever it is made; out of the collector's view are only the spans waiting for export."""
+    import gc
+    import weakref
+
+    provider = TracerProvider(resource=RESOURCE)
+    processor = LiteSpanProcessor(None)
+    if when == "dropped by a full queue":
+        processor.max_queue = 0
+    provider.add_span_processor(processor)
+    tracer = FastTracer(provider, processor, "infersight", "0.1.0", expected=1)
+    span = tracer.start_span("predict", attributes={"ml.model.name": "m"})
+    request = _Request()
+    if when != "ended, then set, then exported":
+        span.request = request  # the cycle: span -> request -> span
+        request.span = span
+    if when != "recording":
+        span.end()
+    if when == "ended, then set, then exported":
+        span.request = request
+        request.span = span
+    assert processor.force_flush()
+    gone_span, gone_request = weakref.ref(span), weakref.ref(request)
+    del span, request
+    gc.collect()
+    assert gone_span() is None and gone_request() is None
     processor.shutdown()

@@ -232,3 +232,51 @@ def test_system_metrics_ride_along(sink):
     assert memory and memory[0][2].as_int > 0
     assert sink.metric_points("process.cpu.time")
     assert [p for _, _, p in sink.metric_points("ml.feature.value") if attrs(p.attributes).get("ml.model.name") == "sys"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_integers_otlp_cannot_carry_are_left_out_and_every_span_arrives(sink, protocol, model_name, caplog,
+                                                                       monkeypatch):
+    """An app sets attributes OTLP has no int_value for (beyond signed 64 bits, also inside an
+    array) on some predict spans of one export batch: those attributes are left out, logged
+    once and counted; every span of the batch arrives with its other attributes, and the
+    values at the edge of the range arrive exactly."""
+    from opentelemetry import trace
+
+    from infersight import _otlp_encode
+
+    monkeypatch.setattr(_otlp_encode, "_invalid_logged", False)  # logged once per process: start afresh
+    sink.clear()
+    endpoint = sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
+    infersight.configure(endpoint=endpoint, protocol=protocol, service_name="wire-ints", log_output="none",
+                         metric_export_interval=3600)
+    odd = {"big": 2**63, "huge": 2**70, "below": -(2**63) - 1, "far": -(2**64), "ints": (1, 2**64), "ok": 7,
+           "lowest": -(2**63), "highest": 2**63 - 1, "flag": True, "np": np.int64(-5), "npu": np.uint64(2**64 - 1)}
+
+    @infersight.monitor(model=model_name, version="1")
+    def predict(row):
+        span = trace.get_current_span()
+        if row["i"] % 3 == 0:
+            span.set_attributes(odd)
+        span.set_attribute("row", row["i"])
+        return 1.0
+
+    calls = 600  # over one export batch (512)
+    with caplog.at_level("WARNING", logger="infersight"):
+        for i in range(calls):
+            predict({"i": i})
+        assert infersight.flush()
+    spans = [s for _, s in sink.spans() if s.name == f"predict {model_name}"]
+    assert sorted(attrs(s.attributes)["row"] for s in spans) == list(range(calls))
+    for s in spans:
+        a = attrs(s.attributes)
+        assert not {"big", "huge", "below", "far", "ints"} & a.keys()
+        if a["row"] % 3 == 0:
+            assert (a["ok"], a["lowest"], a["highest"], a["flag"]) == (7, -(2**63), 2**63 - 1, True)
+            assert (a["np"], a["npu"]) == ("-5", str(2**64 - 1))  # as the OTel SDK cleans numpy scalars
+            assert s.dropped_attributes_count == 0
+    left_out = [r for r in caplog.records if "left out of the exported span" in r.getMessage()]
+    assert len(left_out) == 1
+    dropped = sum(p.as_int for _, _, p in sink.metric_points("ml.telemetry.dropped")
+                  if attrs(p.attributes).get("ml.telemetry.reason") == "span_attribute_invalid")
+    assert dropped == 5 * 200  # five attributes on each of 200 spans
