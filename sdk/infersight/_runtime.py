@@ -18,6 +18,7 @@ import atexit
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any, Sequence, cast
@@ -51,12 +52,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from infersight import _stop
 from infersight.config import Settings
 from infersight._histogram import DeltaHistogram
 from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.feature_stats import FeatureStats
 
-__all__ = ["Runtime", "get_runtime", "configure_runtime", "current_runtime"]
+__all__ = ["Runtime", "get_runtime", "configure_runtime", "current_runtime", "arm_signals"]
 
 _log = logging.getLogger("infersight")
 SCOPE = "infersight"
@@ -543,8 +545,11 @@ class Runtime:
             key = once_key or reason
             if key not in self._faults_logged:
                 self._faults_logged.add(key)
+                # The exception, when there is one: most faults are noticed, not caught (a failed
+                # export's result, a full queue), and exc_info=True outside an ``except`` prints
+                # a stray "NoneType: None" line.
                 _log.warning("infersight: telemetry fault %r (counted in ml.telemetry.dropped; logged once)",
-                             reason, exc_info=True)
+                             reason, exc_info=sys.exc_info()[0] is not None)
         except Exception:  # noqa: BLE001 - fault reporting itself must never raise
             pass
 
@@ -640,6 +645,8 @@ def get_runtime() -> Runtime:
     """The configured runtime; configures with defaults (env, OTLP to localhost) on first use."""
     rt = _runtime
     if rt is not None and rt.pipeline is not None:
+        if _stop._pending:  # configured off the main thread: install the signal flush from here if we can
+            _stop.watch_signals(current_runtime)
         return rt
     from infersight import _api
 
@@ -658,12 +665,37 @@ def configure_runtime(settings: Settings, exporters: Sequence[Any] | None) -> Ru
             _runtime = rt
         else:
             _runtime.apply(settings, ex)  # type: ignore[arg-type]
+        if settings.flush_on_signal:
+            _stop.watch_signals(current_runtime)
+        else:
+            _stop.unwatch_signals()
         return _runtime
 
 
+def arm_signals() -> None:
+    """Install the flush on SIGTERM/SIGINT now, before any configure() (the middlewares call it
+    while the app is built, on the main thread): a process whose first monitored call configures
+    infersight from a server's worker thread could not install it later. Honours
+    ``INFERSIGHT_FLUSH_ON_SIGNAL``; configure() has the last word."""
+    try:
+        rt = _runtime
+        if rt is not None:
+            wanted = rt.settings.flush_on_signal
+        else:
+            from infersight.config import _parse_bool
+
+            wanted = _parse_bool("INFERSIGHT_FLUSH_ON_SIGNAL", os.environ.get("INFERSIGHT_FLUSH_ON_SIGNAL") or "true")
+        if wanted:
+            _stop.watch_signals(current_runtime)
+    except Exception:  # noqa: BLE001 - a malformed variable is reported by configure() instead
+        pass
+
+
 def _at_exit() -> None:
+    # Bounded like every stop flush: an unreachable collector must not hold the exit for the
+    # exporters' own timeouts and retries (see infersight._stop).
     if _runtime is not None:
-        _runtime.shutdown()
+        _stop.flush_within(_runtime, _stop.STOP_FLUSH_SECONDS, what="shutdown")
 
 
 def _before_fork() -> None:
