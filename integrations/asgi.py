@@ -17,12 +17,12 @@ Example:
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
 from opentelemetry import context as otel_context
 
-from infersight._runtime import current_runtime, get_runtime
+from infersight._runtime import arm_signals, current_runtime, get_runtime
+from infersight._stop import STOP_FLUSH_SECONDS, flush_within
 from infersight.integrations._common import (
     PROPAGATION,
     Exchange,
@@ -46,7 +46,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-SHUTDOWN_FLUSH_SECONDS = 5.0
+SHUTDOWN_FLUSH_SECONDS = STOP_FLUSH_SECONDS
 
 
 def _flushing_at_shutdown(send: Send) -> Send:
@@ -69,18 +69,9 @@ def _flushing_at_shutdown(send: Send) -> Send:
 
 def _flush_within(seconds: float) -> None:
     rt = current_runtime()
-    if rt is None:
-        return
-
-    def flush() -> None:
-        try:
-            rt.flush(int(seconds * 1000))
-        except Exception:  # noqa: BLE001 - the shutdown goes on regardless
-            _fault("asgi_shutdown_flush")
-
-    worker = threading.Thread(target=flush, name="InferSightShutdownFlush", daemon=True)
-    worker.start()
-    worker.join(seconds)  # the event loop waits: nothing else is left to serve
+    if rt is not None:
+        # The event loop waits: nothing else is left to serve.
+        flush_within(rt, seconds)
 
 
 def starlette_route(scope: Scope, root_path: str) -> str | None:
@@ -142,6 +133,7 @@ class InferSightMiddleware:
         self._wanted: dict[bytes, int] | None = None
         self._wanted_for: frozenset[str] | None = None
         self._route_getter = route_getter or starlette_route
+        arm_signals()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
-from infersight._runtime import get_runtime
+from infersight._runtime import arm_signals, get_runtime
 from infersight.integrations._common import (
     PROPAGATION,
     Exchange,
@@ -109,6 +109,7 @@ class InferSightMiddleware:
         self._header_lower = self.options.request_id_header.lower()
         self._propagation_keys: tuple[str, ...] | None = None
         self._propagation_for: frozenset[str] | None = None
+        arm_signals()
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")

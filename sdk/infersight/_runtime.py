@@ -18,6 +18,7 @@ import atexit
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any, Sequence, cast
@@ -51,12 +52,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from infersight import _stop
 from infersight.config import Settings
 from infersight._histogram import DeltaHistogram
 from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.feature_stats import FeatureStats
 
-__all__ = ["Runtime", "get_runtime", "configure_runtime", "current_runtime"]
+__all__ = ["Runtime", "get_runtime", "configure_runtime", "current_runtime", "arm_signals"]
 
 _log = logging.getLogger("infersight")
 SCOPE = "infersight"
@@ -64,10 +66,12 @@ VERSION = "0.1.0"
 
 
 class _Switch:
-    """An exporter that forwards to whichever exporter is current (swapped by configure)."""
+    """An exporter that forwards to whichever exporter is current (swapped by configure), and
+    tells ``on_failure`` about batches the batch processors would drop without a word."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, on_failure: Any = None) -> None:
         self.inner = inner
+        self.on_failure = on_failure
 
     def swap(self, inner: Any) -> None:
         old, self.inner = self.inner, inner
@@ -78,7 +82,10 @@ class _Switch:
         inner = self.inner
         if inner is None:
             return MetricExportResult.SUCCESS  # no exporter configured: nothing to send, not a failure
-        return inner.export(batch, *args, **kwargs)
+        result = inner.export(batch, *args, **kwargs)
+        if self.on_failure is not None and getattr(result, "name", None) == "FAILURE":
+            self.on_failure()
+        return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         f = getattr(self.inner, "force_flush", None)
@@ -229,7 +236,7 @@ class _StatsReader(MetricReader):
         except Exception:  # noqa: BLE001
             result = MetricExportResult.FAILURE
         if result is MetricExportResult.FAILURE:
-            self.runtime.fault("metric_export_failed", once_key="metric_export_failed")
+            self.runtime.export_failed("metric_export_failed", self.exporter)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         self.collect(timeout_millis=timeout_millis)
@@ -305,18 +312,12 @@ def build_exporters(s: Settings) -> tuple[Any, Any, Any]:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter(), ConsoleMetricExporter(), ConsoleLogRecordExporter()
-    if s.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter  # type: ignore[assignment]
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter  # type: ignore[assignment]
-    from infersight._otlp_exporters import span_exporter
+    from infersight._otlp_exporters import log_exporter, metric_exporter, span_exporter
 
     return (
         span_exporter(s.protocol, **_otlp_endpoint(s, "traces")),
-        OTLPMetricExporter(**_otlp_endpoint(s, "metrics")),
-        OTLPLogExporter(**_otlp_endpoint(s, "logs")),
+        metric_exporter(s.protocol, **_otlp_endpoint(s, "metrics")),
+        log_exporter(s.protocol, **_otlp_endpoint(s, "logs")),
     )
 
 
@@ -333,9 +334,11 @@ class Runtime:
         self._carry_sdk: list[Any] = []  # the SDK instruments' points collected before a fork
         self.owns_tracing = self.owns_metrics = self.owns_logs = False
         self.exports_deltas = False
-        self.span_switch = _Switch(None)
+        # Spans and log records the SDK's batch processors export: a failed batch is counted
+        # here (the metric reader and infersight's span processor count their own).
+        self.span_switch = _Switch(None, lambda: self.export_failed("span_export_failed", self.span_switch))
         self.metric_switch = _Switch(None)
-        self.log_switch = _Switch(None)
+        self.log_switch = _Switch(None, lambda: self.export_failed("log_export_failed", self.log_switch))
         self.reader: _StatsReader | None = None
         self.sampler = _RatioSampler(settings.sample_ratio)
         self.pipeline: Any = None  # infersight.logs.LogPipeline, set by configure()
@@ -531,6 +534,16 @@ class Runtime:
     def _span_dropped(self, reason: str) -> None:
         if reason == "span_queue_full":
             self.stats.count_dropped(reason)  # counted, never logged per span
+        elif reason == "span_export_failed":
+            self.export_failed(reason, self.span_switch)
+        else:
+            self.fault(reason, once_key=reason)
+
+    def export_failed(self, reason: str, switch: _Switch) -> None:
+        """Count a batch that could not be exported. Our OTLP exporters have already said, in
+        one line per endpoint, that it is unreachable; any other exporter gets the fault line."""
+        if getattr(switch.inner, "reports_health", False):
+            self.stats.count_dropped(reason)
         else:
             self.fault(reason, once_key=reason)
 
@@ -543,8 +556,11 @@ class Runtime:
             key = once_key or reason
             if key not in self._faults_logged:
                 self._faults_logged.add(key)
+                # The exception, when there is one: most faults are noticed, not caught (a failed
+                # export's result, a full queue), and exc_info=True outside an ``except`` prints
+                # a stray "NoneType: None" line.
                 _log.warning("infersight: telemetry fault %r (counted in ml.telemetry.dropped; logged once)",
-                             reason, exc_info=True)
+                             reason, exc_info=sys.exc_info()[0] is not None)
         except Exception:  # noqa: BLE001 - fault reporting itself must never raise
             pass
 
@@ -640,6 +656,8 @@ def get_runtime() -> Runtime:
     """The configured runtime; configures with defaults (env, OTLP to localhost) on first use."""
     rt = _runtime
     if rt is not None and rt.pipeline is not None:
+        if _stop._pending:  # configured off the main thread: install the signal flush from here if we can
+            _stop.watch_signals(current_runtime)
         return rt
     from infersight import _api
 
@@ -658,12 +676,37 @@ def configure_runtime(settings: Settings, exporters: Sequence[Any] | None) -> Ru
             _runtime = rt
         else:
             _runtime.apply(settings, ex)  # type: ignore[arg-type]
+        if settings.flush_on_signal:
+            _stop.watch_signals(current_runtime)
+        else:
+            _stop.unwatch_signals()
         return _runtime
 
 
+def arm_signals() -> None:
+    """Install the flush on SIGTERM/SIGINT now, before any configure() (the middlewares call it
+    while the app is built, on the main thread): a process whose first monitored call configures
+    infersight from a server's worker thread could not install it later. Honours
+    ``INFERSIGHT_FLUSH_ON_SIGNAL``; configure() has the last word."""
+    try:
+        rt = _runtime
+        if rt is not None:
+            wanted = rt.settings.flush_on_signal
+        else:
+            from infersight.config import _parse_bool
+
+            wanted = _parse_bool("INFERSIGHT_FLUSH_ON_SIGNAL", os.environ.get("INFERSIGHT_FLUSH_ON_SIGNAL") or "true")
+        if wanted:
+            _stop.watch_signals(current_runtime)
+    except Exception:  # noqa: BLE001 - a malformed variable is reported by configure() instead
+        pass
+
+
 def _at_exit() -> None:
+    # Bounded like every stop flush: an unreachable collector must not hold the exit for the
+    # exporters' own timeouts and retries (see infersight._stop).
     if _runtime is not None:
-        _runtime.shutdown()
+        _stop.flush_within(_runtime, _stop.STOP_FLUSH_SECONDS, what="shutdown")
 
 
 def _before_fork() -> None:

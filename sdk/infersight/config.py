@@ -53,6 +53,7 @@ class Settings:
     overhead_budget: float | None = None
     log_output: str = "stderr"
     system_metrics: bool = False
+    flush_on_signal: bool = True
 
 
 def _parse_bool(name: str, raw: Any) -> bool:
@@ -189,6 +190,7 @@ OPTIONS: dict[str, tuple[Callable[[str, Any], Any], str, str | None]] = {
     "overhead_budget": (_budget, "INFERSIGHT_OVERHEAD_BUDGET", None),
     "log_output": (_text, "INFERSIGHT_LOG_OUTPUT", None),
     "system_metrics": (_parse_bool, "INFERSIGHT_SYSTEM_METRICS", None),
+    "flush_on_signal": (_parse_bool, "INFERSIGHT_FLUSH_ON_SIGNAL", None),
 }
 
 

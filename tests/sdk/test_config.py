@@ -61,3 +61,9 @@ def test_trained_at_forms():
     assert resolve_settings({"trained_at": "2026-01-31T12:00:00Z"}, env={}).trained_at == want
     assert resolve_settings({"trained_at": want.timestamp()}, env={}).trained_at == want
     assert resolve_settings({}, env={"INFERSIGHT_TRAINED_AT": "2026-01-31T12:00:00"}).trained_at == want
+
+
+def test_flush_on_signal_is_on_unless_switched_off():
+    assert resolve_settings({}, env={}).flush_on_signal is True
+    assert resolve_settings({}, env={"INFERSIGHT_FLUSH_ON_SIGNAL": "false"}).flush_on_signal is False
+    assert resolve_settings({"flush_on_signal": True}, env={"INFERSIGHT_FLUSH_ON_SIGNAL": "0"}).flush_on_signal is True

@@ -43,9 +43,11 @@ class OtlpSink:
     """Receives OTLP on 127.0.0.1 ephemeral ports; decoded requests in ``.traces``,
     ``.metrics`` and ``.logs`` (lists of protobuf export requests)."""
 
-    def __init__(self, keep: bool = True) -> None:
-        """``keep=False`` only counts requests (long benchmarks must not hoard them)."""
+    def __init__(self, keep: bool = True, http_port: int = 0) -> None:
+        """``keep=False`` only counts requests (long benchmarks must not hoard them);
+        ``http_port`` picks the OTLP/HTTP port (default: any free one)."""
         self.keep = keep
+        self._want_http_port = http_port
         self.received = {"traces": 0, "metrics": 0, "logs": 0}
         self.traces: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self.metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
@@ -115,7 +117,7 @@ class OtlpSink:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http = ThreadingHTTPServer(("127.0.0.1", self._want_http_port), Handler)
         self.http_port = self._http.server_address[1]
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
         return self
