@@ -97,7 +97,10 @@ def record_feedback(
         rt = _runtime.get_runtime()
         pipeline = log_pipeline()
         if not isinstance(request_id, str) or not request_id:
-            rt.fault("feedback_without_request_id")
+            rt.fault("feedback_without_request_id", hint=(
+                f"record_feedback got request_id={request_id!r}; pass the ID of the prediction: "
+                "infersight.last_request_id() right after the call, or "
+                "infersight.current_request_id() inside it or inside a request"))
             return
         s = rt.settings
         if model is None and version is None:

@@ -549,8 +549,9 @@ class Runtime:
 
     # -- faults ---------------------------------------------------------------------------
 
-    def fault(self, reason: str, once_key: str | None = None) -> None:
-        """Count a telemetry fault in ``ml.telemetry.dropped`` and log it once per reason."""
+    def fault(self, reason: str, once_key: str | None = None, hint: str | None = None) -> None:
+        """Count a telemetry fault in ``ml.telemetry.dropped`` and log it once per reason;
+        ``hint`` tells the reader what to do about it, when the fault is the caller's to fix."""
         try:
             self.stats.count_dropped(reason)
             key = once_key or reason
@@ -559,8 +560,8 @@ class Runtime:
                 # The exception, when there is one: most faults are noticed, not caught (a failed
                 # export's result, a full queue), and exc_info=True outside an ``except`` prints
                 # a stray "NoneType: None" line.
-                _log.warning("infersight: telemetry fault %r (counted in ml.telemetry.dropped; logged once)",
-                             reason, exc_info=sys.exc_info()[0] is not None)
+                _log.warning("infersight: telemetry fault %r (counted in ml.telemetry.dropped; logged once)%s",
+                             reason, f": {hint}" if hint else "", exc_info=sys.exc_info()[0] is not None)
         except Exception:  # noqa: BLE001 - fault reporting itself must never raise
             pass
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 import infersight
 from infersight.testing import InMemoryTelemetry
 
@@ -85,3 +87,12 @@ def test_feedback_for_the_last_call_names_its_model(telemetry: InMemoryTelemetry
     fb = [dict(r.attributes) for r in telemetry.log_records()
           if r.event_name == "ml.feedback"]
     assert [(f["ml.model.name"], f["ml.model.version"]) for f in fb] == [(model_name, "7"), ("unknown", "unknown")]
+
+
+def test_feedback_without_a_request_id_says_how_to_get_one(telemetry: InMemoryTelemetry,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="infersight"):
+        infersight.record_feedback(None, actual=1)  # type: ignore[arg-type]
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "request_id=None" in text and "infersight.last_request_id()" in text
+    assert not any(r.exc_info for r in caplog.records)
