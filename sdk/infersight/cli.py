@@ -12,12 +12,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from typing import Any, Sequence
 
 from infersight import __version__
-from infersight._extras import MissingExtra
+from infersight._extras import needs_extra
 
 __all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
 
@@ -50,16 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
     for name, module, help_, extra in _COMMANDS:
         try:
-            mod = importlib.import_module(module)
+            with needs_extra(extra, f"infersight {name}") if extra else contextlib.nullcontext():
+                mod = importlib.import_module(module)
             add = getattr(mod, "add_parser")
-        except (ImportError, AttributeError) as exc:
-            reason = exc
-            top = (getattr(exc, "name", None) or "").split(".")[0]
-            if extra and isinstance(exc, ModuleNotFoundError) and top and top != "infersight":
-                reason = MissingExtra(exc.name or top, extra, f"infersight {name}")
-            p = sub.add_parser(name, help=f"{help_} (unavailable: {reason})", add_help=False)
+        except (ImportError, AttributeError) as exc:  # MissingExtra is an ImportError
+            p = sub.add_parser(name, help=f"{help_} (unavailable: {exc})", add_help=False)
             p.add_argument("rest", nargs=argparse.REMAINDER)
-            p.set_defaults(func=lambda args, _e=reason, _n=name: fail(_n, _e))
+            p.set_defaults(func=lambda args, _e=exc, _n=name: fail(_n, _e))
             continue
         add(sub)
     return parser

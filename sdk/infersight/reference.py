@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
