@@ -11,7 +11,9 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser", "main", "LOG_LEVELS"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -29,16 +31,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--window", metavar="DURATION", help="base window, e.g. 1s, 60s, 5m (default 60s)")
     p.add_argument("--token", metavar="TOKEN",
                    help="require 'Authorization: Bearer TOKEN' (also INFERSIGHT_PROCESSOR_TOKEN or security.token_file)")
-    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
+                   help=f"logging level: {', '.join(LOG_LEVELS)} (default INFO)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from infersight._extras import MissingExtra, needs_extra
+    from infersight.cli import fail
+
+    # Every import below may need the processor extra (yaml for --config, uvicorn and grpc for
+    # the service, psycopg for a PostgreSQL URL): a missing one names the extra, not a traceback.
+    try:
+        with needs_extra("processor", "the processor"):
+            return _run(args)
+    except MissingExtra as exc:
+        return fail("processor", exc)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from infersight.cli import fail
     from infersight.processor.config import ConfigError, load_config
     from infersight.processor.storage import StorageError
 
-    logging.basicConfig(level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {
         "otlp_grpc": args.otlp_grpc, "otlp_http": args.otlp_http, "web": args.web,
         "db": args.db, "window": args.window, "token": args.token,
@@ -46,26 +63,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, overrides)
     except ConfigError as exc:
-        print(f"infersight processor: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return fail("processor", f"configuration error: {exc}")
     from infersight.processor.service import Processor
 
     try:
         processor = Processor(config)
     except StorageError as exc:
-        print(f"infersight processor: {exc}", file=sys.stderr)
-        return 1
+        return fail("processor", exc, 1)
     try:
         return processor.run()
     except OSError as exc:
-        print(f"infersight processor: {exc}", file=sys.stderr)
         processor.stop()
-        return 1
+        return fail("processor", exc, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from infersight.cli import SubcommandParser
+
     parser = argparse.ArgumentParser(prog="python -m infersight.processor")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", parser_class=SubcommandParser)
     add_parser(sub)
     args = parser.parse_args(["processor", *(sys.argv[1:] if argv is None else argv)])
     return int(args.func(args))

@@ -181,6 +181,28 @@ def _path(value: Any, key: str) -> str:
     return text
 
 
+def _token(value: Any, key: str) -> str:
+    # An empty token would switch authentication off without a word: `--token "$TOKEN"` with
+    # $TOKEN unset must not start an open processor.
+    text = _str(value, key)
+    if not text.strip():
+        raise ConfigError(
+            f"{key}: the token is empty, which would leave the processor open to anyone "
+            "(an unset shell variable, as in --token \"$TOKEN\", gives an empty one); "
+            "give a non-empty token, or leave the token out to run without authentication"
+        )
+    return text
+
+
+def _token_file(value: Any, key: str) -> str:
+    path = _path(value, key)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{key}: file {path!r} cannot be read: {exc.strerror}") from exc
+    return _token(text.strip(), f"{key} (file {path!r})")
+
+
 def _db(value: Any, key: str) -> str:
     text = _str(value, key)
     if not (text.startswith("sqlite://") or text.startswith(("postgresql://", "postgres://"))):
@@ -217,8 +239,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, _Parser]]] = {
         "retry_after": ("retry_after", _positive_int),
     },
     "security": {
-        "token": ("token", _str),
-        "token_file": ("token", lambda v, k: Path(_path(v, k)).read_text().strip()),
+        "token": ("token", _token),
+        "token_file": ("token", _token_file),
         "tls_cert": ("tls_cert", _path),
         "tls_key": ("tls_key", _path),
     },
@@ -244,8 +266,8 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any
         if key not in _FLAT:
             raise ConfigError(f"{key}: unknown setting; known: {', '.join(sorted(_FLAT))}")
         _apply(values, key, raw, _FLAT[key])
-    if "token" not in values and os.environ.get("INFERSIGHT_PROCESSOR_TOKEN"):
-        values["token"] = os.environ["INFERSIGHT_PROCESSOR_TOKEN"]
+    if "token" not in values and "INFERSIGHT_PROCESSOR_TOKEN" in os.environ:
+        values["token"] = _token(os.environ["INFERSIGHT_PROCESSOR_TOKEN"], "INFERSIGHT_PROCESSOR_TOKEN")
     cfg = ProcessorConfig(**values)
     return _validate(cfg)
 

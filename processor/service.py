@@ -46,7 +46,24 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _bind(address: str) -> socket.socket:
+# listener -> (what it serves, the flag that moves it); the config file key is listen.<listener>
+_LISTENERS = {
+    "otlp_grpc": ("OTLP/gRPC", "--otlp-grpc"),
+    "otlp_http": ("OTLP/HTTP", "--otlp-http"),
+    "web": ("the web API", "--web"),
+}
+
+
+def _listen_error(name: str, address: str, reason: str) -> OSError:
+    what, flag = _LISTENERS[name]
+    hint = "stop the program holding that port, or " if "in use" in reason else ""
+    return OSError(
+        f"cannot listen for {what} on {address}: {reason}; {hint}choose another address with "
+        f"{flag} HOST:PORT (listen.{name} in the config file)"
+    )
+
+
+def _bind(name: str, address: str) -> socket.socket:
     host, port = split_address(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -55,10 +72,17 @@ def _bind(address: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {address}: {exc.strerror}") from exc
+        raise _listen_error(name, address, exc.strerror or str(exc)) from exc
     sock.listen(1024)
     sock.setblocking(False)
     return sock
+
+
+def _probe(name: str, address: str) -> None:
+    """Fail with :func:`_listen_error` when ``address`` is taken, before gRPC tries it: gRPC's
+    own failure is a C-core log line plus a RuntimeError that names neither flag nor fix."""
+    if split_address(address)[1] != 0:
+        _bind(name, address).close()
 
 
 class Processor:
@@ -95,9 +119,13 @@ class Processor:
             tls = (Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())
             ssl = {"ssl_certfile": cfg.tls_cert, "ssl_keyfile": cfg.tls_key}
         self.ingestor.start()
-        self._grpc, self.ports["otlp_grpc"] = make_grpc_server(
-            self.receiver, cfg.otlp_grpc, max_body_bytes=cfg.max_body_bytes, retry_after=cfg.retry_after, tls=tls
-        )
+        _probe("otlp_grpc", cfg.otlp_grpc)
+        try:
+            self._grpc, self.ports["otlp_grpc"] = make_grpc_server(
+                self.receiver, cfg.otlp_grpc, max_body_bytes=cfg.max_body_bytes, retry_after=cfg.retry_after, tls=tls
+            )
+        except RuntimeError as exc:  # taken between the probe and gRPC's bind
+            raise _listen_error("otlp_grpc", cfg.otlp_grpc, "address already in use or not available") from exc
         self._grpc.start()
         apps = {
             "otlp_http": (cfg.otlp_http, make_http_app(self.receiver, max_body_bytes=cfg.max_body_bytes,
@@ -107,7 +135,7 @@ class Processor:
         }
         socks = []
         for name, (address, app) in apps.items():
-            sock = _bind(address)
+            sock = _bind(name, address)
             self.ports[name] = sock.getsockname()[1]
             server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                             timeout_graceful_shutdown=10, **ssl))

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -22,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from infersight._extras import needs_extra
 from infersight._stats_columns import to_columns
 
 __all__ = ["read_table", "read_versioned_json", "write_json", "Progress", "TABLE_SUFFIXES"]
@@ -78,6 +80,16 @@ def read_table(
 
 
 def _read_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.NDArray[Any]], int]:
+    # The parsers' own messages ("Error tokenizing data. C error: EOF inside string starting at
+    # row 2") say what broke but not in which file; a pipeline reads several.
+    try:
+        return _parse_csv(p, sep, progress)
+    except (csv.Error, UnicodeDecodeError, ValueError) as exc:
+        what = "is empty (not even a header line)" if type(exc).__name__ == "EmptyDataError" else f"is not a well-formed CSV file: {exc}"
+        raise ValueError(f"{str(p)!r} {what}; fix the file or pass another one") from exc
+
+
+def _parse_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.NDArray[Any]], int]:
     size = p.stat().st_size
     bar = Progress(f"reading {p.name}", size, progress if progress is not None else (None if size > 50e6 else False))
     try:
@@ -111,12 +123,8 @@ def _read_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.N
 
 
 def _read_parquet(p: Path) -> tuple[dict[str, npt.NDArray[Any]], int]:
-    try:
+    with needs_extra("parquet", f"reading {str(p)!r}"):
         import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ImportError(
-            f"reading {str(p)!r} needs pyarrow; install it with pip install 'infersight[parquet]'"
-        ) from exc
     table = pq.read_table(p)
     cols: dict[str, npt.NDArray[Any]] = {}
     for name in table.column_names:
@@ -188,7 +196,16 @@ def read_versioned_json(path: str | Path, accepted: Mapping[str, int | None]) ->
 def write_json(path: str | Path, doc: Mapping[str, Any]) -> None:
     """Write atomically (temp file + rename), so a crash never leaves half a profile."""
     p = Path(path)
+    folder = p.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"cannot write {str(p)!r}: the folder {str(folder)!r} {what}; create it first or write elsewhere")
     tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, allow_nan=False, separators=(",", ":"))
-    os.replace(tmp, p)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, allow_nan=False, separators=(",", ":"))
+        os.replace(tmp, p)
+    except OSError as exc:  # name the file asked for, not the temp file beside it
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise type(exc)(f"cannot write {str(p)!r}: {exc.strerror}; check the path and its permissions") from exc

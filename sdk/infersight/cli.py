@@ -2,6 +2,9 @@
 exposes ``add_parser(subparsers)``; the parser sets ``func`` to a callable returning the exit code.
 Modules are imported lazily so ``infersight profile`` never pays for the processor's imports.
 
+Errors a user can meet print one line, ``infersight COMMAND: what, the value, the fix``, through
+:func:`fail`; a missing optional package names the extra that installs it (:mod:`._extras`).
+
 Example:
     $ infersight profile train.csv --model churn -o reference.json
 """
@@ -9,40 +12,69 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
-# (subcommand, module that implements it, one-line help)
-_COMMANDS: list[tuple[str, str, str]] = [
-    ("profile", "infersight.reference", "build a reference profile and schema from training data"),
-    ("drift", "infersight.drift_cli", "offline drift of a data file against a reference profile"),
-    ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)"),
+from infersight import __version__
+from infersight._extras import needs_extra
+
+__all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
+
+# (subcommand, module that implements it, one-line help, extra its imports need)
+_COMMANDS: list[tuple[str, str, str, str | None]] = [
+    ("profile", "infersight.reference", "build a reference profile and schema from training data", None),
+    ("drift", "infersight.drift_cli", "offline drift of a data file against a reference profile", None),
+    ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
 ]
+
+
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that rejects unknown arguments itself.
+
+    argparse hands a subcommand's leftovers back to the top-level parser, which then prints
+    its own usage (``infersight [-h] COMMAND ...``) for a mistyped ``--chunk-sise``; the user
+    needs the usage of the command they typed.
+    """
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infersight", description="ML observability on OpenTelemetry.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module, help_ in _COMMANDS:
+    parser.add_argument("--version", action="version", version=f"infersight {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
+    for name, module, help_, extra in _COMMANDS:
         try:
-            mod = importlib.import_module(module)
+            with needs_extra(extra, f"infersight {name}") if extra else contextlib.nullcontext():
+                mod = importlib.import_module(module)
             add = getattr(mod, "add_parser")
-        except (ImportError, AttributeError) as exc:
-            p = sub.add_parser(name, help=f"{help_} (unavailable: {exc})")
-            p.set_defaults(func=lambda args, _e=exc, _n=name: _unavailable(_n, _e))
+        except (ImportError, AttributeError) as exc:  # MissingExtra is an ImportError
+            p = sub.add_parser(name, help=f"{help_} (unavailable: {exc})", add_help=False)
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(func=lambda args, _e=exc, _n=name: fail(_n, _e))
             continue
         add(sub)
     return parser
 
 
-def _unavailable(name: str, exc: BaseException) -> int:
-    print(
-        f"infersight {name} is not available here: {exc}. "
-        "Install the extras it needs, e.g. pip install 'infersight[processor]'.",
-        file=sys.stderr,
-    )
-    return 2
+def error_text(exc: BaseException) -> str:
+    """The message of ``exc`` as a user should read it (``str(KeyError)`` adds quotes)."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
+def fail(command: str, exc: BaseException | str, code: int = 2) -> int:
+    """Print ``infersight COMMAND: message`` on stderr and return ``code`` (the exit code)."""
+    text = exc if isinstance(exc, str) else error_text(exc)
+    print(f"infersight {command}: {text}", file=sys.stderr)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,6 +76,7 @@ __all__ = [
     "BBSE",
     "rank",
     "calibrate",
+    "explain",
     "UNIT_FACTORS",
 ]
 
@@ -654,6 +655,55 @@ class DriftPolicy:
         ):
             res = replace(res, drift=True, cause="missing_rate_jump", details={**res.details, "missing_rate": cur_missing / max(window.rows, 1)})
         return res
+
+
+# Methods that need both significance (p < alpha) and an effect of at least ``threshold``;
+# the others decide on the p-value when they have one (KS, chi-square, MMD), else on the statistic.
+_BOTH_RULES = ("ks+wasserstein", "chi2+cohen_w", "bbse")
+
+
+def explain(result: DriftResult, alpha: float | None = None, min_rows: int | None = None) -> str:
+    """Why ``result`` is drift or not, in the quantities that decided it.
+
+    The policy calls drift only when the test is significant *and* the effect is big enough;
+    a table showing ``statistic 0.07 > threshold 0.05 ... ok`` leaves the reader guessing that
+    the p-value was the reason. For an ``ok`` this names the condition(s) that failed, for a
+    drift the ones that held (or the finding that is drift on its own). ``alpha`` is the
+    significance level the method used; ``min_rows`` the policy's floor for judging at all.
+
+    >>> explain(DriftResult("ks+wasserstein", 0.03, 0.1, 1e-6, False), alpha=0.001)
+    'effect 0.03 < min 0.1'
+    >>> explain(DriftResult("chi2+cohen_w", 0.07, 0.05, 0.02, False), alpha=0.001)
+    'p 0.02 >= alpha 0.001'
+    """
+    d, n = result.details, result.n_current
+    if result.drift and result.cause == "missing_rate_jump":
+        rate = d.get("missing_rate")
+        return "missing rate rose significantly" + (f" to {rate:.1%}" if rate is not None else "")
+    if result.drift and result.cause == "unseen_categories":
+        share = d.get("unseen_share")
+        return "values the reference never saw" + (f" in {share:.1%} of rows" if share is not None else "")
+    if result.drift and result.cause == "constant_column":
+        return "every row holds the same value, which the reference rarely has"
+    if result.cause == "feature_missing":
+        return "the column is not in the data"
+    if not math.isfinite(result.statistic):
+        if n == 0:
+            return "not judged: no values"
+        return f"not judged: {n} rows" + (f" < min {min_rows}" if min_rows and n < min_rows else ", too few")
+    p, stat, thr = result.p_value, result.statistic, result.threshold
+    checks: list[tuple[bool, str]] = []
+    if p is not None and alpha is not None:
+        sig = p < alpha
+        checks.append((sig, f"p {p:.2g} {'<' if sig else '>='} alpha {alpha:g}"))
+    if result.method in _BOTH_RULES:
+        big = stat >= thr
+        checks.append((big, f"effect {stat:.3g} {'>=' if big else '<'} min {thr:g}"))
+    elif not checks:  # methods without a test decide on the statistic alone
+        past = stat >= thr
+        checks.append((past, f"statistic {stat:.3g} {'>=' if past else '<'} threshold {thr:.3g}"))
+    shown = [text for held, text in checks if held == result.drift] or [text for _, text in checks]
+    return ", ".join(shown)
 
 
 # -- label shift, ranking, calibration ---------------------------------------------------------

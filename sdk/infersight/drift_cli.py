@@ -6,11 +6,17 @@ the default :class:`~infersight.drift.DriftPolicy`, and the verdicts print as a 
 on a terminal) or as JSON::
 
     {"windows": [{"start": ..., "end": ..., "rows": n,
-                  "features": {NAME: {"method", "statistic", "threshold", "p_value", "drift", "cause"}},
-                  "multivariate": {...}}]}
+                  "features": {NAME: {"method", "statistic", "threshold", "p_value", "drift", "cause", "reason"}},
+                  "multivariate": {...}}],
+     "summary": {"windows", "windows_with_drift", "windows_not_judged", "first_drift", "features",
+                 "missing_features"}}
 
-``start``/``end`` are row indices (end exclusive) or ISO timestamps. The exit code is 0, or 3
-with ``--fail-on-drift`` when any window drifted (for CI); 2 for unusable input.
+``start``/``end`` are row indices (end exclusive) or ISO timestamps; ``reason`` says what decided
+the verdict (``p 0.02 >= alpha 0.001``). A reference feature the data lacks is a finding of its
+own (``cause: feature_missing``, ``drift: true``): a gate must not pass because a column was
+renamed upstream. The exit code is 0, or 3 with ``--fail-on-drift`` when any window drifted or a
+feature is missing (for CI); 2 for unusable input, including data sharing no feature with the
+reference.
 
 Example:
     $ infersight drift reference.json today.csv --chunk-size 5000 --format json --fail-on-drift
@@ -23,7 +29,8 @@ import json
 import math
 import re
 import sys
-from typing import Any, Iterator, Mapping
+from collections import Counter
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +52,17 @@ def parse_duration(text: str) -> int:
     return int(float(m.group(1)) * _UNITS.get(m.group(2) or "s", 1))
 
 
+def _rows(text: str) -> int:
+    """``--chunk-size``: a whole number of rows, at least one (0 and -5 are refused alike)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of rows; pass N >= 1, e.g. --chunk-size 5000")
+    return n
+
+
 def add_parser(subparsers: Any) -> None:
     """Register ``infersight drift``."""
     p = subparsers.add_parser(
@@ -55,7 +73,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("reference", help="reference profile written by `infersight profile`")
     p.add_argument("data", help="data file to check")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--chunk-size", type=int, default=None, metavar="N", help="windows of N rows")
+    group.add_argument("--chunk-size", type=_rows, default=None, metavar="N", help="windows of N rows (N >= 1)")
     group.add_argument("--time-column", default=None, metavar="COL", help="cut windows by this timestamp column")
     p.add_argument("--every", default=None, metavar="DURATION", help="window length with --time-column (e.g. 1h, 1d)")
     p.add_argument("--columns", nargs="+", default=None, help="only these features")
@@ -69,6 +87,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from infersight._stats_io import read_table
+    from infersight.cli import fail
     from infersight.reference import Reference
 
     try:
@@ -76,21 +95,42 @@ def run(args: argparse.Namespace) -> int:
         if args.columns:
             unknown = [c for c in args.columns if c not in ref.features]
             if unknown:
-                raise KeyError(f"column(s) {unknown} are not in the reference; it has {sorted(ref.features)[:20]}")
+                raise KeyError(f"column(s) {unknown} are not in the reference; it has {_names(ref.features)}")
         cols, n = read_table(args.data)
+        if n == 0:
+            raise ValueError(f"data file {args.data!r} has no rows (a header only?); there is nothing to compare with the reference")
+        missing = _missing_features(ref, list(args.columns or ref.features), cols, args)
         windows = list(_windows(cols, n, args))
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
-        print(f"infersight drift: {exc}", file=sys.stderr)
-        return 2
-    report = evaluate_windows(ref, windows, args)
+        return fail("drift", exc)
+    report = evaluate_windows(ref, windows, args, missing=missing)
     if args.format == "json":
         print(json.dumps(report, allow_nan=False))
     else:
         print(_table(report, color=sys.stdout.isatty()))
-    drifted = any(f["drift"] for w in report["windows"] for f in w["features"].values()) or any(
-        w["multivariate"].get("drift") for w in report["windows"]
-    )
-    return 3 if args.fail_on_drift and drifted else 0
+    return 3 if args.fail_on_drift and report["summary"]["windows_with_drift"] else 0
+
+
+def _names(names: Any, limit: int = 20) -> str:
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "") if names else "(none)"
+
+
+def _missing_features(ref: Any, wanted: Sequence[str], cols: Mapping[str, Any], args: argparse.Namespace) -> list[str]:
+    """Reference features the data lacks; none of them present at all is unusable input.
+
+    A drift check on data sharing no column with the reference would report "0 of 0 features
+    drifted" and pass every gate: the wrong file, or a renamed schema, must stop the pipeline.
+    """
+    compared = [c for c in wanted if ref.features[c].kind != "timestamp"]
+    if not any(c in cols for c in compared):
+        raise ValueError(
+            f"data file {args.data!r} has none of the features of reference {args.reference!r}: "
+            f"expected {_names(compared)}; found {_names(cols)}. "
+            "Check that the data and the reference belong to the same model, "
+            "or rebuild the reference with `infersight profile`"
+        )
+    return [c for c in wanted if c not in cols]
 
 
 def _windows(cols: Mapping[str, npt.NDArray[Any]], n: int, args: argparse.Namespace) -> Iterator[tuple[Any, Any, dict[str, npt.NDArray[Any]]]]:
@@ -113,8 +153,6 @@ def _windows(cols: Mapping[str, npt.NDArray[Any]], n: int, args: argparse.Namesp
     if args.every:
         raise ValueError("--every needs --time-column COL")
     size = args.chunk_size or n
-    if size <= 0:
-        raise ValueError(f"--chunk-size {size} must be a positive number of rows")
     for lo in range(0, max(n, 1), size):
         hi = min(lo + size, n)
         yield lo, hi, {k: v[lo:hi] for k, v in cols.items()}
@@ -134,10 +172,16 @@ def _iso(seconds: float) -> str:
     return np.datetime64(int(seconds), "s").astype(str) + "Z"
 
 
-def evaluate_windows(ref: Any, windows: list[tuple[Any, Any, dict[str, npt.NDArray[Any]]]], args: argparse.Namespace) -> dict[str, Any]:
-    """The JSON report for ``windows`` of (start, end, columns)."""
+def evaluate_windows(
+    ref: Any,
+    windows: list[tuple[Any, Any, dict[str, npt.NDArray[Any]]]],
+    args: argparse.Namespace,
+    missing: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The JSON report for ``windows`` of (start, end, columns); ``missing`` names reference
+    features the data does not have (reported in every window, and drift for the gate)."""
     from infersight._stats_multivariate import MMD
-    from infersight.drift import BBSE, DriftPolicy
+    from infersight.drift import BBSE, DriftPolicy, DriftResult, explain
     from infersight.windows import WindowSummary
 
     policy = DriftPolicy()
@@ -149,30 +193,64 @@ def evaluate_windows(ref: Any, windows: list[tuple[Any, Any, dict[str, npt.NDArr
     wanted = list(getattr(args, "columns", None) or ref.features)
     mmd = MMD().fit(ref) if ref.multivariate and not getattr(args, "no_multivariate", False) else None
     bbse = BBSE().fit(ref) if ref.confusion is not None else None
+
+    def row(r: DriftResult, alpha: float) -> dict[str, Any]:
+        return {**r.to_dict(), "reason": explain(r, alpha, policy.min_rows)}
+
     out = []
     for start, end, cols in windows:
         rows = len(next(iter(cols.values()))) if cols else 0
         feats = {k: cols[k] for k in wanted if k in cols}
         summary = WindowSummary.from_columns(feats, rows, kinds=kinds, keep_values=True)
         results = policy.evaluate(ref, summary, columns=wanted)
+        for name in missing:
+            results[name] = DriftResult("presence", math.nan, math.nan, None, True, "feature_missing", ref.features[name].rows, 0)
         entry: dict[str, Any] = {
             "start": start,
             "end": end,
             "rows": rows,
-            "features": {k: r.to_dict() for k, r in results.items()},
+            "features": {k: row(r, policy.alpha) for k, r in results.items()},
             "multivariate": {},
         }
         if mmd is not None and rows:
-            entry["multivariate"] = mmd.score(cols).to_dict()
+            entry["multivariate"] = row(mmd.score(cols), mmd.alpha)
         pred = ref.prediction
         if pred is not None and pred.name in cols:
             from infersight.windows import FeatureWindow
 
-            entry["prediction"] = policy.score_feature(pred, FeatureWindow.from_column(cols[pred.name], pred.kind, True)).to_dict()
+            entry["prediction"] = row(policy.score_feature(pred, FeatureWindow.from_column(cols[pred.name], pred.kind, True)), policy.alpha)
             if bbse is not None:
-                entry["label_shift"] = bbse.score(cols[pred.name]).to_dict()
+                entry["label_shift"] = row(bbse.score(cols[pred.name]), bbse.alpha)
         out.append(entry)
-    return {"windows": out}
+    return {"windows": out, "summary": summarize(out, missing)}
+
+
+def summarize(windows: Sequence[Mapping[str, Any]], missing: Sequence[str] = ()) -> dict[str, Any]:
+    """What a long run comes to: how many windows drifted, which features how often, and the
+    first window with drift. A window drifted when a feature (a missing one included) or the
+    multivariate test did; this is what ``--fail-on-drift`` gates on."""
+    counts: Counter[str] = Counter()
+    first = None
+    drifted = unjudged = 0
+    for w in windows:
+        # A window where no feature got a statistic (too few rows) passes a gate without having
+        # been looked at; say how many, so `--chunk-size 20` does not read as "all clear".
+        unjudged += not any(f["statistic"] is not None or f["drift"] for f in w["features"].values())
+        names = [k for k, f in w["features"].items() if f["drift"]]
+        if w["multivariate"].get("drift"):
+            names.append("[multivariate]")
+        counts.update(names)
+        if names:
+            drifted += 1
+            first = first or {"start": w["start"], "end": w["end"]}
+    return {
+        "windows": len(windows),
+        "windows_with_drift": drifted,
+        "windows_not_judged": unjudged,
+        "first_drift": first,
+        "features": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "missing_features": list(missing),
+    }
 
 
 _RED, _GREEN, _DIM, _RESET = "\033[31m", "\033[32m", "\033[2m", "\033[0m"
@@ -192,19 +270,41 @@ def _table(report: Mapping[str, Any], color: bool) -> str:
         feats = w["features"]
         n_drift = sum(f["drift"] for f in feats.values())
         lines.append(f"window {w['start']} .. {w['end']} ({w['rows']} rows): {n_drift} of {len(feats)} features drifted")
-        header = f"  {'feature':<24} {'method':<15} {'statistic':>10} {'threshold':>10} {'p-value':>10}  verdict  cause"
+        header = f"  {'feature':<24} {'method':<15} {'statistic':>10} {'threshold':>10} {'p-value':>10}  verdict  cause (why)"
         lines.append(header)
         order = sorted(feats.items(), key=lambda kv: (not kv[1]["drift"], -((kv[1]["statistic"] or 0) / (kv[1]["threshold"] or 1)), kv[0]))
         extra = [(f"[{k}]", w[k]) for k in ("multivariate", "prediction", "label_shift") if w.get(k)]
         for name, f in order + extra:
-            verdict = "DRIFT" if f["drift"] else "ok"
+            verdict = "MISSING" if f["cause"] == "feature_missing" else "DRIFT" if f["drift"] else "ok"
+            shown = f"{verdict:<7}"
             if color:
-                verdict = f"{_RED}DRIFT{_RESET}" if f["drift"] else f"{_GREEN}ok{_RESET}   "
-            else:
-                verdict = f"{verdict:<5}"
+                shown = f"{_RED if f['drift'] else _GREEN}{verdict}{_RESET}" + " " * (7 - len(verdict))
+            why = f"({f['reason']})" if f.get("reason") else ""
+            cause = f["cause"] if f["drift"] and f["cause"] not in (None, "feature_missing") else ""
             lines.append(
                 f"  {name[:24]:<24} {f['method'][:15]:<15} {_fmt(f['statistic']):>10} {_fmt(f['threshold']):>10} "
-                f"{_fmt(f['p_value']):>10}  {verdict}    {f['cause'] or ''}"
+                f"{_fmt(f['p_value']):>10}  {shown}  {' '.join(x for x in (cause, why) if x)}".rstrip()
             )
         lines.append("")
+    lines.extend(_summary_lines(report["summary"]))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _summary_lines(s: Mapping[str, Any]) -> list[str]:
+    if not s["windows_with_drift"]:
+        lines = [f"summary: no drift in {s['windows']} window{'s' * (s['windows'] != 1)}"]
+    else:
+        first = s["first_drift"]
+        lines = [
+            f"summary: drift in {s['windows_with_drift']} of {s['windows']} windows; "
+            f"first in window {first['start']} .. {first['end']}",
+            "  drifted (windows): " + ", ".join(f"{k} ({v})" for k, v in s["features"].items()),
+        ]
+    if s["missing_features"]:
+        lines.append("  missing from the data: " + ", ".join(s["missing_features"]))
+    if s["windows_not_judged"]:
+        lines.append(
+            f"  not judged: {s['windows_not_judged']} of {s['windows']} windows had too few rows; "
+            "use a larger --chunk-size or --every"
+        )
+    return lines

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -589,7 +588,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("data", help="training data file")
     p.add_argument("--model", required=True, help="model name the profile belongs to")
     p.add_argument("--model-version", default=None, help="model version (schemas are checked against it)")
-    p.add_argument("-o", "--output", default="reference.json", help="where to write the profile (JSON)")
+    p.add_argument("-o", "--output", default="reference.json", metavar="FILE",
+                   help="where to write the profile (JSON; default ./reference.json, replaced if it exists)")
     p.add_argument("--prediction", default=None, metavar="COL", help="column holding the model's predictions")
     p.add_argument("--target", default=None, metavar="COL", help="column holding the true labels")
     p.add_argument("--trained-at", default=None, metavar="TIME", help="when the model was trained (ISO-8601)")
@@ -601,12 +601,12 @@ def add_parser(subparsers: Any) -> None:
 
 def _run_profile(args: argparse.Namespace) -> int:
     from infersight._stats_io import read_table
+    from infersight.cli import fail
 
     try:
         cols, n = read_table(args.data, progress=False if args.no_progress else None)
-        keep = None
-        if args.columns:
-            keep = list(args.columns)
+        if n == 0:
+            raise ValueError(f"data file {args.data!r} has no rows (a header only?); a reference needs training data")
         ref = Reference.from_data(
             (cols, n),
             model=args.model,
@@ -614,16 +614,17 @@ def _run_profile(args: argparse.Namespace) -> int:
             prediction=args.prediction,
             target=args.target,
             trained_at=args.trained_at,
-            columns=keep,
+            columns=list(args.columns) if args.columns else None,
             relations=args.relations,
         )
+        replaced = Path(args.output).exists()
         ref.save(args.output)
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
-        print(f"infersight profile: {exc}", file=sys.stderr)
-        return 2
+        return fail("profile", exc)
     kinds: dict[str, int] = {}
     for f in ref.features.values():
         kinds[f.kind] = kinds.get(f.kind, 0) + 1
     summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
-    print(f"wrote {args.output}: {n} rows, {len(ref.features)} features ({summary})")
+    print(f"wrote {args.output}{' (replaced the file that was there)' if replaced else ''}: "
+          f"{n} rows, {len(ref.features)} features ({summary})")
     return 0
