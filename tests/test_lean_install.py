@@ -69,3 +69,15 @@ def test_monitored_calls_import_nothing_from_the_extras(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert "telemetry fault" not in run.stderr, run.stderr
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"tried": [], "loaded": []}
+
+
+def test_commands_that_need_an_extra_name_it_and_the_rest_work_without(tmp_path: Path) -> None:
+    from support.cli import run_cli
+
+    data = tmp_path / "data.csv"
+    data.write_text("x,plan\n" + "\n".join(f"{i % 7}.5,{'ab'[i % 2]}" for i in range(200)))
+    made = run_cli("profile", str(data), "--model", "m", "-o", str(tmp_path / "ref.json"), block=["scipy"])
+    assert made.returncode == 0, made.stderr  # profiling needs only the core
+    drift = run_cli("drift", str(tmp_path / "ref.json"), str(data), block=["scipy"])
+    assert drift.returncode == 2 and "Traceback" not in drift.stderr
+    assert "'scipy'" in drift.stderr and "pip install 'infersight[stats]'" in drift.stderr

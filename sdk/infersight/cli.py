@@ -18,14 +18,14 @@ import sys
 from typing import Any, Sequence
 
 from infersight import __version__
-from infersight._extras import needs_extra
+from infersight._extras import MissingExtra, needs_extra
 
 __all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
 
 # (subcommand, module that implements it, one-line help, extra its imports need)
 _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("profile", "infersight.reference", "build a reference profile and schema from training data", None),
-    ("drift", "infersight.drift_cli", "offline drift of a data file against a reference profile", None),
+    ("drift", "infersight.drift_cli", "offline drift of a data file against a reference profile", "stats"),
     ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
 ]
 
@@ -83,7 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    # Commands import some of their extra's packages only when they get to them (drift loads
+    # scipy once the data is read): a missing one is the same one-line answer either way.
+    extra = {name: extra for name, _, _, extra in _COMMANDS}.get(args.command)
+    try:
+        with needs_extra(extra, f"infersight {args.command}") if extra else contextlib.nullcontext():
+            return int(args.func(args) or 0)
+    except MissingExtra as exc:
+        return fail(args.command, exc)
 
 
 if __name__ == "__main__":  # pragma: no cover
