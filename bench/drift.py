@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from infersight.drift import DriftPolicy
-from infersight.reference import Reference
+from infersight.stats.drift import DriftPolicy
+from infersight.stats.reference import Reference
 
 N_NUM, N_CAT, REF_ROWS, WIN_ROWS, WINDOWS = 100, 20, 50_000, 5_000, 10
 

@@ -40,7 +40,7 @@ from infersight.processor.otlp_receiver import Receiver
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage import WriteBatch, open_storage
 from infersight.processor.windows import aggregate
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 
 def _free_port() -> int:

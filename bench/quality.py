@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 
-from infersight.drift import DriftPolicy
-from infersight.reference import Reference
-from infersight.sketch import ExpHistogram
-from infersight.windows import FeatureWindow
+from infersight.stats.drift import DriftPolicy
+from infersight.stats.reference import Reference
+from infersight.stats.sketch import ExpHistogram
+from infersight.stats.windows import FeatureWindow
 
 REF_ROWS = 100_000
 LEVELS = np.array([f"k{i}" for i in range(50)], dtype=object)

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 import infersight
-from infersight.drift import DriftPolicy
+from infersight.stats.drift import DriftPolicy
 from infersight.processor.config import load_config
 from infersight.processor.service import Processor
-from infersight.reference import Reference
-from infersight.sketch import ExpHistogram
-from infersight.windows import FeatureWindow
+from infersight.stats.reference import Reference
+from infersight.stats.sketch import ExpHistogram
+from infersight.stats.windows import FeatureWindow
 
 WEIGHTS = {"income": 0.00002, "tenure": -0.05, "support_calls": 0.4}
 PLANS = ["free", "basic", "pro"]

@@ -36,7 +36,7 @@ from infersight.processor.otlp_receiver import Receiver, Unauthorized
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage import SqlStorage
 from infersight.processor.windows import FEATURE, MODEL, OUTPUT, WindowStats
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 __all__ = ["make_web_app", "parse_time", "describe_series", "BadRequest"]
 

@@ -1,7 +1,7 @@
 """Exponential-histogram points as columns: decoded a request at a time, merged a batch at a time.
 
 Why columns: turning each OTLP ``ExponentialHistogramDataPoint`` into its own
-:class:`~infersight.sketch.ExpHistogram` (a dict of attributes, two numpy arrays, a trim, a
+:class:`~infersight.stats.sketch.ExpHistogram` (a dict of attributes, two numpy arrays, a trim, a
 merge per window) cost ~25 µs a point, and a processor sees thousands of points per request.
 Here a request's points become a handful of arrays:
 
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from infersight.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
+from infersight.stats.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
 
 __all__ = ["SketchColumns", "decode_varints", "bucket_counts", "merge_groups"]
 

@@ -9,7 +9,7 @@ dataclasses below, so tests (the SDK's too) can decode what arrived without star
     >>> decode_metrics_request(ExportMetricsServiceRequest())
     []
 
-Exponential-histogram points become :class:`infersight.sketch.ExpHistogram` (the SDK's own
+Exponential-histogram points become :class:`infersight.stats.sketch.ExpHistogram` (the SDK's own
 OTel-exact sketch), so they merge with what the SDK computed without any conversion loss.
 """
 
@@ -37,7 +37,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from infersight.processor.columns import SketchColumns, bucket_counts
 from infersight.processor.otlp_light import LightRequest
-from infersight.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
+from infersight.stats.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
 
 __all__ = [
     "RequestError",

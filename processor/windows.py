@@ -26,7 +26,7 @@ import numpy as np
 
 from infersight.processor.columns import SketchColumns, merge_groups
 from infersight.processor.otlp_decode import Decoded, ExplicitHistogram, LogPoint, MetricPoint, SpanPoint
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 __all__ = ["WindowStats", "WindowKey", "Prediction", "Feedback", "Aggregated", "aggregate", "screen", "window_start"]
 

@@ -33,7 +33,7 @@ def test_the_readme_snippet_sends_feedback_joined_to_its_prediction(tmp_path: Pa
     rows = ["tenure,plan,income"] + [f"{t},{p},{50_000 + 97 * t}.0" for t in range(1, 60)
                                      for p in ("free", "pro")]
     train.write_text("\n".join(rows) + "\n")
-    prof = subprocess.run([sys.executable, "-m", "infersight.cli", "profile", str(train), "--model", "churn",
+    prof = subprocess.run([sys.executable, "-m", "infersight", "profile", str(train), "--model", "churn",
                            "-o", str(tmp_path / "reference.json")], capture_output=True, text=True, timeout=120)
     assert prof.returncode == 0, prof.stderr
     with OtlpSink() as sink:

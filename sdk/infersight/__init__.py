@@ -14,7 +14,7 @@ from infersight._api import configure, flush, record_feedback, shutdown
 from infersight.config import ConfigError, Settings
 from infersight.monitor import SchemaViolation, monitor
 from infersight.request_context import current_request_id, last_request_id
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 __version__ = "0.1.0"
 __all__ = [

@@ -36,7 +36,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from infersight.payload import TEXT_MIN_LENGTH, Normalized, Outputs, _AbsentType
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 __all__ = ["FeatureStats", "ModelKey", "DURATION_BOUNDS", "OTHER", "OVERFLOW_ATTRIBUTES"]
 

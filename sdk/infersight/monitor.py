@@ -39,7 +39,7 @@ __all__ = ["monitor", "SchemaViolation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-from infersight.schema import SchemaViolation
+from infersight.stats.schema import SchemaViolation
 
 
 @dataclass
@@ -93,14 +93,14 @@ class _Options:
 def _resolve_schema(reference: Any, schema: Any) -> Any:
     if schema is not None:
         if isinstance(schema, str):
-            from infersight.schema import Schema
+            from infersight.stats.schema import Schema
 
             return Schema.load(schema)
         return schema
     if reference is None:
         return None
     if isinstance(reference, str) or hasattr(reference, "__fspath__"):
-        from infersight.reference import Reference
+        from infersight.stats.reference import Reference
 
         reference = Reference.load(reference)
     return getattr(reference, "schema", None)

@@ -12,7 +12,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataP
 from infersight.processor.columns import bucket_counts, decode_varints
 from infersight.processor.otlp_decode import decode_metrics, decode_metrics_light, parse_request
 from infersight.processor.windows import aggregate, screen
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 Buckets = ExponentialHistogramDataPoint.Buckets
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from infersight.processor.otlp_decode import (
     CumulativeToDelta, MetricPoint, RequestError, decode_logs_request, decode_metrics_request,
     decode_traces_request, parse_request, subtract_sketch)
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 
 def _reader(temporality=AggregationTemporality.DELTA):

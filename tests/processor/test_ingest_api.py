@@ -15,7 +15,7 @@ from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression as GrpcC
 from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
 from opentelemetry.trace import Status, StatusCode
 
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 
 def web(p, path: str, **params):

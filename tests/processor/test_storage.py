@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from infersight.processor.storage import WriteBatch, cover_range, open_storage
 from infersight.processor.windows import Feedback, Prediction, WindowKey, WindowStats, aggregate
 from infersight.processor.otlp_decode import MetricPoint
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 SIZES = (60, 3600, 86400)
 T0 = 1_700_000_000 - 1_700_000_000 % 86400  # a day boundary

@@ -610,7 +610,7 @@ def test_default_model_name_and_bare_decorator(telemetry):
 def test_reference_schema_violations_are_counted_and_on_span(tmp_path, telemetry, model_name):
     import pandas as pd
 
-    from infersight.reference import Reference
+    from infersight.stats.reference import Reference
 
     rng = np.random.default_rng(0)
     train = pd.DataFrame({"age": rng.integers(18, 90, 500).astype(float),
@@ -644,7 +644,7 @@ def test_on_violation_raise_stops_before_the_model(telemetry, model_name):
         calls.append(age)
         return 1.0
 
-    from infersight.schema import Schema
+    from infersight.stats.schema import Schema
 
     schema = Schema.from_function(predict)
     guarded = infersight.monitor(model=model_name, schema=schema, on_violation="raise",

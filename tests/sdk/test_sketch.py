@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 
 def otel_point(values, max_size=160):

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from infersight._stats_cdf import Knots, below
-from infersight.drift import KS, PSI, DriftPolicy, JensenShannon, Wasserstein
-from infersight.reference import FORMAT_VERSION, MAX_ATOMS, Reference
-from infersight.sketch import ExpHistogram
-from infersight.windows import FeatureWindow, WindowSummary
+from infersight.stats.cdf import Knots, below
+from infersight.stats.drift import KS, PSI, DriftPolicy, JensenShannon, Wasserstein
+from infersight.stats.reference import FORMAT_VERSION, MAX_ATOMS, Reference
+from infersight.stats.sketch import ExpHistogram
+from infersight.stats.windows import FeatureWindow, WindowSummary
 
 CLIP_30 = float(stats.norm.ppf(0.3))  # max(N(0,1), bound): 30% of the values sit at the bound
 CLIP_60 = float(stats.norm.ppf(0.6))

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from infersight.drift import (
+from infersight.stats.drift import (
     BBSE,
     KS,
     PSI,
@@ -21,9 +21,9 @@ from infersight.drift import (
     calibrate,
     rank,
 )
-from infersight.reference import Confusion, Reference
-from infersight.sketch import ExpHistogram
-from infersight._stats_multivariate import MMD
+from infersight.stats.reference import Confusion, Reference
+from infersight.stats.sketch import ExpHistogram
+from infersight.stats.multivariate import MMD
 
 RNG = np.random.default_rng(42)
 
@@ -162,7 +162,7 @@ def test_cause_hints(change, feature, cause):
 
 
 def test_policy_on_window_sketches_matches_raw_verdicts():
-    from infersight.windows import WindowSummary
+    from infersight.stats.windows import WindowSummary
 
     kinds = {k: f.kind for k, f in REF.features.items()}
     for change in ({}, {"norm": lambda x, rng: x * 1000}, {"logn": lambda x, rng: x * 2}):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from infersight.cli import main
-from infersight.reference import FORMAT_VERSION, Reference
-from infersight.schema import Schema
+from infersight.stats.reference import FORMAT_VERSION, Reference
+from infersight.stats.schema import Schema
 
 
 def table(n=2000, seed=0):

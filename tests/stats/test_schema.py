@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infersight.schema import FeatureSchema, Relation, Schema, SchemaViolation
+from infersight.stats.schema import FeatureSchema, Relation, Schema, SchemaViolation
 
 SCHEMA = Schema(
     {

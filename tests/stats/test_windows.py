@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infersight.drift import DriftPolicy
-from infersight.reference import Reference
-from infersight.windows import WindowSummary, cumulative, sliding
+from infersight.stats.drift import DriftPolicy
+from infersight.stats.reference import Reference
+from infersight.stats.windows import WindowSummary, cumulative, sliding
 
 KINDS = {"x": "numeric", "c": "categorical"}
 

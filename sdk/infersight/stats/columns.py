@@ -2,7 +2,7 @@
 array, timestamp).
 
 Profiles and offline drift read whole tables (a DataFrame, a dict of columns, a list of dicts,
-a 2-D numpy array, or a file through ``_stats_io``); this module turns them into the same plain
+a 2-D numpy array, or a file through ``infersight.stats.io``); this module turns them into the same plain
 shape the SDK hands to schema validation: ``dict[str, np.ndarray]`` of equal length, float64
 for numbers (missing → NaN), bool for booleans, object arrays of ``str`` (``None`` for missing)
 for everything else. The kind of a column decides which statistics and drift methods apply.

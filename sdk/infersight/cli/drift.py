@@ -2,7 +2,7 @@
 
 The data file is cut into windows (``--chunk-size N`` rows, or ``--time-column COL --every
 DURATION``, or one window for the whole file), each window is compared with the reference by
-the default :class:`~infersight.drift.DriftPolicy`, and the verdicts print as a table (coloured
+the default :class:`~infersight.stats.drift.DriftPolicy`, and the verdicts print as a table (coloured
 on a terminal) or as JSON::
 
     {"windows": [{"start": ..., "end": ..., "rows": n,
@@ -86,9 +86,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from infersight._stats_io import read_table
+    from infersight.stats.io import read_table
     from infersight.cli import fail
-    from infersight.reference import Reference
+    from infersight.stats.reference import Reference
 
     try:
         ref = Reference.load(args.reference)
@@ -180,9 +180,9 @@ def evaluate_windows(
 ) -> dict[str, Any]:
     """The JSON report for ``windows`` of (start, end, columns); ``missing`` names reference
     features the data does not have (reported in every window, and drift for the gate)."""
-    from infersight._stats_multivariate import MMD
-    from infersight.drift import BBSE, DriftPolicy, DriftResult, explain
-    from infersight.windows import WindowSummary
+    from infersight.stats.multivariate import MMD
+    from infersight.stats.drift import BBSE, DriftPolicy, DriftResult, explain
+    from infersight.stats.windows import WindowSummary
 
     policy = DriftPolicy()
     if getattr(args, "alpha", None) is not None:
@@ -216,7 +216,7 @@ def evaluate_windows(
             entry["multivariate"] = row(mmd.score(cols), mmd.alpha)
         pred = ref.prediction
         if pred is not None and pred.name in cols:
-            from infersight.windows import FeatureWindow
+            from infersight.stats.windows import FeatureWindow
 
             entry["prediction"] = row(policy.score_feature(pred, FeatureWindow.from_column(cols[pred.name], pred.kind, True)), policy.alpha)
             if bbse is not None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 __all__ = ["Knots", "ks", "ks_bounds", "wasserstein", "wasserstein_bounds", "bin_probs", "below"]
 

@@ -31,7 +31,7 @@ Example:
     >>> rng = np.random.default_rng(0)
     >>> KS().fit(rng.normal(size=1000)).score(rng.normal(0.5, 1, 1000)).drift
     True
-    >>> from infersight.reference import Reference
+    >>> from infersight.stats.reference import Reference
     >>> ref = Reference.from_data({"x": rng.normal(size=5000)}, model="m")
     >>> DriftPolicy().evaluate(ref, {"x": rng.normal(size=5000) * 1000})["x"].cause
     'unit_change:x1000'
@@ -48,9 +48,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as _st
 
-from infersight._stats_cdf import Knots, abs_linear_integral, bin_probs, ks_bounds, wasserstein as _w_knots, wasserstein_bounds
-from infersight._stats_result import DriftResult
-from infersight.reference import (
+from infersight.stats.cdf import Knots, abs_linear_integral, bin_probs, ks_bounds, wasserstein as _w_knots, wasserstein_bounds
+from infersight.stats.result import DriftResult
+from infersight.stats.reference import (
     PSI_LEVELS,
     N_BINS,
     FeatureProfile,
@@ -59,7 +59,7 @@ from infersight.reference import (
     category_counts,
     sorted_quantile,
 )
-from infersight.sketch import ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 
 __all__ = [
     "DriftResult",
@@ -275,7 +275,7 @@ class KS(_NumericMethod):
 
     From raw samples D and p equal ``scipy.stats.ks_2samp``; from profiles/sketches D is the
     largest distance the CDF knots prove (``D <= D_exact <= D + details["error_bound"]``, see
-    ``_stats_cdf``) and p is the asymptotic one.
+    ``infersight.stats.cdf``) and p is the asymptotic one.
     """
 
     name = "ks"
@@ -621,7 +621,7 @@ class DriftPolicy:
         Columns in the reference but absent from ``current`` are skipped. With
         ``multivariate=True`` and raw columns, an ``"__multivariate__"`` MMD result is added.
         """
-        from infersight.windows import WindowSummary
+        from infersight.stats.windows import WindowSummary
 
         kinds = {k: f.kind for k, f in reference.features.items()}
         summary = current if isinstance(current, WindowSummary) else WindowSummary.from_columns(current, kinds=kinds, keep_values=True)
@@ -633,7 +633,7 @@ class DriftPolicy:
                 continue
             out[name] = self.score_feature(prof, summary.features[name])
         if multivariate and reference.multivariate and summary.values:
-            from infersight._stats_multivariate import MMD
+            from infersight.stats.multivariate import MMD
 
             out["__multivariate__"] = MMD(alpha=max(self.alpha, 0.01)).fit(reference).score(summary.values)
         return out
@@ -716,7 +716,7 @@ class BBSE:
     ``statistic`` is the total-variation distance between estimated current and reference
     label distributions; ``details["estimated"]`` maps label → share.
 
-    >>> from infersight.reference import Confusion
+    >>> from infersight.stats.reference import Confusion
     >>> conf = Confusion(["a", "b"], np.array([[90, 10], [10, 90]]))
     >>> r = BBSE().fit(conf).score_counts({"a": 260, "b": 740})
     >>> round(r.details["estimated"]["b"], 2), r.drift
@@ -792,7 +792,7 @@ def calibrate(
     ``false_alarm_rate``. A target expected time between false alarms T with windows of length
     t is ``false_alarm_rate = t / T`` (per feature).
 
-    >>> from infersight.reference import Reference
+    >>> from infersight.stats.reference import Reference
     >>> ref = Reference.from_data({"x": np.random.default_rng(0).normal(size=5000)}, model="m")
     >>> m = calibrate(PSI(), ref.features["x"], 100, false_alarm_rate=0.01)
     >>> 0.05 < m.threshold < 0.5

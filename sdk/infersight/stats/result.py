@@ -1,4 +1,4 @@
-"""The result every drift method returns (re-exported by ``infersight.drift``).
+"""The result every drift method returns (re-exported by ``infersight.stats.drift``).
 
 Example:
     >>> r = DriftResult("ks", 0.31, 0.05, 1e-12, True, "distribution_shift")

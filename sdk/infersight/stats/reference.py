@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import math
 from dataclasses import dataclass, field
@@ -35,11 +34,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from infersight._stats_columns import ABSENT, clean_column, infer_kind, null_mask, to_columns
-from infersight.schema import Schema
-from infersight.sketch import ExpHistogram
+from infersight.stats.columns import ABSENT, clean_column, infer_kind, null_mask, to_columns
+from infersight.stats.schema import Schema
+from infersight.stats.sketch import ExpHistogram
 
-__all__ = ["Reference", "FeatureProfile", "NumericSummary", "Confusion", "FORMAT_VERSION", "add_parser"]
+__all__ = ["Reference", "FeatureProfile", "NumericSummary", "Confusion", "FORMAT_VERSION"]
 
 FORMAT = "infersight.reference"
 FORMAT_VERSION = 2  # 2: bins.below and atoms as edges; version 1 files still load
@@ -123,7 +122,7 @@ class NumericSummary:
         """Summarise a sketch (a past window used as reference) without inventing values: the
         edges are the sketch's exact knots (bucket boundaries), quantiles come from the sketch.
         """
-        from infersight._stats_cdf import Knots
+        from infersight.stats.cdf import Knots
 
         if s.count == 0:
             return cls.from_values(np.zeros(0))
@@ -147,7 +146,7 @@ class NumericSummary:
         )
 
     def knots(self) -> Any:
-        """The CDF as exact :class:`~infersight._stats_cdf.Knots`: the edges, the points just
+        """The CDF as exact :class:`~infersight.stats.cdf.Knots`: the edges, the points just
         below them (``below``), and the stored sketch's bucket boundaries (same data).
         Built once per summary: the policy re-fits the same profile for every window."""
         if self._knots is None:
@@ -155,7 +154,7 @@ class NumericSummary:
         return self._knots
 
     def _build_knots(self) -> Any:
-        from infersight._stats_cdf import Knots, below
+        from infersight.stats.cdf import Knots, below
 
         n = self.count
         if n == 0:
@@ -450,7 +449,7 @@ class Reference:
             keep = ~(null_mask(pred_col) | null_mask(target_col))
             ref.confusion = Confusion.from_labels(_labels(pred_col[keep]), _labels(target_col[keep]))
         if multivariate:
-            from infersight._stats_multivariate import reference_sample
+            from infersight.stats.multivariate import reference_sample
 
             numeric = {k: clean_column(cols[k], "numeric") for k, f in features.items() if f.kind == "numeric"}
             ref.multivariate = reference_sample(numeric) if len(numeric) >= 2 else None
@@ -512,7 +511,7 @@ class Reference:
 
     def save(self, path: str | Path) -> None:
         """Write versioned JSON (atomically)."""
-        from infersight._stats_io import write_json
+        from infersight.stats.io import write_json
 
         write_json(path, self.to_dict())
 
@@ -523,7 +522,7 @@ class Reference:
         A newer ``format_version``, a foreign or a corrupt file raise ``ValueError`` naming the
         file and the fix.
         """
-        from infersight._stats_io import read_versioned_json
+        from infersight.stats.io import read_versioned_json
 
         doc = read_versioned_json(path, {FORMAT: FORMAT_VERSION})
         return cls.from_dict(doc, source=repr(str(path)))
@@ -573,58 +572,3 @@ def _iso(t: str | dt.datetime | None) -> str | None:
     except ValueError as exc:
         raise ValueError(f"trained_at={t!r} is not an ISO-8601 time; use e.g. 2024-05-01 or 2024-05-01T12:00:00Z") from exc
     return str(t)
-
-
-# -- infersight profile ----------------------------------------------------------------------
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``infersight profile``."""
-    p = subparsers.add_parser(
-        "profile",
-        help="build a reference profile and schema from training data",
-        description="Profile training data (CSV, Parquet, JSON lines, .npy) into reference.json.",
-    )
-    p.add_argument("data", help="training data file")
-    p.add_argument("--model", required=True, help="model name the profile belongs to")
-    p.add_argument("--model-version", default=None, help="model version (schemas are checked against it)")
-    p.add_argument("-o", "--output", default="reference.json", metavar="FILE",
-                   help="where to write the profile (JSON; default ./reference.json, replaced if it exists)")
-    p.add_argument("--prediction", default=None, metavar="COL", help="column holding the model's predictions")
-    p.add_argument("--target", default=None, metavar="COL", help="column holding the true labels")
-    p.add_argument("--trained-at", default=None, metavar="TIME", help="when the model was trained (ISO-8601)")
-    p.add_argument("--columns", nargs="+", default=None, help="profile only these feature columns")
-    p.add_argument("--relations", action="store_true", help="also infer a <= b relations between numeric columns")
-    p.add_argument("--no-progress", action="store_true", help="never show a progress line")
-    p.set_defaults(func=_run_profile)
-
-
-def _run_profile(args: argparse.Namespace) -> int:
-    from infersight._stats_io import read_table
-    from infersight.cli import fail
-
-    try:
-        cols, n = read_table(args.data, progress=False if args.no_progress else None)
-        if n == 0:
-            raise ValueError(f"data file {args.data!r} has no rows (a header only?); a reference needs training data")
-        ref = Reference.from_data(
-            (cols, n),
-            model=args.model,
-            model_version=args.model_version,
-            prediction=args.prediction,
-            target=args.target,
-            trained_at=args.trained_at,
-            columns=list(args.columns) if args.columns else None,
-            relations=args.relations,
-        )
-        replaced = Path(args.output).exists()
-        ref.save(args.output)
-    except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
-        return fail("profile", exc)
-    kinds: dict[str, int] = {}
-    for f in ref.features.values():
-        kinds[f.kind] = kinds.get(f.kind, 0) + 1
-    summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
-    print(f"wrote {args.output}{' (replaced the file that was there)' if replaced else ''}: "
-          f"{n} rows, {len(ref.features)} features ({summary})")
-    return 0

@@ -1,6 +1,6 @@
 """Reading tables from files (CSV, Parquet, JSON lines, .npy) and versioned JSON documents.
 
-Tables come back in the shape of ``_stats_columns.to_columns``. Large files show a progress
+Tables come back in the shape of ``infersight.stats.columns.to_columns``. Large files show a progress
 line on stderr when it is a terminal. JSON documents (reference profiles, schemas) carry
 ``format`` and ``format_version``; reading a newer, foreign or corrupt one fails with a message
 that says which file, what was found and what to do.
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from infersight._extras import needs_extra
-from infersight._stats_columns import to_columns
+from infersight.stats.columns import to_columns
 
 __all__ = ["read_table", "read_versioned_json", "write_json", "Progress", "TABLE_SUFFIXES"]
 

@@ -24,8 +24,8 @@ __all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
 
 # (subcommand, module that implements it, one-line help, extra its imports need)
 _COMMANDS: list[tuple[str, str, str, str | None]] = [
-    ("profile", "infersight.reference", "build a reference profile and schema from training data", None),
-    ("drift", "infersight.drift_cli", "offline drift of a data file against a reference profile", "stats"),
+    ("profile", "infersight.cli.profile", "build a reference profile and schema from training data", None),
+    ("drift", "infersight.cli.drift", "offline drift of a data file against a reference profile", "stats"),
     ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
 ]
 

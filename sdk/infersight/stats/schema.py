@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from infersight._stats_columns import ABSENT, clean_column, infer_kind, null_mask
+from infersight.stats.columns import ABSENT, clean_column, infer_kind, null_mask
 
 __all__ = [
     "RULES",
@@ -788,7 +788,7 @@ class Schema:
 
         >>> # Schema.load("schema.json") or Schema.load("reference.json")
         """
-        from infersight._stats_io import read_versioned_json
+        from infersight.stats.io import read_versioned_json
 
         doc = read_versioned_json(path, {"infersight.schema": SCHEMA_FORMAT_VERSION, "infersight.reference": None})
         if doc.get("format") == "infersight.reference":

@@ -27,9 +27,9 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import numpy.typing as npt
 
-from infersight._stats_columns import ABSENT, clean_column, infer_kind, null_mask, to_columns
-from infersight.reference import FeatureProfile, category_counts
-from infersight.sketch import ExpHistogram
+from infersight.stats.columns import ABSENT, clean_column, infer_kind, null_mask, to_columns
+from infersight.stats.reference import FeatureProfile, category_counts
+from infersight.stats.sketch import ExpHistogram
 
 __all__ = ["FeatureWindow", "WindowSummary", "sliding", "cumulative"]
 
@@ -94,7 +94,7 @@ class FeatureWindow:
 
     def as_profile(self, name: str) -> FeatureProfile:
         """This window as a reference feature (numeric part from the sketch)."""
-        from infersight.reference import NumericSummary
+        from infersight.stats.reference import NumericSummary
 
         prof = FeatureProfile(name, self.kind, self.rows, dict(self.missing), None, None if self.categories is None else dict(self.categories))
         if self.values is not None:
@@ -185,8 +185,8 @@ class WindowSummary:
 
     def as_reference(self, model: str | None = None) -> Any:
         """This window as a :class:`Reference` (e.g. same hour last week)."""
-        from infersight.reference import Reference
-        from infersight.schema import Schema
+        from infersight.stats.reference import Reference
+        from infersight.stats.schema import Schema
 
         feats = {k: f.as_profile(k) for k, f in self.features.items()}
         return Reference(model, self.rows, feats, Schema(model=model))

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import numpy.typing as npt
 
-from infersight._stats_result import DriftResult
+from infersight.stats.result import DriftResult
 
 __all__ = ["reference_sample", "MMD"]
 

@@ -1,0 +1,66 @@
+"""``infersight profile``: a reference profile and schema from training data.
+
+Example:
+    $ infersight profile train.csv --model churn -o reference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``infersight profile``."""
+    p = subparsers.add_parser(
+        "profile",
+        help="build a reference profile and schema from training data",
+        description="Profile training data (CSV, Parquet, JSON lines, .npy) into reference.json.",
+    )
+    p.add_argument("data", help="training data file")
+    p.add_argument("--model", required=True, help="model name the profile belongs to")
+    p.add_argument("--model-version", default=None, help="model version (schemas are checked against it)")
+    p.add_argument("-o", "--output", default="reference.json", metavar="FILE",
+                   help="where to write the profile (JSON; default ./reference.json, replaced if it exists)")
+    p.add_argument("--prediction", default=None, metavar="COL", help="column holding the model's predictions")
+    p.add_argument("--target", default=None, metavar="COL", help="column holding the true labels")
+    p.add_argument("--trained-at", default=None, metavar="TIME", help="when the model was trained (ISO-8601)")
+    p.add_argument("--columns", nargs="+", default=None, help="profile only these feature columns")
+    p.add_argument("--relations", action="store_true", help="also infer a <= b relations between numeric columns")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress line")
+    p.set_defaults(func=_run_profile)
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    from infersight.cli import fail
+    from infersight.stats.io import read_table
+    from infersight.stats.reference import Reference
+
+    try:
+        cols, n = read_table(args.data, progress=False if args.no_progress else None)
+        if n == 0:
+            raise ValueError(f"data file {args.data!r} has no rows (a header only?); a reference needs training data")
+        ref = Reference.from_data(
+            (cols, n),
+            model=args.model,
+            model_version=args.model_version,
+            prediction=args.prediction,
+            target=args.target,
+            trained_at=args.trained_at,
+            columns=list(args.columns) if args.columns else None,
+            relations=args.relations,
+        )
+        replaced = Path(args.output).exists()
+        ref.save(args.output)
+    except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
+        return fail("profile", exc)
+    kinds: dict[str, int] = {}
+    for f in ref.features.values():
+        kinds[f.kind] = kinds.get(f.kind, 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+    print(f"wrote {args.output}{' (replaced the file that was there)' if replaced else ''}: "
+          f"{n} rows, {len(ref.features)} features ({summary})")
+    return 0
