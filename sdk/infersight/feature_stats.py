@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -509,6 +510,12 @@ class FeatureStats:
         for names in batches:
             known.update(names)
         for keys, table in groups.items():
+            if keys and set(map(type, chain.from_iterable(table))) <= _NUMBERS:
+                # The common group, numbers only: one conversion of the whole table, no
+                # transposing in Python (about half the cost of the column-by-column path).
+                names = [k if type(k) is str else str(k) for k in keys]
+                self._record_numeric(st, model, names, np.array(table, dtype=np.float64).T)
+                continue
             columns = list(zip(*table)) if table and keys else []
             float_names: list[str] = []
             float_cols: list[tuple[Any, ...]] = []
@@ -545,6 +552,9 @@ class FeatureStats:
         feature-major and sketched together, other columns joined and classified."""
         k = len(names)
         total = sum(n for _, n in parts)
+        if len(parts) == 1 and isinstance(parts[0][0], np.ndarray):  # one matrix (a big batch)
+            self._record_numeric(st, model, list(names), parts[0][0].T.astype(np.float64, copy=False))
+            return
         if all(isinstance(data, np.ndarray) for data, _ in parts):  # numeric matrices only
             feature_major = np.empty((k, total), dtype=np.float64)
             at = 0

@@ -375,7 +375,7 @@ def _one_number(result: Any) -> float | None:
     if type(result) is float:
         return result
     if type(result) is np.ndarray and result.size == 1 and result.ndim <= 2 and result.dtype.kind == "f":
-        return float(result.reshape(-1)[0])
+        return float(result.item())
     return None
 
 

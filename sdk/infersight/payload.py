@@ -242,9 +242,20 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
 
 
 def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
-    if obj and set(map(type, obj.values())) <= _LIST_TYPES and set(map(len, obj.values())) == {1}:
-        # the common one-row dict of columns, without a per-value type check
-        return Normalized(1, row={k if type(k) is str else str(k): v[0] for k, v in obj.items()})
+    if obj and set(map(len, obj.values())) == {1}:
+        # The common one-row dict of columns, without a per-value type check: lists, or numpy
+        # columns of one dtype (joined, then turned into Python scalars in one call).
+        types = set(map(type, obj.values()))
+        if types <= _LIST_TYPES:
+            return Normalized(1, row={k if type(k) is str else str(k): v[0] for k, v in obj.items()})
+        if types == {np.ndarray}:
+            arrays = list(obj.values())
+            first = arrays[0].dtype
+            if all(a.dtype is first for a in arrays):  # one dtype: joining changes no value's type
+                joined = np.concatenate(arrays, axis=None)
+                if joined.size == len(arrays):
+                    keys = [k if type(k) is str else str(k) for k in obj]
+                    return Normalized(1, row=dict(zip(keys, joined.tolist())))
     if obj and all(_is_sequence(v) for v in obj.values()):
         lengths = {len(v) for v in obj.values()}
         if len(lengths) == 1:
@@ -273,7 +284,7 @@ def _from_array(obj: npt.NDArray[Any], names: Sequence[str] | None) -> Normalize
         return Normalized(1, row=dict(zip(_names(obj.shape[0], names), obj.tolist())))
     if obj.size == 0:
         return Normalized(obj.shape[0], columns={})
-    flat = obj.reshape(obj.shape[0], -1)
+    flat = obj if obj.ndim == 2 else obj.reshape(obj.shape[0], -1)
     cols = _names(flat.shape[1], names)
     if flat.shape[0] == 1:
         return Normalized(1, row=dict(zip(cols, flat[0].tolist())))
