@@ -88,7 +88,10 @@ def _indices_at_scale(
 class _Scratch(threading.local):
     """Per-thread work buffers for :meth:`ExpHistogram.from_matrix` (bounded size)."""
 
-    MAX_ELEMENTS = 1 << 18  # 256k values: ~8 MB of buffers per thread at most
+    # 64k values: 2.5 MB of buffers per thread at most (every thread that sketches keeps its
+    # buffers at the largest size it met; 256k values was 10 MB a thread). Bigger inputs are
+    # sketched a few features at a time.
+    MAX_ELEMENTS = 1 << 16
 
     def __init__(self) -> None:
         self.size = 0
