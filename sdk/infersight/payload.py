@@ -249,13 +249,10 @@ def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
         if types <= _LIST_TYPES:
             return Normalized(1, row={k if type(k) is str else str(k): v[0] for k, v in obj.items()})
         if types == {np.ndarray}:
-            arrays = list(obj.values())
-            first = arrays[0].dtype
-            if all(a.dtype is first for a in arrays):  # one dtype: joining changes no value's type
-                joined = np.concatenate(arrays, axis=None)
-                if joined.size == len(arrays):
-                    keys = [k if type(k) is str else str(k) for k in obj]
-                    return Normalized(1, row=dict(zip(keys, joined.tolist())))
+            try:  # .item() gives the Python scalar (an int stays an int); fails unless one element
+                return Normalized(1, row={k if type(k) is str else str(k): v.item() for k, v in obj.items()})
+            except ValueError:
+                pass
     if obj and all(_is_sequence(v) for v in obj.values()):
         lengths = {len(v) for v in obj.values()}
         if len(lengths) == 1:
