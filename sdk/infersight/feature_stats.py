@@ -448,16 +448,14 @@ class FeatureStats:
         return OTHER
 
     def _record_column(self, st: _State, model: ModelKey, name: str, col: npt.NDArray[Any]) -> None:
-        """A non-float column: booleans, strings (categories or text lengths), mixed objects."""
+        """A non-numeric column: booleans, strings (categories or text lengths), mixed objects
+        (numeric columns are sketched together by :meth:`_record_numeric`)."""
         m, v = model
         if col.dtype.kind == "b":
             trues = int(col.sum())
             for label, n in (("true", trues), ("false", col.size - trues)):
                 if n:
                     self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
-            return
-        if col.dtype.kind in "iu":
-            self._append_sketch(st, "ml.feature.value", model, name, ExpHistogram.from_values(col))
             return
         nulls = absent = nan = inf = 0
         numbers: list[float] = []

@@ -1,9 +1,11 @@
 """Turn whatever a predict function receives or returns into named feature columns.
 
 Inputs: a one-row dict, a list of dicts, a dict of columns, numpy 1-D (one row) and 2-D arrays,
-pandas DataFrame / Series, pydantic models, scalars and strings. A one-row input stays a plain
-``dict`` (``Normalized.row``) because a per-value Python loop beats numpy's per-call overhead
-for a single row; batches become numpy columns (``Normalized.columns``).
+pandas DataFrame / Series, pydantic models, scalars and strings. A one-row input of any shape
+becomes a plain ``dict`` (``Normalized.row``) because a per-value Python loop beats numpy's
+per-call overhead for a single row; batches become a numeric matrix (``Normalized.matrix``) or
+numpy columns (``Normalized.columns``); a list of dicts stays rows (``Normalized.records``).
+Values keep their type: integers stay integers, for the payload logs.
 
 Outputs: scalars, arrays, class labels, probability matrices (predicted class + its score) and
 dicts of those become :class:`Outputs`.
@@ -12,7 +14,7 @@ Example:
     >>> n = normalize_inputs({"age": 41, "plan": "pro"})
     >>> n.n_rows, n.row
     (1, {'age': 41, 'plan': 'pro'})
-    >>> normalize_inputs([[1.0, 2.0], [3.0, 4.0]], features=["a", "b"]).columns["b"].tolist()
+    >>> normalize_inputs([[1.0, 2.0], [3.0, 4.0]], features=["a", "b"]).as_columns()["b"].tolist()
     [2.0, 4.0]
 """
 
