@@ -4,28 +4,31 @@ Data: 100 numeric + 20 categorical features, a 50k-row reference, 10 windows of 
 Windows 0-4 come from the reference distribution; in windows 5-9 numeric features 0-9 shift
 by 0.5 sigma, numeric 10-14 are multiplied by 1000 (a unit bug), numeric 15-19 by 1.05 (a
 harmless drift) and categorical 0-4 move 30% of one level's share. Both tools get the same
-pandas frames in the same process; we report wall time of profile + drift for all windows and
+data (the same seed), each timed cold in a fresh process of its own: from importing the tool to
+the last verdict (data generation and, for Evidently, building the pandas frames are outside
+the timed part); ``--warm`` adds a second, warm run in each process. We report those times and
 the per-(window, feature) verdict agreement, with the disagreements listed.
 
 Evidently lives only in the benchmark's own venv, never as a project dependency:
 
     python -m venv /tmp/bench-evidently
-    /tmp/bench-evidently/bin/pip install evidently 'pandas<3' -e .   # Evidently 0.7 needs pandas 2
-    /tmp/bench-evidently/bin/python bench/drift.py
+    /tmp/bench-evidently/bin/pip install -c constraints.txt evidently 'pandas<3' -e .   # Evidently 0.7 needs pandas 2
+    python bench/drift.py --evidently-python /tmp/bench-evidently/bin/python
 
 Without Evidently the script prints our own timings only.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
 
 import numpy as np
-
-from infersight.stats.drift import DriftPolicy
-from infersight.stats.reference import Reference
 
 N_NUM, N_CAT, REF_ROWS, WIN_ROWS, WINDOWS = 100, 20, 50_000, 5_000, 10
 
@@ -53,26 +56,13 @@ def make(n: int, rng: np.random.Generator, drift: bool) -> dict[str, np.ndarray]
     return cols
 
 
-def ours(ref_cols: dict[str, np.ndarray], windows: list[dict[str, np.ndarray]]) -> tuple[float, list[dict[str, bool]]]:
-    t0 = time.perf_counter()
+def ours(ref_cols: dict[str, np.ndarray], windows: list[dict[str, np.ndarray]]) -> list[dict[str, bool]]:
+    from infersight.stats.drift import DriftPolicy
+    from infersight.stats.reference import Reference
+
     ref = Reference.from_data(ref_cols, model="bench", multivariate=False)
     policy = DriftPolicy()
-    verdicts = [{k: r.drift for k, r in policy.evaluate(ref, w).items()} for w in windows]
-    return time.perf_counter() - t0, verdicts
-
-
-def evidently_run(ref_cols: dict[str, np.ndarray], windows: list[dict[str, np.ndarray]]) -> tuple[float, list[dict[str, bool]], str] | None:
-    try:
-        import evidently
-        import pandas as pd
-    except ImportError:
-        return None
-    ref_df = pd.DataFrame(ref_cols)
-    frames = [pd.DataFrame(w) for w in windows]
-    version = getattr(evidently, "__version__", "?")
-    t0 = time.perf_counter()
-    verdicts = [_evidently_window(ref_df, f) for f in frames]
-    return time.perf_counter() - t0, verdicts, version
+    return [{k: r.drift for k, r in policy.evaluate(ref, w).items()} for w in windows]
 
 
 def _evidently_window(ref_df: Any, cur_df: Any) -> dict[str, bool]:
@@ -111,25 +101,77 @@ def _evidently_window(ref_df: Any, cur_df: Any) -> dict[str, bool]:
         return {}
 
 
-def main() -> None:
+def run_one(tool: str, warm: bool) -> None:
+    """One tool, cold, in this (fresh) process; prints one JSON line."""
     rng = np.random.default_rng(0)
     ref_cols = make(REF_ROWS, rng, False)
     windows = [make(WIN_ROWS, rng, i >= WINDOWS // 2) for i in range(WINDOWS)]
-    t_ours, v_ours = ours(ref_cols, windows)
-    t_ours2, _ = ours(ref_cols, windows)  # warm (imports, caches) — the figure we compare
-    flagged = sum(sum(v.values()) for v in v_ours)
-    print(f"infersight: profile + drift of {N_NUM}+{N_CAT} features, {REF_ROWS} ref rows, {WINDOWS}x{WIN_ROWS}: "
-          f"{t_ours2:.2f} s (cold {t_ours:.2f} s), {flagged} drifted cells")
-    ev = evidently_run(ref_cols, windows)
-    if ev is None:
-        print("evidently: not installed in this interpreter; see the module docstring")
+    if tool == "evidently":
+        import importlib.util
+
+        if importlib.util.find_spec("evidently") is None:  # looked up, not imported: stays cold
+            print(json.dumps({"tool": tool, "missing": True}))
+            return
+        import pandas as pd
+
+        # The frames are Evidently's input as the column dicts are ours: built before timing.
+        ref_df = pd.DataFrame(ref_cols)
+        frames = [pd.DataFrame(w) for w in windows]
+
+        def fn() -> list[dict[str, bool]]:
+            return [_evidently_window(ref_df, f) for f in frames]
+    else:
+        def fn() -> list[dict[str, bool]]:
+            return ours(ref_cols, windows)
+    times = []
+    for _ in range(2 if warm else 1):
+        t0 = time.perf_counter()
+        verdicts = fn()
+        times.append(time.perf_counter() - t0)
+    version = ""
+    if tool == "evidently":
+        import evidently
+
+        version = getattr(evidently, "__version__", "?")
+    print(json.dumps({"tool": tool, "times": times, "verdicts": verdicts, "version": version}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", choices=["ours", "evidently"], help=argparse.SUPPRESS)
+    ap.add_argument("--warm", action="store_true", help="also time a second, warm run of each tool")
+    ap.add_argument("--evidently-python", default=sys.executable,
+                    help="interpreter with Evidently installed (default: this one)")
+    args = ap.parse_args()
+    if args.run:
+        run_one(args.run, args.warm)
         return
-    t_ev, v_ev, version = ev
+    extra = ["--warm"] if args.warm else []
+
+    def fresh(python: str, tool: str) -> dict[str, Any]:
+        out = subprocess.run([python, __file__, "--run", tool, *extra], check=True, capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    mine = fresh(sys.executable, "ours")
+    v_ours = mine["verdicts"]
+    flagged = sum(sum(v.values()) for v in v_ours)
+    t_ours = mine["times"]
+    print(f"infersight: profile + drift of {N_NUM}+{N_CAT} features, {REF_ROWS} ref rows, {WINDOWS}x{WIN_ROWS}: "
+          f"{t_ours[0]:.2f} s cold (fresh process, imports included)"
+          + (f", {t_ours[1]:.2f} s warm" if len(t_ours) > 1 else "") + f"; {flagged} drifted cells")
+    ev = fresh(args.evidently_python, "evidently")
+    if ev.get("missing"):
+        print("evidently: not installed in that interpreter; see the module docstring")
+        return
+    v_ev, t_ev = ev["verdicts"], ev["times"]
+    print(f"evidently {ev['version']} DataDriftPreset: {t_ev[0]:.2f} s cold (fresh process, imports included)"
+          + (f", {t_ev[1]:.2f} s warm" if len(t_ev) > 1 else "") + f"; {sum(sum(v.values()) for v in v_ev)} drifted cells")
     cells = [(i, k) for i, v in enumerate(v_ours) for k in v if k in v_ev[i]]
     agree = sum(v_ours[i][k] == v_ev[i][k] for i, k in cells)
-    print(f"evidently {version} DataDriftPreset: {t_ev:.2f} s, {sum(sum(v.values()) for v in v_ev)} drifted cells")
-    print(f"speed-up: {t_ev / t_ours2:.0f}x; verdict agreement: {agree}/{len(cells)} = {agree / max(len(cells), 1):.2%}")
-    kinds = Counter()
+    print(f"speed-up, cold vs cold: {t_ev[0] / t_ours[0]:.0f}x"
+          + (f"; warm vs warm: {t_ev[1] / t_ours[1]:.0f}x" if len(t_ours) > 1 else "")
+          + f"; verdict agreement: {agree}/{len(cells)} = {agree / max(len(cells), 1):.2%}")
+    kinds: Counter[tuple[str, str, str]] = Counter()
     for i, k in cells:
         if v_ours[i][k] != v_ev[i][k]:
             group = k if k.startswith("cat") else f"num_{int(k.split('_')[1]) // 5 * 5}-{int(k.split('_')[1]) // 5 * 5 + 4}"

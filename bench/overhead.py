@@ -1,11 +1,19 @@
-"""SDK overhead, measured side by side in one run (issue 2). Prints ratios, asserts nothing.
+"""SDK overhead, measured side by side in one run (issues 2 and 12). Prints ratios, asserts nothing.
 
+0. The shapes predict functions take (``exporter="none"``: the request path and the statistics
+   work in the SDK's threads, no export), each at 1, 10, 64, 1,000 and 100,000 rows × 50
+   features: dict, 1-D and 2-D numpy, DataFrame, list of dicts, dict of columns, pydantic.
+   Per call: µs with ``@monitor``, µs of the bare predict, and infersight's own cost (the
+   difference). Floors: a one-row input of any shape costs <= 1.5 × the same row as a dict;
+   a batch of n × 50 costs <= 25 µs + 1 µs a row.
 1. ``@monitor`` on a 1-row, 20-feature predict (payload logs at the default sample rate)
-   ÷ the same function inside a bare OTel span with one attribute        (floor: <= 1.5)
+   ÷ the same function inside a span of a plain OTel SDK set-up (TracerProvider +
+   BatchSpanProcessor + OTLP exporter to the same receiver), what a user without infersight
+   has                                                                  (floor: <= 1.5)
 2. sketching a 1000 × 50 float batch ÷ one ``np.nanmean(X, axis=0)``       (floor: <= 10)
-3. RSS growth over 1,000,000 monitored calls                              (floor: <= 5 MB)
+3. RSS growth over 1,000,000 monitored calls, in fresh processes, median (floor: <= 5 MB)
 
-Run: python bench/overhead.py [--calls N] [--rss-calls N]
+Run: python bench/overhead.py [--calls N] [--rss-calls N] [--rss-runs N] [--only shapes,span,batch,rss]
 Exporters point at a loopback OTLP receiver started here, so export work is real. The span
 queue is made large enough (OTEL_BSP_MAX_QUEUE_SIZE, unless set) that neither variant drops
 spans: with the default 2048 both drop most spans at this call rate, and each drop costs a
@@ -22,6 +30,7 @@ import subprocess
 import sys
 import time
 import timeit
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,7 +38,9 @@ if "--rss-only" not in sys.argv:
     os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", "65536")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from opentelemetry import trace  # noqa: E402
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 
 import infersight  # noqa: E402
 from infersight.feature_stats import FeatureStats  # noqa: E402
@@ -58,79 +69,194 @@ def per_call(fn, row, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
+# -- 0. shapes -------------------------------------------------------------------------------
+
+WIDTH = 50
+NAMES = [f"x{i}" for i in range(WIDTH)]
+SIZES = (1, 10, 64, 1_000, 100_000)
+
+
+def _shape_inputs(n: int) -> dict[str, Any]:
+    """The same ``n`` rows of 50 float features in every shape that can hold ``n`` rows."""
+    import pandas as pd
+    import pydantic
+
+    Row = pydantic.create_model("Row", **{k: (float, ...) for k in NAMES})  # type: ignore[call-overload]
+    X = np.random.default_rng(n).normal(size=(n, WIDTH))
+    rows = [dict(zip(NAMES, r)) for r in X.tolist()]
+    out: dict[str, Any] = {}
+    if n == 1:
+        out["dict"] = rows[0]
+        out["1-D numpy"] = X[0].copy()
+        out["pydantic model"] = Row(**rows[0])
+    out["2-D numpy"] = X
+    out["DataFrame"] = pd.DataFrame(X, columns=NAMES)
+    out["list of dicts"] = rows
+    out["dict of columns"] = {k: X[:, i].copy() for i, k in enumerate(NAMES)}
+    out["list of pydantic"] = [Row(**r) for r in rows]
+    return out
+
+
+def _predict(x: Any) -> Any:
+    """A trivial model: one number per row, as ``model.predict`` answers (a float for a dict)."""
+    if type(x) is dict:
+        v = next(iter(x.values()))
+        return 0.5 if isinstance(v, float) else np.full(len(v), 0.5)
+    if isinstance(x, np.ndarray) and x.ndim == 1:
+        return np.full(1, 0.5)
+    return np.full(len(x) if isinstance(x, list) else x.shape[0] if hasattr(x, "shape") else 1, 0.5)
+
+
+def _time(fn: Callable[[Any], Any], x: Any, seconds: float = 0.25) -> float:
+    """Best of 5 timed loops of about ``seconds`` each (noise only adds time), µs a call."""
+    t = time.perf_counter()
+    fn(x)
+    once = max(time.perf_counter() - t, 1e-7)
+    n = max(1, min(20_000, int(seconds / once)))
+    for _ in range(min(n, 50)):
+        fn(x)
+    return min(timeit.repeat(lambda: fn(x), number=n, repeat=5)) / n * 1e6
+
+
+def shapes(sizes: tuple[int, ...]) -> None:
+    infersight.configure(exporter="none", log_output="none")
+    named = infersight.monitor(model="shapes", version="1", features=NAMES)(_predict)
+    print("0) shapes, 50 features, exporter=none (infersight's cost = monitored - predict alone)")
+    print(f"   {'shape':<18} {'rows':>7} {'monitored':>11} {'predict':>9} {'ours':>9}   ratio")
+    dict_cost = None
+    for n in sizes:
+        for shape, x in _shape_inputs(n).items():
+            fn = named if "numpy" in shape else infersight.monitor(model="shapes-" + shape.replace(" ", "-"),
+                                                                  version="1")(_predict)
+            mon = _time(fn, x)
+            bare = _time(_predict, x)
+            ours = mon - bare
+            if n == 1:
+                if shape == "dict":
+                    dict_cost = ours
+                ratio = f"{ours / dict_cost:5.2f} of the dict row (floor <= 1.5)"
+            else:
+                floor = 25 + n
+                ratio = f"{ours / floor:5.2f} of the floor {floor:,} µs"
+            print(f"   {shape:<18} {n:>7,} {mon:>9.1f}µs {bare:>7.1f}µs {ours:>7.1f}µs   {ratio}")
+        infersight.flush()
+    infersight.shutdown()
+
+
+# -- 1-3 -------------------------------------------------------------------------------------
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--rss-calls", type=int, default=1_000_000)
+    ap.add_argument("--rss-runs", type=int, default=3)
+    ap.add_argument("--only", default="shapes,span,batch,rss")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--shapes-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_only:
         rss_only(args.rss_calls)
         return
+    if args.shapes_only:
+        shapes(tuple(int(v) for v in args.sizes.split(",")))
+        return
+    parts = set(args.only.split(","))
+    if "shapes" in parts:
+        # its own process: exporter=none, and no state left from the other parts
+        subprocess.run([sys.executable, __file__, "--shapes-only", "--sizes", args.sizes], check=True)
 
     sink = OtlpSink(keep=False).start()
-    infersight.configure(endpoint=sink.grpc_endpoint, protocol="grpc", log_output="none",
-                         metric_export_interval=5)
-    tracer = trace.get_tracer("bench")
-    monitored = infersight.monitor(model="bench", version="1")(model)
+    if parts & {"span", "batch"}:
+        infersight.configure(endpoint=sink.grpc_endpoint, protocol="grpc", log_output="none",
+                             metric_export_interval=5)
+    if "span" in parts:
+        # What a user without infersight has: the OTel SDK's own provider, batch processor and
+        # OTLP exporter, sending to the same receiver.
+        plain = TracerProvider()
+        plain.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=sink.grpc_endpoint, insecure=True)))
+        tracer = plain.get_tracer("bench")
+        monitored = infersight.monitor(model="bench", version="1")(model)
 
-    def bare(row: dict) -> float:
-        with tracer.start_as_current_span("predict", attributes={"ml.model.name": "bench"}):
-            return model(row)
+        def bare(row: dict) -> float:
+            with tracer.start_as_current_span("predict", attributes={"ml.model.name": "bench"}):
+                return model(row)
 
-    rng = np.random.default_rng(0)
-    row = {k: float(v) for k, v in zip(FEATURES, rng.normal(size=20))}
-    for fn in (model, bare, monitored):
-        per_call(fn, row, 2000)  # warm up
-    t_plain, t_bare, t_mon = [], [], []
-    for _ in range(args.rounds):  # interleaved, so drift in machine speed hits all three
-        t_plain.append(per_call(model, row, args.calls))
-        t_bare.append(per_call(bare, row, args.calls))
-        t_mon.append(per_call(monitored, row, args.calls))
-    plain, b, m = (statistics.median(t) for t in (t_plain, t_bare, t_mon))
-    print("1) 1-row, 20-feature predict, payload_sample_rate=%.2f" % 0.01)
-    print(f"   predict alone          {plain * 1e6:8.2f} µs/call")
-    print(f"   inside bare OTel span  {b * 1e6:8.2f} µs/call")
-    print(f"   @infersight.monitor    {m * 1e6:8.2f} µs/call")
-    print(f"   ratio monitor / bare span = {m / b:.3f}   (floor <= 1.5)")
+        rng = np.random.default_rng(0)
+        row = {k: float(v) for k, v in zip(FEATURES, rng.normal(size=20))}
+        for fn in (model, bare, monitored):
+            per_call(fn, row, 2000)  # warm up
+        t_plain, t_bare, t_mon = [], [], []
+        for _ in range(args.rounds):  # interleaved, so drift in machine speed hits all three
+            t_plain.append(per_call(model, row, args.calls))
+            t_bare.append(per_call(bare, row, args.calls))
+            t_mon.append(per_call(monitored, row, args.calls))
+        plain_t, b, m = (statistics.median(t) for t in (t_plain, t_bare, t_mon))
+        print("1) 1-row, 20-feature predict, payload_sample_rate=%.2f" % 0.01)
+        print(f"   predict alone                      {plain_t * 1e6:8.2f} µs/call")
+        print(f"   in a span of a plain OTel SDK set-up {b * 1e6:6.2f} µs/call")
+        print(f"   @infersight.monitor                {m * 1e6:8.2f} µs/call")
+        print(f"   ratio monitor / plain OTel span = {m / b:.3f}   (floor <= 1.5)")
+        plain.shutdown()
 
-    X = rng.normal(size=(1000, 50))
-    X[rng.random(X.shape) < 0.01] = np.nan
-    norm = normalize_inputs(X)  # what @monitor hands the statistics for a 2-D batch
-    acc = FeatureStats()
+    if "batch" in parts:
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(1000, 50))
+        X[rng.random(X.shape) < 0.01] = np.nan
+        norm = normalize_inputs(X)  # what @monitor hands the statistics for a 2-D batch
+        acc = FeatureStats()
 
-    def sketch_batch() -> None:
-        # The request-path work for a batch: every column sketched, NaN/Inf counted.
-        acc.record_columns(("bench", "1"), norm)
+        def buffer_batch() -> None:
+            # What the request path does with a batch: a copy into the model's buffer (the
+            # buffer is handed over and dropped here, so no compaction lands in this timing).
+            acc.record_columns(("bench", "1"), norm)
+            acc._state.take_buffers()  # noqa: SLF001 - bench only
 
-    def export_batch() -> None:
-        acc.record_columns(("bench", "1"), norm)
-        acc.drain(0, 1)  # plus the export-time work: OTel data points for every series
+        def sketch_batch() -> None:
+            # The statistics work for a batch: buffered, then every column sketched, NaN/Inf
+            # counted (what the exporter thread does with buffered batches).
+            acc.record_columns(("bench", "1"), norm)
+            acc.compact()
 
-    def nanmean() -> None:
-        np.nanmean(X, axis=0)
+        def export_batch() -> None:
+            acc.record_columns(("bench", "1"), norm)
+            acc.drain(0, 1)  # plus the export-time work: OTel data points for every series
 
-    infersight.flush()  # section 1's export work done before timing section 2
-    ts, te, tn = [], [], []
-    for _ in range(args.rounds):
-        for fn, out in ((sketch_batch, ts), (export_batch, te), (nanmean, tn)):
-            # best of 5 batches of 10 calls: noise from other threads and processes only adds time
-            out.append(min(timeit.repeat(fn, number=10, repeat=5)) / 10)
-        acc.drain(0, 1)
-    s, e, n = statistics.median(ts), statistics.median(te), statistics.median(tn)
-    print("2) 1000 x 50 float batch (1% NaN)")
-    print(f"   sketch on the request path            {s * 1e3:8.3f} ms")
-    print(f"   sketch + export-time data points      {e * 1e3:8.3f} ms")
-    print(f"   np.nanmean(X, axis=0)                 {n * 1e3:8.3f} ms")
-    print(f"   ratio sketch / nanmean = {s / n:.2f}   (floor <= 10); with export work {e / n:.2f}")
+        def nanmean() -> None:
+            np.nanmean(X, axis=0)
 
-    infersight.shutdown()
+        infersight.flush()  # section 1's export work done before timing section 2
+        tb, ts, te, tn = [], [], [], []
+        for _ in range(args.rounds):
+            for fn, out in ((buffer_batch, tb), (sketch_batch, ts), (export_batch, te), (nanmean, tn)):
+                # best of 5 batches of 10 calls: noise from other threads and processes only adds time
+                out.append(min(timeit.repeat(fn, number=10, repeat=5)) / 10)
+            acc.drain(0, 1)
+        bb, s, e, n = statistics.median(tb), statistics.median(ts), statistics.median(te), statistics.median(tn)
+        print("2) 1000 x 50 float batch (1% NaN)")
+        print(f"   request path (copied into the buffer) {bb * 1e3:8.3f} ms")
+        print(f"   buffered and sketched                 {s * 1e3:8.3f} ms")
+        print(f"   sketch + export-time data points      {e * 1e3:8.3f} ms")
+        print(f"   np.nanmean(X, axis=0)                 {n * 1e3:8.3f} ms")
+        print(f"   ratio sketch / nanmean = {s / n:.2f}   (floor <= 10); with export work {e / n:.2f}")
+
+    if parts & {"span", "batch"}:
+        infersight.shutdown()
     sink.stop()
-    # Memory runs in its own process with the SDK's default span queue (2048), which fills in
-    # the warm-up: the growth measured is then infersight's, not the OTel queue filling up.
-    env = {k: v for k, v in os.environ.items() if k != "OTEL_BSP_MAX_QUEUE_SIZE"}
-    subprocess.run([sys.executable, __file__, "--rss-only", "--rss-calls", str(args.rss_calls)], env=env, check=True)
+    if "rss" in parts:
+        # Memory runs in fresh processes with the SDK's default span queue (2048), which fills
+        # in the warm-up: the growth measured is then infersight's, not the OTel queue filling
+        # up. The median of several runs: one run's figure moves with the allocator's luck.
+        env = {k: v for k, v in os.environ.items() if k != "OTEL_BSP_MAX_QUEUE_SIZE"}
+        growth = []
+        for _ in range(args.rss_runs):
+            out = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-calls", str(args.rss_calls)],
+                                 env=env, check=True, capture_output=True, text=True).stdout
+            print(out, end="")
+            growth.append(float(out.rsplit("growth", 1)[1].split()[0]))
+        print(f"3) RSS growth, median of {len(growth)} runs: {statistics.median(growth):+.2f} MB   (floor <= 5 MB)")
 
 
 def rss_only(calls: int) -> None:
@@ -152,7 +278,7 @@ def rss_only(calls: int) -> None:
     infersight.flush()
     gc.collect()
     after = rss_mb()
-    print(f"3) RSS over {calls:,} calls: {before:.1f} MB -> {after:.1f} MB, "
+    print(f"   run: RSS over {calls:,} calls: {before:.1f} MB -> {after:.1f} MB, "
           f"growth {after - before:+.2f} MB   (floor <= 5 MB)")
     infersight.shutdown()
     sink.stop()

@@ -1,11 +1,14 @@
 """Per-model statistics of inputs, outputs and calls, kept between metric exports.
 
 The request path does as little as it can: a one-row call appends its row (a dict) and its
-duration to per-model lists; a batch is sketched at once, all float columns in one pass over a
-2-D array. Classifying row values, sketching and merging happen off the request path: at
-export (:meth:`drain`, which turns everything into OpenTelemetry metric points with delta
-temporality) or, when buffers grow, in the exporter thread (:meth:`compact`), so memory stays
-bounded without making one unlucky request pay for everyone's bookkeeping.
+duration to per-model lists; a list of rows appends each row the same way; a batch of columns
+(a 2-D array, a DataFrame, a dict of columns) is copied into a per-model buffer, and numeric
+outputs likewise. Classifying row values, sketching (all numeric columns of the buffered calls
+in one numpy pass) and merging happen off the request path: at export (:meth:`drain`, which
+turns everything into OpenTelemetry metric points with delta temporality) or, when buffers
+grow, in the exporter thread (:meth:`compact`), so memory stays bounded without making one
+unlucky request pay for everyone's bookkeeping. A batch too big to be worth buffering is
+sketched at once.
 
 Example:
     >>> acc = FeatureStats(max_categories=10, max_attribute_sets=100)
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -53,6 +58,12 @@ BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 _NUMBERS = {float, int}  # column value types sketched as numbers at once (bool is not int here)
 _COMPACT_AT = 2048  # buffered rows per model before the exporter thread is asked to compact
 _HARD_LIMIT = 8192  # if the exporter thread cannot keep up, the request path compacts itself
+# The same for buffered batch columns and outputs, in values (8 bytes each when numeric).
+_COMPACT_VALUES = 1 << 17
+_HARD_VALUES = 1 << 20  # a batch this big alone is sketched at once, not buffered
+# Buffered rows are converted to numbers this many values at a time: one big temporary per
+# compaction raised glibc's mmap threshold and left the freed memory in its arenas.
+_CONVERT_VALUES = 1 << 16
 
 
 @dataclass
@@ -119,6 +130,12 @@ class _State:
         self.preds: dict[ModelKey, list[float]] = {}
         # The three buffers of a model above, fetched together by record_simple.
         self.simple: dict[ModelKey, tuple[list[Any], list[float], list[Any]]] = {}
+        # Batches of columns: (names, a rows × names numeric matrix or one array per name, rows).
+        self.blocks: dict[ModelKey, list[tuple[tuple[str, ...], Any, int]]] = {}
+        # Numeric outputs of batch calls, per output name.
+        self.outs: dict[ModelKey, dict[str, list[npt.NDArray[np.float64]]]] = {}
+        self.values = 0  # numbers held in blocks and outs
+        self.block_rows = 0
         self.sets = 0
 
     def buffers(self, model: ModelKey) -> tuple[list[Any], list[float], list[Any]]:
@@ -127,15 +144,27 @@ class _State:
         self.simple[model] = bufs
         return bufs
 
-    def take_buffers(self) -> tuple[dict[ModelKey, list[Any]], dict[ModelKey, list[Any]],
-                                    dict[ModelKey, list[float]]]:
-        """Hand over the request-path buffers (rows, calls, predictions) and start empty ones."""
-        taken = self.rows, self.calls, self.preds
-        self.rows, self.calls, self.preds, self.simple = {}, {}, {}, {}
+    def take_buffers(self) -> _Buffers:
+        """Hand over the request-path buffers and start empty ones."""
+        taken = _Buffers(self.rows, self.calls, self.preds, self.blocks, self.outs)
+        self.rows, self.calls, self.preds, self.simple, self.blocks, self.outs = {}, {}, {}, {}, {}, {}
+        self.values = self.block_rows = 0
         return taken
 
     def pending_rows(self) -> int:
-        return sum(len(r) for r in self.rows.values())
+        return sum(len(r) for r in self.rows.values()) + self.block_rows
+
+
+@dataclass
+class _Buffers:
+    """What the request path buffered: one-row calls (rows, calls, predictions) and batches
+    (blocks of columns, numeric outputs), per model."""
+
+    rows: dict[ModelKey, list[Any]]
+    calls: dict[ModelKey, list[Any]]
+    preds: dict[ModelKey, list[float]]
+    blocks: dict[ModelKey, list[tuple[tuple[str, ...], Any, int]]] = field(default_factory=dict)
+    outs: dict[ModelKey, dict[str, list[npt.NDArray[np.float64]]]] = field(default_factory=dict)
 
 
 class FeatureStats:
@@ -199,54 +228,113 @@ class FeatureStats:
         elif n >= _HARD_LIMIT:
             self.compact()
 
-    def record_columns(self, model: ModelKey, norm: Normalized) -> None:
-        """A batch: float columns are sketched together (one pass over a 2-D array, outside
-        the lock); other columns with a few numpy operations each."""
+    def record_rows(self, model: ModelKey, rows: Iterable[Mapping[str, Any]], redactor: Any = None) -> None:
+        """Many rows (a list of dicts): each buffered as :meth:`record_row` would, so they are
+        classified exactly as the same rows sent one call at a time. With a ``redactor``, fields
+        whose names it matches are left out (decided once per set of names)."""
+        with self._lock:
+            buf = self._state.rows.get(model)
+            if buf is None:
+                buf = self._state.rows[model] = []
+            before = len(buf)
+            shared = self._keys.get(model)
+            last: tuple[Any, ...] | None = None
+            keep: list[int] | None = None
+            kept_keys: tuple[Any, ...] = ()
+            for row in rows:
+                keys = tuple(row)
+                if keys == last:
+                    keys = last
+                else:
+                    if keys == shared:
+                        keys = shared  # one shared tuple of names per model
+                    last = keys
+                    keep = None
+                    if redactor is not None and redactor.any_match(map(str, keys)):
+                        keep = [i for i, k in enumerate(keys) if not redactor.matches(str(k))]
+                        kept_keys = tuple(keys[i] for i in keep)
+                if keep is None:
+                    buf.append((keys, tuple(row.values())))
+                else:
+                    values = tuple(row.values())
+                    buf.append((kept_keys, tuple(values[i] for i in keep)))
+            if last is not None:
+                self._keys[model] = last
+            n = len(buf)
+        if before < _COMPACT_AT <= n and self.on_pressure is not None:
+            self.on_pressure()
+        elif n >= _HARD_LIMIT:
+            self.compact()
+
+    def record_columns(self, model: ModelKey, norm: Normalized, redactor: Any = None) -> None:
+        """A batch: its columns are copied into the model's buffer (the caller may reuse its
+        arrays) and sketched later with the other buffered batches, all numeric columns in one
+        numpy pass; a batch of more than ``_HARD_VALUES`` numbers is sketched now."""
         if norm.row is not None:
             self.record_row(model, norm.row)
             return
-        cols = norm.columns or {}
-        float_names = [name for name, col in cols.items() if col.dtype.kind == "f"]
-        sketches: list[ExpHistogram] = []
-        n_nan = None
-        if norm.matrix is not None and len(float_names) == norm.matrix.shape[1]:
-            sketches, n_nan = ExpHistogram.from_columns(norm.matrix.T)  # one copy, not one per column
-        elif float_names:
-            sketches, n_nan = ExpHistogram.from_columns([cols[name] for name in float_names])
+        if norm.records is not None:
+            self.record_rows(model, norm.records, redactor)
+            return
+        n = norm.n_rows
+        if n <= 0:
+            return
+        matrix = norm.matrix
+        data: Any
+        if matrix is not None and norm.names is not None:
+            names = tuple(norm.names)
+            data = matrix
+        else:
+            cols = norm.as_columns()
+            names = tuple(cols)
+            data = tuple(cols.values())
+        size = n * max(len(names), 1)
+        if size >= _HARD_VALUES:
+            private = _State()
+            self._process_buffers(private, _Buffers({}, {}, {}, {model: [(names, data, n)]}))
+            with self._lock:
+                self._merge(self._state, private)
+            return
+        data = np.array(data) if isinstance(data, np.ndarray) else tuple(np.array(c) for c in data)
         with self._lock:
             st = self._state
-            m, v = model
-            known = self._known.setdefault(model, set())
-            for j, name in enumerate(float_names):
-                known.add(name)
-                self._append_sketch(st, "ml.feature.value", model, name, sketches[j])
-                nan = int(n_nan[j]) if n_nan is not None else 0
-                inf = norm.n_rows - sketches[j].count - nan
-                if nan:
-                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "nan"), nan)
-                if inf:
-                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "inf"), inf)
-            for name, col in cols.items():
-                if col.dtype.kind != "f":
-                    known.add(name)
-                    self._record_column(st, model, name, col)
-            for name in known.difference(cols):
-                self._count(st, "ml.feature.missing", _attrs(m, v, name, "absent"), norm.n_rows)
+            buf = st.blocks.get(model)
+            if buf is None:
+                buf = st.blocks[model] = []
+            buf.append((names, data, n))
+            st.block_rows += n
+            st.values += size
+            held = st.values
+        self._pressure(held, size)
+
+    def _pressure(self, held: int, added: int) -> None:
+        if held - added < _COMPACT_VALUES <= held and self.on_pressure is not None:
+            self.on_pressure()
+        elif held >= _HARD_VALUES:
+            self.compact()
 
     def record_outputs(self, model: ModelKey, out: Outputs) -> None:
+        """Outputs of a call: numeric values are buffered (sketched off the request path),
+        labels and nulls counted."""
         m, v = model
+        counted = [(name, Counter(labels)) for name, labels in out.labels.items()]
+        size = 0
         with self._lock:
             st = self._state
             for name, values in out.values.items():
                 if values.size:
-                    self._append_sketch(st, "ml.prediction.value", model, name, ExpHistogram.from_values(values))
-            for name, labels in out.labels.items():
-                for label in labels:
+                    st.outs.setdefault(model, {}).setdefault(name, []).append(values)
+                    size += values.size
+            st.values += size
+            held = st.values
+            for name, counts in counted:
+                for label, n in counts.items():
                     self._count(
                         st,
                         "ml.prediction.class",
                         (("ml.model.name", m), ("ml.model.version", v), ("ml.output.name", name),
                          ("ml.prediction.label", self._category(model, "\x00" + name, label))),
+                        n,
                     )
             for (name, kind), n in out.nulls.items():
                 self._count(
@@ -255,13 +343,23 @@ class FeatureStats:
                     (("ml.model.name", m), ("ml.model.version", v), ("ml.output.name", name), ("ml.null.kind", kind)),
                     n,
                 )
+        if size:
+            self._pressure(held, size)
 
     def record_call(self, model: ModelKey, seconds: float, rows: int, error_type: str | None) -> None:
+        """One call's duration and size. The buffer is bounded like the row buffer: calls
+        whose features are not buffered (statistics off or sampled out, batches) must not
+        pile up for a whole export interval (500,000 calls in 5 s was +48 MB)."""
         with self._lock:
             buf = self._state.calls.get(model)
             if buf is None:
                 buf = self._state.calls[model] = []
             buf.append((seconds, rows, error_type))
+            n = len(buf)
+        if n == _COMPACT_AT and self.on_pressure is not None:
+            self.on_pressure()
+        elif n >= _HARD_LIMIT:
+            self.compact()
 
     def record_violations(self, model: ModelKey, violations: Iterable[tuple[str, str, int]]) -> None:
         m, v = model
@@ -350,16 +448,14 @@ class FeatureStats:
         return OTHER
 
     def _record_column(self, st: _State, model: ModelKey, name: str, col: npt.NDArray[Any]) -> None:
-        """A non-float column: booleans, strings (categories or text lengths), mixed objects."""
+        """A non-numeric column: booleans, strings (categories or text lengths), mixed objects
+        (numeric columns are sketched together by :meth:`_record_numeric`)."""
         m, v = model
         if col.dtype.kind == "b":
             trues = int(col.sum())
             for label, n in (("true", trues), ("false", col.size - trues)):
                 if n:
                     self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
-            return
-        if col.dtype.kind in "iu":
-            self._append_sketch(st, "ml.feature.value", model, name, ExpHistogram.from_values(col))
             return
         nulls = absent = nan = inf = 0
         numbers: list[float] = []
@@ -401,9 +497,12 @@ class FeatureStats:
         for label, n in counts.items():
             self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
 
-    def _process_rows(self, st: _State, model: ModelKey, rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> None:
-        """Classify buffered one-row calls: rows with the same names become columns; an
-        all-float column is sketched in one numpy pass, others go through the mixed path."""
+    def _process_rows(self, st: _State, model: ModelKey, rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]],
+                      blocks: list[tuple[tuple[str, ...], Any, int]]) -> None:
+        """Classify buffered one-row calls and batches of one model: rows with the same names
+        become columns; numeric columns are sketched in one numpy pass per set of names,
+        others go through the mixed path. A feature seen in other calls but missing here is
+        counted absent, row by row."""
         m, v = model
         groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         for keys, values in rows:
@@ -411,14 +510,28 @@ class FeatureStats:
             if g is None:
                 g = groups[keys] = []
             g.append(values)
+        batches: dict[tuple[str, ...], list[tuple[Any, int]]] = {}
+        for names, data, n in blocks:
+            batches.setdefault(names, []).append((data, n))
         known = self._known.setdefault(model, set())
+        for keys in groups:
+            known.update(k if type(k) is str else str(k) for k in keys)
+        for names in batches:
+            known.update(names)
         for keys, table in groups.items():
+            if keys and set(map(type, chain.from_iterable(table))) <= _NUMBERS:
+                # The common group, numbers only: one conversion of the whole table, no
+                # transposing in Python (about half the cost of the column-by-column path).
+                names = [k if type(k) is str else str(k) for k in keys]
+                step = max(1, _CONVERT_VALUES // len(keys))  # bounded temporaries (see _CONVERT_VALUES)
+                for at in range(0, len(table), step):
+                    self._record_numeric(st, model, names, np.array(table[at:at + step], dtype=np.float64).T)
+                continue
             columns = list(zip(*table)) if table and keys else []
             float_names: list[str] = []
             float_cols: list[tuple[Any, ...]] = []
             for name, values in zip(keys, columns):
                 name = name if type(name) is str else str(name)
-                known.add(name)
                 if set(map(type, values)) <= _NUMBERS:
                     # Numbers only (ints as the mixed path would take them: float(x)); bools are
                     # their own type and stay categories.
@@ -428,28 +541,75 @@ class FeatureStats:
                     col = np.empty(len(values), dtype=object)
                     col[:] = values
                     self._record_column(st, model, name, col)
-            if not float_cols:
-                continue
-            # All float columns of the group in one sketching pass (one set of numpy calls,
-            # not one per feature).
-            sketches, nans = ExpHistogram.from_columns(np.array(float_cols, dtype=np.float64))
-            n = len(table)
-            for name, sk, nan in zip(float_names, sketches, nans.tolist()):
-                self._append_sketch(st, "ml.feature.value", model, name, sk)
-                if nan:
-                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "nan"), nan)
-                if n - sk.count - nan:
-                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "inf"), n - sk.count - nan)
-        # A feature seen in other calls but missing here is absent, row by row.
+            if float_cols:
+                # All float columns of the group in one sketching pass (one set of numpy calls,
+                # not one per feature).
+                self._record_numeric(st, model, float_names, np.array(float_cols, dtype=np.float64))
+        for names, parts in batches.items():
+            self._process_batches(st, model, names, parts)
         for keys, rs in groups.items():
-            for name in known.difference(keys):
+            missing = known.difference(k if type(k) is str else str(k) for k in keys)
+            for name in missing:
                 self._count(st, "ml.feature.missing", _attrs(m, v, name, "absent"), len(rs))
+        for names, parts in batches.items():
+            missing = known.difference(names)
+            if missing:
+                total = sum(n for _, n in parts)
+                for name in missing:
+                    self._count(st, "ml.feature.missing", _attrs(m, v, name, "absent"), total)
 
-    def _process_buffers(self, st: _State, rows: dict[ModelKey, list[Any]], calls: dict[ModelKey, list[Any]],
-                         preds: dict[ModelKey, list[float]]) -> None:
-        for model, rs in rows.items():
-            self._process_rows(st, model, rs)
-        for model, cs in calls.items():
+    def _process_batches(self, st: _State, model: ModelKey, names: tuple[str, ...], parts: list[tuple[Any, int]]) -> None:
+        """Buffered batches with the same names: numeric columns of all of them stacked
+        feature-major and sketched together, other columns joined and classified."""
+        k = len(names)
+        total = sum(n for _, n in parts)
+        if len(parts) == 1 and isinstance(parts[0][0], np.ndarray):  # one matrix (a big batch)
+            self._record_numeric(st, model, list(names), parts[0][0].T.astype(np.float64, copy=False))
+            return
+        if all(isinstance(data, np.ndarray) for data, _ in parts):  # numeric matrices only
+            feature_major = np.empty((k, total), dtype=np.float64)
+            at = 0
+            for data, n in parts:
+                feature_major[:, at:at + n] = data.T
+                at += n
+            self._record_numeric(st, model, list(names), feature_major)
+            return
+        # Per name, its array in every batch (a numeric matrix gives all its columns at once).
+        per_batch = [list(data.T) if isinstance(data, np.ndarray) else list(data) for data, _ in parts]
+        numeric = [j for j in range(k) if all(cols[j].dtype.kind in "fiu" for cols in per_batch)]
+        if numeric:
+            feature_major = np.empty((len(numeric), total), dtype=np.float64)
+            at = 0
+            for (_, n), cols in zip(parts, per_batch):
+                for i, j in enumerate(numeric):
+                    feature_major[i, at:at + n] = cols[j]
+                at += n
+            self._record_numeric(st, model, [names[j] for j in numeric], feature_major)
+        done = set(numeric)
+        for j in range(k):
+            if j in done:
+                continue
+            arrays = [cols[j] for cols in per_batch]
+            if len({a.dtype for a in arrays}) > 1:
+                arrays = [a.astype(object) for a in arrays]  # e.g. bool in one call, text in another
+            self._record_column(st, model, names[j], np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+
+    def _record_numeric(self, st: _State, model: ModelKey, names: list[str], feature_major: npt.NDArray[np.float64]) -> None:
+        """Sketch numeric columns given one per row, and count their NaN and Inf values."""
+        m, v = model
+        n = feature_major.shape[1]
+        sketches, nans = ExpHistogram.from_columns(feature_major)
+        for name, sk, nan in zip(names, sketches, nans.tolist()):
+            self._append_sketch(st, "ml.feature.value", model, name, sk)
+            if nan:
+                self._count(st, "ml.feature.missing", _attrs(m, v, name, "nan"), nan)
+            if n - sk.count - nan:
+                self._count(st, "ml.feature.missing", _attrs(m, v, name, "inf"), n - sk.count - nan)
+
+    def _process_buffers(self, st: _State, bufs: _Buffers) -> None:
+        for model in {**bufs.rows, **bufs.blocks}:
+            self._process_rows(st, model, bufs.rows.get(model, []), bufs.blocks.get(model, []))
+        for model, cs in bufs.calls.items():
             m, v = model
             base: Attrs = (("ml.model.name", m), ("ml.model.version", v))
             secs = np.fromiter((c[0] for c in cs), dtype=np.float64, count=len(cs))
@@ -469,9 +629,14 @@ class FeatureStats:
                 h = self._hist(st, "ml.inference.duration", attrs, DURATION_BOUNDS)
                 if h is not None:
                     h.add_many(secs[err == (e or "")])
-        for model, ps in preds.items():
-            self._append_sketch(st, "ml.prediction.value", model, "prediction",
-                                ExpHistogram.from_values(np.asarray(ps, dtype=np.float64)))
+        for model in {**bufs.preds, **bufs.outs}:
+            outs = dict(bufs.outs.get(model, {}))
+            ps = bufs.preds.get(model)
+            if ps:
+                outs["prediction"] = [np.asarray(ps, dtype=np.float64), *outs.get("prediction", [])]
+            for name, arrays in outs.items():
+                values = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+                self._append_sketch(st, "ml.prediction.value", model, name, ExpHistogram.from_values(values))
 
     # -- export path ----------------------------------------------------------------------
 
@@ -479,9 +644,9 @@ class FeatureStats:
         """Classify and sketch the request-path buffers now (exporter thread), keeping memory
         bounded between exports. The lock is held only to swap buffers and merge results."""
         with self._lock:
-            rows, calls, preds = self._state.take_buffers()
+            bufs = self._state.take_buffers()
         private = _State()
-        self._process_buffers(private, rows, calls, preds)
+        self._process_buffers(private, bufs)
         with self._lock:
             self._merge(self._state, private)
 
@@ -516,7 +681,7 @@ class FeatureStats:
         """Everything recorded since the last drain, as OTel metrics with delta temporality."""
         with self._lock:
             state, self._state = self._state, _State()
-        self._process_buffers(state, state.rows, state.calls, state.preds)
+        self._process_buffers(state, state.take_buffers())
         metrics: list[Metric] = []
         delta = AggregationTemporality.DELTA
         by_metric: dict[str, list[Any]] = {}

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TypeVar, overload
 
+import numpy as np
 import wrapt
 from opentelemetry.trace import Status, StatusCode
 
@@ -311,15 +312,18 @@ class _Call:
             extreme = False
             if self.do_stats and norm is not None:
                 redactor = rt.pipeline.redactor
-                if redactor.active and redactor.any_match(norm.row if norm.row is not None else (norm.columns or {})):
+                if (redactor.active and norm.records is None
+                        and redactor.any_match(norm.feature_names())):
                     norm = _drop_redacted(norm, redactor)
-                if (norm.row is not None and exc is None and not stream and type(result) is float
-                        and result - result == 0.0 and opts.default_output is NO_DEFAULT):
-                    # The common case (one row in, one finite number out): one lock, three appends.
-                    rt.stats.record_simple(model_key, norm.row, result, elapsed)
+                value = _one_number(result) if norm.row is not None and exc is None and not stream else None
+                if value is not None and value - value == 0.0 and opts.default_output is NO_DEFAULT:
+                    # The common case (one row in, one finite number out, as a float or as the
+                    # one-element array model.predict returns): one lock, three appends.
+                    rt.stats.record_simple(model_key, norm.row, value, elapsed)
                     call_recorded = True
                 else:
-                    rt.stats.record_columns(model_key, norm)
+                    # rows of a list are redacted as they are buffered (checked once per set of names)
+                    rt.stats.record_columns(model_key, norm, redactor if redactor.active else None)
                     if exc is None and not stream:
                         outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output)
                         rt.stats.record_outputs(model_key, outs)
@@ -356,7 +360,7 @@ class _Call:
             "ml.request.id": self.rid,
             "ml.model.name": self.model,
             "ml.model.version": self.version,
-            "ml.inputs": self.norm.as_records(limit) if self.norm is not None else None,
+            "ml.inputs": self.norm.as_records(limit, rt.settings.max_payload_bytes) if self.norm is not None else None,
         }
         if exc is None and not stream:
             fields["ml.outputs"] = result
@@ -367,11 +371,21 @@ class _Call:
         rt.pipeline.event("ml.prediction", fields, error=exc is not None)
 
 
+def _one_number(result: Any) -> float | None:
+    """The prediction as a float when it is one number: a float, or a one-element float
+    array (what ``model.predict`` returns for one row); else ``None``."""
+    if type(result) is float:
+        return result
+    if type(result) is np.ndarray and result.size == 1 and result.ndim <= 2 and result.dtype.kind == "f":
+        return float(result.item())
+    return None
+
+
 def _drop_redacted(norm: Normalized, redactor: Any) -> Normalized:
     """Redacted fields never become metric attributes (a category value could be a secret)."""
     if norm.row is not None:
         return Normalized(norm.n_rows, row={k: v for k, v in norm.row.items() if not redactor.matches(k)})
-    cols = norm.columns or {}
+    cols = norm.as_columns()
     return Normalized(norm.n_rows, columns={k: v for k, v in cols.items() if not redactor.matches(k)})
 
 

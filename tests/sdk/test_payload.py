@@ -18,21 +18,21 @@ def test_single_row_dict_stays_a_row():
 def test_list_of_dicts_marks_absent_features():
     n = normalize_inputs([{"a": 1.0, "b": "x"}, {"a": 2.0}])
     assert n.n_rows == 2
-    assert n.columns["a"].tolist() == [1.0, 2.0]
-    assert n.columns["b"][1] is ABSENT
+    assert n.as_columns()["a"].tolist() == [1.0, 2.0]
+    assert n.as_columns()["b"][1] is ABSENT
 
 
 def test_dict_of_columns():
     n = normalize_inputs({"a": [1, 2, 3], "b": np.array(["x", "y", "z"])})
     assert n.n_rows == 3
-    assert n.columns["a"].dtype == np.float64
+    assert n.columns["a"].dtype == np.int64  # integers stay integers (payload logs show 2, not 2.0)
     assert n.columns["b"].tolist() == ["x", "y", "z"]
 
 
 def test_numpy_1d_is_one_row_and_2d_is_a_batch():
     assert normalize_inputs(np.array([1.0, 2.0])).row == {"f0": 1.0, "f1": 2.0}
     n = normalize_inputs(np.arange(6.0).reshape(3, 2), features=["x", "y"])
-    assert n.n_rows == 3 and n.columns["y"].tolist() == [1.0, 3.0, 5.0]
+    assert n.n_rows == 3 and n.as_columns()["y"].tolist() == [1.0, 3.0, 5.0]
     with pytest.raises(ValueError, match="features= names 3 columns but the input has 2"):
         normalize_inputs(np.zeros((2, 2)), features=["a", "b", "c"])
 

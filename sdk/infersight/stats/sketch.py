@@ -88,7 +88,10 @@ def _indices_at_scale(
 class _Scratch(threading.local):
     """Per-thread work buffers for :meth:`ExpHistogram.from_matrix` (bounded size)."""
 
-    MAX_ELEMENTS = 1 << 18  # 256k values: ~8 MB of buffers per thread at most
+    # 64k values: 2.5 MB of buffers per thread at most (every thread that sketches keeps its
+    # buffers at the largest size it met; 256k values was 10 MB a thread). Bigger inputs are
+    # sketched a few features at a time.
+    MAX_ELEMENTS = 1 << 16
 
     def __init__(self) -> None:
         self.size = 0
@@ -154,19 +157,6 @@ class Buckets:
         if nz.size == 0:
             return Buckets(0, np.zeros(0, np.int64))
         return Buckets(self.offset + int(nz[0]), self.counts[nz[0] : nz[-1] + 1].copy())
-
-
-def _add(a: Buckets, b: Buckets) -> Buckets:
-    if a.empty:
-        return Buckets(b.offset, b.counts.copy())
-    if b.empty:
-        return Buckets(a.offset, a.counts.copy())
-    lo = min(a.offset, b.offset)
-    hi = max(a.last, b.last)
-    out = np.zeros(hi - lo + 1, np.int64)
-    out[a.offset - lo : a.offset - lo + a.counts.size] += a.counts
-    out[b.offset - lo : b.offset - lo + b.counts.size] += b.counts
-    return Buckets(lo, out)
 
 
 @dataclass(slots=True)
@@ -263,6 +253,17 @@ class ExpHistogram:
             k, n = columns.shape
             if n == 0 or k == 0:
                 return [cls(max_size=max_size) for _ in range(k)], np.zeros(k, np.int64)
+            step = max(1, _Scratch.MAX_ELEMENTS // n)
+            if k > step:
+                # A few features at a time, so the work buffers stay the per-thread scratch ones
+                # (a 100,000 x 50 batch at once would take five fresh 40 MB temporaries).
+                out: list[ExpHistogram] = []
+                nans: list[npt.NDArray[np.int64]] = []
+                for at in range(0, k, step):
+                    part, part_nans = cls.from_columns(columns[at:at + step], max_size=max_size, max_scale=max_scale)
+                    out.extend(part)
+                    nans.append(part_nans)
+                return out, np.concatenate(nans)
             bufs = _scratch.get((k, n))
             np.copyto(bufs[0][0], columns)
             return cls._sketch_rows(bufs, max_size, max_scale)
@@ -454,10 +455,17 @@ class ExpHistogram:
                 change = max(change, _scale_change(lo, hi, max_size))
         out.scale = scale - change
         for sign in ("positive", "negative"):
-            acc = Buckets()
-            for s in with_buckets:
-                acc = _add(acc, getattr(s, sign).downscale(s.scale - out.scale))
-            setattr(out, sign, acc)
+            # All parts added into one array (not pairwise, which allocated one per input).
+            parts = [getattr(s, sign).downscale(s.scale - out.scale) for s in with_buckets]
+            parts = [p for p in parts if not p.empty]
+            if not parts:
+                setattr(out, sign, Buckets())
+                continue
+            lo = min(p.offset for p in parts)
+            acc = np.zeros(max(p.last for p in parts) - lo + 1, np.int64)
+            for p in parts:
+                acc[p.offset - lo : p.offset - lo + p.counts.size] += p.counts
+            setattr(out, sign, Buckets(lo, acc))
         return out
 
     def update(self, values: npt.ArrayLike) -> ExpHistogram:
