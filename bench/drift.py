@@ -74,7 +74,10 @@ def _evidently_window(ref_df: Any, cur_df: Any) -> dict[str, bool]:
             numerical_columns=[c for c in ref_df.columns if c.startswith("num_")],
             categorical_columns=[c for c in ref_df.columns if c.startswith("cat_")],
         )
-        snap = Report([DataDriftPreset()]).run(Dataset.from_pandas(cur_df, data_definition=definition), Dataset.from_pandas(ref_df, data_definition=definition))
+        snap = Report([DataDriftPreset()]).run(
+            Dataset.from_pandas(cur_df, data_definition=definition),
+            Dataset.from_pandas(ref_df, data_definition=definition),
+        )
         out: dict[str, bool] = {}
         for m in snap.dict()["metrics"]:
             cfg = m.get("config", {})
@@ -121,8 +124,10 @@ def run_one(tool: str, warm: bool) -> None:
         def fn() -> list[dict[str, bool]]:
             return [_evidently_window(ref_df, f) for f in frames]
     else:
+
         def fn() -> list[dict[str, bool]]:
             return ours(ref_cols, windows)
+
     times = []
     for _ in range(2 if warm else 1):
         t0 = time.perf_counter()
@@ -140,8 +145,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", choices=["ours", "evidently"], help=argparse.SUPPRESS)
     ap.add_argument("--warm", action="store_true", help="also time a second, warm run of each tool")
-    ap.add_argument("--evidently-python", default=sys.executable,
-                    help="interpreter with Evidently installed (default: this one)")
+    ap.add_argument(
+        "--evidently-python", default=sys.executable, help="interpreter with Evidently installed (default: this one)"
+    )
     args = ap.parse_args()
     if args.run:
         run_one(args.run, args.warm)
@@ -156,26 +162,38 @@ def main() -> None:
     v_ours = mine["verdicts"]
     flagged = sum(sum(v.values()) for v in v_ours)
     t_ours = mine["times"]
-    print(f"infersight: profile + drift of {N_NUM}+{N_CAT} features, {REF_ROWS} ref rows, {WINDOWS}x{WIN_ROWS}: "
-          f"{t_ours[0]:.2f} s cold (fresh process, imports included)"
-          + (f", {t_ours[1]:.2f} s warm" if len(t_ours) > 1 else "") + f"; {flagged} drifted cells")
+    print(
+        f"infersight: profile + drift of {N_NUM}+{N_CAT} features, {REF_ROWS} ref rows, {WINDOWS}x{WIN_ROWS}: "
+        f"{t_ours[0]:.2f} s cold (fresh process, imports included)"
+        + (f", {t_ours[1]:.2f} s warm" if len(t_ours) > 1 else "")
+        + f"; {flagged} drifted cells"
+    )
     ev = fresh(args.evidently_python, "evidently")
     if ev.get("missing"):
         print("evidently: not installed in that interpreter; see the module docstring")
         return
     v_ev, t_ev = ev["verdicts"], ev["times"]
-    print(f"evidently {ev['version']} DataDriftPreset: {t_ev[0]:.2f} s cold (fresh process, imports included)"
-          + (f", {t_ev[1]:.2f} s warm" if len(t_ev) > 1 else "") + f"; {sum(sum(v.values()) for v in v_ev)} drifted cells")
+    print(
+        f"evidently {ev['version']} DataDriftPreset: {t_ev[0]:.2f} s cold (fresh process, imports included)"
+        + (f", {t_ev[1]:.2f} s warm" if len(t_ev) > 1 else "")
+        + f"; {sum(sum(v.values()) for v in v_ev)} drifted cells"
+    )
     cells = [(i, k) for i, v in enumerate(v_ours) for k in v if k in v_ev[i]]
     agree = sum(v_ours[i][k] == v_ev[i][k] for i, k in cells)
-    print(f"speed-up, cold vs cold: {t_ev[0] / t_ours[0]:.0f}x"
-          + (f"; warm vs warm: {t_ev[1] / t_ours[1]:.0f}x" if len(t_ours) > 1 else "")
-          + f"; verdict agreement: {agree}/{len(cells)} = {agree / max(len(cells), 1):.2%}")
+    print(
+        f"speed-up, cold vs cold: {t_ev[0] / t_ours[0]:.0f}x"
+        + (f"; warm vs warm: {t_ev[1] / t_ours[1]:.0f}x" if len(t_ours) > 1 else "")
+        + f"; verdict agreement: {agree}/{len(cells)} = {agree / max(len(cells), 1):.2%}"
+    )
     kinds: Counter[tuple[str, str, str]] = Counter()
     for i, k in cells:
         if v_ours[i][k] != v_ev[i][k]:
-            group = k if k.startswith("cat") else f"num_{int(k.split('_')[1]) // 5 * 5}-{int(k.split('_')[1]) // 5 * 5 + 4}"
-            kinds[(group, "drift window" if i >= WINDOWS // 2 else "null window", "ours" if v_ours[i][k] else "evidently")] += 1
+            group = (
+                k if k.startswith("cat") else f"num_{int(k.split('_')[1]) // 5 * 5}-{int(k.split('_')[1]) // 5 * 5 + 4}"
+            )
+            kinds[
+                (group, "drift window" if i >= WINDOWS // 2 else "null window", "ours" if v_ours[i][k] else "evidently")
+            ] += 1
     for (group, when, who), n in sorted(kinds.items()):
         print(f"  disagreement: {group:<10} {when:<12} only {who} flagged: {n} cells")
 

@@ -54,7 +54,6 @@ Run: python bench/middleware.py [--seconds 3] [--rounds 5] [--concurrency 8] [--
      python bench/middleware.py --instructions [--only fastapi|flask] [--variants bare,infersight]
 """
 
-
 import argparse
 import asyncio
 import collections
@@ -162,9 +161,13 @@ def _predictor(variant: str) -> Any:
 
         # "-sampled": 10% of traces kept; metrics and ML statistics still cover every request.
         http = os.environ.get("BENCH_PROTOCOL") == "http"
-        infersight.configure(service_name="bench", protocol="http/protobuf" if http else "grpc",
-                             endpoint=os.environ["BENCH_HTTP_ENDPOINT" if http else "BENCH_ENDPOINT"],
-                             log_output="none", sample_ratio=0.1 if variant.endswith("-sampled") else 1.0)
+        infersight.configure(
+            service_name="bench",
+            protocol="http/protobuf" if http else "grpc",
+            endpoint=os.environ["BENCH_HTTP_ENDPOINT" if http else "BENCH_ENDPOINT"],
+            log_output="none",
+            sample_ratio=0.1 if variant.endswith("-sampled") else 1.0,
+        )
         if variant != "infersight-no-monitor":
             return infersight.monitor(model="bench", version="1")(_score)
     return _score
@@ -303,21 +306,58 @@ def _cpu_seconds(root: int) -> tuple[float, float]:
     return (sum(times.get(pid, (0.0, 0.0))[0] for pid in tree), sum(times.get(pid, (0.0, 0.0))[1] for pid in tree))
 
 
-def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "", wrapper: list[str] | None = None,
-           env_extra: dict[str, str] | None = None, startup_seconds: float = 20) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    app: str,
+    variant: str,
+    endpoint: str,
+    http_endpoint: str = "",
+    wrapper: list[str] | None = None,
+    env_extra: dict[str, str] | None = None,
+    startup_seconds: float = 20,
+) -> tuple[subprocess.Popen[bytes], str]:
     """A variant's server (uvicorn or gunicorn) on a free loopback port, started under
     ``wrapper`` (e.g. valgrind) when given; returns once it accepts connections."""
     port = _free_port()
-    env = dict(os.environ, BENCH_APP=app, BENCH_VARIANT=variant, BENCH_ENDPOINT=endpoint, BENCH_HTTP_ENDPOINT=http_endpoint,
-               PYTHONPATH=os.pathsep.join([HERE, REPO]), OTEL_PYTHON_LOG_CORRELATION="false", **(env_extra or {}))
+    env = dict(
+        os.environ,
+        BENCH_APP=app,
+        BENCH_VARIANT=variant,
+        BENCH_ENDPOINT=endpoint,
+        BENCH_HTTP_ENDPOINT=http_endpoint,
+        PYTHONPATH=os.pathsep.join([HERE, REPO]),
+        OTEL_PYTHON_LOG_CORRELATION="false",
+        **(env_extra or {}),
+    )
     if app == "fastapi":
-        argv = [sys.executable, "-m", "uvicorn", "middleware:fastapi_app", "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning", "--no-access-log"]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "middleware:fastapi_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
     else:
-        argv = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                "middleware:flask_app"]
-    proc = subprocess.Popen((wrapper or []) + argv, env=env, cwd=HERE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "middleware:flask_app",
+        ]
+    proc = subprocess.Popen(
+        (wrapper or []) + argv, env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}/predict"
     deadline = time.monotonic() + startup_seconds
     while time.monotonic() < deadline:
@@ -331,15 +371,21 @@ def _start(app: str, variant: str, endpoint: str, http_endpoint: str = "", wrapp
 
 
 def _run_load(url: str, seconds: float, concurrency: int) -> tuple[int, int, float]:
-    out = subprocess.run([sys.executable, __file__, "--load", url, str(seconds), str(concurrency)],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, __file__, "--load", url, str(seconds), str(concurrency)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return int(out[0]), int(out[1]), float(out[2])
 
 
 class Sample:
     """One variant, one round: throughput and CPU per request of the server and the load generator."""
 
-    def __init__(self, done: int, errors: int, seconds: float, server_cpu: tuple[float, float], load_cpu: float) -> None:
+    def __init__(
+        self, done: int, errors: int, seconds: float, server_cpu: tuple[float, float], load_cpu: float
+    ) -> None:
         self.rate = done / seconds
         self.errors = errors
         self.server_us = 1e6 * server_cpu[0] / max(done + errors, 1)
@@ -355,8 +401,10 @@ def _measure(proc: subprocess.Popen[bytes], url: str, seconds: float, concurrenc
     cpu1 = _cpu_seconds(proc.pid)
     if errors:
         print(f"  warning: {errors} failed requests at {url}", file=sys.stderr)
-    return (Sample(done, errors, seconds, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]), load_cpu),
-            warm_done + warm_errors + done + errors)
+    return (
+        Sample(done, errors, seconds, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]), load_cpu),
+        warm_done + warm_errors + done + errors,
+    )
 
 
 def _counting_sink() -> Any:
@@ -389,17 +437,36 @@ def _spread(xs: list[float]) -> str:
 
 
 SUITES = {
-    "fastapi": ["bare", "passthrough", "otel", "native", "infersight", "infersight-native-on", "infersight-no-monitor",
-                "infersight-sampled"],
+    "fastapi": [
+        "bare",
+        "passthrough",
+        "otel",
+        "native",
+        "infersight",
+        "infersight-native-on",
+        "infersight-no-monitor",
+        "infersight-sampled",
+    ],
     "flask": ["bare", "passthrough", "otel", "infersight", "infersight-no-monitor", "infersight-sampled"],
 }
 # (variant, against, floor) pairs printed for each suite.
 RATIOS = {
-    "fastapi": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("passthrough", "bare", None),
-                ("infersight", "passthrough", None), ("infersight-native-on", "otel", None),
-                ("infersight-native-on", "native", None), ("infersight-sampled", "bare", None)],
-    "flask": [("infersight", "otel", 1.0), ("infersight", "bare", 0.85), ("passthrough", "bare", None),
-              ("infersight", "passthrough", None), ("infersight-sampled", "bare", None)],
+    "fastapi": [
+        ("infersight", "otel", 1.0),
+        ("infersight", "bare", 0.85),
+        ("passthrough", "bare", None),
+        ("infersight", "passthrough", None),
+        ("infersight-native-on", "otel", None),
+        ("infersight-native-on", "native", None),
+        ("infersight-sampled", "bare", None),
+    ],
+    "flask": [
+        ("infersight", "otel", 1.0),
+        ("infersight", "bare", 0.85),
+        ("passthrough", "bare", None),
+        ("infersight", "passthrough", None),
+        ("infersight-sampled", "bare", None),
+    ],
 }
 
 
@@ -409,7 +476,7 @@ def run_suite(sink: Any, app: str, args: argparse.Namespace) -> None:
     emitted: dict[str, collections.Counter[str]] = {v: collections.Counter() for v in variants}
     served: dict[str, int] = {v: 0 for v in variants}
     for r in range(args.rounds):
-        order = variants[r % len(variants):] + variants[: r % len(variants)]  # rotate the order
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]  # rotate the order
         for variant in order:
             before = collections.Counter(sink.counts)
             proc, url = _start(app, variant, sink.grpc_endpoint, sink.http_endpoint)
@@ -423,10 +490,14 @@ def run_suite(sink: Any, app: str, args: argparse.Namespace) -> None:
             emitted[variant].update(collections.Counter(sink.counts) - before)
     server = "uvicorn" if app == "fastapi" else "gunicorn (1 sync worker)"
     predict = f", predict busy {args.predict_us:g} us" if args.predict_us else ", trivial predict"
-    print(f"\n{app} under {server}, {args.concurrency} keep-alive clients, {args.rounds} x {args.seconds:g}s "
-          f"interleaved{predict}; median (min-max):")
-    print(f"  {'variant':24s} {'req/s':>6s} {'spread':>11s}  {'server CPU us/req':>17s} {'spread':>9s}  "
-          f"{'of it request thread':>20s}  {'load-gen CPU us/req':>19s}  emitted per request")
+    print(
+        f"\n{app} under {server}, {args.concurrency} keep-alive clients, {args.rounds} x {args.seconds:g}s "
+        f"interleaved{predict}; median (min-max):"
+    )
+    print(
+        f"  {'variant':24s} {'req/s':>6s} {'spread':>11s}  {'server CPU us/req':>17s} {'spread':>9s}  "
+        f"{'of it request thread':>20s}  {'load-gen CPU us/req':>19s}  emitted per request"
+    )
     rate = {v: statistics.median(s.rate for s in samples[v]) for v in variants}
     cpu = {v: statistics.median(s.server_us for s in samples[v]) for v in variants}
     for v in variants:
@@ -435,15 +506,19 @@ def run_suite(sink: Any, app: str, args: argparse.Namespace) -> None:
         load_us = statistics.median(s.load_us for s in samples[v])
         request_us = statistics.median(s.request_thread_us for s in samples[v])
         per = ", ".join(f"{n / max(served[v], 1):.2f} {k}" for k, n in sorted(emitted[v].items())) or "nothing"
-        print(f"  {v:24s} {rate[v]:6.0f} {_spread(rates):>11s}  {cpu[v]:17.0f} {_spread(cpus):>9s}  "
-              f"{request_us:20.0f}  {load_us:19.0f}  {per}")
+        print(
+            f"  {v:24s} {rate[v]:6.0f} {_spread(rates):>11s}  {cpu[v]:17.0f} {_spread(cpus):>9s}  "
+            f"{request_us:20.0f}  {load_us:19.0f}  {per}"
+        )
     print("  ratios: throughput (median req/s) and, in brackets, CPU (inverse of server CPU per request)")
     for variant, against, floor in RATIOS[app]:
         if variant not in rate or against not in rate:
             continue
         bar = f"   (floor {floor:.2f})" if floor else ""
-        print(f"  {variant:>22s} / {against:<7s} = {rate[variant] / rate[against]:.2f} "
-              f"[{cpu[against] / cpu[variant]:.2f}]{bar}")
+        print(
+            f"  {variant:>22s} / {against:<7s} = {rate[variant] / rate[against]:.2f} "
+            f"[{cpu[against] / cpu[variant]:.2f}]{bar}"
+        )
 
 
 # -- in-process cost of one exchange ------------------------------------------------------------------
@@ -463,18 +538,27 @@ def micro(n: int = 20_000, repeat: int = 7) -> None:
         def export(self, spans: Any) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    infersight.configure(service_name="bench", span_exporter=NullSpans(), metric_exporter=InMemoryMetricExporter(),
-                         log_output="none")
+    infersight.configure(
+        service_name="bench", span_exporter=NullSpans(), metric_exporter=InMemoryMetricExporter(), log_output="none"
+    )
 
     class Route:
         path = "/predict"
 
     request = {"type": "http.request", "body": ROW, "more_body": False}
-    start = {"type": "http.response.start", "status": 200,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")]}
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")],
+    }
     body = {"type": "http.response.body", "body": b'{"score": 0.5}'}
-    headers = [(b"host", b"127.0.0.1:8000"), (b"accept-encoding", b"identity"), (b"content-length", b"31"),
-               (b"content-type", b"application/json"), (b"user-agent", b"Python-urllib/3.12")]
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"accept-encoding", b"identity"),
+        (b"content-length", b"31"),
+        (b"content-type", b"application/json"),
+        (b"user-agent", b"Python-urllib/3.12"),
+    ]
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         scope["route"] = Route
@@ -489,9 +573,20 @@ def micro(n: int = 20_000, repeat: int = 7) -> None:
         pass
 
     def scope(extra: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-        return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
-                "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "method": "POST", "root_path": "",
-                "path": "/predict", "raw_path": b"/predict", "query_string": b"", "headers": headers + extra}
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 50000),
+            "method": "POST",
+            "root_path": "",
+            "path": "/predict",
+            "raw_path": b"/predict",
+            "query_string": b"",
+            "headers": headers + extra,
+        }
 
     async def drive(target: Any, extra: list[tuple[bytes, bytes]], count: int) -> None:
         for _ in range(count):
@@ -518,6 +613,7 @@ def micro(n: int = 20_000, repeat: int = 7) -> None:
         def run(count: int) -> None:
             for _ in range(count):
                 fn(row)
+
         return run
 
     print("in-process CPU per call (µs, best of 7 x 20000; null span exporter, in-memory metrics):")
@@ -550,10 +646,21 @@ def encoding(batch: int = 512, repeat: int = 20) -> None:
     tracer = FastTracer(provider, processor, "infersight", "0.1.0", expected=1)
     spans = []
     for i in range(batch):
-        span = tracer.start_span("POST", kind=SpanKind.SERVER, attributes={
-            "http.request.method": "POST", "url.path": "/predict", "url.scheme": "http", "ml.request.id": f"{i:032x}",
-            "server.address": "127.0.0.1", "server.port": 8000, "client.address": "127.0.0.1",
-            "user_agent.original": "Python-urllib/3.12", "network.protocol.version": "1.1"})
+        span = tracer.start_span(
+            "POST",
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": "POST",
+                "url.path": "/predict",
+                "url.scheme": "http",
+                "ml.request.id": f"{i:032x}",
+                "server.address": "127.0.0.1",
+                "server.port": 8000,
+                "client.address": "127.0.0.1",
+                "user_agent.original": "Python-urllib/3.12",
+                "network.protocol.version": "1.1",
+            },
+        )
         span.set_attributes({"http.response.status_code": 200, "http.route": "/predict"})
         span.update_name("POST /predict")
         span.end_time = span.start_time + 1000  # ended without queueing
@@ -570,8 +677,10 @@ def encoding(batch: int = 512, repeat: int = 20) -> None:
 
     ours = per_span(lambda: encode_request(resource, scope, spans))
     theirs = per_span(lambda: encode_spans(readable).SerializeToString())
-    print(f"OTLP encoding of a batch of {batch} server spans (µs per span): infersight {ours:.1f}, "
-          f"OTel encoder {theirs:.1f} ({theirs / ours:.1f}x)")
+    print(
+        f"OTLP encoding of a batch of {batch} server spans (µs per span): infersight {ours:.1f}, "
+        f"OTel encoder {theirs:.1f} ({theirs / ours:.1f}x)"
+    )
 
 
 INSTRUCTION_VARIANTS = ["bare", "passthrough", "otel", "infersight", "infersight-no-monitor"]
@@ -584,13 +693,29 @@ def _counted_run(sink: Any, app: str, variant: str, requests: int, workdir: str)
     from urllib.parse import urlsplit
 
     out = os.path.join(workdir, f"{app}.{variant}.{requests}")
-    valgrind = [shutil.which("valgrind") or "valgrind", "--tool=cachegrind", "--cache-sim=yes", "--I1=32768,8,64",
-                "--D1=32768,8,64", "--LL=2097152,16,64", "--trace-children=yes", f"--cachegrind-out-file={out}.%p"]
-    proc, url = _start(app, variant, sink.grpc_endpoint, sink.http_endpoint, wrapper=valgrind,
-                       env_extra={"PYTHONHASHSEED": "0"}, startup_seconds=300)
+    valgrind = [
+        shutil.which("valgrind") or "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=yes",
+        "--I1=32768,8,64",
+        "--D1=32768,8,64",
+        "--LL=2097152,16,64",
+        "--trace-children=yes",
+        f"--cachegrind-out-file={out}.%p",
+    ]
+    proc, url = _start(
+        app,
+        variant,
+        sink.grpc_endpoint,
+        sink.http_endpoint,
+        wrapper=valgrind,
+        env_extra={"PYTHONHASHSEED": "0"},
+        startup_seconds=300,
+    )
     port = urlsplit(url).port
     failures: list[str] = []
     try:
+
         def client(count: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
             try:
@@ -636,8 +761,10 @@ def instructions(apps: list[str], variants: list[str], counts: tuple[int, int]) 
     with sink, tempfile.TemporaryDirectory() as workdir:
         for app in apps:
             print(f"\n{app}: per request, from cachegrind ({counts[1]} - {counts[0]} requests, 4 keep-alive clients)")
-            print(f"  {'variant':24s} {'instructions':>12s} {'I1 misses':>10s} {'D1 misses':>10s}   instructions "
-                  f"bare / variant")
+            print(
+                f"  {'variant':24s} {'instructions':>12s} {'I1 misses':>10s} {'D1 misses':>10s}   instructions "
+                f"bare / variant"
+            )
             per: dict[str, dict[str, float]] = {}
             for variant in variants:
                 if variant not in SUITES[app]:
@@ -646,8 +773,10 @@ def instructions(apps: list[str], variants: list[str], counts: tuple[int, int]) 
                 per[variant] = {k: (high[k] - low[k]) / (counts[1] - counts[0]) for k in _COUNTERS}
                 row = per[variant]
                 ratio = f"{per['bare']['Ir'] / row['Ir']:.2f}" if "bare" in per else "-"
-                print(f"  {variant:24s} {row['Ir']:12.0f} {row['I1mr']:10.0f} {row['D1mr'] + row['D1mw']:10.0f}   {ratio}",
-                      flush=True)
+                print(
+                    f"  {variant:24s} {row['Ir']:12.0f} {row['I1mr']:10.0f} {row['D1mr'] + row['D1mw']:10.0f}   {ratio}",
+                    flush=True,
+                )
 
 
 def main() -> None:
@@ -658,10 +787,17 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SUITES), default=None)
     parser.add_argument("--micro", action="store_true", help="in-process cost of one exchange, no servers")
     parser.add_argument("--instructions", action="store_true", help="instructions per request under cachegrind")
-    parser.add_argument("--variants", default=None,
-                        help=f"comma-separated subset (default: all; with --instructions: {','.join(INSTRUCTION_VARIANTS)})")
-    parser.add_argument("--predict-us", type=float, default=0.0,
-                        help="make predict hold the GIL busy this many µs (default 0: the issue's trivial predict)")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help=f"comma-separated subset (default: all; with --instructions: {','.join(INSTRUCTION_VARIANTS)})",
+    )
+    parser.add_argument(
+        "--predict-us",
+        type=float,
+        default=0.0,
+        help="make predict hold the GIL busy this many µs (default 0: the issue's trivial predict)",
+    )
     parser.add_argument("--requests", default="400,1600", help="with --instructions: the two request counts")
     parser.add_argument("--load", nargs=3, metavar=("URL", "SECONDS", "CONCURRENCY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -673,8 +809,11 @@ def main() -> None:
         return
     if args.instructions:
         low, high = (int(n) for n in args.requests.split(","))
-        instructions([args.only] if args.only else list(SUITES), (args.variants or ",".join(INSTRUCTION_VARIANTS)).split(","),
-                     (low, high))
+        instructions(
+            [args.only] if args.only else list(SUITES),
+            (args.variants or ",".join(INSTRUCTION_VARIANTS)).split(","),
+            (low, high),
+        )
         return
     os.environ["BENCH_PREDICT_US"] = str(args.predict_us)  # the servers inherit it
     sink = _counting_sink()

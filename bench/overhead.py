@@ -30,7 +30,8 @@ import subprocess
 import sys
 import time
 import timeit
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -126,8 +127,11 @@ def shapes(sizes: tuple[int, ...]) -> None:
     dict_cost = None
     for n in sizes:
         for shape, x in _shape_inputs(n).items():
-            fn = named if "numpy" in shape else infersight.monitor(model="shapes-" + shape.replace(" ", "-"),
-                                                                  version="1")(_predict)
+            fn = (
+                named
+                if "numpy" in shape
+                else infersight.monitor(model="shapes-" + shape.replace(" ", "-"), version="1")(_predict)
+            )
             mon = _time(fn, x)
             bare = _time(_predict, x)
             ours = mon - bare
@@ -170,8 +174,7 @@ def main() -> None:
 
     sink = OtlpSink(keep=False).start()
     if parts & {"span", "batch"}:
-        infersight.configure(endpoint=sink.grpc_endpoint, protocol="grpc", log_output="none",
-                             metric_export_interval=5)
+        infersight.configure(endpoint=sink.grpc_endpoint, protocol="grpc", log_output="none", metric_export_interval=5)
     if "span" in parts:
         # What a user without infersight has: the OTel SDK's own provider, batch processor and
         # OTLP exporter, sending to the same receiver.
@@ -194,7 +197,7 @@ def main() -> None:
             t_bare.append(per_call(bare, row, args.calls))
             t_mon.append(per_call(monitored, row, args.calls))
         plain_t, b, m = (statistics.median(t) for t in (t_plain, t_bare, t_mon))
-        print("1) 1-row, 20-feature predict, payload_sample_rate=%.2f" % 0.01)
+        print(f"1) 1-row, 20-feature predict, payload_sample_rate={0.01:.2f}")
         print(f"   predict alone                      {plain_t * 1e6:8.2f} µs/call")
         print(f"   in a span of a plain OTel SDK set-up {b * 1e6:6.2f} µs/call")
         print(f"   @infersight.monitor                {m * 1e6:8.2f} µs/call")
@@ -252,8 +255,13 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k != "OTEL_BSP_MAX_QUEUE_SIZE"}
         growth = []
         for _ in range(args.rss_runs):
-            out = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-calls", str(args.rss_calls)],
-                                 env=env, check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--rss-only", "--rss-calls", str(args.rss_calls)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             print(out, end="")
             growth.append(float(out.rsplit("growth", 1)[1].split()[0]))
         print(f"3) RSS growth, median of {len(growth)} runs: {statistics.median(growth):+.2f} MB   (floor <= 5 MB)")
@@ -261,8 +269,7 @@ def main() -> None:
 
 def rss_only(calls: int) -> None:
     sink = OtlpSink(keep=False).start()
-    infersight.configure(endpoint=sink.grpc_endpoint, protocol="grpc", log_output="none",
-                         metric_export_interval=5)
+    infersight.configure(endpoint=sink.grpc_endpoint, protocol="grpc", log_output="none", metric_export_interval=5)
     monitored = infersight.monitor(model="bench", version="1")(model)
     row = {k: float(v) for k, v in zip(FEATURES, np.random.default_rng(0).normal(size=20))}
     # Warm-up so one-time allocations (buffers, caches, span queue, first export) are not growth.
@@ -278,8 +285,10 @@ def rss_only(calls: int) -> None:
     infersight.flush()
     gc.collect()
     after = rss_mb()
-    print(f"   run: RSS over {calls:,} calls: {before:.1f} MB -> {after:.1f} MB, "
-          f"growth {after - before:+.2f} MB   (floor <= 5 MB)")
+    print(
+        f"   run: RSS over {calls:,} calls: {before:.1f} MB -> {after:.1f} MB, "
+        f"growth {after - before:+.2f} MB   (floor <= 5 MB)"
+    )
     infersight.shutdown()
     sink.stop()
 

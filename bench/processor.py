@@ -65,12 +65,23 @@ def build_request(seq: int, points: int, sketches: list[ExpHistogram], models: i
     now = time.time_ns()
     for i in range(points):
         s = sketches[i % len(sketches)]
-        dp = eh.data_points.add(start_time_unix_nano=now - 10**9, time_unix_nano=now + seq, count=s.count,
-                                sum=s.sum, scale=s.scale, zero_count=s.zero_count, min=s.min, max=s.max)
+        dp = eh.data_points.add(
+            start_time_unix_nano=now - 10**9,
+            time_unix_nano=now + seq,
+            count=s.count,
+            sum=s.sum,
+            scale=s.scale,
+            zero_count=s.zero_count,
+            min=s.min,
+            max=s.max,
+        )
         dp.positive.offset = s.positive.offset
         dp.positive.bucket_counts.extend(s.positive.counts.tolist())
-        for k, v in (("ml.model.name", f"model-{i % models}"), ("ml.model.version", "1"),
-                     ("ml.feature.name", f"f{i // models}")):
+        for k, v in (
+            ("ml.model.name", f"model-{i % models}"),
+            ("ml.model.version", "1"),
+            ("ml.feature.name", f"f{i // models}"),
+        ):
             a = dp.attributes.add(key=k)
             a.value.string_value = v
     return req.SerializeToString()
@@ -79,9 +90,21 @@ def build_request(seq: int, points: int, sketches: list[ExpHistogram], models: i
 def bench_ingest(seconds: float, per_request: int, clients: int) -> None:
     tmp = tempfile.mkdtemp(prefix="infersight-bench-")
     ports = {k: _free_port() for k in ("otlp_grpc", "otlp_http", "web")}
-    cmd = [sys.executable, "-m", "infersight.processor", "--db", f"sqlite:///{tmp}/bench.db",
-           "--otlp-grpc", f"127.0.0.1:{ports['otlp_grpc']}", "--otlp-http", f"127.0.0.1:{ports['otlp_http']}",
-           "--web", f"127.0.0.1:{ports['web']}", "--log-level", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "infersight.processor",
+        "--db",
+        f"sqlite:///{tmp}/bench.db",
+        "--otlp-grpc",
+        f"127.0.0.1:{ports['otlp_grpc']}",
+        "--otlp-http",
+        f"127.0.0.1:{ports['otlp_http']}",
+        "--web",
+        f"127.0.0.1:{ports['web']}",
+        "--log-level",
+        "WARNING",
+    ]
     cpus = sorted(os.sched_getaffinity(0))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
     if len(cpus) > 1:
@@ -127,8 +150,10 @@ def bench_ingest(seconds: float, per_request: int, clients: int) -> None:
         elapsed = time.perf_counter() - t0
         total = sum(sent)
         print(f"ingest  OTLP/HTTP protobuf, processor on 1 core, {clients} clients, {per_request} points/request:")
-        print(f"        {total} exponential-histogram points acknowledged in {elapsed:.1f} s = "
-              f"{total / elapsed:,.0f} points/s (floor 50,000)")
+        print(
+            f"        {total} exponential-histogram points acknowledged in {elapsed:.1f} s = "
+            f"{total / elapsed:,.0f} points/s (floor 50,000)"
+        )
     finally:
         proc.terminate()
         proc.wait(60)
@@ -164,12 +189,18 @@ def bench_stages(per_request: int, requests: int = 40, per_batch: int = 4) -> No
     store.compact(None)
     t_compact = time.perf_counter() - t
     windows = store._read("SELECT COUNT(*) FROM stats WHERE size=?", (sizes[0],))[0][0]
-    print(f"stages  in-process, {requests} requests of {per_request} points, {per_batch} requests per commit "
-          f"(SQLite, synchronous=FULL):")
-    print(f"        decode {n / t_decode:,.0f} points/s | fold into windows {n / t_fold:,.0f} points/s | "
-          f"commit {n / t_commit:,.0f} points/s ({rows:,} window rows)")
-    print(f"        compaction (off the ack path: {rows:,} rows folded into {windows:,} base windows, rolled up "
-          f"into 1 h and 1 d): {t_compact:.2f} s = {rows / t_compact:,.0f} rows/s = {n / t_compact:,.0f} points/s")
+    print(
+        f"stages  in-process, {requests} requests of {per_request} points, {per_batch} requests per commit "
+        f"(SQLite, synchronous=FULL):"
+    )
+    print(
+        f"        decode {n / t_decode:,.0f} points/s | fold into windows {n / t_fold:,.0f} points/s | "
+        f"commit {n / t_commit:,.0f} points/s ({rows:,} window rows)"
+    )
+    print(
+        f"        compaction (off the ack path: {rows:,} rows folded into {windows:,} base windows, rolled up "
+        f"into 1 h and 1 d): {t_compact:.2f} s = {rows / t_compact:,.0f} rows/s = {n / t_compact:,.0f} points/s"
+    )
     store.close()
     # The costly case for compaction: every point in a window of its own (one row, one point).
     store = open_storage(f"sqlite:///{tmp}/single.db", sizes)
@@ -181,25 +212,45 @@ def bench_stages(per_request: int, requests: int = 40, per_batch: int = 4) -> No
     t = time.perf_counter()
     store.compact(None)
     t_single = time.perf_counter() - t
-    print(f"        compaction, one point per window: {rows:,} rows in {t_single:.2f} s = {rows / t_single:,.0f} rows/s "
-          f"({t_single / rows * 1e6:.0f} µs per point)")
+    print(
+        f"        compaction, one point per window: {rows:,} rows in {t_single:.2f} s = {rows / t_single:,.0f} rows/s "
+        f"({t_single / rows * 1e6:.0f} µs per point)"
+    )
     store.close()
 
 
-def feature_day(store_url: str, sizes: tuple[int, ...], buckets_from: int = 500,
-                compact: bool = True) -> tuple[object, int]:
+def feature_day(
+    store_url: str, sizes: tuple[int, ...], buckets_from: int = 500, compact: bool = True
+) -> tuple[object, int]:
     store = open_storage(store_url, sizes)
     t0 = 1_700_000_000 - 1_700_000_000 % 86400
     rng = np.random.default_rng(1)
     points = []
     for minute in range(1440):
         t = (t0 + 60 * minute + 1) * 10**9
-        points.append(MetricPoint("ml.feature.value", "exponential_histogram", {},
-                                  {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": "age"},
-                                  t - 10**9, t, sketch=ExpHistogram.from_values(rng.lognormal(3, 1, buckets_from))))
-        points.append(MetricPoint("ml.feature.missing", "sum", {},
-                                  {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": "age",
-                                   "ml.missing.kind": "nan"}, t - 10**9, t, monotonic=True, value=2.0))
+        points.append(
+            MetricPoint(
+                "ml.feature.value",
+                "exponential_histogram",
+                {},
+                {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": "age"},
+                t - 10**9,
+                t,
+                sketch=ExpHistogram.from_values(rng.lognormal(3, 1, buckets_from)),
+            )
+        )
+        points.append(
+            MetricPoint(
+                "ml.feature.missing",
+                "sum",
+                {},
+                {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": "age", "ml.missing.kind": "nan"},
+                t - 10**9,
+                t,
+                monotonic=True,
+                value=2.0,
+            )
+        )
     for i in range(0, len(points), 200):
         agg = aggregate(points[i : i + 200], [], [], sizes[:1])  # base windows; compaction rolls up
         store.write(WriteBatch(agg.windows))
@@ -216,13 +267,17 @@ def bench_storage() -> None:
     store._w.execute("VACUUM")
     size = os.path.getsize(f"{tmp}/mem.db")
     sample = next(iter(store.iter_windows()))[1]
-    print(f"memory  {rows} one-minute feature-windows (sketch of 500 values, ~{sample.sketches['value'].positive.counts.size} buckets, "
-          f"missing counts): SQLite file {size:,} bytes = {size / rows:,.0f} bytes per feature-window (floor 4,096)")
+    print(
+        f"memory  {rows} one-minute feature-windows (sketch of 500 values, ~{sample.sketches['value'].positive.counts.size} buckets, "
+        f"missing counts): SQLite file {size:,} bytes = {size / rows:,.0f} bytes per feature-window (floor 4,096)"
+    )
     print(f"        JSON row payload alone: {len(sample.to_json())} bytes")
 
-    cases = (("roll-ups 1h,1d, compacted", (60, 3600, 86400), True),
-             ("roll-ups 1h,1d, before compaction", (60, 3600, 86400), False),
-             ("base windows only", (60,), True))
+    cases = (
+        ("roll-ups 1h,1d, compacted", (60, 3600, 86400), True),
+        ("roll-ups 1h,1d, before compaction", (60, 3600, 86400), False),
+        ("base windows only", (60,), True),
+    )
     for i, (label, sizes, compact) in enumerate(cases):
         st, t0 = feature_day(f"sqlite:///{tmp}/q{i}.db", sizes, compact=compact)
         times = []
@@ -231,8 +286,10 @@ def bench_storage() -> None:
             ws, n = st.query("m", "feature", "age", t0, t0 + 86400)
             times.append(time.perf_counter() - t)
         assert ws.sketches["value"].count == 1440 * 500
-        print(f"query   24 h of 1-minute windows, one feature, {label}: {n} windows merged, "
-              f"median {statistics.median(times) * 1000:.1f} ms over 20 runs")
+        print(
+            f"query   24 h of 1-minute windows, one feature, {label}: {n} windows merged, "
+            f"median {statistics.median(times) * 1000:.1f} ms over 20 runs"
+        )
         st.close()
 
 

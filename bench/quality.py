@@ -97,7 +97,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
-    data = {"normal": draw("normal", REF_ROWS, rng), "lognormal": draw("lognormal", REF_ROWS, rng), "categorical": draw("categorical", REF_ROWS, rng)}
+    data = {
+        "normal": draw("normal", REF_ROWS, rng),
+        "lognormal": draw("lognormal", REF_ROWS, rng),
+        "categorical": draw("categorical", REF_ROWS, rng),
+    }
     data.update({name: draw_discrete(name, REF_ROWS, rng) for name in DISCRETE})
     ref = Reference.from_data(
         data,
@@ -106,7 +110,9 @@ def main() -> None:
     )
     policy = DriftPolicy()
     big = args.big_windows or max(args.windows // 5, 20)
-    print(f"reference {REF_ROWS} rows; policy alpha={policy.alpha}, min_effect={policy.min_effect}, min_effect_categorical={policy.min_effect_categorical}")
+    print(
+        f"reference {REF_ROWS} rows; policy alpha={policy.alpha}, min_effect={policy.min_effect}, min_effect_categorical={policy.min_effect_categorical}"
+    )
     print("\nfalse-alarm cells (bar <= 1%)")
     print(f"{'n':>9} {'windows':>8} {'normal':>8} {'lognorm':>8} {'categ':>8} {'all':>8} {'s':>6}")
     for n in (100, 1_000, 10_000, 100_000, 1_000_000):
@@ -116,10 +122,16 @@ def main() -> None:
         for name in ("normal", "lognormal", "categorical"):
             hits = sum(policy.score_feature(ref.features[name], window(name, n, rng)).drift for _ in range(w))
             rates.append(hits / w)
-        print(f"{n:>9} {w:>8} " + " ".join(f"{r:>8.2%}" for r in rates) + f" {np.mean(rates):>8.2%} {time.perf_counter() - t0:>6.1f}")
+        print(
+            f"{n:>9} {w:>8} "
+            + " ".join(f"{r:>8.2%}" for r in rates)
+            + f" {np.mean(rates):>8.2%} {time.perf_counter() - t0:>6.1f}"
+        )
     print("\npower at n=5000 (bar >= 95%)")
     for name, shift in (("normal", "mean"), ("categorical", "share"), ("normal", "scale"), ("lognormal", "scale")):
-        hits = sum(policy.score_feature(ref.features[name], window(name, 5000, rng, shift)).drift for _ in range(args.windows))
+        hits = sum(
+            policy.score_feature(ref.features[name], window(name, 5000, rng, shift)).drift for _ in range(args.windows)
+        )
         print(f"  {name:<12} {shift:<6} {hits / args.windows:>8.2%}")
     print("\ncause hints at n=5000 (bar >= 90% right)")
     cases = {
@@ -127,14 +139,20 @@ def main() -> None:
         "unit_change:/60": ("lognormal", lambda x, r: x / 60),
         "unit_change:x100": ("lognormal", lambda x, r: x * 100),
         "missing_rate_jump": ("normal", lambda x, r: np.where(r.random(x.size) < 0.05, np.nan, x)),
-        "unseen_categories": ("categorical", lambda x, r: np.where(r.random(x.size) < 0.03, "new_level", x).astype(object)),
+        "unseen_categories": (
+            "categorical",
+            lambda x, r: np.where(r.random(x.size) < 0.03, "new_level", x).astype(object),
+        ),
     }
     for cause, (name, inject) in cases.items():
         kind = "categorical" if name == "categorical" else "numeric"
         right = 0
         for _ in range(args.windows):
             col = inject(draw(name, 5000, rng), rng)
-            right += policy.score_feature(ref.features[name], FeatureWindow.from_column(col, kind, keep_values=True)).cause == cause
+            right += (
+                policy.score_feature(ref.features[name], FeatureWindow.from_column(col, kind, keep_values=True)).cause
+                == cause
+            )
         print(f"  {cause:<20} {right / args.windows:>8.2%}")
     sketched(ref, policy, rng, args.windows, big)
 
@@ -149,7 +167,9 @@ def sketched(ref: Reference, policy: DriftPolicy, rng: np.random.Generator, wind
         return draw(name, n, rng, "mean" if shift and name == "normal" else ("scale" if shift else None))
 
     def flagged(name: str, n: int, shift: bool = False) -> bool:
-        return policy.score_feature(ref.features[name], FeatureWindow("numeric", n, {}, ExpHistogram.from_values(values(name, n, shift)))).drift
+        return policy.score_feature(
+            ref.features[name], FeatureWindow("numeric", n, {}, ExpHistogram.from_values(values(name, n, shift)))
+        ).drift
 
     print("\nscored from OTel sketches: false-alarm cells (bar <= 1%)")
     print(f"{'n':>9} {'windows':>8} " + " ".join(f"{k[:8]:>8}" for k in names) + f" {'all':>8} {'s':>6}")
@@ -157,10 +177,21 @@ def sketched(ref: Reference, policy: DriftPolicy, rng: np.random.Generator, wind
         t0 = time.perf_counter()
         w = windows if n < 100_000 else big
         rates = [sum(flagged(name, n) for _ in range(w)) / w for name in names]
-        print(f"{n:>9} {w:>8} " + " ".join(f"{r:>8.2%}" for r in rates) + f" {np.mean(rates):>8.2%} {time.perf_counter() - t0:>6.1f}")
+        print(
+            f"{n:>9} {w:>8} "
+            + " ".join(f"{r:>8.2%}" for r in rates)
+            + f" {np.mean(rates):>8.2%} {time.perf_counter() - t0:>6.1f}"
+        )
     print("\nscored from OTel sketches: power at n=5000 (bar >= 95%)")
-    shifts = {"normal": "mean +0.2 sigma", "lognormal": "scale x2", "poisson": "rate 1.5 -> 1.8", "int0_5": "tilted to 5",
-              "flag01": "share 30% -> 36%", "clip30": "at bound 30% -> 45%", "price": "prices +10%"}
+    shifts = {
+        "normal": "mean +0.2 sigma",
+        "lognormal": "scale x2",
+        "poisson": "rate 1.5 -> 1.8",
+        "int0_5": "tilted to 5",
+        "flag01": "share 30% -> 36%",
+        "clip30": "at bound 30% -> 45%",
+        "price": "prices +10%",
+    }
     for name in names:
         hits = sum(flagged(name, 5000, True) for _ in range(windows))
         print(f"  {name:<10} {shifts[name]:<20} {hits / windows:>8.2%}")

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import infersight
-from infersight.stats.drift import DriftPolicy
 from infersight.processor.config import load_config
 from infersight.processor.service import Processor
+from infersight.stats.drift import DriftPolicy
 from infersight.stats.reference import Reference
 from infersight.stats.sketch import ExpHistogram
 from infersight.stats.windows import FeatureWindow
@@ -57,8 +57,9 @@ def get(url: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", metavar="DIR", type=Path,
-                        help="write the reference profile and database here and keep them")
+    parser.add_argument(
+        "--keep", metavar="DIR", type=Path, help="write the reference profile and database here and keep them"
+    )
     args = parser.parse_args(argv)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -74,15 +75,26 @@ def run(work: Path) -> int:
     reference.save(work / "reference.json")
     print(f"reference profile: {len(reference.features)} features -> {work / 'reference.json'}")
 
-    config = load_config(None, {"db": f"sqlite:///{work}/infersight.db", "window": "1s",
-                                "otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "web": "127.0.0.1:0"})
+    config = load_config(
+        None,
+        {
+            "db": f"sqlite:///{work}/infersight.db",
+            "window": "1s",
+            "otlp_grpc": "127.0.0.1:0",
+            "otlp_http": "127.0.0.1:0",
+            "web": "127.0.0.1:0",
+        },
+    )
     processor = Processor(config)
     processor.start()
     web = f"http://127.0.0.1:{processor.ports['web']}"
     try:
         infersight.configure(
-            service_name="churn-api", endpoint=f"http://127.0.0.1:{processor.ports['otlp_http']}",
-            protocol="http/protobuf", log_output="none", metric_export_interval=1,
+            service_name="churn-api",
+            endpoint=f"http://127.0.0.1:{processor.ports['otlp_http']}",
+            protocol="http/protobuf",
+            log_output="none",
+            metric_export_interval=1,
             sample_ratio=0.2,  # a 3000-call burst traced in full would overflow the span queue
         )
         t0 = time.time()
@@ -105,12 +117,19 @@ def run(work: Path) -> int:
             for name, prof in reference.features.items():
                 f = get(f"{web}/api/models/churn/features/{name}?start={start}&end={end:.0f}")
                 sketch = ExpHistogram.from_dict(f["sketch"]) if f.get("sketch") else None
-                window = FeatureWindow(kind=prof.kind, rows=f["count"] + f["missing_total"], missing=f["missing"],
-                                       sketch=sketch, categories=f["categories"] or None)
+                window = FeatureWindow(
+                    kind=prof.kind,
+                    rows=f["count"] + f["missing_total"],
+                    missing=f["missing"],
+                    sketch=sketch,
+                    categories=f["categories"] or None,
+                )
                 r = policy.score_feature(prof, window)
                 verdict = "DRIFT" if r.drift else "ok"
-                print(f"  {name:14s} {r.method:16s} statistic={r.statistic:9.4f} threshold={r.threshold:7.4f} "
-                      f"{verdict:5s} {r.cause or ''}")
+                print(
+                    f"  {name:14s} {r.method:16s} statistic={r.statistic:9.4f} threshold={r.threshold:7.4f} "
+                    f"{verdict:5s} {r.cause or ''}"
+                )
     finally:
         infersight.shutdown()
         processor.stop()

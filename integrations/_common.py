@@ -26,8 +26,9 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -236,13 +237,36 @@ class RequestInfo:
     none of the propagator's headers (see :class:`Propagation`): extraction is then skipped; it
     is also ``None`` when ``remote`` holds the caller's span read from a plain ``traceparent``."""
 
-    __slots__ = ("method", "scheme", "path", "server_address", "server_port", "client", "user_agent",
-                 "protocol_version", "incoming_id", "carrier", "getter", "remote")
+    __slots__ = (
+        "method",
+        "scheme",
+        "path",
+        "server_address",
+        "server_port",
+        "client",
+        "user_agent",
+        "protocol_version",
+        "incoming_id",
+        "carrier",
+        "getter",
+        "remote",
+    )
 
-    def __init__(self, method: str, scheme: str, path: str, server_address: str | None, server_port: int | None,
-                 client: str | None, user_agent: str | None, protocol_version: str | None,
-                 incoming_id: str | None, carrier: Any = None, getter: Getter[Any] | None = None,
-                 remote: SpanContext | None = None) -> None:
+    def __init__(
+        self,
+        method: str,
+        scheme: str,
+        path: str,
+        server_address: str | None,
+        server_port: int | None,
+        client: str | None,
+        user_agent: str | None,
+        protocol_version: str | None,
+        incoming_id: str | None,
+        carrier: Any = None,
+        getter: Getter[Any] | None = None,
+        remote: SpanContext | None = None,
+    ) -> None:
         self.method = method
         self.scheme = scheme
         self.path = path
@@ -313,9 +337,12 @@ def _is_default_w3c(propagator: Any) -> bool:
     if type(propagator) is TraceContextTextMapPropagator:
         return True
     inner = getattr(propagator, "_propagators", None)
-    return (type(propagator) is CompositePropagator and inner is not None
-            and [type(p) for p in inner] in ([TraceContextTextMapPropagator, W3CBaggagePropagator],
-                                             [TraceContextTextMapPropagator]))
+    return (
+        type(propagator) is CompositePropagator
+        and inner is not None
+        and [type(p) for p in inner]
+        in ([TraceContextTextMapPropagator, W3CBaggagePropagator], [TraceContextTextMapPropagator])
+    )
 
 
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
@@ -377,16 +404,19 @@ def duration_histogram(rt: Any) -> Any:
     hit = _histograms.get(id(rt))
     if hit is not None and hit[0] is rt and hit[1] is rt.meter_provider:
         return hit[2]
-    recorder = rt.delta_histogram(SCOPE, "http.server.request.duration", "s", "Duration of HTTP server requests.",
-                                  DURATION_BUCKETS)
+    recorder = rt.delta_histogram(
+        SCOPE, "http.server.request.duration", "s", "Duration of HTTP server requests.", DURATION_BUCKETS
+    )
     if recorder is None:
         meter = rt.meter_provider.get_meter(SCOPE, "0.1.0")
-        recorder = _SdkRecorder(meter.create_histogram(
-            "http.server.request.duration",
-            unit="s",
-            description="Duration of HTTP server requests.",
-            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
-        ))
+        recorder = _SdkRecorder(
+            meter.create_histogram(
+                "http.server.request.duration",
+                unit="s",
+                description="Duration of HTTP server requests.",
+                explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+            )
+        )
     _histograms[id(rt)] = (rt, rt.meter_provider, recorder)
     return recorder
 
@@ -445,9 +475,29 @@ class Exchange:
     """One HTTP request/response as the middlewares see it. Not thread-safe: one per request."""
 
     __slots__ = (
-        "rt", "opts", "request_id", "span", "owned", "ctx", "_ctx_token", "_rid_token", "t0", "t_done", "end_ns",
-        "method", "scheme", "route", "status", "complete", "disconnected", "exc",
-        "req_body", "resp_body", "req_truncated", "resp_truncated", "capture_response",
+        "rt",
+        "opts",
+        "request_id",
+        "span",
+        "owned",
+        "ctx",
+        "_ctx_token",
+        "_rid_token",
+        "t0",
+        "t_done",
+        "end_ns",
+        "method",
+        "scheme",
+        "route",
+        "status",
+        "complete",
+        "disconnected",
+        "exc",
+        "req_body",
+        "resp_body",
+        "req_truncated",
+        "resp_truncated",
+        "capture_response",
     )
     rt: Any
     opts: MiddlewareOptions

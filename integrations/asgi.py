@@ -17,7 +17,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
 
 from opentelemetry import context as otel_context
 
@@ -332,4 +333,3 @@ def _maybe_capture_request(ex: Exchange, scope: Scope) -> None:
             if is_json(value.decode("latin-1")):
                 ex.req_body = bytearray()
             return
-

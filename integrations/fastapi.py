@@ -12,7 +12,8 @@ or, the Starlette way::
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from infersight.integrations.asgi import InferSightMiddleware as _ASGIMiddleware
 from infersight.integrations.asgi import starlette_route

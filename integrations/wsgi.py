@@ -21,8 +21,8 @@ Example:
 from __future__ import annotations
 
 import contextvars
-
-from typing import Any, Callable, Iterable, Iterator, Optional
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
@@ -53,7 +53,7 @@ EXCEPTION_KEY = "infersight.exception"
 class _EnvironGetter(Getter[WSGIEnviron]):
     """W3C propagators read ``traceparent``; WSGI spells it ``HTTP_TRACEPARENT``."""
 
-    def get(self, carrier: WSGIEnviron, key: str) -> Optional[list[str]]:
+    def get(self, carrier: WSGIEnviron, key: str) -> list[str] | None:
         value = carrier.get(_environ_key(key))
         return None if value is None else [value]
 
@@ -143,9 +143,7 @@ class InferSightMiddleware:
                     else:
                         headers = list(headers) + [(header, ex.request_id)]
                     if self.options.capture_bodies:
-                        ex.capture_response = any(
-                            k.lower() == "content-type" and is_json(v) for k, v in headers
-                        )
+                        ex.capture_response = any(k.lower() == "content-type" and is_json(v) for k, v in headers)
                 except Exception:  # noqa: BLE001 - the original status and headers still go out
                     _fault("wsgi_start_response")
                 return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
@@ -351,4 +349,3 @@ class _TeeInput:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
-

@@ -189,8 +189,9 @@ def make_web_app(
             for s in series:
                 if s["role"] != role:
                     continue
-                g = by.setdefault(s["name"], {"name": s["name"], "versions": [], "windows": 0,
-                                              "first": s["first"], "last": s["last"]})
+                g = by.setdefault(
+                    s["name"], {"name": s["name"], "versions": [], "windows": 0, "first": s["first"], "last": s["last"]}
+                )
                 g["versions"].append(s["version"])
                 g["windows"] = max(g["windows"], s["windows"])
                 g["first"], g["last"] = min(g["first"], s["first"]), max(g["last"], s["last"])
@@ -198,18 +199,20 @@ def make_web_app(
 
         firsts = [s["first"] for s in series]
         lasts = [s["last"] for s in series]
-        return JSONResponse({
-            "model": name,
-            "versions": sorted({s["version"] for s in series}),
-            "window_seconds": window,
-            "window_sizes": list(storage.window_sizes),
-            "windows": max((s["windows"] for s in series), default=0),
-            "time_range": {"start": min(firsts, default=None), "end": max(lasts, default=None)},
-            "features": group(FEATURE),
-            "outputs": group(OUTPUT),
-            "has_calls": any(s["role"] == MODEL for s in series),
-            "predictions": counts,
-        })
+        return JSONResponse(
+            {
+                "model": name,
+                "versions": sorted({s["version"] for s in series}),
+                "window_seconds": window,
+                "window_sizes": list(storage.window_sizes),
+                "windows": max((s["windows"] for s in series), default=0),
+                "time_range": {"start": min(firsts, default=None), "end": max(lasts, default=None)},
+                "features": group(FEATURE),
+                "outputs": group(OUTPUT),
+                "has_calls": any(s["role"] == MODEL for s in series),
+                "predictions": counts,
+            }
+        )
 
     def series_endpoint(role: str, param: str) -> Any:
         def handler(request: Request) -> Response:
@@ -245,20 +248,25 @@ def make_web_app(
 
     async def healthz(request: Request) -> Response:
         ok = await run_in_threadpool(storage.ping)
-        body = {"status": "ok" if ok else "storage unavailable", "storage": ok,
-                "queue_points": ingestor.depth if ingestor else 0}
+        body = {
+            "status": "ok" if ok else "storage unavailable",
+            "storage": ok,
+            "queue_points": ingestor.depth if ingestor else 0,
+        }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     def metrics(request: Request) -> Response:
         return PlainTextResponse(registry.render(), media_type="text/plain; version=0.0.4")
 
-    return Starlette(routes=[
-        Route("/healthz", healthz),
-        Route("/metrics", guarded(metrics)),
-        Route("/api/models", guarded(models)),
-        Route("/api/models/{model}", guarded(model)),
-        Route("/api/models/{model}/features/{feature:path}", guarded(series_endpoint(FEATURE, "feature"))),
-        Route("/api/models/{model}/outputs/{output:path}", guarded(series_endpoint(OUTPUT, "output"))),
-        Route("/api/models/{model}/calls", guarded(calls)),
-        Route("/api/models/{model}/predictions", guarded(predictions)),
-    ])
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/metrics", guarded(metrics)),
+            Route("/api/models", guarded(models)),
+            Route("/api/models/{model}", guarded(model)),
+            Route("/api/models/{model}/features/{feature:path}", guarded(series_endpoint(FEATURE, "feature"))),
+            Route("/api/models/{model}/outputs/{output:path}", guarded(series_endpoint(OUTPUT, "output"))),
+            Route("/api/models/{model}/calls", guarded(calls)),
+            Route("/api/models/{model}/predictions", guarded(predictions)),
+        ]
+    )

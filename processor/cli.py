@@ -23,16 +23,29 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Receive OTLP (gRPC and HTTP), keep mergeable windowed statistics per model "
         "and feature, and serve them over HTTP. Flags override the config file.",
     )
-    p.add_argument("--config", metavar="FILE", help="YAML configuration file (sections: listen, storage, ingest, security)")
+    p.add_argument(
+        "--config", metavar="FILE", help="YAML configuration file (sections: listen, storage, ingest, security)"
+    )
     p.add_argument("--otlp-grpc", metavar="ADDR", help="OTLP/gRPC listen address (default 127.0.0.1:4317)")
     p.add_argument("--otlp-http", metavar="ADDR", help="OTLP/HTTP listen address (default 127.0.0.1:4318)")
     p.add_argument("--web", metavar="ADDR", help="API, /metrics and /healthz address (default 127.0.0.1:8318)")
-    p.add_argument("--db", metavar="URL", help="storage: sqlite:///path.db (default ./infersight.db) or postgresql://...")
+    p.add_argument(
+        "--db", metavar="URL", help="storage: sqlite:///path.db (default ./infersight.db) or postgresql://..."
+    )
     p.add_argument("--window", metavar="DURATION", help="base window, e.g. 1s, 60s, 5m (default 60s)")
-    p.add_argument("--token", metavar="TOKEN",
-                   help="require 'Authorization: Bearer TOKEN' (also INFERSIGHT_PROCESSOR_TOKEN or security.token_file)")
-    p.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
-                   help=f"logging level: {', '.join(LOG_LEVELS)} (default INFO)")
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' (also INFERSIGHT_PROCESSOR_TOKEN or security.token_file)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"logging level: {', '.join(LOG_LEVELS)} (default INFO)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -57,8 +70,12 @@ def _run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {
-        "otlp_grpc": args.otlp_grpc, "otlp_http": args.otlp_http, "web": args.web,
-        "db": args.db, "window": args.window, "token": args.token,
+        "otlp_grpc": args.otlp_grpc,
+        "otlp_http": args.otlp_http,
+        "web": args.web,
+        "db": args.db,
+        "window": args.window,
+        "token": args.token,
     }
     try:
         config = load_config(args.config, overrides)

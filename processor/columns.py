@@ -19,8 +19,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -70,16 +71,24 @@ class SketchColumns:
         n_el = self.pos_len + self.neg_len
         el_keep = np.repeat(keep, n_el)
         cols = {f: getattr(self, f)[keep] for f in _POINT_FIELDS}
-        return SketchColumns(self.name, self.resource, self.attrs, self.attr_keys, counts=self.counts[el_keep],
-                             series=self.series, **cols)
+        return SketchColumns(
+            self.name,
+            self.resource,
+            self.attrs,
+            self.attr_keys,
+            counts=self.counts[el_keep],
+            series=self.series,
+            **cols,
+        )
 
     @staticmethod
     def concat(parts: Sequence[SketchColumns], attr_index: Sequence[I64]) -> SketchColumns:
         """All points of ``parts`` in one set of columns, with ``attr_index`` given anew per
         part (the caller's own numbering, e.g. series ids); names and attributes are dropped."""
         cols = {f: np.concatenate([getattr(p, f) for p in parts]) for f in _POINT_FIELDS if f != "attr_index"}
-        return SketchColumns("", {}, [], [], np.concatenate(attr_index), counts=np.concatenate([p.counts for p in parts]),
-                             **cols)
+        return SketchColumns(
+            "", {}, [], [], np.concatenate(attr_index), counts=np.concatenate([p.counts for p in parts]), **cols
+        )
 
     def elements(self) -> tuple[I64, I64, I64, I64]:
         """Per bucket: (point, sign 0=positive 1=negative, bucket index, count)."""
@@ -94,8 +103,21 @@ class SketchColumns:
         return run >> 1, run & 1, offsets[run] + within, self.counts
 
 
-_POINT_FIELDS = ("attr_index", "start_ns", "time_ns", "scale", "count", "zero_count", "sum", "min", "max",
-                 "pos_offset", "pos_len", "neg_offset", "neg_len")
+_POINT_FIELDS = (
+    "attr_index",
+    "start_ns",
+    "time_ns",
+    "scale",
+    "count",
+    "zero_count",
+    "sum",
+    "min",
+    "max",
+    "pos_offset",
+    "pos_len",
+    "neg_offset",
+    "neg_len",
+)
 
 
 def decode_varints(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
@@ -288,10 +310,24 @@ def merge_groups(group: I64, n_groups: int, cols: SketchColumns) -> list[ExpHist
     any_live[g_live] = True
     out: list[ExpHistogram | None] = []
     empty = np.zeros(0, np.int64)
-    rows = zip(any_live.tolist(), (group_scale - g_change).tolist(), g_zero.tolist(), g_count.tolist(),
-               g_sum.tolist(), g_min.tolist(), g_max.tolist(), gmax.tolist(), present[0::2].tolist(),
-               present[1::2].tolist(), lo_f[0::2].tolist(), lo_f[1::2].tolist(), base[0::2].tolist(),
-               base[1::2].tolist(), width[0::2].tolist(), width[1::2].tolist())
+    rows = zip(
+        any_live.tolist(),
+        (group_scale - g_change).tolist(),
+        g_zero.tolist(),
+        g_count.tolist(),
+        g_sum.tolist(),
+        g_min.tolist(),
+        g_max.tolist(),
+        gmax.tolist(),
+        present[0::2].tolist(),
+        present[1::2].tolist(),
+        lo_f[0::2].tolist(),
+        lo_f[1::2].tolist(),
+        base[0::2].tolist(),
+        base[1::2].tolist(),
+        width[0::2].tolist(),
+        width[1::2].tolist(),
+    )
     for alive, scale, zero, cnt, sm, mn, mx, msize, has_p, has_n, off_p, off_n, b_p, b_n, w_p, w_n in rows:
         if not alive:
             out.append(None)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -188,7 +189,7 @@ def _token(value: Any, key: str) -> str:
     if not text.strip():
         raise ConfigError(
             f"{key}: the token is empty, which would leave the processor open to anyone "
-            "(an unset shell variable, as in --token \"$TOKEN\", gives an empty one); "
+            '(an unset shell variable, as in --token "$TOKEN", gives an empty one); '
             "give a non-empty token, or leave the token out to run without authentication"
         )
     return text
@@ -291,9 +292,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{section}: must be a mapping of keys ({', '.join(_SECTIONS[section])})")
         for key, raw in body.items():
             if key not in _SECTIONS[section]:
-                raise ConfigError(
-                    f"{section}.{key}: unknown key; known in {section}: {', '.join(_SECTIONS[section])}"
-                )
+                raise ConfigError(f"{section}.{key}: unknown key; known in {section}: {', '.join(_SECTIONS[section])}")
             _apply(values, f"{section}.{key}", raw, _SECTIONS[section][key])
     return values
 
@@ -307,10 +306,14 @@ def _validate(cfg: ProcessorConfig) -> ProcessorConfig:
     sizes = cfg.window_sizes
     for a, b in zip(sizes[1:], sizes[2:]):
         if b % a:
-            raise ConfigError(f"storage.rollups: {b}s is not a multiple of {a}s; each roll-up must contain whole smaller windows")
+            raise ConfigError(
+                f"storage.rollups: {b}s is not a multiple of {a}s; each roll-up must contain whole smaller windows"
+            )
     for size in cfg.retention:
         if size not in sizes:
-            raise ConfigError(f"storage.retention: {size}s is not a configured window size ({', '.join(f'{s}s' for s in sizes)})")
+            raise ConfigError(
+                f"storage.retention: {size}s is not a configured window size ({', '.join(f'{s}s' for s in sizes)})"
+            )
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise ConfigError("security.tls_cert and security.tls_key must be given together")
     return replace(cfg)

@@ -22,9 +22,10 @@ import hashlib
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from infersight.processor.otlp_decode import CumulativeToDelta, Decoded
 from infersight.processor.selfmetrics import Registry
@@ -197,8 +198,9 @@ class Ingestor:
         # Base windows only: compaction rolls them up (off the acknowledgement path).
         agg = aggregate(deltas, spans, logs, self.window_sizes[:1], columns)
         self.storage.write(
-            WriteBatch(agg.windows, agg.predictions, agg.feedback, sorted(digests),
-                       {k: v.to_json() for k, v in staged.items()})
+            WriteBatch(
+                agg.windows, agg.predictions, agg.feedback, sorted(digests), {k: v.to_json() for k, v in staged.items()}
+            )
         )
         self.converter.commit(staged)
         with self._dirty_lock:

@@ -16,22 +16,20 @@ OTel-exact sketch), so they merge with what the SDK computed without any convers
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from google.protobuf import json_format
-from google.protobuf import unknown_fields
+from google.protobuf import json_format, unknown_fields
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint, Metric
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
@@ -373,13 +371,22 @@ def decode_metrics_light(body: bytes) -> Decoded | None:
                 for metric in sm.metrics:
                     items += 1
                     eh = metric.exponential_histogram
-                    if metric.name and metric.HasField("exponential_histogram") \
-                            and eh.aggregation_temporality == _DELTA:
+                    if (
+                        metric.name
+                        and metric.HasField("exponential_histogram")
+                        and eh.aggregation_temporality == _DELTA
+                    ):
                         slow = _exp_columns(metric.name, resource, eh.data_points, out, light=True)
                         if slow:
-                            _histogram_points(metric.name, "exponential_histogram", metric.unit, resource, "delta",
-                                              [ExponentialHistogramDataPoint.FromString(dp.SerializeToString())
-                                               for dp in slow], out)
+                            _histogram_points(
+                                metric.name,
+                                "exponential_histogram",
+                                metric.unit,
+                                resource,
+                                "delta",
+                                [ExponentialHistogramDataPoint.FromString(dp.SerializeToString()) for dp in slow],
+                                out,
+                            )
                     else:
                         _decode_one(Metric.FromString(metric.SerializeToString()), resource, out, True)
     except (DecodeError, RecursionError, ValueError):
@@ -402,8 +409,18 @@ def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decode
     if kind == "gauge":
         for dp in data.data_points:
             out.points.append(
-                MetricPoint(name, "gauge", resource, _attrs(dp.attributes), dp.start_time_unix_nano,
-                            dp.time_unix_nano, "delta", False, _number(dp), unit=unit)
+                MetricPoint(
+                    name,
+                    "gauge",
+                    resource,
+                    _attrs(dp.attributes),
+                    dp.start_time_unix_nano,
+                    dp.time_unix_nano,
+                    "delta",
+                    False,
+                    _number(dp),
+                    unit=unit,
+                )
             )
         return
     temporality = _temporality(data.aggregation_temporality, name, out)
@@ -416,8 +433,18 @@ def _decode_metric(metric: Any, kind: str, resource: dict[str, Any], out: Decode
                 out.reject(f"metric {name!r}: sum value {value} is not finite")
                 continue
             out.points.append(
-                MetricPoint(name, "sum", resource, _attrs(dp.attributes), dp.start_time_unix_nano,
-                            dp.time_unix_nano, temporality, data.is_monotonic, value, unit=unit)
+                MetricPoint(
+                    name,
+                    "sum",
+                    resource,
+                    _attrs(dp.attributes),
+                    dp.start_time_unix_nano,
+                    dp.time_unix_nano,
+                    temporality,
+                    data.is_monotonic,
+                    value,
+                    unit=unit,
+                )
             )
     elif kind == "exponential_histogram":
         dps: Iterable[Any] = data.data_points
@@ -434,8 +461,9 @@ _ATTR_CACHE: dict[tuple[bytes, ...], dict[str, Any]] = {}
 _ATTR_CACHE_MAX = 200_000
 
 
-def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any], out: Decoded,
-                 light: bool = False) -> list[Any]:
+def _exp_columns(
+    name: str, resource: dict[str, Any], data_points: Sequence[Any], out: Decoded, light: bool = False
+) -> list[Any]:
     """Append the points of one exponential-histogram metric to ``out.columns``; return those
     that need the point-by-point path (no sum/min/max sent, non-finite values, odd bytes).
 
@@ -456,8 +484,11 @@ def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any]
     for dp in data_points:
         # Optional fields read 0.0 when absent: only a 0.0 needs the (slower) presence check.
         total, lo, hi = dp.sum, dp.min, dp.max
-        if ((not total and not dp.HasField("sum")) or (not lo and not dp.HasField("min"))
-                or (not hi and not dp.HasField("max"))):
+        if (
+            (not total and not dp.HasField("sum"))
+            or (not lo and not dp.HasField("min"))
+            or (not hi and not dp.HasField("max"))
+        ):
             slow.append(dp)
             continue
         if light:
@@ -476,8 +507,7 @@ def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any]
                 decoded = cache[key] = _attrs([KeyValue.FromString(b) for b in key]) if light else _attrs(dp.attributes)
             attrs.append(decoded)
             keys.append(key)
-        rows.append((ai, dp.start_time_unix_nano, dp.time_unix_nano, dp.scale, dp.count, dp.zero_count,
-                     total, lo, hi))
+        rows.append((ai, dp.start_time_unix_nano, dp.time_unix_nano, dp.scale, dp.count, dp.zero_count, total, lo, hi))
         fast.append(dp)
     if not rows:
         return slow
@@ -493,8 +523,26 @@ def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any]
     ai, start, time, scale, count, zero = ints
     offsets, lens, counts = buckets
     poff, noff, plen, nlen = offsets[0::2], offsets[1::2], lens[0::2], lens[1::2]
-    cols = SketchColumns(name, resource, attrs, keys, ai, start, time, scale, count, zero, floats[0], floats[1],
-                         floats[2], poff, plen, noff, nlen, counts)
+    cols = SketchColumns(
+        name,
+        resource,
+        attrs,
+        keys,
+        ai,
+        start,
+        time,
+        scale,
+        count,
+        zero,
+        floats[0],
+        floats[1],
+        floats[2],
+        poff,
+        plen,
+        noff,
+        nlen,
+        counts,
+    )
     finite = np.isfinite(floats[0]) & np.isfinite(floats[1]) & np.isfinite(floats[2])
     csum = np.concatenate([[0], np.cumsum(counts)])
     first = np.cumsum(plen + nlen) - (plen + nlen)
@@ -510,8 +558,9 @@ def _exp_columns(name: str, resource: dict[str, Any], data_points: Sequence[Any]
     return slow + [fast[i] for i in np.flatnonzero(~finite)]
 
 
-def _histogram_points(name: str, kind: str, unit: str, resource: dict[str, Any], temporality: str,
-                      dps: Iterable[Any], out: Decoded) -> None:
+def _histogram_points(
+    name: str, kind: str, unit: str, resource: dict[str, Any], temporality: str, dps: Iterable[Any], out: Decoded
+) -> None:
     """Histogram points one by one (``kind`` ``exponential_histogram`` or ``histogram``)."""
     for dp in dps:
         try:
@@ -519,8 +568,17 @@ def _histogram_points(name: str, kind: str, unit: str, resource: dict[str, Any],
         except ValueError as exc:
             out.reject(f"metric {name!r}: {exc}")
             continue
-        p = MetricPoint(name, kind, resource, _attrs(dp.attributes), dp.start_time_unix_nano, dp.time_unix_nano,
-                        temporality, True, unit=unit)
+        p = MetricPoint(
+            name,
+            kind,
+            resource,
+            _attrs(dp.attributes),
+            dp.start_time_unix_nano,
+            dp.time_unix_nano,
+            temporality,
+            True,
+            unit=unit,
+        )
         if isinstance(value, ExpHistogram):
             p.sketch = value
         else:
@@ -541,15 +599,19 @@ def exp_histogram_from_point(dp: Any) -> ExpHistogram:
     """
     if not -10 <= dp.scale <= 20:
         raise ValueError(f"scale {dp.scale} is outside the OTel range -10..20")
-    pos = Buckets(dp.positive.offset, np.asarray(dp.positive.bucket_counts, np.int64)).trimmed() \
-        if len(dp.positive.bucket_counts) else Buckets()
-    neg = Buckets(dp.negative.offset, np.asarray(dp.negative.bucket_counts, np.int64)).trimmed() \
-        if len(dp.negative.bucket_counts) else Buckets()
+    pos = (
+        Buckets(dp.positive.offset, np.asarray(dp.positive.bucket_counts, np.int64)).trimmed()
+        if len(dp.positive.bucket_counts)
+        else Buckets()
+    )
+    neg = (
+        Buckets(dp.negative.offset, np.asarray(dp.negative.bucket_counts, np.int64)).trimmed()
+        if len(dp.negative.bucket_counts)
+        else Buckets()
+    )
     bucket_total = int(pos.counts.sum()) + int(neg.counts.sum())
     if dp.count != dp.zero_count + bucket_total:
-        raise ValueError(
-            f"count {dp.count} != zero_count {dp.zero_count} + bucket counts {bucket_total}"
-        )
+        raise ValueError(f"count {dp.count} != zero_count {dp.zero_count} + bucket counts {bucket_total}")
     width = max(pos.counts.size, neg.counts.size)
     sketch = ExpHistogram(
         scale=dp.scale if bucket_total else (dp.scale if dp.count else 0),
@@ -636,9 +698,17 @@ def decode_traces(msg: Message) -> Decoded:
                 error = span.status.code == _STATUS_ERROR
                 etype = attrs.get("error.type")
                 out.points.append(
-                    SpanPoint(span.name, resource, attrs, span.trace_id.hex(), span.span_id.hex(),
-                              span.start_time_unix_nano, span.end_time_unix_nano, error,
-                              str(etype) if etype is not None else ("_OTHER" if error else None))
+                    SpanPoint(
+                        span.name,
+                        resource,
+                        attrs,
+                        span.trace_id.hex(),
+                        span.span_id.hex(),
+                        span.start_time_unix_nano,
+                        span.end_time_unix_nano,
+                        error,
+                        str(etype) if etype is not None else ("_OTHER" if error else None),
+                    )
                 )
     return _check_shape(msg, out, items)
 
@@ -662,9 +732,15 @@ def decode_logs(msg: Message) -> Decoded:
                 attrs = _attrs(rec.attributes)
                 event = rec.event_name or attrs.get("event.name") or ""
                 out.points.append(
-                    LogPoint(str(event), resource, attrs, rec.time_unix_nano or rec.observed_time_unix_nano,
-                             rec.trace_id.hex(), rec.span_id.hex(),
-                             _any_value(rec.body) if rec.HasField("body") else None)
+                    LogPoint(
+                        str(event),
+                        resource,
+                        attrs,
+                        rec.time_unix_nano or rec.observed_time_unix_nano,
+                        rec.trace_id.hex(),
+                        rec.span_id.hex(),
+                        _any_value(rec.body) if rec.HasField("body") else None,
+                    )
                 )
     return _check_shape(msg, out, items)
 
@@ -681,19 +757,23 @@ class _StreamState:
     histogram: ExplicitHistogram | None = None
 
     def to_json(self) -> str:
-        return json.dumps({
-            "start_ns": self.start_ns,
-            "time_ns": self.time_ns,
-            "value": self.value,
-            "sketch": self.sketch.to_dict() if self.sketch else None,
-            "histogram": self.histogram.to_dict() if self.histogram else None,
-        })
+        return json.dumps(
+            {
+                "start_ns": self.start_ns,
+                "time_ns": self.time_ns,
+                "value": self.value,
+                "sketch": self.sketch.to_dict() if self.sketch else None,
+                "histogram": self.histogram.to_dict() if self.histogram else None,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> _StreamState:
         d = json.loads(text)
         return cls(
-            d["start_ns"], d["time_ns"], d.get("value"),
+            d["start_ns"],
+            d["time_ns"],
+            d.get("value"),
             ExpHistogram.from_dict(d["sketch"]) if d.get("sketch") else None,
             ExplicitHistogram.from_dict(d["histogram"]) if d.get("histogram") else None,
         )
@@ -753,9 +833,17 @@ class CumulativeToDelta:
         fresh = prev is None or p.start_ns != prev.start_ns
         if prev is None and not p.start_ns:
             return None  # baseline only: we cannot know what came before
-        d = MetricPoint(p.name, p.kind, p.resource, p.attributes,
-                        p.start_ns if fresh or prev is None else prev.time_ns, p.time_ns, "delta",
-                        p.monotonic, unit=p.unit)
+        d = MetricPoint(
+            p.name,
+            p.kind,
+            p.resource,
+            p.attributes,
+            p.start_ns if fresh or prev is None else prev.time_ns,
+            p.time_ns,
+            "delta",
+            p.monotonic,
+            unit=p.unit,
+        )
         if p.kind == "sum":
             assert p.value is not None
             if fresh or prev is None or prev.value is None:
@@ -792,8 +880,13 @@ def subtract_sketch(cur: ExpHistogram, prev: ExpHistogram) -> ExpHistogram | Non
     scale = min(cur.scale, prev.scale)
     a = cur.downscale(cur.scale - scale)
     b = prev.downscale(prev.scale - scale)
-    out = ExpHistogram(scale=scale, zero_count=a.zero_count - b.zero_count, count=cur.count - prev.count,
-                       sum=cur.sum - prev.sum, max_size=cur.max_size)
+    out = ExpHistogram(
+        scale=scale,
+        zero_count=a.zero_count - b.zero_count,
+        count=cur.count - prev.count,
+        sum=cur.sum - prev.sum,
+        max_size=cur.max_size,
+    )
     if out.zero_count < 0:
         return None
     for sign in ("positive", "negative"):

@@ -36,9 +36,10 @@ import hmac
 import logging
 import threading
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
@@ -54,17 +55,34 @@ from starlette.routing import Route
 
 from infersight.processor.ingest import Ingestor, Outcome, QueueFull, ShuttingDown, request_digest
 from infersight.processor.otlp_decode import (
-    RequestError, decode_logs, decode_metrics, decode_metrics_light, decode_traces, parse_request)
+    RequestError,
+    decode_logs,
+    decode_metrics,
+    decode_metrics_light,
+    decode_traces,
+    parse_request,
+)
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.windows import screen
 
-__all__ = ["InflightBudget", "OverBudget", "Receiver", "RetryLater", "Unauthorized", "make_http_app",
-           "make_grpc_server", "GRPC_SERVICES"]
+__all__ = [
+    "InflightBudget",
+    "OverBudget",
+    "Receiver",
+    "RetryLater",
+    "Unauthorized",
+    "make_http_app",
+    "make_grpc_server",
+    "GRPC_SERVICES",
+]
 
 log = logging.getLogger("infersight.processor")
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
-    "metrics": lambda msg: decode_metrics(msg, columnar=True), "traces": decode_traces, "logs": decode_logs}
+    "metrics": lambda msg: decode_metrics(msg, columnar=True),
+    "traces": decode_traces,
+    "logs": decode_logs,
+}
 _RESPONSES: dict[str, Any] = {
     "metrics": (ExportMetricsServiceResponse, "rejected_data_points"),
     "traces": (ExportTraceServiceResponse, "rejected_spans"),
@@ -308,9 +326,7 @@ def make_http_app(receiver: Receiver, *, max_body_bytes: int, retry_after: int =
             return _error(401, str(exc), reply_type)
         if ctype not in (PROTOBUF, JSON):
             receiver.count(signal, "http", "invalid")
-            return _error(
-                415, f"content type {ctype or '(none)'!r} is not supported; send {PROTOBUF} or {JSON}", JSON
-            )
+            return _error(415, f"content type {ctype or '(none)'!r} is not supported; send {PROTOBUF} or {JSON}", JSON)
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip", ""):
             receiver.count(signal, "http", "invalid")
@@ -321,8 +337,9 @@ def make_http_app(receiver: Receiver, *, max_body_bytes: int, retry_after: int =
         finally:
             claim.release()
 
-    async def receive(request: Request, signal: str, ctype: str, reply_type: str, encoding: str,
-                      claim: Claim) -> Response:
+    async def receive(
+        request: Request, signal: str, ctype: str, reply_type: str, encoding: str, claim: Claim
+    ) -> Response:
         try:
             body = await _read_body(request, max_body_bytes, claim)
             if encoding == "gzip":

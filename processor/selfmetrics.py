@@ -12,20 +12,44 @@ Example:
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["Registry"]
 
 _HELP = {
-    "infersight_processor_requests_total": ("counter", "OTLP export requests received, by signal, transport and outcome."),
-    "infersight_processor_points_total": ("counter", "Items (data points, spans, log records) accepted and stored, by signal."),
-    "infersight_processor_rejected_total": ("counter", "Items rejected as invalid (reported back as OTLP partial success), by signal."),
-    "infersight_processor_ignored_total": ("counter", "Items accepted but not used (unknown metrics, spans or events), by kind."),
-    "infersight_processor_duplicates_total": ("counter", "Retried requests already stored, acknowledged without storing twice."),
+    "infersight_processor_requests_total": (
+        "counter",
+        "OTLP export requests received, by signal, transport and outcome.",
+    ),
+    "infersight_processor_points_total": (
+        "counter",
+        "Items (data points, spans, log records) accepted and stored, by signal.",
+    ),
+    "infersight_processor_rejected_total": (
+        "counter",
+        "Items rejected as invalid (reported back as OTLP partial success), by signal.",
+    ),
+    "infersight_processor_ignored_total": (
+        "counter",
+        "Items accepted but not used (unknown metrics, spans or events), by kind.",
+    ),
+    "infersight_processor_duplicates_total": (
+        "counter",
+        "Retried requests already stored, acknowledged without storing twice.",
+    ),
     "infersight_processor_commits_total": ("counter", "Storage transactions committed."),
-    "infersight_processor_commit_errors_total": ("counter", "Storage transactions that failed (requests answered as retryable)."),
-    "infersight_processor_queue_full_total": ("counter", "Requests turned away because the ingest queue was full (429 / RESOURCE_EXHAUSTED)."),
-    "infersight_processor_expired_total": ("counter", "Rows removed by retention, by kind (windows, unlabelled predictions, ...)."),
+    "infersight_processor_commit_errors_total": (
+        "counter",
+        "Storage transactions that failed (requests answered as retryable).",
+    ),
+    "infersight_processor_queue_full_total": (
+        "counter",
+        "Requests turned away because the ingest queue was full (429 / RESOURCE_EXHAUSTED).",
+    ),
+    "infersight_processor_expired_total": (
+        "counter",
+        "Rows removed by retention, by kind (windows, unlabelled predictions, ...).",
+    ),
     "infersight_processor_queue_points": ("gauge", "Items waiting in the ingest queue."),
     "infersight_processor_queue_requests": ("gauge", "Requests waiting in the ingest queue."),
     "infersight_processor_windows_compacted_total": ("counter", "Windows whose rows were folded into one."),

@@ -21,8 +21,9 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -101,8 +102,9 @@ class Processor:
             commit_interval=config.commit_interval,
             commit_max_requests=config.commit_max_requests,
         )
-        self.receiver = Receiver(self.ingestor, self.registry, config.token, config.ack_timeout,
-                                 config.max_inflight_bytes)
+        self.receiver = Receiver(
+            self.ingestor, self.registry, config.token, config.ack_timeout, config.max_inflight_bytes
+        )
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
         self._loop_thread: threading.Thread | None = None
@@ -128,17 +130,26 @@ class Processor:
             raise _listen_error("otlp_grpc", cfg.otlp_grpc, "address already in use or not available") from exc
         self._grpc.start()
         apps = {
-            "otlp_http": (cfg.otlp_http, make_http_app(self.receiver, max_body_bytes=cfg.max_body_bytes,
-                                                       retry_after=cfg.retry_after)),
-            "web": (cfg.web, make_web_app(self.storage, self.registry,
-                                          receiver=self.receiver if cfg.token else None, ingestor=self.ingestor)),
+            "otlp_http": (
+                cfg.otlp_http,
+                make_http_app(self.receiver, max_body_bytes=cfg.max_body_bytes, retry_after=cfg.retry_after),
+            ),
+            "web": (
+                cfg.web,
+                make_web_app(
+                    self.storage, self.registry, receiver=self.receiver if cfg.token else None, ingestor=self.ingestor
+                ),
+            ),
         }
         socks = []
         for name, (address, app) in apps.items():
             sock = _bind(name, address)
             self.ports[name] = sock.getsockname()[1]
-            server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                            timeout_graceful_shutdown=10, **ssl))
+            server = _Server(
+                uvicorn.Config(
+                    app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10, **ssl
+                )
+            )
             self._servers.append(server)
             socks.append(sock)
         started = threading.Event()

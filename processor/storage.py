@@ -28,8 +28,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from infersight.processor.windows import Feedback, Prediction, WindowKey, WindowStats
@@ -136,7 +137,7 @@ class SqlStorage:
         return self.dialect == "sqlite" and self._sqlite_path() == ":memory:"
 
     def _sqlite_path(self) -> str:
-        path = self.url[len("sqlite://"):]
+        path = self.url[len("sqlite://") :]
         if path.startswith("/"):
             path = path[1:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
         return unquote(path) or ":memory:"
@@ -225,8 +226,10 @@ class SqlStorage:
         base = self.window_sizes[0]
         wrong = [k for k in batch.windows if k.size != base]
         if wrong:
-            raise ValueError(f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
-                             f"({wrong[0]}): roll-ups are built by compact()")
+            raise ValueError(
+                f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
+                f"({wrong[0]}): roll-ups are built by compact()"
+            )
         rows = [(*k, text) for k, text in zip(batch.windows, WindowStats.to_json_many(list(batch.windows.values())))]
         with self._wlock, self._tx(self._w) as cur:
             if rows:
@@ -237,12 +240,25 @@ class SqlStorage:
             if batch.predictions:
                 cur.executemany(
                     "INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (model, request_id) DO NOTHING",
-                    [(p.model, p.request_id, p.version, p.time_ns, p.trace_id, p.span_id, p.inputs,
-                      p.outputs, int(p.truncated)) for p in batch.predictions],
+                    [
+                        (
+                            p.model,
+                            p.request_id,
+                            p.version,
+                            p.time_ns,
+                            p.trace_id,
+                            p.span_id,
+                            p.inputs,
+                            p.outputs,
+                            int(p.truncated),
+                        )
+                        for p in batch.predictions
+                    ],
                 )
             if batch.feedback:
                 cur.executemany(
-                    "INSERT INTO feedback VALUES (?,?,?,?,?) " + upsert
+                    "INSERT INTO feedback VALUES (?,?,?,?,?) "
+                    + upsert
                     + "version = excluded.version, time_ns = excluded.time_ns, actual = excluded.actual",
                     [(f.model, f.request_id, f.version, f.time_ns, f.actual) for f in batch.feedback],
                 )
@@ -293,8 +309,9 @@ class SqlStorage:
                     self._insert(cur, k, merged)
         return folded
 
-    def _claim(self, cur: Any, k: WindowKey,
-               extra: Sequence[WindowStats] = ()) -> tuple[WindowStats | str | None, list[WindowStats], int]:
+    def _claim(
+        self, cur: Any, k: WindowKey, extra: Sequence[WindowStats] = ()
+    ) -> tuple[WindowStats | str | None, list[WindowStats], int]:
         """Delete window ``k``'s rows; return them merged (with ``extra``), the rows not yet
         rolled up, and how many rows there were."""
         cur.execute(
@@ -320,8 +337,9 @@ class SqlStorage:
             (*k, ws if isinstance(ws, str) else ws.to_json()),
         )
 
-    def expire(self, now: float, retention: dict[int, float], prediction_retention: float,
-               dedup_ttl: float) -> dict[str, int]:
+    def expire(
+        self, now: float, retention: dict[int, float], prediction_retention: float, dedup_ttl: float
+    ) -> dict[str, int]:
         """Delete what is past its keep-until time; returns how many rows of each kind went.
 
         ``unlabelled`` counts predictions whose ground truth never arrived within the feedback
@@ -331,8 +349,11 @@ class SqlStorage:
         ttl_ns = int((now - self.feedback_ttl) * 1e9)
         base = self.window_sizes[0]
         if base in retention:  # base rows past retention go only once they are in their roll-ups
-            old = self._read("SELECT DISTINCT model, version, role, name, size, start FROM stats "
-                             "WHERE size=? AND rolled=0 AND start < ?", (base, int(now - retention[base])))
+            old = self._read(
+                "SELECT DISTINCT model, version, role, name, size, start FROM stats "
+                "WHERE size=? AND rolled=0 AND start < ?",
+                (base, int(now - retention[base])),
+            )
             self.compact(WindowKey(*r) for r in old)
         with self._wlock, self._tx(self._w) as cur:
             n = 0
@@ -353,8 +374,11 @@ class SqlStorage:
             )
             out["orphan_feedback"] = max(cur.rowcount, 0)
             old = int((now - prediction_retention) * 1e9)
-            cur.execute("DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM predictions "
-                        "WHERE predictions.model = feedback.model AND time_ns < ?)", (old,))
+            cur.execute(
+                "DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM predictions "
+                "WHERE predictions.model = feedback.model AND time_ns < ?)",
+                (old,),
+            )
             cur.execute("DELETE FROM predictions WHERE time_ns < ?", (old,))
             out["predictions"] = max(cur.rowcount, 0)
             cur.execute("DELETE FROM ingested WHERE at < ?", (int(now - dedup_ttl),))
@@ -363,8 +387,9 @@ class SqlStorage:
 
     # -- reading --------------------------------------------------------------------------
 
-    def query(self, model: str, role: str, name: str, start: int, end: int,
-              version: str | None = None) -> tuple[WindowStats, int]:
+    def query(
+        self, model: str, role: str, name: str, start: int, end: int, version: str | None = None
+    ) -> tuple[WindowStats, int]:
         """Merged statistics of one series over ``[start, end)`` and how many windows were merged."""
         segments = cover_range(start, end, self.window_sizes)
         if not segments:
@@ -400,7 +425,7 @@ class SqlStorage:
             m = by_model.setdefault(model, {"model": model, "versions": [], "first": lo, "last": hi})
             m["versions"].append(version)
             m["first"], m["last"] = min(m["first"], lo), max(m["last"], hi)
-        for model, in self._read("SELECT DISTINCT model FROM predictions"):
+        for (model,) in self._read("SELECT DISTINCT model FROM predictions"):
             by_model.setdefault(model, {"model": model, "versions": [], "first": None, "last": None})
         return [by_model[k] for k in sorted(by_model)]
 
@@ -412,22 +437,26 @@ class SqlStorage:
             (model, self.window_sizes[0]),
         )
         return [
-            {"role": r[0], "name": r[1], "version": r[2], "windows": r[3], "first": r[4], "last": r[5]}
-            for r in rows
+            {"role": r[0], "name": r[1], "version": r[2], "windows": r[3], "first": r[4], "last": r[5]} for r in rows
         ]
 
     def prediction_counts(self, model: str) -> dict[str, int]:
         logged = self._read("SELECT COUNT(*) FROM predictions WHERE model=?", (model,))[0][0]
         labelled = self._read(
             "SELECT COUNT(*) FROM predictions p JOIN feedback f ON f.model = p.model AND f.request_id = p.request_id "
-            "WHERE p.model=?", (model,))[0][0]
+            "WHERE p.model=?",
+            (model,),
+        )[0][0]
         waiting = self._read(
             "SELECT COUNT(*) FROM feedback f WHERE f.model=? AND NOT EXISTS (SELECT 1 FROM predictions p "
-            "WHERE p.model = f.model AND p.request_id = f.request_id)", (model,))[0][0]
+            "WHERE p.model = f.model AND p.request_id = f.request_id)",
+            (model,),
+        )[0][0]
         return {"logged": int(logged), "labelled": int(labelled), "feedback_waiting": int(waiting)}
 
-    def joined(self, model: str, start_ns: int, end_ns: int, *, labelled_only: bool = False,
-               limit: int = 1000) -> list[dict[str, Any]]:
+    def joined(
+        self, model: str, start_ns: int, end_ns: int, *, labelled_only: bool = False, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         """Predictions in ``[start_ns, end_ns)`` with their ground truth (``actual`` is ``None``
         while the label has not arrived)."""
         join = "JOIN" if labelled_only else "LEFT JOIN"
@@ -440,9 +469,16 @@ class SqlStorage:
         )
         return [
             {
-                "request_id": r[0], "version": r[1], "time": r[2] / 1e9, "trace_id": r[3], "span_id": r[4],
-                "inputs": _loads(r[5]), "outputs": _loads(r[6]), "truncated": bool(r[7]),
-                "actual": _loads(r[8]), "feedback_time": None if r[9] is None else r[9] / 1e9,
+                "request_id": r[0],
+                "version": r[1],
+                "time": r[2] / 1e9,
+                "trace_id": r[3],
+                "span_id": r[4],
+                "inputs": _loads(r[5]),
+                "outputs": _loads(r[6]),
+                "truncated": bool(r[7]),
+                "actual": _loads(r[8]),
+                "feedback_time": None if r[9] is None else r[9] / 1e9,
             }
             for r in rows
         ]

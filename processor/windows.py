@@ -19,8 +19,9 @@ import base64
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -129,8 +130,10 @@ def _sketch_json(s: ExpHistogram, pos: str | None = None, neg: str | None = None
     ``neg`` are the packed counts when the caller has them already."""
     if not (math.isfinite(s.sum) and math.isfinite(s.min) and math.isfinite(s.max)):
         return _dumps(_compact_sketch(s))
-    text = (f'{{"scale":{int(s.scale)},"zero_count":{int(s.zero_count)},"count":{int(s.count)},'
-            f'"sum":{float(s.sum)!r},"min":{float(s.min)!r},"max":{float(s.max)!r},"max_size":{int(s.max_size)}')
+    text = (
+        f'{{"scale":{int(s.scale)},"zero_count":{int(s.zero_count)},"count":{int(s.count)},'
+        f'"sum":{float(s.sum)!r},"min":{float(s.min)!r},"max":{float(s.max)!r},"max_size":{int(s.max_size)}'
+    )
     if s.positive.counts.size:
         text += f',"positive":{{"offset":{int(s.positive.offset)},"packed":"{pos or _pack(s.positive.counts)}"}}'
     if s.negative.counts.size:
@@ -142,9 +145,15 @@ def _compact_sketch(s: ExpHistogram) -> dict[str, Any]:
     """A sketch as stored: bucket counts packed as base64 of the narrowest unsigned type that
     holds them (most windows need one byte per bucket), because JSON lists of integers were
     most of the ingest cost and most of a row's bytes."""
-    d: dict[str, Any] = {"scale": s.scale, "zero_count": s.zero_count, "count": s.count, "sum": s.sum,
-                         "min": None if math.isnan(s.min) else s.min,
-                         "max": None if math.isnan(s.max) else s.max, "max_size": s.max_size}
+    d: dict[str, Any] = {
+        "scale": s.scale,
+        "zero_count": s.zero_count,
+        "count": s.count,
+        "sum": s.sum,
+        "min": None if math.isnan(s.min) else s.min,
+        "max": None if math.isnan(s.max) else s.max,
+        "max_size": s.max_size,
+    }
     for sign, b in (("positive", s.positive), ("negative", s.negative)):
         if b.counts.size:
             d[sign] = {"offset": b.offset, "packed": _pack(b.counts)}
@@ -154,7 +163,10 @@ def _compact_sketch(s: ExpHistogram) -> dict[str, Any]:
 def _pack(counts: np.ndarray) -> str:
     top = int(counts.max())
     code = "B" if top < 2**8 else "H" if top < 2**16 else "I" if top < 2**32 else "Q"
-    return code + base64.b64encode(counts.astype("<" + {"B": "u1", "H": "u2", "I": "u4", "Q": "u8"}[code]).tobytes()).decode()
+    return (
+        code
+        + base64.b64encode(counts.astype("<" + {"B": "u1", "H": "u2", "I": "u4", "Q": "u8"}[code]).tobytes()).decode()
+    )
 
 
 _CODES = (("B", "<u1", 2**8), ("H", "<u2", 2**16), ("I", "<u4", 2**32), ("Q", "<u8", 2**64))
@@ -329,7 +341,9 @@ def _add_columns(b: _Builder, columns: Sequence[SketchColumns], out: Aggregated)
         if spec is None:
             out.ignored[f"metric:{c.name}"[:120]] += len(c)
             continue
-        found = c.series if c.series is not None else [_columns_series(c, a, k)[1] for a, k in zip(c.attrs, c.attr_keys)]
+        found = (
+            c.series if c.series is not None else [_columns_series(c, a, k)[1] for a, k in zip(c.attrs, c.attr_keys)]
+        )
         sid = np.array([-1 if k is None else series.setdefault(k, len(series)) for k in found], np.int64)
         pt_sid = sid[c.attr_index]
         if (pt_sid < 0).any():  # screened out (and reported) before it reached the writer
@@ -522,9 +536,17 @@ def _add_log(rec: LogPoint, out: Aggregated) -> None:
     rid = rec.attributes["ml.request.id"]
     if rec.event_name == "ml.prediction":
         out.predictions.append(
-            Prediction(ident[0], ident[1], str(rid), rec.time_ns, rec.trace_id, rec.span_id,
-                       _json_text(rec.attributes.get("ml.inputs")), _json_text(rec.attributes.get("ml.outputs")),
-                       bool(rec.attributes.get("ml.payload.truncated", False)))
+            Prediction(
+                ident[0],
+                ident[1],
+                str(rid),
+                rec.time_ns,
+                rec.trace_id,
+                rec.span_id,
+                _json_text(rec.attributes.get("ml.inputs")),
+                _json_text(rec.attributes.get("ml.outputs")),
+                bool(rec.attributes.get("ml.payload.truncated", False)),
+            )
         )
     else:
         actual = rec.attributes["ml.feedback.actual"]

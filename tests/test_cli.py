@@ -29,11 +29,14 @@ def train_csv(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("argv, usage", [
-    (["drift", "ref.json", "data.csv", "--chunk-sise", "5"], "usage: infersight drift"),
-    (["profile", "data.csv", "--model", "m", "--ouput", "x.json"], "usage: infersight profile"),
-    (["processor", "--otlp-grcp", "127.0.0.1:0"], "usage: infersight processor"),
-])
+@pytest.mark.parametrize(
+    "argv, usage",
+    [
+        (["drift", "ref.json", "data.csv", "--chunk-sise", "5"], "usage: infersight drift"),
+        (["profile", "data.csv", "--model", "m", "--ouput", "x.json"], "usage: infersight profile"),
+        (["processor", "--otlp-grcp", "127.0.0.1:0"], "usage: infersight processor"),
+    ],
+)
 def test_a_mistyped_flag_shows_the_subcommands_usage(argv, usage, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -44,7 +47,9 @@ def test_a_mistyped_flag_shows_the_subcommands_usage(argv, usage, capsys):
 
 def test_missing_parquet_extra_names_the_extra(tmp_path):
     (tmp_path / "train.parquet").write_bytes(b"PAR1")
-    r = run_cli("profile", str(tmp_path / "train.parquet"), "--model", "m", "-o", str(tmp_path / "r.json"), block=["pyarrow"])
+    r = run_cli(
+        "profile", str(tmp_path / "train.parquet"), "--model", "m", "-o", str(tmp_path / "r.json"), block=["pyarrow"]
+    )
     assert r.returncode == 2, r.stderr
     assert r.stderr == (
         f"infersight profile: reading {str(tmp_path / 'train.parquet')!r} needs the Python package 'pyarrow', "
@@ -62,10 +67,15 @@ def test_profile_into_a_missing_folder_names_the_folder(train_csv, tmp_path, cap
 
 def test_profile_errors_carry_no_stray_quotes(train_csv, tmp_path, capsys):
     assert main(["profile", str(train_csv), "--model", "m", "--target", "churned", "-o", str(tmp_path / "r.json")]) == 2
-    assert capsys.readouterr().err == "infersight profile: target column 'churned' is not in the data; it has ['age', 'plan']\n"
+    assert (
+        capsys.readouterr().err
+        == "infersight profile: target column 'churned' is not in the data; it has ['age', 'plan']\n"
+    )
     assert main(["profile", str(train_csv), "--model", "m", "--columns", "zip", "-o", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("infersight profile: column(s) ['zip'] are not in the data") and not err.startswith('infersight profile: "')
+    assert err.startswith("infersight profile: column(s) ['zip'] are not in the data") and not err.startswith(
+        'infersight profile: "'
+    )
 
 
 def test_profile_says_it_replaced_a_file_and_help_names_the_default(train_csv, tmp_path, capsys, monkeypatch):

@@ -14,8 +14,19 @@ from pathlib import Path
 CORE = {"opentelemetry-sdk", "opentelemetry-exporter-otlp", "numpy", "wrapt", "structlog"}
 
 # Importing any of these from a monitored call would pull an extra into every model server.
-EXTRAS_ONLY = ("scipy", "starlette", "uvicorn", "fastapi", "flask", "werkzeug", "yaml", "psycopg",
-               "pyarrow", "infersight.processor", "infersight.stats.drift")
+EXTRAS_ONLY = (
+    "scipy",
+    "starlette",
+    "uvicorn",
+    "fastapi",
+    "flask",
+    "werkzeug",
+    "yaml",
+    "psycopg",
+    "pyarrow",
+    "infersight.processor",
+    "infersight.stats.drift",
+)
 
 
 def test_the_core_requirements_are_the_five_of_the_design_card() -> None:
@@ -30,9 +41,22 @@ def test_the_core_requirements_are_the_five_of_the_design_card() -> None:
 def test_monitored_calls_import_nothing_from_the_extras(tmp_path: Path) -> None:
     # A reference profile made beforehand (its schema is checked on every call).
     (tmp_path / "train.csv").write_text("x,plan\n" + "\n".join(f"{i % 7}.5,{'ab'[i % 2]}" for i in range(200)))
-    made = subprocess.run([sys.executable, "-m", "infersight", "profile", str(tmp_path / "train.csv"),
-                           "--model", "m", "-o", str(tmp_path / "reference.json")],
-                          capture_output=True, text=True, timeout=120)
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infersight",
+            "profile",
+            str(tmp_path / "train.csv"),
+            "--model",
+            "m",
+            "-o",
+            str(tmp_path / "reference.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert made.returncode == 0, made.stderr
     program = textwrap.dedent(f"""\
         import json, sys

@@ -19,7 +19,9 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     build = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     (wheel,) = dist.glob("infersight-*.whl")
@@ -27,8 +29,9 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
-    install = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
-                             capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], capture_output=True, text=True, timeout=300
+    )
     assert install.returncode == 0, install.stderr[-2000:]
 
     # Dependencies come from this interpreter's site-packages via PYTHONPATH: a plain path
@@ -45,6 +48,12 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     files = run.stdout.split()
     assert all(str(env_dir) in f for f in files), files  # the wheel's copy, not the source tree
-    cli = subprocess.run([str(env_dir / "bin" / "infersight"), "--help"], capture_output=True, text=True,
-                         timeout=120, env=env, cwd=tmp_path)
+    cli = subprocess.run(
+        [str(env_dir / "bin" / "infersight"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert cli.returncode == 0 and "profile" in cli.stdout and "processor" in cli.stdout, cli.stderr[-2000:]

@@ -14,9 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_quickstart_finds_the_broken_pipeline_and_nothing_else(tmp_path: Path) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")],
-                         capture_output=True, text=True, timeout=180, cwd=ROOT,
-                         env={**os.environ, "TMPDIR": str(tmpdir)})
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(tmpdir.iterdir()) == []  # nothing left behind
     healthy, broken = run.stdout.split("broken pipeline:")

@@ -30,23 +30,41 @@ def test_the_readme_snippet_sends_feedback_joined_to_its_prediction(tmp_path: Pa
     # What a reader has beside the snippet: a trained model and a reference profile built from
     # training data with `infersight profile`.
     train = tmp_path / "train.csv"
-    rows = ["tenure,plan,income"] + [f"{t},{p},{50_000 + 97 * t}.0" for t in range(1, 60)
-                                     for p in ("free", "pro")]
+    rows = ["tenure,plan,income"] + [f"{t},{p},{50_000 + 97 * t}.0" for t in range(1, 60) for p in ("free", "pro")]
     train.write_text("\n".join(rows) + "\n")
-    prof = subprocess.run([sys.executable, "-m", "infersight", "profile", str(train), "--model", "churn",
-                           "-o", str(tmp_path / "reference.json")], capture_output=True, text=True, timeout=120)
+    prof = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infersight",
+            "profile",
+            str(train),
+            "--model",
+            "churn",
+            "-o",
+            str(tmp_path / "reference.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert prof.returncode == 0, prof.stderr
     with OtlpSink() as sink:
-        program = textwrap.dedent("""\
+        program = (
+            textwrap.dedent("""\
             class _Model:
                 def predict_proba(self, X):
                     import numpy as np
                     return np.array([[0.3, 0.7] for _ in X])
             model = _Model()
-            """) + snippet.replace("http://localhost:4317", sink.grpc_endpoint) + "\ninfersight.flush()\n"
+            """)
+            + snippet.replace("http://localhost:4317", sink.grpc_endpoint)
+            + "\ninfersight.flush()\n"
+        )
         env = {**os.environ, "INFERSIGHT_LOG_OUTPUT": "none"}
-        run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
-                             cwd=tmp_path, env=env)
+        run = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         assert "telemetry fault" not in run.stderr, run.stderr
         spans = [s for _, s in sink.spans() if s.name == "predict churn"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from infersight import _runtime
 from infersight.config import resolve_settings
@@ -97,10 +98,14 @@ def record_feedback(
         rt = _runtime.get_runtime()
         pipeline = log_pipeline()
         if not isinstance(request_id, str) or not request_id:
-            rt.fault("feedback_without_request_id", hint=(
-                f"record_feedback got request_id={request_id!r}; pass the ID of the prediction: "
-                "infersight.last_request_id() right after the call, or "
-                "infersight.current_request_id() inside it or inside a request"))
+            rt.fault(
+                "feedback_without_request_id",
+                hint=(
+                    f"record_feedback got request_id={request_id!r}; pass the ID of the prediction: "
+                    "infersight.last_request_id() right after the call, or "
+                    "infersight.current_request_id() inside it or inside a request"
+                ),
+            )
             return
         s = rt.settings
         if model is None and version is None:

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["MissingExtra", "needs_extra"]
 

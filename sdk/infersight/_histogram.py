@@ -25,10 +25,11 @@ import bisect
 import os
 import threading
 import time
-from typing import Any, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
-from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, HistogramDataPoint, Metric
 from opentelemetry.sdk.metrics import Exemplar
+from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, HistogramDataPoint, Metric
 
 __all__ = ["DeltaHistogram"]
 
@@ -54,8 +55,7 @@ class DeltaHistogram:
     """One histogram instrument aggregated in-process; :meth:`drain` hands over what was
     recorded since the last drain as an OTel ``Metric`` and starts afresh."""
 
-    def __init__(self, name: str, unit: str, description: str, bounds: Sequence[float],
-                 max_series: int = 2000) -> None:
+    def __init__(self, name: str, unit: str, description: str, bounds: Sequence[float], max_series: int = 2000) -> None:
         self.name = name
         self.unit = unit
         self.description = description
@@ -112,10 +112,21 @@ class DeltaHistogram:
                 if ex is not None:
                     value, t, ctx = ex
                     valid = ctx is not None and ctx.is_valid
-                    exemplars.append(Exemplar({}, value, t, ctx.span_id if valid else None,
-                                              ctx.trace_id if valid else None))
-            points.append(HistogramDataPoint(
-                series.attributes, start_ns, end_ns, sum(series.counts), series.total, list(series.counts),
-                list(self.bounds), series.lo, series.hi, exemplars,
-            ))
+                    exemplars.append(
+                        Exemplar({}, value, t, ctx.span_id if valid else None, ctx.trace_id if valid else None)
+                    )
+            points.append(
+                HistogramDataPoint(
+                    series.attributes,
+                    start_ns,
+                    end_ns,
+                    sum(series.counts),
+                    series.total,
+                    list(series.counts),
+                    list(self.bounds),
+                    series.lo,
+                    series.hi,
+                    exemplars,
+                )
+            )
         return Metric(self.name, self.description, self.unit, Histogram(points, AggregationTemporality.DELTA))

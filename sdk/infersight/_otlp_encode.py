@@ -30,12 +30,20 @@ import logging
 import os
 import struct
 import threading
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-__all__ = ["ACCELERATED", "encode_any_value", "encode_attributes", "encode_request", "encode_span",
-           "take_invalid_count"]
+__all__ = [
+    "ACCELERATED",
+    "encode_any_value",
+    "encode_attributes",
+    "encode_request",
+    "encode_span",
+    "take_invalid_count",
+]
 
 _log = logging.getLogger("infersight")
+
 
 def _extension() -> Any:
     """The C extension, unless turned off or not built."""
@@ -134,9 +142,12 @@ def _invalid_attribute(key: Any, value: Any, exc: Exception) -> bytes:
         first = not _invalid_logged
         _invalid_logged = True
     if first:
-        _log.warning("infersight: attribute %r left out of the exported span (%s); further attributes OTLP "
-                     "cannot carry are left out without a log line and counted in ml.telemetry.dropped",
-                     key, exc)
+        _log.warning(
+            "infersight: attribute %r left out of the exported span (%s); further attributes OTLP "
+            "cannot carry are left out without a log line and counted in ml.telemetry.dropped",
+            key,
+            exc,
+        )
     return b""
 
 
@@ -159,8 +170,9 @@ _KV_CACHE_LIMIT = 4096
 UNCACHED_KEYS = frozenset({"ml.request.id"})
 
 
-def _remembered(cache: dict[tuple[str, type, Any], bytes], key: str, value: Any,
-                encode: Callable[[str, Any], bytes]) -> bytes:
+def _remembered(
+    cache: dict[tuple[str, type, Any], bytes], key: str, value: Any, encode: Callable[[str, Any], bytes]
+) -> bytes:
     """``encode(key, value)``, kept in ``cache`` for values that recur."""
     t = type(value)
     # Floats stay out: -0.0 == 0.0 (one cache entry for two encodings) and NaN never matches.
@@ -302,8 +314,13 @@ def _resource(resource: Any) -> bytes:
     return encoded
 
 
-def encode_request(resource: Any, scope: tuple[str, str | None, Mapping[str, Any] | None, str | None],
-                   spans: Iterable[Any], *, accelerated: bool = ACCELERATED) -> bytes:
+def encode_request(
+    resource: Any,
+    scope: tuple[str, str | None, Mapping[str, Any] | None, str | None],
+    spans: Iterable[Any],
+    *,
+    accelerated: bool = ACCELERATED,
+) -> bytes:
     """A whole ``ExportTraceServiceRequest``: one resource, one instrumentation scope
     ``(name, version, attributes, schema_url)``, the given spans.
 

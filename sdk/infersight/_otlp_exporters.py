@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as _GrpcLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as _GrpcMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as _GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as _HttpLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as _HttpMetricExporter
-
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as _GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as _HttpSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -50,8 +50,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-__all__ = ["EncodedSpans", "GrpcSpanExporter", "HttpSpanExporter", "span_exporter", "metric_exporter",
-           "log_exporter"]
+__all__ = ["EncodedSpans", "GrpcSpanExporter", "HttpSpanExporter", "span_exporter", "metric_exporter", "log_exporter"]
 
 _log = logging.getLogger("infersight")
 
@@ -77,8 +76,12 @@ class _EndpointHealth:
             if endpoint in self._down:
                 return
             self._down.add(endpoint)
-        _log.warning("infersight: OTLP endpoint %s is unreachable (%s); telemetry is dropped and counted in "
-                     "ml.telemetry.dropped until it is back (logged once)", endpoint, detail)
+        _log.warning(
+            "infersight: OTLP endpoint %s is unreachable (%s); telemetry is dropped and counted in "
+            "ml.telemetry.dropped until it is back (logged once)",
+            endpoint,
+            detail,
+        )
 
     def succeeded(self, endpoint: str) -> None:
         if endpoint not in self._down:  # the common case, without the lock
@@ -156,8 +159,11 @@ class _Reporting:
     _failure: Any = None
 
     def export(self, data: Any, *args: Any, **kwargs: Any) -> Any:
-        return _reported(self, lambda: super(_Reporting, self).export(data, *args, **kwargs),  # type: ignore[misc]
-                         self._failure)
+        return _reported(
+            self,
+            lambda: super(_Reporting, self).export(data, *args, **kwargs),  # type: ignore[misc]
+            self._failure,
+        )
 
 
 class EncodedSpans:
@@ -196,8 +202,9 @@ class GrpcSpanExporter(_Reporting, _GrpcSpanExporter):
         channel = getattr(self, "_channel", None)
         if channel is not None and getattr(self, "_client", None) is not None:
             # request_serializer=None: the request is sent as the bytes it already is.
-            raw = channel.unary_unary(_EXPORT_METHOD, request_serializer=None,
-                                      response_deserializer=ExportTraceServiceResponse.FromString)
+            raw = channel.unary_unary(
+                _EXPORT_METHOD, request_serializer=None, response_deserializer=ExportTraceServiceResponse.FromString
+            )
             self._client = _BytesOrMessage(self._client, raw)  # type: ignore[assignment]
 
     def _translate_data(self, data: Any) -> Any:
@@ -213,9 +220,13 @@ class GrpcSpanExporter(_Reporting, _GrpcSpanExporter):
         return int(super()._count_data(data))
 
     def export_encoded(self, payload: bytes, count: int) -> bool:
-        return bool(_reported(
-            self, lambda: self._export(EncodedSpans(payload, count)) is SpanExportResult.SUCCESS,  # type: ignore[arg-type]
-            False))
+        return bool(
+            _reported(
+                self,
+                lambda: self._export(EncodedSpans(payload, count)) is SpanExportResult.SUCCESS,  # type: ignore[arg-type]
+                False,
+            )
+        )
 
 
 class HttpSpanExporter(_Reporting, _HttpSpanExporter):
@@ -234,7 +245,9 @@ class HttpSpanExporter(_Reporting, _HttpSpanExporter):
             return False
         limit = getattr(self, "_max_request_size", 0) or 0
         if 0 < limit < len(payload):
-            _log.warning("infersight: dropping %d spans: %d bytes exceed max_request_size %d", count, len(payload), limit)
+            _log.warning(
+                "infersight: dropping %d spans: %d bytes exceed max_request_size %d", count, len(payload), limit
+            )
             return False
         return bool(_reported(self, lambda: bool(getattr(self._client.export(payload), "success", False)), False))
 

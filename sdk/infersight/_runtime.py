@@ -21,11 +21,12 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Sequence, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
-from opentelemetry import trace
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import (
@@ -53,9 +54,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, Sa
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from infersight import _stop
-from infersight.config import Settings
 from infersight._histogram import DeltaHistogram
 from infersight._spans import FastTracer, LiteSpanProcessor
+from infersight.config import Settings
 from infersight.feature_stats import FeatureStats
 
 __all__ = ["Runtime", "get_runtime", "configure_runtime", "current_runtime", "arm_signals"]
@@ -138,8 +139,9 @@ _DELTA: dict[type, AggregationTemporality] = {
 }
 
 
-def _inject(data: MetricsData, scoped: list[tuple[InstrumentationScope, list[Any]]],
-            resource: Resource | None) -> MetricsData:
+def _inject(
+    data: MetricsData, scoped: list[tuple[InstrumentationScope, list[Any]]], resource: Resource | None
+) -> MetricsData:
     """``data`` plus our drained metrics (``(scope, metrics)`` pairs: the ``ml.*`` statistics,
     the fast HTTP histogram), regrouped so each (resource, scope) appears once: OTLP encoders
     key by resource and by scope, so a second entry would clobber the first (e.g. data carried
@@ -161,10 +163,12 @@ def _inject(data: MetricsData, scoped: list[tuple[InstrumentationScope, list[Any
         for sm in rm.scope_metrics:
             skey = (sm.scope.name, sm.scope.version)
             scopes.setdefault(skey, (sm.scope, sm.schema_url, []))[2].extend(sm.metrics)
-    return MetricsData([
-        ResourceMetrics(res, [ScopeMetrics(scope, ms, url) for scope, url, ms in scopes.values()], schema)
-        for res, schema, scopes in grouped.values()
-    ])
+    return MetricsData(
+        [
+            ResourceMetrics(res, [ScopeMetrics(scope, ms, url) for scope, url, ms in scopes.values()], schema)
+            for res, schema, scopes in grouped.values()
+        ]
+    )
 
 
 class _StatsReader(MetricReader):
@@ -387,7 +391,8 @@ class Runtime:
         # What the middlewares and @monitor start their spans with (see infersight._spans).
         self.span_tracer: Any = (
             FastTracer(self.tracer_provider, self.span_processor, SCOPE, VERSION, expected=2)
-            if self.span_processor is not None else self.tracer
+            if self.span_processor is not None
+            else self.tracer
         )
         self.meter = self.meter_provider.get_meter(SCOPE, VERSION)
         self.otel_logger = self.logger_provider.get_logger(SCOPE, VERSION)
@@ -398,7 +403,9 @@ class Runtime:
             temporality = {}
         self.exports_deltas = temporality is _DELTA
         self.reader = _StatsReader(self, self.metric_switch, self.settings.metric_export_interval, temporality)
-        self.meter_provider = MeterProvider(resource=self.resource, metric_readers=[self.reader], shutdown_on_exit=False)
+        self.meter_provider = MeterProvider(
+            resource=self.resource, metric_readers=[self.reader], shutdown_on_exit=False
+        )
         self.stats.on_pressure = self.reader.wake_for_compaction
         self.owns_metrics = True
         if set_global:
@@ -445,7 +452,9 @@ class Runtime:
         # Always one point per collection, so a reader owned by the application (whose exporter
         # carries our sketches) never skips an export because the app itself recorded nothing.
         self.meter.create_observable_gauge(
-            "ml.telemetry.buffered", callbacks=[buffered], unit="1",
+            "ml.telemetry.buffered",
+            callbacks=[buffered],
+            unit="1",
             description="Rows waiting in infersight's buffers for the next export",
         )
         if self.settings.system_metrics:
@@ -480,17 +489,22 @@ class Runtime:
         from opentelemetry.metrics import Observation
 
         def utilization(options: Any) -> Any:
-            return [Observation(pynvml.nvmlDeviceGetUtilizationRates(h).gpu / 100.0, {"gpu.index": i})
-                    for i, h in enumerate(handles)]
+            return [
+                Observation(pynvml.nvmlDeviceGetUtilizationRates(h).gpu / 100.0, {"gpu.index": i})
+                for i, h in enumerate(handles)
+            ]
 
         def memory(options: Any) -> Any:
-            return [Observation(pynvml.nvmlDeviceGetMemoryInfo(h).used, {"gpu.index": i})
-                    for i, h in enumerate(handles)]
+            return [
+                Observation(pynvml.nvmlDeviceGetMemoryInfo(h).used, {"gpu.index": i}) for i, h in enumerate(handles)
+            ]
 
-        self.meter.create_observable_gauge("gpu.utilization", callbacks=[utilization], unit="1",
-                                           description="GPU busy share (NVML)")
-        self.meter.create_observable_gauge("gpu.memory.usage", callbacks=[memory], unit="By",
-                                           description="GPU memory in use (NVML)")
+        self.meter.create_observable_gauge(
+            "gpu.utilization", callbacks=[utilization], unit="1", description="GPU busy share (NVML)"
+        )
+        self.meter.create_observable_gauge(
+            "gpu.memory.usage", callbacks=[memory], unit="By", description="GPU memory in use (NVML)"
+        )
 
     def note_model(self, model: str, version: str, trained_at: float | None) -> None:
         if trained_at is not None:
@@ -521,9 +535,11 @@ class Runtime:
         process.pid), tracers and loggers already handed out included. Uses the SDK's own
         (private) updater, as its fork handler does; providers owned by the app are left alone."""
         self.resource = resource
-        for provider, owned in ((self.tracer_provider, self.owns_tracing),
-                                (self.logger_provider, self.owns_logs),
-                                (self.meter_provider, self.owns_metrics)):
+        for provider, owned in (
+            (self.tracer_provider, self.owns_tracing),
+            (self.logger_provider, self.owns_logs),
+            (self.meter_provider, self.owns_metrics),
+        ):
             update = getattr(provider, "_update_resource", None)
             if owned and update is not None:
                 try:
@@ -560,15 +576,20 @@ class Runtime:
                 # The exception, when there is one: most faults are noticed, not caught (a failed
                 # export's result, a full queue), and exc_info=True outside an ``except`` prints
                 # a stray "NoneType: None" line.
-                _log.warning("infersight: telemetry fault %r (counted in ml.telemetry.dropped; logged once)%s",
-                             reason, f": {hint}" if hint else "", exc_info=sys.exc_info()[0] is not None)
+                _log.warning(
+                    "infersight: telemetry fault %r (counted in ml.telemetry.dropped; logged once)%s",
+                    reason,
+                    f": {hint}" if hint else "",
+                    exc_info=sys.exc_info()[0] is not None,
+                )
         except Exception:  # noqa: BLE001 - fault reporting itself must never raise
             pass
 
     # -- export ---------------------------------------------------------------------------
 
-    def delta_histogram(self, scope: str, name: str, unit: str, description: str,
-                        bounds: Sequence[float]) -> DeltaHistogram | None:
+    def delta_histogram(
+        self, scope: str, name: str, unit: str, description: str, bounds: Sequence[float]
+    ) -> DeltaHistogram | None:
         """A fast in-process histogram exported with our statistics, when our own reader exports
         deltas (see :mod:`infersight._histogram`); ``None`` otherwise (an application-owned or
         cumulative reader: record through an SDK instrument then)."""

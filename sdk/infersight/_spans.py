@@ -40,7 +40,8 @@ import random
 import threading
 import time
 import traceback
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
@@ -118,8 +119,11 @@ def _clean(value: Any, max_length: int | None) -> Any:
                 return tuple(None if v is None else v[:max_length] for v in value)
             return tuple(value)
         return None
-    if value is not None and not isinstance(value, (bytes, bytearray, Mapping)) and (
-            t.__str__ is not object.__str__ or t.__repr__ is not object.__repr__):
+    if (
+        value is not None
+        and not isinstance(value, (bytes, bytearray, Mapping))
+        and (t.__str__ is not object.__str__ or t.__repr__ is not object.__repr__)
+    ):
         text = str(value)
         return text if max_length is None else text[:max_length]
     return None
@@ -147,11 +151,34 @@ class LiteSpan(trace.Span):
     ``context``, ``parent``, ``kind``, ``start_time``, ``end_time``, ``attributes``,
     ``events``, ``links``, status). Like the SDK's span it ignores changes once ended."""
 
-    __slots__ = ("name", "context", "parent", "kind", "start_time", "end_time", "attributes", "events", "links",
-                 "status_code", "status_message", "dropped_attributes", "dropped_events", "_tracer", "_lock")
+    __slots__ = (
+        "name",
+        "context",
+        "parent",
+        "kind",
+        "start_time",
+        "end_time",
+        "attributes",
+        "events",
+        "links",
+        "status_code",
+        "status_message",
+        "dropped_attributes",
+        "dropped_events",
+        "_tracer",
+        "_lock",
+    )
 
-    def __init__(self, tracer: FastTracer, name: str, context: SpanContext, parent: SpanContext | None,
-                 kind: SpanKind, attributes: dict[str, Any], start_time: int) -> None:
+    def __init__(
+        self,
+        tracer: FastTracer,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        start_time: int,
+    ) -> None:
         self._tracer = tracer
         self.name = name
         self.context = context
@@ -247,8 +274,13 @@ class LiteSpan(trace.Span):
         self.status_code = code.value
         self.status_message = message if code is StatusCode.ERROR else None
 
-    def record_exception(self, exception: BaseException, attributes: Attributes = None, timestamp: int | None = None,
-                         escaped: bool = False) -> None:
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
         """The ``exception`` event with the attributes the SDK gives it."""
         if self.end_time is not None:
             return
@@ -292,17 +324,30 @@ class LiteSpan(trace.Span):
     def to_readable(self, resource: Any, scope: InstrumentationScope) -> ReadableSpan:
         """The same span as an SDK ``ReadableSpan`` (for exporters that take those), dropped
         counts included."""
-        status = Status(StatusCode(self.status_code), self.status_message) if self.status_code else Status(StatusCode.UNSET)
+        status = (
+            Status(StatusCode(self.status_code), self.status_message) if self.status_code else Status(StatusCode.UNSET)
+        )
         attributes = BoundedAttributes(None, self.attributes, immutable=True)
         attributes.dropped = self.dropped_attributes
         events: BoundedList = BoundedList(None)
-        events.extend([Event(name, _with_dropped(attrs, dropped), ts) for name, attrs, ts, dropped in self.events or ()])
+        events.extend(
+            [Event(name, _with_dropped(attrs, dropped), ts) for name, attrs, ts, dropped in self.events or ()]
+        )
         events.dropped = self.dropped_events
         links = [Link(ctx, _with_dropped(attrs, dropped)) for ctx, attrs, dropped in self.links or ()]
         return ReadableSpan(
-            self.name, context=self.context, parent=self.parent, resource=resource, attributes=attributes,
-            events=events, links=links, kind=self.kind, status=status, start_time=self.start_time,
-            end_time=self.end_time, instrumentation_scope=scope,
+            self.name,
+            context=self.context,
+            parent=self.parent,
+            resource=resource,
+            attributes=attributes,
+            events=events,
+            links=links,
+            kind=self.kind,
+            status=status,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            instrumentation_scope=scope,
         )
 
 
@@ -338,8 +383,13 @@ class FastTracer:
         processor.scope = self.scope
         processor.provider = provider
 
-    def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
-                   attributes: dict[str, Any] | None = None) -> trace.Span:
+    def start_span(
+        self,
+        name: str,
+        context: Any = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: dict[str, Any] | None = None,
+    ) -> trace.Span:
         """A span named ``name``, child of the span current in ``context`` (or of the current
         context), sampled by the provider's sampler. Not made current: the caller attaches it."""
         owner = self._processors_owner

@@ -1,6 +1,7 @@
 """Types of the optional C extension (``sdk/infersight/_speedups.c``)."""
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 def encode_spans(spans: Sequence[Any], fallback: Callable[[Any], bytes], /) -> bytes: ...
 def untrack(*objects: object) -> None: ...

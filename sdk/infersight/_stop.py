@@ -30,10 +30,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["STOP_FLUSH_SECONDS", "run_within", "flush_within", "watch_signals", "unwatch_signals",
-           "signals_pending"]
+__all__ = ["STOP_FLUSH_SECONDS", "run_within", "flush_within", "watch_signals", "unwatch_signals", "signals_pending"]
 
 STOP_FLUSH_SECONDS = 5.0
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -83,8 +83,10 @@ def flush_within(rt: Any, seconds: float = STOP_FLUSH_SECONDS, what: str = "flus
     if what == "shutdown":
         fn: Callable[[], Any] = rt.shutdown
     else:
+
         def fn() -> Any:
             return rt.flush(int(allowed * 1000))
+
     started = time.monotonic()
     finished = run_within(fn, allowed, "InferSightStopFlush")
     with _budget_lock:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["Settings", "resolve_settings", "ConfigError", "OPTIONS"]
 
@@ -41,8 +42,18 @@ class Settings:
     sample_ratio: float = 1.0
     log_payloads: bool = True
     payload_sample_rate: float = 0.01
-    redact: tuple[str, ...] = ("password", "passwd", "secret", "token", "api_key", "apikey",
-                               "authorization", "ssn", "credit_card", "card_number")
+    redact: tuple[str, ...] = (
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "ssn",
+        "credit_card",
+        "card_number",
+    )
     max_payload_bytes: int = 8192
     feature_stats: bool = True
     stats_sample_rate: float = 1.0
@@ -205,9 +216,7 @@ def resolve_settings(explicit: Mapping[str, Any], env: Mapping[str, str] | None 
     env = os.environ if env is None else env
     unknown = sorted(set(explicit) - set(OPTIONS))
     if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(OPTIONS)}"
-        )
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(OPTIONS)}")
     values: dict[str, Any] = {}
     for name, (parse, env_var, otel_var) in OPTIONS.items():
         if explicit.get(name) is not None:
@@ -217,9 +226,9 @@ def resolve_settings(explicit: Mapping[str, Any], env: Mapping[str, str] | None 
         elif otel_var and env.get(otel_var) not in (None, ""):
             values[name] = parse(otel_var, env[otel_var])
     if "metric_export_interval" not in values and env.get("OTEL_METRIC_EXPORT_INTERVAL"):
-        values["metric_export_interval"] = _seconds(
-            "OTEL_METRIC_EXPORT_INTERVAL", env["OTEL_METRIC_EXPORT_INTERVAL"]
-        ) / 1000.0
+        values["metric_export_interval"] = (
+            _seconds("OTEL_METRIC_EXPORT_INTERVAL", env["OTEL_METRIC_EXPORT_INTERVAL"]) / 1000.0
+        )
     if "sample_ratio" not in values and env.get("OTEL_TRACES_SAMPLER_ARG"):
         values["sample_ratio"] = _fraction("OTEL_TRACES_SAMPLER_ARG", env["OTEL_TRACES_SAMPLER_ARG"])
     if "service_name" not in values:

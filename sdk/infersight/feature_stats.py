@@ -22,15 +22,15 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from itertools import chain
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from itertools import chain
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from opentelemetry.sdk.metrics.export import AggregationTemporality
-from opentelemetry.sdk.metrics.export import Buckets as OtelBuckets
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     ExponentialHistogram,
     ExponentialHistogramDataPoint,
     Histogram,
@@ -39,6 +39,7 @@ from opentelemetry.sdk.metrics.export import (
     NumberDataPoint,
     Sum,
 )
+from opentelemetry.sdk.metrics.export import Buckets as OtelBuckets
 
 from infersight.payload import TEXT_MIN_LENGTH, Normalized, Outputs, _AbsentType
 from infersight.stats.sketch import ExpHistogram
@@ -52,8 +53,26 @@ OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 _OVERFLOW_ATTRS = tuple(OVERFLOW_ATTRIBUTES.items())
 _OVERFLOW = "\x00overflow"  # series key of values past the attribute-set bound
 # Seconds; fine at the low end where model latency SLOs live (OTel's HTTP defaults start at 5 ms).
-DURATION_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
-                   0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+DURATION_BOUNDS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 _NUMBERS = {float, int}  # column value types sketched as numbers at once (bool is not int here)
 _COMPACT_AT = 2048  # buffered rows per model before the exporter thread is asked to compact
@@ -332,8 +351,12 @@ class FeatureStats:
                     self._count(
                         st,
                         "ml.prediction.class",
-                        (("ml.model.name", m), ("ml.model.version", v), ("ml.output.name", name),
-                         ("ml.prediction.label", self._category(model, "\x00" + name, label))),
+                        (
+                            ("ml.model.name", m),
+                            ("ml.model.version", v),
+                            ("ml.output.name", name),
+                            ("ml.prediction.label", self._category(model, "\x00" + name, label)),
+                        ),
                         n,
                     )
             for (name, kind), n in out.nulls.items():
@@ -368,7 +391,12 @@ class FeatureStats:
                 self._count(
                     self._state,
                     "ml.schema.violations",
-                    (("ml.model.name", m), ("ml.model.version", v), ("ml.feature.name", feature), ("ml.schema.rule", rule)),
+                    (
+                        ("ml.model.name", m),
+                        ("ml.model.version", v),
+                        ("ml.feature.name", feature),
+                        ("ml.schema.rule", rule),
+                    ),
                     n,
                 )
 
@@ -455,7 +483,9 @@ class FeatureStats:
             trues = int(col.sum())
             for label, n in (("true", trues), ("false", col.size - trues)):
                 if n:
-                    self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
+                    self._count(
+                        st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n
+                    )
             return
         nulls = absent = nan = inf = 0
         numbers: list[float] = []
@@ -497,8 +527,13 @@ class FeatureStats:
         for label, n in counts.items():
             self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
 
-    def _process_rows(self, st: _State, model: ModelKey, rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]],
-                      blocks: list[tuple[tuple[str, ...], Any, int]]) -> None:
+    def _process_rows(
+        self,
+        st: _State,
+        model: ModelKey,
+        rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]],
+        blocks: list[tuple[tuple[str, ...], Any, int]],
+    ) -> None:
         """Classify buffered one-row calls and batches of one model: rows with the same names
         become columns; numeric columns are sketched in one numpy pass per set of names,
         others go through the mixed path. A feature seen in other calls but missing here is
@@ -525,7 +560,7 @@ class FeatureStats:
                 names = [k if type(k) is str else str(k) for k in keys]
                 step = max(1, _CONVERT_VALUES // len(keys))  # bounded temporaries (see _CONVERT_VALUES)
                 for at in range(0, len(table), step):
-                    self._record_numeric(st, model, names, np.array(table[at:at + step], dtype=np.float64).T)
+                    self._record_numeric(st, model, names, np.array(table[at : at + step], dtype=np.float64).T)
                 continue
             columns = list(zip(*table)) if table and keys else []
             float_names: list[str] = []
@@ -558,7 +593,9 @@ class FeatureStats:
                 for name in missing:
                     self._count(st, "ml.feature.missing", _attrs(m, v, name, "absent"), total)
 
-    def _process_batches(self, st: _State, model: ModelKey, names: tuple[str, ...], parts: list[tuple[Any, int]]) -> None:
+    def _process_batches(
+        self, st: _State, model: ModelKey, names: tuple[str, ...], parts: list[tuple[Any, int]]
+    ) -> None:
         """Buffered batches with the same names: numeric columns of all of them stacked
         feature-major and sketched together, other columns joined and classified."""
         k = len(names)
@@ -570,7 +607,7 @@ class FeatureStats:
             feature_major = np.empty((k, total), dtype=np.float64)
             at = 0
             for data, n in parts:
-                feature_major[:, at:at + n] = data.T
+                feature_major[:, at : at + n] = data.T
                 at += n
             self._record_numeric(st, model, list(names), feature_major)
             return
@@ -582,7 +619,7 @@ class FeatureStats:
             at = 0
             for (_, n), cols in zip(parts, per_batch):
                 for i, j in enumerate(numeric):
-                    feature_major[i, at:at + n] = cols[j]
+                    feature_major[i, at : at + n] = cols[j]
                 at += n
             self._record_numeric(st, model, [names[j] for j in numeric], feature_major)
         done = set(numeric)
@@ -594,7 +631,9 @@ class FeatureStats:
                 arrays = [a.astype(object) for a in arrays]  # e.g. bool in one call, text in another
             self._record_column(st, model, names[j], np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
 
-    def _record_numeric(self, st: _State, model: ModelKey, names: list[str], feature_major: npt.NDArray[np.float64]) -> None:
+    def _record_numeric(
+        self, st: _State, model: ModelKey, names: list[str], feature_major: npt.NDArray[np.float64]
+    ) -> None:
         """Sketch numeric columns given one per row, and count their NaN and Inf values."""
         m, v = model
         n = feature_major.shape[1]
@@ -690,12 +729,17 @@ class FeatureStats:
             if sk is None or sk.count == 0:
                 continue
             attr_name = "ml.feature.name" if metric == "ml.feature.value" else "ml.output.name"
-            point_attrs = dict(OVERFLOW_ATTRIBUTES) if name == _OVERFLOW else {
-                "ml.model.name": m, "ml.model.version": v, attr_name: name}
+            point_attrs = (
+                dict(OVERFLOW_ATTRIBUTES)
+                if name == _OVERFLOW
+                else {"ml.model.name": m, "ml.model.version": v, attr_name: name}
+            )
             by_metric.setdefault(metric, []).append(_exp_point(point_attrs, sk, start_ns, end_ns))
         for metric in ("ml.feature.value", "ml.prediction.value"):
             if metric in by_metric:
-                metrics.append(Metric(metric, _DESCRIPTIONS[metric], "1", ExponentialHistogram(by_metric[metric], delta)))
+                metrics.append(
+                    Metric(metric, _DESCRIPTIONS[metric], "1", ExponentialHistogram(by_metric[metric], delta))
+                )
         sums: dict[str, list[NumberDataPoint]] = {}
         for (metric, attrs), n in state.counters.items():
             sums.setdefault(metric, []).append(
@@ -708,7 +752,9 @@ class FeatureStats:
             if h.counts is None:
                 continue
             hists.setdefault(metric, []).append(
-                HistogramDataPoint(dict(hattrs), start_ns, end_ns, h.n, h.total, h.counts.tolist(), list(h.bounds), h.lo, h.hi)
+                HistogramDataPoint(
+                    dict(hattrs), start_ns, end_ns, h.n, h.total, h.counts.tolist(), list(h.bounds), h.lo, h.hi
+                )
             )
         for metric, hist_points in hists.items():
             unit = "s" if metric == "ml.inference.duration" else "1"

@@ -19,7 +19,8 @@ import math
 import sys
 import threading
 import time
-from typing import IO, Any, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
+from typing import IO, Any
 
 import numpy as np
 import structlog

@@ -19,8 +19,9 @@ from __future__ import annotations
 import inspect
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import wrapt
@@ -29,6 +30,7 @@ from opentelemetry.trace import Status, StatusCode
 from infersight import request_context as rc
 from infersight._runtime import Runtime, get_runtime
 from infersight.payload import NO_DEFAULT, Normalized, normalize_inputs, normalize_outputs
+from infersight.stats.schema import SchemaViolation
 
 _request_id_var = rc._request_id  # noqa: SLF001 - same package
 _last_call_var = rc._last_call  # noqa: SLF001 - same package
@@ -39,8 +41,6 @@ _random = random.random
 __all__ = ["monitor", "SchemaViolation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-from infersight.stats.schema import SchemaViolation
 
 
 @dataclass
@@ -85,8 +85,11 @@ class _Options:
     identity: tuple[Any, str, str] | None = None
 
     def resolve(self, settings: Any, fn: Any) -> tuple[Any, str, str]:
-        ident = (settings, self.model or settings.model or getattr(fn, "__qualname__", "model"),
-                 self.version or settings.version or "unknown")
+        ident = (
+            settings,
+            self.model or settings.model or getattr(fn, "__qualname__", "model"),
+            self.version or settings.version or "unknown",
+        )
         self.identity = ident
         return ident
 
@@ -229,8 +232,20 @@ def _get_input(opts: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 class _Call:
     """State of one monitored call between its start and its end."""
 
-    __slots__ = ("rt", "opts", "model", "version", "span", "ctx_token", "rid_token", "rid",
-                 "own", "norm", "violations", "do_stats")
+    __slots__ = (
+        "rt",
+        "opts",
+        "model",
+        "version",
+        "span",
+        "ctx_token",
+        "rid_token",
+        "rid",
+        "own",
+        "norm",
+        "violations",
+        "do_stats",
+    )
 
     def __init__(self, rt: Runtime, opts: _Options, fn: Any, norm: Normalized | None, do_stats: bool) -> None:
         self.rt = rt
@@ -293,7 +308,9 @@ class _Call:
                     "ml.feature.name": v.feature,
                     "ml.schema.rule": v.rule,
                     "ml.schema.count": int(getattr(v, "count", 1)),
-                    "ml.schema.message": "[REDACTED]" if redactor.matches(v.feature) else str(getattr(v, "message", "")),
+                    "ml.schema.message": "[REDACTED]"
+                    if redactor.matches(v.feature)
+                    else str(getattr(v, "message", "")),
                 },
             )
         if opts.on_violation == "raise":
@@ -312,8 +329,7 @@ class _Call:
             extreme = False
             if self.do_stats and norm is not None:
                 redactor = rt.pipeline.redactor
-                if (redactor.active and norm.records is None
-                        and redactor.any_match(norm.feature_names())):
+                if redactor.active and norm.records is None and redactor.any_match(norm.feature_names()):
                     norm = _drop_redacted(norm, redactor)
                 value = _one_number(result) if norm.row is not None and exc is None and not stream else None
                 if value is not None and value - value == 0.0 and opts.default_output is NO_DEFAULT:

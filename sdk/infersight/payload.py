@@ -23,8 +23,9 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -80,8 +81,7 @@ class Normalized:
             keys: dict[str, None] = {}
             for r in self.records:
                 keys.update(dict.fromkeys(map(str, r)))
-            rows = [r if all(type(k) is str for k in r) else {str(k): v for k, v in r.items()}
-                    for r in self.records]
+            rows = [r if all(type(k) is str for k in r) else {str(k): v for k, v in r.items()} for r in self.records]
             # A feature absent from a row is recorded as absent, not as null.
             self.columns = {k: _column([r.get(k, _ABSENT) for r in rows]) for k in keys}
             return self.columns
@@ -188,10 +188,7 @@ def _names(width: int, features: Sequence[str] | None) -> Sequence[str]:
     if features is not None:
         if len(features) == width:
             return features
-        raise ValueError(
-            f"features= names {len(features)} columns but the input has {width}; "
-            "give one name per column"
-        )
+        raise ValueError(f"features= names {len(features)} columns but the input has {width}; give one name per column")
     return _default_names(width)
 
 
@@ -261,8 +258,10 @@ def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
             n = lengths.pop()
             if n == 1:  # a dict of one-element columns is one row
                 return Normalized(1, row={str(k): _first(v) for k, v in obj.items()})
-            return Normalized(n, columns={str(k): _pandas_column(v) if _is_pandas(v, "Series") else _column(v)
-                                          for k, v in obj.items()})
+            return Normalized(
+                n,
+                columns={str(k): _pandas_column(v) if _is_pandas(v, "Series") else _column(v) for k, v in obj.items()},
+            )
     return Normalized(1, row={str(k): v for k, v in obj.items()})
 
 
@@ -309,8 +308,9 @@ def _from_list(obj: Sequence[Any], names: Sequence[str] | None) -> Normalized:
         if arr.ndim == 2:
             return _from_array(arr, names)
         return Normalized(len(obj), columns={"input": _column([len(r) for r in obj])})
-    return _from_array(np.asarray(obj) if all(isinstance(v, numbers.Number) for v in obj)
-                       else np.asarray(obj, dtype=object), names)
+    return _from_array(
+        np.asarray(obj) if all(isinstance(v, numbers.Number) for v in obj) else np.asarray(obj, dtype=object), names
+    )
 
 
 # -- pydantic -----------------------------------------------------------------------------
@@ -386,8 +386,12 @@ def _frame_columns(df: Any) -> tuple[list[npt.NDArray[Any]], npt.NDArray[Any] | 
         if len(blocks) == 1:
             only = blocks[0]
             vals = only.values
-            if (type(vals) is np.ndarray and vals.ndim == 2 and vals.dtype.kind in "fiu"
-                    and only.mgr_locs.indexer == slice(0, width, 1)):
+            if (
+                type(vals) is np.ndarray
+                and vals.ndim == 2
+                and vals.dtype.kind in "fiu"
+                and only.mgr_locs.indexer == slice(0, width, 1)
+            ):
                 return [], vals.T
         out: list[Any] = [None] * width
         for b in blocks:
@@ -528,9 +532,7 @@ def _collect_array(arr: np.ndarray, name: str, out: Outputs, classes: Sequence[A
         good = arr[finite_rows]
         idx = good.argmax(axis=1)
         names = classes if classes is not None and len(classes) == arr.shape[1] else None
-        out.labels.setdefault(name, []).extend(
-            str(names[i]) if names is not None else str(int(i)) for i in idx
-        )
+        out.labels.setdefault(name, []).extend(str(names[i]) if names is not None else str(int(i)) for i in idx)
         out.values["score"] = good[np.arange(good.shape[0]), idx].astype(np.float64)
         return
     if arr.ndim == 2 and arr.shape[1] == 1:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["Redactor", "REDACTED"]
 
@@ -65,8 +66,10 @@ class Redactor:
         if self._re is None or _depth > 32:
             return obj
         if isinstance(obj, dict):
-            return {k: (REDACTED if isinstance(k, str) and self.matches(k) else self.redact(v, _depth + 1))
-                    for k, v in obj.items()}
+            return {
+                k: (REDACTED if isinstance(k, str) and self.matches(k) else self.redact(v, _depth + 1))
+                for k, v in obj.items()
+            }
         if isinstance(obj, (list, tuple)):
             return [self.redact(v, _depth + 1) for v in obj]
         return obj

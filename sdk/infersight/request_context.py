@@ -19,8 +19,9 @@ import contextvars
 import random as _random
 import re
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -39,11 +40,9 @@ __all__ = [
 
 MAX_REQUEST_ID_LENGTH = 128
 # Safe in headers, log lines, URLs and SQL: no spaces, quotes, CR/LF or control characters.
-_VALID = re.compile(r"[A-Za-z0-9._:\-]{1,%d}\Z" % MAX_REQUEST_ID_LENGTH)
+_VALID = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_REQUEST_ID_LENGTH}}}\Z")
 
-_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "infersight_request_id", default=None
-)
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("infersight_request_id", default=None)
 # (request ID, model, version) of the monitored call that last returned in this context, so
 # that code which called ``predict(...)`` outside any request can still send its label later.
 _last_call: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.ContextVar(
@@ -153,8 +152,7 @@ def new_request_id() -> str:
     return "%032x" % (time.time_ns() // 1_000_000 << 80 | _random.getrandbits(80))
 
 
-def leave(otel_token: contextvars.Token[Any] | None,
-          request_id_token: contextvars.Token[str | None] | None) -> None:
+def leave(otel_token: contextvars.Token[Any] | None, request_id_token: contextvars.Token[str | None] | None) -> None:
     """Undo what a request or call made current: an OTel context attached with ``otel_token``
     and a request ID set with ``request_id_token`` (either may be ``None``: nothing to undo)."""
     if otel_token is not None:

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -94,15 +95,27 @@ def server_env(sink: OtlpSink, **extra: str) -> dict[str, str]:
 
 def start_uvicorn(sink: OtlpSink, module: str = "apps.fastapi_server:app", cwd: Path = HERE, **extra: str) -> Server:
     port = free_port()
-    argv = [PYTHON, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--no-access-log"]
+    argv = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        module,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     server = Server(argv, port, server_env(sink, **extra), cwd)
     server.wait_ready()
     return server
 
 
-def start_werkzeug(sink: OtlpSink, script: Path = HERE / "apps" / "flask_server.py", cwd: Path = HERE,
-                   **extra: str) -> Server:
+def start_werkzeug(
+    sink: OtlpSink, script: Path = HERE / "apps" / "flask_server.py", cwd: Path = HERE, **extra: str
+) -> Server:
     port = free_port()
     server = Server([PYTHON, str(script), str(port)], port, server_env(sink, **extra), cwd)
     server.wait_ready()
@@ -125,10 +138,14 @@ def server_spans(sink: OtlpSink, request_id: str) -> list[Any]:
 
 
 def predict_spans(sink: OtlpSink, request_id: str) -> list[Any]:
-    return [s for _, s in sink.spans() if s.name.startswith("predict ") and span_attrs(s).get("ml.request.id") == request_id]
+    return [
+        s for _, s in sink.spans() if s.name.startswith("predict ") and span_attrs(s).get("ml.request.id") == request_id
+    ]
 
 
-def wait_for_request(sink: OtlpSink, request_id: str, predicts: int = 1, timeout: float = 15.0) -> tuple[Any, list[Any]]:
+def wait_for_request(
+    sink: OtlpSink, request_id: str, predicts: int = 1, timeout: float = 15.0
+) -> tuple[Any, list[Any]]:
     """The server span and the predict spans of one request, once they have arrived."""
     ok = sink.wait_for(
         lambda s: len(server_spans(s, request_id)) == 1 and len(predict_spans(s, request_id)) >= predicts,
@@ -160,4 +177,8 @@ def duration_count(sink: OtlpSink, **match: Any) -> int:
 
 
 def log_records_for(sink: OtlpSink, request_id: str) -> list[tuple[dict[str, Any], Any]]:
-    return [(attrs(r.attributes), r) for _, r in sink.log_records() if attrs(r.attributes).get("ml.request.id") == request_id]
+    return [
+        (attrs(r.attributes), r)
+        for _, r in sink.log_records()
+        if attrs(r.attributes).get("ml.request.id") == request_id
+    ]

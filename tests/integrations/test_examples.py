@@ -7,8 +7,8 @@ import uuid
 
 import httpx
 import pytest
-
 from servers import PYTHON, REPO, Server, free_port, server_env, start_uvicorn, wait_for_request
+
 from support.otlp_sink import OtlpSink
 
 pytestmark = pytest.mark.slow
@@ -39,8 +39,9 @@ def test_fastapi_example(sink: OtlpSink) -> None:
 
 def test_flask_example(sink: OtlpSink) -> None:
     port = free_port()
-    srv = Server([PYTHON, "-m", "flask", "--app", "examples.flask_app", "run", "--port", str(port)],
-                 port, server_env(sink), REPO)
+    srv = Server(
+        [PYTHON, "-m", "flask", "--app", "examples.flask_app", "run", "--port", str(port)], port, server_env(sink), REPO
+    )
     try:
         srv.wait_ready()
         check(srv.base_url, sink, "/predict")

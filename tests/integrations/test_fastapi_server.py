@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-
 from servers import (
     Server,
     ancestors,
@@ -20,6 +20,7 @@ from servers import (
     start_uvicorn,
     wait_for_request,
 )
+
 from support.otlp_sink import OtlpSink, attrs
 
 pytestmark = pytest.mark.slow
@@ -87,16 +88,18 @@ def test_predict_span_nests_under_server_span_in_the_callers_trace(server: Serve
     assert log_attrs["event.name"] == "ml.prediction"
     assert record.trace_id == srv_span.trace_id
 
-    assert sink.wait_for(lambda s: duration_count(s, **{"http.route": "/predict/{model_name}",
-                                                       "http.response.status_code": 200}) >= 1)
+    assert sink.wait_for(
+        lambda s: duration_count(s, **{"http.route": "/predict/{model_name}", "http.response.status_code": 200}) >= 1
+    )
 
 
 def test_fifty_concurrent_requests_never_see_each_others_ids(server: Server, sink: OtlpSink) -> None:
     ids = [rid() for _ in range(50)]
 
     async def one(client: httpx.AsyncClient, request_id: str) -> httpx.Response:
-        return await client.post(f"/predict/c?delay_ms={random.randint(0, 60)}", json=ROW,
-                                 headers={"X-Request-ID": request_id})
+        return await client.post(
+            f"/predict/c?delay_ms={random.randint(0, 60)}", json=ROW, headers={"X-Request-ID": request_id}
+        )
 
     async def all_at_once() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=50)
@@ -120,12 +123,13 @@ def test_fifty_concurrent_requests_never_see_each_others_ids(server: Server, sin
             # Every span carrying one of our IDs lives in that request's own trace.
             assert span.trace_id == trace_of[a["ml.request.id"]]
     for i in ids:
-        for a, record in log_records_for(sink, i):
+        for _res, record in log_records_for(sink, i):
             assert record.trace_id == trace_of[i]
 
 
-def test_malformed_json_and_wrong_types_reach_fastapis_422_and_are_counted(fastapi_server: Server,
-                                                                          sink: OtlpSink) -> None:
+def test_malformed_json_and_wrong_types_reach_fastapis_422_and_are_counted(
+    fastapi_server: Server, sink: OtlpSink
+) -> None:
     server = fastapi_server
     bad_json = ['{"tenure": 1,', "not json", '{"tenure": NaN, "charges": }']
     wrong_types = [{"tenure": "twelve", "charges": 1}, {"tenure": [1], "charges": {}}, {"charges": 3}]
@@ -141,8 +145,13 @@ def test_malformed_json_and_wrong_types_reach_fastapis_422_and_are_counted(fasta
         good = [client.post("/score", json=ROW) for _ in range(4)]
     assert all(r.status_code == 200 for r in good)
     route = {"http.route": "/score"}
-    assert sink.wait_for(lambda s: duration_count(s, **route, **{"http.response.status_code": 422}) == 6
-                         and duration_count(s, **route, **{"http.response.status_code": 200}) == 4, timeout=15)
+    assert sink.wait_for(
+        lambda s: (
+            duration_count(s, **route, **{"http.response.status_code": 422}) == 6
+            and duration_count(s, **route, **{"http.response.status_code": 200}) == 4
+        ),
+        timeout=15,
+    )
     assert duration_count(sink, **route) == 10
     # Rejected requests never reached the model: exactly the good ones were predicted.
     assert duration_count(sink, **route, **{"http.response.status_code": 200}) == 4
@@ -160,14 +169,23 @@ def test_five_megabyte_body_passes_through_whole(fastapi_server: Server, sink: O
 
 @pytest.mark.parametrize(
     "bad_id",
-    ["x" * 10_000, '"><script>alert(1)</script>', "1; DROP TABLE predictions;--", "${jndi:ldap://evil/a}",
-     "../../etc/passwd", "id with spaces"],
+    [
+        "x" * 10_000,
+        '"><script>alert(1)</script>',
+        "1; DROP TABLE predictions;--",
+        "${jndi:ldap://evil/a}",
+        "../../etc/passwd",
+        "id with spaces",
+    ],
 )
 def test_bad_request_id_is_replaced_and_never_echoed(server: Server, sink: OtlpSink, bad_id: str) -> None:
     marker = rid()  # the trace ID lets us find the request whose ID we do not know in advance
     trace_id = uuid.uuid4().hex
-    r = httpx.post(server.base_url + "/predict/churn", json=ROW,
-                   headers={"X-Request-ID": bad_id, "traceparent": f"00-{trace_id}-{marker[-16:]}-01"})
+    r = httpx.post(
+        server.base_url + "/predict/churn",
+        json=ROW,
+        headers={"X-Request-ID": bad_id, "traceparent": f"00-{trace_id}-{marker[-16:]}-01"},
+    )
     assert r.status_code == 200
     echoed = r.headers["x-request-id"]
     assert echoed != bad_id and bad_id not in r.text
@@ -292,8 +310,13 @@ def test_one_server_span_and_one_duration_series_per_request(fastapi_server: Ser
     assert [s.kind for s in same_trace].count(2) == 1
     assert {ss.scope.name for m in sink.traces for rs in m.resource_spans for ss in rs.scope_spans} == {"infersight"}
     assert sink.wait_for(lambda s: duration_count(s, **{"http.route": "/predict/{model_name}"}) >= 1)
-    scopes = {sm.scope.name for m in sink.metrics for rm in m.resource_metrics for sm in rm.scope_metrics
-              if any(metric.name == "http.server.request.duration" for metric in sm.metrics)}
+    scopes = {
+        sm.scope.name
+        for m in sink.metrics
+        for rm in m.resource_metrics
+        for sm in rm.scope_metrics
+        if any(metric.name == "http.server.request.duration" for metric in sm.metrics)
+    }
     assert scopes == {"infersight.integrations"}
 
 
@@ -311,9 +334,14 @@ def test_sigterm_exports_what_is_still_queued(flavour: str, sink: OtlpSink) -> N
     (fewer than a batch, before the schedule delay) and metrics and feature statistics recorded
     since the last export must still arrive: the middleware flushes at the lifespan shutdown."""
     run = rid()  # marks this process's resource, so only its own metric points are counted
-    srv = start_uvicorn(sink, f"apps.{flavour}_server:app", OTEL_BSP_SCHEDULE_DELAY="600000",
-                        INFERSIGHT_METRIC_EXPORT_INTERVAL="600", OTEL_BLRP_SCHEDULE_DELAY="600000",
-                        OTEL_RESOURCE_ATTRIBUTES=f"test.run={run}")
+    srv = start_uvicorn(
+        sink,
+        f"apps.{flavour}_server:app",
+        OTEL_BSP_SCHEDULE_DELAY="600000",
+        INFERSIGHT_METRIC_EXPORT_INTERVAL="600",
+        OTEL_BLRP_SCHEDULE_DELAY="600000",
+        OTEL_RESOURCE_ATTRIBUTES=f"test.run={run}",
+    )
     ids = [rid() for _ in range(3)]
     try:
         for request_id in ids:
@@ -328,8 +356,11 @@ def test_sigterm_exports_what_is_still_queued(flavour: str, sink: OtlpSink) -> N
         assert len(log_records_for(sink, request_id)) == 1  # the payload log (sampled at 1.0 here)
     durations = [p for res, _, p in sink.metric_points("http.server.request.duration") if res.get("test.run") == run]
     assert sum(p.count for p in durations) == 3
-    values = [p for res, _, p in sink.metric_points("ml.feature.value")
-              if res.get("test.run") == run and attrs(p.attributes).get("ml.model.name") == "churn"]
+    values = [
+        p
+        for res, _, p in sink.metric_points("ml.feature.value")
+        if res.get("test.run") == run and attrs(p.attributes).get("ml.model.name") == "churn"
+    ]
     assert sum(p.count for p in values) == 3 * 2  # two features, three rows
 
 
@@ -340,8 +371,11 @@ def test_background_tasks_are_not_the_requests_wait(fastapi_server: Server, sink
     under the request (same request ID) and starts after the span's end; a task that fails
     leaves the answered request a success, with the exception on its span."""
     request_id = rid()
-    r = httpx.post(fastapi_server.base_url + f"/predict-and-remember?fail={str(fail).lower()}", json=ROW,
-                   headers={"X-Request-ID": request_id})
+    r = httpx.post(
+        fastapi_server.base_url + f"/predict-and-remember?fail={str(fail).lower()}",
+        json=ROW,
+        headers={"X-Request-ID": request_id},
+    )
     assert r.status_code == 200
     srv_span, predicts = wait_for_request(sink, request_id, predicts=2)
     later = [p for p in predicts if attrs(p.attributes).get("ml.model.name") == "churn-cache"]
@@ -362,8 +396,9 @@ def test_sync_endpoint_in_the_thread_pool_keeps_the_request(fastapi_server: Serv
 
     async def go() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=fastapi_server.base_url) as client:
-            return await asyncio.gather(*(client.post("/predict-sync/churn", json=ROW, headers={"X-Request-ID": i})
-                                          for i in ids))
+            return await asyncio.gather(
+                *(client.post("/predict-sync/churn", json=ROW, headers={"X-Request-ID": i}) for i in ids)
+            )
 
     for request_id, r in zip(ids, asyncio.run(go())):
         assert r.status_code == 200 and r.json()["rid"] == request_id == r.headers["x-request-id"]

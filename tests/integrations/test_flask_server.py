@@ -4,12 +4,11 @@ configured in the master before the fork), driven by requests; checked at the OT
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import pytest
 import requests
-
 from servers import (
     HERE,
     PYTHON,
@@ -24,6 +23,7 @@ from servers import (
     start_werkzeug,
     wait_for_request,
 )
+
 from support.otlp_sink import OtlpSink, attrs
 
 pytestmark = pytest.mark.slow
@@ -45,8 +45,12 @@ def rid() -> str:
 def test_predict_span_nests_under_server_span_with_route_template(server: Server, sink: OtlpSink) -> None:
     request_id = rid()
     trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
-    r = requests.post(server.base_url + "/predict/churn", json=ROW, timeout=10,
-                      headers={"X-Request-ID": request_id, "traceparent": f"00-{trace_id}-{parent_id}-01"})
+    r = requests.post(
+        server.base_url + "/predict/churn",
+        json=ROW,
+        timeout=10,
+        headers={"X-Request-ID": request_id, "traceparent": f"00-{trace_id}-{parent_id}-01"},
+    )
     assert r.status_code == 200 and r.headers["X-Request-ID"] == request_id
     assert r.json()["rid_before"] == r.json()["rid_after"] == request_id
     srv_span, [predict] = wait_for_request(sink, request_id)
@@ -61,16 +65,21 @@ def test_predict_span_nests_under_server_span_with_route_template(server: Server
     assert sink.wait_for(lambda s: log_records_for(s, request_id))
     [(log_attrs, record)] = log_records_for(sink, request_id)
     assert log_attrs["event.name"] == "ml.prediction" and record.trace_id == srv_span.trace_id
-    assert sink.wait_for(lambda s: duration_count(s, **{"http.route": "/predict/<model_name>",
-                                                       "http.response.status_code": 200}) >= 1)
+    assert sink.wait_for(
+        lambda s: duration_count(s, **{"http.route": "/predict/<model_name>", "http.response.status_code": 200}) >= 1
+    )
 
 
 def test_fifty_concurrent_requests_never_see_each_others_ids(server: Server, sink: OtlpSink) -> None:
     ids = [rid() for _ in range(50)]
 
     def one(i: int, request_id: str) -> requests.Response:
-        return requests.post(f"{server.base_url}/predict/c?delay_ms={(i * 7) % 50}", json=ROW,
-                             headers={"X-Request-ID": request_id}, timeout=30)
+        return requests.post(
+            f"{server.base_url}/predict/c?delay_ms={(i * 7) % 50}",
+            json=ROW,
+            headers={"X-Request-ID": request_id},
+            timeout=30,
+        )
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         responses = list(pool.map(one, range(50), ids))
@@ -89,12 +98,14 @@ def test_fifty_concurrent_requests_never_see_each_others_ids(server: Server, sin
 def test_bad_input_gets_the_apps_answer_and_is_counted(server: Server, sink: OtlpSink) -> None:
     sent = 0
     for body in ['{"tenure": 1,', "nope", '{"tenure": "x"}']:
-        r = requests.post(server.base_url + "/predict/bad", data=body, timeout=10,
-                          headers={"Content-Type": "application/json"})
+        r = requests.post(
+            server.base_url + "/predict/bad", data=body, timeout=10, headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 422 and "expected a JSON object" in r.json()["error"]
         sent += 1
-    assert sink.wait_for(lambda s: duration_count(s, **{"http.route": "/predict/<model_name>",
-                                                       "http.response.status_code": 422}) == sent)
+    assert sink.wait_for(
+        lambda s: duration_count(s, **{"http.route": "/predict/<model_name>", "http.response.status_code": 422}) == sent
+    )
 
 
 def test_five_megabyte_body_and_bad_request_ids(server: Server, sink: OtlpSink) -> None:
@@ -102,8 +113,12 @@ def test_five_megabyte_body_and_bad_request_ids(server: Server, sink: OtlpSink) 
     assert r.status_code == 200 and r.json() == {"bytes": 5 * 1024 * 1024}
     for bad in ["y" * 10_000, "'; DROP TABLE t;--", "<img src=x onerror=alert(1)>", "${jndi:ldap://x/a}"]:
         trace_id = uuid.uuid4().hex
-        r = requests.post(server.base_url + "/predict/churn", json=ROW, timeout=10,
-                          headers={"X-Request-ID": bad, "traceparent": f"00-{trace_id}-{trace_id[:16]}-01"})
+        r = requests.post(
+            server.base_url + "/predict/churn",
+            json=ROW,
+            timeout=10,
+            headers={"X-Request-ID": bad, "traceparent": f"00-{trace_id}-{trace_id[:16]}-01"},
+        )
         assert r.status_code == 200
         echoed = r.headers["X-Request-ID"]
         assert echoed != bad and r.json()["rid_after"] == echoed
@@ -128,8 +143,9 @@ def test_streamed_body_is_inside_the_span_and_disconnect_ends_it(server: Server,
     assert "error.type" not in span_attrs(span)
 
     gone = rid()
-    with requests.get(server.base_url + "/stream?n=1000&delay_ms=10", headers={"X-Request-ID": gone},
-                      stream=True, timeout=10) as r:
+    with requests.get(
+        server.base_url + "/stream?n=1000&delay_ms=10", headers={"X-Request-ID": gone}, stream=True, timeout=10
+    ) as r:
         it = r.iter_lines()
         assert next(it).startswith(b"0 ")
     assert sink.wait_for(lambda s: len(server_spans(s, gone)) == 1, timeout=20)
@@ -165,17 +181,31 @@ def test_gunicorn_two_preforked_workers_both_export(sink: OtlpSink) -> None:
     pytest.importorskip("gunicorn")
     port = free_port()
     srv = Server(
-        [PYTHON, "-m", "gunicorn", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-         "apps.flask_server:app"],
-        port, server_env(sink, INFERSIGHT_SERVICE_NAME="it-gunicorn"), HERE,
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "--preload",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "apps.flask_server:app",
+        ],
+        port,
+        server_env(sink, INFERSIGHT_SERVICE_NAME="it-gunicorn"),
+        HERE,
     )
     try:
         srv.wait_ready()
         ids = [rid() for _ in range(40)]
 
         def one(request_id: str) -> requests.Response:
-            return requests.post(f"{srv.base_url}/predict/g?delay_ms=40", json=ROW,
-                                 headers={"X-Request-ID": request_id}, timeout=30)
+            return requests.post(
+                f"{srv.base_url}/predict/g?delay_ms=40", json=ROW, headers={"X-Request-ID": request_id}, timeout=30
+            )
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             responses = list(pool.map(one, ids))

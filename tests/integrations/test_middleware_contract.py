@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -97,7 +98,13 @@ def test_app_exceptions_propagate_as_the_same_object(spans: InMemorySpanExporter
     def bad_wsgi(environ: Any, start_response: Any) -> list[bytes]:
         raise raised
 
-    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/y", "wsgi.url_scheme": "http", "SERVER_NAME": "h", "SERVER_PORT": "80"}
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/y",
+        "wsgi.url_scheme": "http",
+        "SERVER_NAME": "h",
+        "SERVER_PORT": "80",
+    }
     with pytest.raises(KeyError) as info2:
         WSGIMiddleware(bad_wsgi)(env, lambda *a: None)
     assert info2.value is raised
@@ -105,8 +112,9 @@ def test_app_exceptions_propagate_as_the_same_object(spans: InMemorySpanExporter
     infersight.flush()
     server = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
     assert {s.attributes["url.path"] for s in server} == {"/x", "/y"}
-    assert all(s.attributes["error.type"] == "KeyError" and s.attributes["http.response.status_code"] == 500
-               for s in server)
+    assert all(
+        s.attributes["error.type"] == "KeyError" and s.attributes["http.response.status_code"] == 500 for s in server
+    )
 
 
 def _after_the_response_asgi(fail: bool, marks: dict[str, Any]) -> Any:
@@ -147,6 +155,7 @@ def _after_the_response_wsgi(fail: bool, marks: dict[str, Any]) -> Any:
 
 def _run_after_the_response(kind: str, app: Any) -> None:
     if kind == "asgi":
+
         async def receive() -> dict:
             return {"type": "http.request", "body": b""}
 
@@ -156,8 +165,13 @@ def _run_after_the_response(kind: str, app: Any) -> None:
         scope = {"type": "http", "method": "GET", "path": "/after", "headers": [], "scheme": "http"}
         asyncio.run(ASGIMiddleware(app)(scope, receive, send))
     else:
-        env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/after", "wsgi.url_scheme": "http", "SERVER_NAME": "h",
-               "SERVER_PORT": "80"}
+        env = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/after",
+            "wsgi.url_scheme": "http",
+            "SERVER_NAME": "h",
+            "SERVER_PORT": "80",
+        }
         body = WSGIMiddleware(app)(env, lambda *a: None)
         try:
             assert b"".join(body) == b"ok"
@@ -219,7 +233,8 @@ def test_websocket_scopes_pass_through_untouched(spans: InMemorySpanExporter) ->
 
 @pytest.mark.parametrize("outcome", ["complete", "failed"])
 def test_lifespan_messages_pass_unchanged_and_shutdown_waits_for_the_export(
-        spans: InMemorySpanExporter, outcome: str) -> None:
+    spans: InMemorySpanExporter, outcome: str
+) -> None:
     """The server gets the app's own lifespan messages (the same objects, in order) and, by the
     time the shutdown reply reaches it, what the app recorded is exported: a server that ends by
     re-raising SIGTERM (uvicorn) never runs ``atexit``."""
@@ -252,8 +267,10 @@ def test_lifespan_messages_pass_unchanged_and_shutdown_waits_for_the_export(
 
     asyncio.run(ASGIMiddleware(app)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
     assert [m for m, _ in received] == sent and all(a is b for (a, _), b in zip(received, sent))
-    assert received[1][0] == {"type": f"lifespan.shutdown.{outcome}",
-                              **({"message": "model unload failed"} if outcome == "failed" else {})}
+    assert received[1][0] == {
+        "type": f"lifespan.shutdown.{outcome}",
+        **({"message": "model unload failed"} if outcome == "failed" else {}),
+    }
     exported_at_reply = received[1][1]
     assert [s.attributes.get("ml.model.name") for s in exported_at_reply] == ["lifespan-contract"]
 
@@ -299,13 +316,16 @@ def test_the_shutdown_reply_is_not_held_past_its_bound_by_a_hung_export(monkeypa
 
 
 def test_options_from_arguments_and_environment() -> None:
-    opts = _common.resolve_options("flask", env={
-        "INFERSIGHT_REQUEST_ID_HEADER": "X-Correlation-ID",
-        "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "^/ready$",
-        "OTEL_PYTHON_EXCLUDED_URLS": "^/metrics$",
-        "INFERSIGHT_CAPTURE_BODIES": "true",
-        "INFERSIGHT_MAX_BODY_BYTES": "100",
-    })
+    opts = _common.resolve_options(
+        "flask",
+        env={
+            "INFERSIGHT_REQUEST_ID_HEADER": "X-Correlation-ID",
+            "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "^/ready$",
+            "OTEL_PYTHON_EXCLUDED_URLS": "^/metrics$",
+            "INFERSIGHT_CAPTURE_BODIES": "true",
+            "INFERSIGHT_MAX_BODY_BYTES": "100",
+        },
+    )
     assert opts.request_id_header == "X-Correlation-ID" and opts.wsgi_key == "HTTP_X_CORRELATION_ID"
     assert opts.is_excluded("/ready") and not opts.is_excluded("/metrics")  # the specific variable wins
     assert opts.capture_bodies and opts.max_body_bytes == 100
@@ -340,8 +360,11 @@ def test_body_capture_logs_redacted_json_and_the_app_reads_the_whole_body() -> N
     assert asgi_get(app, method="POST", content=big, headers={"content-type": "application/json"}).status_code == 200
     assert received == [small, big]  # the app's view of the body is unchanged
     infersight.flush()
-    events = [r.log_record.attributes for r in logs.get_finished_logs()
-              if r.log_record.attributes.get("event.name") == "ml.http.exchange"]
+    events = [
+        r.log_record.attributes
+        for r in logs.get_finished_logs()
+        if r.log_record.attributes.get("event.name") == "ml.http.exchange"
+    ]
     assert len(events) == 2
     assert "hunter2" not in events[0]["ml.inputs"] and '"tenure": 3' in events[0]["ml.inputs"]
     assert events[0]["ml.outputs"] == '{"score": 0.9}'
@@ -386,8 +409,15 @@ def test_trace_context_and_request_id_are_found_whatever_the_header_spelling(spa
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/w", "wsgi.url_scheme": "http", "SERVER_NAME": "h",
-           "SERVER_PORT": "80", "HTTP_TRACEPARENT": f"00-{trace_id}-00f067aa0ba902b7-01", "HTTP_BAGGAGE": "tenant=wsgi"}
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/w",
+        "wsgi.url_scheme": "http",
+        "SERVER_NAME": "h",
+        "SERVER_PORT": "80",
+        "HTTP_TRACEPARENT": f"00-{trace_id}-00f067aa0ba902b7-01",
+        "HTTP_BAGGAGE": "tenant=wsgi",
+    }
     body = WSGIMiddleware(wsgi_app)(env, lambda *a: None)
     list(body)
     body.close()  # type: ignore[attr-defined]
@@ -491,8 +521,14 @@ def test_wsgi_request_context_stays_inside_the_request(spans: InMemorySpanExport
 
         return body()
 
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "h", "SERVER_PORT": "80",
-               "wsgi.url_scheme": "http", "HTTP_X_REQUEST_ID": "req-42"}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SERVER_NAME": "h",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "HTTP_X_REQUEST_ID": "req-42",
+    }
     result = WSGIMiddleware(app)(environ, lambda status, headers, exc_info=None: None)
     assert b"".join(result) == b"ok"
     result.close()

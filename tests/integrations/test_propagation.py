@@ -23,11 +23,16 @@ def _theirs(header: str) -> trace.SpanContext:
 
 canonical = st.builds(
     lambda t, s, f: f"00-{t}-{s}-{f}",
-    st.text(HEX, min_size=32, max_size=32), st.text(HEX, min_size=16, max_size=16), st.text(HEX, min_size=2, max_size=2),
+    st.text(HEX, min_size=32, max_size=32),
+    st.text(HEX, min_size=16, max_size=16),
+    st.text(HEX, min_size=2, max_size=2),
 )
 odd = st.one_of(
-    canonical.map(lambda h: " " + h), canonical.map(lambda h: h + "-x"), canonical.map(lambda h: h.upper()),
-    canonical.map(lambda h: "01" + h[2:] + "-more"), canonical.map(lambda h: "ff" + h[2:]),
+    canonical.map(lambda h: " " + h),
+    canonical.map(lambda h: h + "-x"),
+    canonical.map(lambda h: h.upper()),
+    canonical.map(lambda h: "01" + h[2:] + "-more"),
+    canonical.map(lambda h: "ff" + h[2:]),
     st.text(max_size=60),
 )
 
@@ -39,8 +44,13 @@ def test_read_as_the_w3c_propagator_reads_it_or_left_to_it(header):
     if ours is None:
         return  # the propagator decides (it may accept what we leave to it)
     assert theirs.is_valid
-    assert (ours.trace_id, ours.span_id, ours.is_remote, ours.trace_flags, ours.trace_state) == \
-           (theirs.trace_id, theirs.span_id, theirs.is_remote, theirs.trace_flags, theirs.trace_state)
+    assert (ours.trace_id, ours.span_id, ours.is_remote, ours.trace_flags, ours.trace_state) == (
+        theirs.trace_id,
+        theirs.span_id,
+        theirs.is_remote,
+        theirs.trace_flags,
+        theirs.trace_state,
+    )
 
 
 def test_canonical_headers_take_the_short_path_others_the_propagator():
@@ -50,8 +60,16 @@ def test_canonical_headers_take_the_short_path_others_the_propagator():
     asgi = AsgiMiddleware(lambda *a: None)
 
     def scope(headers):
-        return {"type": "http", "method": "GET", "scheme": "http", "path": "/", "headers": headers,
-                "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5), "http_version": "1.1"}
+        return {
+            "type": "http",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "headers": headers,
+            "server": ("127.0.0.1", 80),
+            "client": ("127.0.0.1", 5),
+            "http_version": "1.1",
+        }
 
     plain = asgi._request_info(scope([(b"traceparent", tp.encode())]))
     assert plain.remote is not None and plain.carrier is None
@@ -61,8 +79,14 @@ def test_canonical_headers_take_the_short_path_others_the_propagator():
     assert padded.remote is None and padded.carrier is not None
 
     wsgi = WsgiMiddleware(lambda *a: None)
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "h", "SERVER_PORT": "80",
-               "wsgi.url_scheme": "http", "HTTP_TRACEPARENT": tp}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SERVER_NAME": "h",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "HTTP_TRACEPARENT": tp,
+    }
     assert wsgi._request_info(environ, "/").remote == plain.remote
     environ["HTTP_BAGGAGE"] = "k=v"
     info = wsgi._request_info(environ, "/")

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from servers import HERE, PYTHON, Server, free_port, server_env, start_uvicorn
+
 from support.otlp_sink import OtlpSink, attrs
 
 N = 12
@@ -27,9 +27,15 @@ SCRIPT = HERE / "apps" / "stop_server.py"
 
 def _held_env(sink: OtlpSink, run: str, **extra: str) -> dict[str, str]:
     """Nothing exports on its own before the stop: only a flush can bring it over."""
-    return server_env(sink, OTEL_BSP_SCHEDULE_DELAY="600000", OTEL_BLRP_SCHEDULE_DELAY="600000",
-                      INFERSIGHT_METRIC_EXPORT_INTERVAL="600", OTEL_RESOURCE_ATTRIBUTES=f"test.run={run}",
-                      INFERSIGHT_SERVICE_NAME="it-stop", **extra)
+    return server_env(
+        sink,
+        OTEL_BSP_SCHEDULE_DELAY="600000",
+        OTEL_BLRP_SCHEDULE_DELAY="600000",
+        INFERSIGHT_METRIC_EXPORT_INTERVAL="600",
+        OTEL_RESOURCE_ATTRIBUTES=f"test.run={run}",
+        INFERSIGHT_SERVICE_NAME="it-stop",
+        **extra,
+    )
 
 
 def _start(argv: list[str], port: int, env: dict[str, str]) -> Server:
@@ -58,12 +64,14 @@ def _counts(sink: OtlpSink, run: str) -> dict[str, int]:
         return res.get("test.run") == run
 
     spans = [s for res, s in sink.spans() if ours(res)]
-    logs = [r for res, r in sink.log_records()
-            if ours(res) and attrs(r.attributes).get("ml.model.name") == "stop"]
+    logs = [r for res, r in sink.log_records() if ours(res) and attrs(r.attributes).get("ml.model.name") == "stop"]
 
     def points(name: str) -> int:
-        return sum(p.count for res, _, p in sink.metric_points(name)
-                   if ours(res) and attrs(p.attributes).get("ml.model.name") == "stop")
+        return sum(
+            p.count
+            for res, _, p in sink.metric_points(name)
+            if ours(res) and attrs(p.attributes).get("ml.model.name") == "stop"
+        )
 
     return {
         "predict_spans": sum(s.name == "predict stop" for s in spans),
@@ -75,12 +83,18 @@ def _counts(sink: OtlpSink, run: str) -> dict[str, int]:
 
 
 def _everything(n: int = N, server_spans: bool = True) -> dict[str, int]:
-    return {"predict_spans": n, "server_spans": n if server_spans else 0, "log_records": n,
-            "inference_durations": n, "feature_values": 2 * n}
+    return {
+        "predict_spans": n,
+        "server_spans": n if server_spans else 0,
+        "log_records": n,
+        "inference_durations": n,
+        "feature_values": 2 * n,
+    }
 
 
-def _stop_and_count(sink: OtlpSink, server: Server, run: str, sig: int = signal.SIGTERM,
-                    server_spans: bool = True) -> dict[str, int]:
+def _stop_and_count(
+    sink: OtlpSink, server: Server, run: str, sig: int = signal.SIGTERM, server_spans: bool = True
+) -> dict[str, int]:
     assert _counts(sink, run)["predict_spans"] == 0  # still held by the server
     output = server.stop(sig=sig)
     expected = _everything(server_spans=server_spans)
@@ -103,8 +117,18 @@ def test_werkzeug_run_simple(sink: OtlpSink, sig: int) -> None:
 
 def test_flask_run(sink: OtlpSink) -> None:
     run, port = uuid.uuid4().hex, free_port()
-    argv = [PYTHON, "-m", "flask", "--app", "apps.stop_server:wsgi_app", "run", "--host", "127.0.0.1",
-            "--port", str(port)]
+    argv = [
+        PYTHON,
+        "-m",
+        "flask",
+        "--app",
+        "apps.stop_server:wsgi_app",
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     server = _start(argv, port, _held_env(sink, run))
     _burst(server)
     _stop_and_count(sink, server, run)
@@ -127,8 +151,23 @@ def test_gunicorn(sink: OtlpSink, worker: str) -> None:
     which relays SIGTERM to each worker and exits 0 once they are gone."""
     pytest.importorskip("gunicorn")
     run, port = uuid.uuid4().hex, free_port()
-    argv = [PYTHON, "-m", "gunicorn", "--preload", "-w", "2", "-k", worker, "--threads", "4",
-            "-b", f"127.0.0.1:{port}", "--log-level", "warning", "apps.stop_server:wsgi_app"]
+    argv = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "--preload",
+        "-w",
+        "2",
+        "-k",
+        worker,
+        "--threads",
+        "4",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "apps.stop_server:wsgi_app",
+    ]
     server = _start(argv, port, _held_env(sink, run))
     _burst(server)
     _stop_and_count(sink, server, run)
@@ -152,8 +191,7 @@ def test_an_app_handler_runs_after_the_flush_and_decides_the_exit(sink: OtlpSink
     after the flush, and the process ends as it decides: at once (``os._exit``, no ``atexit``),
     with exit code 3."""
     run, port = uuid.uuid4().hex, free_port()
-    server = _start([PYTHON, str(SCRIPT), "werkzeug", str(port)], port,
-                    _held_env(sink, run, STOP_APP_HANDLER="exit3"))
+    server = _start([PYTHON, str(SCRIPT), "werkzeug", str(port)], port, _held_env(sink, run, STOP_APP_HANDLER="exit3"))
     _burst(server)
     output = server.stop()
     assert server.proc.returncode == 3, output
@@ -166,8 +204,7 @@ def test_an_app_handler_that_keeps_serving_keeps_the_process(sink: OtlpSink) -> 
     """An app handler that notes SIGTERM and returns: the process must go on serving (the flush
     does not turn the signal into a stop), and what was held is exported all the same."""
     run, port = uuid.uuid4().hex, free_port()
-    server = _start([PYTHON, str(SCRIPT), "werkzeug", str(port)], port,
-                    _held_env(sink, run, STOP_APP_HANDLER="keep"))
+    server = _start([PYTHON, str(SCRIPT), "werkzeug", str(port)], port, _held_env(sink, run, STOP_APP_HANDLER="keep"))
     try:
         _burst(server)
         server.proc.send_signal(signal.SIGTERM)
@@ -183,8 +220,9 @@ def test_flush_on_signal_off_keeps_the_old_behaviour(sink: OtlpSink) -> None:
     """``INFERSIGHT_FLUSH_ON_SIGNAL=false``: no handler of ours; SIGTERM kills werkzeug as
     before and what was held is lost (the documented cost of opting out)."""
     run, port = uuid.uuid4().hex, free_port()
-    server = _start([PYTHON, str(SCRIPT), "werkzeug", str(port)], port,
-                    _held_env(sink, run, INFERSIGHT_FLUSH_ON_SIGNAL="false"))
+    server = _start(
+        [PYTHON, str(SCRIPT), "werkzeug", str(port)], port, _held_env(sink, run, INFERSIGHT_FLUSH_ON_SIGNAL="false")
+    )
     _burst(server, 3)
     server.stop()
     assert server.proc.returncode == -signal.SIGTERM

@@ -16,8 +16,9 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -152,38 +153,71 @@ class Otel:
     def __init__(self) -> None:
         self._providers: list[Any] = []
 
-    def _exporter(self, signal: str, processor: Processor, transport: str, token: str | None,
-                  compression: Any = None, **kw: Any) -> Any:
+    def _exporter(
+        self, signal: str, processor: Processor, transport: str, token: str | None, compression: Any = None, **kw: Any
+    ) -> Any:
         headers = {"authorization": f"Bearer {token}"} if token else None
         if transport == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc import _log_exporter, metric_exporter, trace_exporter
 
-            cls = {"metrics": metric_exporter.OTLPMetricExporter, "traces": trace_exporter.OTLPSpanExporter,
-                   "logs": _log_exporter.OTLPLogExporter}[signal]
-            return cls(endpoint=f"127.0.0.1:{processor.ports['otlp_grpc']}", insecure=True,
-                       headers=headers, compression=compression, timeout=10, **kw)
+            cls = {
+                "metrics": metric_exporter.OTLPMetricExporter,
+                "traces": trace_exporter.OTLPSpanExporter,
+                "logs": _log_exporter.OTLPLogExporter,
+            }[signal]
+            return cls(
+                endpoint=f"127.0.0.1:{processor.ports['otlp_grpc']}",
+                insecure=True,
+                headers=headers,
+                compression=compression,
+                timeout=10,
+                **kw,
+            )
         from opentelemetry.exporter.otlp.proto.http import _log_exporter, metric_exporter, trace_exporter
 
-        cls = {"metrics": metric_exporter.OTLPMetricExporter, "traces": trace_exporter.OTLPSpanExporter,
-               "logs": _log_exporter.OTLPLogExporter}[signal]
-        return cls(endpoint=f"http://127.0.0.1:{processor.ports['otlp_http']}/v1/{signal}",
-                   headers=headers, compression=compression, timeout=10, **kw)
+        cls = {
+            "metrics": metric_exporter.OTLPMetricExporter,
+            "traces": trace_exporter.OTLPSpanExporter,
+            "logs": _log_exporter.OTLPLogExporter,
+        }[signal]
+        return cls(
+            endpoint=f"http://127.0.0.1:{processor.ports['otlp_http']}/v1/{signal}",
+            headers=headers,
+            compression=compression,
+            timeout=10,
+            **kw,
+        )
 
-    def metrics(self, processor: Processor, transport: str = "http", *, temporality: str = "delta",
-                service: str = "svc", token: str | None = None, compression: Any = None) -> Any:
+    def metrics(
+        self,
+        processor: Processor,
+        transport: str = "http",
+        *,
+        temporality: str = "delta",
+        service: str = "svc",
+        token: str | None = None,
+        compression: Any = None,
+    ) -> Any:
         from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
         from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
         from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
         from opentelemetry.sdk.resources import Resource
 
         temp = AggregationTemporality.DELTA if temporality == "delta" else AggregationTemporality.CUMULATIVE
-        exporter = self._exporter("metrics", processor, transport, token, compression,
-                                  preferred_temporality={Counter: temp, Histogram: temp, UpDownCounter: temp})
+        exporter = self._exporter(
+            "metrics",
+            processor,
+            transport,
+            token,
+            compression,
+            preferred_temporality={Counter: temp, Histogram: temp, UpDownCounter: temp},
+        )
         reader = PeriodicExportingMetricReader(exporter, export_interval_millis=10**9)
-        views = [View(instrument_name=n, aggregation=ExponentialBucketHistogramAggregation())
-                 for n in ("ml.feature.value", "ml.prediction.value")]
-        mp = MeterProvider(metric_readers=[reader], views=views,
-                           resource=Resource.create({"service.name": service}))
+        views = [
+            View(instrument_name=n, aggregation=ExponentialBucketHistogramAggregation())
+            for n in ("ml.feature.value", "ml.prediction.value")
+        ]
+        mp = MeterProvider(metric_readers=[reader], views=views, resource=Resource.create({"service.name": service}))
         self._providers.append(mp)
         return mp
 

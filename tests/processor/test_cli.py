@@ -18,11 +18,14 @@ def _args(addresses, db):
     return [f"--{k.replace('_', '-')}={v}" for k, v in addresses.items()] + ["--db", f"sqlite:///{db}"]
 
 
-@pytest.mark.parametrize("listener, what, flag", [
-    ("otlp_grpc", "OTLP/gRPC", "--otlp-grpc"),
-    ("otlp_http", "OTLP/HTTP", "--otlp-http"),
-    ("web", "the web API", "--web"),
-])
+@pytest.mark.parametrize(
+    "listener, what, flag",
+    [
+        ("otlp_grpc", "OTLP/gRPC", "--otlp-grpc"),
+        ("otlp_http", "OTLP/HTTP", "--otlp-http"),
+        ("web", "the web API", "--web"),
+    ],
+)
 def test_a_busy_port_is_one_line_naming_the_address_and_the_flag(listener, what, flag, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

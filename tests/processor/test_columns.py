@@ -6,7 +6,6 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
 
 from infersight.processor.columns import bucket_counts, decode_varints
@@ -25,8 +24,14 @@ def request(points: list[tuple[ExpHistogram, dict[str, str], int]], *, drop_min:
     eh = rm.scope_metrics.add().metrics.add(name="ml.feature.value").exponential_histogram
     eh.aggregation_temporality = 1
     for s, attrs, t in points:
-        dp = eh.data_points.add(start_time_unix_nano=t - 10**9, time_unix_nano=t, count=s.count, sum=s.sum,
-                                scale=s.scale, zero_count=s.zero_count)
+        dp = eh.data_points.add(
+            start_time_unix_nano=t - 10**9,
+            time_unix_nano=t,
+            count=s.count,
+            sum=s.sum,
+            scale=s.scale,
+            zero_count=s.zero_count,
+        )
         if s.count and not drop_min:
             dp.min, dp.max = s.min, s.max
         for sign in ("positive", "negative"):
@@ -52,8 +57,9 @@ def both_ways(body: bytes, sizes=(60, 3600)):
         light = screen("metrics", light)
         assert light.size == fast.size and light.rejected == fast.rejected
         assert sorted(light.errors) == sorted(fast.errors)
-        assert_same_windows(aggregate(light.points, [], [], sizes, light.columns),
-                            aggregate(fast.points, [], [], sizes, fast.columns))
+        assert_same_windows(
+            aggregate(light.points, [], [], sizes, light.columns), aggregate(fast.points, [], [], sizes, fast.columns)
+        )
     a = aggregate(slow.points, [], [], sizes)
     b = aggregate(fast.points, [], [], sizes, fast.columns)
     return slow, fast, a, b
@@ -69,20 +75,33 @@ def assert_same_windows(a, b) -> None:
             assert got.max_size == s.max_size and got.min == s.min and got.max == s.max
 
 
-values = st.lists(st.one_of(st.floats(-1e12, 1e12, allow_nan=False), st.just(0.0),
-                            st.floats(1e-300, 1e-250), st.floats(1e200, 1e300)), min_size=0, max_size=60)
+values = st.lists(
+    st.one_of(
+        st.floats(-1e12, 1e12, allow_nan=False), st.just(0.0), st.floats(1e-300, 1e-250), st.floats(1e200, 1e300)
+    ),
+    min_size=0,
+    max_size=60,
+)
 
 
-@given(st.lists(st.tuples(values, st.integers(0, 3), st.integers(0, 2), st.sampled_from([4, 20, 160])),
-                min_size=1, max_size=25))
+@given(
+    st.lists(
+        st.tuples(values, st.integers(0, 3), st.integers(0, 2), st.sampled_from([4, 20, 160])), min_size=1, max_size=25
+    )
+)
 @settings(max_examples=150, deadline=None)
 def test_columnar_windows_equal_point_by_point_windows(spec):
     t0 = 1_700_000_000 * 10**9
     pts = []
     for vals, feature, minute, max_size in spec:
         s = ExpHistogram.from_values(np.asarray(vals, float), max_size=max_size)
-        pts.append((s, {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": f"f{feature}"},
-                    t0 + minute * 60 * 10**9))
+        pts.append(
+            (
+                s,
+                {"ml.model.name": "m", "ml.model.version": "1", "ml.feature.name": f"f{feature}"},
+                t0 + minute * 60 * 10**9,
+            )
+        )
     slow, fast, a, b = both_ways(request(pts))
     assert fast.size == slow.size and fast.rejected == slow.rejected
     assert_same_windows(a, b)
@@ -105,8 +124,9 @@ def test_points_without_min_max_or_with_bad_counts_take_the_slow_path_or_are_rej
     assert_same_windows(a, b)
 
 
-@given(st.lists(st.tuples(st.integers(-2**31, 2**31 - 1), st.lists(st.integers(0, 2**62 - 1), max_size=50)),
-                max_size=20))
+@given(
+    st.lists(st.tuples(st.integers(-(2**31), 2**31 - 1), st.lists(st.integers(0, 2**62 - 1), max_size=50)), max_size=20)
+)
 def test_bucket_bytes_decode_like_protobuf(messages):
     blobs = [Buckets(offset=off, bucket_counts=counts).SerializeToString() for off, counts in messages]
     offsets, lens, counts = bucket_counts(blobs)
@@ -133,10 +153,15 @@ def test_windows_serialised_together_read_as_serialised_one_by_one():
     rng = np.random.default_rng(2)
     items = []
     for i in range(120):
-        v = np.concatenate([rng.lognormal(3, rng.uniform(0.1, 5), int(rng.integers(0, 2000))),
-                            -rng.lognormal(0, 1, int(rng.integers(0, 70_000 if i % 40 == 0 else 50)))])
-        ws = WindowStats({"value": ExpHistogram.from_values(v)} if i % 7 else {}, {},
-                         {"missing": {"nan": i}} if i % 3 else {})
+        v = np.concatenate(
+            [
+                rng.lognormal(3, rng.uniform(0.1, 5), int(rng.integers(0, 2000))),
+                -rng.lognormal(0, 1, int(rng.integers(0, 70_000 if i % 40 == 0 else 50))),
+            ]
+        )
+        ws = WindowStats(
+            {"value": ExpHistogram.from_values(v)} if i % 7 else {}, {}, {"missing": {"nan": i}} if i % 3 else {}
+        )
         items.append(ws)
     texts = WindowStats.to_json_many(items)
     assert texts == [ws.to_json() for ws in items]

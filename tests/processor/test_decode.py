@@ -21,15 +21,24 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from infersight.processor.otlp_decode import (
-    CumulativeToDelta, MetricPoint, RequestError, decode_logs_request, decode_metrics_request,
-    decode_traces_request, parse_request, subtract_sketch)
+    CumulativeToDelta,
+    MetricPoint,
+    RequestError,
+    decode_logs_request,
+    decode_metrics_request,
+    decode_traces_request,
+    parse_request,
+    subtract_sketch,
+)
 from infersight.stats.sketch import ExpHistogram
 
 
 def _reader(temporality=AggregationTemporality.DELTA):
     reader = InMemoryMetricReader(preferred_temporality={Counter: temporality, Histogram: temporality})
-    mp = MeterProvider(metric_readers=[reader],
-                       views=[View(instrument_name="ml.feature.value", aggregation=ExponentialBucketHistogramAggregation())])
+    mp = MeterProvider(
+        metric_readers=[reader],
+        views=[View(instrument_name="ml.feature.value", aggregation=ExponentialBucketHistogramAggregation())],
+    )
     return reader, mp.get_meter("t")
 
 
@@ -69,7 +78,10 @@ def test_traces_and_logs_decode_standalone():
 
 def test_cumulative_sums_are_differenced_with_reset_detection():
     c = CumulativeToDelta()
-    p = lambda v, start, t: MetricPoint("n", "sum", {}, {"a": 1}, start, t, "cumulative", True, float(v))
+
+    def p(v, start, t):
+        return MetricPoint("n", "sum", {}, {"a": 1}, start, t, "cumulative", True, float(v))
+
     staged: dict = {}
     out = c.convert([p(5, 1, 10), p(8, 1, 20), p(8, 1, 20), p(2, 30, 40), p(1, 30, 50)], staged)
     # 5 new; +3; repeat ignored; new start time (restart) → 2 counted in full; decrease → reset → 1
@@ -102,13 +114,31 @@ def test_subtracting_cumulative_sketches_gives_the_sketch_of_the_new_values(befo
 
 
 def test_json_ids_are_hex_and_bad_documents_say_what_is_wrong():
-    doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "0af7651916cd43dd8448eb211c80319c",
-            "spanId": "b7ad6b7169203331", "attributes": [{"key": "event.name", "value": {"stringValue": "ml.prediction"}}]}]}]}]}
+    doc = {
+        "resourceLogs": [
+            {
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            {
+                                "traceId": "0af7651916cd43dd8448eb211c80319c",
+                                "spanId": "b7ad6b7169203331",
+                                "attributes": [{"key": "event.name", "value": {"stringValue": "ml.prediction"}}],
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
     rec = decode_logs_request(parse_request("logs", json.dumps(doc).encode(), "application/json"))[0]
     assert rec.trace_id == "0af7651916cd43dd8448eb211c80319c" and rec.event_name == "ml.prediction"
     with pytest.raises(RequestError, match="not hex"):
-        parse_request("logs", json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "zz"}]}]}]}).encode(),
-                      "application/json")
+        parse_request(
+            "logs",
+            json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "zz"}]}]}]}).encode(),
+            "application/json",
+        )
     with pytest.raises(RequestError, match="nested too deeply"):
         parse_request("metrics", b'{"a":' * 100000 + b"1" + b"}" * 100000, "application/json")
     with pytest.raises(RequestError, match="not valid JSON"):

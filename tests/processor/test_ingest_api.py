@@ -141,13 +141,29 @@ def test_prediction_and_feedback_logs_are_joined_by_request_id(start_processor, 
     p = start_processor()
     logger = otel.logger(p, transport).get_logger("t")
     for i in range(3):
-        logger.emit(event_name="ml.prediction", attributes=attrs(**{
-            "ml.request.id": f"req-{i}", "ml.inputs": json.dumps({"age": 30 + i}), "ml.outputs": json.dumps([0.7])}))
+        logger.emit(
+            event_name="ml.prediction",
+            attributes=attrs(
+                **{
+                    "ml.request.id": f"req-{i}",
+                    "ml.inputs": json.dumps({"age": 30 + i}),
+                    "ml.outputs": json.dumps([0.7]),
+                }
+            ),
+        )
     logger.emit(event_name="ml.feedback", attributes=attrs(**{"ml.request.id": "req-1", "ml.feedback.actual": "1"}))
     # Feedback may come before its prediction: it waits (within the TTL) and joins later.
     logger.emit(event_name="ml.feedback", attributes=attrs(**{"ml.request.id": "req-9", "ml.feedback.actual": "0"}))
-    logger.emit(attributes=attrs(**{"event.name": "ml.prediction", "ml.request.id": "req-9",
-                                    "ml.inputs": '{"age": 9', "ml.payload.truncated": True}))
+    logger.emit(
+        attributes=attrs(
+            **{
+                "event.name": "ml.prediction",
+                "ml.request.id": "req-9",
+                "ml.inputs": '{"age": 9',
+                "ml.payload.truncated": True,
+            }
+        )
+    )
     logger.emit(body="an ordinary application log line")
 
     rows = web(p, "/api/models/churn/predictions").json()["predictions"]
@@ -165,15 +181,37 @@ def test_prediction_and_feedback_logs_are_joined_by_request_id(start_processor, 
 def test_otlp_json_with_hex_ids_and_gzip(start_processor):
     p = start_processor()
     now = time.time_ns()
-    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "s"}}]},
-           "scopeSpans": [{"spans": [{
-               "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-               "name": "predict m", "kind": 2, "startTimeUnixNano": str(now - 5_000_000), "endTimeUnixNano": str(now),
-               "status": {"code": 2},
-               "attributes": [{"key": "ml.model.name", "value": {"stringValue": "m"}},
-                              {"key": "error.type", "value": {"stringValue": "KeyError"}}]}]}]}]}
-    r = httpx.post(f"http://127.0.0.1:{p.ports['otlp_http']}/v1/traces", content=gzip.compress(json.dumps(doc).encode()),
-                   headers={"content-type": "application/json", "content-encoding": "gzip"})
+    doc = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "s"}}]},
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "name": "predict m",
+                                "kind": 2,
+                                "startTimeUnixNano": str(now - 5_000_000),
+                                "endTimeUnixNano": str(now),
+                                "status": {"code": 2},
+                                "attributes": [
+                                    {"key": "ml.model.name", "value": {"stringValue": "m"}},
+                                    {"key": "error.type", "value": {"stringValue": "KeyError"}},
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    r = httpx.post(
+        f"http://127.0.0.1:{p.ports['otlp_http']}/v1/traces",
+        content=gzip.compress(json.dumps(doc).encode()),
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert r.json() == {}
@@ -186,15 +224,16 @@ def test_compressed_exports_arrive(start_processor, otel, attrs, transport):
     p = start_processor()
     comp = HttpCompression.Gzip if transport == "http" else GrpcCompression.Gzip
     mp = otel.metrics(p, transport, compression=comp)
-    mp.get_meter("t").create_counter("ml.schema.violations").add(
-        2, attrs("age", **{"ml.schema.rule": "max"}))
+    mp.get_meter("t").create_counter("ml.schema.violations").add(2, attrs("age", **{"ml.schema.rule": "max"}))
     assert mp.force_flush()
     assert web(p, "/api/models/churn/features/age").json()["violations"] == {"max": 2}
 
 
 def test_points_without_a_model_are_rejected_with_partial_success_and_unknown_metrics_ignored(start_processor):
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceRequest, ExportMetricsServiceResponse)
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+    )
 
     p = start_processor()
     req = ExportMetricsServiceRequest()
@@ -211,8 +250,11 @@ def test_points_without_a_model_are_rejected_with_partial_success_and_unknown_me
     bad.sum.data_points.add(as_int=1, time_unix_nano=now)  # no model, no feature
     other = sm.metrics.add(name="http.server.duration")
     other.gauge.data_points.add(as_double=1.0, time_unix_nano=now)
-    r = httpx.post(f"http://127.0.0.1:{p.ports['otlp_http']}/v1/metrics", content=req.SerializeToString(),
-                   headers={"content-type": "application/x-protobuf"})
+    r = httpx.post(
+        f"http://127.0.0.1:{p.ports['otlp_http']}/v1/metrics",
+        content=req.SerializeToString(),
+        headers={"content-type": "application/x-protobuf"},
+    )
     assert r.status_code == 200
     resp = ExportMetricsServiceResponse.FromString(r.content)
     assert resp.partial_success.rejected_data_points == 1

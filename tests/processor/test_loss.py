@@ -6,7 +6,6 @@ the processor acknowledged; the processor's stored totals are compared against t
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -22,7 +21,11 @@ import numpy as np
 import pytest
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality, MetricExporter, MetricExportResult, PeriodicExportingMetricReader)
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
@@ -72,20 +75,25 @@ def exporter_for(transport: str, ports: dict[str, int]) -> Acknowledged:
     if transport == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        inner = OTLPMetricExporter(endpoint=f"127.0.0.1:{ports['otlp_grpc']}", insecure=True, timeout=10,
-                                   preferred_temporality=DELTA)
+        inner = OTLPMetricExporter(
+            endpoint=f"127.0.0.1:{ports['otlp_grpc']}", insecure=True, timeout=10, preferred_temporality=DELTA
+        )
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        inner = OTLPMetricExporter(endpoint=f"http://127.0.0.1:{ports['otlp_http']}/v1/metrics", timeout=10,
-                                   preferred_temporality=DELTA)
+        inner = OTLPMetricExporter(
+            endpoint=f"http://127.0.0.1:{ports['otlp_http']}/v1/metrics", timeout=10, preferred_temporality=DELTA
+        )
     return Acknowledged(inner)
 
 
 def provider(exporters: list[MetricExporter], service: str) -> MeterProvider:
     readers = [PeriodicExportingMetricReader(e, export_interval_millis=10**9) for e in exporters]
-    return MeterProvider(metric_readers=readers, resource=Resource.create({"service.name": service}),
-                         views=[View(instrument_name="ml.prediction.value", aggregation=ExponentialBucketHistogramAggregation())])
+    return MeterProvider(
+        metric_readers=readers,
+        resource=Resource.create({"service.name": service}),
+        views=[View(instrument_name="ml.prediction.value", aggregation=ExponentialBucketHistogramAggregation())],
+    )
 
 
 def out_attrs(label: str, model: str = "m") -> dict[str, Any]:
@@ -154,9 +162,21 @@ def _free_ports(n: int) -> list[int]:
 
 
 def spawn(db: str, ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "infersight.processor", "--db", db, "--window", "1s",
-           "--otlp-grpc", f"127.0.0.1:{ports['otlp_grpc']}", "--otlp-http", f"127.0.0.1:{ports['otlp_http']}",
-           "--web", f"127.0.0.1:{ports['web']}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "infersight.processor",
+        "--db",
+        db,
+        "--window",
+        "1s",
+        "--otlp-grpc",
+        f"127.0.0.1:{ports['otlp_grpc']}",
+        "--otlp-http",
+        f"127.0.0.1:{ports['otlp_http']}",
+        "--web",
+        f"127.0.0.1:{ports['web']}",
+    ]
     proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -195,7 +215,10 @@ def test_kill_9_during_ingest_loses_no_acknowledged_point_and_counts_none_twice(
     threads = [threading.Thread(target=run, args=(i, e), daemon=True) for i, e in enumerate(exporters)]
     for t in threads:
         t.start()
-    acked_total = lambda: sum(len(e.acked) for e in exporters)
+
+    def acked_total():
+        return sum(len(e.acked) for e in exporters)
+
     try:
         deadline = time.monotonic() + 60
         while acked_total() < 40 and time.monotonic() < deadline:
@@ -264,8 +287,9 @@ def test_two_replicas_each_given_half_the_services_equal_one_given_everything(st
     for i, svc in enumerate(["api", "batch", "search", "ranker"]):
         # One provider, two readers: the replica routed by service.name and the single processor
         # receive the same deltas.
-        mp = provider([exporter_for("grpc" if i % 2 else "http", replicas[i % 2].ports),
-                       exporter_for("http", single.ports)], svc)
+        mp = provider(
+            [exporter_for("grpc" if i % 2 else "http", replicas[i % 2].ports), exporter_for("http", single.ports)], svc
+        )
         providers.append(mp)
         meter = mp.get_meter("t")
         cls, val = meter.create_counter("ml.prediction.class"), meter.create_histogram("ml.prediction.value")

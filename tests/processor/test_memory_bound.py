@@ -50,8 +50,13 @@ def span_bomb(inflated: int) -> bytes:
     many small ``predict`` spans (each carrying ml.model.name, so each is decoded) as fit."""
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-    span = Span(name="predict bomb", trace_id=b"\x01" * 16, span_id=b"\x02" * 8,
-                start_time_unix_nano=time.time_ns(), end_time_unix_nano=time.time_ns() + 1000)
+    span = Span(
+        name="predict bomb",
+        trace_id=b"\x01" * 16,
+        span_id=b"\x02" * 8,
+        start_time_unix_nano=time.time_ns(),
+        end_time_unix_nano=time.time_ns() + 1000,
+    )
     span.attributes.add(key="ml.model.name").value.string_value = "bomb"
     field = _ld(b"\x12", span.SerializeToString())
     spans = field * ((inflated - 32) // len(field))
@@ -70,14 +75,32 @@ class Subprocess:
         config = tmp / "processor.yaml"
         config.write_text(f"ingest:\n  max_body: {max_body}\n  max_inflight: {max_inflight}\n")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infersight.processor", "--config", str(config), "--otlp-grpc", "127.0.0.1:0",
-             "--otlp-http", "127.0.0.1:0", "--web", "127.0.0.1:0", "--db", f"sqlite:///{tmp}/p.db"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "infersight.processor",
+                "--config",
+                str(config),
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-http",
+                "127.0.0.1:0",
+                "--web",
+                "127.0.0.1:0",
+                "--db",
+                f"sqlite:///{tmp}/p.db",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if "ready" not in line:
             self.proc.kill()
-            raise AssertionError(f"processor did not start: {line}{self.proc.stderr.read() if self.proc.stderr else ''}")
+            raise AssertionError(
+                f"processor did not start: {line}{self.proc.stderr.read() if self.proc.stderr else ''}"
+            )
         self.ports = {k: int(v) for k, v in (kv.split("=", 1) for kv in line.split()[3:]) if v.isdigit()}
 
     def peak(self) -> int:
@@ -107,8 +130,11 @@ def bombard(server: Subprocess, bomb: bytes, requests: int) -> tuple[list[Any], 
             http.append((type(exc).__name__, None, str(exc)))
 
     inflated = gzip.decompress(bomb)
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.ports['otlp_grpc']}", compression=grpc.Compression.Gzip,
-                                    options=[("grpc.max_send_message_length", len(inflated) + MIB)])
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{server.ports['otlp_grpc']}",
+        compression=grpc.Compression.Gzip,
+        options=[("grpc.max_send_message_length", len(inflated) + MIB)],
+    )
     call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
 
     def export() -> None:
@@ -142,8 +168,12 @@ def test_concurrent_gzip_bombs_are_refused_within_a_memory_bound(tmp_path):
         assert {c for c, _ in rpc} <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, rpc
         assert grpc.StatusCode.RESOURCE_EXHAUSTED in {c for c, _ in rpc}
         # One over max_body (inflated) is 413 however small on the wire.
-        big = httpx.post(f"http://127.0.0.1:{server.ports['otlp_http']}/v1/traces", content=span_bomb(max_body + MIB),
-                         headers={**PB, "content-encoding": "gzip"}, timeout=60)
+        big = httpx.post(
+            f"http://127.0.0.1:{server.ports['otlp_http']}/v1/traces",
+            content=span_bomb(max_body + MIB),
+            headers={**PB, "content-encoding": "gzip"},
+            timeout=60,
+        )
         assert big.status_code == 413 and "inflates beyond" in big.text
         # Still up and serving.
         assert httpx.get(f"http://127.0.0.1:{server.ports['web']}/healthz", timeout=30).status_code == 200
@@ -168,8 +198,10 @@ if __name__ == "__main__":
             t0 = time.monotonic()
             http_answers, rpc_answers = bombard(srv, bomb, n)
             peak = srv.peak()
-            print(f"max_body {body // MIB} MiB, max_inflight {inflight // MIB} MiB, {n} concurrent bombs of "
-                  f"{len(bomb) // 1024} KiB gzip each over HTTP, then {n} over gRPC ({time.monotonic() - t0:.1f} s)")
+            print(
+                f"max_body {body // MIB} MiB, max_inflight {inflight // MIB} MiB, {n} concurrent bombs of "
+                f"{len(bomb) // 1024} KiB gzip each over HTTP, then {n} over gRPC ({time.monotonic() - t0:.1f} s)"
+            )
             print("HTTP answers:", sorted(str(c) for c, _, _ in http_answers))
             print("gRPC answers:", sorted(str(c) for c, _ in rpc_answers))
             print(f"VmHWM idle {idle / MIB:.0f} MiB, after {peak / MIB:.0f} MiB, growth {(peak - idle) / MIB:.0f} MiB")

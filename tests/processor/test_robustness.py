@@ -14,9 +14,9 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from google.rpc.status_pb2 import Status
 
 from infersight.processor.storage import SqlStorage
 
@@ -53,9 +53,22 @@ GARBAGE_HTTP = [
     ("random bytes", "metrics", os.urandom(4096), PB, 400, "not a protobuf"),
     ("truncated protobuf", "metrics", valid_metrics_request()[:-7], PB, 400, "not a protobuf"),
     ("trace request sent as metrics", "metrics", _trace_request(), PB, 400, "ExportMetricsServiceRequest"),
-    ("google.rpc.Status sent as metrics", "metrics", Status(code=3, message="hi").SerializeToString(), PB, 400,
-     "unknown fields"),
-    ("metrics request sent as traces", "traces", valid_metrics_request(), PB, 400, "trace_id/span_id must be 16/8 bytes"),
+    (
+        "google.rpc.Status sent as metrics",
+        "metrics",
+        Status(code=3, message="hi").SerializeToString(),
+        PB,
+        400,
+        "unknown fields",
+    ),
+    (
+        "metrics request sent as traces",
+        "traces",
+        valid_metrics_request(),
+        PB,
+        400,
+        "trace_id/span_id must be 16/8 bytes",
+    ),
     ("wrong content type", "metrics", valid_metrics_request(), {"content-type": "text/plain"}, 415, "text/plain"),
     ("no content type", "logs", b"{}", {}, 415, "(none)"),
     ("bad gzip", "metrics", b"\x1f\x8b\x08\x00garbage", {**PB, "content-encoding": "gzip"}, 400, "gzip"),
@@ -83,12 +96,17 @@ def test_garbage_over_http_is_answered_and_the_next_valid_request_is_stored(star
         bomb = gzip.compress(b"\0" * (40 * 2**20))  # small on the wire, 40 MB inflated
         r = client.post(f"{base}/v1/metrics", content=bomb, headers={**PB, "content-encoding": "gzip"})
         assert r.status_code == 413 and "inflates beyond" in r.text
-        assert client.post(f"{base}/v1/metrics", content=valid_metrics_request(label="last"), headers=PB).status_code == 200
+        assert (
+            client.post(f"{base}/v1/metrics", content=valid_metrics_request(label="last"), headers=PB).status_code
+            == 200
+        )
     stored = classes(p)
     assert stored == {**{f"after-{i}": 1 for i in range(len(GARBAGE_HTTP))}, "last": 1}
 
 
-def _grpc_export(port: int, body: bytes, metadata: tuple = (), credentials: Any = None, service: str = "metrics.v1.MetricsService"):
+def _grpc_export(
+    port: int, body: bytes, metadata: tuple = (), credentials: Any = None, service: str = "metrics.v1.MetricsService"
+):
     target = f"127.0.0.1:{port}"
     channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
     with channel:
@@ -99,8 +117,7 @@ def _grpc_export(port: int, body: bytes, metadata: tuple = (), credentials: Any 
 def test_garbage_over_grpc_is_invalid_argument_and_the_server_keeps_serving(start_processor):
     p = start_processor(max_body_bytes=2**20)
     port = p.ports["otlp_grpc"]
-    for body in (os.urandom(2048), valid_metrics_request()[:-7], _trace_request(),
-                 Status(code=1).SerializeToString()):
+    for body in (os.urandom(2048), valid_metrics_request()[:-7], _trace_request(), Status(code=1).SerializeToString()):
         with pytest.raises(grpc.RpcError) as err:
             _grpc_export(port, body)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -116,7 +133,9 @@ def test_token_is_required_on_grpc_http_and_the_api(start_processor, otel, attrs
     p = start_processor(token="s3cret")
     base = f"http://127.0.0.1:{p.ports['otlp_http']}"
     assert httpx.post(f"{base}/v1/metrics", content=valid_metrics_request(), headers=PB).status_code == 401
-    wrong = httpx.post(f"{base}/v1/metrics", content=valid_metrics_request(), headers={**PB, "authorization": "Bearer nope"})
+    wrong = httpx.post(
+        f"{base}/v1/metrics", content=valid_metrics_request(), headers={**PB, "authorization": "Bearer nope"}
+    )
     assert wrong.status_code == 401 and "bearer token" in wrong.text
     with pytest.raises(grpc.RpcError) as err:
         _grpc_export(p.ports["otlp_grpc"], valid_metrics_request())
@@ -124,11 +143,13 @@ def test_token_is_required_on_grpc_http_and_the_api(start_processor, otel, attrs
     for transport in ("http", "grpc"):
         denied = otel.metrics(p, transport)
         denied.get_meter("t").create_counter("ml.prediction.class").add(
-            1, attrs(model="m", **{"ml.output.name": "y", "ml.prediction.label": f"denied-{transport}"}))
+            1, attrs(model="m", **{"ml.output.name": "y", "ml.prediction.label": f"denied-{transport}"})
+        )
         denied.force_flush()  # the SDK reports flush, not export, success; the stored classes below tell
         allowed = otel.metrics(p, transport, token="s3cret")
         allowed.get_meter("t").create_counter("ml.prediction.class").add(
-            1, attrs(model="m", **{"ml.output.name": "y", "ml.prediction.label": transport}))
+            1, attrs(model="m", **{"ml.output.name": "y", "ml.prediction.label": transport})
+        )
         assert allowed.force_flush()
     web = f"http://127.0.0.1:{p.ports['web']}"
     assert httpx.get(f"{web}/api/models").status_code == 401
@@ -138,18 +159,44 @@ def test_token_is_required_on_grpc_http_and_the_api(start_processor, otel, attrs
 
 def test_tls_on_every_listener(start_processor, tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     p = start_processor(tls_cert=str(cert), tls_key=str(key))
-    r = httpx.post(f"https://127.0.0.1:{p.ports['otlp_http']}/v1/metrics", content=valid_metrics_request(label="https"),
-                   headers=PB, verify=ssl.create_default_context(cafile=str(cert)))
+    r = httpx.post(
+        f"https://127.0.0.1:{p.ports['otlp_http']}/v1/metrics",
+        content=valid_metrics_request(label="https"),
+        headers=PB,
+        verify=ssl.create_default_context(cafile=str(cert)),
+    )
     assert r.status_code == 200
     with pytest.raises(httpx.HTTPError):
         httpx.post(f"http://127.0.0.1:{p.ports['otlp_http']}/v1/metrics", content=valid_metrics_request(), headers=PB)
     creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
     _grpc_export(p.ports["otlp_grpc"], valid_metrics_request(label="grpcs"), credentials=creds)
-    body = httpx.get(f"https://127.0.0.1:{p.ports['web']}/api/models/m/outputs/y", verify=ssl.create_default_context(cafile=str(cert))).json()
+    body = httpx.get(
+        f"https://127.0.0.1:{p.ports['web']}/api/models/m/outputs/y",
+        verify=ssl.create_default_context(cafile=str(cert)),
+    ).json()
     assert body["classes"] == {"https": 1, "grpcs": 1}
 
 
@@ -182,8 +229,9 @@ def test_full_queue_answers_retryable_429_and_resource_exhausted(start_processor
     results: dict[str, int] = {}
 
     def send(label: str) -> None:
-        results[label] = httpx.post(f"{base}/v1/metrics", content=valid_metrics_request(label=label), headers=PB,
-                                    timeout=60).status_code
+        results[label] = httpx.post(
+            f"{base}/v1/metrics", content=valid_metrics_request(label=label), headers=PB, timeout=60
+        ).status_code
 
     first = threading.Thread(target=send, args=("first",))
     first.start()
@@ -202,15 +250,20 @@ def test_full_queue_answers_retryable_429_and_resource_exhausted(start_processor
     second.join(60)
     assert results == {"first": 200, "second": 200}
     assert classes(p) == {"first": 1, "second": 1}
-    assert 'infersight_processor_queue_full_total{signal="metrics"} 2' in httpx.get(
-        f"http://127.0.0.1:{p.ports['web']}/metrics").text
+    assert (
+        'infersight_processor_queue_full_total{signal="metrics"} 2'
+        in httpx.get(f"http://127.0.0.1:{p.ports['web']}/metrics").text
+    )
 
 
 def test_a_retried_request_is_stored_once(start_processor):
     p = start_processor()
     body = valid_metrics_request(label="once", n=5)
     for _ in range(3):  # an exporter resending the same bytes after a lost reply
-        assert httpx.post(f"http://127.0.0.1:{p.ports['otlp_http']}/v1/metrics", content=body, headers=PB).status_code == 200
+        assert (
+            httpx.post(f"http://127.0.0.1:{p.ports['otlp_http']}/v1/metrics", content=body, headers=PB).status_code
+            == 200
+        )
     _grpc_export(p.ports["otlp_grpc"], body)
     assert classes(p) == {"once": 5}
 
@@ -227,9 +280,11 @@ def test_every_member_of_a_multi_member_gzip_body_is_stored(start_processor):
     r = httpx.post(url, content=body, headers=gz, timeout=30)
     assert r.status_code == 200, r.text
     assert classes(p) == {"member-0": 1, "member-1": 2, "member-2": 3}
-    for tail, message in [(b"garbage", "trailing garbage after member 2"),
-                          (gzip.compress(b"x")[:-3], "truncated"),
-                          (b"\x1f\x8b\x08\x00not deflate", "not valid gzip")]:
+    for tail, message in [
+        (b"garbage", "trailing garbage after member 2"),
+        (gzip.compress(b"x")[:-3], "truncated"),
+        (b"\x1f\x8b\x08\x00not deflate", "not valid gzip"),
+    ]:
         bad = gzip.compress(valid_metrics_request(label="bad-a")) + gzip.compress(valid_metrics_request(label="bad-b"))
         r = httpx.post(url, content=bad + tail, headers=gz, timeout=30)
         assert r.status_code == 400 and message in r.text, (tail, r.text)
@@ -246,7 +301,7 @@ def test_gzip_bodies_are_inflated_in_bounded_chunks_claimed_from_the_budget():
     from infersight.processor.otlp_receiver import BodyTooLarge, InflightBudget, OverBudget, _gunzip
 
     data = os.urandom(3 * 2**20)
-    assert _gunzip(gzip.compress(data[:2**20]) + gzip.compress(data[2**20:]), len(data)) == data
+    assert _gunzip(gzip.compress(data[: 2**20]) + gzip.compress(data[2**20 :]), len(data)) == data
     with pytest.raises(BodyTooLarge):
         _gunzip(gzip.compress(data), len(data) - 1)
     budget = InflightBudget(2**20)

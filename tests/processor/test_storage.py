@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from infersight.processor.otlp_decode import MetricPoint
 from infersight.processor.storage import WriteBatch, cover_range, open_storage
 from infersight.processor.windows import Feedback, Prediction, WindowKey, WindowStats, aggregate
-from infersight.processor.otlp_decode import MetricPoint
 from infersight.stats.sketch import ExpHistogram
 
 SIZES = (60, 3600, 86400)
@@ -23,10 +22,29 @@ def feature_points(values_by_minute: dict[int, np.ndarray], feature: str = "age"
     for minute, values in values_by_minute.items():
         t = (T0 + 60 * minute + 30) * 10**9
         attrs = {"ml.model.name": model, "ml.model.version": "1", "ml.feature.name": feature}
-        pts.append(MetricPoint("ml.feature.value", "exponential_histogram", {}, attrs, t - 10**9, t,
-                               sketch=ExpHistogram.from_values(values)))
-        pts.append(MetricPoint("ml.feature.missing", "sum", {}, {**attrs, "ml.missing.kind": "nan"}, t - 10**9, t,
-                               monotonic=True, value=float(minute % 3)))
+        pts.append(
+            MetricPoint(
+                "ml.feature.value",
+                "exponential_histogram",
+                {},
+                attrs,
+                t - 10**9,
+                t,
+                sketch=ExpHistogram.from_values(values),
+            )
+        )
+        pts.append(
+            MetricPoint(
+                "ml.feature.missing",
+                "sum",
+                {},
+                {**attrs, "ml.missing.kind": "nan"},
+                t - 10**9,
+                t,
+                monotonic=True,
+                value=float(minute % 3),
+            )
+        )
     return pts
 
 
@@ -121,10 +139,14 @@ def test_retention_removes_old_windows_per_size(store_url):
 def test_feedback_joins_predictions_and_expires_after_ttl(store_url):
     store = open_storage(store_url, SIZES, feedback_ttl=3600)
     t = int(time.time()) - 7200
-    preds = [Prediction("m", "1", f"r{i}", (t + i) * 10**9, "ab" * 16, "cd" * 8, '{"x": 1}', "[1]", False)
-             for i in range(4)]
-    fb = [Feedback("m", "1", "r1", (t + 100) * 10**9, "1"), Feedback("m", "1", "r9", (t + 100) * 10**9, "0"),
-          Feedback("m", "1", "r2", int(time.time()) * 10**9, "0")]
+    preds = [
+        Prediction("m", "1", f"r{i}", (t + i) * 10**9, "ab" * 16, "cd" * 8, '{"x": 1}', "[1]", False) for i in range(4)
+    ]
+    fb = [
+        Feedback("m", "1", "r1", (t + 100) * 10**9, "1"),
+        Feedback("m", "1", "r9", (t + 100) * 10**9, "0"),
+        Feedback("m", "1", "r2", int(time.time()) * 10**9, "0"),
+    ]
     store.write(WriteBatch(predictions=preds, feedback=fb))
     rows = {r["request_id"]: r for r in store.joined("m", 0, 2**62)}
     assert rows["r1"]["actual"] == 1 and rows["r0"]["actual"] is None and rows["r2"]["actual"] == 0
@@ -152,7 +174,7 @@ def test_windows_from_two_stores_merge_to_one_stores_windows(store_url, tmp_path
     data = {svc: {m: rng.gamma(2, 2, 30) for m in range(0, 90, 5)} for svc in ("a", "b", "c", "d")}
     whole = open_storage(store_url, SIZES)
     halves = [open_storage(f"sqlite:///{tmp_path}/h{i}.db", SIZES) for i in range(2)]
-    for i, (svc, by_minute) in enumerate(data.items()):
+    for i, (_svc, by_minute) in enumerate(data.items()):
         pts = feature_points(by_minute, model="m")
         write_points(whole, pts)
         write_points(halves[i % 2], pts)

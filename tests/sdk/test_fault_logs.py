@@ -70,11 +70,21 @@ def test_a_fault_noticed_outside_an_exception_logs_one_line(caplog: pytest.LogCa
 
 
 def _run(endpoint: str, protocol: str, seconds: float, err: Any, stop_file: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, OTEL_BSP_SCHEDULE_DELAY="100", OTEL_BLRP_SCHEDULE_DELAY="100",
-               INFERSIGHT_METRIC_EXPORT_INTERVAL="0.5", OTEL_EXPORTER_OTLP_TIMEOUT="1",
-               INFERSIGHT_FLUSH_ON_SIGNAL="false")
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, endpoint, protocol, str(seconds), str(stop_file)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+    env = dict(
+        os.environ,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        OTEL_BLRP_SCHEDULE_DELAY="100",
+        INFERSIGHT_METRIC_EXPORT_INTERVAL="0.5",
+        OTEL_EXPORTER_OTLP_TIMEOUT="1",
+        INFERSIGHT_FLUSH_ON_SIGNAL="false",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, endpoint, protocol, str(seconds), str(stop_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
@@ -97,6 +107,7 @@ def test_an_endpoint_coming_back_is_one_more_line(tmp_path: Path) -> None:
     with tempfile.TemporaryFile(mode="w+") as err:
         proc = _run(f"http://127.0.0.1:{port}", "http/protobuf", 15, err, tmp_path / "stop")
         try:
+
             def stderr() -> str:
                 err.seek(0)
                 return err.read()

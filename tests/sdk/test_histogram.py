@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import random
 
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
-from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from infersight._histogram import DeltaHistogram
@@ -18,8 +18,11 @@ BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 
 def test_points_equal_the_sdk_histograms():
     reader = InMemoryMetricReader(preferred_temporality={SdkHistogram: AggregationTemporality.DELTA})
-    sdk = MeterProvider(metric_readers=[reader]).get_meter("t").create_histogram(
-        "d", unit="s", explicit_bucket_boundaries_advisory=list(BOUNDS))
+    sdk = (
+        MeterProvider(metric_readers=[reader])
+        .get_meter("t")
+        .create_histogram("d", unit="s", explicit_bucket_boundaries_advisory=list(BOUNDS))
+    )
     ours = DeltaHistogram("d", "s", "", BOUNDS)
     rng = random.Random(4)
     for _ in range(5000):
@@ -33,8 +36,13 @@ def test_points_equal_the_sdk_histograms():
     assert theirs.keys() == mine.keys()
     for method, p in mine.items():
         q = theirs[method]
-        assert (p.count, list(p.bucket_counts), list(p.explicit_bounds), p.min, p.max) == \
-               (q.count, list(q.bucket_counts), list(q.explicit_bounds), q.min, q.max)
+        assert (p.count, list(p.bucket_counts), list(p.explicit_bounds), p.min, p.max) == (
+            q.count,
+            list(q.bucket_counts),
+            list(q.explicit_bounds),
+            q.min,
+            q.max,
+        )
         assert abs(p.sum - q.sum) < 1e-9
     assert ours.drain(1, 2) is None  # a drain hands everything over
 

@@ -84,13 +84,13 @@ def test_feedback_for_the_last_call_names_its_model(telemetry: InMemoryTelemetry
     infersight.record_feedback(infersight.last_request_id(), actual=1)
     infersight.record_feedback("some-older-request", actual=0)
     telemetry.flush()
-    fb = [dict(r.attributes) for r in telemetry.log_records()
-          if r.event_name == "ml.feedback"]
+    fb = [dict(r.attributes) for r in telemetry.log_records() if r.event_name == "ml.feedback"]
     assert [(f["ml.model.name"], f["ml.model.version"]) for f in fb] == [(model_name, "7"), ("unknown", "unknown")]
 
 
-def test_feedback_without_a_request_id_says_how_to_get_one(telemetry: InMemoryTelemetry,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_feedback_without_a_request_id_says_how_to_get_one(
+    telemetry: InMemoryTelemetry, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level("WARNING", logger="infersight"):
         infersight.record_feedback(None, actual=1)  # type: ignore[arg-type]
     text = "\n".join(r.getMessage() for r in caplog.records)

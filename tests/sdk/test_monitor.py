@@ -253,13 +253,22 @@ def test_feature_statistics_one_row_calls(telemetry, model_name):
     (age,) = by_attrs(pts("ml.feature.value"), ml_model_name=model_name, ml_feature_name="age")
     assert (age.count, age.sum, age.min, age.max) == (3, 120.0, 30.0, 50.0)
     assert sum(age.positive.bucket_counts) + age.zero_count == 3
-    cats = {attr(p, "ml.category.value"): p.value
-            for p in by_attrs(pts("ml.feature.category"), ml_model_name=model_name, ml_feature_name="plan")}
+    cats = {
+        attr(p, "ml.category.value"): p.value
+        for p in by_attrs(pts("ml.feature.category"), ml_model_name=model_name, ml_feature_name="plan")
+    }
     assert cats == {"pro": 2, "free": 1}
-    missing = {(attr(p, "ml.feature.name"), attr(p, "ml.missing.kind")): p.value
-               for p in by_attrs(pts("ml.feature.missing"), ml_model_name=model_name)}
-    assert missing == {("income", "null"): 1, ("score", "nan"): 1, ("score", "inf"): 1,
-                       ("income", "absent"): 1, ("active", "absent"): 1}
+    missing = {
+        (attr(p, "ml.feature.name"), attr(p, "ml.missing.kind")): p.value
+        for p in by_attrs(pts("ml.feature.missing"), ml_model_name=model_name)
+    }
+    assert missing == {
+        ("income", "null"): 1,
+        ("score", "nan"): 1,
+        ("score", "inf"): 1,
+        ("income", "absent"): 1,
+        ("active", "absent"): 1,
+    }
     (pred,) = by_attrs(pts("ml.prediction.value"), ml_model_name=model_name)
     assert pred.count == 3 and pred.sum == 0.75
     (batch,) = by_attrs(pts("ml.inference.batch_size"), ml_model_name=model_name)
@@ -289,11 +298,26 @@ def test_integer_features_are_sketched_as_the_same_numbers_as_floats(telemetry, 
     for name in ("tenure", "mixed"):
         (a,) = by_attrs(pts("ml.feature.value"), ml_model_name=model_name + "-int", ml_feature_name=name)
         (b,) = by_attrs(pts("ml.feature.value"), ml_model_name=model_name + "-float", ml_feature_name=name)
-        assert (a.count, a.sum, a.min, a.max, a.scale, a.zero_count) == (b.count, b.sum, b.min, b.max, b.scale, b.zero_count)
-        assert (a.positive.offset, list(a.positive.bucket_counts)) == (b.positive.offset, list(b.positive.bucket_counts))
-        assert (a.negative.offset, list(a.negative.bucket_counts)) == (b.negative.offset, list(b.negative.bucket_counts))
-    flags = {attr(p, "ml.category.value"): p.value
-             for p in by_attrs(pts("ml.feature.category"), ml_model_name=model_name + "-int", ml_feature_name="flag")}
+        assert (a.count, a.sum, a.min, a.max, a.scale, a.zero_count) == (
+            b.count,
+            b.sum,
+            b.min,
+            b.max,
+            b.scale,
+            b.zero_count,
+        )
+        assert (a.positive.offset, list(a.positive.bucket_counts)) == (
+            b.positive.offset,
+            list(b.positive.bucket_counts),
+        )
+        assert (a.negative.offset, list(a.negative.bucket_counts)) == (
+            b.negative.offset,
+            list(b.negative.bucket_counts),
+        )
+    flags = {
+        attr(p, "ml.category.value"): p.value
+        for p in by_attrs(pts("ml.feature.category"), ml_model_name=model_name + "-int", ml_feature_name="flag")
+    }
     assert sum(flags.values()) == 300 and set(flags) <= {"true", "false"}  # bools stay categories
     assert not by_attrs(pts("ml.feature.value"), ml_model_name=model_name + "-int", ml_feature_name="flag")
 
@@ -334,8 +358,10 @@ def test_probability_outputs_classes_and_nulls(telemetry, model_name):
     fallback("x")
     fallback("y")
     telemetry.flush()
-    classes = {attr(p, "ml.prediction.label"): p.value
-               for p in by_attrs(telemetry.points("ml.prediction.class"), ml_model_name=model_name)}
+    classes = {
+        attr(p, "ml.prediction.label"): p.value
+        for p in by_attrs(telemetry.points("ml.prediction.class"), ml_model_name=model_name)
+    }
     assert classes == {"ham": 1, "spam": 2}
     (score,) = by_attrs(telemetry.points("ml.prediction.value"), ml_model_name=model_name)
     assert score.attributes["ml.output.name"] == "score" and math.isclose(score.sum, 2.4)
@@ -355,8 +381,10 @@ def test_categories_are_bounded_with_other(model_name):
     for i in range(10):
         predict({"city": f"c{i}"})
     t.flush()
-    cats = {attr(p, "ml.category.value"): p.value
-            for p in by_attrs(t.points("ml.feature.category"), ml_model_name=model_name)}
+    cats = {
+        attr(p, "ml.category.value"): p.value
+        for p in by_attrs(t.points("ml.feature.category"), ml_model_name=model_name)
+    }
     assert cats == {"c0": 1, "c1": 1, "c2": 1, "__other__": 7}
 
 
@@ -391,15 +419,17 @@ def test_redaction_in_logs_and_metric_attributes(model_name):
     def predict(row):
         return {"ok": True, "card_last4": "4242"}
 
-    predict({"user": "ann", "password": "hunter2", "card_type": "visa",
-             "nested": [{"Password": "x"}], "amount": 5.0})
+    predict({"user": "ann", "password": "hunter2", "card_type": "visa", "nested": [{"Password": "x"}], "amount": 5.0})
     t.flush()
     rec = [r for r in t.log_records() if r.attributes.get("ml.model.name") == model_name][0]
     assert "hunter2" not in rec.attributes["ml.inputs"] and "visa" not in rec.attributes["ml.inputs"]
     assert json.loads(rec.attributes["ml.inputs"])["nested"] == [{"Password": "[REDACTED]"}]
     assert "4242" not in rec.attributes["ml.outputs"]
-    names = {attr(p, "ml.feature.name") for name in ("ml.feature.value", "ml.feature.category")
-             for p in by_attrs(t.points(name), ml_model_name=model_name)}
+    names = {
+        attr(p, "ml.feature.name")
+        for name in ("ml.feature.value", "ml.feature.category")
+        for p in by_attrs(t.points(name), ml_model_name=model_name)
+    }
     assert "password" not in names and "card_type" not in names
     assert {"user", "amount"} <= names
 
@@ -438,8 +468,11 @@ def test_payload_sampling_is_separate_and_failures_are_kept(model_name):
         except ValueError:
             pass
     t.flush()
-    logged = [json.loads(r.attributes["ml.inputs"])["x"] for r in t.log_records()
-              if r.attributes.get("ml.model.name") == model_name]
+    logged = [
+        json.loads(r.attributes["ml.inputs"])["x"]
+        for r in t.log_records()
+        if r.attributes.get("ml.model.name") == model_name
+    ]
     assert sorted(logged) == [-1.0, 0.0]  # the error and the null answer; the good calls are sampled out
     assert len([s for s in t.finished_spans() if s.name == f"predict {model_name}"]) == 4
 
@@ -531,8 +564,13 @@ def test_a_broken_exporter_never_reaches_the_caller(model_name):
         def force_flush(self, *a, **k):
             return True
 
-    infersight.configure(span_exporter=Broken(), metric_exporter=Broken(), log_exporter=Broken(),
-                         log_output="none", payload_sample_rate=1.0)
+    infersight.configure(
+        span_exporter=Broken(),
+        metric_exporter=Broken(),
+        log_exporter=Broken(),
+        log_output="none",
+        payload_sample_rate=1.0,
+    )
 
     @infersight.monitor(model=model_name)
     def predict(row):
@@ -613,8 +651,7 @@ def test_reference_schema_violations_are_counted_and_on_span(tmp_path, telemetry
     from infersight.stats.reference import Reference
 
     rng = np.random.default_rng(0)
-    train = pd.DataFrame({"age": rng.integers(18, 90, 500).astype(float),
-                          "plan": rng.choice(["free", "pro"], 500)})
+    train = pd.DataFrame({"age": rng.integers(18, 90, 500).astype(float), "plan": rng.choice(["free", "pro"], 500)})
     path = tmp_path / "reference.json"
     Reference.from_data(train, model=model_name).save(path)
 
@@ -625,12 +662,17 @@ def test_reference_schema_violations_are_counted_and_on_span(tmp_path, telemetry
     assert predict({"age": 40.0, "plan": "pro"}) == 0.5
     assert predict({"age": 4000.0, "plan": "enterprise"}) == 0.5  # recorded, not raised
     telemetry.flush()
-    counts = {(attr(p, "ml.feature.name"), attr(p, "ml.schema.rule")): p.value
-              for p in by_attrs(telemetry.points("ml.schema.violations"), ml_model_name=model_name)}
+    counts = {
+        (attr(p, "ml.feature.name"), attr(p, "ml.schema.rule")): p.value
+        for p in by_attrs(telemetry.points("ml.schema.violations"), ml_model_name=model_name)
+    }
     assert counts == {("age", "range"): 1, ("plan", "allowed"): 1}
     span = [s for s in telemetry.finished_spans() if s.name == f"predict {model_name}"][-1]
-    events = {(e.attributes["ml.feature.name"], e.attributes["ml.schema.rule"]) for e in span.events
-              if e.name == "ml.schema.violation"}
+    events = {
+        (e.attributes["ml.feature.name"], e.attributes["ml.schema.rule"])
+        for e in span.events
+        if e.name == "ml.schema.violation"
+    }
     assert events == {("age", "range"), ("plan", "allowed")}
     # a violating call keeps its payload regardless of sampling
     logged = [r for r in telemetry.log_records() if r.attributes.get("ml.model.name") == model_name]
@@ -647,8 +689,13 @@ def test_on_violation_raise_stops_before_the_model(telemetry, model_name):
     from infersight.stats.schema import Schema
 
     schema = Schema.from_function(predict)
-    guarded = infersight.monitor(model=model_name, schema=schema, on_violation="raise",
-                                 input_arg=None, features=lambda age: {"age": age, "plan": "gold"})(predict)
+    guarded = infersight.monitor(
+        model=model_name,
+        schema=schema,
+        on_violation="raise",
+        input_arg=None,
+        features=lambda age: {"age": age, "plan": "gold"},
+    )(predict)
     with pytest.raises(infersight.SchemaViolation) as info:
         guarded(30.0, "pro")
     assert "plan" in str(info.value) and "allowed" in str(info.value) and "gold" in str(info.value)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,13 @@ def sink():
 @pytest.fixture
 def configured(sink):
     sink.clear()
-    infersight.configure(endpoint=sink.grpc_endpoint, protocol="grpc", log_output="none",
-                         payload_sample_rate=1.0, metric_export_interval=3600)
+    infersight.configure(
+        endpoint=sink.grpc_endpoint,
+        protocol="grpc",
+        log_output="none",
+        payload_sample_rate=1.0,
+        metric_export_interval=3600,
+    )
     return sink
 
 
@@ -36,8 +42,11 @@ def _rows(n: int, seed: int, *, objects: bool = True, nulls: bool = True) -> lis
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        row: dict[str, Any] = {"income": float(rng.lognormal(3, 1)), "tenure": int(rng.integers(0, 40)),
-                               "score": float(rng.normal())}
+        row: dict[str, Any] = {
+            "income": float(rng.lognormal(3, 1)),
+            "tenure": int(rng.integers(0, 40)),
+            "score": float(rng.normal()),
+        }
         if objects:
             row["plan"] = ["free", "pro", "team"][i % 3]
             row["vip"] = bool(i % 2)
@@ -64,9 +73,18 @@ def _exported(sink: OtlpSink, model: str) -> dict[str, Any]:
                 continue
             key = (metric, a.get("ml.feature.name") or a.get("ml.output.name"))
             assert key not in out  # one point per series and export
-            out[key] = (p.count, p.sum, p.scale, p.zero_count, p.min, p.max,
-                        p.positive.offset, list(p.positive.bucket_counts),
-                        p.negative.offset, list(p.negative.bucket_counts))
+            out[key] = (
+                p.count,
+                p.sum,
+                p.scale,
+                p.zero_count,
+                p.min,
+                p.max,
+                p.positive.offset,
+                list(p.positive.bucket_counts),
+                p.negative.offset,
+                list(p.negative.bucket_counts),
+            )
     for metric in ("ml.feature.category", "ml.feature.missing"):
         for _, _, p in sink.metric_points(metric):
             a = attrs(p.attributes)
@@ -169,7 +187,7 @@ def test_a_batch_split_over_many_buffered_calls_equals_one_call(configured):
     whole(X)
     buf = np.empty((30, 8))
     for i in range(0, 3000, 30):
-        buf[:] = X[i:i + 30]  # the caller reuses its array: the buffered copy must not change
+        buf[:] = X[i : i + 30]  # the caller reuses its array: the buffered copy must not change
         pieces(buf)
     assert infersight.flush()
     a, b = _exported(configured, "whole"), _exported(configured, "pieces")
@@ -220,8 +238,14 @@ def test_payload_logs_keep_integers_integers(configured):
 
 
 def test_a_logged_batch_is_cut_to_what_fits_in_the_payload_cap(configured):
-    infersight.configure(endpoint=configured.grpc_endpoint, protocol="grpc", log_output="none",
-                         payload_sample_rate=1.0, max_payload_bytes=1024, metric_export_interval=3600)
+    infersight.configure(
+        endpoint=configured.grpc_endpoint,
+        protocol="grpc",
+        log_output="none",
+        payload_sample_rate=1.0,
+        max_payload_bytes=1024,
+        metric_export_interval=3600,
+    )
 
     @infersight.monitor(model="capped", version="1")
     def predict(x: Any) -> Any:
@@ -229,8 +253,9 @@ def test_a_logged_batch_is_cut_to_what_fits_in_the_payload_cap(configured):
 
     predict(np.arange(5000 * 20, dtype=np.float64).reshape(5000, 20))
     assert infersight.flush()
-    recs = [attrs(r.attributes) for _, r in configured.log_records()
-            if attrs(r.attributes).get("ml.model.name") == "capped"]
+    recs = [
+        attrs(r.attributes) for _, r in configured.log_records() if attrs(r.attributes).get("ml.model.name") == "capped"
+    ]
     assert len(recs) == 1 and recs[0]["ml.payload.truncated"] is True
     text = recs[0]["ml.inputs"]
     assert text.startswith('[{"f0": 0.0, "f1": 1.0') and text.endswith("…[truncated]")

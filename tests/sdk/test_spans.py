@@ -39,7 +39,8 @@ def _tracer(sampler=None, limits=None, exporter=None):
 
 def _same_on_the_wire(spans: list[LiteSpan], tracer: FastTracer) -> None:
     ours = ExportTraceServiceRequest.FromString(
-        _otlp_encode.encode_request(RESOURCE, ("infersight", "0.1.0", None, None), spans))
+        _otlp_encode.encode_request(RESOURCE, ("infersight", "0.1.0", None, None), spans)
+    )
     theirs = encode_spans([s.to_readable(RESOURCE, tracer.scope) for s in spans])
     assert ours == theirs
 
@@ -51,12 +52,26 @@ def test_examples_in_docstrings_hold():
 
 def test_a_full_span_encodes_as_the_otel_encoder_does():
     _, tracer, _ = _tracer()
-    remote = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True,
-                         TraceFlags(TraceFlags.SAMPLED), TraceState([("vendor", "x1"), ("other", "y")]))
+    remote = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+        True,
+        TraceFlags(TraceFlags.SAMPLED),
+        TraceState([("vendor", "x1"), ("other", "y")]),
+    )
     parent_ctx = trace.set_span_in_context(NonRecordingSpan(remote))
-    server = tracer.start_span("POST", context=parent_ctx, kind=SpanKind.SERVER,
-                               attributes={"http.request.method": "POST", "server.port": 8000,
-                                           "ml.request.id": "ab" * 16, "ratio": 0.25, "flag": False})
+    server = tracer.start_span(
+        "POST",
+        context=parent_ctx,
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": "POST",
+            "server.port": 8000,
+            "ml.request.id": "ab" * 16,
+            "ratio": 0.25,
+            "flag": False,
+        },
+    )
     assert server.get_span_context().trace_id == remote.trace_id
     assert server.get_span_context().trace_state == remote.trace_state
     token = otel_context.attach(trace.set_span_in_context(server))
@@ -79,7 +94,8 @@ def test_a_full_span_encodes_as_the_otel_encoder_does():
     server.end()
     _same_on_the_wire([child, server], tracer)
     decoded = ExportTraceServiceRequest.FromString(
-        _otlp_encode.encode_request(RESOURCE, ("infersight", "0.1.0", None, None), [child, server]))
+        _otlp_encode.encode_request(RESOURCE, ("infersight", "0.1.0", None, None), [child, server])
+    )
     spans = decoded.resource_spans[0].scope_spans[0].spans
     assert spans[1].name == "POST /predict" and spans[1].kind == 2 and spans[1].flags == 0x300
     assert spans[0].events[1].name == "exception"
@@ -87,15 +103,21 @@ def test_a_full_span_encodes_as_the_otel_encoder_does():
 
 
 attribute_values = st.one_of(
-    st.text(max_size=40), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.floats(allow_nan=False), st.lists(st.text(max_size=5), max_size=4),
+    st.text(max_size=40),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.lists(st.text(max_size=5), max_size=4),
     st.lists(st.integers(min_value=-1000, max_value=1000), max_size=4),
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.text(min_size=1, max_size=20), attribute_values, max_size=12),
-       st.text(max_size=30), st.sampled_from(list(SpanKind)))
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=20), attribute_values, max_size=12),
+    st.text(max_size=30),
+    st.sampled_from(list(SpanKind)),
+)
 def test_any_attributes_encode_as_the_otel_encoder_does(attributes, name, kind):
     _, tracer, _ = _tracer()
     span = tracer.start_span(name, kind=kind)
@@ -121,11 +143,14 @@ def test_sampling_follows_the_parent_and_the_providers_sampler():
 
 
 @settings(max_examples=300, deadline=None)
-@given(ratio=st.sampled_from([0.0, 1e-6, 0.1, 0.5, 0.999, 1.0]),
-       trace_id=st.integers(1, (1 << 128) - 1),
-       parent=st.sampled_from(["none", "local-sampled", "local-unsampled", "remote-sampled", "remote-unsampled",
-                               "invalid"]),
-       trace_state=st.sampled_from([None, TraceState([("vendor", "v1")])]))
+@given(
+    ratio=st.sampled_from([0.0, 1e-6, 0.1, 0.5, 0.999, 1.0]),
+    trace_id=st.integers(1, (1 << 128) - 1),
+    parent=st.sampled_from(
+        ["none", "local-sampled", "local-unsampled", "remote-sampled", "remote-unsampled", "invalid"]
+    ),
+    trace_state=st.sampled_from([None, TraceState([("vendor", "v1")])]),
+)
 def test_infersights_sampler_answered_inline_decides_as_the_sdk(ratio, trace_id, parent, trace_state):
     """The span path answers infersight's ParentBased(TraceIdRatioBased(ratio)) without calling
     it: same decision and trace state as the SDK sampler, for roots (every trace-ID shape) and for
@@ -138,8 +163,9 @@ def test_infersights_sampler_answered_inline_decides_as_the_sdk(ratio, trace_id,
     if parent != "none":
         flags = TraceFlags(TraceFlags.SAMPLED if parent.endswith("-sampled") else TraceFlags.DEFAULT)
         valid = parent != "invalid"
-        parent_ctx = SpanContext(trace_id if valid else 0, 0xABC if valid else 0, parent.startswith("remote"), flags,
-                                 trace_state)
+        parent_ctx = SpanContext(
+            trace_id if valid else 0, 0xABC if valid else 0, parent.startswith("remote"), flags, trace_state
+        )
         context = trace.set_span_in_context(NonRecordingSpan(parent_ctx))
 
     class FixedIds(_spans.RandomIdGenerator):  # same ID algorithm, but the trace ID this example chose
@@ -246,7 +272,8 @@ def test_negative_zero_keeps_its_sign_after_positive_zero_was_encoded():
         span.end()
         spans.append(span)
     decoded = ExportTraceServiceRequest.FromString(
-        _otlp_encode.encode_request(RESOURCE, ("infersight", "0.1.0", None, None), spans))
+        _otlp_encode.encode_request(RESOURCE, ("infersight", "0.1.0", None, None), spans)
+    )
     values = [s.attributes[0].value.double_value for s in decoded.resource_spans[0].scope_spans[0].spans]
     assert [str(v) for v in values] == ["0.0", "-0.0"]
 

@@ -71,13 +71,38 @@ def accelerated(spans: list[Any]) -> tuple[bytes, list[Any]]:
 class StandIn:
     """Anything with a LiteSpan's fields (the encoder reads nothing else)."""
 
-    __slots__ = ("name", "context", "parent", "kind", "start_time", "end_time", "attributes", "dropped_attributes",
-                 "events", "dropped_events", "links", "status_code", "status_message")
+    __slots__ = (
+        "name",
+        "context",
+        "parent",
+        "kind",
+        "start_time",
+        "end_time",
+        "attributes",
+        "dropped_attributes",
+        "events",
+        "dropped_events",
+        "links",
+        "status_code",
+        "status_message",
+    )
 
     def __init__(self, **fields: Any) -> None:
-        defaults = dict(name="span", context=SpanContext(1 << 100, 7, False, TraceFlags(1)), parent=None,
-                        kind=SpanKind.INTERNAL, start_time=1, end_time=2, attributes={}, dropped_attributes=0,
-                        events=None, dropped_events=0, links=None, status_code=0, status_message=None)
+        defaults = dict(
+            name="span",
+            context=SpanContext(1 << 100, 7, False, TraceFlags(1)),
+            parent=None,
+            kind=SpanKind.INTERNAL,
+            start_time=1,
+            end_time=2,
+            attributes={},
+            dropped_attributes=0,
+            events=None,
+            dropped_events=0,
+            links=None,
+            status_code=0,
+            status_message=None,
+        )
         defaults.update(fields)
         for key, value in defaults.items():
             setattr(self, key, value)
@@ -111,20 +136,25 @@ def _double(bits: int) -> float:
 
 c_ints = st.one_of(st.sampled_from(EDGE_INTS), st.integers(min_value=-(2**63), max_value=2**63 - 1))
 c_floats = st.one_of(
-    st.floats(), st.sampled_from([0.0, -0.0, float("inf"), float("-inf"), float("nan"), -float("nan")]),
+    st.floats(),
+    st.sampled_from([0.0, -0.0, float("inf"), float("-inf"), float("nan"), -float("nan")]),
     st.integers(min_value=0, max_value=2**64 - 1).map(_double),  # any bit pattern, NaN payloads included
 )
 c_texts = st.one_of(st.text(max_size=40), st.sampled_from(LONG_STRINGS))
 c_values = st.one_of(c_texts, st.booleans(), c_ints, c_floats)  # what the extension writes itself
 other_values = st.one_of(  # handed to the reference
-    st.sampled_from(OUT_OF_RANGE_INTS), st.integers(min_value=2**63),
+    st.sampled_from(OUT_OF_RANGE_INTS),
+    st.integers(min_value=2**63),
     st.lists(st.integers(min_value=-5, max_value=5), max_size=3).map(tuple),
-    st.lists(st.text(max_size=5), max_size=3), st.binary(max_size=8),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.binary(max_size=8),
     st.sampled_from([HTTPStatus.OK, TraceFlags(1), Text("sub"), Real(0.5)]),  # subclasses of the four
 )
 keys = st.one_of(st.text(min_size=1, max_size=20), st.sampled_from(["k" * 200, "ключ" * 50]))
 names = st.one_of(st.text(max_size=30), st.sampled_from(LONG_STRINGS))
-trace_ids = st.one_of(st.integers(min_value=1, max_value=2**128 - 1), st.sampled_from([1, 2**64 - 1, 2**64, 2**128 - 1]))
+trace_ids = st.one_of(
+    st.integers(min_value=1, max_value=2**128 - 1), st.sampled_from([1, 2**64 - 1, 2**64, 2**128 - 1])
+)
 span_ids = st.integers(min_value=1, max_value=2**64 - 1)
 times = st.integers(min_value=0, max_value=2**64 - 1)
 counts = st.one_of(st.just(0), st.integers(min_value=1, max_value=2**40))
@@ -149,16 +179,28 @@ def plain_spans(draw: Any, values: Any = c_values) -> StandIn:
     code, message = draw(statuses())
     plain_context = draw(st.booleans())
     trace_id, span_id = draw(trace_ids), draw(span_ids)
-    context = (PlainContext(trace_id, span_id, False, draw(st.sampled_from([None, TraceState()]))) if plain_context
-               else SpanContext(trace_id, span_id, False, TraceFlags(1)))
+    context = (
+        PlainContext(trace_id, span_id, False, draw(st.sampled_from([None, TraceState()])))
+        if plain_context
+        else SpanContext(trace_id, span_id, False, TraceFlags(1))
+    )
     parent = draw(parents())
     if parent is not None and draw(st.booleans()):
         parent = PlainContext(parent.trace_id, parent.span_id, parent.is_remote)
     return StandIn(
-        name=draw(names), context=context, parent=parent, kind=draw(st.sampled_from(list(SpanKind))),
-        start_time=draw(times), end_time=draw(times), attributes=draw(st.dictionaries(keys, values, max_size=10)),
-        dropped_attributes=draw(counts), events=draw(st.sampled_from([None, []])), dropped_events=draw(counts),
-        links=draw(st.sampled_from([None, []])), status_code=code, status_message=message,
+        name=draw(names),
+        context=context,
+        parent=parent,
+        kind=draw(st.sampled_from(list(SpanKind))),
+        start_time=draw(times),
+        end_time=draw(times),
+        attributes=draw(st.dictionaries(keys, values, max_size=10)),
+        dropped_attributes=draw(counts),
+        events=draw(st.sampled_from([None, []])),
+        dropped_events=draw(counts),
+        links=draw(st.sampled_from([None, []])),
+        status_code=code,
+        status_message=message,
     )
 
 
@@ -172,8 +214,13 @@ def other_spans(draw: Any) -> StandIn:
     elif what == "events":
         span.events = [(draw(names), draw(st.dictionaries(keys, c_values, max_size=3)), draw(times), draw(counts))]
     elif what == "links":
-        span.links = [(SpanContext(draw(trace_ids), draw(span_ids), draw(st.booleans())),
-                       draw(st.dictionaries(keys, c_values, max_size=3)), draw(counts))]
+        span.links = [
+            (
+                SpanContext(draw(trace_ids), draw(span_ids), draw(st.booleans())),
+                draw(st.dictionaries(keys, c_values, max_size=3)),
+                draw(counts),
+            )
+        ]
     else:
         ctx = span.context
         span.context = SpanContext(ctx.trace_id, ctx.span_id, False, TraceFlags(1), TraceState([("vendor", "x1")]))
@@ -181,6 +228,7 @@ def other_spans(draw: Any) -> StandIn:
 
 
 # -- equal bytes ---------------------------------------------------------------------------------
+
 
 def test_the_extension_is_there_where_it_is_required():
     if not REQUIRED:
@@ -212,10 +260,26 @@ def test_mixed_batches_are_the_references_bytes(spans):
     assert out == reference(spans)
 
 
-@pytest.mark.parametrize("value", EDGE_INTS + OUT_OF_RANGE_INTS + LONG_STRINGS + [
-    True, False, 0.0, -0.0, float("nan"), -float("nan"), _double(0x7FF0000000000001), _double(0xFFF8DEADBEEF0001),
-    float("inf"), float("-inf"), 5e-324, 1.5,
-])
+@pytest.mark.parametrize(
+    "value",
+    EDGE_INTS
+    + OUT_OF_RANGE_INTS
+    + LONG_STRINGS
+    + [
+        True,
+        False,
+        0.0,
+        -0.0,
+        float("nan"),
+        -float("nan"),
+        _double(0x7FF0000000000001),
+        _double(0xFFF8DEADBEEF0001),
+        float("inf"),
+        float("-inf"),
+        5e-324,
+        1.5,
+    ],
+)
 def test_edge_values(value):
     span = StandIn(attributes={"k": value})
     out, handed_back = accelerated([span])
@@ -244,11 +308,22 @@ def test_parents_and_statuses(parent, status):
     assert handed_back == [] and out == reference([span])
 
 
-@pytest.mark.parametrize("fields", [
-    {"status_code": 127}, {"status_code": -1}, {"dropped_attributes": -1}, {"dropped_events": 2**64},
-    {"dropped_attributes": True}, {"kind": 5}, {"events": ()}, {"links": [(SpanContext(1, 2, False), {}, 0)]},
-    {"attributes": None}, {"attributes": {"k": None}}, {"status_message": None, "status_code": 0},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status_code": 127},
+        {"status_code": -1},
+        {"dropped_attributes": -1},
+        {"dropped_events": 2**64},
+        {"dropped_attributes": True},
+        {"kind": 5},
+        {"events": ()},
+        {"links": [(SpanContext(1, 2, False), {}, 0)]},
+        {"attributes": None},
+        {"attributes": {"k": None}},
+        {"status_message": None, "status_code": 0},
+    ],
+)
 def test_odd_fields_give_the_references_answer(fields):
     span = StandIn(**fields)
     try:
@@ -262,16 +337,19 @@ def test_odd_fields_give_the_references_answer(fields):
     assert out == expected
 
 
-@pytest.mark.parametrize("span", [
-    StandIn(name="\udfff"),
-    StandIn(status_code=2, status_message="\ud800"),
-    StandIn(context=SpanContext(2**128, 1, False)),
-    StandIn(context=PlainContext(-1, 1, False)),
-    StandIn(context=PlainContext(1, -1, False)),
-    StandIn(end_time=None),
-    StandIn(start_time=2**64),
-    StandIn(parent=PlainContext(1, 2**64, False)),
-])
+@pytest.mark.parametrize(
+    "span",
+    [
+        StandIn(name="\udfff"),
+        StandIn(status_code=2, status_message="\ud800"),
+        StandIn(context=SpanContext(2**128, 1, False)),
+        StandIn(context=PlainContext(-1, 1, False)),
+        StandIn(context=PlainContext(1, -1, False)),
+        StandIn(end_time=None),
+        StandIn(start_time=2**64),
+        StandIn(parent=PlainContext(1, 2**64, False)),
+    ],
+)
 def test_spans_the_reference_cannot_encode_raise_the_same(span):
     with pytest.raises(Exception) as theirs:
         reference([span])
@@ -312,6 +390,7 @@ def test_no_references_are_kept_or_lost():
 
 # -- the whole request, and real spans -----------------------------------------------------------
 
+
 def _tracer(limits: SpanLimits | None = None) -> FastTracer:
     provider = TracerProvider(resource=RESOURCE, span_limits=limits)
     processor = LiteSpanProcessor(None)
@@ -320,8 +399,19 @@ def _tracer(limits: SpanLimits | None = None) -> FastTracer:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(names, st.sampled_from(list(SpanKind)), st.dictionaries(keys, c_values, max_size=8),
-                          st.booleans(), st.booleans()), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(
+            names,
+            st.sampled_from(list(SpanKind)),
+            st.dictionaries(keys, c_values, max_size=8),
+            st.booleans(),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_requests_of_lite_spans_are_the_pure_python_bytes(specs):
     _ext()
     tracer = _tracer()
@@ -345,10 +435,16 @@ def test_typical_server_spans_are_written_in_c():
     tracer = _tracer(SpanLimits(max_span_attributes=4))  # some of them limited (a dict subclass)
     spans = []
     for i in range(64):
-        attributes = {"http.request.method": "POST", "url.path": "/predict", "ml.request.id": f"{i:032x}",
-                      "server.port": 8000, "ratio": i / 7}
-        span = tracer.start_span("POST", kind=SpanKind.SERVER, attributes=attributes if i % 2 else dict(
-            list(attributes.items())[:3]))
+        attributes = {
+            "http.request.method": "POST",
+            "url.path": "/predict",
+            "ml.request.id": f"{i:032x}",
+            "server.port": 8000,
+            "ratio": i / 7,
+        }
+        span = tracer.start_span(
+            "POST", kind=SpanKind.SERVER, attributes=attributes if i % 2 else dict(list(attributes.items())[:3])
+        )
         span.set_attributes({"http.response.status_code": 200, "http.route": "/predict"})
         span.update_name("POST /predict")
         span.end_time = span.start_time + 1000
@@ -360,10 +456,32 @@ def test_typical_server_spans_are_written_in_c():
     assert encode_request(RESOURCE, SCOPE, spans) == encode_request(RESOURCE, SCOPE, spans, accelerated=False)
 
 
-UNENCODABLE = [2**63, 2**70, -(2**63) - 1, -(2**64), 2**64 - 1, (1, 2**63), [0, -(2**63) - 1], ("a", object()),
-               {"inner": 2**64}, object(), "lone \ud800 surrogate", np.int64(3), np.uint64(2**64 - 1), np.bool_(True)]
-ENCODABLE = {"lowest": -(2**63), "highest": 2**63 - 1, "yes": True, "no": False, "zero": 0,
-             "status": HTTPStatus.OK, "ints": (-(2**63), 2**63 - 1), "flags": (True, False)}
+UNENCODABLE = [
+    2**63,
+    2**70,
+    -(2**63) - 1,
+    -(2**64),
+    2**64 - 1,
+    (1, 2**63),
+    [0, -(2**63) - 1],
+    ("a", object()),
+    {"inner": 2**64},
+    object(),
+    "lone \ud800 surrogate",
+    np.int64(3),
+    np.uint64(2**64 - 1),
+    np.bool_(True),
+]
+ENCODABLE = {
+    "lowest": -(2**63),
+    "highest": 2**63 - 1,
+    "yes": True,
+    "no": False,
+    "zero": 0,
+    "status": HTTPStatus.OK,
+    "ints": (-(2**63), 2**63 - 1),
+    "flags": (True, False),
+}
 
 
 def _sent(payload: bytes) -> tuple[Any, Any]:
@@ -383,18 +501,30 @@ def test_attributes_otlp_cannot_carry_are_left_out_and_the_span_is_sent(fast, ba
         _ext()
     _otlp_encode.take_invalid_count()
     attributes = {"bad": bad, **ENCODABLE}
-    span = StandIn(attributes=attributes, events=[("e", dict(attributes), 5, 0)],
-                   links=[(SpanContext(9, 8, True), dict(attributes), 0)])
+    span = StandIn(
+        attributes=attributes,
+        events=[("e", dict(attributes), 5, 0)],
+        links=[(SpanContext(9, 8, True), dict(attributes), 0)],
+    )
     resource = Resource({"service.name": "s"})
     resource._attributes = {"service.name": "s", "bad": bad}  # noqa: SLF001 - Resource cleans what it is given
     payload = encode_request(resource, ("scope", "1", {"bad": bad, "ok": 1}, None), [span], accelerated=fast)
-    assert payload == encode_request(resource, ("scope", "1", {"bad": bad, "ok": 1}, None), [span],
-                                     accelerated=not fast)
+    assert payload == encode_request(
+        resource, ("scope", "1", {"bad": bad, "ok": 1}, None), [span], accelerated=not fast
+    )
     # span, event, link, scope and resource; the second encoding reuses the resource's bytes
     assert _otlp_encode.take_invalid_count() == 5 + 4
     sent_resource, sent = _sent(payload)
-    expected = {"lowest": -(2**63), "highest": 2**63 - 1, "yes": True, "no": False, "zero": 0, "status": 200,
-                "ints": [-(2**63), 2**63 - 1], "flags": [True, False]}
+    expected = {
+        "lowest": -(2**63),
+        "highest": 2**63 - 1,
+        "yes": True,
+        "no": False,
+        "zero": 0,
+        "status": 200,
+        "ints": [-(2**63), 2**63 - 1],
+        "flags": [True, False],
+    }
     assert attrs(sent.attributes) == expected
     assert attrs(sent.events[0].attributes) == expected and attrs(sent.links[0].attributes) == expected
     assert attrs(sent_resource.attributes) == {"service.name": "s"}
@@ -476,8 +606,9 @@ class _Request:
     """An application object that points at its span, as a framework's request might."""
 
 
-@pytest.mark.parametrize("when", ["recording", "ended and exported", "ended, then set, then exported",
-                                  "dropped by a full queue"])
+@pytest.mark.parametrize(
+    "when", ["recording", "ended and exported", "ended, then set, then exported", "dropped by a full queue"]
+)
 def test_a_cycle_through_a_span_is_freed(when):
     """Spans have a __dict__ (``opentelemetry.trace.Span`` has no __slots__): an application can
     hang an object on one that points back at it. Such a cycle is freed by the collector,

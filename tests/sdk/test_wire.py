@@ -28,8 +28,13 @@ def test_signals_on_the_wire(sink, protocol, model_name):
     sink.clear()
     endpoint = sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
     infersight.configure(
-        endpoint=endpoint, protocol=protocol, service_name="wire-test", environment="ci",
-        log_output="none", payload_sample_rate=1.0, redact=["ssn"],
+        endpoint=endpoint,
+        protocol=protocol,
+        service_name="wire-test",
+        environment="ci",
+        log_output="none",
+        payload_sample_rate=1.0,
+        redact=["ssn"],
     )
 
     @infersight.monitor(model=model_name, version="4")
@@ -59,17 +64,22 @@ def test_signals_on_the_wire(sink, protocol, model_name):
     assert log_attrs["ml.request.id"] == a["ml.request.id"]
     assert logs[0][1].trace_id == span.trace_id and logs[0][1].span_id == span.span_id
 
-    points = [p for _, _, p in sink.metric_points("ml.feature.value")
-              if attrs(p.attributes).get("ml.model.name") == model_name]
+    points = [
+        p
+        for _, _, p in sink.metric_points("ml.feature.value")
+        if attrs(p.attributes).get("ml.model.name") == model_name
+    ]
     by_feature = {attrs(p.attributes)["ml.feature.name"]: p for p in points}
     income = by_feature["income"]
     assert income.count == 39  # 38 finite from the batch + 1 from the single row
     assert income.zero_count + sum(income.positive.bucket_counts) + sum(income.negative.bucket_counts) == 39
     assert by_feature["tenure"].count == 40
 
-    missing = {(attrs(p.attributes)["ml.feature.name"], attrs(p.attributes)["ml.missing.kind"]): p.as_int
-               for _, _, p in sink.metric_points("ml.feature.missing")
-               if attrs(p.attributes).get("ml.model.name") == model_name}
+    missing = {
+        (attrs(p.attributes)["ml.feature.name"], attrs(p.attributes)["ml.missing.kind"]): p.as_int
+        for _, _, p in sink.metric_points("ml.feature.missing")
+        if attrs(p.attributes).get("ml.model.name") == model_name
+    }
     assert missing == {("income", "nan"): 2, ("tenure", "nan"): 1}
 
     # redacted fields are absent from everything on the wire
@@ -82,7 +92,11 @@ def test_signals_on_the_wire(sink, protocol, model_name):
 def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
 
 
@@ -115,8 +129,11 @@ def test_fork_after_configure_exports_from_parent_and_child_without_duplicates(s
         {"INFERSIGHT_ENDPOINT": sink.grpc_endpoint, "INFERSIGHT_PROTOCOL": "grpc"},
     )
     assert proc.returncode == 0, proc.stderr
-    points = [(res, p) for res, _, p in sink.metric_points("ml.feature.value")
-              if attrs(p.attributes).get("ml.model.name") == "forked"]
+    points = [
+        (res, p)
+        for res, _, p in sink.metric_points("ml.feature.value")
+        if attrs(p.attributes).get("ml.model.name") == "forked"
+    ]
     by_pid: dict[int, int] = {}
     for res, p in points:
         by_pid[res["process.pid"]] = by_pid.get(res["process.pid"], 0) + p.count
@@ -191,8 +208,11 @@ def test_existing_providers_are_used_not_replaced(sink):
     res, predict_span = spans["predict hosted"]
     assert res["service.name"] == "app-owned"
     assert predict_span.parent_span_id == spans["handler"][1].span_id
-    values = [(r, p) for r, _, p in sink.metric_points("ml.feature.value")
-              if attrs(p.attributes).get("ml.model.name") == "hosted"]
+    values = [
+        (r, p)
+        for r, _, p in sink.metric_points("ml.feature.value")
+        if attrs(p.attributes).get("ml.model.name") == "hosted"
+    ]
     assert len(values) == 1 and values[0][1].count == 1
     assert values[0][0]["service.name"] == "app-owned"
 
@@ -231,12 +251,15 @@ def test_system_metrics_ride_along(sink):
     memory = sink.metric_points("process.memory.usage")
     assert memory and memory[0][2].as_int > 0
     assert sink.metric_points("process.cpu.time")
-    assert [p for _, _, p in sink.metric_points("ml.feature.value") if attrs(p.attributes).get("ml.model.name") == "sys"]
+    assert [
+        p for _, _, p in sink.metric_points("ml.feature.value") if attrs(p.attributes).get("ml.model.name") == "sys"
+    ]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_integers_otlp_cannot_carry_are_left_out_and_every_span_arrives(sink, protocol, model_name, caplog,
-                                                                       monkeypatch):
+def test_integers_otlp_cannot_carry_are_left_out_and_every_span_arrives(
+    sink, protocol, model_name, caplog, monkeypatch
+):
     """An app sets attributes OTLP has no int_value for (beyond signed 64 bits, also inside an
     array) on some predict spans of one export batch: those attributes are left out, logged
     once and counted; every span of the batch arrives with its other attributes, and the
@@ -248,10 +271,22 @@ def test_integers_otlp_cannot_carry_are_left_out_and_every_span_arrives(sink, pr
     monkeypatch.setattr(_otlp_encode, "_invalid_logged", False)  # logged once per process: start afresh
     sink.clear()
     endpoint = sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
-    infersight.configure(endpoint=endpoint, protocol=protocol, service_name="wire-ints", log_output="none",
-                         metric_export_interval=3600)
-    odd = {"big": 2**63, "huge": 2**70, "below": -(2**63) - 1, "far": -(2**64), "ints": (1, 2**64), "ok": 7,
-           "lowest": -(2**63), "highest": 2**63 - 1, "flag": True, "np": np.int64(-5), "npu": np.uint64(2**64 - 1)}
+    infersight.configure(
+        endpoint=endpoint, protocol=protocol, service_name="wire-ints", log_output="none", metric_export_interval=3600
+    )
+    odd = {
+        "big": 2**63,
+        "huge": 2**70,
+        "below": -(2**63) - 1,
+        "far": -(2**64),
+        "ints": (1, 2**64),
+        "ok": 7,
+        "lowest": -(2**63),
+        "highest": 2**63 - 1,
+        "flag": True,
+        "np": np.int64(-5),
+        "npu": np.uint64(2**64 - 1),
+    }
 
     @infersight.monitor(model=model_name, version="1")
     def predict(row):
@@ -277,6 +312,9 @@ def test_integers_otlp_cannot_carry_are_left_out_and_every_span_arrives(sink, pr
             assert s.dropped_attributes_count == 0
     left_out = [r for r in caplog.records if "left out of the exported span" in r.getMessage()]
     assert len(left_out) == 1
-    dropped = sum(p.as_int for _, _, p in sink.metric_points("ml.telemetry.dropped")
-                  if attrs(p.attributes).get("ml.telemetry.reason") == "span_attribute_invalid")
+    dropped = sum(
+        p.as_int
+        for _, _, p in sink.metric_points("ml.telemetry.dropped")
+        if attrs(p.attributes).get("ml.telemetry.reason") == "span_attribute_invalid"
+    )
     assert dropped == 5 * 200  # five attributes on each of 200 spans

@@ -56,7 +56,9 @@ def test_the_reported_false_alarm_is_gone():
     ref = Reference.from_data({"c": rng.poisson(1.5, 20000).astype(int).tolist()}, model="m")
     p = ref.features["c"]
     cur = rng.poisson(1.5, 3000).astype(float)
-    sk = DriftPolicy().score_feature(p, FeatureWindow(kind=p.kind, rows=3000, missing={}, sketch=ExpHistogram.from_values(cur)))
+    sk = DriftPolicy().score_feature(
+        p, FeatureWindow(kind=p.kind, rows=3000, missing={}, sketch=ExpHistogram.from_values(cur))
+    )
     raw = DriftPolicy().score_feature(p, FeatureWindow(kind=p.kind, rows=3000, missing={}, values=cur))
     assert not sk.drift and not raw.drift
     assert sk.details["ks"] == pytest.approx(raw.details["ks"], abs=1e-12)  # the exact D, here
@@ -120,11 +122,17 @@ def test_error_bounds_hold_for_every_representation(kind):
             sketch = isinstance(current, ExpHistogram)
             k = KS().fit(fitted)
             k = k.score_sketch(current) if sketch else k.score(current)
-            assert k.statistic <= exact_d + 1e-12 and exact_d <= k.statistic + k.details["error_bound"] + 1e-12, (type(fitted), sketch)
+            assert k.statistic <= exact_d + 1e-12 and exact_d <= k.statistic + k.details["error_bound"] + 1e-12, (
+                type(fitted),
+                sketch,
+            )
             w = Wasserstein().fit(fitted)
             w = w.score_sketch(current) if sketch else w.score(current)
             scale = w.details["distance"] / w.statistic if w.statistic else 1.0
-            assert abs(w.details["distance"] - exact_w) <= w.details["error_bound"] * scale + 1e-9, (type(fitted), sketch)
+            assert abs(w.details["distance"] - exact_w) <= w.details["error_bound"] * scale + 1e-9, (
+                type(fitted),
+                sketch,
+            )
 
 
 @pytest.mark.parametrize("kind", KINDS + ["normal", "mixed_sign"])
@@ -194,7 +202,9 @@ def test_inconsistent_below_is_rejected(tmp_path):
 
 def test_a_rare_flag_that_is_all_zero_in_a_small_window_is_not_a_constant_column():
     rng = np.random.default_rng(3)
-    ref = Reference.from_data({"f": (rng.random(20000) < 0.06).astype(float)}, model="m", multivariate=False).features["f"]
+    ref = Reference.from_data({"f": (rng.random(20000) < 0.06).astype(float)}, model="m", multivariate=False).features[
+        "f"
+    ]
     assert ref.numeric.quantiles["p95"] == 1.0  # the reference's p05 and p95 differ
     zeros = np.zeros(60)  # 0.94**60 = 2.4%: happens every few dozen windows
     for as_sketch in (True, False):
@@ -207,7 +217,9 @@ def test_a_rare_flag_that_is_all_zero_in_a_small_window_is_not_a_constant_column
 
 def test_a_past_window_of_counts_as_reference():
     rng = np.random.default_rng(8)
-    ref = WindowSummary.from_columns({"c": rng.poisson(1.5, 8000).astype(float)}, kinds={"c": "numeric"}).as_reference(model="m")
+    ref = WindowSummary.from_columns({"c": rng.poisson(1.5, 8000).astype(float)}, kinds={"c": "numeric"}).as_reference(
+        model="m"
+    )
     for seed in range(5):
         r = np.random.default_rng(seed)
         same = WindowSummary.from_columns({"c": r.poisson(1.5, 3000).astype(float)}, kinds={"c": "numeric"})

@@ -21,9 +21,9 @@ from infersight.stats.drift import (
     calibrate,
     rank,
 )
+from infersight.stats.multivariate import MMD
 from infersight.stats.reference import Confusion, Reference
 from infersight.stats.sketch import ExpHistogram
-from infersight.stats.multivariate import MMD
 
 RNG = np.random.default_rng(42)
 
@@ -84,7 +84,11 @@ def test_sketch_and_profile_results_stay_within_documented_bounds(dist):
         (prof, ExpHistogram.from_values(b)),  # profile vs sketch (the processor's case)
         (ExpHistogram.from_values(a), ExpHistogram.from_values(b)),  # two sketches (past window)
     ]:
-        score = (lambda m: m.score_sketch(current)) if isinstance(current, ExpHistogram) else (lambda m: m.score(current))
+        score = (
+            (lambda m, c=current: m.score_sketch(c))
+            if isinstance(current, ExpHistogram)
+            else (lambda m, c=current: m.score(c))
+        )
         k = score(KS().fit(fitted))
         assert abs(k.statistic - exact_d) <= k.details["error_bound"] + 1e-12
         w = score(Wasserstein().fit(fitted))
@@ -152,7 +156,11 @@ def test_big_windows_do_not_flag_harmless_differences():
         ({"norm": lambda x, rng: x * 12}, "norm", "unit_change:x12"),
         ({"norm": lambda x, rng: np.where(rng.random(x.size) < 0.1, np.nan, x)}, "norm", "missing_rate_jump"),
         ({"norm": lambda x, rng: np.zeros_like(x)}, "norm", "constant_column"),
-        ({"cat": lambda c, rng: np.where(rng.random(c.size) < 0.05, "brand_new", c).astype(object)}, "cat", "unseen_categories"),
+        (
+            {"cat": lambda c, rng: np.where(rng.random(c.size) < 0.05, "brand_new", c).astype(object)},
+            "cat",
+            "unseen_categories",
+        ),
         ({"norm": lambda x, rng: x + 3}, "norm", "distribution_shift"),
     ],
 )
@@ -201,7 +209,9 @@ def test_bbse_recovers_shifted_label_prior():
     r = est.score(pred2)
     assert r.drift and r.cause == "label_shift"
     assert r.details["estimated"] == pytest.approx({"a": 0.2, "b": 0.3, "c": 0.5}, abs=0.03)
-    same = est.score(np.where(noise, rng.choice(["a", "b", "c"], y.size), rng.choice(["a", "b", "c"], 20000, p=[0.6, 0.3, 0.1])))
+    same = est.score(
+        np.where(noise, rng.choice(["a", "b", "c"], y.size), rng.choice(["a", "b", "c"], 20000, p=[0.6, 0.3, 0.1]))
+    )
     assert not same.drift
 
 

@@ -40,7 +40,23 @@ def files(tmp_path):
     )
     live.to_csv(tmp_path / "live.csv", index=False)
     ref = tmp_path / "ref.json"
-    assert main(["profile", str(tmp_path / "train.csv"), "--model", "m", "-o", str(ref), "--prediction", "pred", "--target", "label"]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                str(tmp_path / "train.csv"),
+                "--model",
+                "m",
+                "-o",
+                str(ref),
+                "--prediction",
+                "pred",
+                "--target",
+                "label",
+            ]
+        )
+        == 0
+    )
     return ref, tmp_path / "live.csv"
 
 
@@ -63,12 +79,41 @@ def test_json_report_by_row_chunks(files, capsys):
 def test_time_windows_table_and_fail_on_drift(files, capsys):
     ref, live = files
     capsys.readouterr()
-    code = main(["drift", str(ref), str(live), "--time-column", "ts", "--every", "1d", "--fail-on-drift", "--columns", "age", "income"])
+    code = main(
+        [
+            "drift",
+            str(ref),
+            str(live),
+            "--time-column",
+            "ts",
+            "--every",
+            "1d",
+            "--fail-on-drift",
+            "--columns",
+            "age",
+            "income",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 3
     assert "window 2024-05-01T00:00:00Z .. 2024-05-02T00:00:00Z (1440 rows)" in out
     assert "DRIFT" in out and "unit_change:x1000" in out
-    assert main(["drift", str(ref), str(live), "--chunk-size", "2000", "--columns", "age", "--fail-on-drift", "--no-multivariate"]) == 0
+    assert (
+        main(
+            [
+                "drift",
+                str(ref),
+                str(live),
+                "--chunk-size",
+                "2000",
+                "--columns",
+                "age",
+                "--fail-on-drift",
+                "--no-multivariate",
+            ]
+        )
+        == 0
+    )
 
 
 def test_bad_input_exits_2_with_a_message(files, capsys):
@@ -114,8 +159,15 @@ def test_a_reference_feature_missing_from_the_data_is_reported_and_gated(files, 
     assert main(["drift", str(ref), str(no_plan), "--no-multivariate", "--fail-on-drift", "--format", "json"]) == 3
     report = json.loads(capsys.readouterr().out)
     plan = report["windows"][0]["features"]["plan"]
-    assert plan == {"method": "presence", "statistic": None, "threshold": None, "p_value": None, "drift": True,
-                    "cause": "feature_missing", "reason": "the column is not in the data"}
+    assert plan == {
+        "method": "presence",
+        "statistic": None,
+        "threshold": None,
+        "p_value": None,
+        "drift": True,
+        "cause": "feature_missing",
+        "reason": "the column is not in the data",
+    }
     assert report["summary"]["missing_features"] == ["plan"] and report["summary"]["features"] == {"plan": 1}
 
 
@@ -156,7 +208,12 @@ def test_the_table_says_what_decided_each_verdict(files, tmp_path, capsys):
     stat, threshold, p = (float(x) for x in row.split()[2:5])
     assert stat > threshold and p >= 0.001
     assert row.endswith(f"ok       (p {p:.2g} >= alpha 0.001)")
-    assert main(["drift", str(ref), str(big), "--columns", "age", "--no-multivariate", "--alpha", "0.5", "--format", "json"]) == 0
+    assert (
+        main(
+            ["drift", str(ref), str(big), "--columns", "age", "--no-multivariate", "--alpha", "0.5", "--format", "json"]
+        )
+        == 0
+    )
     age = json.loads(capsys.readouterr().out)["windows"][0]["features"]["age"]
     assert age["p_value"] < 0.5 and age["statistic"] < 0.1
     assert age["reason"] == f"effect {age['statistic']:.3g} < min 0.1"
@@ -167,7 +224,9 @@ def test_a_long_run_ends_with_a_summary(files, tmp_path, capsys):
     rng = np.random.default_rng(7)
     n = 8000  # 200 windows of 40 rows; income in thousands from row 6000 on
     income = rng.lognormal(10, 1, n) * np.where(np.arange(n) >= 6000, 1000, 1)
-    data = _write(tmp_path / "long.csv", ["age", "income"], zip(np.round(rng.normal(40, 10, n), 3), np.round(income, 2)))
+    data = _write(
+        tmp_path / "long.csv", ["age", "income"], zip(np.round(rng.normal(40, 10, n), 3), np.round(income, 2))
+    )
     args = ["drift", str(ref), str(data), "--chunk-size", "40", "--no-multivariate", "--columns", "age", "income"]
     capsys.readouterr()
     assert main(args) == 0

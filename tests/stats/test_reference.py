@@ -110,7 +110,9 @@ def test_profile_command_reads_each_format(tmp_path, fmt, capsys):
     else:
         assert ref.features["plan"].kind == "categorical" and ref.features["age"].kind == "numeric"
         assert ref.confusion is not None
-        assert ref.features["age"].missing["null"] + ref.features["age"].missing["nan"] == int(np.isnan(data["age"]).sum())
+        assert ref.features["age"].missing["null"] + ref.features["age"].missing["nan"] == int(
+            np.isnan(data["age"]).sum()
+        )
     assert "wrote" in capsys.readouterr().out
 
 
@@ -118,5 +120,7 @@ def test_profile_command_errors_name_the_problem(tmp_path, capsys):
     assert main(["profile", str(tmp_path / "nope.csv"), "--model", "m"]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "t.csv").write_text("a,b\n1,2\n")
-    assert main(["profile", str(tmp_path / "t.csv"), "--model", "m", "--target", "y", "-o", str(tmp_path / "r.json")]) == 2
+    assert (
+        main(["profile", str(tmp_path / "t.csv"), "--model", "m", "--target", "y", "-o", str(tmp_path / "r.json")]) == 2
+    )
     assert "target column 'y' is not in the data" in capsys.readouterr().err

@@ -64,7 +64,15 @@ def test_required_feature_missing_counts_every_row():
 
 
 def test_raise_names_feature_rule_and_value():
-    report = SCHEMA.validate({"age": np.array([500.0]), "score": np.array([600.0]), "plan": np.array(["pro"], dtype=object), "active": np.array([True])}, 1)
+    report = SCHEMA.validate(
+        {
+            "age": np.array([500.0]),
+            "score": np.array([600.0]),
+            "plan": np.array(["pro"], dtype=object),
+            "active": np.array([True]),
+        },
+        1,
+    )
     with pytest.raises(SchemaViolation) as err:
         report.raise_for_violations()
     assert "'age'" in str(err.value) and "'range'" in str(err.value) and "500.0" in str(err.value)
@@ -89,7 +97,12 @@ def test_weird_input_is_a_type_violation_not_an_exception():
 
 
 def test_version_mismatch_is_flagged_apart_from_data_violations():
-    cols = {"age": np.array([500.0]), "score": np.array([600.0]), "plan": np.array(["pro"], dtype=object), "active": np.array([True])}
+    cols = {
+        "age": np.array([500.0]),
+        "score": np.array([600.0]),
+        "plan": np.array(["pro"], dtype=object),
+        "active": np.array([True]),
+    }
     same = SCHEMA.validate(cols, 1, model_version="3")
     other = SCHEMA.validate(cols, 1, model_version="4")
     assert not same.version_mismatch and all(not v.version_mismatch for v in same.violations)
@@ -143,7 +156,7 @@ class Plan(enum.Enum):
 
 
 def test_from_function_type_hints():
-    def predict(age: typing.Annotated[int, _Ge(0)], plan: Plan, note: typing.Optional[str] = None, flag: bool = False) -> float:
+    def predict(age: typing.Annotated[int, _Ge(0)], plan: Plan, note: str | None = None, flag: bool = False) -> float:
         return 0.0
 
     s = Schema.from_function(predict, model="m")
@@ -161,7 +174,7 @@ class Inputs(pydantic.BaseModel):
     age: int = pydantic.Field(ge=0, le=120)
     country: typing.Literal["DE", "FR"]
     name: str = pydantic.Field(min_length=1, max_length=5, default="x")
-    income: typing.Optional[float] = None
+    income: float | None = None
 
 
 def test_from_function_pydantic_model():
@@ -190,7 +203,9 @@ def test_inferred_schema_ranges_sets_and_relations():
     assert s.features["lo"].min == 0.0  # never negative in training → not below 0
     assert s.features["c"].allowed == ["a", "b"]
     assert [r.describe() for r in s.relations] == ["lo <= hi"]
-    assert rules(s.validate({"lo": np.array([5.0]), "hi": np.array([4.0]), "c": np.array(["a"], dtype=object)}, 1)) == [("lo", "relation", 1)]
+    assert rules(s.validate({"lo": np.array([5.0]), "hi": np.array([4.0]), "c": np.array(["a"], dtype=object)}, 1)) == [
+        ("lo", "relation", 1)
+    ]
 
 
 class _Ge:

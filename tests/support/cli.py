@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # A meta path finder that refuses the named top-level packages, the way an install without
 # them would, then the command's own entry point.
@@ -27,11 +27,19 @@ sys.exit(main(sys.argv[2:]))
 
 
 def run_cli(
-    *args: str, block: Sequence[str] = (), env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 60
+    *args: str,
+    block: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """``infersight ARGS...`` with ``block`` packages not importable; never raises on exit code."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", _RUNNER, ",".join(block), *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd,
     )

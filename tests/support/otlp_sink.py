@@ -86,12 +86,21 @@ class OtlpSink:
         self._grpc = server
 
         routes = {
-            "/v1/traces": (trace_service_pb2.ExportTraceServiceRequest, self.traces,
-                           trace_service_pb2.ExportTraceServiceResponse),
-            "/v1/metrics": (metrics_service_pb2.ExportMetricsServiceRequest, self.metrics,
-                            metrics_service_pb2.ExportMetricsServiceResponse),
-            "/v1/logs": (logs_service_pb2.ExportLogsServiceRequest, self.logs,
-                         logs_service_pb2.ExportLogsServiceResponse),
+            "/v1/traces": (
+                trace_service_pb2.ExportTraceServiceRequest,
+                self.traces,
+                trace_service_pb2.ExportTraceServiceResponse,
+            ),
+            "/v1/metrics": (
+                metrics_service_pb2.ExportMetricsServiceRequest,
+                self.metrics,
+                metrics_service_pb2.ExportMetricsServiceResponse,
+            ),
+            "/v1/logs": (
+                logs_service_pb2.ExportLogsServiceRequest,
+                self.logs,
+                logs_service_pb2.ExportLogsServiceResponse,
+            ),
         }
 
         class Handler(BaseHTTPRequestHandler):

@@ -15,7 +15,8 @@ import argparse
 import contextlib
 import importlib
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from infersight import __version__
 from infersight._extras import MissingExtra, needs_extra
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             with needs_extra(extra, f"infersight {name}") if extra else contextlib.nullcontext():
                 mod = importlib.import_module(module)
-            add = getattr(mod, "add_parser")
+            add = mod.add_parser
         except (ImportError, AttributeError) as exc:  # MissingExtra is an ImportError
             p = sub.add_parser(name, help=f"{help_} (unavailable: {exc})", add_help=False)
             p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -30,7 +30,8 @@ import math
 import re
 import sys
 from collections import Counter
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +60,9 @@ def _rows(text: str) -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of rows; pass N >= 1, e.g. --chunk-size 5000")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive whole number of rows; pass N >= 1, e.g. --chunk-size 5000"
+        )
     return n
 
 
@@ -79,15 +82,17 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--columns", nargs="+", default=None, help="only these features")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--fail-on-drift", action="store_true", help="exit with code 3 when any drift is found")
-    p.add_argument("--alpha", type=float, default=None, help="significance level per feature and window (default 0.001)")
+    p.add_argument(
+        "--alpha", type=float, default=None, help="significance level per feature and window (default 0.001)"
+    )
     p.add_argument("--min-effect", type=float, default=None, help="numeric effect-size floor (default 0.1)")
     p.add_argument("--no-multivariate", action="store_true", help="skip the multivariate (MMD) test")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from infersight.stats.io import read_table
     from infersight.cli import fail
+    from infersight.stats.io import read_table
     from infersight.stats.reference import Reference
 
     try:
@@ -98,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
                 raise KeyError(f"column(s) {unknown} are not in the reference; it has {_names(ref.features)}")
         cols, n = read_table(args.data)
         if n == 0:
-            raise ValueError(f"data file {args.data!r} has no rows (a header only?); there is nothing to compare with the reference")
+            raise ValueError(
+                f"data file {args.data!r} has no rows (a header only?); there is nothing to compare with the reference"
+            )
         missing = _missing_features(ref, list(args.columns or ref.features), cols, args)
         windows = list(_windows(cols, n, args))
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
@@ -113,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _names(names: Any, limit: int = 20) -> str:
     names = sorted(names)
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "") if names else "(none)"
+    return (
+        ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "") if names else "(none)"
+    )
 
 
 def _missing_features(ref: Any, wanted: Sequence[str], cols: Mapping[str, Any], args: argparse.Namespace) -> list[str]:
@@ -133,7 +142,9 @@ def _missing_features(ref: Any, wanted: Sequence[str], cols: Mapping[str, Any], 
     return [c for c in wanted if c not in cols]
 
 
-def _windows(cols: Mapping[str, npt.NDArray[Any]], n: int, args: argparse.Namespace) -> Iterator[tuple[Any, Any, dict[str, npt.NDArray[Any]]]]:
+def _windows(
+    cols: Mapping[str, npt.NDArray[Any]], n: int, args: argparse.Namespace
+) -> Iterator[tuple[Any, Any, dict[str, npt.NDArray[Any]]]]:
     if args.time_column:
         if not args.every:
             raise ValueError("--time-column needs --every DURATION (e.g. --every 1h)")
@@ -162,9 +173,13 @@ def _as_seconds(col: npt.NDArray[Any], name: str) -> npt.NDArray[np.float64]:
     if col.dtype.kind in "iuf":
         return col.astype(np.float64)  # epoch seconds
     try:
-        vals = np.array([str(v).replace("Z", "") for v in col], dtype="datetime64[ns]") if col.dtype.kind != "M" else col
+        vals = (
+            np.array([str(v).replace("Z", "") for v in col], dtype="datetime64[ns]") if col.dtype.kind != "M" else col
+        )
     except ValueError as exc:
-        raise ValueError(f"time column {name!r} has values that are not ISO-8601 times or epoch seconds ({exc})") from exc
+        raise ValueError(
+            f"time column {name!r} has values that are not ISO-8601 times or epoch seconds ({exc})"
+        ) from exc
     return vals.astype("datetime64[ns]").astype(np.int64) / 1e9
 
 
@@ -180,8 +195,8 @@ def evaluate_windows(
 ) -> dict[str, Any]:
     """The JSON report for ``windows`` of (start, end, columns); ``missing`` names reference
     features the data does not have (reported in every window, and drift for the gate)."""
-    from infersight.stats.multivariate import MMD
     from infersight.stats.drift import BBSE, DriftPolicy, DriftResult, explain
+    from infersight.stats.multivariate import MMD
     from infersight.stats.windows import WindowSummary
 
     policy = DriftPolicy()
@@ -204,7 +219,9 @@ def evaluate_windows(
         summary = WindowSummary.from_columns(feats, rows, kinds=kinds, keep_values=True)
         results = policy.evaluate(ref, summary, columns=wanted)
         for name in missing:
-            results[name] = DriftResult("presence", math.nan, math.nan, None, True, "feature_missing", ref.features[name].rows, 0)
+            results[name] = DriftResult(
+                "presence", math.nan, math.nan, None, True, "feature_missing", ref.features[name].rows, 0
+            )
         entry: dict[str, Any] = {
             "start": start,
             "end": end,
@@ -218,7 +235,9 @@ def evaluate_windows(
         if pred is not None and pred.name in cols:
             from infersight.stats.windows import FeatureWindow
 
-            entry["prediction"] = row(policy.score_feature(pred, FeatureWindow.from_column(cols[pred.name], pred.kind, True)), policy.alpha)
+            entry["prediction"] = row(
+                policy.score_feature(pred, FeatureWindow.from_column(cols[pred.name], pred.kind, True)), policy.alpha
+            )
             if bbse is not None:
                 entry["label_shift"] = row(bbse.score(cols[pred.name]), bbse.alpha)
         out.append(entry)
@@ -269,10 +288,15 @@ def _table(report: Mapping[str, Any], color: bool) -> str:
     for w in report["windows"]:
         feats = w["features"]
         n_drift = sum(f["drift"] for f in feats.values())
-        lines.append(f"window {w['start']} .. {w['end']} ({w['rows']} rows): {n_drift} of {len(feats)} features drifted")
+        lines.append(
+            f"window {w['start']} .. {w['end']} ({w['rows']} rows): {n_drift} of {len(feats)} features drifted"
+        )
         header = f"  {'feature':<24} {'method':<15} {'statistic':>10} {'threshold':>10} {'p-value':>10}  verdict  cause (why)"
         lines.append(header)
-        order = sorted(feats.items(), key=lambda kv: (not kv[1]["drift"], -((kv[1]["statistic"] or 0) / (kv[1]["threshold"] or 1)), kv[0]))
+        order = sorted(
+            feats.items(),
+            key=lambda kv: (not kv[1]["drift"], -((kv[1]["statistic"] or 0) / (kv[1]["threshold"] or 1)), kv[0]),
+        )
         extra = [(f"[{k}]", w[k]) for k in ("multivariate", "prediction", "label_shift") if w.get(k)]
         for name, f in order + extra:
             verdict = "MISSING" if f["cause"] == "feature_missing" else "DRIFT" if f["drift"] else "ok"

@@ -23,8 +23,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("data", help="training data file")
     p.add_argument("--model", required=True, help="model name the profile belongs to")
     p.add_argument("--model-version", default=None, help="model version (schemas are checked against it)")
-    p.add_argument("-o", "--output", default="reference.json", metavar="FILE",
-                   help="where to write the profile (JSON; default ./reference.json, replaced if it exists)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="reference.json",
+        metavar="FILE",
+        help="where to write the profile (JSON; default ./reference.json, replaced if it exists)",
+    )
     p.add_argument("--prediction", default=None, metavar="COL", help="column holding the model's predictions")
     p.add_argument("--target", default=None, metavar="COL", help="column holding the true labels")
     p.add_argument("--trained-at", default=None, metavar="TIME", help="when the model was trained (ISO-8601)")
@@ -61,6 +66,8 @@ def _run_profile(args: argparse.Namespace) -> int:
     for f in ref.features.values():
         kinds[f.kind] = kinds.get(f.kind, 0) + 1
     summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
-    print(f"wrote {args.output}{' (replaced the file that was there)' if replaced else ''}: "
-          f"{n} rows, {len(ref.features)} features ({summary})")
+    print(
+        f"wrote {args.output}{' (replaced the file that was there)' if replaced else ''}: "
+        f"{n} rows, {len(ref.features)} features ({summary})"
+    )
     return 0

@@ -56,7 +56,9 @@ class Knots:
     n: int
 
     @classmethod
-    def from_counts(cls, x: npt.ArrayLike, counts: npt.ArrayLike, n: int, lo: float | None = None, hi: float | None = None) -> Knots:
+    def from_counts(
+        cls, x: npt.ArrayLike, counts: npt.ArrayLike, n: int, lo: float | None = None, hi: float | None = None
+    ) -> Knots:
         """Knots from exact ``(x, count of values <= x)`` pairs in any order.
 
         ``lo``/``hi`` (the minimum and maximum) add the anchors ``(below(lo), 0)`` and
@@ -128,7 +130,11 @@ class Knots:
     def upper(self, q: npt.ArrayLike) -> Arr:
         """The most the true CDF can be at ``q``: F of the first knot at or after ``q``."""
         i = np.searchsorted(self.x, q, side="left")
-        return np.where(i < self.F.size, self.F[np.clip(i, None, self.F.size - 1)], 1.0) if self.F.size else np.ones(np.shape(q))
+        return (
+            np.where(i < self.F.size, self.F[np.clip(i, None, self.F.size - 1)], 1.0)
+            if self.F.size
+            else np.ones(np.shape(q))
+        )
 
     def mass_at_most(self, v: float) -> float:
         """An upper bound on ``P(X == v)`` (exact where ``v`` and ``below(v)`` are knots)."""

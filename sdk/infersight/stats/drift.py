@@ -41,24 +41,34 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as _st
 
-from infersight.stats.cdf import Knots, abs_linear_integral, bin_probs, ks_bounds, wasserstein as _w_knots, wasserstein_bounds
-from infersight.stats.result import DriftResult
+from infersight.stats.cdf import (
+    Knots,
+    abs_linear_integral,
+    bin_probs,
+    ks_bounds,
+    wasserstein_bounds,
+)
+from infersight.stats.cdf import (
+    wasserstein as _w_knots,
+)
 from infersight.stats.reference import (
-    PSI_LEVELS,
     N_BINS,
+    PSI_LEVELS,
     FeatureProfile,
     NumericSummary,
     Reference,
     category_counts,
     sorted_quantile,
 )
+from infersight.stats.result import DriftResult
 from infersight.stats.sketch import ExpHistogram
 
 __all__ = [
@@ -111,13 +121,23 @@ def _num_ref(reference: Any) -> _NumRef:
         reference = NumericSummary.from_sketch(reference)
     if isinstance(reference, NumericSummary):
         q = reference.quantiles
-        qs = np.array([q.get("p05", np.nan), q.get("p25", np.nan), q.get("p50", np.nan), q.get("p75", np.nan), q.get("p95", np.nan)])
+        qs = np.array(
+            [
+                q.get("p05", np.nan),
+                q.get("p25", np.nan),
+                q.get("p50", np.nan),
+                q.get("p75", np.nan),
+                q.get("p95", np.nan),
+            ]
+        )
         return _NumRef(None, reference.knots(), reference.psi_edges, reference.std, reference.count, qs)
     x = np.asarray(reference, dtype=np.float64).ravel()
     xs = np.sort(x[np.isfinite(x)])
     if xs.size == 0:
         raise ValueError("the reference sample has no finite values; profile data with at least one number")
-    edges = np.union1d(np.unique(sorted_quantile(xs, np.linspace(0, 1, N_BINS + 1))), np.unique(sorted_quantile(xs, PSI_LEVELS)))
+    edges = np.union1d(
+        np.unique(sorted_quantile(xs, np.linspace(0, 1, N_BINS + 1))), np.unique(sorted_quantile(xs, PSI_LEVELS))
+    )
     return _NumRef(
         xs,
         Knots.from_sorted(xs, edges),
@@ -170,7 +190,9 @@ def _ks_exact(ref: npt.NDArray[np.float64], cur: npt.NDArray[np.float64]) -> tup
         r = _st.ks_2samp(ref, cur)
         return float(r.statistic), float(r.pvalue)
     allv = np.concatenate([ref, cur])
-    d = float(np.max(np.abs(np.searchsorted(ref, allv, "right") / ref.size - np.searchsorted(cur, allv, "right") / cur.size)))
+    d = float(
+        np.max(np.abs(np.searchsorted(ref, allv, "right") / ref.size - np.searchsorted(cur, allv, "right") / cur.size))
+    )
     return d, _ks_p(d, ref.size, cur.size)
 
 
@@ -263,7 +285,9 @@ class _NumericMethod(_Thresholded):
         if self._ref is None:
             raise RuntimeError(f"{type(self).__name__}: call fit(reference) before score()")
         if cur.n < self.min_rows or cur.n == 0:
-            return DriftResult(self.name, math.nan, self.threshold, None, False, None, self._ref.n, cur.n, {"reason": "too_few_rows"})
+            return DriftResult(
+                self.name, math.nan, self.threshold, None, False, None, self._ref.n, cur.n, {"reason": "too_few_rows"}
+            )
         return self._compute(self._ref, cur)
 
     def _compute(self, ref: _NumRef, cur: _NumCur) -> DriftResult:  # pragma: no cover - abstract
@@ -288,7 +312,17 @@ class KS(_NumericMethod):
             d, hi = ks_bounds(ref.knots, cur.knots(ref))
             p = _ks_p(d, ref.n, cur.n)
             bound = hi - d
-        return DriftResult(self.name, d, _ks_crit(self.alpha, ref.n, cur.n), p, p < self.alpha, None, ref.n, cur.n, {"error_bound": bound})
+        return DriftResult(
+            self.name,
+            d,
+            _ks_crit(self.alpha, ref.n, cur.n),
+            p,
+            p < self.alpha,
+            None,
+            ref.n,
+            cur.n,
+            {"error_bound": bound},
+        )
 
 
 class Wasserstein(_NumericMethod):
@@ -306,7 +340,17 @@ class Wasserstein(_NumericMethod):
             bound = max(hi - w, w - lo, 0.0)
         scale = ref.std if ref.std > 0 else 1.0
         stat = w / scale
-        return DriftResult(self.name, stat, self.threshold, None, stat >= self.threshold, None, ref.n, cur.n, {"distance": w, "error_bound": bound / scale})
+        return DriftResult(
+            self.name,
+            stat,
+            self.threshold,
+            None,
+            stat >= self.threshold,
+            None,
+            ref.n,
+            cur.n,
+            {"distance": w, "error_bound": bound / scale},
+        )
 
 
 class PSI(_NumericMethod):
@@ -347,7 +391,9 @@ class _Categorical(_Thresholded):
         c = np.array([counts.get(k, 0) for k in labels], np.float64)
         return self._compute(labels, r, c)
 
-    def _compute(self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> DriftResult:  # pragma: no cover
+    def _compute(
+        self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]
+    ) -> DriftResult:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -362,7 +408,11 @@ def _counts(obj: Any) -> dict[str, int]:
     if arr.dtype.kind == "b":
         return category_counts(arr, "boolean")
     arr = np.asarray(obj, dtype=object).ravel()
-    present = arr[np.array([v is not None and not (isinstance(v, float) and math.isnan(v)) for v in arr], bool)] if arr.size else arr
+    present = (
+        arr[np.array([v is not None and not (isinstance(v, float) and math.isnan(v)) for v in arr], bool)]
+        if arr.size
+        else arr
+    )
     return category_counts(present)
 
 
@@ -398,7 +448,9 @@ class TotalVariation(_Categorical):
 
     def _compute(self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> DriftResult:
         stat = float(0.5 * np.abs(r / r.sum() - c / c.sum()).sum())
-        return DriftResult(self.name, stat, self.threshold, None, stat >= self.threshold, None, int(r.sum()), int(c.sum()))
+        return DriftResult(
+            self.name, stat, self.threshold, None, stat >= self.threshold, None, int(r.sum()), int(c.sum())
+        )
 
 
 class UnseenRate(_Categorical):
@@ -411,7 +463,17 @@ class UnseenRate(_Categorical):
         stat = float(c[r == 0].sum() / c.sum())
         unseen = [labels[i] for i in np.flatnonzero((r == 0) & (c > 0))[:10]]
         drift = stat >= self.threshold
-        return DriftResult(self.name, stat, self.threshold, None, drift, "unseen_categories" if drift else None, int(r.sum()), int(c.sum()), {"unseen": unseen})
+        return DriftResult(
+            self.name,
+            stat,
+            self.threshold,
+            None,
+            drift,
+            "unseen_categories" if drift else None,
+            int(r.sum()),
+            int(c.sum()),
+            {"unseen": unseen},
+        )
 
 
 class JensenShannon:
@@ -429,7 +491,9 @@ class JensenShannon:
         self._cat: dict[str, int] | None = None
 
     def fit(self, reference: Any) -> JensenShannon:
-        is_cat = (isinstance(reference, FeatureProfile) and reference.categories is not None) or isinstance(reference, Mapping)
+        is_cat = (isinstance(reference, FeatureProfile) and reference.categories is not None) or isinstance(
+            reference, Mapping
+        )
         if not is_cat and not isinstance(reference, (FeatureProfile, NumericSummary, ExpHistogram)):
             arr = np.asarray(reference)
             is_cat = arr.dtype.kind in "OUSb"
@@ -524,7 +588,9 @@ class NumericPolicy(_NumericMethod):
                 value = cur.sketch.min
             # Constant on its own is drift only when n draws from the reference would rarely
             # all be that value (a 0/1 flag that is 1 in 5% of rows is all 0 in many windows).
-            if value is not None and cur.n * math.log(max(ref.knots.mass_at_most(float(value)), 1e-300)) < math.log(self.alpha):
+            if value is not None and cur.n * math.log(max(ref.knots.mass_at_most(float(value)), 1e-300)) < math.log(
+                self.alpha
+            ):
                 drift, cause = True, "constant_column"
         if drift and cause is None:
             unit = _unit_factor(ref.quantiles, cur_q)
@@ -539,7 +605,9 @@ class CategoricalPolicy(_Categorical):
 
     name = "chi2+cohen_w"
 
-    def __init__(self, alpha: float = 0.001, min_effect: float = 0.05, min_rows: int = 30, max_unseen: float = 0.01) -> None:
+    def __init__(
+        self, alpha: float = 0.001, min_effect: float = 0.05, min_rows: int = 30, max_unseen: float = 0.01
+    ) -> None:
         super().__init__(min_effect, alpha, min_rows)
         self.max_unseen = max_unseen
 
@@ -571,7 +639,9 @@ class CategoricalPolicy(_Categorical):
         return DriftResult(self.name, w, self.threshold, pval, drift, cause, int(m), int(n), details)
 
 
-def _missing_jump(ref_missing: int, ref_rows: int, cur_missing: int, cur_rows: int, alpha: float, min_jump: float) -> bool:
+def _missing_jump(
+    ref_missing: int, ref_rows: int, cur_missing: int, cur_rows: int, alpha: float, min_jump: float
+) -> bool:
     """A significant rise of the missing rate by at least ``min_jump`` (two-proportion test)."""
     if cur_rows == 0 or ref_rows == 0:
         return False
@@ -605,7 +675,12 @@ class DriftPolicy:
         o = self.overrides.get(profile.name, {})
         alpha = o.get("alpha", self.alpha)
         if profile.kind in ("categorical", "boolean"):
-            return CategoricalPolicy(alpha, o.get("min_effect", self.min_effect_categorical), int(o.get("min_rows", self.min_rows)), o.get("max_unseen", self.max_unseen))
+            return CategoricalPolicy(
+                alpha,
+                o.get("min_effect", self.min_effect_categorical),
+                int(o.get("min_rows", self.min_rows)),
+                o.get("max_unseen", self.max_unseen),
+            )
         return NumericPolicy(alpha, o.get("min_effect", self.min_effect), int(o.get("min_rows", self.min_rows)))
 
     def evaluate(
@@ -624,7 +699,11 @@ class DriftPolicy:
         from infersight.stats.windows import WindowSummary
 
         kinds = {k: f.kind for k, f in reference.features.items()}
-        summary = current if isinstance(current, WindowSummary) else WindowSummary.from_columns(current, kinds=kinds, keep_values=True)
+        summary = (
+            current
+            if isinstance(current, WindowSummary)
+            else WindowSummary.from_columns(current, kinds=kinds, keep_values=True)
+        )
         names = [c for c in (columns or reference.features) if c in reference.features and c in summary.features]
         out: dict[str, DriftResult] = {}
         for name in names:
@@ -651,9 +730,19 @@ class DriftPolicy:
         ref_missing = sum(v for k, v in profile.missing.items() if k != "inf")
         cur_missing = sum(v for k, v in window.missing.items() if k != "inf")
         if res.cause not in ("constant_column", "unseen_categories") and _missing_jump(
-            ref_missing, profile.rows, cur_missing, window.rows, o.get("alpha", self.alpha), o.get("min_missing_jump", self.min_missing_jump)
+            ref_missing,
+            profile.rows,
+            cur_missing,
+            window.rows,
+            o.get("alpha", self.alpha),
+            o.get("min_missing_jump", self.min_missing_jump),
         ):
-            res = replace(res, drift=True, cause="missing_rate_jump", details={**res.details, "missing_rate": cur_missing / max(window.rows, 1)})
+            res = replace(
+                res,
+                drift=True,
+                cause="missing_rate_jump",
+                details={**res.details, "missing_rate": cur_missing / max(window.rows, 1)},
+            )
         return res
 
 
@@ -759,7 +848,17 @@ class BBSE:
         unseen = sum(v for k, v in counts.items() if k not in self.labels)
         drift = bool(stat >= self.threshold and p < self.alpha)
         cause = "unseen_categories" if unseen else ("label_shift" if drift else None)
-        return DriftResult(self.name, stat, self.threshold, p, drift or bool(unseen), cause, self._n, n, {"estimated": dict(zip(self.labels, est.tolist())), "weights": dict(zip(self.labels, w.tolist()))})
+        return DriftResult(
+            self.name,
+            stat,
+            self.threshold,
+            p,
+            drift or bool(unseen),
+            cause,
+            self._n,
+            n,
+            {"estimated": dict(zip(self.labels, est.tolist())), "weights": dict(zip(self.labels, w.tolist()))},
+        )
 
 
 def rank(results: Mapping[str, DriftResult], importance: Mapping[str, float] | None = None) -> list[tuple[str, float]]:

@@ -17,8 +17,9 @@ import io
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -68,9 +69,7 @@ def read_table(
         arr = np.load(p, allow_pickle=False)
         cols, n = to_columns(arr)
     else:
-        raise ValueError(
-            f"cannot read {str(p)!r}: unknown suffix {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}"
-        )
+        raise ValueError(f"cannot read {str(p)!r}: unknown suffix {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
     if columns:
         missing = [c for c in columns if c not in cols]
         if missing:
@@ -85,7 +84,11 @@ def _read_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.N
     try:
         return _parse_csv(p, sep, progress)
     except (csv.Error, UnicodeDecodeError, ValueError) as exc:
-        what = "is empty (not even a header line)" if type(exc).__name__ == "EmptyDataError" else f"is not a well-formed CSV file: {exc}"
+        what = (
+            "is empty (not even a header line)"
+            if type(exc).__name__ == "EmptyDataError"
+            else f"is not a well-formed CSV file: {exc}"
+        )
         raise ValueError(f"{str(p)!r} {what}; fix the file or pass another one") from exc
 
 
@@ -155,7 +158,9 @@ def _read_jsonl(p: Path, progress: bool | None) -> tuple[dict[str, npt.NDArray[A
                     try:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as exc:
-                        raise ValueError(f"{str(p)!r} line {lineno} is not JSON ({exc.msg}); fix or drop that line") from exc
+                        raise ValueError(
+                            f"{str(p)!r} line {lineno} is not JSON ({exc.msg}); fix or drop that line"
+                        ) from exc
                 if lineno % 100_000 == 0:
                     bar.update(fh.tell())
     bar.close()
@@ -170,7 +175,9 @@ def read_versioned_json(path: str | Path, accepted: Mapping[str, int | None]) ->
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{str(p)!r} does not exist; create it with `infersight profile DATA -o {p.name}`") from None
+        raise FileNotFoundError(
+            f"{str(p)!r} does not exist; create it with `infersight profile DATA -o {p.name}`"
+        ) from None
     try:
         doc = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -199,7 +206,9 @@ def write_json(path: str | Path, doc: Mapping[str, Any]) -> None:
     folder = p.parent
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
-        raise FileNotFoundError(f"cannot write {str(p)!r}: the folder {str(folder)!r} {what}; create it first or write elsewhere")
+        raise FileNotFoundError(
+            f"cannot write {str(p)!r}: the folder {str(folder)!r} {what}; create it first or write elsewhere"
+        )
     tmp = p.with_name(p.name + ".tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:

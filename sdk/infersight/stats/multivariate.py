@@ -20,7 +20,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +35,11 @@ MAX_COMPONENTS = 10
 
 
 def reference_sample(
-    numeric: Mapping[str, npt.NDArray[np.float64]], *, rows: int = SAMPLE_ROWS, components: int = MAX_COMPONENTS, seed: int = 0
+    numeric: Mapping[str, npt.NDArray[np.float64]],
+    *,
+    rows: int = SAMPLE_ROWS,
+    components: int = MAX_COMPONENTS,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The JSON-safe multivariate part of a reference: standardisation, PCA and a sample."""
     names = list(numeric)
@@ -111,7 +116,10 @@ class MMD:
         names = self._ref["columns"]
         n = max((len(np.asarray(columns[c])) for c in names if c in columns), default=0)
         m = np.column_stack(
-            [np.asarray(columns[c], np.float64) if c in columns else np.full(n, self._mean[i]) for i, c in enumerate(names)]
+            [
+                np.asarray(columns[c], np.float64) if c in columns else np.full(n, self._mean[i])
+                for i, c in enumerate(names)
+            ]
         )
         z = np.nan_to_num((np.where(np.isfinite(m), m, np.nan) - self._mean) / self._scale)
         return z @ self._comp.T
@@ -139,4 +147,6 @@ class MMD:
         p = float((1 + np.sum(null >= obs)) / (1 + null.size))
         threshold = float(np.quantile(null, 1 - self.alpha))
         drift = p < self.alpha
-        return DriftResult("mmd", obs, threshold, p, drift, "joint_distribution_shift" if drift else None, n_reference=m, n_current=n)
+        return DriftResult(
+            "mmd", obs, threshold, p, drift, "joint_distribution_shift" if drift else None, n_reference=m, n_current=n
+        )

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -95,7 +96,9 @@ class NumericSummary:
         n = int(xs.size)
         if n == 0:
             empty = np.zeros(0)
-            return cls(0, math.nan, math.nan, math.nan, math.nan, {}, empty, np.zeros(0, np.int64), empty, ExpHistogram())
+            return cls(
+                0, math.nan, math.nan, math.nan, math.nan, {}, empty, np.zeros(0, np.int64), empty, ExpHistogram()
+            )
         levels = np.linspace(0.0, 1.0, N_BINS + 1)
         edges = np.unique(sorted_quantile(xs, levels))
         psi_edges = np.unique(sorted_quantile(xs, np.asarray(PSI_LEVELS)))
@@ -109,7 +112,9 @@ class NumericSummary:
             max=float(xs[-1]),
             mean=mean,
             std=float(xs.std(ddof=1)) if n > 1 else 0.0,
-            quantiles={f"p{int(round(q * 100)):02d}": float(v) for q, v in zip(QUANTILES, sorted_quantile(xs, QUANTILES))},
+            quantiles={
+                f"p{int(round(q * 100)):02d}": float(v) for q, v in zip(QUANTILES, sorted_quantile(xs, QUANTILES))
+            },
             edges=edges,
             cum=cum,
             psi_edges=psi_edges,
@@ -138,7 +143,10 @@ class NumericSummary:
             max=s.max,
             mean=mean,
             std=math.sqrt(max(var, 0.0)),
-            quantiles={f"p{int(round(q * 100)):02d}": float(x) for q, x in zip(QUANTILES, np.atleast_1d(s.quantile(np.asarray(QUANTILES))))},
+            quantiles={
+                f"p{int(round(q * 100)):02d}": float(x)
+                for q, x in zip(QUANTILES, np.atleast_1d(s.quantile(np.asarray(QUANTILES))))
+            },
             edges=k.x,
             cum=cum,
             psi_edges=np.unique(k.x[psi_idx]),
@@ -207,12 +215,21 @@ class NumericSummary:
             sketch=ExpHistogram.from_dict(d["sketch"]),
             below=np.asarray(bins["below"], np.int64) if bins.get("below") is not None else None,
         )
-        if out.edges.shape != out.cum.shape or (out.cum.size and (np.any(np.diff(out.cum) < 0) or out.cum[-1] != out.count)):
-            raise ValueError("numeric bins are inconsistent (edges/cum lengths differ or cum is not a CDF ending at count)")
-        if out.below is not None and (
-            out.below.shape != out.cum.shape or np.any(out.below > out.cum) or np.any(out.below[1:] < out.cum[:-1]) or (out.below.size and out.below[0] != 0)
+        if out.edges.shape != out.cum.shape or (
+            out.cum.size and (np.any(np.diff(out.cum) < 0) or out.cum[-1] != out.count)
         ):
-            raise ValueError("numeric bins are inconsistent (below must be the count under each edge, between the previous cum and this one)")
+            raise ValueError(
+                "numeric bins are inconsistent (edges/cum lengths differ or cum is not a CDF ending at count)"
+            )
+        if out.below is not None and (
+            out.below.shape != out.cum.shape
+            or np.any(out.below > out.cum)
+            or np.any(out.below[1:] < out.cum[:-1])
+            or (out.below.size and out.below[0] != 0)
+        ):
+            raise ValueError(
+                "numeric bins are inconsistent (below must be the count under each edge, between the previous cum and this one)"
+            )
         return out
 
 
@@ -278,7 +295,12 @@ class FeatureProfile:
             nan = np.isnan(x)
             inf = np.isinf(x)
             nulls = int(null_mask(raw).sum()) - absent if raw.dtype.kind == "O" else 0
-            prof.missing = {"absent": absent, "null": nulls, "nan": int(nan.sum()) - nulls - absent, "inf": int(inf.sum())}
+            prof.missing = {
+                "absent": absent,
+                "null": nulls,
+                "nan": int(nan.sum()) - nulls - absent,
+                "inf": int(inf.sum()),
+            }
             prof.numeric = NumericSummary.from_values(x[~(nan | inf)])
             return prof
         missing = null_mask(col)
@@ -418,7 +440,11 @@ class Reference:
             cols = {c: cols[c] for c in columns}
         kinds = dict(kinds or {})
         kinds_found = {k: kinds.get(k) or infer_kind(v) for k, v in cols.items()}
-        features = {k: FeatureProfile.from_column(k, v, kinds_found[k]) for k, v in cols.items() if kinds_found[k] != "timestamp"}
+        features = {
+            k: FeatureProfile.from_column(k, v, kinds_found[k])
+            for k, v in cols.items()
+            if kinds_found[k] != "timestamp"
+        }
         for k, kind in kinds_found.items():
             if kind == "timestamp":
                 features[k] = FeatureProfile(k, "timestamp", n)  # kept for presence checks, not profiled
@@ -570,5 +596,7 @@ def _iso(t: str | dt.datetime | None) -> str | None:
     try:
         dt.datetime.fromisoformat(str(t).replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValueError(f"trained_at={t!r} is not an ISO-8601 time; use e.g. 2024-05-01 or 2024-05-01T12:00:00Z") from exc
+        raise ValueError(
+            f"trained_at={t!r} is not an ISO-8601 time; use e.g. 2024-05-01 or 2024-05-01T12:00:00Z"
+        ) from exc
     return str(t)

@@ -34,9 +34,10 @@ import math
 import numbers
 import re
 import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -210,7 +211,12 @@ class FeatureSchema:
         out = _masks(nullable=None if self.nullable else codes == 1, type=codes == 2)
         ok = codes == 0
         if self.kind in ("categorical", "text") and ok.any():
-            if self._allowed_set is None and self._compiled is None and self.min_length is None and self.max_length is None:
+            if (
+                self._allowed_set is None
+                and self._compiled is None
+                and self.min_length is None
+                and self.max_length is None
+            ):
                 return out
             idx = np.flatnonzero(ok)
             vals = col[idx].astype(str)
@@ -285,7 +291,9 @@ class FeatureSchema:
         known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown schema rule(s) {sorted(unknown)} for feature {d.get('name')!r}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown schema rule(s) {sorted(unknown)} for feature {d.get('name')!r}; known: {sorted(known)}"
+            )
         return cls(**dict(d))
 
 
@@ -687,7 +695,9 @@ class Schema:
         return out
 
     @classmethod
-    def from_function(cls, fn: Callable[..., Any], *, model: str | None = None, model_version: str | None = None) -> Schema:
+    def from_function(
+        cls, fn: Callable[..., Any], *, model: str | None = None, model_version: str | None = None
+    ) -> Schema:
         """Rules from the predict function's contract, without training data.
 
         Parameters (or the fields of a pydantic model / dataclass parameter, also inside
@@ -857,7 +867,7 @@ def _strip_optional(hint: Any) -> tuple[Any, bool]:
 
 
 def _unwrap_list(hint: Any) -> Any:
-    if typing.get_origin(hint) in (list, typing.List, Sequence, tuple) and typing.get_args(hint):
+    if typing.get_origin(hint) in (list, list, Sequence, tuple) and typing.get_args(hint):
         return typing.get_args(hint)[0]
     return hint
 
@@ -921,7 +931,7 @@ def _feature_from_hint(name: str, hint: Any, meta: tuple[Any, ...]) -> FeatureSc
         fs = FeatureSchema(name, "numeric")
     elif hint is str:
         fs = FeatureSchema(name, "text")
-    elif origin in (list, tuple, typing.List, Sequence) or hint in (list, tuple) or hint is np.ndarray:
+    elif origin in (list, tuple, list, Sequence) or hint in (list, tuple) or hint is np.ndarray:
         fs = FeatureSchema(name, "array")
     else:
         return None

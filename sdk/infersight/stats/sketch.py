@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -57,8 +58,11 @@ def _indices_at_scale(
     bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
     if scale > 0:
         factor = math.ldexp(1.0 / math.log(2.0), scale)
-        y, fl, idx = scratch if scratch is not None else (
-            np.empty(values.shape), np.empty(values.shape), np.empty(values.shape, np.int64))
+        y, fl, idx = (
+            scratch
+            if scratch is not None
+            else (np.empty(values.shape), np.empty(values.shape), np.empty(values.shape, np.int64))
+        )
         with np.errstate(divide="ignore"):
             np.log(values, out=y)
         y *= factor
@@ -70,8 +74,7 @@ def _indices_at_scale(
         if p2.size:
             b = bits.ravel()[p2]
             idx.ravel()[p2] = (((b >> 52) - 1023) << scale) - 1
-        lo, hi = extremes if extremes is not None else (
-            (values.min(), values.max()) if values.size else (1.0, 1.0))
+        lo, hi = extremes if extremes is not None else ((values.min(), values.max()) if values.size else (1.0, 1.0))
         if hi >= _NEAR_MAX:
             np.minimum(idx, ((_MAX_NORMAL_EXPONENT + 1) << scale) - 1, out=idx)
         if lo <= _MIN_NORMAL:
@@ -260,7 +263,7 @@ class ExpHistogram:
                 out: list[ExpHistogram] = []
                 nans: list[npt.NDArray[np.int64]] = []
                 for at in range(0, k, step):
-                    part, part_nans = cls.from_columns(columns[at:at + step], max_size=max_size, max_scale=max_scale)
+                    part, part_nans = cls.from_columns(columns[at : at + step], max_size=max_size, max_scale=max_scale)
                     out.extend(part)
                     nans.append(part_nans)
                 return out, np.concatenate(nans)
@@ -319,8 +322,13 @@ class ExpHistogram:
         mins = np.where(has_neg, min_all, np.where(has_zero, 0.0, min_pos))
         maxs = np.where(has_pos, max_all, np.where(has_zero, 0.0, max_neg))
         ends = _indices_at_scale(
-            np.abs(np.where(np.concatenate([has_pos, has_pos, has_neg, has_neg]),
-                            np.concatenate([min_pos, max_all, max_neg, min_all]), 1.0)),
+            np.abs(
+                np.where(
+                    np.concatenate([has_pos, has_pos, has_neg, has_neg]),
+                    np.concatenate([min_pos, max_all, max_neg, min_all]),
+                    1.0,
+                )
+            ),
             max_scale,
         ).reshape(4, k)
         change = np.zeros(k, np.int64)
@@ -347,8 +355,11 @@ class ExpHistogram:
         if zero is not None:
             np.putmask(T, zero, 1.0)
         # magnitudes span [smallest nonzero |x|, largest |x|], or 1.0 put in for zeros
-        mag_lo = min(float(np.where(has_pos, min_pos, np.inf).min()), float(np.where(has_neg, -max_neg, np.inf).min()),
-                     1.0 if not all_nonzero else np.inf)
+        mag_lo = min(
+            float(np.where(has_pos, min_pos, np.inf).min()),
+            float(np.where(has_neg, -max_neg, np.inf).min()),
+            1.0 if not all_nonzero else np.inf,
+        )
         mag_hi = max(float(max_all.max()), float(-min_all.min()), 1.0)
         idx = _indices_at_scale(T, max_scale, (tmp, tmp2, idx), (mag_lo, mag_hi))
         idx >>= change[:, None]
@@ -385,8 +396,19 @@ class ExpHistogram:
                 else:
                     signs.append(Buckets(0, empty))
             zc = zeros_l[j]
-            out.append(cls(0 if zc == cnt else max_scale - change_l[j],  # all-zero: scale 0, as the OTel SDK
-                           zc, signs[0], signs[1], cnt, sums_l[j], mins_l[j], maxs_l[j], max_size))
+            out.append(
+                cls(
+                    0 if zc == cnt else max_scale - change_l[j],  # all-zero: scale 0, as the OTel SDK
+                    zc,
+                    signs[0],
+                    signs[1],
+                    cnt,
+                    sums_l[j],
+                    mins_l[j],
+                    maxs_l[j],
+                    max_size,
+                )
+            )
         return out, nan_counts
 
     def copy(self) -> ExpHistogram:

@@ -21,8 +21,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -96,7 +97,14 @@ class FeatureWindow:
         """This window as a reference feature (numeric part from the sketch)."""
         from infersight.stats.reference import NumericSummary
 
-        prof = FeatureProfile(name, self.kind, self.rows, dict(self.missing), None, None if self.categories is None else dict(self.categories))
+        prof = FeatureProfile(
+            name,
+            self.kind,
+            self.rows,
+            dict(self.missing),
+            None,
+            None if self.categories is None else dict(self.categories),
+        )
         if self.values is not None:
             prof.numeric = NumericSummary.from_values(self.values)
         elif self.sketch is not None and self.sketch.count:
@@ -172,7 +180,9 @@ class WindowSummary:
             values = {k: np.concatenate([self.values[k], other.values[k]]) for k in self.values if k in other.values}
         starts = [s for s in (self.start, other.start) if s is not None]
         ends = [e for e in (self.end, other.end) if e is not None]
-        return WindowSummary(min(starts) if starts else None, max(ends) if ends else None, self.rows + other.rows, feats, values)
+        return WindowSummary(
+            min(starts) if starts else None, max(ends) if ends else None, self.rows + other.rows, feats, values
+        )
 
     @staticmethod
     def merge_all(summaries: Iterable[WindowSummary]) -> WindowSummary:
@@ -192,11 +202,21 @@ class WindowSummary:
         return Reference(model, self.rows, feats, Schema(model=model))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "rows": self.rows, "features": {k: f.to_dict() for k, f in self.features.items()}}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "rows": self.rows,
+            "features": {k: f.to_dict() for k, f in self.features.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WindowSummary:
-        return cls(d.get("start"), d.get("end"), int(d["rows"]), {str(k): FeatureWindow.from_dict(v) for k, v in d["features"].items()})
+        return cls(
+            d.get("start"),
+            d.get("end"),
+            int(d["rows"]),
+            {str(k): FeatureWindow.from_dict(v) for k, v in d["features"].items()},
+        )
 
 
 def sliding(summaries: Iterable[WindowSummary], size: int) -> Iterator[WindowSummary]:

@@ -49,8 +49,13 @@ def predict_route(model_name: str):
     if delay_ms:
         time.sleep(delay_ms / 1000)
     score = predict(body)
-    return {"score": score, "model": model_name, "rid_before": before,
-            "rid_after": infersight.current_request_id(), "pid": os.getpid()}
+    return {
+        "score": score,
+        "model": model_name,
+        "rid_before": before,
+        "rid_after": infersight.current_request_id(),
+        "pid": os.getpid(),
+    }
 
 
 @app.post("/size")

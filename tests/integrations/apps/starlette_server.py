@@ -39,8 +39,14 @@ async def predict_route(request: Request) -> JSONResponse:
     if delay_ms:
         await asyncio.sleep(delay_ms / 1000)
     score = predict(row)
-    return JSONResponse({"score": score, "model": request.path_params["model_name"], "rid_before": before,
-                         "rid_after": infersight.current_request_id()})
+    return JSONResponse(
+        {
+            "score": score,
+            "model": request.path_params["model_name"],
+            "rid_before": before,
+            "rid_after": infersight.current_request_id(),
+        }
+    )
 
 
 async def stream(request: Request) -> StreamingResponse:

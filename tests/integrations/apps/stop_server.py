@@ -81,8 +81,13 @@ async def asgi_app(scope: dict, receive: Any, send: Any) -> None:
             break
     out = {"ok": True} if scope["path"] == "/healthz" else {"score": predict(json.loads(body))}
     data = json.dumps(out).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
