@@ -34,12 +34,13 @@ import httpx
 import numpy as np
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from infersight.processor.ingest import Ingestor, request_digest
-from infersight.processor.otlp_decode import MetricPoint
-from infersight.processor.otlp_receiver import Receiver
+from infersight.processor.ingest.fold import aggregate
+from infersight.processor.ingest.points import MetricPoint
+from infersight.processor.ingest.receiver import Receiver
+from infersight.processor.ingest.writer import Ingestor, request_digest
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage import WriteBatch, open_storage
-from infersight.processor.windows import aggregate
+from infersight.processor.storage.codec import encode_window
 from infersight.stats.sketch import ExpHistogram
 
 
@@ -271,7 +272,7 @@ def bench_storage() -> None:
         f"memory  {rows} one-minute feature-windows (sketch of 500 values, ~{sample.sketches['value'].positive.counts.size} buckets, "
         f"missing counts): SQLite file {size:,} bytes = {size / rows:,.0f} bytes per feature-window (floor 4,096)"
     )
-    print(f"        JSON row payload alone: {len(sample.to_json())} bytes")
+    print(f"        JSON row payload alone: {len(encode_window(sample))} bytes")
 
     cases = (
         ("roll-ups 1h,1d, compacted", (60, 3600, 86400), True),

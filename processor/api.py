@@ -31,12 +31,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from infersight.processor.ingest import Ingestor
-from infersight.processor.otlp_receiver import Receiver, Unauthorized
+from infersight.processor.ingest.receiver import Receiver, Unauthorized
+from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.selfmetrics import Registry
-from infersight.processor.storage import SqlStorage
-from infersight.processor.windows import FEATURE, MODEL, OUTPUT, WindowStats
+from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT, Storage
 from infersight.stats.sketch import ExpHistogram
+from infersight.stats.windows import WindowStats
 
 __all__ = ["make_web_app", "parse_time", "describe_series", "BadRequest"]
 
@@ -143,7 +143,7 @@ def describe_calls(ws: WindowStats) -> dict[str, Any]:
 
 
 def make_web_app(
-    storage: SqlStorage,
+    storage: Storage,
     registry: Registry,
     *,
     receiver: Receiver | None = None,

@@ -29,10 +29,10 @@ import uvicorn
 
 from infersight.processor.api import make_web_app
 from infersight.processor.config import ProcessorConfig, split_address
-from infersight.processor.ingest import Ingestor
-from infersight.processor.otlp_receiver import Receiver, make_grpc_server, make_http_app
+from infersight.processor.ingest.receiver import Receiver, make_grpc_server, make_http_app
+from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.selfmetrics import Registry
-from infersight.processor.storage import SqlStorage, open_storage
+from infersight.processor.storage import Storage, open_storage
 
 __all__ = ["Processor"]
 
@@ -90,7 +90,7 @@ class Processor:
     """The companion service. :meth:`start` returns once every listener is up (ports in
     :attr:`ports`); :meth:`run` also waits for SIGTERM/SIGINT and stops gracefully."""
 
-    def __init__(self, config: ProcessorConfig, storage: SqlStorage | None = None) -> None:
+    def __init__(self, config: ProcessorConfig, storage: Storage | None = None) -> None:
         self.config = config
         self.registry = Registry()
         self.storage = storage or open_storage(config.db, config.window_sizes, feedback_ttl=config.feedback_ttl)

@@ -1,8 +1,8 @@
-"""OTLP requests (protobuf or JSON) → plain points, and cumulative → delta per stream.
+"""OTLP requests (protobuf or JSON) → decoded points (:mod:`~infersight.processor.ingest.points`).
 
 This is the first stage of the processor's pipeline (OTLP → decoded points → windows → ...):
-it knows the wire formats and nothing about storage. Every other stage sees only the small
-dataclasses below, so tests (the SDK's too) can decode what arrived without starting anything:
+it knows the wire formats and nothing about storage, so tests (the SDK's too) can decode what
+arrived without starting anything:
 
     >>> from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ...     ExportMetricsServiceRequest)
@@ -10,7 +10,9 @@ dataclasses below, so tests (the SDK's too) can decode what arrived without star
     []
 
 Exponential-histogram points become :class:`infersight.stats.sketch.ExpHistogram` (the SDK's own
-OTel-exact sketch), so they merge with what the SDK computed without any conversion loss.
+OTel-exact sketch), so they merge with what the SDK computed without any conversion loss. On the
+ingest path, delta exponential-histogram points are decoded as columns instead
+(:mod:`~infersight.processor.ingest.columns`, :mod:`~infersight.processor.ingest.light`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,10 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from google.protobuf import json_format, unknown_fields
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -33,25 +33,29 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint, Metric
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from infersight.processor.columns import SketchColumns, bucket_counts
-from infersight.processor.otlp_light import LightRequest
+from infersight.processor.ingest.columns import SketchColumns, bucket_counts
+from infersight.processor.ingest.light import LightRequest
+from infersight.processor.ingest.points import (
+    Decoded,
+    LogPoint,
+    MetricPoint,
+    RequestError,
+    SpanPoint,
+    bucket_extent,
+)
 from infersight.stats.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
+from infersight.stats.windows import ExplicitHistogram
 
 __all__ = [
-    "RequestError",
-    "MetricPoint",
-    "ExplicitHistogram",
-    "SpanPoint",
-    "LogPoint",
-    "Decoded",
     "decode_metrics_request",
     "decode_traces_request",
     "decode_logs_request",
     "decode_metrics",
     "decode_traces",
     "decode_logs",
+    "decode_metrics_light",
+    "exp_histogram_from_point",
     "parse_request",
-    "CumulativeToDelta",
     "REQUEST_TYPES",
 ]
 
@@ -65,146 +69,6 @@ REQUEST_TYPES: dict[str, type[Message]] = {
 _DELTA, _CUMULATIVE = 1, 2
 _STATUS_ERROR = 2
 
-
-class RequestError(ValueError):
-    """The request as a whole cannot be read (answered 400 / INVALID_ARGUMENT)."""
-
-
-# -- plain points --------------------------------------------------------------------------
-
-
-@dataclass
-class ExplicitHistogram:
-    """An explicit-bucket histogram (OTel ``Histogram`` point): ``counts[i]`` counts values in
-    ``(bounds[i-1], bounds[i]]``; the last bucket is everything above ``bounds[-1]``."""
-
-    bounds: tuple[float, ...]
-    counts: npt.NDArray[np.int64]
-    count: int
-    sum: float
-    min: float = math.nan
-    max: float = math.nan
-
-    def merge(self, other: ExplicitHistogram) -> ExplicitHistogram:
-        """Add two histograms with the same bounds (a different layout raises ``ValueError``)."""
-        if self.bounds != other.bounds:
-            raise ValueError(f"histogram bounds differ: {list(self.bounds)} vs {list(other.bounds)}")
-        return ExplicitHistogram(
-            self.bounds,
-            self.counts + other.counts,
-            self.count + other.count,
-            self.sum + other.sum,
-            _nanmin(self.min, other.min),
-            _nanmax(self.max, other.max),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "bounds": list(self.bounds),
-            "counts": self.counts.tolist(),
-            "count": self.count,
-            "sum": self.sum,
-            "min": None if math.isnan(self.min) else self.min,
-            "max": None if math.isnan(self.max) else self.max,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ExplicitHistogram:
-        return cls(
-            tuple(float(b) for b in d["bounds"]),
-            np.asarray(d["counts"], np.int64),
-            int(d["count"]),
-            float(d["sum"]),
-            math.nan if d.get("min") is None else float(d["min"]),
-            math.nan if d.get("max") is None else float(d["max"]),
-        )
-
-
-def _nanmin(a: float, b: float) -> float:
-    return b if math.isnan(a) else a if math.isnan(b) else min(a, b)
-
-
-def _nanmax(a: float, b: float) -> float:
-    return b if math.isnan(a) else a if math.isnan(b) else max(a, b)
-
-
-@dataclass
-class MetricPoint:
-    """One OTLP metric data point. Exactly one of ``value`` (sum, gauge), ``sketch``
-    (exponential histogram) and ``histogram`` (explicit buckets) is set, by ``kind``."""
-
-    name: str
-    kind: str  # "sum" | "gauge" | "exponential_histogram" | "histogram"
-    resource: dict[str, Any]
-    attributes: dict[str, Any]
-    start_ns: int
-    time_ns: int
-    temporality: str = "delta"  # "delta" | "cumulative" (gauges: "delta")
-    monotonic: bool = False
-    value: float | None = None
-    sketch: ExpHistogram | None = None
-    histogram: ExplicitHistogram | None = None
-    unit: str = ""
-
-
-@dataclass
-class SpanPoint:
-    """One span, reduced to what latency and error SLOs need."""
-
-    name: str
-    resource: dict[str, Any]
-    attributes: dict[str, Any]
-    trace_id: str
-    span_id: str
-    start_ns: int
-    end_ns: int
-    error: bool
-    error_type: str | None = None
-
-    @property
-    def duration_s(self) -> float:
-        return max(self.end_ns - self.start_ns, 0) / 1e9
-
-
-@dataclass
-class LogPoint:
-    """One log record. ``event_name`` is the record's own field, or its ``event.name`` attribute."""
-
-    event_name: str
-    resource: dict[str, Any]
-    attributes: dict[str, Any]
-    time_ns: int
-    trace_id: str
-    span_id: str
-    body: Any = None
-
-
-@dataclass
-class Decoded:
-    """What a request held: the usable points, and how many items were rejected and why."""
-
-    points: list[Any] = field(default_factory=list)
-    rejected: int = 0
-    errors: list[str] = field(default_factory=list)
-    columns: list[SketchColumns] = field(default_factory=list)  # delta exp-histogram points, columnar
-
-    @property
-    def size(self) -> int:
-        """How many points (including those held as columns)."""
-        return len(self.points) + sum(len(c) for c in self.columns)
-
-    def reject(self, why: str, n: int = 1) -> None:
-        self.rejected += n
-        if len(self.errors) < 5:  # enough to explain, bounded so a bad batch cannot bloat replies
-            self.errors.append(why)
-
-    @property
-    def error_message(self) -> str:
-        more = "" if self.rejected <= len(self.errors) else f" (and {self.rejected - len(self.errors)} more)"
-        return "; ".join(self.errors) + more
-
-
-# -- wire formats --------------------------------------------------------------------------
 
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
@@ -332,7 +196,7 @@ def decode_metrics(msg: Message, *, columnar: bool = False) -> Decoded:
     """Decode an ``ExportMetricsServiceRequest`` into :class:`MetricPoint` s (one per data point).
 
     With ``columnar=True`` delta exponential-histogram points go to ``Decoded.columns``
-    (:class:`~infersight.processor.columns.SketchColumns`) instead: the ingest path's fast form.
+    (:class:`~infersight.processor.ingest.columns.SketchColumns`) instead: the ingest path's fast form.
     """
     out = Decoded()
     items = 0
@@ -357,7 +221,7 @@ def _decode_one(metric: Any, resource: dict[str, Any], out: Decoded, columnar: b
 
 def decode_metrics_light(body: bytes) -> Decoded | None:
     """:func:`decode_metrics` (``columnar=True``) of protobuf ``body`` through the lighter view
-    of the request (:mod:`infersight.processor.otlp_light`): the same result, with less Python
+    of the request (:mod:`infersight.processor.ingest.light`): the same result, with less Python
     work per point. ``None`` when the body needs the full decoder's judgement (unreadable, no
     usable item); the caller then runs :func:`decode_metrics`, which names the problem.
     """
@@ -468,7 +332,7 @@ def _exp_columns(
     that need the point-by-point path (no sum/min/max sent, non-finite values, odd bytes).
 
     Per point only scalars and the attributes' and buckets' bytes are read in Python (with
-    ``light``, points of :mod:`~infersight.processor.otlp_light`, whose attributes and buckets
+    ``light``, points of :mod:`~infersight.processor.ingest.light`, whose attributes and buckets
     *are* bytes); bucket counts are decoded for the whole metric at once.
     """
     intern: dict[tuple[bytes, ...], int] = {}
@@ -623,7 +487,7 @@ def exp_histogram_from_point(dp: Any) -> ExpHistogram:
     )
     if dp.count == 0:
         return sketch
-    lo, hi = _bucket_extent(sketch)
+    lo, hi = bucket_extent(sketch)
     sketch.min = dp.min if dp.HasField("min") and math.isfinite(dp.min) else lo
     sketch.max = dp.max if dp.HasField("max") and math.isfinite(dp.max) else hi
     if dp.HasField("sum") and math.isfinite(dp.sum):
@@ -632,24 +496,6 @@ def exp_histogram_from_point(dp: Any) -> ExpHistogram:
         values, counts = sketch.to_points()
         sketch.sum = float(np.dot(values, counts))
     return sketch
-
-
-def _bucket_extent(s: ExpHistogram) -> tuple[float, float]:
-    """Smallest and largest value the buckets can hold (used when min/max were not sent)."""
-    lows: list[float] = []
-    highs: list[float] = []
-    if not s.negative.empty:
-        lo_b, hi_b = s.bucket_bounds([s.negative.offset, s.negative.last])
-        lows.append(-float(hi_b[1]))
-        highs.append(-float(lo_b[0]))
-    if s.zero_count:
-        lows.append(0.0)
-        highs.append(0.0)
-    if not s.positive.empty:
-        lo_b, hi_b = s.bucket_bounds([s.positive.offset, s.positive.last])
-        lows.append(float(lo_b[0]))
-        highs.append(float(hi_b[1]))
-    return min(lows), max(highs)
 
 
 def _explicit_from_point(dp: Any) -> ExplicitHistogram:
@@ -743,172 +589,3 @@ def decode_logs(msg: Message) -> Decoded:
                     )
                 )
     return _check_shape(msg, out, items)
-
-
-# -- cumulative → delta -----------------------------------------------------------------------
-
-
-@dataclass
-class _StreamState:
-    start_ns: int
-    time_ns: int
-    value: float | None = None
-    sketch: ExpHistogram | None = None
-    histogram: ExplicitHistogram | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "start_ns": self.start_ns,
-                "time_ns": self.time_ns,
-                "value": self.value,
-                "sketch": self.sketch.to_dict() if self.sketch else None,
-                "histogram": self.histogram.to_dict() if self.histogram else None,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> _StreamState:
-        d = json.loads(text)
-        return cls(
-            d["start_ns"],
-            d["time_ns"],
-            d.get("value"),
-            ExpHistogram.from_dict(d["sketch"]) if d.get("sketch") else None,
-            ExplicitHistogram.from_dict(d["histogram"]) if d.get("histogram") else None,
-        )
-
-
-def stream_key(p: MetricPoint) -> str:
-    """Identity of a cumulative stream: metric name and kind, resource and point attributes."""
-    return json.dumps([p.name, p.kind, p.resource, p.attributes], sort_keys=True, separators=(",", ":"), default=str)
-
-
-class CumulativeToDelta:
-    """Turns cumulative points into deltas, one stream at a time.
-
-    A stream restarts (its counters reset) when its start time changes or its value goes down;
-    the new cumulative value is then the delta. A stream's first point counts in full when it
-    has a start time (everything since that start is new to us) and is only a baseline when it
-    has none. Changes are *staged* per batch and kept (:meth:`commit`) only once the batch is
-    stored, so a failed write cannot skip data; storage persists the state in the same
-    transaction, so a restart neither loses nor double-counts.
-
-    >>> c = CumulativeToDelta()
-    >>> p = lambda v, t: MetricPoint("n", "sum", {}, {}, 1, t, "cumulative", True, float(v))
-    >>> staged = {}
-    >>> [d.value for d in c.convert([p(5, 10), p(7, 20), p(2, 30)], staged)]
-    [5.0, 2.0, 2.0]
-    """
-
-    def __init__(self) -> None:
-        self.state: dict[str, _StreamState] = {}
-
-    def load(self, rows: Iterable[tuple[str, str]]) -> None:
-        for key, text in rows:
-            self.state[key] = _StreamState.from_json(text)
-
-    def commit(self, staged: Mapping[str, _StreamState]) -> None:
-        self.state.update(staged)
-
-    def convert(self, points: Sequence[MetricPoint], staged: dict[str, _StreamState]) -> list[MetricPoint]:
-        """Deltas for ``points`` (delta points pass through; gauges too)."""
-        out: list[MetricPoint] = []
-        for p in points:
-            if p.temporality != "cumulative" or p.kind == "gauge":
-                out.append(p)
-                continue
-            key = stream_key(p)
-            prev = staged.get(key) or self.state.get(key)
-            if prev is not None and p.start_ns == prev.start_ns and p.time_ns <= prev.time_ns:
-                continue  # a repeat or out-of-order point of a stream we already counted
-            delta = self._delta(p, prev)
-            staged[key] = _StreamState(p.start_ns, p.time_ns, p.value, p.sketch, p.histogram)
-            if delta is not None:
-                out.append(delta)
-        return out
-
-    @staticmethod
-    def _delta(p: MetricPoint, prev: _StreamState | None) -> MetricPoint | None:
-        fresh = prev is None or p.start_ns != prev.start_ns
-        if prev is None and not p.start_ns:
-            return None  # baseline only: we cannot know what came before
-        d = MetricPoint(
-            p.name,
-            p.kind,
-            p.resource,
-            p.attributes,
-            p.start_ns if fresh or prev is None else prev.time_ns,
-            p.time_ns,
-            "delta",
-            p.monotonic,
-            unit=p.unit,
-        )
-        if p.kind == "sum":
-            assert p.value is not None
-            if fresh or prev is None or prev.value is None:
-                d.value = p.value
-            else:
-                d.value = p.value - prev.value
-                if p.monotonic and d.value < 0:
-                    d.value = p.value  # counter reset without a new start time
-            return d
-        if p.kind == "exponential_histogram":
-            assert p.sketch is not None
-            diff = None if fresh or prev is None or prev.sketch is None else subtract_sketch(p.sketch, prev.sketch)
-            d.sketch = p.sketch if diff is None else diff
-            return d
-        assert p.histogram is not None
-        h = p.histogram
-        if fresh or prev is None or prev.histogram is None or prev.histogram.bounds != h.bounds:
-            d.histogram = h
-            return d
-        counts = h.counts - prev.histogram.counts
-        if (counts < 0).any():
-            d.histogram = h
-            return d
-        d.histogram = ExplicitHistogram(h.bounds, counts, int(counts.sum()), h.sum - prev.histogram.sum)
-        return d
-
-
-def subtract_sketch(cur: ExpHistogram, prev: ExpHistogram) -> ExpHistogram | None:
-    """``cur - prev`` for two cumulative sketches of one stream, or ``None`` if ``prev`` is not
-    contained in ``cur`` (a reset). The delta's min/max are exact when the extreme moved, and
-    otherwise bounded by its outermost non-empty buckets."""
-    if cur.count < prev.count:
-        return None
-    scale = min(cur.scale, prev.scale)
-    a = cur.downscale(cur.scale - scale)
-    b = prev.downscale(prev.scale - scale)
-    out = ExpHistogram(
-        scale=scale,
-        zero_count=a.zero_count - b.zero_count,
-        count=cur.count - prev.count,
-        sum=cur.sum - prev.sum,
-        max_size=cur.max_size,
-    )
-    if out.zero_count < 0:
-        return None
-    for sign in ("positive", "negative"):
-        diff = _sub_buckets(getattr(a, sign), getattr(b, sign))
-        if diff is None:
-            return None
-        setattr(out, sign, diff)
-    if out.count == 0:
-        return ExpHistogram(max_size=cur.max_size)
-    lo, hi = _bucket_extent(out)
-    out.min = cur.min if cur.min < prev.min else max(lo, cur.min)
-    out.max = cur.max if cur.max > prev.max else min(hi, cur.max)
-    return out
-
-
-def _sub_buckets(a: Buckets, b: Buckets) -> Buckets | None:
-    if b.empty:
-        return Buckets(a.offset, a.counts.copy())
-    if a.empty or b.offset < a.offset or b.last > a.last:
-        return None if int(b.counts.sum()) else Buckets(a.offset, a.counts.copy())
-    counts = a.counts.copy()
-    counts[b.offset - a.offset : b.offset - a.offset + b.counts.size] -= b.counts
-    if (counts < 0).any():
-        return None
-    return Buckets(a.offset, counts).trimmed()

@@ -6,7 +6,7 @@ hot path only needs as bytes declared ``bytes``: a data point's attributes (one 
 each), its ``positive`` / ``negative`` buckets, the resource and scope, and every metric kind but
 the exponential histogram. Parsing a request this way builds no Python object per attribute or
 per bucket: attribute bytes serve directly as a cache key, and bucket bytes go straight to the
-vectorised varint decoder (:func:`infersight.processor.columns.bucket_counts`).
+vectorised varint decoder (:func:`infersight.processor.ingest.columns.bucket_counts`).
 
 Fields are declared ``proto2`` ``optional`` so that presence (``HasField``) of ``sum``, ``min``
 and ``max`` is kept, as OTLP's ``optional double`` has it.

@@ -53,17 +53,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from infersight.processor.ingest import Ingestor, Outcome, QueueFull, ShuttingDown, request_digest
-from infersight.processor.otlp_decode import (
-    RequestError,
+from infersight.processor.ingest.decode import (
     decode_logs,
     decode_metrics,
     decode_metrics_light,
     decode_traces,
     parse_request,
 )
+from infersight.processor.ingest.points import RequestError
+from infersight.processor.ingest.screen import screen
+from infersight.processor.ingest.writer import Ingestor, Outcome, QueueFull, ShuttingDown, request_digest
 from infersight.processor.selfmetrics import Registry
-from infersight.processor.windows import screen
 
 __all__ = [
     "InflightBudget",
@@ -123,7 +123,7 @@ class InflightBudget:
         >>> a.take(80); b.take(30)
         Traceback (most recent call last):
         ...
-        infersight.processor.otlp_receiver.OverBudget: 80 body bytes in flight; 30 more would pass the limit of 100
+        infersight.processor.ingest.receiver.OverBudget: 80 body bytes in flight; 30 more would pass the limit of 100
         >>> a.release(); b.take(30); budget.used
         30
     """

@@ -27,10 +27,11 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
-from infersight.processor.otlp_decode import CumulativeToDelta, Decoded
+from infersight.processor.ingest.fold import aggregate
+from infersight.processor.ingest.points import Decoded
+from infersight.processor.ingest.temporality import CumulativeToDelta
 from infersight.processor.selfmetrics import Registry
-from infersight.processor.storage import SqlStorage, WriteBatch
-from infersight.processor.windows import WindowKey, aggregate
+from infersight.processor.storage.base import Storage, WindowKey, WriteBatch
 
 __all__ = ["Ingestor", "QueueFull", "ShuttingDown", "Outcome", "request_digest"]
 
@@ -76,7 +77,7 @@ class Ingestor:
 
     def __init__(
         self,
-        storage: SqlStorage,
+        storage: Storage,
         *,
         window_sizes: Sequence[int],
         registry: Registry | None = None,

@@ -1,5 +1,4 @@
-"""Durable windowed storage: SQLite (embedded, WAL, the default) or PostgreSQL (shared by
-replicas), behind one small interface.
+"""The SQL both engines share: schema, append-and-compact writes, roll-ups, range queries.
 
 Why append-and-compact rather than update-in-place: each batch *inserts* its window rows, so
 writers never read-modify-write a row another replica may be writing; a query merges whatever
@@ -16,70 +15,33 @@ at every moment, and a whole day is still a handful of rows once compaction has 
 A batch, its request digests (for retry de-duplication) and the cumulative-stream state are
 written in one transaction: the receiver acknowledges only after that commit.
 
+What differs between engines is a few hooks, each a small method or attribute an engine module
+sets: how to connect (and which errors mean "cannot open"), the placeholder style
+(:meth:`SqlStorage.placeholders`), how a transaction that writes begins (``begin``), the
+auto-increment key's type (``id_type``), insert-or-skip / insert-or-update
+(:meth:`SqlStorage.upsert`), and whether reads may share the write connection. SQL is written
+once here with ``?`` placeholders.
+
 Example:
-    >>> st = open_storage("sqlite:///:memory:", window_sizes=(60, 3600))
-    >>> st.models()
-    []
+    >>> from infersight.processor.storage.sqlite import SqliteStorage
+    >>> SqliteStorage("sqlite:///:memory:", (60,)).upsert("t", ("k", "v"), ("k",), ("v",))
+    'INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v'
 """
 
 from __future__ import annotations
 
+import abc
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-from infersight.processor.windows import Feedback, Prediction, WindowKey, WindowStats
+from infersight.processor.storage.base import Storage, WindowKey, WriteBatch, cover_range
+from infersight.processor.storage.codec import decode_window, encode_window, encode_windows
+from infersight.stats.windows import WindowStats
 
-__all__ = ["Storage", "SqlStorage", "WriteBatch", "open_storage", "cover_range", "StorageError"]
-
-
-class StorageError(RuntimeError):
-    """The store cannot be opened or written; the message names the URL and the cause."""
-
-
-@dataclass
-class WriteBatch:
-    """Everything one commit writes."""
-
-    windows: dict[WindowKey, WindowStats] = field(default_factory=dict)
-    predictions: list[Prediction] = field(default_factory=list)
-    feedback: list[Feedback] = field(default_factory=list)
-    digests: list[str] = field(default_factory=list)
-    streams: dict[str, str] = field(default_factory=dict)  # cumulative stream key -> state JSON
-
-
-def cover_range(start: int, end: int, sizes: Sequence[int]) -> list[tuple[int, int, int]]:
-    """Window segments ``(size, first_start, end_start)`` that tile ``[start, end)``.
-
-    A window belongs to the range when its *start* lies in ``[start, end)``; the range is first
-    widened to base-window boundaries under that rule, then tiled with the largest windows that
-    fit, smaller ones at the edges.
-
-    >>> cover_range(0, 7200 + 120, (60, 3600))
-    [(3600, 0, 7200), (60, 7200, 7320)]
-    """
-    base = sizes[0]
-    s = -(-start // base) * base
-    e = -(-end // base) * base
-    return _cover(s, e, sorted(sizes, reverse=True)) if e > s else []
-
-
-def _cover(s: int, e: int, sizes: list[int]) -> list[tuple[int, int, int]]:
-    if s >= e:
-        return []
-    size, rest = sizes[0], sizes[1:]
-    if not rest:
-        return [(size, s, e)]  # the base level: s and e are already on its boundaries
-    a = -(-s // size) * size
-    b = e - e % size
-    if a >= b:
-        return _cover(s, e, rest)
-    return _cover(s, a, rest) + [(size, a, b)] + _cover(b, e, rest)
+__all__ = ["SqlStorage"]
 
 
 _SCHEMA = [
@@ -102,67 +64,75 @@ _SCHEMA = [
 ]
 
 
-class SqlStorage:
-    """The storage interface over a DB-API connection (sqlite3 or psycopg).
+# predictions' columns in table order
+_PREDICTION_COLUMNS = (
+    "model",
+    "request_id",
+    "version",
+    "time_ns",
+    "trace_id",
+    "span_id",
+    "inputs",
+    "outputs",
+    "truncated",
+)
+
+
+class SqlStorage(Storage):
+    """The storage interface over a DB-API connection; an engine module subclasses it.
 
     Thread use: one lock serialises writes (ingest batches, compaction, expiry); reads use a
     second connection under their own lock, so queries never wait for a commit in WAL mode.
     """
 
+    # -- what an engine sets ----------------------------------------------------------------
+
+    begin = "BEGIN"  # starts a transaction that writes
+    id_type = "BIGINT PRIMARY KEY"  # the ``stats`` table's auto-increment key
+
+    @abc.abstractmethod
+    def connect(self) -> Any:
+        """A new autocommit DB-API connection; :class:`StorageError` naming the store if not."""
+
+    def placeholders(self, sql: str) -> str:
+        """``sql`` (written with ``?``) in the driver's placeholder style."""
+        return sql
+
+    @property
+    def shares_connection(self) -> bool:
+        """Whether reads must use the write connection (e.g. an in-memory database)."""
+        return False
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str], update: Sequence[str] = ()) -> str:
+        """An INSERT of ``columns`` that, on a duplicate ``key``, sets the ``update`` columns
+        to the new row's values, or skips the row when ``update`` is empty. ``ON CONFLICT`` is
+        what SQLite (3.24+) and PostgreSQL both speak; an engine that does not overrides this."""
+        marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT ({', '.join(key)}) DO "
+        if not update:
+            return sql + "NOTHING"
+        return sql + "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in update)
+
+    # -- shared -------------------------------------------------------------------------------
+
     def __init__(self, url: str, window_sizes: Sequence[int], *, feedback_ttl: float = 7 * 86400) -> None:
         self.url = url
         self.window_sizes = tuple(window_sizes)
         self.feedback_ttl = feedback_ttl
-        self.dialect = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
-        self._w = self._connect()
-        self._r = self._connect() if not self._memory else self._w
-        if self._memory:
+        self._w = self.connect()
+        self._r = self._w if self.shares_connection else self.connect()
+        if self.shares_connection:
             self._rlock = self._wlock
         with self._wlock, self._tx(self._w) as cur:
-            idtype = "BIGSERIAL PRIMARY KEY" if self.dialect == "postgresql" else "INTEGER PRIMARY KEY AUTOINCREMENT"
             for stmt in _SCHEMA:
-                cur.execute(stmt.format(id=idtype))
+                cur.execute(stmt.format(id=self.id_type))
             # Stores made before roll-ups moved to compaction wrote them at ingest: their rows
             # count as rolled (the column's default), so nothing is rolled up twice.
             cur.execute("SELECT * FROM stats WHERE 1=0")
             if "rolled" not in [d[0] for d in cur.description]:
                 cur.execute("ALTER TABLE stats ADD COLUMN rolled INTEGER NOT NULL DEFAULT 1")
-
-    # -- connections ----------------------------------------------------------------------
-
-    @property
-    def _memory(self) -> bool:
-        return self.dialect == "sqlite" and self._sqlite_path() == ":memory:"
-
-    def _sqlite_path(self) -> str:
-        path = self.url[len("sqlite://") :]
-        if path.startswith("/"):
-            path = path[1:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
-        return unquote(path) or ":memory:"
-
-    def _connect(self) -> Any:
-        if self.dialect == "sqlite":
-            path = self._sqlite_path()
-            try:
-                conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-                if path != ":memory:":
-                    conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")  # an acknowledged batch survives power loss
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot open SQLite database {path!r}: {exc}") from exc
-            return conn
-        import psycopg
-
-        try:
-            return psycopg.connect(self.url, autocommit=True)
-        except psycopg.Error as exc:
-            safe = urlparse(self.url)._replace(netloc=urlparse(self.url).hostname or "").geturl()
-            raise StorageError(f"cannot connect to PostgreSQL at {safe!r}: {exc}") from exc
-
-    def _sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self.dialect == "postgresql" else text
 
     class _Tx:
         def __init__(self, store: SqlStorage, conn: Any) -> None:
@@ -170,8 +140,8 @@ class SqlStorage:
 
         def __enter__(self) -> Any:
             self.cur = self.conn.cursor()
-            self.cur.execute("BEGIN IMMEDIATE" if self.store.dialect == "sqlite" else "BEGIN")
-            return _Cursor(self.cur, self.store._sql)
+            self.cur.execute(self.store.begin)
+            return _Cursor(self.cur, self.store.placeholders)
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
             try:
@@ -186,7 +156,7 @@ class SqlStorage:
         with self._rlock:
             cur = self._r.cursor()
             try:
-                cur.execute(self._sql(sql), tuple(params))
+                cur.execute(self.placeholders(sql), tuple(params))
                 return list(cur.fetchall())
             finally:
                 cur.close()
@@ -222,7 +192,6 @@ class SqlStorage:
         ``batch.windows`` holds base windows only: roll-ups are the store's job (compaction).
         """
         at = int(now if now is not None else time.time())
-        upsert = "ON CONFLICT (model, request_id) DO UPDATE SET "
         base = self.window_sizes[0]
         wrong = [k for k in batch.windows if k.size != base]
         if wrong:
@@ -230,7 +199,7 @@ class SqlStorage:
                 f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
                 f"({wrong[0]}): roll-ups are built by compact()"
             )
-        rows = [(*k, text) for k, text in zip(batch.windows, WindowStats.to_json_many(list(batch.windows.values())))]
+        rows = [(*k, text) for k, text in zip(batch.windows, encode_windows(list(batch.windows.values())))]
         with self._wlock, self._tx(self._w) as cur:
             if rows:
                 cur.executemany(
@@ -239,7 +208,7 @@ class SqlStorage:
                 )
             if batch.predictions:
                 cur.executemany(
-                    "INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (model, request_id) DO NOTHING",
+                    self.upsert("predictions", _PREDICTION_COLUMNS, ("model", "request_id")),
                     [
                         (
                             p.model,
@@ -257,19 +226,22 @@ class SqlStorage:
                 )
             if batch.feedback:
                 cur.executemany(
-                    "INSERT INTO feedback VALUES (?,?,?,?,?) "
-                    + upsert
-                    + "version = excluded.version, time_ns = excluded.time_ns, actual = excluded.actual",
+                    self.upsert(
+                        "feedback",
+                        ("model", "request_id", "version", "time_ns", "actual"),
+                        ("model", "request_id"),
+                        ("version", "time_ns", "actual"),
+                    ),
                     [(f.model, f.request_id, f.version, f.time_ns, f.actual) for f in batch.feedback],
                 )
             if batch.digests:
                 cur.executemany(
-                    "INSERT INTO ingested VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                    self.upsert("ingested", ("digest", "at"), ("digest",)),
                     [(d, at) for d in batch.digests],
                 )
             if batch.streams:
                 cur.executemany(
-                    "INSERT INTO streams VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state, at = excluded.at",
+                    self.upsert("streams", ("key", "state", "at"), ("key",), ("state", "at")),
                     [(k, v, at) for k, v in batch.streams.items()],
                 )
 
@@ -324,7 +296,7 @@ class SqlStorage:
             return None, [], 0
         if len(got) == 1 and not extra and got[0][1]:
             return got[0][0], [], 1  # one row, already rolled up: put back as it was
-        stats = [WindowStats.from_json(r[0]) for r in got]
+        stats = [decode_window(r[0]) for r in got]
         fresh = [ws for ws, r in zip(stats, got) if not r[1]]
         every = stats + list(extra)
         if len(every) == 1:  # nothing to merge: a stored row goes back as its text was
@@ -334,7 +306,7 @@ class SqlStorage:
     def _insert(self, cur: Any, k: WindowKey, ws: WindowStats | str) -> None:
         cur.execute(
             "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
-            (*k, ws if isinstance(ws, str) else ws.to_json()),
+            (*k, ws if isinstance(ws, str) else encode_window(ws)),
         )
 
     def expire(
@@ -413,7 +385,7 @@ class SqlStorage:
             params,
         )
         windows = {(r[0], r[1]) for r in rows}
-        return WindowStats.merge_all(WindowStats.from_json(r[2]) for r in rows), len(windows)
+        return WindowStats.merge_all(decode_window(r[2]) for r in rows), len(windows)
 
     def models(self) -> list[dict[str, Any]]:
         rows = self._read(
@@ -491,7 +463,7 @@ class SqlStorage:
         sql = "SELECT model, version, role, name, size, start, data FROM stats"
         rows = self._read(sql + " WHERE size=?", (size,)) if size else self._read(sql)
         for r in rows:
-            yield WindowKey(*r[:6]), WindowStats.from_json(r[6])
+            yield WindowKey(*r[:6]), decode_window(r[6])
 
 
 def _loads(text: str | None) -> Any:
@@ -509,7 +481,7 @@ def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
 
 
 class _Cursor:
-    """A cursor that writes ``?`` placeholders in the dialect the driver wants."""
+    """A cursor that writes ``?`` placeholders in the style the driver wants."""
 
     def __init__(self, cur: Any, sql: Any) -> None:
         self._cur, self._sqlfix = cur, sql
@@ -530,13 +502,3 @@ class _Cursor:
     @property
     def rowcount(self) -> int:
         return int(self._cur.rowcount)
-
-
-Storage = SqlStorage  # the interface; both engines speak it through one class
-
-
-def open_storage(url: str, window_sizes: Sequence[int] = (60, 3600, 86400), **kw: Any) -> SqlStorage:
-    """Open (and create) the store at ``url``: ``sqlite:///file.db`` or ``postgresql://...``."""
-    if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
-        raise StorageError(f"storage URL {url!r} is neither sqlite:///... nor postgresql://...")
-    return SqlStorage(url, window_sizes, **kw)

@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
 
-from infersight.processor.columns import bucket_counts, decode_varints
-from infersight.processor.otlp_decode import decode_metrics, decode_metrics_light, parse_request
-from infersight.processor.windows import aggregate, screen
+from infersight.processor.ingest.columns import bucket_counts, decode_varints
+from infersight.processor.ingest.decode import decode_metrics, decode_metrics_light, parse_request
+from infersight.processor.ingest.fold import aggregate
+from infersight.processor.ingest.screen import screen
 from infersight.stats.sketch import ExpHistogram
 
 Buckets = ExponentialHistogramDataPoint.Buckets
@@ -148,7 +149,8 @@ def test_bucket_bytes_in_another_layout_are_left_to_the_slow_path():
 
 
 def test_windows_serialised_together_read_as_serialised_one_by_one():
-    from infersight.processor.windows import WindowStats
+    from infersight.processor.storage.codec import decode_window, encode_window, encode_windows
+    from infersight.stats.windows import WindowStats
 
     rng = np.random.default_rng(2)
     items = []
@@ -163,6 +165,6 @@ def test_windows_serialised_together_read_as_serialised_one_by_one():
             {"value": ExpHistogram.from_values(v)} if i % 7 else {}, {}, {"missing": {"nan": i}} if i % 3 else {}
         )
         items.append(ws)
-    texts = WindowStats.to_json_many(items)
-    assert texts == [ws.to_json() for ws in items]
-    assert [WindowStats.from_json(t).sketches for t in texts] == [ws.sketches for ws in items]
+    texts = encode_windows(items)
+    assert texts == [encode_window(ws) for ws in items]
+    assert [decode_window(t).sketches for t in texts] == [ws.sketches for ws in items]

@@ -20,16 +20,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from infersight.processor.otlp_decode import (
-    CumulativeToDelta,
-    MetricPoint,
-    RequestError,
+from infersight.processor.ingest.decode import (
     decode_logs_request,
     decode_metrics_request,
     decode_traces_request,
     parse_request,
-    subtract_sketch,
 )
+from infersight.processor.ingest.points import MetricPoint, RequestError
+from infersight.processor.ingest.temporality import CumulativeToDelta, subtract_sketch
 from infersight.stats.sketch import ExpHistogram
 
 

@@ -18,7 +18,7 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from infersight.processor.storage import SqlStorage
+from infersight.processor.storage.sqlite import SqliteStorage
 
 PB = {"content-type": "application/x-protobuf"}
 JS = {"content-type": "application/json"}
@@ -200,7 +200,7 @@ def test_tls_on_every_listener(start_processor, tmp_path):
     assert body["classes"] == {"https": 1, "grpcs": 1}
 
 
-class BlockingStore(SqlStorage):
+class BlockingStore(SqliteStorage):
     """A real SQLite store whose commits wait for the test to let them through."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
@@ -297,8 +297,8 @@ def test_every_member_of_a_multi_member_gzip_body_is_stored(start_processor):
 
 
 def test_gzip_bodies_are_inflated_in_bounded_chunks_claimed_from_the_budget():
-    from infersight.processor.otlp_decode import RequestError
-    from infersight.processor.otlp_receiver import BodyTooLarge, InflightBudget, OverBudget, _gunzip
+    from infersight.processor.ingest.points import RequestError
+    from infersight.processor.ingest.receiver import BodyTooLarge, InflightBudget, OverBudget, _gunzip
 
     data = os.urandom(3 * 2**20)
     assert _gunzip(gzip.compress(data[: 2**20]) + gzip.compress(data[2**20 :]), len(data)) == data

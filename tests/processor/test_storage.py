@@ -8,10 +8,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infersight.processor.otlp_decode import MetricPoint
-from infersight.processor.storage import WriteBatch, cover_range, open_storage
-from infersight.processor.windows import Feedback, Prediction, WindowKey, WindowStats, aggregate
+from infersight.processor.ingest.fold import aggregate
+from infersight.processor.ingest.points import MetricPoint
+from infersight.processor.storage import Feedback, Prediction, WindowKey, WriteBatch, cover_range, open_storage
 from infersight.stats.sketch import ExpHistogram
+from infersight.stats.windows import WindowStats
 
 SIZES = (60, 3600, 86400)
 T0 = 1_700_000_000 - 1_700_000_000 % 86400  # a day boundary

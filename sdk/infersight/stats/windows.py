@@ -17,10 +17,26 @@ Example:
     >>> m = a.merge(b)
     >>> m.rows, m.features["x"].sketch.count, m.features["x"].missing["nan"]
     (3, 2, 1)
+
+One model for the engine and the processor: the processor stores a window of one series
+(a model's feature, output, or the model's own calls) as a :class:`WindowStats`, named
+sketches, explicit-bucket histograms and labelled counters that all add up. A feature's
+:class:`FeatureWindow` is that same window read for scoring: its sketch is the ``value``
+sketch, its missing counts and categories the ``missing`` and ``category`` counters
+(:meth:`FeatureWindow.from_stats`, :meth:`FeatureWindow.to_stats`), so a stored window goes
+to ``stats.drift`` as it is:
+
+    >>> stored = a.features["x"].to_stats()
+    >>> sorted(stored.counters), stored.sketches["value"].count
+    (['missing'], 1)
+    >>> FeatureWindow.from_stats(stored, "numeric").rows
+    2
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +48,119 @@ from infersight.stats.columns import ABSENT, clean_column, infer_kind, null_mask
 from infersight.stats.reference import FeatureProfile, category_counts
 from infersight.stats.sketch import ExpHistogram
 
-__all__ = ["FeatureWindow", "WindowSummary", "sliding", "cumulative"]
+__all__ = ["ExplicitHistogram", "WindowStats", "FeatureWindow", "WindowSummary", "sliding", "cumulative"]
+
+
+@dataclass
+class ExplicitHistogram:
+    """An explicit-bucket histogram (OTel ``Histogram`` point): ``counts[i]`` counts values in
+    ``(bounds[i-1], bounds[i]]``; the last bucket is everything above ``bounds[-1]``."""
+
+    bounds: tuple[float, ...]
+    counts: npt.NDArray[np.int64]
+    count: int
+    sum: float
+    min: float = math.nan
+    max: float = math.nan
+
+    def merge(self, other: ExplicitHistogram) -> ExplicitHistogram:
+        """Add two histograms with the same bounds (a different layout raises ``ValueError``)."""
+        if self.bounds != other.bounds:
+            raise ValueError(f"histogram bounds differ: {list(self.bounds)} vs {list(other.bounds)}")
+        return ExplicitHistogram(
+            self.bounds,
+            self.counts + other.counts,
+            self.count + other.count,
+            self.sum + other.sum,
+            _nanmin(self.min, other.min),
+            _nanmax(self.max, other.max),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bounds": list(self.bounds),
+            "counts": self.counts.tolist(),
+            "count": self.count,
+            "sum": self.sum,
+            "min": None if math.isnan(self.min) else self.min,
+            "max": None if math.isnan(self.max) else self.max,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExplicitHistogram:
+        return cls(
+            tuple(float(b) for b in d["bounds"]),
+            np.asarray(d["counts"], np.int64),
+            int(d["count"]),
+            float(d["sum"]),
+            math.nan if d.get("min") is None else float(d["min"]),
+            math.nan if d.get("max") is None else float(d["max"]),
+        )
+
+
+def _nanmin(a: float, b: float) -> float:
+    return b if math.isnan(a) else a if math.isnan(b) else min(a, b)
+
+
+def _nanmax(a: float, b: float) -> float:
+    return b if math.isnan(a) else a if math.isnan(b) else max(a, b)
+
+
+@dataclass
+class WindowStats:
+    """Mergeable statistics of one series in one window: what the processor stores.
+
+    Named sketches (``value`` for a feature or output, ``duration``, ``batch_size``,
+    ``span_duration`` for a model), explicit-bucket histograms, and counters by group and label
+    (``missing`` by kind, ``category`` by value, ``violations`` by rule, ``calls``, ``errors``,
+    ...). All three add up, so windows merge into larger windows and replicas into one view,
+    in any order. A feature's window reads as a :class:`FeatureWindow` for scoring
+    (:meth:`FeatureWindow.from_stats`).
+
+    >>> a = WindowStats(counters={"missing": {"nan": 2}})
+    >>> WindowStats.merge_all([a, WindowStats(counters={"missing": {"nan": 1, "null": 4}})]).counters
+    {'missing': {'nan': 3, 'null': 4}}
+    """
+
+    sketches: dict[str, ExpHistogram] = field(default_factory=dict)
+    histograms: dict[str, ExplicitHistogram] = field(default_factory=dict)
+    counters: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add_count(self, group: str, label: str, value: float) -> None:
+        bucket = self.counters.setdefault(group, {})
+        bucket[label] = bucket.get(label, 0) + value
+
+    @staticmethod
+    def merge_all(items: Iterable[WindowStats]) -> WindowStats:
+        """One ``WindowStats`` holding everything in ``items`` (one sketch merge per name)."""
+        sketches: dict[str, list[ExpHistogram]] = defaultdict(list)
+        out = WindowStats()
+        for it in items:
+            for name, s in it.sketches.items():
+                sketches[name].append(s)
+            for name, h in it.histograms.items():
+                _merge_histogram(out.histograms, name, h)
+            for group, labels in it.counters.items():
+                for label, v in labels.items():
+                    out.add_count(group, label, v)
+        for name, parts in sketches.items():
+            out.sketches[name] = parts[0] if len(parts) == 1 else ExpHistogram.merge_all(parts)
+        return out
+
+
+def _merge_histogram(into: dict[str, ExplicitHistogram], name: str, h: ExplicitHistogram) -> None:
+    """Histograms with other bucket bounds (another producer's layout) are kept side by side
+    under ``name@N`` instead of being re-binned into a layout they were not measured in."""
+    key = name
+    n = 1
+    while key in into and into[key].bounds != h.bounds:
+        key = f"{name}@{n}"
+        n += 1
+    into[key] = into[key].merge(h) if key in into else h
+
+
+# The missing kinds every FeatureWindow names (a stored window keeps only those it saw).
+_MISSING_KINDS = ("absent", "null", "nan", "inf")
 
 
 def _add_counts(a: Mapping[str, int] | None, b: Mapping[str, int] | None) -> dict[str, int] | None:
@@ -92,6 +220,43 @@ class FeatureWindow:
             _add_counts(self.categories, other.categories),
             values,
         )
+
+    @classmethod
+    def from_stats(cls, stats: WindowStats, kind: str | None = None) -> FeatureWindow:
+        """A stored feature window (:class:`WindowStats`) as the engine scores it.
+
+        ``kind`` is the feature's kind, usually the reference profile's; without it a window
+        holding category counts and no sketch reads as ``categorical``, any other as
+        ``numeric``. Rows are the values seen plus the missing ones, as in :meth:`from_column`.
+
+        >>> ws = WindowStats(counters={"category": {"a": 3, "b": 1}, "missing": {"null": 1}})
+        >>> w = FeatureWindow.from_stats(ws)
+        >>> w.kind, w.rows, w.categories, w.missing["null"]
+        ('categorical', 5, {'a': 3, 'b': 1}, 1)
+        """
+        sketch = stats.sketches.get("value")
+        counted = stats.counters.get("category")
+        if kind is None:
+            kind = "categorical" if counted and sketch is None else "numeric"
+        missing = dict.fromkeys(_MISSING_KINDS, 0)
+        missing.update({k: int(v) for k, v in stats.counters.get("missing", {}).items()})
+        categories = None
+        if counted is not None or kind in ("categorical", "boolean"):
+            categories = {k: int(v) for k, v in (counted or {}).items()}
+        seen = (sketch.count if sketch is not None else 0) + sum((categories or {}).values())
+        return cls(kind, int(seen + sum(missing.values())), missing, sketch, categories)
+
+    def to_stats(self) -> WindowStats:
+        """This window as the processor stores it (zero counts and raw values left out)."""
+        out = WindowStats()
+        if self.sketch is not None:
+            out.sketches["value"] = self.sketch
+        missing = {k: v for k, v in self.missing.items() if v}
+        if missing:
+            out.counters["missing"] = missing
+        if self.categories:
+            out.counters["category"] = dict(self.categories)
+        return out
 
     def as_profile(self, name: str) -> FeatureProfile:
         """This window as a reference feature (numeric part from the sketch)."""
@@ -169,6 +334,21 @@ class WindowSummary:
         if keep_values:
             values = {k: clean_column(cols[k], "numeric") for k, f in feats.items() if f.kind == "numeric"}
         return cls(start, end, int(n), feats, values)
+
+    @classmethod
+    def from_stats(
+        cls,
+        features: Mapping[str, WindowStats],
+        kinds: Mapping[str, str] | None = None,
+        *,
+        start: Any = None,
+        end: Any = None,
+    ) -> WindowSummary:
+        """Stored feature windows (feature name → :class:`WindowStats`) as one summary; rows are
+        the most any feature saw (a feature absent from some rows counts them as ``absent``)."""
+        kinds = kinds or {}
+        feats = {k: FeatureWindow.from_stats(v, kinds.get(k)) for k, v in features.items()}
+        return cls(start, end, max((f.rows for f in feats.values()), default=0), feats)
 
     def merge(self, other: WindowSummary) -> WindowSummary:
         """The summary of both windows together (order does not matter)."""

@@ -1,0 +1,132 @@
+"""Receive-time screening: which points windows cannot place, and the series each belongs to.
+
+A point is placed in a window series (model, version, role, name) by the table below: which
+``ml.*`` metric names infersight knows, which attribute names the series, and where in the
+window the point goes. :func:`screen` runs on the receiving thread, before a request is queued,
+so the request that carried an unplaceable point is told (OTLP partial success); folding
+(:mod:`~infersight.processor.ingest.fold`) uses the same table.
+
+Example:
+    >>> from infersight.processor.ingest.points import Decoded, LogPoint
+    >>> d = screen("logs", Decoded([LogPoint("ml.prediction", {}, {}, 0, "", "")]))
+    >>> d.rejected, d.error_message
+    (1, 'ml.prediction log record needs ml.model.name and ml.request.id attributes')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from infersight.processor.ingest.columns import SketchColumns
+from infersight.processor.ingest.points import Decoded, LogPoint, MetricPoint
+from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT
+
+__all__ = ["screen", "KNOWN", "identity", "metric_problem", "log_problem", "columns_series"]
+
+# metric name -> (role, attribute naming the series, how the point is stored)
+KNOWN: dict[str, tuple[str, str | None, str, str | None]] = {
+    # name: (role, series attribute, stored as (sketch|hist|counter group), counter label attribute)
+    "ml.feature.value": (FEATURE, "ml.feature.name", "value", None),
+    "ml.feature.category": (FEATURE, "ml.feature.name", "category", "ml.category.value"),
+    "ml.feature.missing": (FEATURE, "ml.feature.name", "missing", "ml.missing.kind"),
+    "ml.schema.violations": (FEATURE, "ml.feature.name", "violations", "ml.schema.rule"),
+    "ml.prediction.value": (OUTPUT, "ml.output.name", "value", None),
+    "ml.prediction.class": (OUTPUT, "ml.output.name", "class", "ml.prediction.label"),
+    "ml.prediction.null": (OUTPUT, "ml.output.name", "null", "ml.null.kind"),
+    "ml.inference.duration": (MODEL, None, "duration", None),
+    "ml.inference.batch_size": (MODEL, None, "batch_size", None),
+    "ml.telemetry.dropped": (MODEL, None, "dropped", "ml.telemetry.reason"),
+}
+
+
+def screen(signal: str, decoded: Decoded) -> Decoded:
+    """Move the points windows cannot place (an ``ml.*`` point without its model or series
+    attribute, a prediction log without a request id) from ``points`` to ``rejected``, so the
+    request that carried them is told (OTLP partial success). Unknown names pass: they are
+    ignored and counted later, not rejected.
+    """
+    check = {"metrics": metric_problem, "traces": _no_problem, "logs": log_problem}[signal]
+    keep = []
+    for p in decoded.points:
+        why = check(p)
+        if why is None:
+            keep.append(p)
+        else:
+            decoded.reject(why)
+    decoded.points = keep
+    for i, c in enumerate(decoded.columns):
+        looked = [columns_series(c, attrs, key) for attrs, key in zip(c.attrs, c.attr_keys)]
+        c.series = [found for _, found in looked]  # kept for aggregate(), which needs them again
+        bad = [why for why, _ in looked]
+        if any(bad):
+            ok = np.array([why is None for why in bad])
+            for j, why in enumerate(bad):
+                if why is not None:
+                    decoded.reject(why, int((c.attr_index == j).sum()))
+            decoded.columns[i] = c.take(ok[c.attr_index])
+    decoded.columns = [c for c in decoded.columns if len(c)]
+    return decoded
+
+
+def _no_problem(p: Any) -> str | None:
+    return None
+
+
+def metric_problem(p: MetricPoint) -> str | None:
+    spec = KNOWN.get(p.name)
+    if spec is None:
+        return None
+    if identity(p.attributes, p.resource) is None:
+        return f"{p.name}: point has no ml.model.name attribute"
+    series_attr, label_attr = spec[1], spec[3]
+    if series_attr is not None and p.attributes.get(series_attr) in (None, ""):
+        return f"{p.name}: point has no {series_attr} attribute"
+    if p.kind == "sum" and label_attr is not None and p.attributes.get(label_attr) is None:
+        return f"{p.name}: point has no {label_attr} attribute"
+    return None
+
+
+# (metric name, attributes, resource's model) -> (problem, series); bounded like the decoder's cache.
+_SERIES: dict[tuple[Any, ...], tuple[str | None, tuple[Any, ...] | None]] = {}
+
+
+def columns_series(c: SketchColumns, attrs: dict[str, Any], key: Any) -> tuple[str | None, tuple[Any, ...] | None]:
+    """Why the points of ``c`` with these attributes cannot be placed (or ``None``), and the
+    series they belong to: (model, version, role, name, slot, error.type for durations)."""
+    ck = (c.name, key, c.resource.get("ml.model.name"), c.resource.get("ml.model.version"))
+    hit = _SERIES.get(ck)
+    if hit is None:
+        if len(_SERIES) > 200_000:
+            _SERIES.clear()
+        why = metric_problem(MetricPoint(c.name, "exponential_histogram", c.resource, attrs, 0, 0))
+        ident = identity(attrs, c.resource)
+        spec = KNOWN.get(c.name)
+        found = None
+        if why is None and ident is not None and spec is not None:
+            role, series_attr, slot, _ = spec
+            name = "" if series_attr is None else str(attrs[series_attr])
+            # Calls are counted per error.type, so that attribute separates groups of durations.
+            etype = attrs.get("error.type") if role == MODEL and slot == "duration" else None
+            found = (ident[0], ident[1], role, name, slot, etype)
+        hit = _SERIES[ck] = (why, found)
+    return hit
+
+
+def log_problem(rec: LogPoint) -> str | None:
+    if rec.event_name not in ("ml.prediction", "ml.feedback"):
+        return None
+    if identity(rec.attributes, rec.resource) is None or not rec.attributes.get("ml.request.id"):
+        return f"{rec.event_name} log record needs ml.model.name and ml.request.id attributes"
+    if rec.event_name == "ml.feedback" and rec.attributes.get("ml.feedback.actual") is None:
+        return "ml.feedback log record has no ml.feedback.actual attribute"
+    return None
+
+
+def identity(attrs: dict[str, Any], resource: dict[str, Any]) -> tuple[str, str] | None:
+    model = attrs.get("ml.model.name", resource.get("ml.model.name"))
+    if model is None or model == "":
+        return None
+    version = attrs.get("ml.model.version", resource.get("ml.model.version", ""))
+    return str(model), str(version)

@@ -1,0 +1,201 @@
+"""The storage interface: what ingest writes and the API reads, whatever the engine.
+
+Like OpenTelemetry's ``SpanExporter``, :class:`Storage` is a small abstract type; the engines
+(:mod:`~infersight.processor.storage.sqlite`, :mod:`~infersight.processor.storage.postgres`)
+are two of its implementations, and both share their SQL (:mod:`~infersight.processor.storage.sql`).
+The records it takes and gives back are plain data, defined here so that ingest and the API
+depend on this module only, never on an engine.
+
+A stored window is keyed by :class:`WindowKey` and holds a
+:class:`~infersight.stats.windows.WindowStats`, the statistics engine's own window model.
+
+Example:
+    >>> cover_range(0, 7200 + 120, (60, 3600))
+    [(3600, 0, 7200), (60, 7200, 7320)]
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from infersight.stats.windows import WindowStats
+
+__all__ = [
+    "Storage",
+    "StorageError",
+    "WriteBatch",
+    "WindowKey",
+    "Prediction",
+    "Feedback",
+    "FEATURE",
+    "OUTPUT",
+    "MODEL",
+    "cover_range",
+]
+
+# A window's role: a model's feature (name = ``ml.feature.name``), one of its outputs
+# (name = ``ml.output.name``), or the model itself (name ``""``: latency, errors, spans, drops).
+FEATURE, OUTPUT, MODEL = "feature", "output", "model"
+
+
+class StorageError(RuntimeError):
+    """The store cannot be opened or written; the message names the URL and the cause."""
+
+
+class WindowKey(NamedTuple):
+    model: str
+    version: str
+    role: str
+    name: str
+    size: int  # window length, seconds
+    start: int  # Unix seconds, a multiple of size
+
+
+@dataclass
+class Prediction:
+    model: str
+    version: str
+    request_id: str
+    time_ns: int
+    trace_id: str
+    span_id: str
+    inputs: str | None
+    outputs: str | None
+    truncated: bool
+
+
+@dataclass
+class Feedback:
+    model: str
+    version: str
+    request_id: str
+    time_ns: int
+    actual: str
+
+
+@dataclass
+class WriteBatch:
+    """Everything one commit writes."""
+
+    windows: dict[WindowKey, WindowStats] = field(default_factory=dict)
+    predictions: list[Prediction] = field(default_factory=list)
+    feedback: list[Feedback] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+    streams: dict[str, str] = field(default_factory=dict)  # cumulative stream key -> state JSON
+
+
+class Storage(abc.ABC):
+    """Durable windowed storage. Thread-safe: the ingest writer, maintenance and API requests
+    call it from their own threads.
+
+    ``window_sizes`` are the base window first, then the roll-ups, each a multiple of the one
+    before. Writes hold base windows only; :meth:`compact` builds the roll-ups.
+    """
+
+    url: str
+    window_sizes: tuple[int, ...]
+    feedback_ttl: float
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def write(self, batch: WriteBatch, now: float | None = None) -> None:
+        """Store ``batch`` in one transaction; return once it is committed (durable)."""
+
+    @abc.abstractmethod
+    def seen(self, digests: Sequence[str]) -> set[str]:
+        """Which request digests were already stored (a retry of an acknowledged-then-lost reply)."""
+
+    @abc.abstractmethod
+    def load_streams(self) -> list[tuple[str, str]]:
+        """Every cumulative stream's persisted state: ``(key, state JSON)``."""
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def compact(self, keys: Iterable[WindowKey] | None = None) -> int:
+        """Fold each window's rows into one and roll base windows up (``None``: every window
+        that needs it); return how many windows had several rows. Answers never change."""
+
+    @abc.abstractmethod
+    def expire(
+        self, now: float, retention: dict[int, float], prediction_retention: float, dedup_ttl: float
+    ) -> dict[str, int]:
+        """Delete what is past its keep-until time; return how many rows of each kind went."""
+
+    # -- the API ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def query(
+        self, model: str, role: str, name: str, start: int, end: int, version: str | None = None
+    ) -> tuple[WindowStats, int]:
+        """Merged statistics of one series over ``[start, end)`` and how many windows were merged."""
+
+    @abc.abstractmethod
+    def models(self) -> list[dict[str, Any]]:
+        """Every model: ``{"model", "versions", "first", "last"}``."""
+
+    @abc.abstractmethod
+    def series(self, model: str) -> list[dict[str, Any]]:
+        """Every (role, name, version) the model has, with window count and time range."""
+
+    @abc.abstractmethod
+    def prediction_counts(self, model: str) -> dict[str, int]:
+        """``{"logged", "labelled", "feedback_waiting"}`` for the model."""
+
+    @abc.abstractmethod
+    def joined(
+        self, model: str, start_ns: int, end_ns: int, *, labelled_only: bool = False, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Predictions in ``[start_ns, end_ns)`` with their ground truth (``actual`` ``None``
+        while the label has not arrived)."""
+
+    @abc.abstractmethod
+    def iter_windows(self, size: int | None = None) -> Iterator[tuple[WindowKey, WindowStats]]:
+        """Every stored window row (for replica merges and tests)."""
+
+    @abc.abstractmethod
+    def row_count(self) -> int:
+        """How many window rows are stored (compaction makes it smaller)."""
+
+    # -- life ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def ping(self) -> bool:
+        """Whether the store answers (for ``/healthz``); never raises."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+
+
+def cover_range(start: int, end: int, sizes: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Window segments ``(size, first_start, end_start)`` that tile ``[start, end)``.
+
+    A window belongs to the range when its *start* lies in ``[start, end)``; the range is first
+    widened to base-window boundaries under that rule, then tiled with the largest windows that
+    fit, smaller ones at the edges.
+
+    >>> cover_range(0, 7200 + 120, (60, 3600))
+    [(3600, 0, 7200), (60, 7200, 7320)]
+    """
+    base = sizes[0]
+    s = -(-start // base) * base
+    e = -(-end // base) * base
+    return _cover(s, e, sorted(sizes, reverse=True)) if e > s else []
+
+
+def _cover(s: int, e: int, sizes: list[int]) -> list[tuple[int, int, int]]:
+    if s >= e:
+        return []
+    size, rest = sizes[0], sizes[1:]
+    if not rest:
+        return [(size, s, e)]  # the base level: s and e are already on its boundaries
+    a = -(-s // size) * size
+    b = e - e % size
+    if a >= b:
+        return _cover(s, e, rest)
+    return _cover(s, a, rest) + [(size, a, b)] + _cover(b, e, rest)

@@ -1,0 +1,37 @@
+"""PostgreSQL: one store shared by processor replicas (``postgresql://user@host:port/db``).
+
+Replicas may write and compact the same store at once: writes only insert, and compaction
+claims a window's rows with ``DELETE ... RETURNING`` (see :mod:`~infersight.processor.storage.sql`).
+The driver is psycopg 3, imported on first connection so the module loads without it.
+
+Example (a server must be running)::
+
+    store = open_storage("postgresql://infersight@db:5432/infersight", (60, 3600, 86400))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from infersight.processor.storage.base import StorageError
+from infersight.processor.storage.sql import SqlStorage
+
+__all__ = ["PostgresStorage"]
+
+
+class PostgresStorage(SqlStorage):
+    begin = "BEGIN"
+    id_type = "BIGSERIAL PRIMARY KEY"
+
+    def placeholders(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def connect(self) -> Any:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url, autocommit=True)
+        except psycopg.Error as exc:
+            safe = urlparse(self.url)._replace(netloc=urlparse(self.url).hostname or "").geturl()
+            raise StorageError(f"cannot connect to PostgreSQL at {safe!r}: {exc}") from exc
