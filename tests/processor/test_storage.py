@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infersight.processor.ingest.fold import aggregate
 from infersight.processor.ingest.points import MetricPoint
-from infersight.processor.storage import Feedback, Prediction, WindowKey, WriteBatch, cover_range, open_storage
+from infersight.processor.storage import (
+    ENGINES,
+    FEATURE,
+    Feedback,
+    Prediction,
+    Storage,
+    StorageError,
+    WindowKey,
+    WriteBatch,
+    cover_range,
+    open_storage,
+)
+from infersight.processor.storage.codec import decode_window, encode_window, encode_windows
+from infersight.stats.drift import DriftPolicy
+from infersight.stats.reference import Reference
 from infersight.stats.sketch import ExpHistogram
-from infersight.stats.windows import WindowStats
+from infersight.stats.windows import FeatureWindow, WindowStats
 
 SIZES = (60, 3600, 86400)
 T0 = 1_700_000_000 - 1_700_000_000 % 86400  # a day boundary
@@ -192,3 +208,57 @@ def test_windows_from_two_stores_merge_to_one_stores_windows(store_url, tmp_path
         assert a.sketches["value"] == b.sketches["value"] and a.counters == b.counters
     for s in (whole, *halves):
         s.close()
+
+
+# A window row as the processor wrote it before storage became a package (commit 00ede72):
+# existing databases must read, and rewrite, exactly as they were.
+OLD_ROW = (
+    '{"s":{"value":{"scale":4,"zero_count":1,"count":7,"sum":255.5,"min":-2.0,"max":250.0,"max_size":160,'
+    '"positive":{"offset":-17,"packed":"BAQAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAAAA'
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAQ=="},"negative":{"offset":15,"packed":"BAQ=="}}},"h":{"duration":{"bou'
+    'nds":[0.1,1.0],"counts":[1,2,0],"count":3,"sum":1.5,"min":0.05,"max":0.9}},"c":{"missing":{"nan":2,"'
+    'null":1},"category":{"a":3}}}'
+)
+
+
+def test_rows_written_before_the_storage_package_read_and_rewrite_unchanged():
+    ws = decode_window(OLD_ROW)
+    assert ws.sketches["value"] == ExpHistogram.from_values(np.array([0.5, 1.0, 3.0, 3.0, 250.0, -2.0, 0.0]))
+    assert ws.histograms["duration"].counts.tolist() == [1, 2, 0]
+    assert ws.counters == {"missing": {"nan": 2, "null": 1}, "category": {"a": 3}}
+    assert encode_window(ws) == OLD_ROW and encode_windows([ws]) == [OLD_ROW]
+    # Older still: bucket counts as JSON lists (before they were packed).
+    legacy = json.dumps({"s": {"value": ws.sketches["value"].to_dict()}, "h": {}, "c": {}})
+    assert decode_window(legacy).sketches["value"] == ws.sketches["value"]
+
+
+def test_a_stored_feature_window_is_what_drift_scores(store_url):
+    """Stored windows go to the statistics engine as they are: the window the store merges
+    over a range is, feature by feature, the window the engine summarises from raw rows."""
+    store = open_storage(store_url, SIZES)
+    rng = np.random.default_rng(17)
+    data = {m: rng.normal(40, 5, 60) for m in range(0, 120, 3)}
+    write_points(store, feature_points(data))
+    store.compact(None)
+    ws, _ = store.query("m", FEATURE, "age", T0, T0 + 3 * 3600)
+    stored = FeatureWindow.from_stats(ws, "numeric")
+    raw = np.concatenate([np.concatenate([v, np.full(m % 3, np.nan)]) for m, v in data.items()])
+    direct = FeatureWindow.from_column(raw, "numeric")
+    assert stored.sketch == direct.sketch
+    assert stored.missing == direct.missing and stored.rows == direct.rows
+    reference = Reference.from_data({"age": rng.normal(40, 5, 5000)}, model="m")
+    policy = DriftPolicy()
+    assert policy.score_feature(reference.features["age"], stored) == policy.score_feature(
+        reference.features["age"], direct
+    )
+    store.close()
+
+
+def test_each_engine_is_a_storage_chosen_by_its_url_scheme(store_url):
+    store = open_storage(store_url, SIZES)
+    assert isinstance(store, Storage)
+    assert type(store) is ENGINES[store_url.partition("://")[0]]
+    store.close()
+    with pytest.raises(StorageError, match=r"'mysql://db/x' is neither sqlite:///\.\.\. nor postgresql://"):
+        open_storage("mysql://db/x")

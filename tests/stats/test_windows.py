@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from infersight.stats.drift import DriftPolicy
 from infersight.stats.reference import Reference
-from infersight.stats.windows import WindowSummary, cumulative, sliding
+from infersight.stats.windows import FeatureWindow, WindowStats, WindowSummary, cumulative, sliding
 
 KINDS = {"x": "numeric", "c": "categorical"}
 
@@ -66,3 +66,40 @@ def test_past_window_as_reference_for_seasonality():
     assert not DriftPolicy().evaluate(ref, same)["x"].drift
     assert DriftPolicy().evaluate(ref, moved)["x"].drift
     assert isinstance(ref, Reference)
+
+
+def test_a_feature_window_stored_and_read_back_is_the_same_window():
+    """One window model: the processor stores a feature window as ``WindowStats`` and reads it
+    back for scoring; storing commutes with merging, so stored windows merge like the engine's."""
+    rng = np.random.default_rng(8)
+    parts = []
+    for i in range(4):
+        xs = list(rng.normal(i, 1, 300)) + [np.nan] * i + [np.inf] * (i % 2)
+        cs = list(rng.choice(["a", "b", "c"], 300 - i)) + [None] * (2 * i + i % 2)
+        parts.append(summary(xs, cs))
+    for s in parts:
+        for name, fw in s.features.items():
+            back = FeatureWindow.from_stats(fw.to_stats(), fw.kind)
+            assert (back.kind, back.rows, back.missing, back.sketch, back.categories) == (
+                fw.kind,
+                fw.rows,
+                fw.missing,
+                fw.sketch,
+                fw.categories,
+            ), name
+    merged = WindowSummary.merge_all(parts)
+    stored = {name: WindowStats.merge_all(s.features[name].to_stats() for s in parts) for name in merged.features}
+    read = WindowSummary.from_stats(stored, KINDS)
+    assert read.rows == merged.rows
+    for name, fw in merged.features.items():
+        got = read.features[name]
+        assert (got.kind, got.rows, got.missing, got.sketch, got.categories) == (
+            fw.kind,
+            fw.rows,
+            fw.missing,
+            fw.sketch,
+            fw.categories,
+        )
+    # Without the reference's kind, counts and no sketch read as categorical, a sketch as numeric.
+    assert FeatureWindow.from_stats(stored["c"]).kind == "categorical"
+    assert FeatureWindow.from_stats(stored["x"]).kind == "numeric"
