@@ -205,8 +205,11 @@ def _token_file(value: Any, key: str) -> str:
 
 
 def _db(value: Any, key: str) -> str:
+    from infersight.processor.storage import ENGINES  # the schemes the storage engines take
+
     text = _str(value, key)
-    if not (text.startswith("sqlite://") or text.startswith(("postgresql://", "postgres://"))):
+    scheme, sep, _ = text.partition("://")
+    if not sep or scheme not in ENGINES:
         raise ConfigError(
             f"{key}: {text!r} is not a storage URL; write sqlite:///path/to/file.db or "
             "postgresql://user@host:port/dbname"
