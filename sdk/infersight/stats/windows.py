@@ -251,11 +251,11 @@ class FeatureWindow:
         out = WindowStats()
         if self.sketch is not None:
             out.sketches["value"] = self.sketch
-        missing = {k: v for k, v in self.missing.items() if v}
+        missing: dict[str, float] = {k: v for k, v in self.missing.items() if v}
         if missing:
             out.counters["missing"] = missing
         if self.categories:
-            out.counters["category"] = dict(self.categories)
+            out.counters["category"] = {k: v for k, v in self.categories.items()}
         return out
 
     def as_profile(self, name: str) -> FeatureProfile:
