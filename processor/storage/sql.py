@@ -88,7 +88,7 @@ class SqlStorage(Storage):
     # -- what an engine sets ----------------------------------------------------------------
 
     begin = "BEGIN"  # starts a transaction that writes
-    id_type = "BIGINT PRIMARY KEY"  # the ``stats`` table's auto-increment key
+    id_type: str  # the ``stats`` table's auto-increment key, e.g. ``BIGSERIAL PRIMARY KEY``
 
     @abc.abstractmethod
     def connect(self) -> Any:
