@@ -83,7 +83,10 @@ def test_a_vanished_class_of_ten_is_flagged_in_every_500_row_window_and_null_win
         window.categories = {lab: labels.count(lab) for lab in set(labels)}
         return policy.score_feature(ref.prediction, window).drift
 
-    shifted = [flagged(rng.choice(9, 500)) for _ in range(20)]  # class 9 (10% of traffic) is gone
+    # Class 4 (10% of traffic) is gone. Read as numbers, KS + Wasserstein on ten tied values
+    # flagged 6-9% of such windows: a middle class barely moves the mean.
+    kept = np.array([c for c in range(10) if c != 4])
+    shifted = [flagged(rng.choice(kept, 500)) for _ in range(20)]
     null = [flagged(rng.integers(0, 10, 500)) for _ in range(20)]
     assert sum(shifted) == 20
     assert sum(null) == 0
