@@ -246,3 +246,14 @@ def test_the_stream_and_the_profile_hold_the_same_feature_statistics(telemetry, 
         )
         result = policy.score_feature(prof, window)
         assert not result.drift, (name, result)
+
+
+def test_a_key_missing_from_a_record_breaks_required_or_nothing_never_nullable_or_type():
+    from infersight.stats.schema import FeatureSchema, Schema
+
+    optional = Schema({"a": FeatureSchema("a", "numeric", required=False), "b": FeatureSchema("b", "categorical")})
+    norm = normalize_inputs([{"a": 1.0, "b": "x"}, {"b": "y"}, {"a": 2.0}])
+    report = optional.validate(norm.as_columns(), norm.n_rows)
+    assert [(v.feature, v.rule, v.count, v.first_row) for v in report.violations] == [("b", "required", 1, 2)]
+    norm = normalize_inputs([{"a": None, "b": "x"}, {"b": "y"}])
+    assert [(v.feature, v.rule) for v in optional.validate(norm.as_columns(), 2).violations] == [("a", "nullable")]
