@@ -48,6 +48,16 @@ def test_integer_predictions_are_class_labels_in_the_profile_as_in_the_sdk():
     assert ref.prediction.kind == "numeric" and "prediction" in normalize_outputs([0.1, 0.5]).values
 
 
+def test_outputs_are_labels_by_the_output_rule_whatever_their_length_or_missing_values():
+    long = "y" * 90  # a generated answer: a label to the SDK, not a text length
+    pred = [3, None, 3, 7, long]
+    ref = Reference.from_data({"x": np.arange(5.0), "p": pred}, prediction="p", multivariate=False)
+    assert ref.prediction.kind == "categorical" and ref.prediction.numeric is None
+    assert ref.prediction.categories == {"3": 2, "7": 1, long: 1} and ref.prediction.missing["null"] == 1
+    out = normalize_outputs(np.array(pred, dtype=object))
+    assert {lab: out.labels["prediction"].count(lab) for lab in out.labels["prediction"]} == ref.prediction.categories
+
+
 def test_boolean_predictions_are_the_same_labels_online_and_offline():
     ref = Reference.from_data({"x": np.arange(3.0), "p": [True, False, True]}, prediction="p", multivariate=False)
     assert ref.prediction.categories == {"false": 1, "true": 2}

@@ -61,6 +61,7 @@ __all__ = [
     "value_kind",
     "infer_kind",
     "output_kind",
+    "output_parts",
     "to_columns",
     "as_numeric",
     "null_mask",
@@ -257,11 +258,45 @@ def infer_kind(col: npt.NDArray[Any]) -> str:
     return top
 
 
+def output_parts(col: npt.NDArray[Any]) -> Parts:
+    """A prediction or target column cut by the SDK's rule for outputs (``normalize_outputs``):
+    floats are values (``numbers``); booleans (``"true"``/``"false"``), integers and strings of
+    any length are class labels; ``None``, NaN and ±Inf are missing.
+
+    >>> p = output_parts(np.array([3, True, "yes", 0.5, None, "x" * 80], dtype=object))
+    >>> p.numbers.tolist(), p.labels[:3], p.missing["null"], len(p.labels[3])
+    ([0.5], ['3', 'true', 'yes'], 1, 80)
+    """
+    k = col.dtype.kind
+    if k in "iu":
+        return Parts(np.zeros(0), [str(v) for v in col.tolist()], _no_missing(), Counter({"categorical": col.size}))
+    if k != "O":
+        return column_parts(col)
+    nums: list[float] = []
+    labels: list[str] = []
+    kinds: Counter[str] = Counter()
+    missing = _no_missing()
+    for x in col.tolist():
+        kind = value_kind(x)
+        if kind in MISSING_KINDS:
+            missing[kind] += 1
+        elif kind == "boolean":
+            labels.append("true" if x else "false")
+            kinds["boolean"] += 1
+        elif isinstance(x, _FLOATS):
+            nums.append(float(x))
+            kinds["numeric"] += 1
+        else:
+            labels.append(str(x))
+            kinds["categorical"] += 1
+    return Parts(np.asarray(nums, dtype=np.float64), labels, missing, kinds)
+
+
 def output_kind(col: npt.NDArray[Any]) -> str:
-    """The kind of a prediction or target column, by the SDK's rule for outputs
-    (``normalize_outputs``): strings, booleans and integers are class labels
-    (``categorical``, ``boolean``), floats are values (``numeric``). Integer class predictions
-    are thus scored by a chi-square test on class counts, as the SDK counts them.
+    """The kind of a prediction or target column by :func:`output_parts`: ``categorical`` for
+    class labels (integers, strings), ``boolean``, ``numeric`` for float values; a mixed
+    column takes the kind most of its values have. Integer class predictions are thus scored
+    by a chi-square test on class counts, as the SDK counts them.
 
     >>> output_kind(np.array([0, 3, 9])), output_kind(np.array([0.2, 0.9])), output_kind(np.array(["x" * 80], dtype=object))
     ('categorical', 'numeric', 'categorical')
@@ -273,13 +308,8 @@ def output_kind(col: npt.NDArray[Any]) -> str:
         return "categorical"
     if k == "f":
         return "numeric"
-    kinds = split_values(col[:5000].tolist() if k == "O" else col[:5000].astype(str).tolist()).kinds
-    sample = [v for v in col[:5000].tolist() if value_kind(v) == "numeric"] if kinds.get("numeric") else []
-    floats = sum(1 for v in sample if isinstance(v, _FLOATS))
-    labels = kinds.get("categorical", 0) + kinds.get("text", 0) + (len(sample) - floats)
-    if kinds.get("boolean", 0) > max(labels, floats):
-        return "boolean"
-    return "numeric" if floats > labels else "categorical"
+    kinds = output_parts(col[:5000] if k == "O" else col[:5000].astype(str).astype(object)).kinds
+    return max(("categorical", "numeric", "boolean"), key=lambda kd: kinds.get(kd, 0))
 
 
 def _is_pandas_frame(obj: Any) -> bool:

@@ -44,6 +44,7 @@ from infersight.stats.columns import (
     infer_kind,
     null_mask,
     output_kind,
+    output_parts,
     to_columns,
 )
 from infersight.stats.schema import Schema
@@ -465,10 +466,10 @@ class Reference:
         )
         if pred_col is not None:
             name = prediction if isinstance(prediction, str) else "prediction"
-            ref.prediction = FeatureProfile.from_column(name, pred_col, output_kind(pred_col))
+            ref.prediction = _output_column(name, pred_col)
         if target_col is not None:
             name = target if isinstance(target, str) else "target"
-            ref.target = FeatureProfile.from_column(name, target_col, output_kind(target_col))
+            ref.target = _output_column(name, target_col)
         if (
             pred_col is not None
             and target_col is not None
@@ -565,6 +566,16 @@ def _output_profile(d: Mapping[str, Any] | None, default: str) -> FeatureProfile
 
 def _is_columns_pair(obj: Any) -> bool:
     return isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], Mapping) and isinstance(obj[1], int)
+
+
+def _output_column(name: str, col: npt.NDArray[Any]) -> FeatureProfile:
+    """Profile a prediction or target column by the SDK's rule for outputs (class labels:
+    strings, booleans, integers; values: floats)."""
+    prof = FeatureProfile(name, output_kind(col), int(col.shape[0]))
+    parts = output_parts(col)
+    prof.missing = parts.missing
+    _add_parts(prof, parts, col)
+    return prof
 
 
 def _labels(col: npt.NDArray[Any]) -> npt.NDArray[Any]:
