@@ -41,14 +41,14 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.export import Buckets as OtelBuckets
 
-from infersight.payload import TEXT_MIN_LENGTH, Normalized, Outputs, _AbsentType
+from infersight.payload import Normalized, Outputs
+from infersight.stats.columns import OTHER, split_values
 from infersight.stats.sketch import ExpHistogram
 
 __all__ = ["FeatureStats", "ModelKey", "DURATION_BOUNDS", "OTHER", "OVERFLOW_ATTRIBUTES"]
 
 ModelKey = tuple[str, str]  # (model name, model version)
 
-OTHER = "__other__"
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 _OVERFLOW_ATTRS = tuple(OVERFLOW_ATTRIBUTES.items())
 _OVERFLOW = "\x00overflow"  # series key of values past the attribute-set bound
@@ -487,43 +487,17 @@ class FeatureStats:
                         st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n
                     )
             return
-        nulls = absent = nan = inf = 0
-        numbers: list[float] = []
-        counts: dict[str, int] = {}
-        for x in col.tolist():
-            t = type(x)
-            if t is float or isinstance(x, (float, np.floating)):
-                f = float(x)
-                if f - f == 0.0:
-                    numbers.append(f)
-                elif f != f:
-                    nan += 1
-                else:
-                    inf += 1
-            elif x is None:
-                nulls += 1
-            elif t is str:
-                if len(x) >= TEXT_MIN_LENGTH:
-                    numbers.append(float(len(x)))
-                else:
-                    counts[x] = counts.get(x, 0) + 1
-            elif t is bool or isinstance(x, np.bool_):
-                label = "true" if x else "false"
-                counts[label] = counts.get(label, 0) + 1
-            elif isinstance(x, (int, np.integer)):
-                numbers.append(float(x))
-            elif isinstance(x, _AbsentType):
-                absent += 1
-            elif isinstance(x, (list, tuple, np.ndarray)):
-                numbers.append(float(len(x)))  # embeddings, token lists: summarised by length
-            else:
-                label = type(x).__name__
-                counts[label] = counts.get(label, 0) + 1
-        for kind, n in (("null", nulls), ("absent", absent), ("nan", nan), ("inf", inf)):
+        # The value rule of the one feature model (``infersight.stats.columns``), which the
+        # reference profile applies to the same values.
+        parts = split_values(col.tolist())
+        for kind, n in parts.missing.items():
             if n:
                 self._count(st, "ml.feature.missing", _attrs(m, v, name, kind), n)
-        if numbers:
-            self._append_sketch(st, "ml.feature.value", model, name, ExpHistogram.from_values(np.asarray(numbers)))
+        if parts.numbers.size:
+            self._append_sketch(st, "ml.feature.value", model, name, ExpHistogram.from_values(parts.numbers))
+        counts: dict[str, int] = {}
+        for label in parts.labels:
+            counts[label] = counts.get(label, 0) + 1
         for label, n in counts.items():
             self._count(st, "ml.feature.category", _cat_attrs(m, v, name, self._category(model, name, label)), n)
 

@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Normalized", "Outputs", "normalize_inputs", "normalize_outputs", "TEXT_MIN_LENGTH"]
+from infersight.stats.columns import ABSENT, TEXT_MIN_LENGTH
 
-# Strings at least this long are free text (recorded as their length), shorter ones categories.
-TEXT_MIN_LENGTH = 64
+__all__ = ["Normalized", "Outputs", "normalize_inputs", "normalize_outputs", "TEXT_MIN_LENGTH", "ABSENT"]
 
 FeatureSpec = Sequence[str] | Callable[[Any], Any] | None
 
@@ -83,7 +82,7 @@ class Normalized:
                 keys.update(dict.fromkeys(map(str, r)))
             rows = [r if all(type(k) is str for k in r) else {str(k): v for k, v in r.items()} for r in self.records]
             # A feature absent from a row is recorded as absent, not as null.
-            self.columns = {k: _column([r.get(k, _ABSENT) for r in rows]) for k in keys}
+            self.columns = {k: _column([r.get(k, ABSENT) for r in rows]) for k in keys}
             return self.columns
         out: dict[str, npt.NDArray[Any]] = {}
         for name, value in (self.row or {}).items():
@@ -150,7 +149,19 @@ def _column(values: Any) -> npt.NDArray[Any]:
     booleans bool, everything else object. An object column of plain numbers is numeric; with
     a ``None`` among them it stays object, so the ``None`` is counted as a null, as it is for
     the same value in a one-row dict."""
-    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if isinstance(values, np.ndarray):
+        arr = values
+    else:
+        types = set(map(type, values))
+        if types and (types <= _NUMBER_TYPES or types == {bool} or types == {str}):
+            arr = np.asarray(values)
+        else:
+            # np.asarray would make [1, "a"] strings and [True, 2] integers: each value keeps
+            # its own kind (the one feature model's rule), as it does in a one-row dict.
+            arr = np.empty(len(values), dtype=object)
+            for i, v in enumerate(values):
+                arr[i] = v
+            return arr
     if arr.dtype.kind in "fiub":
         return arr
     if arr.dtype.kind in "OUS" or arr.dtype.kind == "M":
@@ -424,17 +435,6 @@ def _from_frame(df: Any) -> Normalized:
     return Normalized(n, columns=dict(zip(names, cols)))
 
 
-class _AbsentType:
-    """Marks a feature missing from one row of a list of dicts."""
-
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-_ABSENT = _AbsentType()
-ABSENT = _ABSENT
-
-
 def _null_kind(v: Any, default: Any) -> str | None:
     if v is None:
         return "none"
@@ -512,6 +512,8 @@ def _collect_output(obj: Any, name: str, out: Outputs, classes: Sequence[Any] | 
 
 
 def _label(v: Any, classes: Sequence[Any] | None) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"  # as boolean features and the reference count them
     if classes is not None and isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         if 0 <= int(v) < len(classes):
             return str(classes[int(v)])

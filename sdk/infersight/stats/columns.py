@@ -1,46 +1,315 @@
-"""Tables to named columns, and the kind of each column (numeric, categorical, boolean, text,
-array, timestamp).
+"""The one feature model: what kind a value and a column are, what "missing" is, and tables
+to named columns.
+
+Both paths use these definitions. Online, the SDK sees one row or one batch at a time, so it
+cannot count distinct values over the whole data: a value's kind follows from its type alone
+(:func:`split_values` is the rule, applied by ``feature_stats`` to what a server sends).
+Offline, ``infersight profile`` applies the same rule to every value of a column, so the
+reference and the stream hold the same sketch, the same category counts and the same missing
+counts for the same data:
+
+- ``int``/``float`` (Python or numpy) → ``numeric``, summarised in the value sketch; NaN and
+  ±Inf are missing (kinds ``nan``, ``inf``), never values;
+- ``bool`` → ``boolean``, counted as categories ``"true"``/``"false"``;
+- ``str`` shorter than :data:`TEXT_MIN_LENGTH` → ``categorical``; longer → ``text``, summarised
+  by its length in the value sketch;
+- ``list``/``tuple``/``ndarray`` → ``array``, summarised by its length;
+- anything else → a category named after its type;
+- ``None`` → missing ``null``; a key missing from a record → missing ``absent`` (:data:`ABSENT`).
+
+A column's kind (:func:`infer_kind`) follows from the kinds most of its present values have; it decides
+which drift test scores it (numeric, text, array: KS + Wasserstein on the sketch; categorical,
+boolean: chi-square + Cohen's w on the counts). Outputs are read by a rule of their own
+(:func:`output_kind`): strings, booleans and integers are class labels, floats are values.
 
 Profiles and offline drift read whole tables (a DataFrame, a dict of columns, a list of dicts,
-a 2-D numpy array, or a file through ``infersight.stats.io``); this module turns them into the same plain
-shape the SDK hands to schema validation: ``dict[str, np.ndarray]`` of equal length, float64
-for numbers (missing → NaN), bool for booleans, object arrays of ``str`` (``None`` for missing)
-for everything else. The kind of a column decides which statistics and drift methods apply.
+a 2-D numpy array, or a file through ``infersight.stats.io``); :func:`to_columns` turns them
+into ``dict[str, np.ndarray]`` of equal length: int64 / float64 / bool arrays for typed
+columns, object arrays (values as given, ``None`` and :data:`ABSENT` for missing) otherwise.
 
 Example:
     >>> cols, n = to_columns([{"a": 1, "b": "x"}, {"a": 2.5}])
     >>> n, cols["a"].tolist(), cols["b"].tolist()
-    (2, [1.0, 2.5], ['x', None])
-    >>> infer_kind(cols["a"]), infer_kind(np.array(["x"] * 10 + ["y"] * 10, dtype=object))
-    ('numeric', 'categorical')
+    (2, [1.0, 2.5], ['x', ABSENT])
+    >>> infer_kind(cols["a"]), infer_kind(cols["b"]), infer_kind(np.array(["y" * 80], dtype=object))
+    ('numeric', 'categorical', 'text')
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KINDS", "to_columns", "infer_kind", "as_numeric", "null_mask", "ABSENT"]
+__all__ = [
+    "KINDS",
+    "SKETCHED_KINDS",
+    "COUNTED_KINDS",
+    "MISSING_KINDS",
+    "ABSENT",
+    "OTHER",
+    "TEXT_MIN_LENGTH",
+    "Parts",
+    "split_values",
+    "column_parts",
+    "value_kind",
+    "infer_kind",
+    "output_kind",
+    "output_parts",
+    "to_columns",
+    "as_numeric",
+    "null_mask",
+    "clean_column",
+    "parse_text_cells",
+]
 
 KINDS = ("numeric", "categorical", "boolean", "text", "array", "timestamp")
-
-# A string column with at most this many distinct values (and mostly repeats) is categorical.
-MAX_CATEGORIES = 1000
+# Kinds summarised by the value sketch (``ml.feature.value``) and by category counts.
+SKETCHED_KINDS = ("numeric", "text", "array")
+COUNTED_KINDS = ("categorical", "boolean")
+# Why a value is missing: key not in the record, None, NaN, ±Inf (``ml.missing.kind``).
+MISSING_KINDS = ("absent", "null", "nan", "inf")
+# Strings at least this long are free text (summarised by their length), shorter ones categories.
+TEXT_MIN_LENGTH = 64
+# The category that holds every value past a bound on distinct categories.
+OTHER = "__other__"
 
 
 class _Absent:
     """Marks a key missing from one record of a list of dicts (counted as ``absent``)."""
 
+    __slots__ = ()
+
     def __repr__(self) -> str:
         return "ABSENT"
 
+    def __reduce__(self) -> str:
+        return "ABSENT"  # one sentinel, also after a copy or pickle
+
 
 ABSENT: Any = _Absent()
+
+_INTS = (int, np.integer)
+_FLOATS = (float, np.floating)
+_SEQUENCES = (list, tuple, np.ndarray)
+
+
+def value_kind(v: Any) -> str:
+    """The kind of one value: a feature kind (``numeric``, ``categorical``, ``boolean``,
+    ``text``, ``array``) or, for a missing value, its missing kind.
+
+    >>> [value_kind(v) for v in (3, 2.5, True, "pro", "x" * 64, [1, 2], None, ABSENT, math.nan, math.inf)]
+    ['numeric', 'numeric', 'boolean', 'categorical', 'text', 'array', 'null', 'absent', 'nan', 'inf']
+    """
+    if v is None:
+        return "null"
+    if v is ABSENT:
+        return "absent"
+    if isinstance(v, (bool, np.bool_)):
+        return "boolean"
+    if isinstance(v, _FLOATS):
+        f = float(v)
+        return "numeric" if f - f == 0.0 else ("nan" if f != f else "inf")
+    if isinstance(v, _INTS):
+        return "numeric"
+    if isinstance(v, str):
+        return "text" if len(v) >= TEXT_MIN_LENGTH else "categorical"
+    if isinstance(v, _SEQUENCES):
+        return "array"
+    return "categorical"
+
+
+@dataclass
+class Parts:
+    """A column cut by the value rule: ``numbers`` (finite numbers, text and array lengths:
+    what the value sketch summarises), ``labels`` (what category counts count), ``missing``
+    (rows by missing kind) and ``kinds`` (present values by kind)."""
+
+    numbers: npt.NDArray[np.float64]
+    labels: list[str]
+    missing: dict[str, int]
+    kinds: Counter[str] = field(default_factory=Counter)
+
+
+def split_values(values: Iterable[Any]) -> Parts:
+    """Cut values by :func:`value_kind` (the SDK does this to every non-numeric column it is
+    sent, ``infersight profile`` to every object column it reads).
+
+    >>> p = split_values([1, 2.5, "pro", True, None, math.nan, "x" * 70])
+    >>> p.numbers.tolist(), p.labels, p.missing
+    ([1.0, 2.5, 70.0], ['pro', 'true'], {'absent': 0, 'null': 1, 'nan': 1, 'inf': 0})
+    """
+    nums: list[float] = []
+    labels: list[str] = []
+    kinds: Counter[str] = Counter()
+    null = absent = nan = inf = 0
+    for x in values:
+        t = type(x)
+        # The common types first, by identity; the isinstance chain is the same rule.
+        if t is float or (t is not bool and isinstance(x, _FLOATS)):
+            f = float(x)
+            if f - f == 0.0:
+                nums.append(f)
+                kinds["numeric"] += 1
+            elif f != f:
+                nan += 1
+            else:
+                inf += 1
+        elif t is str or (t is not bool and isinstance(x, str)):
+            if len(x) >= TEXT_MIN_LENGTH:
+                nums.append(float(len(x)))
+                kinds["text"] += 1
+            else:
+                labels.append(str(x))
+                kinds["categorical"] += 1
+        elif x is None:
+            null += 1
+        elif x is ABSENT:
+            absent += 1
+        elif t is bool or isinstance(x, np.bool_):
+            labels.append("true" if x else "false")
+            kinds["boolean"] += 1
+        elif isinstance(x, _INTS):
+            nums.append(float(x))
+            kinds["numeric"] += 1
+        elif isinstance(x, _SEQUENCES):
+            nums.append(float(len(x)))  # embeddings, token lists: summarised by length
+            kinds["array"] += 1
+        else:
+            labels.append(type(x).__name__)
+            kinds["categorical"] += 1
+    missing = {"absent": absent, "null": null, "nan": nan, "inf": inf}
+    return Parts(np.asarray(nums, dtype=np.float64), labels, missing, kinds)
+
+
+def column_parts(col: npt.NDArray[Any], kind: str | None = None) -> Parts:
+    """:func:`split_values` for a column in ``to_columns``'s shape, with typed arrays done by
+    numpy. ``kind`` may override the rule for a typed column (``{"zip": "categorical"}``: its
+    numbers are then counted as labels; offline only, the SDK sends them as numbers).
+
+    >>> column_parts(np.array([1.0, np.nan, np.inf, 2.0])).missing
+    {'absent': 0, 'null': 0, 'nan': 1, 'inf': 1}
+    """
+    k = col.dtype.kind
+    if k == "O":
+        return split_values(col.tolist())
+    n = int(col.shape[0])
+    if k == "b":
+        t = int(np.count_nonzero(col))
+        labels = ["true"] * t + ["false"] * (n - t)
+        return Parts(np.zeros(0), labels, _no_missing(), Counter({"boolean": n}))
+    if k in "iuf":
+        x = col.astype(np.float64, copy=False)
+        finite = np.isfinite(x)
+        n_nan = int(np.isnan(x).sum()) if k == "f" else 0
+        miss = {"absent": 0, "null": 0, "nan": n_nan, "inf": n - int(finite.sum()) - n_nan}
+        kept = x[finite]
+        if kind in COUNTED_KINDS:
+            vals = col[finite].tolist()
+            return Parts(np.zeros(0), [str(v) for v in vals], miss, Counter({"categorical": kept.size}))
+        return Parts(kept, [], miss, Counter({"numeric": int(kept.size)}))
+    if k in "US":
+        return split_values(col.astype(str).tolist())
+    return Parts(np.zeros(0), [], _no_missing())  # datetimes: kept for presence only
+
+
+def _no_missing() -> dict[str, int]:
+    return dict.fromkeys(MISSING_KINDS, 0)
+
+
+def infer_kind(col: npt.NDArray[Any]) -> str:
+    """The kind of a column, one of :data:`KINDS`, from the kinds of its present values by
+    :func:`value_kind`: the part the SDK sends most of them to (the value sketch: numeric,
+    text, array; or category counts: categorical, boolean; a tie goes to the sketch), and in
+    it the commonest kind (ties to the earlier of :data:`KINDS`). So the drift test chosen by
+    the kind scores the part of the column holding most of its values. ISO-date strings are
+    ``timestamp`` (kept for presence, not profiled); a column with nothing present is
+    ``numeric``.
+
+    >>> infer_kind(np.array([1, 2, 3])), infer_kind(np.array(["a", "b", 3], dtype=object))
+    ('numeric', 'categorical')
+    """
+    k = col.dtype.kind
+    if k == "b":
+        return "boolean"
+    if k in "iuf":
+        return "numeric"
+    if k == "M":
+        return "timestamp"
+    sample = col[:5000].tolist() if k == "O" else col[:5000].astype(str).tolist()
+    kinds = split_values(sample).kinds
+    if not kinds and col.shape[0] > 5000:
+        kinds = split_values(col.tolist()).kinds
+    if not kinds:
+        return "numeric"
+    sketched = sum(kinds.get(kd, 0) for kd in SKETCHED_KINDS)
+    family = SKETCHED_KINDS if sketched >= sum(kinds.get(kd, 0) for kd in COUNTED_KINDS) else COUNTED_KINDS
+    top = max(family, key=lambda kd: (kinds.get(kd, 0), -KINDS.index(kd)))
+    if top == "categorical":
+        strs = [v for v in sample if isinstance(v, str)]
+        if len(strs) == sum(kinds.values()) and _looks_like_timestamps(strs[:50]):
+            return "timestamp"
+    return top
+
+
+def output_parts(col: npt.NDArray[Any]) -> Parts:
+    """A prediction or target column cut by the SDK's rule for outputs (``normalize_outputs``):
+    floats are values (``numbers``); booleans (``"true"``/``"false"``), integers and strings of
+    any length are class labels; ``None``, NaN and ±Inf are missing.
+
+    >>> p = output_parts(np.array([3, True, "yes", 0.5, None, "x" * 80], dtype=object))
+    >>> p.numbers.tolist(), p.labels[:3], p.missing["null"], len(p.labels[3])
+    ([0.5], ['3', 'true', 'yes'], 1, 80)
+    """
+    k = col.dtype.kind
+    if k in "iu":
+        return Parts(np.zeros(0), [str(v) for v in col.tolist()], _no_missing(), Counter({"categorical": col.size}))
+    if k != "O":
+        return column_parts(col)
+    nums: list[float] = []
+    labels: list[str] = []
+    kinds: Counter[str] = Counter()
+    missing = _no_missing()
+    for x in col.tolist():
+        kind = value_kind(x)
+        if kind in MISSING_KINDS:
+            missing[kind] += 1
+        elif kind == "boolean":
+            labels.append("true" if x else "false")
+            kinds["boolean"] += 1
+        elif isinstance(x, _FLOATS):
+            nums.append(float(x))
+            kinds["numeric"] += 1
+        else:
+            labels.append(str(x))
+            kinds["categorical"] += 1
+    return Parts(np.asarray(nums, dtype=np.float64), labels, missing, kinds)
+
+
+def output_kind(col: npt.NDArray[Any]) -> str:
+    """The kind of a prediction or target column by :func:`output_parts`: ``categorical`` for
+    class labels (integers, strings), ``boolean``, ``numeric`` for float values; a mixed
+    column takes the kind most of its values have. Integer class predictions are thus scored
+    by a chi-square test on class counts, as the SDK counts them.
+
+    >>> output_kind(np.array([0, 3, 9])), output_kind(np.array([0.2, 0.9])), output_kind(np.array(["x" * 80], dtype=object))
+    ('categorical', 'numeric', 'categorical')
+    """
+    k = col.dtype.kind
+    if k == "b":
+        return "boolean"
+    if k in "iu":
+        return "categorical"
+    if k == "f":
+        return "numeric"
+    kinds = output_parts(col[:5000] if k == "O" else col[:5000].astype(str).astype(object)).kinds
+    return max(("categorical", "numeric", "boolean"), key=lambda kd: kinds.get(kd, 0))
 
 
 def _is_pandas_frame(obj: Any) -> bool:
@@ -50,8 +319,9 @@ def _is_pandas_frame(obj: Any) -> bool:
 def to_columns(obj: Any, names: Sequence[str] | None = None) -> tuple[dict[str, npt.NDArray[Any]], int]:
     """Normalise a table into ``(columns, n_rows)``.
 
-    Records missing a key get the ``ABSENT`` marker in an object column, so profiles can count
-    ``absent`` apart from ``null``; :func:`clean_column` turns it into the usual missing value.
+    Records missing a key get the :data:`ABSENT` marker in an object column, so profiles
+    count ``absent`` apart from ``null``. Integers stay integers (an integer prediction is a
+    class label); ``None`` stays ``None`` (a null, not a NaN).
     """
     if _is_pandas_frame(obj):
         cols = {str(c): _from_pandas(obj[c]) for c in obj.columns}
@@ -77,7 +347,8 @@ def to_columns(obj: Any, names: Sequence[str] | None = None) -> tuple[dict[str, 
             keys: dict[str, None] = {}
             for r in rows:
                 keys.update(dict.fromkeys(map(str, r)))
-            cols = {k: _plain([r.get(k, ABSENT) for r in rows]) for k in keys}
+            plain = [r if all(type(k) is str for k in r) else {str(k): v for k, v in r.items()} for r in rows]
+            cols = {k: _plain([r.get(k, ABSENT) for r in plain]) for k in keys}
             return cols, len(rows)
         return to_columns(np.asarray(rows), names)
     raise TypeError(
@@ -95,8 +366,12 @@ def _same_length(cols: Mapping[str, npt.NDArray[Any]]) -> int:
 
 def _from_pandas(series: Any) -> npt.NDArray[Any]:
     kind = series.dtype.kind
-    if kind in "biuf":
-        return np.asarray(series.to_numpy(), dtype=np.float64 if kind != "b" else bool)
+    if kind in "biuf" and not series.isna().any():
+        arr = series.to_numpy()
+        if arr.dtype.kind in "biuf":
+            return _plain(arr)
+    if kind == "f":
+        return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
     if kind == "M":
         return series.to_numpy()
     values = series.to_numpy(dtype=object, na_value=None)
@@ -104,8 +379,15 @@ def _from_pandas(series: Any) -> npt.NDArray[Any]:
 
 
 def _plain(values: Any) -> npt.NDArray[Any]:
-    """numbers → float64, bools → bool, anything else → object with ``None`` for missing."""
-    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    """Typed columns → int64 / float64 / bool, anything else → object (values as given)."""
+    if isinstance(values, np.ndarray):
+        arr = values
+    else:
+        seq = values if isinstance(values, Sequence) else list(values)
+        # Built as objects: np.asarray would turn [1, "a"] into strings and [True, 2] into ints.
+        arr = np.empty(len(seq), dtype=object)
+        for i, v in enumerate(seq):
+            arr[i] = v
     if arr.ndim != 1:
         if arr.ndim == 2:  # a column of fixed-length vectors (embeddings)
             out = np.empty(arr.shape[0], dtype=object)
@@ -114,30 +396,32 @@ def _plain(values: Any) -> npt.NDArray[Any]:
         arr = arr.ravel()
     if arr.dtype.kind == "b":
         return arr.astype(bool, copy=False)
-    if arr.dtype.kind in "iuf":
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False) if arr.dtype.kind == "i" or arr.dtype.itemsize < 8 else arr
+    if arr.dtype.kind == "f":
         return arr.astype(np.float64, copy=False)
     if arr.dtype.kind in "US":
         return arr.astype(str).astype(object)
     if arr.dtype.kind == "M":
         return arr
-    obj = arr.astype(object, copy=False)
-    return _tidy_objects(obj)
+    return _tidy_objects(arr.astype(object, copy=False))
 
 
 def _tidy_objects(obj: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """An object column of numbers (and None) becomes float64; of bools, bool."""
-    probe = [v for v in obj[:1000] if v is not None and v is not ABSENT]
-    if probe and all(isinstance(v, (bool, np.bool_)) for v in probe):
-        if all(isinstance(v, (bool, np.bool_)) or v is None or v is ABSENT for v in obj):
-            return obj  # kept as object so that missing booleans stay visible
-    if probe and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in probe):
-        if all(
-            (isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))) or v is None or v is ABSENT
-            for v in obj
-        ):
-            if any(v is ABSENT for v in obj):
-                return obj
-            return np.array([math.nan if v is None else float(v) for v in obj], dtype=np.float64)
+    """An object column of plain numbers becomes int64 (integers only) or float64, of plain
+    booleans bool; with anything else (``None``, ``ABSENT``, strings) it stays as it is."""
+    if obj.size == 0:
+        return obj
+    types = set(map(type, obj.tolist()))
+    if types <= {bool, np.bool_}:
+        return obj.astype(bool)
+    if types <= {int, np.int64}:
+        try:
+            return obj.astype(np.int64)
+        except OverflowError:
+            return obj
+    if types <= {int, float, np.int64, np.float64}:
+        return obj.astype(np.float64)
     return obj
 
 
@@ -181,41 +465,28 @@ def as_numeric(col: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     return np.frompyfunc(conv, 1, 1)(col).astype(np.float64)
 
 
-def infer_kind(col: npt.NDArray[Any]) -> str:
-    """The kind of a column: one of :data:`KINDS`.
+def parse_text_cells(cells: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A column of CSV cells (``str``, ``None`` for empty): numbers when every cell is one,
+    as a CSV reader with types (pandas) would give them (int64, or float64 with NaN for empty
+    cells), else the strings. A CSV has no types; a server sending ``"42"`` sends a string.
 
-    Strings that all parse as numbers are ``numeric`` (CSV files); ISO dates are ``timestamp``;
-    strings with few distinct values (at most 1000 and at most half the rows) are
-    ``categorical``, other strings ``text`` (profiled by their length).
+    >>> parse_text_cells(np.array(["1", "2"], dtype=object)).dtype, parse_text_cells(np.array(["1.5", None], dtype=object)).tolist()
+    (dtype('int64'), [1.5, nan])
     """
-    k = col.dtype.kind
-    if k == "b":
-        return "boolean"
-    if k in "iuf":
-        return "numeric"
-    if k == "M":
-        return "timestamp"
-    present = col[~null_mask(col)] if col.size else col
-    if present.size == 0:
-        return "numeric"
-    sample = present[:2000]
-    if all(isinstance(v, (bool, np.bool_)) for v in sample):
-        return "boolean"
-    if all(isinstance(v, numbers.Real) for v in sample):
-        return "numeric"
-    if all(isinstance(v, (list, tuple, np.ndarray)) for v in sample):
-        return "array"
-    strs = [v for v in sample if isinstance(v, str)]
-    if len(strs) == len(sample):
-        if not np.isnan(as_numeric(np.asarray(strs, dtype=object))).any():
-            return "numeric"
-        if _looks_like_timestamps(strs[:50]):
-            return "timestamp"
-        n_unique = len(set(present.tolist())) if present.size <= 200_000 else len(set(present[:200_000].tolist()))
-        if n_unique <= MAX_CATEGORIES and n_unique <= max(1, present.size // 2):
-            return "categorical"
-        return "text"
-    return "categorical"
+    present = [v for v in cells.tolist() if v is not None]
+    if not present:
+        return cells
+    try:
+        ints = [int(v) for v in present]
+    except ValueError:
+        ints = None
+    if ints is not None and len(present) == cells.shape[0]:
+        return np.asarray(ints, dtype=np.int64)
+    try:
+        [float(v) for v in present]
+    except ValueError:
+        return cells
+    return np.array([math.nan if v is None else float(v) for v in cells.tolist()], dtype=np.float64)
 
 
 def _looks_like_timestamps(values: Sequence[str]) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from infersight._extras import needs_extra
-from infersight.stats.columns import to_columns
+from infersight.stats.columns import parse_text_cells, to_columns
 
 __all__ = ["read_table", "read_versioned_json", "write_json", "Progress", "TABLE_SUFFIXES"]
 
@@ -121,7 +121,7 @@ def _parse_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.
     for j, name in enumerate(header):
         vals = np.empty(len(rows), dtype=object)
         vals[:] = [(r[j] if j < len(r) and r[j] != "" else None) for r in rows]
-        cols[name] = vals
+        cols[name] = parse_text_cells(vals)  # typed as pandas would read it
     return cols, len(rows)
 
 

@@ -35,7 +35,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from infersight.stats.columns import ABSENT, clean_column, infer_kind, null_mask, to_columns
+from infersight.stats.columns import (
+    COUNTED_KINDS,
+    OTHER,
+    SKETCHED_KINDS,
+    clean_column,
+    column_parts,
+    infer_kind,
+    null_mask,
+    output_kind,
+    output_parts,
+    to_columns,
+)
 from infersight.stats.schema import Schema
 from infersight.stats.sketch import ExpHistogram
 
@@ -47,8 +58,7 @@ N_BINS = 200  # equal-mass bins: each holds 0.5% of the reference, the bound on 
 MAX_ATOMS = 256  # columns with at most this many distinct values are stored exactly (all atoms)
 ATOM_MIN_SHARE = 0.001  # otherwise: the heaviest (<= MAX_ATOMS) values holding >= 0.1% each
 PSI_LEVELS = tuple(np.round(np.arange(1, 10) / 10, 2))  # decile edges for PSI / Jensen–Shannon
-MAX_CATEGORIES = 10_000  # categories kept per column; the rest are counted as "__other__"
-OTHER = "__other__"
+MAX_CATEGORIES = 10_000  # categories kept per column; the rest are counted as OTHER ("__other__")
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
@@ -286,34 +296,12 @@ class FeatureProfile:
         {'false': 1, 'true': 2}
         """
         kind = kind or infer_kind(raw)
-        rows = int(raw.shape[0])
-        absent = int(np.equal(raw, ABSENT).sum()) if raw.dtype.kind == "O" else 0
-        col = clean_column(raw, kind)
-        prof = cls(name, kind, rows)
-        if kind == "numeric":
-            x = col.astype(np.float64, copy=False)
-            nan = np.isnan(x)
-            inf = np.isinf(x)
-            nulls = int(null_mask(raw).sum()) - absent if raw.dtype.kind == "O" else 0
-            prof.missing = {
-                "absent": absent,
-                "null": nulls,
-                "nan": int(nan.sum()) - nulls - absent,
-                "inf": int(inf.sum()),
-            }
-            prof.numeric = NumericSummary.from_values(x[~(nan | inf)])
+        prof = cls(name, kind, int(raw.shape[0]))
+        if kind == "timestamp":
             return prof
-        missing = null_mask(col)
-        prof.missing = {"absent": absent, "null": int(missing.sum()) - absent, "nan": 0, "inf": 0}
-        present = col[~missing]
-        if kind in ("categorical", "boolean"):
-            prof.categories = category_counts(present, kind)
-            prof.n_unique = len(prof.categories)
-        elif kind in ("text", "array"):
-            lengths = np.frompyfunc(len, 1, 1)(present).astype(np.float64) if present.size else np.zeros(0)
-            prof.numeric = NumericSummary.from_values(lengths)
-            if kind == "text":
-                prof.n_unique = int(np.unique(present.astype(str)).size) if present.size else 0
+        parts = column_parts(raw, kind)
+        prof.missing = parts.missing
+        _add_parts(prof, parts, raw)
         return prof
 
     def to_dict(self) -> dict[str, Any]:
@@ -337,6 +325,24 @@ class FeatureProfile:
             {str(k): int(v) for k, v in d["categories"].items()} if d.get("categories") is not None else None,
             d.get("n_unique"),
         )
+
+
+def _add_parts(prof: FeatureProfile, parts: Any, raw: npt.NDArray[Any]) -> None:
+    """Store a column cut by the value rule (:func:`~infersight.stats.columns.column_parts`):
+    the numbers (and text/array lengths) as a numeric summary, the labels as category counts,
+    each when the column has them or its kind is summarised that way, so a column that mixes
+    numbers and strings is stored as the SDK sends it: both."""
+    if parts.numbers.size or prof.kind in SKETCHED_KINDS:
+        prof.numeric = NumericSummary.from_values(parts.numbers)
+    if parts.labels or prof.kind in COUNTED_KINDS:
+        labels = np.empty(len(parts.labels), dtype=object)
+        labels[:] = parts.labels
+        prof.categories = category_counts(labels)
+        if prof.kind in COUNTED_KINDS:
+            prof.n_unique = len(prof.categories)
+    if prof.kind == "text":
+        texts = [v for v in raw.tolist() if isinstance(v, str)] if raw.dtype.kind == "O" else []
+        prof.n_unique = len(set(texts))
 
 
 def category_counts(values: npt.NDArray[Any], kind: str = "categorical", limit: int = MAX_CATEGORIES) -> dict[str, int]:
@@ -460,10 +466,10 @@ class Reference:
         )
         if pred_col is not None:
             name = prediction if isinstance(prediction, str) else "prediction"
-            ref.prediction = FeatureProfile.from_column(name, pred_col, _output_kind(pred_col))
+            ref.prediction = _output_column(name, pred_col)
         if target_col is not None:
             name = target if isinstance(target, str) else "target"
-            ref.target = FeatureProfile.from_column(name, target_col, _output_kind(target_col))
+            ref.target = _output_column(name, target_col)
         if (
             pred_col is not None
             and target_col is not None
@@ -562,15 +568,24 @@ def _is_columns_pair(obj: Any) -> bool:
     return isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], Mapping) and isinstance(obj[1], int)
 
 
-def _output_kind(col: npt.NDArray[Any]) -> str:
-    """Predictions and labels that are strings are classes, however few rows there are."""
-    kind = infer_kind(col)
-    return "categorical" if kind == "text" else kind
+def _output_column(name: str, col: npt.NDArray[Any]) -> FeatureProfile:
+    """Profile a prediction or target column by the SDK's rule for outputs (class labels:
+    strings, booleans, integers; values: floats)."""
+    prof = FeatureProfile(name, output_kind(col), int(col.shape[0]))
+    parts = output_parts(col)
+    prof.missing = parts.missing
+    _add_parts(prof, parts, col)
+    return prof
 
 
 def _labels(col: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Class labels as the SDK records them (booleans ``"true"``/``"false"``)."""
     if col.dtype.kind == "b":
         return np.where(col, "true", "false")
+    if col.dtype.kind == "O":
+        return np.array(
+            [("true" if v else "false") if isinstance(v, (bool, np.bool_)) else str(v) for v in col.tolist()], dtype=str
+        )
     return col.astype(str)
 
 

@@ -614,7 +614,21 @@ class Schema:
         arr = col if isinstance(col, np.ndarray) else _as_object_array(col)
         if arr.ndim == 0:
             arr = arr.reshape(1)
+        absent = np.equal(arr, ABSENT) if arr.dtype.kind == "O" and arr.ndim == 1 else None
+        if absent is not None and absent.any():
+            # A key missing from a record is about presence: it breaks ``required`` or nothing,
+            # never ``nullable`` or ``type`` (the one feature model's ``absent``).
+            if fs.required:
+                idx = int(np.argmax(absent))
+                count = int(absent.sum())
+                report.violations.append(self._violation(fs, "required", count, None, idx, n_rows, mismatch))
+        else:
+            absent = None
         for rule, mask in fs.check_column(arr).items():
+            if absent is not None:
+                mask = mask & ~absent
+                if not mask.any():
+                    continue
             idx = int(np.argmax(mask))
             report.violations.append(self._violation(fs, rule, int(mask.sum()), arr[idx], idx, n_rows, mismatch))
 

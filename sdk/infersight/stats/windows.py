@@ -44,7 +44,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from infersight.stats.columns import ABSENT, clean_column, infer_kind, null_mask, to_columns
+from infersight.stats.columns import (
+    COUNTED_KINDS,
+    MISSING_KINDS,
+    SKETCHED_KINDS,
+    clean_column,
+    column_parts,
+    infer_kind,
+    to_columns,
+)
 from infersight.stats.reference import FeatureProfile, category_counts
 from infersight.stats.sketch import ExpHistogram
 
@@ -185,25 +193,18 @@ class FeatureWindow:
 
     @classmethod
     def from_column(cls, raw: npt.NDArray[Any], kind: str, keep_values: bool = False) -> FeatureWindow:
-        rows = int(raw.shape[0])
-        absent = int(np.equal(raw, ABSENT).sum()) if raw.dtype.kind == "O" else 0
-        col = clean_column(raw, kind)
-        if kind == "numeric":
-            x = col.astype(np.float64, copy=False)
-            nan, inf = np.isnan(x), np.isinf(x)
-            nulls = int(null_mask(raw).sum()) - absent if raw.dtype.kind == "O" else 0
-            finite = x[~(nan | inf)]
-            missing = {"absent": absent, "null": nulls, "nan": int(nan.sum()) - nulls - absent, "inf": int(inf.sum())}
-            return cls(kind, rows, missing, ExpHistogram.from_values(finite), None, finite if keep_values else None)
-        miss = null_mask(col)
-        missing = {"absent": absent, "null": int(miss.sum()) - absent, "nan": 0, "inf": 0}
-        present = col[~miss]
-        if kind in ("categorical", "boolean"):
-            return cls(kind, rows, missing, None, category_counts(present, kind, limit=10**9))
-        if kind in ("text", "array"):
-            lengths = np.frompyfunc(len, 1, 1)(present).astype(np.float64) if present.size else np.zeros(0)
-            return cls(kind, rows, missing, ExpHistogram.from_values(lengths), None, lengths if keep_values else None)
-        return cls(kind, rows, missing)
+        # Cut by the value rule of the one feature model, as the profile and the SDK cut it.
+        if kind == "timestamp":  # kept for presence only, as in the profile
+            return cls(kind, int(raw.shape[0]), dict.fromkeys(MISSING_KINDS, 0))
+        parts = column_parts(raw, kind)
+        sketched = kind in SKETCHED_KINDS or parts.numbers.size > 0
+        counted = kind in COUNTED_KINDS or len(parts.labels) > 0
+        sketch = ExpHistogram.from_values(parts.numbers) if sketched else None
+        labels = np.empty(len(parts.labels), dtype=object)
+        labels[:] = parts.labels
+        categories = category_counts(labels, limit=10**9) if counted else None
+        values = parts.numbers if keep_values and sketched else None
+        return cls(kind, int(raw.shape[0]), parts.missing, sketch, categories, values)
 
     def merge(self, other: FeatureWindow) -> FeatureWindow:
         sketch = None
