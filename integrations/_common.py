@@ -177,7 +177,7 @@ def resolve_options(
 def fault(reason: str) -> None:
     """Count and log-once a middleware fault (``ml.telemetry.dropped{ml.telemetry.reason}``)."""
     try:
-        from infersight._runtime import get_runtime
+        from infersight._state import get_runtime
 
         get_runtime().fault("http_" + reason)
     except Exception:  # noqa: BLE001 - fault reporting itself must never raise
@@ -667,7 +667,7 @@ class Exchange:
         duration_histogram(self.rt).record(duration, key, metric_attributes(key), span.get_span_context())
 
     def _log_bodies(self, status: int | None) -> None:
-        from infersight._api import log_pipeline
+        from infersight._state import log_pipeline
 
         fields: dict[str, Any] = {
             "ml.request.id": self.request_id,

@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from infersight._runtime import arm_signals, current_runtime, get_runtime
+from infersight._state import arm_signals, current_runtime, get_runtime
 from infersight._stop import STOP_FLUSH_SECONDS, flush_within
 from infersight.integrations._common import (
     PROPAGATION,

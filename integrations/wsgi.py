@@ -27,7 +27,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
-from infersight._runtime import arm_signals, get_runtime
+from infersight._state import arm_signals, get_runtime
 from infersight.integrations._common import (
     PROPAGATION,
     Exchange,

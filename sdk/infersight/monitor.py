@@ -28,7 +28,8 @@ import wrapt
 from opentelemetry.trace import Status, StatusCode
 
 from infersight import request_context as rc
-from infersight._runtime import Runtime, get_runtime
+from infersight._runtime import Runtime
+from infersight._state import get_runtime
 from infersight.payload import NO_DEFAULT, Normalized, normalize_inputs, normalize_outputs
 from infersight.stats.schema import SchemaViolation
 
