@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from infersight.integrations._common import fault
+from infersight.integrations._exchange import fault
 from infersight.integrations.wsgi import EXCEPTION_KEY, ROUTE_KEY, WSGIApp
 from infersight.integrations.wsgi import InferSightMiddleware as _WSGIMiddleware
 
