@@ -341,9 +341,9 @@ class Runtime:
         self.exports_deltas = False
         # Spans and log records the SDK's batch processors export: a failed batch is counted
         # here (the metric reader and infersight's span processor count their own).
-        self.span_switch = _Switch(None, lambda: self.export_failed("span_export_failed", self.span_switch))
+        self.span_switch: _Switch = _Switch(None, lambda: self.export_failed("span_export_failed", self.span_switch))
         self.metric_switch = _Switch(None)
-        self.log_switch = _Switch(None, lambda: self.export_failed("log_export_failed", self.log_switch))
+        self.log_switch: _Switch = _Switch(None, lambda: self.export_failed("log_export_failed", self.log_switch))
         self.reader: _StatsReader | None = None
         self.sampler = _RatioSampler(settings.sample_ratio)
         self.pipeline: Any = None  # infersight.logs.LogPipeline, set by configure()

@@ -46,10 +46,10 @@ def configure(options: Mapping[str, Any], exporters: Sequence[Any] | None = None
         rt = _runtime
         if rt is None:
             rt = Runtime(settings)
-            rt.apply(settings, ex)  # type: ignore[arg-type]
+            rt.apply(settings, ex)
             _runtime = rt
         else:
-            rt.apply(settings, ex)  # type: ignore[arg-type]
+            rt.apply(settings, ex)
         if settings.flush_on_signal:
             _stop.watch_signals(current_runtime)
         else:
