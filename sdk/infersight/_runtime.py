@@ -346,7 +346,7 @@ class Runtime:
         self.log_switch: _Switch = _Switch(None, lambda: self.export_failed("log_export_failed", self.log_switch))
         self.reader: _StatsReader | None = None
         self.sampler = _RatioSampler(settings.sample_ratio)
-        self.pipeline: Any = None  # infersight.logs.LogPipeline, set by configure()
+        self.pipeline: Any = None  # infersight.logs.LogPipeline, set by infersight._state.configure()
         self.resource = _build_resource(settings)
         self._install()
         self._model_ages: dict[tuple[str, str], float] = {}
