@@ -22,19 +22,13 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from infersight._runtime import arm_signals, current_runtime, get_runtime
+from infersight._state import arm_signals, current_runtime, get_runtime
 from infersight._stop import STOP_FLUSH_SECONDS, flush_within
-from infersight.integrations._common import (
-    PROPAGATION,
-    Exchange,
-    RequestInfo,
-    is_json,
-    resolve_options,
-    server_address_port,
-    suppressed_context,
-    w3c_parent,
-)
-from infersight.integrations._common import fault as _fault
+from infersight.integrations._exchange import Exchange
+from infersight.integrations._exchange import fault as _fault
+from infersight.integrations._options import resolve_options
+from infersight.integrations._propagation import PROPAGATION, suppressed_context, w3c_parent
+from infersight.integrations._request import RequestInfo, is_json, server_address_port
 
 __all__ = ["InferSightMiddleware", "ASGIApp", "Scope", "Receive", "Send"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from infersight.integrations._common import fault
+from infersight.integrations._exchange import fault
 from infersight.integrations.wsgi import EXCEPTION_KEY, ROUTE_KEY, WSGIApp
 from infersight.integrations.wsgi import InferSightMiddleware as _WSGIMiddleware
 
@@ -34,11 +34,12 @@ class InferSightMiddleware(_WSGIMiddleware):
     route_of = staticmethod(lambda environ: _route_template(environ.get("werkzeug.request")))
 
     def __init__(self, app: WSGIApp, **options: Any) -> None:
-        flask_app = getattr(app, "__self__", app)  # app.wsgi_app is a bound method of the Flask app
+        flask_app: Any = getattr(app, "__self__", app)  # app.wsgi_app is a bound method of the Flask app
         if _is_flask(flask_app):
             _install_hooks(flask_app)
+            inner: WSGIApp = flask_app.wsgi_app  # read before ``is`` narrows flask_app to a WSGIApp
             if app is flask_app:
-                app = flask_app.wsgi_app
+                app = inner
         super().__init__(app, **options)
 
 

@@ -27,18 +27,12 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
-from infersight._runtime import arm_signals, get_runtime
-from infersight.integrations._common import (
-    PROPAGATION,
-    Exchange,
-    RequestInfo,
-    is_json,
-    resolve_options,
-    server_address_port,
-    suppressed_context,
-    w3c_parent,
-)
-from infersight.integrations._common import fault as _fault
+from infersight._state import arm_signals, get_runtime
+from infersight.integrations._exchange import Exchange
+from infersight.integrations._exchange import fault as _fault
+from infersight.integrations._options import resolve_options
+from infersight.integrations._propagation import PROPAGATION, suppressed_context, w3c_parent
+from infersight.integrations._request import RequestInfo, is_json, server_address_port
 
 __all__ = ["InferSightMiddleware", "WSGIApp", "ROUTE_KEY", "EXCEPTION_KEY"]
 

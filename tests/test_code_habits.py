@@ -1,8 +1,10 @@
 """The habits that keep the code readable run with the tests: ruff's lint rules and its
-formatter over every Python file of the project (configured in pyproject.toml)."""
+formatter over every Python file of the project, and mypy over the package (strict on the
+public modules), all configured in pyproject.toml."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -31,3 +33,13 @@ def test_ruff_lint_is_clean() -> None:
 def test_ruff_format_is_clean() -> None:
     run = _ruff("format", "--no-cache", "--check")
     assert run.returncode == 0, f"files not formatted (run `ruff format`):\n{run.stdout}{run.stderr}"
+
+
+def test_mypy_is_clean() -> None:
+    # scripts/typecheck.py checks the package under its installed module names (see its doc).
+    if importlib.util.find_spec("mypy") is None:
+        pytest.fail("mypy is not installed: it comes with the dev extra (./scripts/setup.sh --tests)", pytrace=False)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "typecheck.py")], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert run.returncode == 0, f"mypy found problems (python scripts/typecheck.py):\n{run.stdout}{run.stderr}"

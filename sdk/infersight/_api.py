@@ -1,20 +1,18 @@
-"""The package-level functions: configure, flush, shutdown, record_feedback."""
+"""The package-level functions: configure, flush, shutdown, record_feedback.
+
+They hold no state of their own: the configured runtime and its log pipeline live in
+:mod:`infersight._state`, which these functions call down into.
+"""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-from infersight import _runtime
-from infersight.config import resolve_settings
-from infersight.logs import LogPipeline
+from infersight import _state
 from infersight.request_context import last_call_identity
 
-__all__ = ["configure", "flush", "shutdown", "record_feedback", "log_pipeline"]
-
-_pipeline: LogPipeline | None = None
-_lock = threading.Lock()
+__all__ = ["configure", "flush", "shutdown", "record_feedback"]
 
 
 def configure(
@@ -33,30 +31,10 @@ def configure(
 
     >>> configure(service_name="fraud-api", model="fraud", version="7", exporter="none")
     """
-    global _pipeline
-    settings = resolve_settings(options)
     exporters = None
     if span_exporter is not None or metric_exporter is not None or log_exporter is not None:
         exporters = (span_exporter, metric_exporter, log_exporter)
-    with _lock:
-        rt = _runtime.configure_runtime(settings, exporters)
-        _pipeline = LogPipeline(
-            redact=settings.redact,
-            max_payload_bytes=settings.max_payload_bytes,
-            output=settings.log_output,
-            otel_logger=rt.otel_logger,
-        )
-        rt.pipeline = _pipeline
-        if settings.model and settings.trained_at is not None:
-            rt.note_model(settings.model, settings.version or "unknown", settings.trained_at.timestamp())
-
-
-def log_pipeline() -> LogPipeline:
-    """The current structured-log pipeline (configures with defaults on first use)."""
-    if _pipeline is None:
-        configure()
-    assert _pipeline is not None
-    return _pipeline
+    _state.configure(options, exporters)
 
 
 def flush(timeout_millis: int = 30_000) -> bool:
@@ -65,13 +43,13 @@ def flush(timeout_millis: int = 30_000) -> bool:
     >>> flush()
     True
     """
-    rt = _runtime.current_runtime()
+    rt = _state.current_runtime()
     return True if rt is None else rt.flush(timeout_millis)
 
 
 def shutdown() -> None:
     """Flush and stop exporting. Also runs at interpreter exit."""
-    rt = _runtime.current_runtime()
+    rt = _state.current_runtime()
     if rt is not None:
         rt.flush()
         rt.shutdown()
@@ -95,8 +73,8 @@ def record_feedback(
     >>> record_feedback("01J9Z3V4N8Q2", 1, model="churn")
     """
     try:
-        rt = _runtime.get_runtime()
-        pipeline = log_pipeline()
+        rt = _state.get_runtime()
+        pipeline = _state.log_pipeline()
         if not isinstance(request_id, str) or not request_id:
             rt.fault(
                 "feedback_without_request_id",
@@ -122,7 +100,7 @@ def record_feedback(
         pipeline.event("ml.feedback", fields)
     except Exception:  # noqa: BLE001 - feedback must never break the caller's job
         try:
-            _runtime.get_runtime().fault("feedback")
+            _state.get_runtime().fault("feedback")
         except Exception:  # noqa: BLE001
             pass
 

@@ -158,10 +158,12 @@ class _Reporting:
     reports_health = True
     _failure: Any = None
 
-    def export(self, data: Any, *args: Any, **kwargs: Any) -> Any:
+    # ``*args, **kwargs`` alone: the one override that fits the span, metric and log
+    # exporters' ``export``, whose parameters differ.
+    def export(self, *args: Any, **kwargs: Any) -> Any:
         return _reported(
             self,
-            lambda: super(_Reporting, self).export(data, *args, **kwargs),  # type: ignore[misc]
+            lambda: super(_Reporting, self).export(*args, **kwargs),  # type: ignore[misc]
             self._failure,
         )
 

@@ -10,11 +10,13 @@ Two things are ours:
 * Exporters sit behind :class:`_Switch`, so ``configure()`` twice swaps them cleanly: the old
   one is flushed and shut down, no duplicate exporters, no restart of the providers (which the
   OTel API forbids once they are global).
+
+This module builds and runs one :class:`Runtime`; it holds no globals. Which runtime the process
+uses, and the exit, fork and signal hooks that call it, live in :mod:`infersight._state`.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import socket
@@ -53,13 +55,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from infersight import _stop
 from infersight._histogram import DeltaHistogram
 from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.config import Settings
 from infersight.feature_stats import FeatureStats
 
-__all__ = ["Runtime", "get_runtime", "configure_runtime", "current_runtime", "arm_signals"]
+__all__ = ["Runtime", "build_exporters"]
 
 _log = logging.getLogger("infersight")
 SCOPE = "infersight"
@@ -340,12 +341,12 @@ class Runtime:
         self.exports_deltas = False
         # Spans and log records the SDK's batch processors export: a failed batch is counted
         # here (the metric reader and infersight's span processor count their own).
-        self.span_switch = _Switch(None, lambda: self.export_failed("span_export_failed", self.span_switch))
+        self.span_switch: _Switch = _Switch(None, lambda: self.export_failed("span_export_failed", self.span_switch))
         self.metric_switch = _Switch(None)
-        self.log_switch = _Switch(None, lambda: self.export_failed("log_export_failed", self.log_switch))
+        self.log_switch: _Switch = _Switch(None, lambda: self.export_failed("log_export_failed", self.log_switch))
         self.reader: _StatsReader | None = None
         self.sampler = _RatioSampler(settings.sample_ratio)
-        self.pipeline: Any = None  # infersight.logs.LogPipeline, set by configure()
+        self.pipeline: Any = None  # infersight.logs.LogPipeline, set by infersight._state.configure()
         self.resource = _build_resource(settings)
         self._install()
         self._model_ages: dict[tuple[str, str], float] = {}
@@ -664,83 +665,3 @@ class Runtime:
                 _quietly(provider.shutdown)
             else:
                 _quietly(provider.force_flush)
-
-
-_runtime: Runtime | None = None
-_runtime_lock = threading.Lock()
-
-
-def current_runtime() -> Runtime | None:
-    return _runtime
-
-
-def get_runtime() -> Runtime:
-    """The configured runtime; configures with defaults (env, OTLP to localhost) on first use."""
-    rt = _runtime
-    if rt is not None and rt.pipeline is not None:
-        if _stop._pending:  # configured off the main thread: install the signal flush from here if we can
-            _stop.watch_signals(current_runtime)
-        return rt
-    from infersight import _api
-
-    _api.configure()
-    assert _runtime is not None
-    return _runtime
-
-
-def configure_runtime(settings: Settings, exporters: Sequence[Any] | None) -> Runtime:
-    global _runtime
-    with _runtime_lock:
-        ex = tuple(exporters) if exporters is not None else build_exporters(settings)
-        if _runtime is None:
-            rt = Runtime(settings)
-            rt.apply(settings, ex)  # type: ignore[arg-type]
-            _runtime = rt
-        else:
-            _runtime.apply(settings, ex)  # type: ignore[arg-type]
-        if settings.flush_on_signal:
-            _stop.watch_signals(current_runtime)
-        else:
-            _stop.unwatch_signals()
-        return _runtime
-
-
-def arm_signals() -> None:
-    """Install the flush on SIGTERM/SIGINT now, before any configure() (the middlewares call it
-    while the app is built, on the main thread): a process whose first monitored call configures
-    infersight from a server's worker thread could not install it later. Honours
-    ``INFERSIGHT_FLUSH_ON_SIGNAL``; configure() has the last word."""
-    try:
-        rt = _runtime
-        if rt is not None:
-            wanted = rt.settings.flush_on_signal
-        else:
-            from infersight.config import _parse_bool
-
-            wanted = _parse_bool("INFERSIGHT_FLUSH_ON_SIGNAL", os.environ.get("INFERSIGHT_FLUSH_ON_SIGNAL") or "true")
-        if wanted:
-            _stop.watch_signals(current_runtime)
-    except Exception:  # noqa: BLE001 - a malformed variable is reported by configure() instead
-        pass
-
-
-def _at_exit() -> None:
-    # Bounded like every stop flush: an unreachable collector must not hold the exit for the
-    # exporters' own timeouts and retries (see infersight._stop).
-    if _runtime is not None:
-        _stop.flush_within(_runtime, _stop.STOP_FLUSH_SECONDS, what="shutdown")
-
-
-def _before_fork() -> None:
-    if _runtime is not None:
-        _runtime.before_fork()
-
-
-def _after_fork_child() -> None:
-    if _runtime is not None:
-        _runtime.after_fork_in_child()
-
-
-atexit.register(_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_child)

@@ -4,7 +4,7 @@ A process stops in one of three ways, and each gets the same bounded flush
 (:func:`flush_within`, one shared budget of ``STOP_FLUSH_SECONDS`` per process):
 
 * a normal interpreter exit (scripts, gunicorn workers, waitress after Ctrl-C, werkzeug's
-  reloader): ``atexit`` (in :mod:`infersight._runtime`);
+  reloader): ``atexit`` (in :mod:`infersight._state`);
 * an ASGI server's lifespan shutdown: :mod:`infersight.integrations.asgi`;
 * a signal whose disposition ends the process without ``atexit``: SIGTERM's default action
   (``werkzeug.serving.run_simple``, ``flask run``, waitress) or a server that re-raises the signal

@@ -17,7 +17,7 @@ import datetime as _dt
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["Settings", "resolve_settings", "ConfigError", "OPTIONS"]
 
@@ -78,7 +78,10 @@ def _parse_bool(name: str, raw: Any) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
 
 
-def _convert(convert: Callable[[Any], Any], name: str, raw: Any, what: str) -> Any:
+_T = TypeVar("_T")
+
+
+def _convert(convert: Callable[[Any], _T], name: str, raw: Any, what: str) -> _T:
     """``convert(raw)``, or a ConfigError naming the option, the value and what to write."""
     try:
         return convert(raw)

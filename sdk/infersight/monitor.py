@@ -28,7 +28,8 @@ import wrapt
 from opentelemetry.trace import Status, StatusCode
 
 from infersight import request_context as rc
-from infersight._runtime import Runtime, get_runtime
+from infersight._runtime import Runtime
+from infersight._state import get_runtime
 from infersight.payload import NO_DEFAULT, Normalized, normalize_inputs, normalize_outputs
 from infersight.stats.schema import SchemaViolation
 
@@ -335,7 +336,8 @@ class _Call:
                 if value is not None and value - value == 0.0 and opts.default_output is NO_DEFAULT:
                     # The common case (one row in, one finite number out, as a float or as the
                     # one-element array model.predict returns): one lock, three appends.
-                    rt.stats.record_simple(model_key, norm.row, value, elapsed)
+                    # (value is only a number when norm.row is not None: no second test here)
+                    rt.stats.record_simple(model_key, norm.row, value, elapsed)  # type: ignore[arg-type]
                     call_recorded = True
                 else:
                     # rows of a list are redacted as they are buffered (checked once per set of names)

@@ -69,7 +69,7 @@ class InMemoryTelemetry:
     def __init__(self) -> None:
         self.spans = InMemorySpanExporter()
         self.metrics = InMemoryMetricExporter()
-        self.logs = InMemoryLogRecordExporter()
+        self.logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # unannotated in the SDK
 
     @classmethod
     def install(cls, **options: Any) -> InMemoryTelemetry:

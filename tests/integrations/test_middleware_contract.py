@@ -18,7 +18,7 @@ from opentelemetry.trace import StatusCode
 
 import infersight
 from infersight.config import ConfigError
-from infersight.integrations import _common
+from infersight.integrations import _exchange, _options
 from infersight.integrations import asgi as asgi_module
 from infersight.integrations.asgi import InferSightMiddleware as ASGIMiddleware
 from infersight.integrations.wsgi import InferSightMiddleware as WSGIMiddleware
@@ -47,7 +47,7 @@ def asgi_get(app: Any, path: str = "/", **kw: Any) -> httpx.Response:
 
 def test_a_fault_in_the_middleware_never_changes_the_response(spans: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     faults: list[str] = []
-    monkeypatch.setattr(_common, "fault", lambda reason: faults.append(reason))
+    monkeypatch.setattr(_exchange, "fault", lambda reason: faults.append(reason))
 
     def broken(*a: Any, **k: Any) -> None:
         raise RuntimeError("telemetry bug")
@@ -57,7 +57,7 @@ def test_a_fault_in_the_middleware_never_changes_the_response(spans: Any, monkey
 
     monkeypatch.setattr(asgi_mod, "_fault", lambda reason: faults.append(reason))
     monkeypatch.setattr(wsgi_mod, "_fault", lambda reason: faults.append(reason))
-    monkeypatch.setattr(_common.Exchange, "finish", broken)
+    monkeypatch.setattr(_exchange.Exchange, "finish", broken)
     monkeypatch.setattr(asgi_mod, "_with_request_id", broken)
     r = asgi_get(ASGIMiddleware(ok_app))
     assert r.status_code == 200 and r.json() == {"ok": True}
@@ -69,7 +69,7 @@ def test_a_fault_in_the_middleware_never_changes_the_response(spans: Any, monkey
 
     from werkzeug.test import Client
 
-    monkeypatch.setattr(_common.Exchange, "begin", broken)
+    monkeypatch.setattr(_exchange.Exchange, "begin", broken)
     resp = Client(WSGIMiddleware(wsgi_app)).get("/")
     assert resp.status_code == 200 and resp.data == b"fine"
     assert "wsgi_begin" in faults
@@ -316,7 +316,7 @@ def test_the_shutdown_reply_is_not_held_past_its_bound_by_a_hung_export(monkeypa
 
 
 def test_options_from_arguments_and_environment() -> None:
-    opts = _common.resolve_options(
+    opts = _options.resolve_options(
         "flask",
         env={
             "INFERSIGHT_REQUEST_ID_HEADER": "X-Correlation-ID",
@@ -329,12 +329,12 @@ def test_options_from_arguments_and_environment() -> None:
     assert opts.request_id_header == "X-Correlation-ID" and opts.wsgi_key == "HTTP_X_CORRELATION_ID"
     assert opts.is_excluded("/ready") and not opts.is_excluded("/metrics")  # the specific variable wins
     assert opts.capture_bodies and opts.max_body_bytes == 100
-    explicit = _common.resolve_options("flask", excluded_urls=["/a", "/b"], env={"INFERSIGHT_EXCLUDED_URLS": "/c"})
+    explicit = _options.resolve_options("flask", excluded_urls=["/a", "/b"], env={"INFERSIGHT_EXCLUDED_URLS": "/c"})
     assert explicit.is_excluded("/b/1") and not explicit.is_excluded("/c")
     with pytest.raises(ConfigError, match="request_id_header='X Bad'"):
-        _common.resolve_options("asgi", request_id_header="X Bad", env={})
+        _options.resolve_options("asgi", request_id_header="X Bad", env={})
     with pytest.raises(ConfigError, match="INFERSIGHT_EXCLUDED_URLS"):
-        _common.resolve_options("asgi", env={"INFERSIGHT_EXCLUDED_URLS": "(unclosed"})
+        _options.resolve_options("asgi", env={"INFERSIGHT_EXCLUDED_URLS": "(unclosed"})
 
 
 def test_body_capture_logs_redacted_json_and_the_app_reads_the_whole_body() -> None:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from infersight.integrations._common import PROPAGATION, w3c_parent
+from infersight.integrations._propagation import PROPAGATION, w3c_parent
 from infersight.integrations.asgi import InferSightMiddleware as AsgiMiddleware
 from infersight.integrations.wsgi import InferSightMiddleware as WsgiMiddleware
 

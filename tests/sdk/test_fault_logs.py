@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from infersight import _runtime
+from infersight import _state
 from support.otlp_sink import OtlpSink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def _formatted(records: list[logging.LogRecord]) -> str:
 def test_a_fault_noticed_outside_an_exception_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
     """A fault found by looking (a failed export's result), not by catching, logs its one line
     and nothing after it; one caught in an ``except`` still carries its traceback."""
-    rt = _runtime.get_runtime()
+    rt = _state.get_runtime()
     with caplog.at_level(logging.WARNING, logger="infersight"):
         rt.fault("fault_logs_noticed")
         try:

@@ -234,7 +234,7 @@ def test_monitor_and_application_spans_nest_on_the_wire(protocol, model_name):
     with OtlpSink() as sink:
         endpoint = sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
         infersight.configure(endpoint=endpoint, protocol=protocol, service_name="spans-wire", log_output="none")
-        from infersight._runtime import get_runtime
+        from infersight._state import get_runtime
 
         rt = get_runtime()
         probe = rt.span_tracer.start_span("probe")

@@ -39,7 +39,11 @@ class SubcommandParser(argparse.ArgumentParser):
     needs the usage of the command they typed.
     """
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
+    # One signature for typeshed's overloads (the namespace's type passes through): what
+    # argparse itself does at run time.
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
         ns, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
