@@ -85,7 +85,10 @@ class SketchColumns:
     def concat(parts: Sequence[SketchColumns], attr_index: Sequence[I64]) -> SketchColumns:
         """All points of ``parts`` in one set of columns, with ``attr_index`` given anew per
         part (the caller's own numbering, e.g. series ids); names and attributes are dropped."""
-        cols = {f: np.concatenate([getattr(p, f) for p in parts]) for f in _POINT_FIELDS if f != "attr_index"}
+        # Any: the point fields are arrays, but mypy cannot tell them from the list fields by name.
+        cols: dict[str, Any] = {
+            f: np.concatenate([getattr(p, f) for p in parts]) for f in _POINT_FIELDS if f != "attr_index"
+        }
         return SketchColumns(
             "", {}, [], [], np.concatenate(attr_index), counts=np.concatenate([p.counts for p in parts]), **cols
         )

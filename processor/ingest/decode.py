@@ -384,7 +384,7 @@ def _exp_columns(
     if buckets is None:
         return slow + fast
     floats = [np.array(c, np.float64) for c in columns[6:]]
-    ai, start, time, scale, count, zero = ints
+    attr_index, start, time, scale, count, zero = ints
     offsets, lens, counts = buckets
     poff, noff, plen, nlen = offsets[0::2], offsets[1::2], lens[0::2], lens[1::2]
     cols = SketchColumns(
@@ -392,7 +392,7 @@ def _exp_columns(
         resource,
         attrs,
         keys,
-        ai,
+        attr_index,
         start,
         time,
         scale,

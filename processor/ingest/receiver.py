@@ -369,10 +369,10 @@ def make_http_app(receiver: Receiver, *, max_body_bytes: int, retry_after: int =
         if not done:
             receiver.count(signal, "http", "unavailable")
             return _error(503, "the store did not confirm the write in time; retry", reply_type, retry_after)
-        exc = wrapped.exception()
-        if exc is not None:
+        failure = wrapped.exception()
+        if failure is not None:
             receiver.count(signal, "http", "unavailable")
-            return _error(503, f"the store failed: {exc}; retry", reply_type, retry_after)
+            return _error(503, f"the store failed: {failure}; retry", reply_type, retry_after)
         outcome = wrapped.result()
         receiver.count(signal, "http", "partial" if outcome.rejected else "ok")
         resp = receiver.response(signal, outcome)

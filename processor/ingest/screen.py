@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,12 @@ def screen(signal: str, decoded: Decoded) -> Decoded:
     request that carried them is told (OTLP partial success). Unknown names pass: they are
     ignored and counted later, not rejected.
     """
-    check = {"metrics": metric_problem, "traces": _no_problem, "logs": log_problem}[signal]
+    checks: dict[str, Callable[[Any], str | None]] = {
+        "metrics": metric_problem,
+        "traces": _no_problem,
+        "logs": log_problem,
+    }
+    check = checks[signal]
     keep = []
     for p in decoded.points:
         why = check(p)

@@ -345,13 +345,13 @@ class SqlStorage(Storage):
                 (ttl_ns,),
             )
             out["orphan_feedback"] = max(cur.rowcount, 0)
-            old = int((now - prediction_retention) * 1e9)
+            prediction_cutoff_ns = int((now - prediction_retention) * 1e9)
             cur.execute(
                 "DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM predictions "
                 "WHERE predictions.model = feedback.model AND time_ns < ?)",
-                (old,),
+                (prediction_cutoff_ns,),
             )
-            cur.execute("DELETE FROM predictions WHERE time_ns < ?", (old,))
+            cur.execute("DELETE FROM predictions WHERE time_ns < ?", (prediction_cutoff_ns,))
             out["predictions"] = max(cur.rowcount, 0)
             cur.execute("DELETE FROM ingested WHERE at < ?", (int(now - dedup_ttl),))
             cur.execute("DELETE FROM streams WHERE at < ?", (int(now - max(prediction_retention, 86400)),))

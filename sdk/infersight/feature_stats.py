@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -531,10 +531,10 @@ class FeatureStats:
             if keys and set(map(type, chain.from_iterable(table))) <= _NUMBERS:
                 # The common group, numbers only: one conversion of the whole table, no
                 # transposing in Python (about half the cost of the column-by-column path).
-                names = [k if type(k) is str else str(k) for k in keys]
+                str_names = [k if type(k) is str else str(k) for k in keys]
                 step = max(1, _CONVERT_VALUES // len(keys))  # bounded temporaries (see _CONVERT_VALUES)
                 for at in range(0, len(table), step):
-                    self._record_numeric(st, model, names, np.array(table[at : at + step], dtype=np.float64).T)
+                    self._record_numeric(st, model, str_names, np.array(table[at : at + step], dtype=np.float64).T)
                 continue
             columns = list(zip(*table)) if table and keys else []
             float_names: list[str] = []
@@ -606,7 +606,7 @@ class FeatureStats:
             self._record_column(st, model, names[j], np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
 
     def _record_numeric(
-        self, st: _State, model: ModelKey, names: list[str], feature_major: npt.NDArray[np.float64]
+        self, st: _State, model: ModelKey, names: Sequence[str], feature_major: npt.NDArray[np.float64]
     ) -> None:
         """Sketch numeric columns given one per row, and count their NaN and Inf values."""
         m, v = model

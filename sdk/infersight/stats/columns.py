@@ -434,7 +434,7 @@ def null_mask(col: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
         # ``v != v`` is True only for NaN; arrays inside cells make it ambiguous, hence the fallback.
         try:
             with np.errstate(invalid="ignore"):
-                out = np.equal(col, None) | np.equal(col, ABSENT) | np.asarray(col != col, dtype=bool)
+                out = np.asarray((col == None) | (col == ABSENT) | (col != col), dtype=bool)  # noqa: E711
             if out.shape == col.shape:
                 return out
         except (ValueError, TypeError):

@@ -248,7 +248,7 @@ class FeatureSchema:
             x = col.astype(np.float64)
         elif k == "O":
             conv = np.frompyfunc(_num_or_none, 1, 1)(col)
-            type_bad = np.equal(conv, None).astype(bool)
+            type_bad = np.asarray(conv == None, dtype=bool)  # noqa: E711 - elementwise on an object array
             x = np.where(type_bad, 0.0, conv).astype(np.float64)
         else:  # strings, dates, anything else: all wrong
             return {"type": np.ones(col.shape[0], bool)}
