@@ -121,8 +121,9 @@ class NumericSummary:
         and the sketch all read the one sorted array (the sketch by binary search,
         :meth:`ExpHistogram.from_sorted`), the same figures :meth:`from_values` always gave.
 
-        >>> NumericSummary.from_sorted(np.array([1.0, 1.0, 4.0])).edges.tolist()
-        [1.0, 2.0, 2.5, 3.4, 4.0]
+        >>> s = NumericSummary.from_sorted(np.array([1.0, 1.0, 4.0]))
+        >>> s.cum[0], s.below[0], s.quantiles["p50"]  # the atom at 1.0 holds two values
+        (np.int64(2), np.int64(0), 1.0)
         """
         n = int(xs.size)
         if n == 0:

@@ -148,8 +148,8 @@ def _scale_changes(
 
 def _sorted_counts(
     mags: npt.NDArray[np.float64], lo: int, hi: int, scale: int, change: int, sign: float = 1.0
-) -> npt.NDArray[np.int64]:
-    """Counts per bucket ``lo..hi`` (at ``scale - change``) of ascending magnitudes
+) -> tuple[int, npt.NDArray[np.int64]]:
+    """First bucket and counts per bucket ``lo..hi`` (at ``scale - change``) of ascending magnitudes
     ``sign * mags`` (``sign=-1`` reads negative values without copying them); the counts
     :func:`_indices_at_scale` gives when it maps every value.
 
@@ -197,9 +197,10 @@ def _sorted_counts(
             else:
                 counts += np.bincount(idx, minlength=hi - lo + 1)
         if ok:
-            return counts
-    idx = (_indices_at_scale(np.abs(np.asarray(mags, np.float64)), scale) >> change) - lo
-    return np.bincount(idx, minlength=hi - lo + 1).astype(np.int64)
+            return lo, counts
+    idx = _indices_at_scale(np.abs(np.asarray(mags, np.float64)), scale) >> change
+    first_used = min(lo, int(idx.min()))  # rounding can put a value below the smallest's bucket
+    return first_used, np.bincount(idx - first_used, minlength=hi - first_used + 1).astype(np.int64)
 
 
 def _scale_change(low: int, high: int, max_size: int) -> int:
@@ -530,12 +531,10 @@ class ExpHistogram:
         ).reshape(4, 1)
         change = int(_scale_changes(ends, np.array([has_pos]), np.array([has_neg]), max_size, max_scale)[0])
         e = (ends[:, 0] >> change).tolist()
-        positive = (
-            Buckets(e[0], _sorted_counts(xs[pos_start:], e[0], e[1], max_scale, change)) if has_pos else Buckets()
-        )
+        positive = Buckets(*_sorted_counts(xs[pos_start:], e[0], e[1], max_scale, change)) if has_pos else Buckets()
         # negative magnitudes ascend from the value nearest zero down to the smallest
         negative = (
-            Buckets(e[2], _sorted_counts(xs[neg_end - 1 :: -1], e[2], e[3], max_scale, change, -1.0))
+            Buckets(*_sorted_counts(xs[neg_end - 1 :: -1], e[2], e[3], max_scale, change, -1.0))
             if has_neg
             else Buckets()
         )
