@@ -628,6 +628,8 @@ def _profile_columns(
     """``FeatureProfile.from_column`` for every column, on a few threads when there is more
     than one column: a numeric column's profile is mostly one sort, which numpy runs without
     the GIL."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads={threads!r}: profile with at least 1 thread, or None for one per CPU")
     workers = min(len(cols), threads if threads is not None else (os.cpu_count() or 1))
     if workers <= 1:
         return {k: FeatureProfile.from_column(k, v, kinds[k]) for k, v in cols.items()}
