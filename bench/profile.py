@@ -13,6 +13,9 @@ from a fresh process of its own:
   time from spawn to exit and the process's peak RSS (``wait4``); the read alone is timed in
   another fresh process (import included) for each tool.
 
+CPU seconds are printed beside wall seconds: on a shared machine the wall time is partly other
+people's load, the CPU time is the work done (all threads together).
+
 infersight is timed on one thread (``threads=1``) and on all cores (the default). ``--before
 DIR`` adds the same in-process figures for an older tree (``DIR`` is put first on
 ``PYTHONPATH``, e.g. ``git archive 00ede72 sdk | tar -x -C /tmp/i13-before``).
@@ -68,11 +71,30 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> float:
+    """Current RSS in MB, and the kernel's peak RSS (VmHWM) reset to it (Linux)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return _status_mb("VmRSS")
+
+
 def run_child(tool: str, rows: int, cols: int, threads: int) -> dict[str, Any]:
     """In a fresh process: build the frame, then time the tool on it cold and warm."""
     df = frame(rows, cols)
-    base = rss_mb()
+    import gc
+
+    gc.collect()
+    base = reset_peak()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     if tool == "whylogs":
         import whylogs as why
 
@@ -91,17 +113,20 @@ def run_child(tool: str, rows: int, cols: int, threads: int) -> dict[str, Any]:
 
     imported = time.perf_counter()
     fn()
-    cold = time.perf_counter() - t0
-    first_peak = rss_mb()
-    warm = []
+    cold, cold_cpu = time.perf_counter() - t0, time.process_time() - c0
+    first_peak = _status_mb("VmHWM")
+    warm, warm_cpu = [], []
     for _ in range(2):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         warm.append(time.perf_counter() - t)
+        warm_cpu.append(time.process_time() - c)
     return {
         "import": imported - t0,
         "cold": cold,
+        "cold_cpu": cold_cpu,
         "warm": min(warm),
+        "warm_cpu": min(warm_cpu),
         "peak_added_mb": first_peak - base,
         "frame_rss_mb": base,
     }
@@ -130,8 +155,8 @@ def whylogs_file_child(path: str) -> dict[str, Any]:
     return {}
 
 
-def spawn(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Run ``cmd``; wall seconds from spawn to exit, peak RSS in MB, stdout."""
+def spawn(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str, float]:
+    """Run ``cmd``; wall seconds from spawn to exit, peak RSS in MB, stdout, CPU seconds."""
     with tempfile.TemporaryFile("w+") as out:
         t = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
@@ -142,11 +167,11 @@ def spawn(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
         if p.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{err}")
         out.seek(0)
-        return wall, usage.ru_maxrss / 1024, out.read()
+        return wall, usage.ru_maxrss / 1024, out.read(), usage.ru_utime + usage.ru_stime
 
 
 def child_json(python: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    _, _, out = spawn([python, __file__, *args], env)
+    _, _, out, _ = spawn([python, __file__, *args], env)
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -181,17 +206,18 @@ def main() -> None:
 
     def line(label: str, r: dict[str, Any]) -> None:
         print(
-            f"  {label:34s} cold {r['cold']:7.3f} s (import {r['import']:.3f})  warm {r['warm']:7.3f} s  "
-            f"{n_values / r['warm'] / 1e6:6.1f} M values/s warm  peak +{r['peak_added_mb']:.0f} MB"
+            f"  {label:28s} cold {r['cold']:6.3f} s (import {r['import']:.3f}; cpu {r['cold_cpu']:.3f})  "
+            f"warm {r['warm']:6.3f} s (cpu {r['warm_cpu']:.3f})  {n_values / r['warm'] / 1e6:5.1f} M values/s  "
+            f"peak +{r['peak_added_mb']:.0f} MB"
         )
 
     print(f"in process, {shape} frame (fresh process each; frame built before timing):")
     for label, threads in (("infersight, 1 thread", 1), (f"infersight, {os.cpu_count()} threads", 0)):
         results[label] = child_json(me, ["--run", "profile", "--threads", str(threads), *common])
         line(label, results[label])
+    before_env = dict(os.environ, PYTHONPATH=os.pathsep.join([a.before or "", os.environ.get("PYTHONPATH", "")]))
     if a.before:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([a.before, os.environ.get("PYTHONPATH", "")]))
-        results["before"] = child_json(me, ["--run", "profile", "--threads", "1", *common], env)
+        results["before"] = child_json(me, ["--run", "profile", "--threads", "1", *common], before_env)
         line(f"infersight before ({a.before})", results["before"])
     if a.whylogs_python and not a.skip_whylogs_frame:
         results["whylogs"] = child_json(a.whylogs_python, ["--run", "profile", "--threads", "-1", *common])
@@ -200,8 +226,9 @@ def main() -> None:
         for label in [k for k in results if k != "whylogs"]:
             r = results[label]
             print(
-                f"  whylogs / {label}: cold {w['cold'] / r['cold']:.1f}x, warm {w['warm'] / r['warm']:.1f}x, "
-                f"peak memory {w['peak_added_mb'] / max(r['peak_added_mb'], 1):.1f}x"
+                f"  whylogs / {label}: cold {w['cold'] / r['cold']:.1f}x (cpu {w['cold_cpu'] / r['cold_cpu']:.1f}x), "
+                f"warm {w['warm'] / r['warm']:.1f}x (cpu {w['warm_cpu'] / r['warm_cpu']:.1f}x), "
+                f"peak memory added {w['peak_added_mb'] / max(r['peak_added_mb'], 1):.1f}x"
             )
 
     folder = Path(a.data) if a.data else Path(tempfile.mkdtemp(prefix="bench-profile-"))
@@ -211,23 +238,33 @@ def main() -> None:
     size = path.stat().st_size / 2**20
     print(f"\ncommand line, {path.name} ({size:.0f} MB Parquet), wall time from spawn to exit, peak RSS:")
     out_json = folder / "reference.json"
-    cli: dict[str, tuple[float, float]] = {}
-    for label, extra in (("infersight profile --threads 1", ["--threads", "1"]), ("infersight profile", [])):
+    cli: dict[str, tuple[float, float, float]] = {}
+    runs: list[tuple[str, list[str], dict[str, str] | None]] = [
+        ("infersight profile --threads 1", ["--threads", "1"], None),
+        ("infersight profile", [], None),
+    ]
+    if a.before:
+        runs.append(("infersight profile, before", [], before_env))
+    for label, extra, env in runs:
         cmd = [me, "-m", "infersight", "profile", str(path), "--model", "bench", "-o", str(out_json), "--no-progress"]
-        wall, peak, _ = spawn(cmd + extra)
-        cli[label] = (wall, peak)
-        print(f"  {label:34s} {wall:7.3f} s  peak RSS {peak:6.0f} MB  {n_values / wall / 1e6:6.1f} M values/s")
+        wall, peak, _, cpu = spawn(cmd + extra, env)
+        cli[label] = (wall, peak, cpu)
+        print(
+            f"  {label:34s} {wall:7.3f} s (cpu {cpu:.3f})  peak RSS {peak:5.0f} MB  {n_values / wall / 1e6:5.1f} M values/s"
+        )
     read = child_json(me, ["--run", "read-ours", "--path", str(path)])
-    print(f"  {'  of which reading (import + read)':34s} {read['read']:7.3f} s  peak RSS {read['peak_mb']:6.0f} MB")
+    print(f"  {'  of which reading (import + read)':34s} {read['read']:7.3f} s  peak RSS {read['peak_mb']:5.0f} MB")
     if a.whylogs_python:
-        wall, peak, _ = spawn([a.whylogs_python, __file__, "--run", "whylogs-file", "--path", str(path)])
-        print(f"  {'whylogs (read_parquet + why.log)':34s} {wall:7.3f} s  peak RSS {peak:6.0f} MB")
+        wall, peak, _, cpu = spawn([a.whylogs_python, __file__, "--run", "whylogs-file", "--path", str(path)])
+        print(f"  {'whylogs (read_parquet + why.log)':34s} {wall:7.3f} s (cpu {cpu:.3f})  peak RSS {peak:5.0f} MB")
         wread = child_json(a.whylogs_python, ["--run", "read-whylogs", "--path", str(path)])
         print(
-            f"  {'  of which reading (import + read)':34s} {wread['read']:7.3f} s  peak RSS {wread['peak_mb']:6.0f} MB"
+            f"  {'  of which reading (import + read)':34s} {wread['read']:7.3f} s  peak RSS {wread['peak_mb']:5.0f} MB"
         )
-        for label, (w_ours, p_ours) in cli.items():
-            print(f"  whylogs / {label}: {wall / w_ours:.1f}x time, {peak / p_ours:.1f}x peak RSS")
+        for label, (w_ours, p_ours, c_ours) in cli.items():
+            print(
+                f"  whylogs / {label}: {wall / w_ours:.1f}x time (cpu {cpu / c_ours:.1f}x), {peak / p_ours:.1f}x peak RSS"
+            )
     print(f"\nload average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 

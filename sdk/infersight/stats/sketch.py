@@ -190,12 +190,18 @@ def _sorted_counts(
         ends = np.concatenate([first, [n]])
         counts = (ends - starts).astype(np.int64)
         if near.size:
-            at = np.concatenate([np.arange(first[i], past[i]) for i in near.tolist()])
-            idx = index(at) - lo
+            # each distinct value once, weighted by its run: integers sit on boundaries in bulk
+            at, runs = [], []
+            for i in near.tolist():
+                seg = mags[first[i] : past[i]]
+                starts = np.flatnonzero(np.concatenate([[True], seg[1:] != seg[:-1]]))
+                at.append(first[i] + starts)
+                runs.append(np.diff(np.append(starts, seg.size)))
+            idx = index(np.concatenate(at)) - lo
             if idx.min() < 0 or idx.max() > hi - lo:
                 ok = False
             else:
-                counts += np.bincount(idx, minlength=hi - lo + 1)
+                counts += np.bincount(idx, weights=np.concatenate(runs), minlength=hi - lo + 1).astype(np.int64)
         if ok:
             return lo, counts
     idx = _indices_at_scale(np.abs(np.asarray(mags, np.float64)), scale) >> change
