@@ -269,14 +269,10 @@ class NumericSummary:
         return out
 
 
-def _atoms(xs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Values of sorted ``xs`` with mass: all distinct values when there are at most
-    ``MAX_ATOMS``, else the heaviest ``MAX_ATOMS`` of those holding >= ``ATOM_MIN_SHARE``."""
-    return _sorted_atoms(xs)[0]
-
-
 def _sorted_atoms(xs: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], bool]:
-    """``_atoms(xs)``, and whether those are every distinct value of ``xs``.
+    """Values of sorted ``xs`` with mass: all distinct values when there are at most
+    ``MAX_ATOMS``, else the heaviest ``MAX_ATOMS`` of those holding >= ``ATOM_MIN_SHARE``;
+    and whether those are every distinct value of ``xs``.
 
     A continuous column has no value repeated ``ATOM_MIN_SHARE`` of the time; one compare of
     the sorted values with themselves shifted by that many finds out, without listing runs.
