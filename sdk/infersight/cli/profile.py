@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="profile N columns at a time (default: one per CPU)",
+        help="profile N columns at a time (default: one per CPU from 50,000 rows)",
     )
     p.set_defaults(func=_run_profile)
 

@@ -52,6 +52,7 @@ PSI_LEVELS = tuple(np.round(np.arange(1, 10) / 10, 2))  # decile edges for PSI /
 MAX_CATEGORIES = 10_000  # categories kept per column; the rest are counted as "__other__"
 OTHER = "__other__"
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+_THREADED_ROWS = 50_000  # from this many rows columns are profiled on a thread per CPU by default
 
 
 def sorted_quantile(xs: npt.NDArray[np.float64], q: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -482,7 +483,8 @@ class Reference:
         ``prediction``/``target`` name a column of ``obj`` (or pass the values); they are
         profiled apart from the features, and with both a confusion matrix is stored.
         ``kinds`` overrides inferred kinds (e.g. ``{"zip": "categorical"}``). Columns are
-        profiled ``threads`` at a time (default: one per CPU; the sorts run outside the GIL).
+        profiled ``threads`` at a time (default: one per CPU from 50,000 rows; the sorts run
+        outside the GIL).
 
         >>> ref = Reference.from_data([{"a": 1.0, "y": "no"}, {"a": 2.0, "y": "yes"}], model="m", target="y")
         >>> sorted(ref.features), ref.target.categories
@@ -626,7 +628,9 @@ def _profile_columns(
     the GIL."""
     if threads is not None and threads < 1:
         raise ValueError(f"threads={threads!r}: profile with at least 1 thread, or None for one per CPU")
-    workers = min(len(cols), threads if threads is not None else (os.cpu_count() or 1))
+    rows = len(next(iter(cols.values()))) if cols else 0
+    default = (os.cpu_count() or 1) if rows >= _THREADED_ROWS else 1  # small tables: not worth a pool
+    workers = min(len(cols), threads if threads is not None else default)
     if workers <= 1:
         return {k: FeatureProfile.from_column(k, v, kinds[k]) for k, v in cols.items()}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infersight-profile") as pool:
