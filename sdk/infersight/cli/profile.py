@@ -36,6 +36,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--columns", nargs="+", default=None, help="profile only these feature columns")
     p.add_argument("--relations", action="store_true", help="also infer a <= b relations between numeric columns")
     p.add_argument("--no-progress", action="store_true", help="never show a progress line")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="profile N columns at a time (default: one per CPU from 50,000 rows)",
+    )
     p.set_defaults(func=_run_profile)
 
 
@@ -57,6 +64,7 @@ def _run_profile(args: argparse.Namespace) -> int:
             trained_at=args.trained_at,
             columns=list(args.columns) if args.columns else None,
             relations=args.relations,
+            threads=args.threads,
         )
         replaced = Path(args.output).exists()
         ref.save(args.output)

@@ -95,6 +95,7 @@ def _read_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.N
 def _parse_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.NDArray[Any]], int]:
     size = p.stat().st_size
     bar = Progress(f"reading {p.name}", size, progress if progress is not None else (None if size > 50e6 else False))
+    pd: Any
     try:
         import pandas as pd
     except ImportError:
@@ -128,10 +129,18 @@ def _parse_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.
 def _read_parquet(p: Path) -> tuple[dict[str, npt.NDArray[Any]], int]:
     with needs_extra("parquet", f"reading {str(p)!r}"):
         import pyarrow.parquet as pq
-    table = pq.read_table(p)
+    # One column at a time: each is decoded straight into the array it becomes (one chunk per
+    # row group, so usually no copy) and the whole Arrow table never exists beside the arrays.
+    # On a 1M x 20 float file read_table took 2-3x as long and peaked 190 MB higher; a memory
+    # map was as fast as this buffered read but counts the mapped file in the peak RSS.
+    pf = pq.ParquetFile(p, buffer_size=1 << 20)
     cols: dict[str, npt.NDArray[Any]] = {}
-    for name in table.column_names:
-        col = table.column(name)
+    for name in pf.schema_arrow.names:
+        col = pf.read(columns=[name]).column(0)
+        plain = _plain_numbers(col)
+        if plain is not None:
+            cols[name] = plain
+            continue
         try:
             arr = col.to_numpy(zero_copy_only=False)
         except Exception:
@@ -141,6 +150,34 @@ def _read_parquet(p: Path) -> tuple[dict[str, npt.NDArray[Any]], int]:
         cols[name] = arr
     out, n = to_columns(cols)
     return out, n
+
+
+# Arrow's fixed-width number types, read as the numpy arrays they already are in memory.
+_ARROW_NUMBERS = {
+    "double": "<f8",
+    "float": "<f4",
+    **{f"int{b}": f"<i{b // 8}" for b in (8, 16, 32, 64)},
+    **{f"uint{b}": f"<u{b // 8}" for b in (8, 16, 32, 64)},
+}
+
+
+def _plain_numbers(col: Any) -> npt.NDArray[Any] | None:
+    """A column of numbers without nulls straight from Arrow's buffers, or ``None``.
+
+    ``to_numpy`` would give the same array but imports pandas on first use (half a second
+    of a profile run); the buffers need nothing.
+    """
+    chunks = col.chunks
+    dtype = _ARROW_NUMBERS.get(str(col.type))
+    if dtype is None or any(c.null_count for c in chunks):
+        return None
+    parts = [
+        np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * np.dtype(dtype).itemsize)
+        for c in chunks
+    ]
+    if not parts:
+        return np.zeros(0, dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _read_jsonl(p: Path, progress: bool | None) -> tuple[dict[str, npt.NDArray[Any]], int]:

@@ -40,22 +40,36 @@ def reference_sample(
     rows: int = SAMPLE_ROWS,
     components: int = MAX_COMPONENTS,
     seed: int = 0,
+    moments: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON-safe multivariate part of a reference: standardisation, PCA and a sample."""
+    """The JSON-safe multivariate part of a reference: standardisation, PCA and a sample.
+
+    ``moments``: each column's mean and population std of its finite values, when the caller
+    has them (a reference profile does); otherwise they are computed here. Only the sampled
+    rows are standardised: the whole table is never copied.
+    """
     names = list(numeric)
-    m = np.column_stack([np.asarray(numeric[n], np.float64) for n in names])
-    m = np.where(np.isfinite(m), m, np.nan)
-    mean = np.nanmean(m, axis=0)
-    scale = np.nanstd(m, axis=0)
+    cols = [np.asarray(numeric[n], np.float64) for n in names]
+    n_rows = cols[0].shape[0] if cols else 0
+    known = moments or {}
+    mean = np.empty(len(names))
+    scale = np.empty(len(names))
+    for i, (name, col) in enumerate(zip(names, cols)):
+        mean[i], scale[i] = known[name] if name in known else _finite_moments(col)
     mean = np.where(np.isnan(mean), 0.0, mean)
     scale = np.where(~np.isfinite(scale) | (scale == 0), 1.0, scale)
-    z = np.nan_to_num((m - mean) / scale)
     rng = np.random.default_rng(seed)
-    fit_rows = z[rng.choice(z.shape[0], min(z.shape[0], 20_000), replace=False)]
+
+    def standardised(at: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        m = np.column_stack([c[at] for c in cols])
+        m = np.where(np.isfinite(m), m, np.nan)
+        return np.nan_to_num((m - mean) / scale)
+
+    fit_rows = standardised(rng.choice(n_rows, min(n_rows, 20_000), replace=False))
     k = min(components, len(names))
     _, _, vt = np.linalg.svd(fit_rows - fit_rows.mean(axis=0), full_matrices=False)
     comp = vt[:k]
-    sample = z[rng.choice(z.shape[0], min(z.shape[0], rows), replace=False)] @ comp.T
+    sample = standardised(rng.choice(n_rows, min(n_rows, rows), replace=False)) @ comp.T
     bandwidth = _median_distance(sample)
     return {
         "columns": names,
@@ -65,6 +79,14 @@ def reference_sample(
         "sample": sample.tolist(),
         "bandwidth": bandwidth,
     }
+
+
+def _finite_moments(col: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Mean and population std of the finite values (NaN when there are none)."""
+    x = col if np.isfinite(col).all() else col[np.isfinite(col)]
+    if x.size == 0:
+        return math.nan, math.nan
+    return float(x.mean()), float(x.std())
 
 
 def _median_distance(x: npt.NDArray[np.float64]) -> float:

@@ -37,7 +37,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -657,6 +657,7 @@ class Schema:
         model_version: str | None = None,
         tolerance: float = RANGE_TOLERANCE,
         relations: bool = False,
+        numeric_facts: Mapping[str, NumericFacts] | None = None,
     ) -> Schema:
         """Infer rules from training columns.
 
@@ -665,12 +666,18 @@ class Schema:
         allowed set; strings that all match an obvious format (uuid, email, date, digits, codes)
         get a regex; arrays get their observed lengths. ``relations=True`` adds ``a <= b`` for
         every numeric pair that held on all rows (opt-in: it finds coincidences too).
+        ``numeric_facts``: what a reference profile already knows of a numeric column, so
+        the column is not scanned again (same rules).
 
         >>> Schema.infer({"x": np.array([1.0, 3.0])}).features["x"].max
         3.2
         """
         out = cls(model=model, model_version=model_version)
         for name, raw in columns.items():
+            facts = (numeric_facts or {}).get(name)
+            if facts is not None:
+                out.features[name] = _numeric_rules(FeatureSchema(name, "numeric"), facts, tolerance)
+                continue
             kind = (kinds or {}).get(name) or infer_kind(raw)
             col = clean_column(raw, kind)
             absent = raw.dtype.kind == "O" and bool(np.equal(raw, ABSENT).any())
@@ -680,16 +687,14 @@ class Schema:
             present = col[~missing]
             if kind == "numeric":
                 x = present.astype(np.float64)
-                fs.allow_inf = bool(np.isinf(x).any())
+                allow_inf = bool(np.isinf(x).any())
                 x = x[np.isfinite(x)]
+                found = NumericFacts(fs.required, fs.nullable, allow_inf, None, None, False)
                 if x.size:
-                    lo, hi = float(x.min()), float(x.max())
-                    pad = tolerance * (hi - lo) if hi > lo else tolerance * max(abs(lo), 1.0)
-                    fs.min = _round(lo - pad)
-                    fs.max = _round(hi + pad)
-                    if lo >= 0 and fs.min < 0:
-                        fs.min = 0.0
-                    fs.integer = bool(np.all(x == np.floor(x)))
+                    found = found._replace(
+                        min=float(x.min()), max=float(x.max()), integer=bool(np.all(x == np.floor(x)))
+                    )
+                _numeric_rules(fs, found, tolerance)
             elif kind in ("categorical", "text") and present.size:
                 strs = present.astype(str)
                 uniq = np.unique(strs)
@@ -849,6 +854,31 @@ def _obvious_pattern(values: Sequence[str]) -> str | None:
         if all(rx.fullmatch(v) for v in values):
             return pat
     return None
+
+
+class NumericFacts(NamedTuple):
+    """What numeric rules are inferred from (``min``/``max`` of the finite values, ``None``
+    when there are none)."""
+
+    required: bool
+    nullable: bool
+    allow_inf: bool
+    min: float | None
+    max: float | None
+    integer: bool
+
+
+def _numeric_rules(fs: FeatureSchema, facts: NumericFacts, tolerance: float) -> FeatureSchema:
+    fs.required, fs.nullable, fs.allow_inf = facts.required, facts.nullable, facts.allow_inf
+    if facts.min is not None and facts.max is not None:
+        lo, hi = facts.min, facts.max
+        pad = tolerance * (hi - lo) if hi > lo else tolerance * max(abs(lo), 1.0)
+        fs.min = _round(lo - pad)
+        fs.max = _round(hi + pad)
+        if lo >= 0 and fs.min < 0:
+            fs.min = 0.0
+        fs.integer = facts.integer
+    return fs
 
 
 def _find_relations(columns: Mapping[str, npt.NDArray[Any]], schema: Schema) -> list[Relation]:

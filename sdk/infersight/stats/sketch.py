@@ -117,6 +117,96 @@ _scratch = _Scratch()
 
 _MANTISSA_MASK = (1 << 52) - 1
 _NEAR_MAX = 2.0**1023
+_EDGE_GAP = 1e-10  # relative: log's rounding error in a bucket index is below 1e-12 of the value
+
+
+def _scale_changes(
+    ends: npt.NDArray[np.int64],
+    has_pos: npt.NDArray[np.bool_],
+    has_neg: npt.NDArray[np.bool_],
+    max_size: int,
+    max_scale: int,
+) -> npt.NDArray[np.int64]:
+    """Per column, how many halvings from ``max_scale`` make both signs fit in ``max_size``
+    buckets; ``ends`` holds the four end indices at ``max_scale`` (smallest and largest
+    positive magnitude, then smallest and largest negative one), shape ``(4, k)``."""
+    change = np.zeros(ends.shape[1], np.int64)
+    for lo, hi, present in ((ends[0], ends[1], has_pos), (ends[2], ends[3], has_neg)):
+        # (hi >> c) - (lo >> c) is at least (hi - lo) >> c, so no c below this one fits;
+        # from there at most a step or two more.
+        span = np.where(present, hi - lo, 0)
+        c = np.maximum(np.ceil(np.log2((span + 1) / max_size)), 0).astype(np.int64)
+        while True:  # smallest c with (hi >> c) - (lo >> c) < max_size, for every column
+            need = present & (((hi >> c) - (lo >> c)) >= max_size)
+            if not need.any():
+                break
+            c += need
+        np.maximum(change, c, out=change)
+    np.minimum(change, max_scale - MIN_SCALE, out=change)
+    return change
+
+
+def _sorted_counts(
+    mags: npt.NDArray[np.float64], lo: int, hi: int, scale: int, change: int, sign: float = 1.0
+) -> tuple[int, npt.NDArray[np.int64]]:
+    """First bucket and counts per bucket ``lo..hi`` (at ``scale - change``) of ascending magnitudes
+    ``sign * mags`` (``sign=-1`` reads negative values without copying them); the counts
+    :func:`_indices_at_scale` gives when it maps every value.
+
+    Values further than ``_EDGE_GAP`` (relative) from a bucket boundary are placed by their
+    position alone, found by ``searchsorted``: the logarithm's rounding error is far smaller
+    than that gap. Only the few values close to a boundary are mapped one by one, so the
+    result is the per-value mapping's even where rounding puts a value one bucket off or out
+    of order (it does, for values a few ulps from a boundary). A check on the values either
+    side of each gap falls back to mapping every value if that ever fails.
+    """
+    n = mags.size
+    j = np.arange(lo + 1, hi + 1, dtype=np.int64)  # buckets whose lower boundary lies inside
+    with np.errstate(over="ignore", under="ignore"):
+        bound = np.exp2((j << change).astype(np.float64) * math.ldexp(1.0, -scale))
+    if sign < 0:  # mags descends in sign * mags order: search the reversed view's base
+        base = mags[::-1]
+        first = n - np.searchsorted(base, -bound * (1 - _EDGE_GAP), side="right")
+        past = n - np.searchsorted(base, -bound * (1 + _EDGE_GAP), side="left")
+    else:
+        first = np.searchsorted(mags, bound * (1 - _EDGE_GAP), side="left")
+        past = np.searchsorted(mags, bound * (1 + _EDGE_GAP), side="right")
+
+    def index(at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return _indices_at_scale(sign * mags[at], scale) >> change
+
+    # subnormals and values near the float maximum are mapped by special cases: map them all
+    ok = _MIN_NORMAL < abs(float(mags[0])) and abs(float(mags[-1])) < _NEAR_MAX
+    inner = first > 0
+    if ok and inner.any():
+        ok = bool(np.all(index(first[inner] - 1) < j[inner]))
+    outer = past < n
+    if ok and outer.any():
+        ok = bool(np.all(index(past[outer]) >= j[outer]))
+    if ok:
+        near = np.flatnonzero(past > first)
+        # bucket b holds the values from the end of its lower gap to the start of its upper one
+        starts = np.concatenate([[0], past])
+        ends = np.concatenate([first, [n]])
+        counts = (ends - starts).astype(np.int64)
+        if near.size:
+            # each distinct value once, weighted by its run: integers sit on boundaries in bulk
+            at, runs = [], []
+            for i in near.tolist():
+                seg = mags[first[i] : past[i]]
+                starts = np.flatnonzero(np.concatenate([[True], seg[1:] != seg[:-1]]))
+                at.append(first[i] + starts)
+                runs.append(np.diff(np.append(starts, seg.size)))
+            idx = index(np.concatenate(at)) - lo
+            if idx.min() < 0 or idx.max() > hi - lo:
+                ok = False
+            else:
+                counts += np.bincount(idx, weights=np.concatenate(runs), minlength=hi - lo + 1).astype(np.int64)
+        if ok:
+            return lo, counts
+    idx = _indices_at_scale(np.abs(np.asarray(mags, np.float64)), scale) >> change
+    first_used = min(lo, int(idx.min()))  # rounding can put a value below the smallest's bucket
+    return first_used, np.bincount(idx - first_used, minlength=hi - first_used + 1).astype(np.int64)
 
 
 def _scale_change(low: int, high: int, max_size: int) -> int:
@@ -331,19 +421,7 @@ class ExpHistogram:
             ),
             max_scale,
         ).reshape(4, k)
-        change = np.zeros(k, np.int64)
-        for lo, hi, present in ((ends[0], ends[1], has_pos), (ends[2], ends[3], has_neg)):
-            # (hi >> c) - (lo >> c) is at least (hi - lo) >> c, so no c below this one fits;
-            # from there at most a step or two more.
-            span = np.where(present, hi - lo, 0)
-            c = np.maximum(np.ceil(np.log2((span + 1) / max_size)), 0).astype(np.int64)
-            while True:  # smallest c with (hi >> c) - (lo >> c) < max_size, for every column
-                need = present & (((hi >> c) - (lo >> c)) >= max_size)
-                if not need.any():
-                    break
-                c += need
-            np.maximum(change, c, out=change)
-        np.minimum(change, max_scale - MIN_SCALE, out=change)
+        change = _scale_changes(ends, has_pos, has_neg, max_size, max_scale)
         base_pos = np.where(has_pos, ends[0] >> change, 0)
         base_neg = np.where(has_neg, ends[2] >> change, 0)
         # Every value gets one slot: (feature, sign, bucket - base); zeros and non-finite values
@@ -410,6 +488,73 @@ class ExpHistogram:
                 )
             )
         return out, nan_counts
+
+    @classmethod
+    def from_sorted(
+        cls,
+        xs: npt.NDArray[np.float64],
+        *,
+        total: float | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_scale: int = DEFAULT_MAX_SCALE,
+    ) -> ExpHistogram:
+        """The sketch :meth:`from_values` gives, for finite values already sorted ascending.
+
+        A reference profile sorts each column anyway; from sorted values the bucket counts
+        are bucket boundaries found by binary search, a few hundred logarithms instead of one
+        per value. ``total``: ``xs.sum()`` when the caller has it.
+
+        >>> ExpHistogram.from_sorted(np.array([-1.5, 0.0, 10.0])) == ExpHistogram.from_values([0.0, -1.5, 10.0])
+        True
+        """
+        if max_size < 2:
+            raise ValueError(f"max_size={max_size!r} is too small: use at least 2 buckets")
+        n = int(xs.size)
+        if n == 0:
+            return cls(max_size=max_size)
+        neg_end = int(np.searchsorted(xs, 0.0, side="left"))
+        pos_start = int(np.searchsorted(xs, 0.0, side="right"))
+        zeros = pos_start - neg_end
+        has_pos, has_neg, has_zero = pos_start < n, neg_end > 0, zeros > 0
+        min_all, max_all = float(xs[0]), float(xs[-1])
+        min_pos = float(xs[pos_start]) if has_pos else 1.0
+        max_neg = float(xs[neg_end - 1]) if has_neg else -1.0
+        # as from_matrix has them (0.0, never -0.0, for a zero at either end)
+        lo_v = min_all if has_neg else (0.0 if has_zero else min_pos)
+        hi_v = max_all if has_pos else (0.0 if has_zero else max_neg)
+        ends = _indices_at_scale(
+            np.abs(
+                np.array(
+                    [
+                        min_pos if has_pos else 1.0,
+                        max_all if has_pos else 1.0,
+                        max_neg if has_neg else 1.0,
+                        min_all if has_neg else 1.0,
+                    ]
+                )
+            ),
+            max_scale,
+        ).reshape(4, 1)
+        change = int(_scale_changes(ends, np.array([has_pos]), np.array([has_neg]), max_size, max_scale)[0])
+        e = (ends[:, 0] >> change).tolist()
+        positive = Buckets(*_sorted_counts(xs[pos_start:], e[0], e[1], max_scale, change)) if has_pos else Buckets()
+        # negative magnitudes ascend from the value nearest zero down to the smallest
+        negative = (
+            Buckets(*_sorted_counts(xs[neg_end - 1 :: -1], e[2], e[3], max_scale, change, -1.0))
+            if has_neg
+            else Buckets()
+        )
+        return cls(
+            0 if zeros == n else max_scale - change,
+            zeros,
+            positive,
+            negative,
+            n,
+            float(xs.sum()) if total is None else float(total),
+            lo_v,
+            hi_v,
+            max_size,
+        )
 
     def copy(self) -> ExpHistogram:
         return ExpHistogram(
