@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["add_parser", "run", "parse_duration"]
+__all__ = ["add_parser", "run", "parse_duration", "make_policy", "evaluate_windows", "summarize"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -87,7 +87,51 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--min-effect", type=float, default=None, help="numeric effect-size floor (default 0.1)")
     p.add_argument("--no-multivariate", action="store_true", help="skip the multivariate (MMD) test")
+    p.add_argument(
+        "--method",
+        action="append",
+        default=None,
+        metavar="[FEATURE=]NAME",
+        help="drift method by registered name, for every feature it applies to or for one FEATURE "
+        "(repeatable; default ks+wasserstein for numbers, chi2+cohen_w for categories). Registered: " + _method_names(),
+    )
     p.set_defaults(func=run)
+
+
+def _method_names() -> str:
+    from infersight.stats.drift import registry
+
+    return ", ".join(f"{s.name} ({'/'.join(sorted(s.kinds)) or 'not per feature'})" for s in registry.available())
+
+
+def make_policy(args: argparse.Namespace, ref: Any) -> Any:
+    """The :class:`DriftPolicy` the flags ask for: ``--alpha``, ``--min-effect`` and each
+    ``--method [FEATURE=]NAME`` (a bare NAME for every kind it applies to, later flags win)."""
+    from infersight.stats.drift import DriftPolicy, registry
+
+    methods: dict[str, str] = {}
+    overrides: dict[str, dict[str, Any]] = {}
+    for text in getattr(args, "method", None) or []:
+        feature, _, name = text.rpartition("=")
+        spec = registry.get(name.strip())
+        if feature:
+            if feature not in ref.features:
+                raise KeyError(f"--method {text!r}: {feature!r} is not in the reference; it has {_names(ref.features)}")
+            overrides[feature] = {"method": spec.name}
+        elif not spec.kinds:
+            raise ValueError(
+                f"--method {name!r} is not a per-feature method; choose one of {', '.join(registry.names())}"
+            )
+        else:
+            methods.update(dict.fromkeys(spec.kinds, spec.name))
+    policy = DriftPolicy(methods=methods, overrides=overrides)
+    for feature in overrides:  # a method that does not fit the feature's kind is refused now
+        policy.method_for(ref.features[feature])
+    if getattr(args, "alpha", None) is not None:
+        policy.alpha = args.alpha
+    if getattr(args, "min_effect", None) is not None:
+        policy.min_effect = args.min_effect
+    return policy
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,9 +152,10 @@ def run(args: argparse.Namespace) -> int:
             )
         missing = _missing_features(ref, list(args.columns or ref.features), cols, args)
         windows = list(_windows(cols, n, args))
+        policy = make_policy(args, ref)
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
         return fail("drift", exc)
-    report = evaluate_windows(ref, windows, args, missing=missing)
+    report = evaluate_windows(ref, windows, args, missing=missing, policy=policy)
     if args.format == "json":
         print(json.dumps(report, allow_nan=False))
     else:
@@ -192,18 +237,16 @@ def evaluate_windows(
     windows: list[tuple[Any, Any, dict[str, npt.NDArray[Any]]]],
     args: argparse.Namespace,
     missing: Sequence[str] = (),
+    policy: Any = None,
 ) -> dict[str, Any]:
     """The JSON report for ``windows`` of (start, end, columns); ``missing`` names reference
-    features the data does not have (reported in every window, and drift for the gate)."""
-    from infersight.stats.drift import BBSE, DriftPolicy, DriftResult, explain
+    features the data does not have (reported in every window, and drift for the gate);
+    ``policy`` defaults to :func:`make_policy` of ``args``."""
+    from infersight.stats.drift import BBSE, DriftResult, explain
     from infersight.stats.multivariate import MMD
     from infersight.stats.windows import WindowSummary
 
-    policy = DriftPolicy()
-    if getattr(args, "alpha", None) is not None:
-        policy.alpha = args.alpha
-    if getattr(args, "min_effect", None) is not None:
-        policy.min_effect = args.min_effect
+    policy = policy if policy is not None else make_policy(args, ref)
     kinds = {k: f.kind for k, f in ref.features.items()}
     wanted = list(getattr(args, "columns", None) or ref.features)
     mmd = MMD().fit(ref) if ref.multivariate and not getattr(args, "no_multivariate", False) else None
