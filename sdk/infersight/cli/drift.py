@@ -101,7 +101,10 @@ def add_parser(subparsers: Any) -> None:
 def _method_names() -> str:
     from infersight.stats.drift import registry
 
-    return ", ".join(f"{s.name} ({'/'.join(sorted(s.kinds)) or 'not per feature'})" for s in registry.available())
+    listed: str = ", ".join(
+        f"{s.name} ({'/'.join(sorted(s.kinds)) or 'not per feature'})" for s in registry.available()
+    )
+    return listed
 
 
 def make_policy(args: argparse.Namespace, ref: Any) -> Any:

@@ -14,6 +14,8 @@ Example:
     0.013012
 """
 
+# SciPy's code, kept as it is written there (untyped) so it can be compared line by line.
+# mypy: ignore-errors
 from __future__ import annotations
 
 import numpy as np

@@ -165,7 +165,7 @@ class DriftPolicy:
         """
         method = self.method_for(profile).fit(profile)
         o = self.overrides.get(profile.name, {})
-        res = method.score_window(window)
+        res: DriftResult = method.score_window(window)
         ref_missing = sum(v for k, v in profile.missing.items() if k != "inf")
         cur_missing = sum(v for k, v in window.missing.items() if k != "inf")
         if res.cause not in ("constant_column", "unseen_categories") and _missing_jump(
