@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["add_parser", "run", "parse_duration"]
+__all__ = ["add_parser", "run", "parse_duration", "make_policy", "evaluate_windows", "summarize"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -87,11 +87,92 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--min-effect", type=float, default=None, help="numeric effect-size floor (default 0.1)")
     p.add_argument("--no-multivariate", action="store_true", help="skip the multivariate (MMD) test")
+    p.add_argument(
+        "--method",
+        action="append",
+        default=None,
+        metavar="[FEATURE=]NAME",
+        help="drift method by registered name, for every feature it applies to or for one FEATURE "
+        "(repeatable; default ks+wasserstein for numbers, chi2+cohen_w for categories). Registered: " + _method_names(),
+    )
     p.set_defaults(func=run)
+
+
+def _method_names() -> str:
+    from infersight.stats.drift import registry
+
+    listed: str = ", ".join(
+        f"{s.name} ({'/'.join(sorted(s.kinds)) or 'not per feature'})" for s in registry.available()
+    )
+    return listed
+
+
+def make_policy(args: argparse.Namespace, ref: Any) -> Any:
+    """The :class:`DriftPolicy` the flags ask for: ``--alpha``, ``--min-effect`` and each
+    ``--method [FEATURE=]NAME`` (a bare NAME for every kind it applies to, later flags win)."""
+    from infersight.stats.drift import DriftPolicy, registry
+
+    methods: dict[str, str] = {}
+    overrides: dict[str, dict[str, Any]] = {}
+    for text in getattr(args, "method", None) or []:
+        feature, _, name = text.rpartition("=")
+        spec = registry.get(name.strip())
+        if feature:
+            if feature not in ref.features:
+                raise KeyError(f"--method {text!r}: {feature!r} is not in the reference; it has {_names(ref.features)}")
+            overrides[feature] = {"method": spec.name}
+        elif not spec.kinds:
+            raise ValueError(
+                f"--method {name!r} is not a per-feature method; choose one of {', '.join(registry.names())}"
+            )
+        else:
+            methods.update(dict.fromkeys(spec.kinds, spec.name))
+    policy = DriftPolicy(methods=methods, overrides=overrides)
+    for feature in overrides:  # a method that does not fit the feature's kind is refused now
+        policy.method_for(ref.features[feature])
+    if getattr(args, "alpha", None) is not None:
+        policy.alpha = args.alpha
+    if getattr(args, "min_effect", None) is not None:
+        policy.min_effect = args.min_effect
+    return policy
+
+
+def _one_blas_thread() -> None:
+    """Ask numpy's OpenBLAS for one thread, unless the user set a thread count.
+
+    The multivariate test multiplies 301 × 500 by 500 × 500 matrices per window: too small for
+    BLAS threads to pay, and where other processes share the cores OpenBLAS's spinning threads
+    double the whole command (1.6 s → 0.8 s of CPU and 4.4 s → 1.9 s wall, measured on the
+    benchmark VM). The command owns its process, so it may; a library caller's process (the
+    processor, a notebook) is left alone. Best effort: another BLAS, or no /proc, is left as it is.
+    """
+    import os
+
+    if any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        return
+    try:
+        import ctypes
+
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "openblas" in line.lower() and line.rstrip().endswith(".so")}
+        for path in paths:
+            lib = ctypes.CDLL(path)
+            for symbol in (
+                "scipy_openblas_set_num_threads64_",
+                "scipy_openblas_set_num_threads",
+                "openblas_set_num_threads",
+            ):
+                if hasattr(lib, symbol):
+                    getattr(lib, symbol)(1)
+                    break
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
     from infersight.cli import fail
+
+    _one_blas_thread()
     from infersight.stats.io import read_table
     from infersight.stats.reference import Reference
 
@@ -108,9 +189,10 @@ def run(args: argparse.Namespace) -> int:
             )
         missing = _missing_features(ref, list(args.columns or ref.features), cols, args)
         windows = list(_windows(cols, n, args))
+        policy = make_policy(args, ref)
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
         return fail("drift", exc)
-    report = evaluate_windows(ref, windows, args, missing=missing)
+    report = evaluate_windows(ref, windows, args, missing=missing, policy=policy)
     if args.format == "json":
         print(json.dumps(report, allow_nan=False))
     else:
@@ -192,18 +274,16 @@ def evaluate_windows(
     windows: list[tuple[Any, Any, dict[str, npt.NDArray[Any]]]],
     args: argparse.Namespace,
     missing: Sequence[str] = (),
+    policy: Any = None,
 ) -> dict[str, Any]:
     """The JSON report for ``windows`` of (start, end, columns); ``missing`` names reference
-    features the data does not have (reported in every window, and drift for the gate)."""
-    from infersight.stats.drift import BBSE, DriftPolicy, DriftResult, explain
+    features the data does not have (reported in every window, and drift for the gate);
+    ``policy`` defaults to :func:`make_policy` of ``args``."""
+    from infersight.stats.drift import BBSE, DriftResult, explain
     from infersight.stats.multivariate import MMD
     from infersight.stats.windows import WindowSummary
 
-    policy = DriftPolicy()
-    if getattr(args, "alpha", None) is not None:
-        policy.alpha = args.alpha
-    if getattr(args, "min_effect", None) is not None:
-        policy.min_effect = args.min_effect
+    policy = policy if policy is not None else make_policy(args, ref)
     kinds = {k: f.kind for k, f in ref.features.items()}
     wanted = list(getattr(args, "columns", None) or ref.features)
     mmd = MMD().fit(ref) if ref.multivariate and not getattr(args, "no_multivariate", False) else None

@@ -120,7 +120,7 @@ class Knots:
 
     def at(self, q: npt.ArrayLike) -> Arr:
         """Linear interpolation between knots (the uniform-in-bin estimate)."""
-        return np.interp(q, self.x, self.F, left=0.0, right=1.0)
+        return np.interp(np.asarray(q, dtype=np.float64), self.x, self.F, left=0.0, right=1.0)
 
     def lower(self, q: npt.ArrayLike) -> Arr:
         """The least the true CDF can be at ``q``: F of the last knot at or before ``q``."""

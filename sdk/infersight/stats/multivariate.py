@@ -129,6 +129,9 @@ class MMD:
         self._scale = np.asarray(part["scale"], np.float64)
         self._comp = np.asarray(part["components"], np.float64)
         self._gamma = 1.0 / (2.0 * float(part["bandwidth"]) ** 2)
+        # The reference block of the kernel matrix is the same for every window.
+        self._kxx = np.exp(-self._gamma * _sq_dists(self._sample, self._sample))
+        self._nulls: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
         return self
 
     def project(self, columns: Mapping[str, npt.ArrayLike]) -> npt.NDArray[np.float64]:
@@ -149,6 +152,7 @@ class MMD:
     def score(self, columns: Mapping[str, npt.ArrayLike]) -> DriftResult:
         """Test a window given as columns (the same names as the reference)."""
         y = self.project(columns)
+        rows = y.shape[0]
         rng = np.random.default_rng(self.seed)
         if y.shape[0] > self.rows:
             y = y[rng.choice(y.shape[0], self.rows, replace=False)]
@@ -156,14 +160,12 @@ class MMD:
         m, n = x.shape[0], y.shape[0]
         if n < 10:
             return DriftResult("mmd", math.nan, math.nan, None, False, "too_few_rows", n_reference=m, n_current=n)
-        z = np.vstack([x, y])
-        k = np.exp(-self._gamma * _sq_dists(z, z))
-        w = np.empty((self.permutations + 1, m + n))
-        base = np.concatenate([np.full(m, 1.0 / m), np.full(n, -1.0 / n)])
-        w[0] = base
-        for i in range(1, self.permutations + 1):
-            w[i] = base[rng.permutation(m + n)]
-        stats = np.einsum("ij,ij->i", w @ k, w)
+        wx, wy, fixed = self._permutations(rows, m, n, rng)
+        # w K w over the blocks of K = [[Kxx, Kxy], [Kxy', Kyy]]: the Kxx term depends only on
+        # the permutations, so windows of the same size pay for the two window blocks alone.
+        kxy = np.exp(-self._gamma * _sq_dists(x, y))
+        kyy = np.exp(-self._gamma * _sq_dists(y, y))
+        stats = fixed + 2 * np.einsum("ij,ij->i", wx @ kxy, wy) + np.einsum("ij,ij->i", wy @ kyy, wy)
         obs = float(stats[0])
         null = stats[1:]
         p = float((1 + np.sum(null >= obs)) / (1 + null.size))
@@ -172,3 +174,22 @@ class MMD:
         return DriftResult(
             "mmd", obs, threshold, p, drift, "joint_distribution_shift" if drift else None, n_reference=m, n_current=n
         )
+
+    def _permutations(
+        self, rows: int, m: int, n: int, rng: np.random.Generator
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Weights of the observed split (row 0) and the permuted ones, cut into reference and
+        window parts, and each split's Kxx term. ``rng`` is seeded afresh per window and has
+        only drawn the subsample, so windows of ``rows`` rows get the same permutations: they
+        are computed once per window size."""
+        if rows not in self._nulls:
+            w = np.empty((self.permutations + 1, m + n))
+            base = np.concatenate([np.full(m, 1.0 / m), np.full(n, -1.0 / n)])
+            w[0] = base
+            for i in range(1, self.permutations + 1):
+                w[i] = base[rng.permutation(m + n)]
+            wx, wy = w[:, :m], w[:, m:]
+            if len(self._nulls) >= 16:  # time windows rarely repeat a size; keep a few
+                self._nulls.pop(next(iter(self._nulls)))
+            self._nulls[rows] = (wx, wy, np.einsum("ij,ij->i", wx @ self._kxx, wx))
+        return self._nulls[rows]

@@ -1,0 +1,147 @@
+"""The default policy's methods: significance *and* effect size, plus cause hints.
+
+``ks+wasserstein`` for numbers (KS p-value, normalised Wasserstein effect) and
+``chi2+cohen_w`` for categories (pooled chi-square Bonferroni-combined with the most-changed
+category's test, Cohen's w effect). Significance alone makes every big window flag; effect
+alone makes small windows noisy.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> NumericPolicy().fit(rng.normal(size=5000)).score(rng.normal(size=5000) * 1000).cause
+    'unit_change:x1000'
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from infersight.stats.drift._dist import binom_sf, norm_sf
+from infersight.stats.drift._samples import NumCur, NumRef
+from infersight.stats.drift.base import CategoricalMethod, DriftMethod, MethodSettings, NumericMethod
+from infersight.stats.drift.categorical import chi2
+from infersight.stats.drift.ks import KS
+from infersight.stats.drift.wasserstein import Wasserstein
+from infersight.stats.result import DriftResult
+
+__all__ = ["NumericPolicy", "CategoricalPolicy", "UNIT_FACTORS"]
+
+# Factors a unit mistake multiplies by: months/years, minutes, percent, milli/kilo, seconds/hours...
+UNIT_FACTORS = (10, 12, 24, 60, 100, 1000, 3600, 86400, 1_000_000)
+
+
+def _unit_factor(ref_q: npt.NDArray[np.float64], cur_q: npt.NDArray[np.float64], tol: float = 0.1) -> str | None:
+    """``x1000`` or ``/60`` when the current quartiles ≈ k × the reference quartiles.
+
+    Quartiles (not the tails) because they are stable at a few thousand rows; the error is
+    measured in units of the scaled reference IQR.
+    """
+    rq, cq = ref_q[1:4], cur_q[1:4]
+    iqr = float(rq[-1] - rq[0])
+    if not np.all(np.isfinite(rq)) or not np.all(np.isfinite(cq)) or iqr <= 0:
+        return None
+    best: tuple[float, str] | None = None
+    for f in UNIT_FACTORS:
+        for k, label in ((float(f), f"x{f}"), (1.0 / f, f"/{f}")):
+            err = float(np.max(np.abs(cq - k * rq))) / (k * iqr)
+            if err <= tol and (best is None or err < best[0]):
+                best = (err, label)
+    return None if best is None else best[1]
+
+
+class NumericPolicy(NumericMethod):
+    """KS significance and normalised-Wasserstein effect size, plus cause hints.
+
+    ``statistic`` is W1 / reference std (the effect), ``threshold`` is ``min_effect``,
+    ``p_value`` is the KS p-value; drift needs both ``p < alpha`` and ``statistic >= min_effect``.
+    """
+
+    name = "ks+wasserstein"
+
+    def __init__(self, alpha: float = 0.001, min_effect: float = 0.1, min_rows: int = 30) -> None:
+        super().__init__(min_effect, alpha, min_rows)
+
+    @classmethod
+    def from_settings(cls, settings: MethodSettings) -> DriftMethod:
+        effect = settings.min_effect if settings.threshold is None else settings.threshold
+        return cls(settings.alpha, effect, settings.min_rows)
+
+    @property
+    def min_effect(self) -> float:
+        return self.threshold
+
+    def _compute(self, ref: NumRef, cur: NumCur) -> DriftResult:
+        ks_r = KS(alpha=self.alpha)._compute(ref, cur)
+        w_r = Wasserstein(self.threshold)._compute(ref, cur)
+        drift = bool(ks_r.drift and w_r.statistic >= self.threshold)
+        details = {
+            "ks": ks_r.statistic,
+            "wasserstein": w_r.details["distance"],
+            "ks_error_bound": ks_r.details["error_bound"],
+            "wasserstein_error_bound": w_r.details["error_bound"],
+        }
+        cause = None
+        cur_q = cur.quantiles()
+        if cur.n >= self.min_rows and cur_q[0] == cur_q[-1] and ref.quantiles[0] != ref.quantiles[-1]:
+            value = cur.sorted[0] if cur.sorted is not None and cur.sorted[0] == cur.sorted[-1] else None
+            if cur.sketch is not None and cur.sketch.min == cur.sketch.max:
+                value = cur.sketch.min
+            # Constant on its own is drift only when n draws from the reference would rarely
+            # all be that value (a 0/1 flag that is 1 in 5% of rows is all 0 in many windows).
+            if value is not None and cur.n * math.log(max(ref.knots.mass_at_most(float(value)), 1e-300)) < math.log(
+                self.alpha
+            ):
+                drift, cause = True, "constant_column"
+        if drift and cause is None:
+            unit = _unit_factor(ref.quantiles, cur_q)
+            cause = f"unit_change:{unit}" if unit else "distribution_shift"
+        return DriftResult(self.name, w_r.statistic, self.threshold, ks_r.p_value, drift, cause, ref.n, cur.n, details)
+
+
+class CategoricalPolicy(CategoricalMethod):
+    """Chi-square (categories expected fewer than 5 times pooled) combined (Bonferroni) with
+    the most-changed category's two-proportion test, Cohen's w as effect size, plus
+    unseen categories (drift on their own when >= ``max_unseen`` of rows, significantly)."""
+
+    name = "chi2+cohen_w"
+
+    def __init__(
+        self, alpha: float = 0.001, min_effect: float = 0.05, min_rows: int = 30, max_unseen: float = 0.01
+    ) -> None:
+        super().__init__(min_effect, alpha, min_rows)
+        self.max_unseen = max_unseen
+
+    @classmethod
+    def from_settings(cls, settings: MethodSettings) -> DriftMethod:
+        effect = settings.min_effect if settings.threshold is None else settings.threshold
+        return cls(settings.alpha, effect, settings.min_rows, settings.max_unseen)
+
+    def _compute(self, labels: list[str], r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> DriftResult:
+        m, n = r.sum(), c.sum()
+        p = r / m
+        big = (p * n >= 5) & (r > 0)
+        rest_r, rest_c = r[~big].sum(), c[~big].sum()
+        rp = np.append(r[big], rest_r) if rest_r + rest_c > 0 else r[big]
+        cp = np.append(c[big], rest_c) if rest_r + rest_c > 0 else c[big]
+        stat, dof, p_chi2 = chi2(rp, cp)
+        # A chi-square with many categories dilutes a change in one of them; a Bonferroni-
+        # corrected two-proportion test per category catches it. Both, Bonferroni-combined.
+        pooled = (rp + cp) / (m + n)
+        se = np.sqrt(np.maximum(pooled * (1 - pooled) * (1 / m + 1 / n), 1e-300))
+        p_cat = float(min(1.0, np.min(2 * norm_sf(np.abs(cp / n - rp / m) / se)) * rp.size)) if rp.size > 1 else 1.0
+        pval = min(1.0, 2 * min(p_chi2, p_cat))
+        pr = np.maximum(rp / m, 0.5 / m)
+        w = float(math.sqrt(np.sum((cp / n - pr) ** 2 / pr)))
+        unseen_share = float(c[r == 0].sum() / n)
+        drift = bool(pval < self.alpha and w >= self.threshold)
+        cause = None
+        # Unseen categories: significant against the reference's own resolution (1/m).
+        if unseen_share >= self.max_unseen and binom_sf(c[r == 0].sum() - 1, int(n), 1.0 / (m + 1)) < self.alpha:
+            drift, cause = True, "unseen_categories"
+        elif drift:
+            cause = "distribution_shift"
+        details = {"chi2": stat, "dof": dof, "p_chi2": p_chi2, "p_category": p_cat, "unseen_share": unseen_share}
+        return DriftResult(self.name, w, self.threshold, pval, drift, cause, int(m), int(n), details)
