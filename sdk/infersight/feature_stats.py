@@ -299,8 +299,10 @@ class FeatureStats:
         """A list of dicts with the same names, turned by the C extension into a rows × names
         matrix (its columns of numbers) and object columns (columns holding anything else,
         classified value by value off the request path as :meth:`_record_column` does for
-        buffered rows), buffered as a batch: about 4 ns a value where buffering rows and
-        converting them later costs about 40. At most ``_CONVERT_VALUES`` values at a time.
+        buffered rows), buffered as a batch: a few ns a value where buffering rows and
+        converting them later costs about 40. At most ``_CONVERT_VALUES`` values at a time (a
+        big list fills the buffer, which is then compacted, as a stream of batches would be;
+        sketching each part at once instead was slower: many small sketches to merge).
         Returns how many leading rows it took; the caller buffers the rest row by row (a row
         with other names, or a value of another type, ends it)."""
         done, n = 0, len(rows)
@@ -314,23 +316,32 @@ class FeatureStats:
             converted = _records_matrix(rows, done, matrix)
             if converted is None:
                 break
-            names, others = converted
-            keep = None
-            if redactor is not None and redactor.any_match(names):
-                keep = [j for j, name in enumerate(names) if not redactor.matches(name)]
-            data: Any = matrix
-            if others or keep is not None:
-                columns: list[npt.NDArray[Any]] = list(matrix.T)
-                for j, values in others:
-                    col = np.empty(m, dtype=object)
-                    col[:] = values
-                    columns[j] = col
-                if keep is not None:
-                    names, columns = tuple(names[j] for j in keep), [columns[j] for j in keep]
-                data = tuple(columns)
+            names, data = self._records_block(converted, matrix, redactor)
             self._buffer_block(model, names, data, m)
             done += m
         return done
+
+    @staticmethod
+    def _records_block(
+        converted: tuple[tuple[str, ...], list[tuple[int, list[Any]]]], matrix: npt.NDArray[np.float64], redactor: Any
+    ) -> tuple[tuple[str, ...], Any]:
+        """The names and data of a batch from what :func:`_records_matrix` answered: the
+        matrix itself when every column is numeric, else one array per name (object arrays
+        for the other columns), redacted names left out."""
+        names, others = converted
+        keep = None
+        if redactor is not None and redactor.any_match(names):
+            keep = [j for j, name in enumerate(names) if not redactor.matches(name)]
+        if not others and keep is None:
+            return names, matrix
+        columns: list[npt.NDArray[Any]] = list(matrix.T)
+        for j, values in others:
+            col = np.empty(len(values), dtype=object)
+            col[:] = values
+            columns[j] = col
+        if keep is not None:
+            names, columns = tuple(names[j] for j in keep), [columns[j] for j in keep]
+        return names, tuple(columns)
 
     def _buffer_block(self, model: ModelKey, names: tuple[str, ...], data: Any, n: int) -> None:
         """Buffer a batch this object owns (a rows × names numeric matrix, or one array per
