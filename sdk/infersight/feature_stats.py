@@ -1,9 +1,10 @@
 """Per-model statistics of inputs, outputs and calls, kept between metric exports.
 
 The request path does as little as it can: a one-row call appends its row (a dict) and its
-duration to per-model lists; a list of rows appends each row the same way; a batch of columns
-(a 2-D array, a DataFrame, a dict of columns) is copied into a per-model buffer, and numeric
-outputs likewise. Classifying row values, sketching (all numeric columns of the buffered calls
+duration to per-model lists; a batch of columns (a 2-D array, a DataFrame, a dict of columns)
+is copied into a per-model buffer, and numeric outputs likewise; a list of rows with the same
+names becomes such batches where the C extension is built (else, and for odd rows, each row is
+appended as a one-row call's is). Classifying row values, sketching (all numeric columns of the buffered calls
 in one numpy pass) and merging happen off the request path: at export (:meth:`drain`, which
 turns everything into OpenTelemetry metric points with delta temporality) or, when buffers
 grow, in the exporter thread (:meth:`compact`), so memory stays bounded without making one
