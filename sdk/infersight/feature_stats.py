@@ -4,11 +4,11 @@ The request path does as little as it can: a one-row call appends its row (a dic
 duration to per-model lists; a batch of columns (a 2-D array, a DataFrame, a dict of columns)
 is copied into a per-model buffer, and numeric outputs likewise; a list of rows with the same
 names becomes such batches where the C extension is built (else, and for odd rows, each row is
-appended as a one-row call's is). Classifying row values, sketching (all numeric columns of the buffered calls
-in one numpy pass) and merging happen off the request path: at export (:meth:`drain`, which
-turns everything into OpenTelemetry metric points with delta temporality) or, when buffers
-grow, in the exporter thread (:meth:`compact`), so memory stays bounded without making one
-unlucky request pay for everyone's bookkeeping. A batch too big to be worth buffering is
+appended as a one-row call's is). Classifying row values, sketching (all numeric columns of the
+buffered calls in one numpy pass) and merging happen off the request path: at export
+(:meth:`drain`, which turns everything into OpenTelemetry metric points with delta
+temporality) or, when buffers grow, in the exporter thread (:meth:`compact`), so memory stays
+bounded without making one unlucky request pay for everyone's bookkeeping. A batch too big to be worth buffering is
 sketched at once.
 
 Example:
@@ -254,8 +254,10 @@ class FeatureStats:
 
     def record_rows(self, model: ModelKey, rows: Iterable[Mapping[str, Any]], redactor: Any = None) -> None:
         """Many rows (a list of dicts): each buffered as :meth:`record_row` would, so they are
-        classified exactly as the same rows sent one call at a time. With a ``redactor``, fields
-        whose names it matches are left out (decided once per set of names)."""
+        classified exactly as the same rows sent one call at a time; where the C extension is
+        built, rows with the same names are buffered as batches instead (:meth:`_record_records`),
+        classified the same way. With a ``redactor``, fields whose names it matches are left out
+        (decided once per set of names)."""
         if _records_matrix is not None and type(rows) is list:
             done = self._record_records(model, rows, redactor)
             if done == len(rows):
