@@ -1,13 +1,14 @@
 """Per-model statistics of inputs, outputs and calls, kept between metric exports.
 
 The request path does as little as it can: a one-row call appends its row (a dict) and its
-duration to per-model lists; a list of rows appends each row the same way; a batch of columns
-(a 2-D array, a DataFrame, a dict of columns) is copied into a per-model buffer, and numeric
-outputs likewise. Classifying row values, sketching (all numeric columns of the buffered calls
-in one numpy pass) and merging happen off the request path: at export (:meth:`drain`, which
-turns everything into OpenTelemetry metric points with delta temporality) or, when buffers
-grow, in the exporter thread (:meth:`compact`), so memory stays bounded without making one
-unlucky request pay for everyone's bookkeeping. A batch too big to be worth buffering is
+duration to per-model lists; a batch of columns (a 2-D array, a DataFrame, a dict of columns)
+is copied into a per-model buffer, and numeric outputs likewise; a list of rows with the same
+names becomes such batches where the C extension is built (else, and for odd rows, each row is
+appended as a one-row call's is). Classifying row values, sketching (all numeric columns of the
+buffered calls in one numpy pass) and merging happen off the request path: at export
+(:meth:`drain`, which turns everything into OpenTelemetry metric points with delta
+temporality) or, when buffers grow, in the exporter thread (:meth:`compact`), so memory stays
+bounded without making one unlucky request pay for everyone's bookkeeping. A batch too big to be worth buffering is
 sketched at once.
 
 Example:
@@ -41,6 +42,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.export import Buckets as OtelBuckets
 
+from infersight._otlp_encode import _speedups as _ext
 from infersight.payload import Normalized, Outputs
 from infersight.stats.columns import OTHER, split_values
 from infersight.stats.sketch import ExpHistogram
@@ -83,6 +85,9 @@ _HARD_VALUES = 1 << 20  # a batch this big alone is sketched at once, not buffer
 # Buffered rows are converted to numbers this many values at a time: one big temporary per
 # compaction raised glibc's mmap threshold and left the freed memory in its arenas.
 _CONVERT_VALUES = 1 << 16
+# The C extension's converter of a list of dicts into a matrix (``None`` where it is not built,
+# or turned off with ``INFERSIGHT_PURE_PYTHON=1``); the row-by-row buffering is the reference.
+_records_matrix: Any = getattr(_ext, "records_matrix", None)
 
 
 @dataclass
@@ -249,8 +254,15 @@ class FeatureStats:
 
     def record_rows(self, model: ModelKey, rows: Iterable[Mapping[str, Any]], redactor: Any = None) -> None:
         """Many rows (a list of dicts): each buffered as :meth:`record_row` would, so they are
-        classified exactly as the same rows sent one call at a time. With a ``redactor``, fields
-        whose names it matches are left out (decided once per set of names)."""
+        classified exactly as the same rows sent one call at a time; where the C extension is
+        built, rows with the same names are buffered as batches instead (:meth:`_record_records`),
+        classified the same way. With a ``redactor``, fields whose names it matches are left out
+        (decided once per set of names)."""
+        if _records_matrix is not None and type(rows) is list:
+            done = self._record_records(model, rows, redactor)
+            if done == len(rows):
+                return
+            rows = rows[done:]
         with self._lock:
             buf = self._state.rows.get(model)
             if buf is None:
@@ -269,7 +281,8 @@ class FeatureStats:
                         keys = shared  # one shared tuple of names per model
                     last = keys
                     keep = None
-                    if redactor is not None and redactor.any_match(map(str, keys)):
+                    # a list: any_match reads the names twice (a map would be spent by the first)
+                    if redactor is not None and redactor.any_match([str(k) for k in keys]):
                         keep = [i for i, k in enumerate(keys) if not redactor.matches(str(k))]
                         kept_keys = tuple(keys[i] for i in keep)
                 if keep is None:
@@ -284,6 +297,75 @@ class FeatureStats:
             self.on_pressure()
         elif n >= _HARD_LIMIT:
             self.compact()
+
+    def _record_records(self, model: ModelKey, rows: list[Any], redactor: Any) -> int:
+        """A list of dicts with the same names, turned by the C extension into a rows × names
+        matrix (its columns of numbers) and object columns (columns holding anything else,
+        classified value by value off the request path as :meth:`_record_column` does for
+        buffered rows), buffered as a batch: a few ns a value where buffering rows and
+        converting them later costs about 40. At most ``_CONVERT_VALUES`` values at a time (a
+        big list fills the buffer, which is then compacted, as a stream of batches would be;
+        sketching each part at once instead was slower: many small sketches to merge).
+        Returns how many leading rows it took; the caller buffers the rest row by row (a row
+        with other names, or a value of another type, ends it)."""
+        done, n = 0, len(rows)
+        while done < n:
+            first = rows[done]
+            if type(first) is not dict or not first:
+                break
+            k = len(first)
+            m = min(n - done, max(1, _CONVERT_VALUES // k))
+            matrix = np.empty((m, k), dtype=np.float64)
+            converted = _records_matrix(rows, done, matrix)
+            if converted is None:
+                break
+            names, data = self._records_block(converted, matrix, redactor)
+            self._buffer_block(model, names, data, m)
+            done += m
+        return done
+
+    @staticmethod
+    def _records_block(
+        converted: tuple[tuple[str, ...], list[tuple[int, list[Any]]]], matrix: npt.NDArray[np.float64], redactor: Any
+    ) -> tuple[tuple[str, ...], Any]:
+        """The names and data of a batch from what :func:`_records_matrix` answered: the
+        matrix itself when every column is numeric, else one array per name (object arrays
+        for the other columns), redacted names left out."""
+        names, others = converted
+        keep = None
+        if redactor is not None and redactor.any_match(names):
+            keep = [j for j, name in enumerate(names) if not redactor.matches(name)]
+        if not others and keep is None:
+            return names, matrix
+        columns: list[npt.NDArray[Any]] = list(matrix.T)
+        for j, values in others:
+            col = np.empty(len(values), dtype=object)
+            col[:] = values
+            columns[j] = col
+        if keep is not None:
+            names, columns = tuple(names[j] for j in keep), [columns[j] for j in keep]
+        return names, tuple(columns)
+
+    def _buffer_block(self, model: ModelKey, names: tuple[str, ...], data: Any, n: int) -> None:
+        """Buffer a batch this object owns (a rows × names numeric matrix, or one array per
+        name), or sketch it now when it holds ``_HARD_VALUES`` values or more."""
+        size = n * max(len(names), 1)
+        if size >= _HARD_VALUES:
+            private = _State()
+            self._process_buffers(private, _Buffers({}, {}, {}, {model: [(names, data, n)]}))
+            with self._lock:
+                self._merge(self._state, private)
+            return
+        with self._lock:
+            st = self._state
+            buf = st.blocks.get(model)
+            if buf is None:
+                buf = st.blocks[model] = []
+            buf.append((names, data, n))
+            st.block_rows += n
+            st.values += size
+            held = st.values
+        self._pressure(held, size)
 
     def record_columns(self, model: ModelKey, norm: Normalized, redactor: Any = None) -> None:
         """A batch: its columns are copied into the model's buffer (the caller may reuse its
@@ -307,24 +389,9 @@ class FeatureStats:
             cols = norm.as_columns()
             names = tuple(cols)
             data = tuple(cols.values())
-        size = n * max(len(names), 1)
-        if size >= _HARD_VALUES:
-            private = _State()
-            self._process_buffers(private, _Buffers({}, {}, {}, {model: [(names, data, n)]}))
-            with self._lock:
-                self._merge(self._state, private)
-            return
-        data = np.array(data) if isinstance(data, np.ndarray) else tuple(np.array(c) for c in data)
-        with self._lock:
-            st = self._state
-            buf = st.blocks.get(model)
-            if buf is None:
-                buf = st.blocks[model] = []
-            buf.append((names, data, n))
-            st.block_rows += n
-            st.values += size
-            held = st.values
-        self._pressure(held, size)
+        if n * max(len(names), 1) < _HARD_VALUES:  # a copy: the caller may reuse its arrays
+            data = np.array(data) if isinstance(data, np.ndarray) else tuple(np.array(c) for c in data)
+        self._buffer_block(model, names, data, n)
 
     def _pressure(self, held: int, added: int) -> None:
         if held - added < _COMPACT_VALUES <= held and self.on_pressure is not None:

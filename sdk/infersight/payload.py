@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from infersight._otlp_encode import _speedups as _ext
 from infersight.stats.columns import ABSENT, TEXT_MIN_LENGTH
 
 __all__ = ["Normalized", "Outputs", "normalize_inputs", "normalize_outputs", "TEXT_MIN_LENGTH", "ABSENT"]
@@ -251,7 +252,26 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
     return Normalized(1, row={})
 
 
+# The C extension's row builders (``None`` where it is not built, or turned off with
+# ``INFERSIGHT_PURE_PYTHON=1``): the Python code beside each call is the reference they follow.
+_row_dict: Callable[[Sequence[Any], Sequence[Any]], dict[Any, Any]] | None = getattr(_ext, "row_dict", None)
+_row_of_items: Callable[[Any, type], dict[str, Any] | None] | None = getattr(_ext, "row_of_items", None)
+
+
+def _row(names: Sequence[Any], values: Sequence[Any]) -> dict[Any, Any]:
+    """``dict(zip(names, values))`` for one row's equally many names and values; in C where
+    built (a 50-value row's dict is most of what a one-row array costs beyond a dict's copy)."""
+    if _row_dict is not None:
+        return _row_dict(names, values)
+    return dict(zip(names, values))
+
+
 def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
+    if _row_of_items is not None and type(obj) is dict and obj:
+        # One-element numpy columns, in C: the same .item() of each as the Python path below.
+        row = _row_of_items(obj, np.ndarray)
+        if row is not None:
+            return Normalized(1, row=row)
     if obj and set(map(len, obj.values())) == {1}:
         # The common one-row dict of columns, without a per-value type check: lists, or numpy
         # columns of one dtype (joined, then turned into Python scalars in one call).
@@ -263,6 +283,10 @@ def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
                 return Normalized(1, row={k if type(k) is str else str(k): v.item() for k, v in obj.items()})
             except ValueError:
                 pass
+    if obj and type(next(iter(obj.values()))) is np.ndarray:
+        block = _numpy_columns(obj)
+        if block is not None:
+            return block
     if obj and all(_is_sequence(v) for v in obj.values()):
         lengths = {len(v) for v in obj.values()}
         if len(lengths) == 1:
@@ -274,6 +298,26 @@ def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
                 columns={str(k): _pandas_column(v) if _is_pandas(v, "Series") else _column(v) for k, v in obj.items()},
             )
     return Normalized(1, row={str(k): v for k, v in obj.items()})
+
+
+def _numpy_columns(obj: Mapping[Any, Any]) -> Normalized | None:
+    """A dict of equally long 1-D numpy columns of one numeric dtype (``{k: X[:, i]}``) as one
+    matrix, the form a 2-D array takes: one ``np.array`` call instead of a check and a buffer
+    copy per column. The same values and dtype, so the same statistics and payload logs.
+    ``None`` for any other dict (and for one-row ones: a one-row input is a row)."""
+    values = list(obj.values())
+    if set(map(type, values)) != {np.ndarray} or len({v.dtype for v in values}) != 1:
+        return None
+    try:
+        feature_major = np.array(values)
+    except ValueError:  # ragged
+        return None
+    if feature_major.ndim != 2 or feature_major.dtype.kind not in "fiu" or feature_major.shape[1] < 2:
+        return None
+    names = tuple(k if type(k) is str else str(k) for k in obj)
+    if len(set(names)) != len(names):
+        return None
+    return Normalized(feature_major.shape[1], matrix=feature_major.T, names=names)
 
 
 def _first(v: Any) -> Any:
@@ -290,13 +334,13 @@ def _from_array(obj: npt.NDArray[Any], names: Sequence[str] | None) -> Normalize
     if obj.ndim == 1:
         if obj.dtype.names:  # structured array: one row per record
             return Normalized(len(obj), columns={n: _column(obj[n]) for n in obj.dtype.names})
-        return Normalized(1, row=dict(zip(_names(obj.shape[0], names), obj.tolist())))
+        return Normalized(1, row=_row(_names(obj.shape[0], names), obj.tolist()))
     if obj.size == 0:
         return Normalized(obj.shape[0], columns={})
     flat = obj if obj.ndim == 2 else obj.reshape(obj.shape[0], -1)
     cols = _names(flat.shape[1], names)
     if flat.shape[0] == 1:
-        return Normalized(1, row=dict(zip(cols, flat[0].tolist())))
+        return Normalized(1, row=_row(cols, flat[0].tolist()))
     if flat.dtype.kind in "fiu" and len(set(cols)) == len(cols):
         return Normalized(flat.shape[0], matrix=flat, names=cols)
     return Normalized(flat.shape[0], columns={c: _column(flat[:, i]) for i, c in enumerate(cols)})
@@ -307,7 +351,10 @@ def _from_list(obj: Sequence[Any], names: Sequence[str] | None) -> Normalized:
         return Normalized(0, columns={})
     first = obj[0]
     if isinstance(first, Mapping) or hasattr(first, "model_dump"):
-        rows = [r if type(r) is dict else _model_row(r) if hasattr(r, "model_dump") else dict(r) for r in obj]
+        # all dicts: checked and copied at C speed (a list of the same dicts, not copies of them)
+        rows = list(obj) if type(first) is dict and set(map(type, obj)) == {dict} else _model_dicts(obj)
+        if rows is None:
+            rows = [r if type(r) is dict else _model_row(r) if hasattr(r, "model_dump") else dict(r) for r in obj]
         if len(rows) == 1:
             return Normalized(1, row=dict(rows[0]))
         return Normalized(len(rows), records=rows)
@@ -343,6 +390,22 @@ def _model_row(obj: Any) -> dict[str, Any]:
         if type(d) is dict:
             return dict(d)
     return dict(obj.model_dump())
+
+
+def _model_dicts(obj: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """The fields of a list of pydantic models of one plain class (see :func:`_model_row`) that
+    allows no extra fields: each model's own ``__dict__``, not a copy (a list of dicts is not
+    copied either; whatever reads the rows copies what it keeps). ``None`` for other lists."""
+    cls = type(obj[0])
+    if not hasattr(cls, "model_dump"):
+        return None
+    plain = _plain_models.get(cls)
+    if plain is None:
+        plain = _plain_models[cls] = _is_plain_model(cls)
+    if not plain or getattr(cls, "model_config", {}).get("extra") == "allow":
+        return None
+    rows = [r.__dict__ for r in obj if type(r) is cls]  # a model's __dict__ is a dict
+    return rows if len(rows) == len(obj) else None
 
 
 def _is_plain_model(cls: type) -> bool:
@@ -429,7 +492,7 @@ def _from_frame(df: Any) -> Normalized:
     n = len(df.index)
     if n == 1:
         values = matrix[0].tolist() if matrix is not None else [c[:1].tolist()[0] for c in cols]
-        return Normalized(1, row=dict(zip(names, values)))
+        return Normalized(1, row=_row(names, values))
     if matrix is not None and len(set(names)) == len(names):
         return Normalized(n, matrix=matrix, names=names)
     return Normalized(n, columns=dict(zip(names, cols)))

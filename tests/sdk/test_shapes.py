@@ -1,10 +1,15 @@
 """Every input shape a predict function takes exports the same statistics as the same rows sent
-one dict at a time, read back from a real loopback OTLP receiver; payload logs keep integers."""
+one dict at a time, read back from a real loopback OTLP receiver; payload logs keep integers.
+Each shape is sent twice: through the C extension's converters, and through the Python code
+they follow (what ``INFERSIGHT_PURE_PYTHON=1`` or an install without a compiler runs)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +19,13 @@ import pydantic
 import pytest
 
 import infersight
+from infersight import feature_stats, payload
 from support.otlp_sink import OtlpSink, attrs
+
+REQUIRED = os.environ.get("INFERSIGHT_REQUIRE_SPEEDUPS", "").strip() == "1"
+PURE = os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1"
+# What the C extension adds to the shape conversions, by module (``None`` when it is off).
+CONVERTERS = [(payload, "_row_dict"), (payload, "_row_of_items"), (feature_stats, "_records_matrix")]
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +34,22 @@ def sink():
         yield s
 
 
+@pytest.fixture(params=["C", "Python"])
+def path(request, monkeypatch):
+    """Run the test through the C converters, then through the Python code alone."""
+    if request.param == "C":
+        if any(getattr(mod, name) is None for mod, name in CONVERTERS):
+            if REQUIRED and not PURE:
+                pytest.fail("infersight._speedups is not built and INFERSIGHT_REQUIRE_SPEEDUPS=1")
+            pytest.skip("the C converters are not in use")
+    else:
+        for mod, name in CONVERTERS:
+            monkeypatch.setattr(mod, name, None)
+    return request.param
+
+
 @pytest.fixture
-def configured(sink):
+def configured(sink, path):
     sink.clear()
     infersight.configure(
         endpoint=sink.grpc_endpoint,
@@ -134,20 +159,67 @@ def _numeric_matrix(rows: list[dict[str, Any]]) -> np.ndarray:
     return np.array([[r["income"], r["tenure"], r["score"]] for r in rows])
 
 
+def _numpy_columns(rows: list[dict[str, Any]], dtype: Any = np.float64) -> dict[str, np.ndarray]:
+    return {k: np.array([r[k] for r in rows], dtype=dtype) for k in NUMERIC}
+
+
+def _ints(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: int(v) if math.isfinite(v) else 0 for k, v in r.items()} for r in rows]
+
+
+def _odd_rows(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Lists of dicts the C converter hands back to the Python path, in part or whole: a row
+    with other names or another order, values of other types (numpy scalars, a list, an int
+    past 64 bits, a str subclass)."""
+    rows = [dict(r) for r in rows]
+    rows[9] = dict(reversed(list(rows[9].items())))
+    rows[11]["tenure"] = np.int64(rows[11]["tenure"])
+    rows[12]["plan"] = ["a", "list"]
+    rows[13]["tenure"] = 2**70  # an int past int64, not past a float
+    rows[14]["plan"] = _Plan(rows[14]["plan"])
+    rows[15]["vip"] = np.bool_(rows[15]["vip"])
+    return [rows[:8], rows[8:10], rows[10:12], rows[12:13], rows[13:14], rows[14:]]
+
+
+class _Plan(str):
+    pass
+
+
 NUMERIC = ["income", "tenure", "score"]
 
 # shape name -> (make the inputs from rows, rows use objects, rows have nulls, feature names)
 SHAPES: dict[str, tuple[Callable[[list[dict[str, Any]]], list[Any]], bool, bool, list[str] | None]] = {
     "list of dicts": (lambda rows: [rows[:7], rows[7:]], True, True, None),
+    "list of dicts, same names": (lambda rows: [rows[:5], rows[5:]], True, False, None),
+    "list of dicts, numbers only": (lambda rows: [rows[:5], rows[5:]], False, False, None),
     "list holding one dict": (lambda rows: [[r] for r in rows], True, True, None),
     "DataFrame": (lambda rows: [_frame(rows[:9]), _frame(rows[9:])], True, False, None),
     "one-row DataFrames": (lambda rows: [_frame([r]) for r in rows], True, False, None),
     "dict of columns": (lambda rows: [{k: [r[k] for r in rows] for k in rows[0]}], True, False, None),
+    "dict of numpy columns": (lambda rows: [_numpy_columns(rows[:6]), _numpy_columns(rows[6:])], False, False, None),
+    "dict of int numpy columns": (
+        lambda rows: [_numpy_columns(_ints(rows[:6]), np.int64), _numpy_columns(_ints(rows[6:]), np.int64)],
+        False,
+        False,
+        None,
+    ),
+    "dict of one-element numpy columns": (
+        lambda rows: [{k: np.array([v]) for k, v in r.items()} for r in rows],
+        False,
+        False,
+        None,
+    ),
     "dict of one-element columns": (lambda rows: [{k: [v] for k, v in r.items()} for r in rows], True, True, None),
     "2-D numpy": (lambda rows: [_numeric_matrix(rows[:5]), _numeric_matrix(rows[5:])], False, False, NUMERIC),
     "1 x k numpy": (lambda rows: [_numeric_matrix([r]) for r in rows], False, False, NUMERIC),
     "1-D numpy": (lambda rows: [_numeric_matrix([r])[0] for r in rows], False, False, NUMERIC),
     "pydantic models": (lambda rows: [[Applicant(**r) for r in rows]], True, False, None),
+    "pydantic models, two lists": (
+        lambda rows: [[Applicant(**r) for r in rows[:3]], [Applicant(**r) for r in rows[3:]]],
+        True,
+        False,
+        None,
+    ),
     "one pydantic model": (lambda rows: [Applicant(**r) for r in rows], True, False, None),
 }
 
@@ -161,13 +233,73 @@ def test_each_shape_exports_what_the_same_rows_as_dicts_export(configured, shape
     _send(as_shape, make([dict(r) for r in rows]), features)
     assert infersight.flush()
     expected, got = _exported(configured, as_dicts), _exported(configured, as_shape)
+    if "int numpy" in shape:  # the same rows with every value an integer
+        as_dicts = f"int-dicts-{shape}"
+        _send_as_dicts(as_dicts, _ints(rows))
+        assert infersight.flush()
+        expected, got = _exported(configured, as_dicts), _exported(configured, as_shape)
+        assert ("ml.feature.value", "income") in expected
+        _assert_same(got, expected)
+        return
     assert ("ml.feature.value", "income") in expected and ("ml.feature.missing", "income", "nan") in expected
     if objects:
         assert ("ml.feature.category", "plan", "pro") in expected and ("ml.feature.value", "note") in expected
     if nulls:
         assert expected[("ml.feature.missing", "vip", "absent")] == 1
         assert expected[("ml.feature.missing", "plan", "null")] == 1
-    assert got == expected
+    _assert_same(got, expected)
+
+
+def _assert_same(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal, but for a sketch's sum, which may differ in its last bits: the same values are
+    added in another order when a shape is buffered as a batch rather than as rows."""
+    assert got.keys() == expected.keys()
+    for key, want in expected.items():
+        if isinstance(want, tuple):
+            assert got[key][:1] + got[key][2:] == want[:1] + want[2:], key
+            assert math.isclose(got[key][1], want[1], rel_tol=1e-12, abs_tol=1e-9), key
+        else:
+            assert got[key] == want, key
+
+
+def test_lists_of_dicts_the_converter_hands_back_export_what_the_dicts_export(configured):
+    rows = _rows(16, 11)
+    odd = _odd_rows(rows)
+    _send_as_dicts("odd-dicts", [r for batch in odd for r in batch])
+    _send("odd-lists", odd)
+    assert infersight.flush()
+    expected, got = _exported(configured, "odd-dicts"), _exported(configured, "odd-lists")
+    assert ("ml.feature.category", "plan", "pro") in expected and ("ml.feature.value", "plan") in expected
+    _assert_same(got, expected)
+
+
+def test_redacted_fields_of_a_list_of_dicts_are_left_out(sink, path):
+    sink.clear()
+    infersight.configure(
+        endpoint=sink.grpc_endpoint,
+        protocol="grpc",
+        log_output="none",
+        metric_export_interval=3600,
+        redact=["plan"],
+    )
+    rows = _rows(16, 5, nulls=False)
+    _send_as_dicts("redacted-dicts", [dict(r) for r in rows])
+    _send("redacted-lists", [rows[:8], rows[8:]])
+    assert infersight.flush()
+    expected, got = _exported(sink, "redacted-dicts"), _exported(sink, "redacted-lists")
+    assert not any(key[1] == "plan" for key in expected) and ("ml.feature.value", "note") in expected
+    _assert_same(got, expected)
+
+
+def test_pure_python_variable_turns_the_converters_off():
+    probe = (
+        "from infersight import feature_stats, payload; "
+        "print(payload._row_dict is None, payload._row_of_items is None, feature_stats._records_matrix is None)"
+    )
+    env = {**os.environ, "INFERSIGHT_PURE_PYTHON": "1"}
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["True", "True", "True"]
 
 
 def test_a_batch_split_over_many_buffered_calls_equals_one_call(configured):
@@ -260,3 +392,18 @@ def test_a_logged_batch_is_cut_to_what_fits_in_the_payload_cap(configured):
     text = recs[0]["ml.inputs"]
     assert text.startswith('[{"f0": 0.0, "f1": 1.0') and text.endswith("…[truncated]")
     assert len(text.encode()) <= 1024 + len("…[truncated]".encode())
+
+
+def test_the_c_converters_take_the_common_shapes_whole():
+    if feature_stats._records_matrix is None or payload._row_of_items is None:
+        if REQUIRED and not PURE:
+            pytest.fail("infersight._speedups is not built and INFERSIGHT_REQUIRE_SPEEDUPS=1")
+        pytest.skip("the C converters are not in use")
+    acc = feature_stats.FeatureStats()
+    rows = _rows(30_000, 2, nulls=False)  # 6 names: 10,922 rows make 64k values
+    acc.record_rows(("m", "1"), rows)
+    assert acc._state.rows.get(("m", "1"), []) == []  # no row buffered one by one
+    assert [n for _, _, n in acc._state.blocks[("m", "1")]] == [10_922, 10_922, 8_156]
+    assert payload._row_of_items({"a": np.array([1.5]), "b": np.array([2])}, np.ndarray) == {"a": 1.5, "b": 2}
+    assert payload._row_of_items({"a": np.array([1.5, 2.0])}, np.ndarray) is None
+    assert payload._row_dict(("a", "b"), [1, "x"]) == {"a": 1, "b": "x"}
