@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -124,6 +125,9 @@ class ProcessorConfig:
     ack_timeout: float = 30.0
     maintenance_interval: float = 60.0
     retry_after: int = 2
+    # The evaluation-side sections (models, evaluation, alerts, quality; slo next), each parsed
+    # by the module that owns it (see _EXTENSIONS): section name -> that module's settings object.
+    sections: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def window_sizes(self) -> tuple[int, ...]:
@@ -249,6 +253,16 @@ _SECTIONS: dict[str, dict[str, tuple[str, _Parser]]] = {
         "tls_key": ("tls_key", _path),
     },
 }
+# Sections parsed by the module that uses them: name -> "module:function". The function takes
+# the section's body (``{}`` when the file has none, so defaults come from one place) and the
+# key prefix to name in errors, and returns that module's settings object (ConfigError if wrong).
+_EXTENSIONS: dict[str, str] = {
+    "models": "infersight.processor.evaluate.settings:parse_models",
+    "evaluation": "infersight.processor.evaluate.settings:parse_evaluation",
+    "alerts": "infersight.processor.alerts.settings:parse_alerts",
+    "quality": "infersight.processor.quality.settings:parse_quality",
+}
+
 _FLAT: dict[str, tuple[str, _Parser]] = {k: v for sec in _SECTIONS.values() for k, v in sec.items()}
 _FLAT["db"] = ("db", _db)
 
@@ -262,8 +276,17 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any
     """Read the YAML file at ``path`` (if any), then apply ``overrides`` (flag values, flat keys
     such as ``window`` or ``db``; ``None`` values are skipped), and validate the result."""
     values: dict[str, Any] = {}
+    bodies: dict[str, Any] = {}
     if path is not None:
-        values.update(_read_yaml(Path(path)))
+        try:
+            values.update(_read_yaml(Path(path), bodies))
+            sections = _parse_sections(bodies)
+        except ConfigError as exc:
+            text = str(exc)
+            raise ConfigError(text if text.startswith("config file") else f"{path}: {text}") from None
+    else:
+        sections = _parse_sections(bodies)
+    values["sections"] = sections
     for key, raw in (overrides or {}).items():
         if raw is None:
             continue
@@ -276,7 +299,15 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any
     return _validate(cfg)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _parse_sections(bodies: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, target in _EXTENSIONS.items():
+        module, _, func = target.partition(":")
+        out[name] = getattr(importlib.import_module(module), func)(bodies.get(name) or {}, name)
+    return out
+
+
+def _read_yaml(path: Path, bodies: dict[str, Any]) -> dict[str, Any]:
     import yaml
 
     try:
@@ -285,12 +316,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+    known = [*_SECTIONS, *_EXTENSIONS]
     if not isinstance(doc, dict):
-        raise ConfigError(f"config file {str(path)!r} must be a mapping of sections ({', '.join(_SECTIONS)})")
+        raise ConfigError(f"config file {str(path)!r} must be a mapping of sections ({', '.join(known)})")
     values: dict[str, Any] = {}
     for section, body in doc.items():
+        if section in _EXTENSIONS:
+            if body is not None and not isinstance(body, dict):
+                raise ConfigError(f"{section}: {body!r} must be a mapping")
+            bodies[section] = body
+            continue
         if section not in _SECTIONS:
-            raise ConfigError(f"{section}: unknown section; known: {', '.join(_SECTIONS)}")
+            raise ConfigError(f"{section}: unknown section; known: {', '.join(known)}")
         if not isinstance(body, dict):
             raise ConfigError(f"{section}: must be a mapping of keys ({', '.join(_SECTIONS[section])})")
         for key, raw in body.items():

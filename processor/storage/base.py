@@ -34,6 +34,7 @@ __all__ = [
     "OUTPUT",
     "MODEL",
     "cover_range",
+    "Record",
 ]
 
 # A window's role: a model's feature (name = ``ml.feature.name``), one of its outputs
@@ -74,6 +75,22 @@ class Feedback:
     request_id: str
     time_ns: int
     actual: str
+
+
+@dataclass
+class Record:
+    """One evaluation-side document: a finding, an alert, a verdict, a pushed reference.
+
+    ``kind`` names the collection (``"finding"``, ``"alert"``, ``"reference"`` ...), ``key`` is
+    unique within it (a write with the same key replaces the record), ``model`` and ``time``
+    (Unix seconds) are what reads filter and order by, ``body`` the JSON-able content.
+    """
+
+    kind: str
+    key: str
+    model: str
+    time: float
+    body: dict[str, Any]
 
 
 @dataclass
@@ -160,6 +177,32 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def row_count(self) -> int:
         """How many window rows are stored (compaction makes it smaller)."""
+
+    # -- evaluation records -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def put_records(self, records: Sequence[Record]) -> None:
+        """Insert or replace (by ``kind`` and ``key``) in one transaction."""
+
+    @abc.abstractmethod
+    def get_records(
+        self,
+        kind: str,
+        *,
+        model: str | None = None,
+        key: str | None = None,
+        key_prefix: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Record]:
+        """Records of ``kind`` filtered by model, exact key or key prefix, and ``[start, end)``
+        on ``time``; ordered by time (oldest first unless ``newest_first``)."""
+
+    @abc.abstractmethod
+    def delete_records(self, kind: str, *, before: float | None = None, keys: Sequence[str] = ()) -> int:
+        """Delete records of ``kind`` older than ``before`` and/or with the given keys."""
 
     # -- life ------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from infersight.processor.storage.base import Storage, WindowKey, WriteBatch, cover_range
+from infersight.processor.storage.base import Record, Storage, WindowKey, WriteBatch, cover_range
 from infersight.processor.storage.codec import decode_window, encode_window, encode_windows
 from infersight.stats.windows import WindowStats
 
@@ -61,6 +61,10 @@ _SCHEMA = [
         actual TEXT NOT NULL, PRIMARY KEY (model, request_id))""",
     "CREATE TABLE IF NOT EXISTS ingested (digest TEXT PRIMARY KEY, at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS streams (key TEXT PRIMARY KEY, state TEXT NOT NULL, at BIGINT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS records (
+        kind TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, time DOUBLE PRECISION NOT NULL,
+        body TEXT NOT NULL, PRIMARY KEY (kind, key))""",
+    "CREATE INDEX IF NOT EXISTS records_time ON records (kind, model, time)",
 ]
 
 
@@ -454,6 +458,59 @@ class SqlStorage(Storage):
             }
             for r in rows
         ]
+
+    # -- evaluation records -----------------------------------------------------------------
+
+    def put_records(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        sql = self.upsert(
+            "records", ("kind", "key", "model", "time", "body"), ("kind", "key"), ("model", "time", "body")
+        )
+        rows = [(r.kind, r.key, r.model, float(r.time), json.dumps(r.body, allow_nan=False)) for r in records]
+        with self._wlock, self._tx(self._w) as cur:
+            cur.executemany(sql, rows)
+
+    def get_records(
+        self,
+        kind: str,
+        *,
+        model: str | None = None,
+        key: str | None = None,
+        key_prefix: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Record]:
+        conds: list[str] = ["kind=?"]
+        params: list[Any] = [kind]
+        for cond, value in (("model=?", model), ("key=?", key), ("time>=?", start), ("time<?", end)):
+            if value is not None:
+                conds.append(cond)
+                params.append(value)
+        if key_prefix is not None:  # not LIKE (keys may hold % and _), not a range (collations differ)
+            conds.append("substr(key, 1, ?)=?")
+            params.extend((len(key_prefix), key_prefix))
+        sql = f"SELECT kind, key, model, time, body FROM records WHERE {' AND '.join(conds)} ORDER BY time"
+        sql += " DESC, key DESC" if newest_first else ", key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [Record(r[0], r[1], r[2], float(r[3]), json.loads(r[4])) for r in self._read(sql, params)]
+
+    def delete_records(self, kind: str, *, before: float | None = None, keys: Sequence[str] = ()) -> int:
+        n = 0
+        with self._wlock, self._tx(self._w) as cur:
+            if before is not None:
+                cur.execute("DELETE FROM records WHERE kind=? AND time<?", (kind, float(before)))
+                n += max(cur.rowcount, 0)
+            for chunk in _chunks(list(keys), 500):
+                cur.execute(
+                    f"DELETE FROM records WHERE kind=? AND key IN ({','.join('?' * len(chunk))})", (kind, *chunk)
+                )
+                n += max(cur.rowcount, 0)
+        return n
 
     def row_count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM stats")[0][0])

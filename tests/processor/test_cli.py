@@ -64,7 +64,7 @@ def test_an_empty_token_is_refused_from_the_flag_the_env_and_the_file(tmp_path, 
     token_file.write_text("\n")
     config = tmp_path / "p.yaml"
     config.write_text(f"security:\n  token_file: {token_file}\n")
-    with pytest.raises(ConfigError, match=r"^security\.token_file \(file '.*token'\): the token is empty"):
+    with pytest.raises(ConfigError, match=r"^.*p\.yaml: security\.token_file \(file '.*token'\): the token is empty"):
         load_config(config)
     token_file.write_text("s3cret\n")
     assert load_config(config).token == "s3cret"

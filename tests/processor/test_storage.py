@@ -262,3 +262,30 @@ def test_each_engine_is_a_storage_chosen_by_its_url_scheme(store_url):
     store.close()
     with pytest.raises(StorageError, match=r"'mysql://db/x' is neither sqlite:///\.\.\. nor postgresql://"):
         open_storage("mysql://db/x")
+
+
+def test_evaluation_records_replace_by_key_and_filter_by_model_prefix_and_time(store_url):
+    from infersight.processor.storage.base import Record
+
+    st = open_storage(store_url, (60,))
+    try:
+        st.put_records(
+            [
+                Record("finding", "churn|a%_", "churn", 120.0, {"x": 1}),
+                Record("finding", "churn|b", "churn", 60.0, {"x": 2}),
+                Record("finding", "fraud|a", "fraud", 90.0, {"x": 3}),
+                Record("alert", "churn|a%_", "churn", 10.0, {"y": 1}),
+            ]
+        )
+        st.put_records([Record("finding", "churn|b", "churn", 180.0, {"x": 4})])  # same key: replaced
+        got = st.get_records("finding", model="churn")
+        assert [(r.key, r.time, r.body) for r in got] == [("churn|a%_", 120.0, {"x": 1}), ("churn|b", 180.0, {"x": 4})]
+        assert [r.key for r in st.get_records("finding", key_prefix="churn|a%")] == ["churn|a%_"]
+        assert [r.key for r in st.get_records("finding", start=90, end=180)] == ["fraud|a", "churn|a%_"]
+        assert [r.key for r in st.get_records("finding", newest_first=True, limit=2)] == ["churn|b", "churn|a%_"]
+        assert st.delete_records("finding", before=100) == 1
+        assert st.delete_records("finding", keys=["churn|b"]) == 1
+        assert [r.key for r in st.get_records("finding")] == ["churn|a%_"]
+        assert [r.body for r in st.get_records("alert")] == [{"y": 1}]
+    finally:
+        st.close()

@@ -1,0 +1,1 @@
+"""Alerts: policies over findings, deduplicated incidents, and the channels that carry them."""

@@ -1,0 +1,1 @@
+"""Evaluation: the verdicts the processor reaches on its stored windows (see findings)."""

@@ -1,0 +1,179 @@
+"""What evaluation finds, in one shape for every evaluator (drift, data quality, model quality,
+version comparison, and the SLOs that come next), and the interface an evaluator implements.
+
+A :class:`Finding` is one verdict on one subject (a feature, an output, a quality metric) of
+one model, version and slice over one evaluation window. The alert engine reads findings
+only; the metric outputs (``ml.drift.*``, ``ml.quality.*``, ``ml.model.age``) and the API are
+rendered from them. So a new evaluator is one class with :meth:`Evaluator.evaluate`, and its
+verdicts reach alerts, ``/metrics`` and OTLP without further wiring.
+
+Example:
+    >>> f = Finding(model="churn", version="3", window_size=3600, window_start=7200, kind="drift",
+    ...     subject="age", status="breach", statistic=0.31, threshold=0.1, p_value=1e-9,
+    ...     cause="distribution_shift")
+    >>> f.cause_class, f.key
+    ('world', 'churn|3||3600|7200|drift|age')
+    >>> Finding.from_dict(f.to_dict()) == f
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Finding", "Evaluator", "EvaluationContext", "cause_class", "STATUSES", "KINDS"]
+
+# ok: nothing to report; warning: past the threshold but not (yet) alert-worthy on its own
+# (e.g. too few rows, or a single window); breach: the condition an alert policy acts on;
+# no_data: the subject should have data in this window and has none.
+STATUSES = ("ok", "warning", "breach", "no_data")
+# drift: a feature's or output's distribution; data_quality: missing values, schema
+# violations, unseen categories, a feature that stopped arriving; quality: a metric on
+# labelled traffic; version: one version compared with another; age: time since the
+# version first served; slo: reserved for the SLO evaluator.
+KINDS = ("drift", "data_quality", "quality", "version", "age", "slo")
+
+# The engine's cause hints, grouped into what a reader must check first.
+_PIPELINE = ("missing_rate_jump", "unit_change", "unseen_categories", "schema", "feature_missing", "nan", "type")
+_MODEL_VERSION = ("version", "wrong_model")
+_STALE = ("age", "stale")
+
+
+def cause_class(cause: str | None) -> str | None:
+    """The class of a cause hint: ``pipeline`` (NaN jump, unit change, schema change, a new
+    category, a feature that stopped arriving), ``model_version``, ``stale_model`` or
+    ``world`` (a distribution shift); ``None`` without a cause.
+
+    >>> cause_class("unit_change:x1000"), cause_class("distribution_shift"), cause_class(None)
+    ('pipeline', 'world', None)
+    """
+    if not cause:
+        return None
+    head = cause.split(":", 1)[0]
+    if head.startswith(_PIPELINE):
+        return "pipeline"
+    if head.startswith(_MODEL_VERSION):
+        return "model_version"
+    if head.startswith(_STALE):
+        return "stale_model"
+    return "world"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One verdict: ``kind`` on ``subject`` of ``model``/``version``/``slice`` over the window
+    ``[window_start, window_start + window_size)`` (Unix seconds).
+
+    ``version`` ``""`` means all versions together; ``slice`` ``""`` all traffic, otherwise a
+    canonical ``"key=value,key=value"`` with sorted keys. ``statistic`` and ``threshold`` are on
+    the evaluator's scale (``statistic / threshold > 1`` is past it); ``since`` is the start of
+    the window where the change began (the change point), when one was located. ``evidence``
+    holds up to a few ``{"trace_id", "span_id", "request_id"}`` of requests that drove it.
+    ``revision`` counts re-evaluations of the same window (late data re-opens a verdict: the
+    earlier revision stays in history).
+    """
+
+    model: str
+    version: str
+    window_size: int
+    window_start: int
+    kind: str
+    subject: str
+    status: str
+    statistic: float = math.nan
+    threshold: float = math.nan
+    p_value: float | None = None
+    cause: str | None = None
+    method: str | None = None
+    slice: str = ""
+    since: int | None = None
+    n_reference: int = 0
+    n_current: int = 0
+    details: Mapping[str, Any] = field(default_factory=dict)
+    evidence: tuple[Mapping[str, str], ...] = ()
+    evaluated_at: float = 0.0
+    revision: int = 0
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"Finding.status: {self.status!r} is not one of {', '.join(STATUSES)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"Finding.kind: {self.kind!r} is not one of {', '.join(KINDS)}")
+
+    @property
+    def cause_class(self) -> str | None:
+        return cause_class(self.cause)
+
+    @property
+    def key(self) -> str:
+        """Unique per (model, version, slice, window, kind, subject): a re-evaluation replaces."""
+        return "|".join(
+            (
+                self.model,
+                self.version,
+                self.slice,
+                str(self.window_size),
+                str(self.window_start),
+                self.kind,
+                self.subject,
+            )
+        )
+
+    @property
+    def severity(self) -> float:
+        """``statistic / threshold`` (0 when either is missing or not finite)."""
+        if not (math.isfinite(self.statistic) and math.isfinite(self.threshold)) or not self.threshold:
+            return 0.0
+        return self.statistic / self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (non-finite numbers become ``None``), with ``cause_class`` added."""
+        d = asdict(self)
+        for k in ("statistic", "threshold", "p_value"):
+            v = d[k]
+            d[k] = None if v is None or not math.isfinite(v) else float(v)
+        d["details"] = dict(self.details)
+        d["evidence"] = [dict(e) for e in self.evidence]
+        d["cause_class"] = self.cause_class
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Finding:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for k in ("statistic", "threshold"):
+            if known.get(k) is None:
+                known[k] = math.nan
+        known["evidence"] = tuple(dict(e) for e in known.get("evidence", ()))
+        known["details"] = dict(known.get("details", {}))
+        return cls(**known)
+
+
+@dataclass
+class EvaluationContext:
+    """What an evaluator gets for one closed window of one model.
+
+    ``storage`` is the processor's :class:`~infersight.processor.storage.base.Storage`;
+    ``settings`` the model's resolved settings (the ``models:`` section of the config merged
+    over its defaults); ``now`` the processor clock (Unix seconds). Evaluators read the window
+    ``[start, start + size)`` and, for history, earlier windows of the same size.
+    """
+
+    storage: Any
+    model: str
+    size: int
+    start: int
+    now: float
+    settings: Any = None
+    versions: tuple[str, ...] = ()
+
+
+class Evaluator(Protocol):
+    """One kind of verdict. ``evaluate`` must not raise for bad data (it returns findings that
+    say so); it may raise for a broken store, which the loop logs and retries."""
+
+    name: str
+
+    def evaluate(self, ctx: EvaluationContext) -> list[Finding]: ...

@@ -1,0 +1,1 @@
+"""Model quality from late ground truth: every call's prediction joined with its label."""
