@@ -1,0 +1,611 @@
+"""The alert engine: findings in, few and readable notifications out.
+
+:class:`AlertManager` reads the findings of each evaluated window and keeps, per
+*deduplication key* (by default model, version, slice and policy), the recent verdicts of
+each window size. An incident opens when a key breaches for ``persistence`` consecutive
+windows, carries the moved subjects ranked by severity x importance, the likely cause class
+with what to check first, the runbook and evidence (trace and request IDs), and resolves after
+``resolve_after`` consecutive ok windows. One incident is one ``open`` and one ``resolve``
+notification, whatever the number of windows or features in between; changes while open
+(a new subject, another cause class) send at most one ``update`` per ``update_every`` windows.
+After a notified resolve the key stays quiet for ``cooldown`` seconds of window time: a breach
+in that time re-opens the same incident silently and is announced only if it outlasts the
+cooldown. A per-model budget caps notifications per period; beyond it one
+``budget_exhausted`` notice goes out and the rest are counted (and a ``budget_summary`` with
+the count when the period ends).
+
+State lives in the storage records table (kinds ``alert`` for incidents, key = incident id;
+``alert_track`` for per-key verdicts; ``alert_budget`` per model), so a restart continues
+where it stopped.
+
+Example:
+    >>> from infersight.processor.storage import open_storage
+    >>> from infersight.processor.alerts.settings import parse_alerts
+    >>> store = open_storage("sqlite:///:memory:")
+    >>> mgr = AlertManager(parse_alerts({}, "alerts"), store, clock=lambda: 1e9)
+    >>> def window(i, status):
+    ...     return [Finding(model="churn", version="3", window_size=60, window_start=60 * i,
+    ...         kind="drift", subject="age", status=status, statistic=0.3, threshold=0.1)]
+    >>> [n.event for i, s in enumerate(["breach", "breach", "breach"]) for n in mgr.observe(window(i, s))]
+    ['open']
+    >>> mgr.close()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from infersight.processor.alerts.channels import Channel, make_channel
+from infersight.processor.alerts.explain import (
+    CAUSE_CLASS_LABELS,
+    check_first,
+    describe_subject,
+    pick_cause_class,
+    rank,
+    short,
+)
+from infersight.processor.alerts.settings import AlertSettings, Policy
+from infersight.processor.evaluate.findings import Finding
+from infersight.processor.storage.base import Record, Storage
+
+__all__ = ["AlertManager", "Notification", "SCHEMA"]
+
+_log = logging.getLogger(__name__)
+
+SCHEMA = "infersight.alert/v1"
+INCIDENT = "alert"
+TRACK = "alert_track"
+BUDGET = "alert_budget"
+# verdicts kept per key and window size (enough for persistence, resolve and late revisions)
+_KEEP_VERDICTS = 64
+# history entries kept per incident (the first, "open", is always kept)
+_KEEP_HISTORY = 300
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to the channels. ``event`` is ``open``, ``update``, ``resolve``,
+    ``budget_exhausted`` or ``budget_summary``; ``incident`` the incident as JSON (without
+    its history) for the first three."""
+
+    event: str
+    model: str
+    severity: str
+    title: str
+    text: str
+    sent_at: float
+    channels: tuple[str, ...] = ()
+    incident: Mapping[str, Any] | None = None
+    kinds: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The webhook payload (see docs/alerts.md for the schema)."""
+        d: dict[str, Any] = {
+            "schema": SCHEMA,
+            "event": self.event,
+            "model": self.model,
+            "severity": self.severity,
+            "title": self.title,
+            "text": self.text,
+            "sent_at": self.sent_at,
+            "incident": dict(self.incident) if self.incident is not None else None,
+        }
+        d.update(self.extra)
+        return d
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _passes(policy: Policy, f: Finding) -> bool:
+    if f.status not in policy.statuses:
+        return False
+    if policy.causes and (f.cause_class or "none") not in policy.causes:
+        return False
+    measurable = math.isfinite(f.statistic) and math.isfinite(f.threshold) and f.threshold != 0
+    return not measurable or f.severity >= policy.min_severity
+
+
+def _dedup_fields(policy: Policy, f: Finding) -> dict[str, Any]:
+    values = {
+        "model": f.model,
+        "version": f.version,
+        "slice": f.slice,
+        "policy": policy.name,
+        "kind": f.kind,
+        "subject": f.subject,
+        "window_size": f.window_size,
+    }
+    return {k: values[k] for k in policy.dedup}
+
+
+def _key_text(fields: Mapping[str, Any]) -> str:
+    return "|".join(f"{k}={fields[k]}" for k in fields)
+
+
+class AlertManager:
+    """Applies the ``alerts:`` policies to findings and sends notifications to the channels.
+
+    ``observe(findings)`` takes the findings of one window of one model (several windows are
+    fine too) and returns the notifications it handed to channels. Thread-safe.
+    ``clock`` (wall time) drives budgets and timestamps; persistence, resolve and cooldown
+    follow window time. ``channels`` replaces the channels built from ``settings`` (by name).
+    """
+
+    def __init__(
+        self,
+        settings: AlertSettings,
+        storage: Storage,
+        *,
+        clock: Callable[[], float] = time.time,
+        channels: Mapping[str, Channel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.clock = clock
+        self.channels: dict[str, Channel] = (
+            dict(channels) if channels is not None else {n: make_channel(c) for n, c in settings.channels.items()}
+        )
+        self._policies = {p.name: p for p in settings.policies}
+        self._lock = threading.RLock()
+        self._tracks: dict[str, dict[str, Any]] = {r.key: r.body for r in storage.get_records(TRACK)}
+        self._budgets: dict[str, dict[str, Any]] = {r.key: r.body for r in storage.get_records(BUDGET)}
+        self._incidents: dict[str, dict[str, Any]] = {}
+        self._counts = {"notifications": 0, "suppressed": 0, "unrouted": 0, "revisions": 0}
+
+    # -- public ---------------------------------------------------------------------------
+
+    def observe(self, findings: Iterable[Finding]) -> list[Notification]:
+        """Apply the policies to the findings of one evaluated window; return what was sent."""
+        groups: dict[tuple[str, int, int, int], list[Finding]] = {}
+        for f in findings:
+            groups.setdefault((f.model, f.window_size, f.window_start, f.revision), []).append(f)
+        out: list[Notification] = []
+        with self._lock:
+            dirty_tracks: set[str] = set()
+            dirty_incidents: set[str] = set()
+            pending: list[tuple[Notification, dict[str, Any] | None]] = []
+            for (model, size, start, revision), group in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+                for policy in self.settings.policies:
+                    scoped: dict[str, list[Finding]] = {}
+                    fields_of: dict[str, dict[str, Any]] = {}
+                    for f in group:
+                        if policy.in_scope(f.model, f.kind, f.subject):
+                            fields = _dedup_fields(policy, f)
+                            key = _key_text(fields)
+                            scoped.setdefault(key, []).append(f)
+                            fields_of[key] = fields
+                    for key, fs in scoped.items():
+                        breaching = [f for f in fs if _passes(policy, f)]
+                        pending.extend(
+                            self._step(policy, key, fields_of[key], model, size, start, revision, fs, breaching)
+                        )
+                        dirty_tracks.add(key)
+                        inc_id = self._tracks[key].get("incident")
+                        if inc_id:
+                            dirty_incidents.add(inc_id)
+            sendable = self._apply_budget(pending, dirty_incidents)
+            self._persist(dirty_tracks, dirty_incidents, {n.model for n, _ in pending})
+            for n in sendable:
+                self._dispatch(n)
+                out.append(n)
+        return out
+
+    def incidents(
+        self,
+        state: str = "all",
+        model: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Incidents (with history), newest first: ``state`` ``open``, ``resolved`` or ``all``;
+        ``start``/``end`` (window time, Unix seconds) keep incidents active in ``[start, end)``."""
+        if state not in ("open", "resolved", "all"):
+            raise ValueError(f"state={state!r} is not one of open, resolved, all")
+        with self._lock:
+            records = self.storage.get_records(INCIDENT, model=model, end=end, newest_first=True)
+        out = []
+        for r in records:
+            inc = r.body
+            if state != "all" and inc["state"] != state:
+                continue
+            if start is not None and inc["state"] == "resolved" and (inc.get("resolved_window") or 0) < start:
+                continue
+            out.append(inc)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: notifications sent, suppressed by budget, unrouted, revisions seen; and
+        each channel's (sent, failed, retried, dropped, abandoned, queued)."""
+        with self._lock:
+            return {**self._counts, "channels": {n: c.stats() for n, c in self.channels.items()}}
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush the channels (at most ``timeout`` seconds in all) and stop their threads."""
+        end = time.monotonic() + timeout
+        for ch in self.channels.values():
+            ch.close(max(0.0, end - time.monotonic()))
+
+    # -- one key, one window --------------------------------------------------------------
+
+    def _incident(self, inc_id: str | None) -> dict[str, Any] | None:
+        if not inc_id:
+            return None
+        inc = self._incidents.get(inc_id)
+        if inc is None:
+            recs = self.storage.get_records(INCIDENT, key=inc_id)
+            if not recs:
+                return None
+            inc = self._incidents[inc_id] = recs[0].body
+        return inc
+
+    def _step(
+        self,
+        policy: Policy,
+        key: str,
+        fields: dict[str, Any],
+        model: str,
+        size: int,
+        start: int,
+        revision: int,
+        scoped: list[Finding],
+        breaching: list[Finding],
+    ) -> list[tuple[Notification, dict[str, Any] | None]]:
+        now = self.clock()
+        track = self._tracks.setdefault(
+            key, {"key": key, "fields": fields, "policy": policy.name, "model": model, "verdicts": {}, "incident": None}
+        )
+        verdicts: list[list[Any]] = track["verdicts"].setdefault(str(size), [])
+        is_breach = bool(breaching)
+        prior = next((v for v in verdicts if v[0] == start), None)
+        inc = self._incident(track.get("incident"))
+        out: list[tuple[Notification, dict[str, Any] | None]] = []
+        if prior is not None:
+            if prior[1] != is_breach and revision > 0:
+                self._counts["revisions"] += 1
+                if inc is not None:
+                    self._history(
+                        inc,
+                        "revised",
+                        now,
+                        size,
+                        start,
+                        revision,
+                        was="breach" if prior[1] else "ok",
+                        now_status="breach" if is_breach else "ok",
+                        subjects=[f.subject for f in rank(breaching)],
+                    )
+            prior[1], prior[2] = is_breach, revision
+        else:
+            verdicts.append([start, is_breach, revision])
+            verdicts.sort(key=lambda v: v[0])
+            del verdicts[:-_KEEP_VERDICTS]
+        if verdicts[-1][0] != start:
+            # a late revision of an older window is history, not news: it is recorded above and
+            # counts in the streaks from the next window on
+            return out
+        streak = _trailing(verdicts, True)
+        ok_streak = _trailing(verdicts, False)
+        window_end = start + size
+
+        if inc is not None and inc["state"] == "open":
+            if prior is None:
+                inc["windows_open"] = inc.get("windows_open", 0) + 1
+            inc["updated_at"] = now
+            if is_breach:
+                changed = self._refresh(inc, policy, model, breaching, start, size)
+                inc["last_breach_window"] = start
+                if changed:
+                    inc["pending_changes"] = True
+                    self._history(inc, "changed", now, size, start, revision, subjects=inc["subjects_seen"])
+                if not inc.get("notified"):
+                    if window_end >= inc.get("quiet_until", 0):
+                        out.append(self._notice("open", inc, now))
+                elif (
+                    inc.get("pending_changes")
+                    and policy.update_every > 0
+                    and inc["windows_open"] - inc.get("notice_window", 0) >= policy.update_every
+                ):
+                    out.append(self._notice("update", inc, now))
+            elif ok_streak >= policy.resolve_after and not self._other_sizes_breaching(track, size):
+                inc["state"] = "resolved"
+                inc["resolved_at"] = now
+                inc["resolved_window"] = window_end
+                self._history(inc, "resolve", now, size, start, revision)
+                if inc.get("notified"):
+                    inc["quiet_until"] = window_end + policy.cooldown
+                    out.append(self._notice("resolve", inc, now))
+            return out
+
+        if streak < policy.persistence or not is_breach:
+            return out
+        streak_start = verdicts[-streak][0]
+        if inc is not None and window_end < inc.get("quiet_until", 0):
+            # within the cooldown of the last notified resolve: the same incident, no message yet
+            inc["state"] = "open"
+            inc["resolved_at"] = inc["resolved_window"] = None
+            inc["notified"] = False
+            inc["windows_open"] = 0
+            inc["notice_window"] = 0
+            inc["updated_at"] = now
+            self._refresh(inc, policy, model, breaching, start, size)
+            self._history(
+                inc, "reopened", now, size, start, revision, note="within cooldown; announced if it outlasts it"
+            )
+            return out
+        inc_id = hashlib.sha1(f"{key}#{streak_start}".encode()).hexdigest()[:16]
+        inc = {
+            "id": inc_id,
+            "key": key,
+            "dedup": fields,
+            "policy": policy.name,
+            "severity": policy.severity,
+            "model": model,
+            "version": fields.get("version", breaching[0].version),
+            "slice": fields.get("slice", breaching[0].slice),
+            "state": "open",
+            "opened_at": now,
+            "updated_at": now,
+            "resolved_at": None,
+            "first_window": streak_start,
+            "resolved_window": None,
+            "window_size": size,
+            "persistence": policy.persistence,
+            "notified": False,
+            "suppressed": False,
+            "windows_open": 0,
+            "notice_window": 0,
+            "subjects_seen": [],
+            "history": [],
+        }
+        self._refresh(inc, policy, model, breaching, start, size)
+        inc["pending_changes"] = False
+        since = [f.since for f in breaching if f.since is not None]
+        inc["since"] = min(since) if since else streak_start
+        inc["since_iso"] = _iso(inc["since"])
+        inc["api"] = f"/api/alerts?model={model}&state=all"
+        track["incident"] = inc_id
+        self._incidents[inc_id] = inc
+        self._history(inc, "open", now, size, start, revision, subjects=inc["subjects_seen"])
+        out.append(self._notice("open", inc, now))
+        return out
+
+    def _other_sizes_breaching(self, track: Mapping[str, Any], size: int) -> bool:
+        return any(vs and vs[-1][1] for s, vs in track["verdicts"].items() if s != str(size))
+
+    def _refresh(
+        self, inc: dict[str, Any], policy: Policy, model: str, breaching: Sequence[Finding], start: int, size: int
+    ) -> bool:
+        """Fill what moved, cause, runbook and evidence from this window; ``True`` when a new
+        subject appeared or the cause class changed."""
+        s = self.settings
+        ranked = rank(breaching)
+        top = [describe_subject(f) for f in ranked[: s.top_features]]
+        cls = pick_cause_class(f.cause_class for f in ranked)
+        lead = next((f for f in ranked if f.cause_class == cls), ranked[0] if ranked else None)
+        cause = lead.cause if lead is not None else None
+        subjects = [f.subject for f in ranked]
+        by_class: dict[str, list[str]] = {}
+        for f in ranked:
+            by_class.setdefault(f.cause_class or "none", []).append(f.subject)
+        seen = list(inc.get("subjects_seen", []))
+        new_subjects = [x for x in subjects if x not in seen]
+        changed = bool(seen) and (bool(new_subjects) or cls != inc.get("cause_class"))
+        seen.extend(new_subjects)
+        runbooks: list[str] = []
+        for f in ranked:
+            rb = f.details.get("runbook") if isinstance(f.details, Mapping) else None
+            if isinstance(rb, str) and rb:
+                runbooks.append(rb)
+        for rb in (s.runbook_for(model), policy.runbook):
+            if rb:
+                runbooks.append(rb)
+        runbooks = list(dict.fromkeys(runbooks))
+        evidence: list[dict[str, str]] = []
+        seen_ev: set[tuple[str, str]] = set()
+        for f in ranked:
+            for ev in f.evidence:
+                ident = (str(ev.get("trace_id", "")), str(ev.get("request_id", "")))
+                if ident in seen_ev or len(evidence) >= s.evidence:
+                    continue
+                seen_ev.add(ident)
+                item = {k: str(v) for k, v in ev.items()}
+                item["subject"] = f.subject
+                if s.trace_url and item.get("trace_id"):
+                    item["url"] = s.trace_url.format(trace_id=item["trace_id"])
+                evidence.append(item)
+        if not evidence:
+            evidence = list(inc.get("evidence", []))
+        class_subjects = by_class.get(cls or "none", subjects)
+        inc.update(
+            {
+                "kinds": sorted({f.kind for f in ranked} | set(inc.get("kinds", []))),
+                "top": top,
+                "subjects": subjects,
+                "subjects_seen": seen,
+                "cause": cause,
+                "cause_class": cls,
+                "cause_label": CAUSE_CLASS_LABELS.get(cls or "", "unknown"),
+                "causes": by_class,
+                "check_first": check_first(cause, class_subjects[:3]),
+                "runbook": runbooks[0] if runbooks else None,
+                "runbooks": runbooks,
+                "evidence": evidence,
+                "last_window": start,
+                "last_window_size": size,
+            }
+        )
+        return changed
+
+    def _history(
+        self, inc: dict[str, Any], event: str, now: float, size: int, start: int, revision: int, **extra: Any
+    ) -> None:
+        entry = {"event": event, "at": now, "window_start": start, "window_size": size, "revision": revision}
+        if "now_status" in extra:
+            extra["now"] = extra.pop("now_status")
+        entry.update(extra)
+        hist = inc.setdefault("history", [])
+        hist.append(entry)
+        if len(hist) > _KEEP_HISTORY:
+            del hist[1 : len(hist) - _KEEP_HISTORY + 1]
+
+    # -- messages, budget, delivery ---------------------------------------------------------
+
+    def _notice(self, event: str, inc: dict[str, Any], now: float) -> tuple[Notification, dict[str, Any] | None]:
+        where = inc["model"] + (f" v{inc['version']}" if inc.get("version") else "")
+        if inc.get("slice"):
+            where += f" [{inc['slice']}]"
+        what = "/".join(inc.get("kinds", [])) or inc["policy"]
+        moved = ", ".join(short(d) for d in inc.get("top", []))
+        if event == "resolve":
+            title = f"[{inc['severity']}] resolved: {what} on {where}"
+            text = f"Resolved: {what} on {where} (open since {inc['since_iso']}); {moved or 'no subject'} back within limits."
+        else:
+            verb = "updated" if event == "update" else "open"
+            title = f"[{inc['severity']}] {what} on {where}: {', '.join(inc.get('subjects', [])[:3])}"
+            text = f"{what.capitalize()} on {where} since {inc['since_iso']} ({verb}): {moved}. "
+            text += f"Likely cause: {inc['cause_label']}. Check first: {inc['check_first']}"
+            if inc.get("runbook"):
+                text += f" Runbook: {inc['runbook']}."
+            ev = inc.get("evidence") or []
+            if ev:
+                first = ev[0]
+                ids = [f"trace {first['trace_id']}" if first.get("trace_id") else ""]
+                ids.append(f"request {first['request_id']}" if first.get("request_id") else "")
+                text += f" Evidence: {', '.join(i for i in ids if i)}."
+        body = {k: v for k, v in inc.items() if k != "history"}
+        n = Notification(
+            event=event,
+            model=inc["model"],
+            severity=inc["severity"],
+            title=title,
+            text=text,
+            sent_at=now,
+            incident=body,
+            kinds=tuple(inc.get("kinds", [])),
+        )
+        return n, inc
+
+    def _apply_budget(
+        self, pending: list[tuple[Notification, dict[str, Any] | None]], dirty: set[str]
+    ) -> list[Notification]:
+        b = self.settings.budget
+        now = self.clock()
+        period_start = math.floor(now / b.period) * b.period
+        out: list[Notification] = []
+        for model in dict.fromkeys(n.model for n, _ in pending):
+            state = self._budgets.get(model)
+            if state is not None and state["period_start"] != period_start:
+                if state.get("suppressed"):
+                    out.append(self._budget_notice("budget_summary", model, state, now))
+                state = None
+            if state is None:
+                self._budgets[model] = {"model": model, "period_start": period_start, "sent": 0, "suppressed": 0}
+        for n, inc in pending:
+            state = self._budgets[n.model]
+            if n.event == "resolve":
+                # the open went out, so its resolve does too (never counted, never held back)
+                out.append(n)
+                continue
+            assert inc is not None
+            if state["sent"] < b.max:
+                state["sent"] += 1
+                inc["notified"] = True
+                inc["suppressed"] = False
+                inc["notice_window"] = inc.get("windows_open", 0)
+                inc["pending_changes"] = False
+                self._history(inc, "notified", now, inc["last_window_size"], inc["last_window"], 0, notice=n.event)
+                out.append(Notification(**{**n.__dict__, "incident": {**(n.incident or {}), "notified": True}}))
+                continue
+            if n.event == "open" and inc.get("suppressed"):
+                continue  # still held back: counted once, when it was first suppressed
+            state["suppressed"] += 1
+            self._counts["suppressed"] += 1
+            if n.event == "open":
+                inc["suppressed"] = True
+            self._history(inc, "suppressed", now, inc["last_window_size"], inc["last_window"], 0, notice=n.event)
+            dirty.add(inc["id"])
+            if not state.get("notice_sent"):
+                state["notice_sent"] = True
+                state["severity"] = n.severity
+                out.append(self._budget_notice("budget_exhausted", n.model, state, now))
+        return out
+
+    def _budget_notice(self, event: str, model: str, state: Mapping[str, Any], now: float) -> Notification:
+        b = self.settings.budget
+        until = state["period_start"] + b.period
+        if event == "budget_exhausted":
+            title = f"alert budget exhausted for {model}"
+            text = (
+                f"Alert budget of {b.max} notifications per {b.period:g}s exhausted for model {model}: "
+                f"further alerts are suppressed until {_iso(until)} and counted ({state['suppressed']} so far). "
+                f"All incidents stay recorded: GET /api/alerts?model={model}&state=open."
+            )
+        else:
+            title = f"{state['suppressed']} alerts suppressed for {model}"
+            text = (
+                f"{state['suppressed']} alert notifications for model {model} were suppressed between "
+                f"{_iso(state['period_start'])} and {_iso(until)} (budget {b.max} per {b.period:g}s). "
+                f"See GET /api/alerts?model={model}."
+            )
+        extra = {"budget": {"max": b.max, "period": b.period, "suppressed": state["suppressed"], "until": until}}
+        return Notification(
+            event=event,
+            model=model,
+            severity=str(state.get("severity", "info")),
+            title=title,
+            text=text,
+            sent_at=now,
+            extra=extra,
+        )
+
+    def _dispatch(self, n: Notification) -> Notification:
+        names = self.settings.channels_for(n.model, n.severity, n.kinds)
+        delivered = tuple(c for c in names if c in self.channels)
+        if not delivered:
+            self._counts["unrouted"] += 1
+            _log.debug("alert for %s matched no route: %s", n.model, n.title)
+        payload = n.to_dict()
+        for c in delivered:
+            try:
+                self.channels[c].send(payload)
+            except Exception:  # a channel bug must not stop evaluation
+                _log.exception("alert channel %s failed to take a notification", c)
+        self._counts["notifications"] += 1
+        return n
+
+    def _persist(self, tracks: set[str], incidents: set[str], models: set[str]) -> None:
+        now = self.clock()
+        records: list[Record] = []
+        for key in tracks:
+            t = self._tracks[key]
+            records.append(Record(TRACK, key, t["model"], now, t))
+        for inc_id in incidents:
+            inc = self._incidents.get(inc_id)
+            if inc is not None:
+                records.append(Record(INCIDENT, inc_id, inc["model"], float(inc["first_window"]), inc))
+        for model in models:
+            if model in self._budgets:
+                records.append(Record(BUDGET, model, model, now, self._budgets[model]))
+        self.storage.put_records(records)
+
+
+def _trailing(verdicts: Sequence[Sequence[Any]], value: bool) -> int:
+    n = 0
+    for v in reversed(verdicts):
+        if bool(v[1]) != value:
+            break
+        n += 1
+    return n
