@@ -529,12 +529,12 @@ class AlertManager:
                 self._history(inc, "notified", now, inc["last_window_size"], inc["last_window"], 0, notice=n.event)
                 out.append(Notification(**{**n.__dict__, "incident": {**(n.incident or {}), "notified": True}}))
                 continue
-            if n.event == "open" and inc.get("suppressed"):
-                continue  # still held back: counted once, when it was first suppressed
+            if n.event == "open" and inc.get("suppressed") == state["period_start"]:
+                continue  # still held back: counted once per period
             state["suppressed"] += 1
             self._counts["suppressed"] += 1
             if n.event == "open":
-                inc["suppressed"] = True
+                inc["suppressed"] = state["period_start"]  # truthy: held back in this period
             self._history(inc, "suppressed", now, inc["last_window_size"], inc["last_window"], 0, notice=n.event)
             dirty.add(inc["id"])
             if not state.get("notice_sent"):
