@@ -39,7 +39,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -68,6 +68,8 @@ BUDGET = "alert_budget"
 _KEEP_VERDICTS = 64
 # history entries kept per incident (the first, "open", is always kept)
 _KEEP_HISTORY = 300
+# bookkeeping an incident record keeps that a notification does not carry
+_INTERNAL = frozenset(("history", "windows_open", "notice_window", "pending_changes"))
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,11 @@ class AlertManager:
         self._incidents: dict[str, dict[str, Any]] = {}
         self._counts = {"notifications": 0, "suppressed": 0, "unrouted": 0, "revisions": 0}
 
+    def _reload(self) -> None:
+        self._tracks = {r.key: r.body for r in self.storage.get_records(TRACK)}
+        self._budgets = {r.key: r.body for r in self.storage.get_records(BUDGET)}
+        self._incidents = {}
+
     # -- public ---------------------------------------------------------------------------
 
     def observe(self, findings: Iterable[Finding]) -> list[Notification]:
@@ -197,10 +204,15 @@ class AlertManager:
                         if inc_id:
                             dirty_incidents.add(inc_id)
             sendable = self._apply_budget(pending, dirty_incidents)
-            self._persist(dirty_tracks, dirty_incidents, {n.model for n, _ in pending})
+            try:
+                self._persist(dirty_tracks, dirty_incidents, {n.model for n, _ in pending})
+            except Exception:
+                # nothing was sent: forget this call's changes so a retry of the window
+                # starts from what the store holds
+                self._reload()
+                raise
             for n in sendable:
-                self._dispatch(n)
-                out.append(n)
+                out.append(self._dispatch(n))
         return out
 
     def incidents(
@@ -485,7 +497,7 @@ class AlertManager:
                 ids = [f"trace {first['trace_id']}" if first.get("trace_id") else ""]
                 ids.append(f"request {first['request_id']}" if first.get("request_id") else "")
                 text += f" Evidence: {', '.join(i for i in ids if i)}."
-        body = {k: v for k, v in inc.items() if k != "history"}
+        body = {k: v for k, v in inc.items() if k not in _INTERNAL}
         n = Notification(
             event=event,
             model=inc["model"],
@@ -527,7 +539,7 @@ class AlertManager:
                 inc["notice_window"] = inc.get("windows_open", 0)
                 inc["pending_changes"] = False
                 self._history(inc, "notified", now, inc["last_window_size"], inc["last_window"], 0, notice=n.event)
-                out.append(Notification(**{**n.__dict__, "incident": {**(n.incident or {}), "notified": True}}))
+                out.append(replace(n, incident={**(n.incident or {}), "notified": True, "suppressed": False}))
                 continue
             if n.event == "open" and inc.get("suppressed") == state["period_start"]:
                 continue  # still held back: counted once per period
@@ -584,7 +596,7 @@ class AlertManager:
             except Exception:  # a channel bug must not stop evaluation
                 _log.exception("alert channel %s failed to take a notification", c)
         self._counts["notifications"] += 1
-        return n
+        return replace(n, channels=delivered)
 
     def _persist(self, tracks: set[str], incidents: set[str], models: set[str]) -> None:
         now = self.clock()
@@ -600,6 +612,10 @@ class AlertManager:
             if model in self._budgets:
                 records.append(Record(BUDGET, model, model, now, self._budgets[model]))
         self.storage.put_records(records)
+        # keep in memory only what a key still points at (open, or resolved within cooldown)
+        current = {t.get("incident") for t in self._tracks.values()}
+        for inc_id in [i for i in self._incidents if i not in current]:
+            del self._incidents[inc_id]
 
 
 def _trailing(verdicts: Sequence[Sequence[Any]], value: bool) -> int:

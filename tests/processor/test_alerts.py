@@ -167,7 +167,7 @@ def test_webhook_gets_one_open_and_one_resolve_across_ten_breaching_and_three_ok
         )
     for i in range(10, 13):
         sent += mgr.observe([finding(i, "age", "ok"), finding(i, "income", "ok"), finding(i, "tenure", "ok")])
-    assert [n.event for n in sent] == ["open", "resolve"]
+    assert [(n.event, n.channels) for n in sent] == [("open", ("hook", "log")), ("resolve", ("hook", "log"))]
     receiver.wait("bodies", 2)
     mgr.close()
     assert [b["event"] for b in receiver.bodies] == ["open", "resolve"]
