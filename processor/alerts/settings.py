@@ -299,6 +299,19 @@ def _duration(value: Any, key: str) -> float:
     return parse_duration(value, key)
 
 
+def _lifecycle(body: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The keys a policy shares with the section's defaults: persistence, resolve_after,
+    update_every, cooldown (``0`` turns the cooldown off)."""
+    out: dict[str, Any] = {}
+    for key, minimum in (("persistence", 1), ("resolve_after", 1), ("update_every", 0)):
+        if key in body:
+            out[key] = _int(body[key], f"{where}.{key}", minimum)
+    if "cooldown" in body:
+        c = body["cooldown"]
+        out["cooldown"] = 0.0 if c in (0, "0") else _duration(c, f"{where}.cooldown")
+    return out
+
+
 def _policy(body: Any, where: str, defaults: Mapping[str, Any]) -> Policy:
     body = _mapping(body, where)
     _check_keys(body, _POLICY_KEYS, where)
@@ -320,14 +333,7 @@ def _policy(body: Any, where: str, defaults: Mapping[str, Any]) -> Policy:
         kw["causes"] = _strings(body["causes"], f"{where}.causes", CAUSE_CLASSES)
     if "min_severity" in body:
         kw["min_severity"] = _float(body["min_severity"], f"{where}.min_severity", 0.0)
-    if "persistence" in body:
-        kw["persistence"] = _int(body["persistence"], f"{where}.persistence", 1)
-    if "resolve_after" in body:
-        kw["resolve_after"] = _int(body["resolve_after"], f"{where}.resolve_after", 1)
-    if "update_every" in body:
-        kw["update_every"] = _int(body["update_every"], f"{where}.update_every", 0)
-    if "cooldown" in body:
-        kw["cooldown"] = 0.0 if body["cooldown"] in (0, "0") else _duration(body["cooldown"], f"{where}.cooldown")
+    kw.update(_lifecycle(body, where))
     if "severity" in body:
         if body["severity"] not in SEVERITIES:
             raise ConfigError(f"{where}.severity: {body['severity']!r} is not one of {', '.join(SEVERITIES)}")
@@ -398,16 +404,8 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
         "resolve_after": DEFAULT_RESOLVE_AFTER,
         "cooldown": DEFAULT_COOLDOWN,
         "update_every": DEFAULT_UPDATE_EVERY,
+        **_lifecycle(body, where),
     }
-    if "persistence" in body:
-        defaults["persistence"] = _int(body["persistence"], f"{where}.persistence", 1)
-    if "resolve_after" in body:
-        defaults["resolve_after"] = _int(body["resolve_after"], f"{where}.resolve_after", 1)
-    if "update_every" in body:
-        defaults["update_every"] = _int(body["update_every"], f"{where}.update_every", 0)
-    if "cooldown" in body:
-        c = body["cooldown"]
-        defaults["cooldown"] = 0.0 if c in (0, "0") else _duration(c, f"{where}.cooldown")
     kw: dict[str, Any] = {}
 
     if "policies" in body:
