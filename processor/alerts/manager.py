@@ -121,16 +121,7 @@ def _passes(policy: Policy, f: Finding) -> bool:
 
 
 def _dedup_fields(policy: Policy, f: Finding) -> dict[str, Any]:
-    values = {
-        "model": f.model,
-        "version": f.version,
-        "slice": f.slice,
-        "policy": policy.name,
-        "kind": f.kind,
-        "subject": f.subject,
-        "window_size": f.window_size,
-    }
-    return {k: values[k] for k in policy.dedup}
+    return {k: policy.name if k == "policy" else getattr(f, k) for k in policy.dedup}
 
 
 def _key_text(fields: Mapping[str, Any]) -> str:
@@ -188,21 +179,30 @@ class AlertManager:
                 for policy in self.settings.policies:
                     scoped: dict[str, list[Finding]] = {}
                     fields_of: dict[str, dict[str, Any]] = {}
+                    # the key's fields other than the policy name, as a tuple: built once per key
+                    # per call, not once per finding (100 features share one default key)
+                    getters = [k for k in policy.dedup if k != "policy"]
+                    by_values: dict[tuple[Any, ...], str] = {}
                     for f in group:
                         if policy.in_scope(f.model, f.kind, f.subject):
-                            fields = _dedup_fields(policy, f)
-                            key = _key_text(fields)
-                            scoped.setdefault(key, []).append(f)
-                            fields_of[key] = fields
+                            values = tuple(getattr(f, k) for k in getters)
+                            key_or_none = by_values.get(values)
+                            if key_or_none is None:
+                                fields = _dedup_fields(policy, f)
+                                key_or_none = by_values[values] = _key_text(fields)
+                                fields_of[key_or_none] = fields
+                            scoped.setdefault(key_or_none, []).append(f)
                     for key, fs in scoped.items():
                         breaching = [f for f in fs if _passes(policy, f)]
-                        pending.extend(
-                            self._step(policy, key, fields_of[key], model, size, start, revision, fs, breaching)
+                        sent, changed = self._step(
+                            policy, key, fields_of[key], model, size, start, revision, fs, breaching
                         )
-                        dirty_tracks.add(key)
-                        inc_id = self._tracks[key].get("incident")
-                        if inc_id:
-                            dirty_incidents.add(inc_id)
+                        pending.extend(sent)
+                        if changed:
+                            dirty_tracks.add(key)
+                            inc_id = self._tracks[key].get("incident")
+                            if inc_id:
+                                dirty_incidents.add(inc_id)
             sendable = self._apply_budget(pending, dirty_incidents)
             try:
                 self._persist(dirty_tracks, dirty_incidents, {n.model for n, _ in pending})
@@ -274,7 +274,10 @@ class AlertManager:
         revision: int,
         scoped: list[Finding],
         breaching: list[Finding],
-    ) -> list[tuple[Notification, dict[str, Any] | None]]:
+    ) -> tuple[list[tuple[Notification, dict[str, Any] | None]], bool]:
+        """Record one window's verdict for one key; the notifications it causes, and whether
+        the stored state must be written (an ok window after an ok window with no open incident
+        changes nothing a restart needs, so the quiet steady state writes nothing)."""
         now = self.clock()
         track = self._tracks.setdefault(
             key, {"key": key, "fields": fields, "policy": policy.name, "model": model, "verdicts": {}, "incident": None}
@@ -284,7 +287,10 @@ class AlertManager:
         prior = next((v for v in verdicts if v[0] == start), None)
         inc = self._incident(track.get("incident"))
         out: list[tuple[Notification, dict[str, Any] | None]] = []
+        was_breach = bool(verdicts and verdicts[-1][1])
+        quiet = not is_breach and not was_breach and (inc is None or inc["state"] != "open")
         if prior is not None:
+            quiet = False
             if prior[1] != is_breach and revision > 0:
                 self._counts["revisions"] += 1
                 if inc is not None:
@@ -307,7 +313,7 @@ class AlertManager:
         if verdicts[-1][0] != start:
             # a late revision of an older window is history, not news: it is recorded above and
             # counts in the streaks from the next window on
-            return out
+            return out, True
         streak = _trailing(verdicts, True)
         ok_streak = _trailing(verdicts, False)
         window_end = start + size
@@ -339,10 +345,10 @@ class AlertManager:
                 if inc.get("notified"):
                     inc["quiet_until"] = window_end + policy.cooldown
                     out.append(self._notice("resolve", inc, now))
-            return out
+            return out, True
 
         if streak < policy.persistence or not is_breach:
-            return out
+            return out, not quiet
         streak_start = verdicts[-streak][0]
         if inc is not None and window_end < inc.get("quiet_until", 0):
             # within the cooldown of the last notified resolve: the same incident, no message yet
@@ -356,7 +362,7 @@ class AlertManager:
             self._history(
                 inc, "reopened", now, size, start, revision, note="within cooldown; announced if it outlasts it"
             )
-            return out
+            return out, True
         inc_id = hashlib.sha1(f"{key}#{streak_start}".encode()).hexdigest()[:16]
         inc = {
             "id": inc_id,
@@ -392,7 +398,7 @@ class AlertManager:
         self._incidents[inc_id] = inc
         self._history(inc, "open", now, size, start, revision, subjects=inc["subjects_seen"])
         out.append(self._notice("open", inc, now))
-        return out
+        return out, True
 
     def _other_sizes_breaching(self, track: Mapping[str, Any], size: int) -> bool:
         return any(vs and vs[-1][1] for s, vs in track["verdicts"].items() if s != str(size))

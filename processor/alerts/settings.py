@@ -91,6 +91,9 @@ class Policy:
         return kind in self.kinds and _glob_any(model, self.models) and _glob_any(subject, self.subjects)
 
 
+_ANY = ("*",)
+
+
 @dataclass(frozen=True)
 class AlertRoute:
     """Send notifications matching ``models`` (globs), ``severities`` and ``kinds`` (empty:
@@ -190,7 +193,7 @@ class AlertSettings:
 
 
 def _glob_any(text: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(text, p) for p in patterns)
+    return patterns == _ANY or any(fnmatch.fnmatchcase(text, p) for p in patterns)
 
 
 # -- parsing ----------------------------------------------------------------------------------
