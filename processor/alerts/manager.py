@@ -156,6 +156,7 @@ class AlertManager:
         self._tracks: dict[str, dict[str, Any]] = {r.key: r.body for r in storage.get_records(TRACK)}
         self._budgets: dict[str, dict[str, Any]] = {r.key: r.body for r in storage.get_records(BUDGET)}
         self._incidents: dict[str, dict[str, Any]] = {}
+        self._budget_dirty: set[str] = set()
         self._counts = {"notifications": 0, "suppressed": 0, "unrouted": 0, "revisions": 0}
 
     def _reload(self) -> None:
@@ -203,9 +204,10 @@ class AlertManager:
                             inc_id = self._tracks[key].get("incident")
                             if inc_id:
                                 dirty_incidents.add(inc_id)
-            sendable = self._apply_budget(pending, dirty_incidents)
+            models = {m for m, _, _, _ in groups}
+            sendable = self._apply_budget(pending, dirty_incidents, models)
             try:
-                self._persist(dirty_tracks, dirty_incidents, {n.model for n, _ in pending})
+                self._persist(dirty_tracks, dirty_incidents, models)
             except Exception:
                 # nothing was sent: forget this call's changes so a retry of the window
                 # starts from what the store holds
@@ -517,22 +519,28 @@ class AlertManager:
         return n, inc
 
     def _apply_budget(
-        self, pending: list[tuple[Notification, dict[str, Any] | None]], dirty: set[str]
+        self, pending: list[tuple[Notification, dict[str, Any] | None]], dirty: set[str], models: set[str]
     ) -> list[Notification]:
         b = self.settings.budget
         now = self.clock()
         period_start = math.floor(now / b.period) * b.period
         out: list[Notification] = []
-        for model in dict.fromkeys(n.model for n, _ in pending):
+        # every model seen in this call rolls its period over (so the summary of a period goes
+        # out with the model's next window, not with its next alert); a new state only for
+        # models that have something to send
+        for model in sorted(models | {n.model for n, _ in pending}):
             state = self._budgets.get(model)
             if state is not None and state["period_start"] != period_start:
                 if state.get("suppressed"):
                     out.append(self._budget_notice("budget_summary", model, state, now))
                 state = None
-            if state is None:
-                self._budgets[model] = {"model": model, "period_start": period_start, "sent": 0, "suppressed": 0}
+            elif state is not None or not any(n.model == model for n, _ in pending):
+                continue
+            self._budgets[model] = {"model": model, "period_start": period_start, "sent": 0, "suppressed": 0}
+            self._budget_dirty.add(model)
         for n, inc in pending:
             state = self._budgets[n.model]
+            self._budget_dirty.add(n.model)
             if n.event == "resolve":
                 # the open went out, so its resolve does too (never counted, never held back)
                 out.append(n)
@@ -614,10 +622,11 @@ class AlertManager:
             inc = self._incidents.get(inc_id)
             if inc is not None:
                 records.append(Record(INCIDENT, inc_id, inc["model"], float(inc["first_window"]), inc))
-        for model in models:
+        for model in self._budget_dirty & models:
             if model in self._budgets:
                 records.append(Record(BUDGET, model, model, now, self._budgets[model]))
         self.storage.put_records(records)
+        self._budget_dirty.clear()
         # keep in memory only what a key still points at (open, or resolved within cooldown)
         current = {t.get("incident") for t in self._tracks.values()}
         for inc_id in [i for i in self._incidents if i not in current]:
