@@ -89,7 +89,8 @@ class DataQualityEvaluator:
                     if previous is not None and name in previous and (ref is None or prof is not None):
                         reason = "the feature stopped arriving: it was in the previous window and is absent now"
                         checks.append(("breach", "feature_missing", 1.0, 1.0, None, {"reason": reason}))
-                    if name not in feats:
+                    if checks or name not in feats:
+                        # all of it absent: the missing-rate test would say the same, less plainly
                         if checks:
                             out.append(self._finding(ctx, version, name, checks, runbook, fs.importance))
                         continue
