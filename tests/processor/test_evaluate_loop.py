@@ -143,3 +143,32 @@ def test_a_dead_export_endpoint_never_blocks_and_pending_points_go_out_later(sto
 def test_since_walks_back_over_breaching_windows_or_takes_the_change_point():
     assert locate_since([0, 60, 120], [0.1, 3.0, 3.2], [False, True, True]) == 60
     assert locate_since([0], [5.0], [True]) == 0
+
+
+def test_query_model_reads_every_series_as_query_does_and_marks_move_with_late_rows(store_url):
+    from infersight.processor.evaluate.window import load_window
+
+    st = open_storage(store_url, (SIZE, 3600))
+    try:
+        rng = np.random.default_rng(6)
+        for i in range(3):
+            _write(st, "m", T0 + i * SIZE, {"x": rng.normal(size=50), "y": rng.normal(size=30)})
+        _write(st, "other", T0, {"x": rng.normal(size=10)})
+        st.compact(None)
+        got = st.query_model("m", T0, T0 + 3 * SIZE)
+        assert sorted(got) == [(FEATURE, "x", "1"), (FEATURE, "y", "1")]
+        for (role, name, version), ws in got.items():
+            one, _ = st.query("m", role, name, T0, T0 + 3 * SIZE, version)
+            assert ws.sketches["value"] == one.sketches["value"]
+        marks = st.window_marks("m", T0, T0 + 3 * SIZE)
+        assert sorted(marks) == [T0, T0 + SIZE, T0 + 2 * SIZE]
+        before = load_window(st, "m", SIZE, T0 + SIZE).fingerprint()
+        _write(st, "m", T0 + SIZE, {"x": rng.normal(size=5)})  # a late point
+        after = st.window_marks("m", T0, T0 + 3 * SIZE)
+        assert after[T0 + SIZE] != marks[T0 + SIZE] and after[T0] == marks[T0]
+        late = load_window(st, "m", SIZE, T0 + SIZE).fingerprint()
+        assert late != before
+        st.compact(None)  # rows rewritten, totals unchanged
+        assert load_window(st, "m", SIZE, T0 + SIZE).fingerprint() == late
+    finally:
+        st.close()
