@@ -172,3 +172,43 @@ def test_query_model_reads_every_series_as_query_does_and_marks_move_with_late_r
         assert load_window(st, "m", SIZE, T0 + SIZE).fingerprint() == late
     finally:
         st.close()
+
+
+def test_prediction_drift_and_label_shift_from_stored_class_counts(store):
+    from infersight.processor.storage import OUTPUT
+    from infersight.stats.reference import Reference
+    from infersight.stats.windows import WindowStats
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    y = rng.choice(["no", "yes"], n, p=[0.8, 0.2])
+    pred = np.where(rng.random(n) < 0.9, y, np.where(y == "yes", "no", "yes"))
+    ref = Reference.from_data(
+        {"x": rng.normal(size=n), "pred": pred.astype(object), "y": y.astype(object)},
+        model="m",
+        prediction="pred",
+        target="y",
+        multivariate=False,
+    )
+    for i, share in enumerate((0.26, 0.55)):  # predicted "yes": as in the reference, then a base-rate jump
+        b = WriteBatch()
+        b.windows[WindowKey("m", "1", FEATURE, "x", SIZE, T0 + i * SIZE)] = FeatureWindow.from_column(
+            rng.normal(size=1000), "numeric"
+        ).to_stats()
+        yes = int(1000 * share)
+        b.windows[WindowKey("m", "1", OUTPUT, "pred", SIZE, T0 + i * SIZE)] = WindowStats(
+            counters={"class": {"yes": yes, "no": 1000 - yes}}
+        )
+        store.write(b)
+    loop = EvaluationLoop(
+        store, parse_models({"*": {"windows": ["1m"]}}, "models"), parse_evaluation({"lateness": 0}, "evaluation")
+    )
+    loop.references.push("m", ref.to_dict())
+    made = loop.run_once(now=T0 + 2 * SIZE)
+    out = {(f.window_start - T0, f.subject): f for f in made if f.kind == "drift"}
+    assert out[(0, "output:pred")].status == "ok" and out[(0, "label_shift:pred")].status == "ok"
+    assert out[(SIZE, "output:pred")].status == "breach"
+    shift = out[(SIZE, "label_shift:pred")]
+    assert shift.status == "breach" and shift.method == "bbse" and shift.cause == "label_shift"
+    assert shift.details["estimated"]["yes"] > 0.5  # BBSE sees through the classifier's errors
+    assert out[(SIZE, "x")].status == "ok"
