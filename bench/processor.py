@@ -14,8 +14,14 @@ Prints figures from one run (no pass/fail; the floors are in BENCHMARKS.md):
 4. Query time for a 24 h range of 1-minute windows of one feature: with the default roll-ups
    (1 h, 1 d) once compacted, before compaction (every minute still a base row not rolled up:
    the worst case), and with base windows only (1440 windows merged).
+5. One evaluation pass over 100 models x 100 features: each model's newest closed 1-minute
+   window scored against its pushed reference (drift and data quality per feature, findings
+   and per-window state stored), on one core (``sched_setaffinity``); the steady-state pass
+   (one new window per model, methods fitted in an earlier pass) and the first pass (fitting
+   included); peak memory of a pass (tracemalloc) and the process's peak RSS.
 
 Run: python bench/processor.py [--seconds 10] [--points-per-request 2000]
+     python bench/processor.py --only evaluation [--models 100 --features 100]
 """
 
 from __future__ import annotations
@@ -294,16 +300,97 @@ def bench_storage() -> None:
         st.close()
 
 
+def bench_evaluation(models: int, features: int, rows: int = 500) -> None:
+    """Figure 5; see the module docstring."""
+    import resource
+    import tracemalloc
+
+    from infersight.processor.evaluate.loop import EvaluationLoop
+    from infersight.processor.evaluate.settings import parse_evaluation, parse_models
+    from infersight.processor.storage import FEATURE, WindowKey
+    from infersight.stats.reference import Reference
+    from infersight.stats.windows import FeatureWindow
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    tmp = tempfile.mkdtemp(prefix="infersight-bench-eval-")
+    store = open_storage(f"sqlite:///{tmp}/eval.db", (60, 3600, 86400))
+    rng = np.random.default_rng(5)
+    names = [f"f{j:03d}" for j in range(features)]
+    ref = Reference.from_data({n: rng.normal(0, 1, 5000) for n in names}, model=None, multivariate=False).to_dict()
+    # a pool of stored windows drawn from the reference's distribution, a few NaNs each
+    pool = []
+    for _ in range(64):
+        x = rng.normal(0, 1, rows)
+        x[:2] = np.nan
+        pool.append(FeatureWindow.from_column(x, "numeric").to_stats())
+    t0 = 1_700_006_400
+    minutes = 3
+    for m in range(models):
+        batch = WriteBatch()
+        for minute in range(minutes):
+            for j, n in enumerate(names):
+                ws = pool[(m * 31 + j * 7 + minute) % len(pool)]
+                batch.windows[WindowKey(f"model{m:03d}", "1", FEATURE, n, 60, t0 + 60 * minute)] = ws
+        store.write(batch)
+    store.compact(None)
+    loop = EvaluationLoop(
+        store,
+        parse_models({"*": {"windows": ["1m"]}}, "models"),
+        parse_evaluation({"lateness": "10s", "evidence": 3}, "evaluation"),
+        on_findings=lambda findings: None,
+    )
+    for m in range(models):
+        loop.references.push(f"model{m:03d}", ref, now=t0)
+
+    def timed(now: float) -> tuple[float, float, int]:
+        c, w = time.process_time(), time.perf_counter()
+        made = loop.run_once(now=now)
+        return time.perf_counter() - w, time.process_time() - c, len(made)
+
+    # first pass: windows 0 and 1 closed; fitting every method included
+    wall1, cpu1, n1 = timed(t0 + 120 + 10)
+    # steady state: one new window (minute 2) per model
+    wall2, cpu2, n2 = timed(t0 + 180 + 10)
+    # the same pass again under tracemalloc, on a fresh window (written now)
+    batch = WriteBatch()
+    for m in range(models):
+        for j, n in enumerate(names):
+            batch.windows[WindowKey(f"model{m:03d}", "1", FEATURE, n, 60, t0 + 180)] = pool[(m + j) % len(pool)]
+    store.write(batch)
+    tracemalloc.start()
+    timed(t0 + 240 + 10)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"evaluate one pass, {models} models x {features} features, 1-minute windows against a pushed reference, "
+        f"1 core: steady state {wall2:.3f} s wall / {cpu2:.3f} s CPU for {n2:,} findings "
+        f"({wall2 / (models * features) * 1e6:.0f} us per feature-window; floor 1 s); "
+        f"first pass (2 windows per model, methods fitted) {wall1:.3f} s wall / {cpu1:.3f} s CPU for {n1:,} findings"
+    )
+    print(f"        peak memory of a pass (tracemalloc) {peak / 2**20:.1f} MiB; process peak RSS {rss:.0f} MiB")
+    store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--points-per-request", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--only", choices=("ingest", "stages", "storage", "evaluation"), default=None)
+    ap.add_argument("--models", type=int, default=100)
+    ap.add_argument("--features", type=int, default=100)
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs visible")
-    bench_ingest(args.seconds, args.points_per_request, args.clients)
-    bench_stages(args.points_per_request)
-    bench_storage()
+    if args.only in (None, "ingest"):
+        bench_ingest(args.seconds, args.points_per_request, args.clients)
+    if args.only in (None, "stages"):
+        bench_stages(args.points_per_request)
+    if args.only in (None, "storage"):
+        bench_storage()
+    if args.only in (None, "evaluation"):
+        bench_evaluation(args.models, args.features)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,16 @@ Routes (all ``GET``; JSON unless noted):
 - ``/api/models/{model}/calls?...``: calls, errors, latency and batch-size histograms, spans.
 - ``/api/models/{model}/predictions?start=&end=&labelled=&limit=``: logged predictions joined
   with their ground truth.
+- ``/api/models/{model}/drift?start=&end=&version=&window=&merge=1``: drift against the model's
+  reference, in the JSON shape of ``infersight drift --format json``: one entry in ``windows``
+  per evaluation window in the range (``window``: its size, default the model's smallest
+  evaluation window), or with ``merge=1`` one for the whole range merged from stored windows.
+- ``/api/models/{model}/findings?start=&end=&kind=&status=&version=``: the stored verdicts of
+  the evaluation loop (windows starting in the range), each with its earlier ``revisions``.
+- ``POST /api/models/{model}/reference``: a reference profile (the JSON ``infersight profile``
+  writes) that replaces the configured one from the next evaluation on (201; 400 naming what is
+  wrong with the body). Needs the token when the processor has one, as every route but
+  ``/healthz`` does.
 
 Example:
     $ curl '127.0.0.1:8318/api/models/churn/features/age?start=2024-05-01T00:00:00Z&end=1714608000'
@@ -31,6 +41,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from infersight.processor.config import ConfigError, parse_duration
+from infersight.processor.evaluate.findings import Finding
 from infersight.processor.ingest.receiver import Receiver, Unauthorized
 from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.selfmetrics import Registry
@@ -43,6 +55,22 @@ __all__ = ["make_web_app", "parse_time", "describe_series", "BadRequest"]
 
 class BadRequest(ValueError):
     pass
+
+
+class NotFound(LookupError):
+    pass
+
+
+def _models_default() -> Any:
+    from infersight.processor.evaluate.settings import ModelsSettings
+
+    return ModelsSettings()
+
+
+def _evaluation_default() -> Any:
+    from infersight.processor.evaluate.settings import EvaluationSettings
+
+    return EvaluationSettings()
 
 
 def parse_time(value: str | None, name: str, default: float) -> float:
@@ -148,9 +176,15 @@ def make_web_app(
     *,
     receiver: Receiver | None = None,
     ingestor: Ingestor | None = None,
+    evaluation: Any = None,
 ) -> Starlette:
-    """The web application. ``receiver`` carries the token check (``None``: no token)."""
+    """The web application. ``receiver`` carries the token check (``None``: no token);
+    ``evaluation`` is the processor's :class:`~infersight.processor.evaluate.loop.EvaluationLoop`
+    (``None``: drift is computed with the default settings and findings are not served)."""
+    from infersight.processor.evaluate.references import Env
+
     window = storage.window_sizes[0]
+    env: Env = evaluation.env if evaluation is not None else Env(storage, _models_default(), _evaluation_default())
 
     def guarded(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -161,6 +195,23 @@ def make_web_app(
                     return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
             try:
                 return await run_in_threadpool(handler, request)
+            except BadRequest as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except NotFound as exc:
+                return JSONResponse({"error": str(exc)}, status_code=404)
+
+        return endpoint
+
+    def guarded_async(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if receiver is not None:
+                try:
+                    receiver.authorize(request.headers.get("authorization"))
+                except Unauthorized as exc:
+                    return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            try:
+                response: Response = await handler(request)
+                return response
             except BadRequest as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
 
@@ -256,7 +307,101 @@ def make_web_app(
         return JSONResponse(body, status_code=200 if ok else 503)
 
     def metrics(request: Request) -> Response:
-        return PlainTextResponse(registry.render(), media_type="text/plain; version=0.0.4")
+        text = registry.render()
+        if evaluation is not None:
+            text += evaluation.outputs.render_prometheus()
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    def known_model(name: str) -> dict[str, Any]:
+        for m in storage.models():
+            if m["model"] == name and m["first"] is not None:
+                return m
+        raise NotFound(f"no stored windows for model {name!r}; see /api/models")
+
+    def drift(request: Request) -> Response:
+        from infersight.processor.evaluate.drift import drift_report
+
+        name = request.path_params["model"]
+        m = known_model(name)
+        q = request.query_params
+        now = time.time()
+        start = math.floor(parse_time(q.get("start"), "start", m["first"]))
+        end = math.ceil(parse_time(q.get("end"), "end", max(m["last"], now - now % window)))
+        if end <= start:
+            raise BadRequest(f"end ({end}) must be after start ({start}); the range is [start, end)")
+        version = q.get("version") or None
+        merge = q.get("merge", "").lower() in ("1", "true", "yes")
+        if merge:
+            lo, hi = -(-start // window) * window, -(-end // window) * window
+            if hi <= lo:
+                raise BadRequest(f"[{start}, {end}) holds no whole {window}s storage window; widen the range")
+            ranges = [(lo, hi)]
+        else:
+            size = env.settings(name).window_sizes(window)[0]
+            if q.get("window"):
+                try:
+                    size = int(parse_duration(q["window"], "window"))
+                except ConfigError as exc:
+                    raise BadRequest(str(exc)) from None
+                if size % window:
+                    raise BadRequest(
+                        f"window={q['window']!r} is not a multiple of the storage window {window}s; "
+                        f"use e.g. window={max(size // window, 1) * window}"
+                    )
+            first = -(-start // size) * size
+            ranges = [(s, s + size) for s in range(first, end, size)]
+            if len(ranges) > 2000:
+                raise BadRequest(
+                    f"{len(ranges)} windows of {size}s in the range; ask for at most 2000 "
+                    "(a larger window=, a shorter range, or merge=1)"
+                )
+        report = drift_report(env, name, ranges, version=version)
+        report.update({"model": name, "version": version, "start": start, "end": end})
+        return JSONResponse(report)
+
+    async def push_reference(request: Request) -> Response:
+        name = request.path_params["model"]
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadRequest(
+                "the body is not JSON; send the profile written by "
+                f"`infersight profile DATA --model {name} -o reference.json` with Content-Type: application/json"
+            ) from None
+        try:
+            ref = await run_in_threadpool(env.references.push, name, body)
+        except ValueError as exc:
+            raise BadRequest(f"not a usable reference profile for {name!r}: {exc}") from None
+        return JSONResponse(
+            {"model": name, "features": sorted(ref.features), "rows": ref.n_rows, "status": "stored"}, status_code=201
+        )
+
+    def findings(request: Request) -> Response:
+        from infersight.processor.evaluate.loop import FINDING, HISTORY
+
+        name = request.path_params["model"]
+        q = request.query_params
+        start = parse_time(q.get("start"), "start", 0)
+        end = parse_time(q.get("end"), "end", time.time() + 86400)
+        kind, status, version = q.get("kind"), q.get("status"), q.get("version")
+
+        def wanted(b: dict[str, Any]) -> bool:
+            return (
+                (not kind or b.get("kind") == kind)
+                and (not status or b.get("status") == status)
+                and (version is None or b.get("version") == version)
+            )
+
+        current = [r.body for r in storage.get_records(FINDING, model=name, start=start, end=end) if wanted(r.body)]
+        older: dict[str, list[dict[str, Any]]] = {}
+        for r in storage.get_records(HISTORY, model=name, start=start, end=end):
+            if wanted(r.body):
+                older.setdefault(Finding.from_dict(r.body).key, []).append(r.body)
+        out = []
+        for b in current:
+            k = Finding.from_dict(b).key
+            out.append({**b, "revisions": sorted(older.get(k, []), key=lambda x: x.get("revision", 0))})
+        return JSONResponse({"model": name, "start": start, "end": end, "findings": out})
 
     return Starlette(
         routes=[
@@ -268,5 +413,8 @@ def make_web_app(
             Route("/api/models/{model}/outputs/{output:path}", guarded(series_endpoint(OUTPUT, "output"))),
             Route("/api/models/{model}/calls", guarded(calls)),
             Route("/api/models/{model}/predictions", guarded(predictions)),
+            Route("/api/models/{model}/drift", guarded(drift)),
+            Route("/api/models/{model}/findings", guarded(findings)),
+            Route("/api/models/{model}/reference", guarded_async(push_reference), methods=["POST"]),
         ]
     )

@@ -263,6 +263,10 @@ _EXTENSIONS: dict[str, str] = {
     "quality": "infersight.processor.quality.settings:parse_quality",
 }
 
+# Checks that need the whole config (e.g. evaluation windows against the storage window):
+# "module:function" taking the ProcessorConfig and raising ConfigError (prefixed with the file).
+_CHECKS: list[str] = ["infersight.processor.evaluate.settings:check_config"]
+
 _FLAT: dict[str, tuple[str, _Parser]] = {k: v for sec in _SECTIONS.values() for k, v in sec.items()}
 _FLAT["db"] = ("db", _db)
 
@@ -295,8 +299,14 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any
         _apply(values, key, raw, _FLAT[key])
     if "token" not in values and "INFERSIGHT_PROCESSOR_TOKEN" in os.environ:
         values["token"] = _token(os.environ["INFERSIGHT_PROCESSOR_TOKEN"], "INFERSIGHT_PROCESSOR_TOKEN")
-    cfg = ProcessorConfig(**values)
-    return _validate(cfg)
+    cfg = _validate(ProcessorConfig(**values))
+    for target in _CHECKS:
+        module, _, func = target.partition(":")
+        try:
+            getattr(importlib.import_module(module), func)(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+    return cfg
 
 
 def _parse_sections(bodies: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import uvicorn
 
 from infersight.processor.api import make_web_app
 from infersight.processor.config import ProcessorConfig, split_address
+from infersight.processor.evaluate.loop import EvaluationLoop
 from infersight.processor.ingest.receiver import Receiver, make_grpc_server, make_http_app
 from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.selfmetrics import Registry
@@ -105,6 +106,13 @@ class Processor:
         self.receiver = Receiver(
             self.ingestor, self.registry, config.token, config.ack_timeout, config.max_inflight_bytes
         )
+        # Evaluation: the loop thread over stored windows (models:/evaluation: sections).
+        self.evaluation = EvaluationLoop(
+            self.storage,
+            config.sections.get("models"),
+            config.sections.get("evaluation"),
+            registry=self.registry,
+        )
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
         self._loop_thread: threading.Thread | None = None
@@ -137,7 +145,11 @@ class Processor:
             "web": (
                 cfg.web,
                 make_web_app(
-                    self.storage, self.registry, receiver=self.receiver if cfg.token else None, ingestor=self.ingestor
+                    self.storage,
+                    self.registry,
+                    receiver=self.receiver if cfg.token else None,
+                    ingestor=self.ingestor,
+                    evaluation=self.evaluation,
                 ),
             ),
         }
@@ -166,6 +178,7 @@ class Processor:
         started.wait(30)
         self._maintenance = threading.Thread(target=self._maintain, name="infersight-maintenance", daemon=True)
         self._maintenance.start()
+        self.evaluation.start()
         log.info("infersight processor listening: %s", self.ports)
 
     def maintain_once(self, now: float | None = None) -> dict[str, int]:
@@ -205,6 +218,7 @@ class Processor:
         if self._loop_thread is not None:
             self._loop_thread.join(15)
         self.ingestor.stop()
+        self.evaluation.stop()
         self._stop_maintenance.set()
         if self._maintenance is not None:
             self._maintenance.join(30)

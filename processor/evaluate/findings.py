@@ -37,7 +37,16 @@ STATUSES = ("ok", "warning", "breach", "no_data")
 KINDS = ("drift", "data_quality", "quality", "version", "age", "slo")
 
 # The engine's cause hints, grouped into what a reader must check first.
-_PIPELINE = ("missing_rate_jump", "unit_change", "unseen_categories", "schema", "feature_missing", "nan", "type")
+_PIPELINE = (
+    "missing_rate_jump",
+    "unit_change",
+    "unseen_categories",
+    "schema",
+    "feature_missing",
+    "nan",
+    "type",
+    "no_data",
+)
 _MODEL_VERSION = ("version", "wrong_model")
 _STALE = ("age", "stale")
 
@@ -168,6 +177,8 @@ class EvaluationContext:
     now: float
     settings: Any = None
     versions: tuple[str, ...] = ()
+    # Scratch space shared by the evaluators of one window (e.g. the window's data, read once).
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 class Evaluator(Protocol):

@@ -151,6 +151,33 @@ class Storage(abc.ABC):
     ) -> tuple[WindowStats, int]:
         """Merged statistics of one series over ``[start, end)`` and how many windows were merged."""
 
+    def query_model(
+        self, model: str, start: int, end: int, roles: Sequence[str] | None = None
+    ) -> dict[tuple[str, str, str], WindowStats]:
+        """Every series of ``model`` merged over ``[start, end)``, by ``(role, name, version)``
+        (series with no window in the range are left out). One read for a whole model: what
+        evaluation needs per window. Engines override this generic version with one query."""
+        out: dict[tuple[str, str, str], WindowStats] = {}
+        for s in self.series(model):
+            if roles is not None and s["role"] not in roles:
+                continue
+            ws, n = self.query(model, s["role"], s["name"], start, end, s["version"])
+            if n:
+                out[(s["role"], s["name"], s["version"])] = ws
+        return out
+
+    def window_marks(self, model: str, start: int, end: int) -> dict[int, str]:
+        """A token per base window of ``model`` starting in ``[start, end)`` that changes
+        whenever that window's stored rows change (a late point arrived; compaction may change
+        it too, without changing what the rows add up to). Windows with no rows are left out."""
+        base = self.window_sizes[0]
+        out: dict[int, list[str]] = {}
+        for key, ws in self.iter_windows(base):
+            if key.model == model and start <= key.start < end:
+                sketched = sorted((n, s.count) for n, s in ws.sketches.items())
+                out.setdefault(key.start, []).append(repr((key[:4], sorted(ws.counters.items()), sketched)))
+        return {k: str(hash(tuple(sorted(v)))) for k, v in out.items()}
+
     @abc.abstractmethod
     def models(self) -> list[dict[str, Any]]:
         """Every model: ``{"model", "versions", "first", "last"}``."""

@@ -391,6 +391,45 @@ class SqlStorage(Storage):
         windows = {(r[0], r[1]) for r in rows}
         return WindowStats.merge_all(decode_window(r[2]) for r in rows), len(windows)
 
+    def query_model(
+        self, model: str, start: int, end: int, roles: Sequence[str] | None = None
+    ) -> dict[tuple[str, str, str], WindowStats]:
+        """Every series of ``model`` merged over ``[start, end)`` in one query (as :meth:`query`
+        reads one series: roll-ups that fit plus base rows not yet rolled into them)."""
+        segments = cover_range(start, end, self.window_sizes)
+        if not segments:
+            return {}
+        base = self.window_sizes[0]
+        conds: list[str] = []
+        params: list[Any] = [model]
+        rsql = ""
+        if roles is not None:
+            rsql = f" AND role IN ({','.join('?' * len(roles))})"
+            params.extend(roles)
+        for seg in segments:
+            conds.append("(size=? AND start>=? AND start<?)")
+            params.extend(seg)
+            if seg[0] != base:
+                conds.append("(size=? AND rolled=0 AND start>=? AND start<?)")
+                params.extend((base, seg[1], seg[2]))
+        rows = self._read(
+            f"SELECT role, name, version, data FROM stats WHERE model=?{rsql} AND ({' OR '.join(conds)})", params
+        )
+        parts: dict[tuple[str, str, str], list[WindowStats]] = {}
+        for role, name, version, data in rows:
+            parts.setdefault((role, name, version), []).append(decode_window(data))
+        return {k: v[0] if len(v) == 1 else WindowStats.merge_all(v) for k, v in parts.items()}
+
+    def window_marks(self, model: str, start: int, end: int) -> dict[int, str]:
+        """Per base window: how many rows it has and the newest row's id (a late point adds a
+        row; compaction replaces rows, which changes the mark without changing the totals)."""
+        rows = self._read(
+            "SELECT start, COUNT(*), MAX(id) FROM stats WHERE model=? AND size=? AND start>=? AND start<? "
+            "GROUP BY start",
+            (model, self.window_sizes[0], start, end),
+        )
+        return {int(r[0]): f"{r[1]}:{r[2]}" for r in rows}
+
     def models(self) -> list[dict[str, Any]]:
         rows = self._read(
             "SELECT model, version, MIN(start), MAX(start + size) FROM stats WHERE size=? GROUP BY model, version",
