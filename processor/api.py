@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -177,10 +178,12 @@ def make_web_app(
     receiver: Receiver | None = None,
     ingestor: Ingestor | None = None,
     evaluation: Any = None,
+    mounts: Sequence[Callable[[Callable[[Any], Any]], list[Route]]] = (),
 ) -> Starlette:
     """The web application. ``receiver`` carries the token check (``None``: no token);
     ``evaluation`` is the processor's :class:`~infersight.processor.evaluate.loop.EvaluationLoop`
-    (``None``: drift is computed with the default settings and findings are not served)."""
+    (``None``: drift is computed with the default settings and findings are not served);
+    each of ``mounts`` gets the token-checking wrapper and returns more routes (alerts, quality)."""
     from infersight.processor.evaluate.references import Env
 
     window = storage.window_sizes[0]
@@ -416,5 +419,6 @@ def make_web_app(
             Route("/api/models/{model}/drift", guarded(drift)),
             Route("/api/models/{model}/findings", guarded(findings)),
             Route("/api/models/{model}/reference", guarded_async(push_reference), methods=["POST"]),
+            *(route for mount in mounts for route in mount(guarded)),
         ]
     )

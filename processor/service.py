@@ -27,6 +27,8 @@ from typing import Any
 
 import uvicorn
 
+from infersight.processor.alerts.manager import AlertManager
+from infersight.processor.alerts.routes import alert_routes
 from infersight.processor.api import make_web_app
 from infersight.processor.config import ProcessorConfig, split_address
 from infersight.processor.evaluate.loop import EvaluationLoop
@@ -106,12 +108,15 @@ class Processor:
         self.receiver = Receiver(
             self.ingestor, self.registry, config.token, config.ack_timeout, config.max_inflight_bytes
         )
-        # Evaluation: the loop thread over stored windows (models:/evaluation: sections).
+        # Evaluation: the loop thread over stored windows (models:/evaluation: sections); every
+        # window's findings go to the alert engine (alerts: section).
+        self.alerts = AlertManager(config.sections["alerts"], self.storage)
         self.evaluation = EvaluationLoop(
             self.storage,
             config.sections.get("models"),
             config.sections.get("evaluation"),
             registry=self.registry,
+            on_findings=self.alerts.observe,
         )
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
@@ -150,6 +155,7 @@ class Processor:
                     receiver=self.receiver if cfg.token else None,
                     ingestor=self.ingestor,
                     evaluation=self.evaluation,
+                    mounts=[lambda guard: alert_routes(self.alerts, guard=guard)],
                 ),
             ),
         }
@@ -219,6 +225,7 @@ class Processor:
             self._loop_thread.join(15)
         self.ingestor.stop()
         self.evaluation.stop()
+        self.alerts.close()
         self._stop_maintenance.set()
         if self._maintenance is not None:
             self._maintenance.join(30)

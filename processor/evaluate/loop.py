@@ -124,7 +124,7 @@ class EvaluationLoop:
         evaluation: EvaluationSettings | None = None,
         *,
         evaluators: Sequence[Evaluator] | None = None,
-        on_findings: Callable[[list[Finding]], None] | None = None,
+        on_findings: Callable[[list[Finding]], object] | None = None,
         registry: Registry | None = None,
         outputs: FindingOutputs | None = None,
     ) -> None:
@@ -134,7 +134,7 @@ class EvaluationLoop:
         self.evaluators: list[Evaluator] = (
             list(evaluators) if evaluators is not None else [DriftEvaluator(self.env), DataQualityEvaluator(self.env)]
         )
-        self.on_findings: Callable[[list[Finding]], None] = on_findings or _log_findings
+        self.on_findings: Callable[[list[Finding]], object] = on_findings or _log_findings
         self.registry = registry or Registry()
         self.outputs = outputs or FindingOutputs(self.settings.export, timeout=self.settings.export_timeout)
         self._stop = threading.Event()
