@@ -307,9 +307,9 @@ class AlertManager:
                         now_status="breach" if is_breach else "ok",
                         subjects=[f.subject for f in rank(breaching)],
                     )
-            prior[1], prior[2] = is_breach, revision
+            prior[1:] = [is_breach, revision, [f.subject for f in breaching]]
         else:
-            verdicts.append([start, is_breach, revision])
+            verdicts.append([start, is_breach, revision, [f.subject for f in breaching]])
             verdicts.sort(key=lambda v: v[0])
             del verdicts[:-_KEEP_VERDICTS]
         if verdicts[-1][0] != start:
@@ -391,6 +391,10 @@ class AlertManager:
             "history": [],
         }
         self._refresh(inc, policy, model, breaching, start, size)
+        # what breached in the earlier windows of the streak belongs to the incident too
+        earlier = [x for v in verdicts[-streak:-1] for x in (v[3] if len(v) > 3 else ())]
+        for name in ("subjects", "subjects_seen"):
+            inc[name] = list(dict.fromkeys([*inc[name], *earlier]))
         inc["pending_changes"] = False
         since = [f.since for f in breaching if f.since is not None]
         inc["since"] = min(since) if since else streak_start

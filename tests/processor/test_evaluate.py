@@ -25,6 +25,7 @@ from infersight.processor.storage.base import FEATURE
 from infersight.stats.reference import Reference
 from support.otlp_sink import OtlpSink
 from support.otlp_sink import attrs as otlp_attrs
+from support.webhook import Receiver
 
 BASE = 2  # seconds: the storage window, and the evaluation window
 WINDOWS = 7
@@ -110,7 +111,15 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One processor fed by an instrumented app: WINDOWS windows of BASE seconds, one batch each."""
     tmp = tmp_path_factory.mktemp("evaluate")
     sink = OtlpSink().start()
-    p = _start(tmp, f"  export: {sink.http_endpoint}")
+    hook = Receiver()
+    alerts = f"""
+alerts:
+  channels:
+    hook: {{type: webhook, url: "{hook.url}", retries: 0}}
+  routes:
+    - {{channels: [hook]}}
+"""
+    p = _start(tmp, f"  export: {sink.http_endpoint}\n{alerts}")
     infersight.configure(
         endpoint=f"http://127.0.0.1:{p.ports['otlp_http']}",
         protocol="http/protobuf",
@@ -139,9 +148,10 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Any:
     stored = sorted({k.start for k, _ in p.storage.iter_windows(BASE) if k.model == "churn" and k.role == FEATURE})
     now = stored[-1] + BASE + 1.0  # the last window closed, lateness (1 s) over
     made = p.evaluation.run_once(now=now)
-    yield {"p": p, "sink": sink, "made": made, "stored": stored, "now": now, "batch_window": batch_window}
+    yield {"p": p, "sink": sink, "hook": hook, "made": made, "stored": stored, "now": now, "batch_window": batch_window}
     p.stop()
     sink.stop()
+    hook.stop()
 
 
 def _breaches(made: list[Finding], kind: str) -> dict[tuple[int, str], Finding]:
@@ -191,6 +201,30 @@ def test_a_feature_that_stops_arriving_is_reported(day):
     f = _breaches(day["made"], "data_quality")[(w, "d")]
     assert f.cause == "feature_missing" and f.cause_class == "pipeline"
     assert not any(k == (v, "d") for v in day["stored"][:D_STOPS] for k in _breaches(day["made"], "data_quality"))
+
+
+def test_each_incident_is_one_alert_naming_its_features_since_the_window_it_began(day):
+    """Four drifting windows, two features: one drift incident, one notification, not one per
+    window or per feature. The NaN flood in c and, in the next window, d no longer arriving
+    are two consecutive breaching windows of the model's data-quality key: one pipeline
+    incident naming both."""
+    day["hook"].wait("bodies", 2)
+    p, stored = day["p"], day["stored"]
+    p.alerts.close()  # drains the sender queue: every notification has been posted
+    bodies = {b["incident"]["policy"]: b for b in day["hook"].bodies}
+    assert sorted((b["event"], b["incident"]["policy"]) for b in day["hook"].bodies) == [
+        ("open", "data_quality"),
+        ("open", "drift"),
+    ], [b["text"] for b in day["hook"].bodies]
+    drift = bodies["drift"]["incident"]
+    assert set(drift["subjects"]) == {"a", "b"} and drift["since"] == stored[DRIFT_FROM]
+    assert drift["cause_class"] == "world" and drift["runbook"] == "https://runbooks.example.com/churn"
+    logged = {r["trace_id"] for r in p.storage.joined("churn", 0, 2**62, limit=100_000)}
+    assert drift["evidence"] and {e["trace_id"] for e in drift["evidence"]} <= logged
+    dq = bodies["data_quality"]["incident"]
+    assert set(dq["subjects"]) == {"c", "d"} and dq["cause_class"] == "pipeline", dq
+    served = web(p, "/api/alerts", state="open").json()["incidents"]
+    assert sorted(i["id"] for i in served) == sorted([drift["id"], dq["id"]])
 
 
 def test_nothing_else_is_flagged(day):
