@@ -104,9 +104,30 @@ class NumericPolicy(NumericMethod):
 class CategoricalPolicy(CategoricalMethod):
     """Chi-square (categories expected fewer than 5 times pooled) combined (Bonferroni) with
     the most-changed category's two-proportion test, Cohen's w as effect size, plus
-    unseen categories (drift on their own when >= ``max_unseen`` of rows, significantly)."""
+    unseen categories.
+
+    The cause follows what drives the statistic: the Pearson chi-square of the table with
+    every never-seen category in one column splits into each column's contribution, and
+    ``details["unseen_contribution"]`` is the unseen column's share. Drift driven mainly by
+    never-seen values (share >= 1/2) is ``unseen_categories`` (a schema or pipeline problem,
+    whatever their share of rows); drift driven by the known categories is
+    ``distribution_shift`` even when a few unseen values are present. Unseen values are also
+    drift on their own, without the combined test, when they are at least ``max_unseen`` of
+    the rows and significantly more than the reference's resolution (1/m) allows.
+    ``details["top_categories"]`` lists the categories that contribute most, with shares.
+
+    >>> ref = {"a": 5000, "b": 5000}
+    >>> r = CategoricalPolicy().fit(ref).score_counts({"a": 495, "b": 495, "zz": 5})
+    >>> r.cause, round(r.details["unseen_contribution"], 2)
+    ('unseen_categories', 1.0)
+    >>> CategoricalPolicy().fit(ref).score_counts({"a": 650, "b": 340, "zz": 1}).cause
+    'distribution_shift'
+    """
 
     name = "chi2+cohen_w"
+    # The unseen column's share of the chi-square above which it, not the known categories,
+    # is what the drift is made of.
+    UNSEEN_DRIVES = 0.5
 
     def __init__(
         self, alpha: float = 0.001, min_effect: float = 0.05, min_rows: int = 30, max_unseen: float = 0.01
@@ -135,13 +156,66 @@ class CategoricalPolicy(CategoricalMethod):
         pval = min(1.0, 2 * min(p_chi2, p_cat))
         pr = np.maximum(rp / m, 0.5 / m)
         w = float(math.sqrt(np.sum((cp / n - pr) ** 2 / pr)))
-        unseen_share = float(c[r == 0].sum() / n)
+        unseen = r == 0
+        unseen_rows = float(c[unseen].sum())
+        unseen_share = unseen_rows / n
+        share, top = _contributions(labels, r, c, big, unseen)
         drift = bool(pval < self.alpha and w >= self.threshold)
         cause = None
+        if drift:
+            cause = "unseen_categories" if share >= self.UNSEEN_DRIVES else "distribution_shift"
         # Unseen categories: significant against the reference's own resolution (1/m).
-        if unseen_share >= self.max_unseen and binom_sf(c[r == 0].sum() - 1, int(n), 1.0 / (m + 1)) < self.alpha:
+        elif unseen_share >= self.max_unseen and binom_sf(unseen_rows - 1, int(n), 1.0 / (m + 1)) < self.alpha:
             drift, cause = True, "unseen_categories"
-        elif drift:
-            cause = "distribution_shift"
-        details = {"chi2": stat, "dof": dof, "p_chi2": p_chi2, "p_category": p_cat, "unseen_share": unseen_share}
+        details = {
+            "chi2": stat,
+            "dof": dof,
+            "p_chi2": p_chi2,
+            "p_category": p_cat,
+            "unseen_share": unseen_share,
+            "unseen_contribution": share,
+            "unseen": [labels[i] for i in np.flatnonzero(unseen & (c > 0))[:10]],
+            "top_categories": top,
+        }
         return DriftResult(self.name, w, self.threshold, pval, drift, cause, int(m), int(n), details)
+
+
+_UNSEEN = "__unseen__"
+
+
+def _contributions(
+    labels: list[str],
+    r: npt.NDArray[np.float64],
+    c: npt.NDArray[np.float64],
+    big: npt.NDArray[np.bool_],
+    unseen: npt.NDArray[np.bool_],
+) -> tuple[float, list[tuple[str, float]]]:
+    """The unseen column's share of the Pearson chi-square of the 2×K table whose columns are
+    the well-filled known categories, the rare known ones pooled (``__other__``), and every
+    never-seen category together (``__unseen__``); and the three largest contributors.
+
+    An unseen column of ``u`` current rows contributes ``u · m / n`` (its reference cell is
+    empty), so against a big reference even a handful of new values outweighs the noise of
+    the known categories, as it should: they are impossible under the reference.
+    """
+    rare = ~big & ~unseen
+    cols_r = [r[big], [r[rare].sum()], [0.0]]
+    cols_c = [c[big], [c[rare].sum()], [c[unseen].sum()]]
+    names = [labels[i] for i in np.flatnonzero(big)] + ["__other__", _UNSEEN]
+    tr, tc = np.concatenate(cols_r), np.concatenate(cols_c)
+    tot = tr + tc
+    keep = tot > 0
+    if keep.sum() < 2:
+        return 0.0, []
+    tr, tc, tot = tr[keep], tc[keep], tot[keep]
+    names = [k for k, kept in zip(names, keep) if kept]
+    m, n = tr.sum(), tc.sum()
+    er, ec = tot * m / (m + n), tot * n / (m + n)
+    contrib = (tr - er) ** 2 / er + (tc - ec) ** 2 / ec
+    total = float(contrib.sum())
+    if total <= 0:
+        return 0.0, []
+    shares = contrib / total
+    unseen_share = float(shares[names.index(_UNSEEN)]) if _UNSEEN in names else 0.0
+    order = np.argsort(-shares, kind="stable")[:3]
+    return unseen_share, [(names[i], round(float(shares[i]), 4)) for i in order]
