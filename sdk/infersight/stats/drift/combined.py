@@ -19,7 +19,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from infersight.stats.drift._dist import binom_sf, norm_sf
+from infersight.stats.drift._dist import binom_sf, binom_two_sided
 from infersight.stats.drift._samples import NumCur, NumRef
 from infersight.stats.drift.base import CategoricalMethod, DriftMethod, MethodSettings, NumericMethod
 from infersight.stats.drift.categorical import chi2
@@ -149,10 +149,13 @@ class CategoricalPolicy(CategoricalMethod):
         cp = np.append(c[big], rest_c) if rest_r + rest_c > 0 else c[big]
         stat, dof, p_chi2 = chi2(rp, cp)
         # A chi-square with many categories dilutes a change in one of them; a Bonferroni-
-        # corrected two-proportion test per category catches it. Both, Bonferroni-combined.
+        # corrected test per category catches it. Both, Bonferroni-combined. The per-category
+        # test is the exact binomial one of the window's count at the pooled share (the
+        # conditional test given both totals, made conservative): the normal curve is far
+        # too generous for a category expected a few times per window, which made small
+        # windows with many categories alarm at several times alpha.
         pooled = (rp + cp) / (m + n)
-        se = np.sqrt(np.maximum(pooled * (1 - pooled) * (1 / m + 1 / n), 1e-300))
-        p_cat = float(min(1.0, np.min(2 * norm_sf(np.abs(cp / n - rp / m) / se)) * rp.size)) if rp.size > 1 else 1.0
+        p_cat = float(min(1.0, np.min(binom_two_sided(cp, int(n), pooled)) * rp.size)) if rp.size > 1 else 1.0
         pval = min(1.0, 2 * min(p_chi2, p_cat))
         pr = np.maximum(rp / m, 0.5 / m)
         w = float(math.sqrt(np.sum((cp / n - pr) ** 2 / pr)))
@@ -199,10 +202,9 @@ def _contributions(
     the known categories, as it should: they are impossible under the reference.
     """
     rare = ~big & ~unseen
-    cols_r = [r[big], [r[rare].sum()], [0.0]]
-    cols_c = [c[big], [c[rare].sum()], [c[unseen].sum()]]
     names = [labels[i] for i in np.flatnonzero(big)] + ["__other__", _UNSEEN]
-    tr, tc = np.concatenate(cols_r), np.concatenate(cols_c)
+    tr: npt.NDArray[np.float64] = np.concatenate([r[big], [r[rare].sum(), 0.0]])
+    tc: npt.NDArray[np.float64] = np.concatenate([c[big], [c[rare].sum(), c[unseen].sum()]])
     tot = tr + tc
     keep = tot > 0
     if keep.sum() < 2:

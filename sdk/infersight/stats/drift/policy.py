@@ -25,12 +25,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from infersight.stats.drift import registry
-from infersight.stats.drift._dist import norm_sf
+from infersight.stats.drift._dist import binom_sf
 from infersight.stats.drift.base import MethodSettings
+from infersight.stats.drift.fatigue import DEFAULT_PERSISTENCE
 from infersight.stats.reference import FeatureProfile, Reference
 from infersight.stats.result import DriftResult
 
-__all__ = ["DriftPolicy", "DEFAULT_METHODS", "explain", "rank"]
+__all__ = ["DriftPolicy", "DEFAULT_METHODS", "DEFAULT_PERSISTENCE", "explain", "rank"]
 
 # The method each feature kind gets unless the policy says otherwise.
 DEFAULT_METHODS = {
@@ -45,15 +46,20 @@ _SETTINGS = ("method", "alpha", "threshold", "min_effect", "min_rows", "max_unse
 def _missing_jump(
     ref_missing: int, ref_rows: int, cur_missing: int, cur_rows: int, alpha: float, min_jump: float
 ) -> bool:
-    """A significant rise of the missing rate by at least ``min_jump`` (two-proportion test)."""
+    """A significant rise of the missing rate by at least ``min_jump``.
+
+    The test is the exact binomial tail of the window's missing count at the pooled rate (the
+    conditional test given both totals is hypergeometric, whose tail this bounds from above):
+    the normal approximation it replaces called a reference rate of 2% seen as 4% in a
+    500-row window significant at 0.001 when it happens in 0.4% of such windows.
+    """
     if cur_rows == 0 or ref_rows == 0:
         return False
     p0, p1 = ref_missing / ref_rows, cur_missing / cur_rows
     if p1 - p0 < min_jump:
         return False
     pooled = (ref_missing + cur_missing) / (ref_rows + cur_rows)
-    se = math.sqrt(max(pooled * (1 - pooled) * (1 / ref_rows + 1 / cur_rows), 1e-300))
-    return bool(norm_sf((p1 - p0) / se) < alpha)
+    return bool(binom_sf(cur_missing - 1, int(cur_rows), pooled) < alpha)
 
 
 @dataclass
