@@ -19,11 +19,12 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from infersight.stats.cdf import distances
 from infersight.stats.drift._dist import binom_sf, binom_two_sided
 from infersight.stats.drift._samples import NumCur, NumRef
 from infersight.stats.drift.base import CategoricalMethod, DriftMethod, MethodSettings, NumericMethod
 from infersight.stats.drift.categorical import chi2
-from infersight.stats.drift.ks import KS
+from infersight.stats.drift.ks import KS, ks_p
 from infersight.stats.drift.wasserstein import Wasserstein
 from infersight.stats.result import DriftResult
 
@@ -74,15 +75,31 @@ class NumericPolicy(NumericMethod):
         return self.threshold
 
     def _compute(self, ref: NumRef, cur: NumCur) -> DriftResult:
-        ks_r = KS(alpha=self.alpha)._compute(ref, cur)
-        w_r = Wasserstein(self.threshold)._compute(ref, cur)
-        drift = bool(ks_r.drift and w_r.statistic >= self.threshold)
-        details = {
-            "ks": ks_r.statistic,
-            "wasserstein": w_r.details["distance"],
-            "ks_error_bound": ks_r.details["error_bound"],
-            "wasserstein_error_bound": w_r.details["error_bound"],
-        }
+        if ref.sorted is not None and cur.sorted is not None:
+            ks_r = KS(alpha=self.alpha)._compute(ref, cur)
+            w_r = Wasserstein(self.threshold)._compute(ref, cur)
+            d, p_ks, effect = ks_r.statistic, ks_r.p_value, w_r.statistic
+            details = {
+                "ks": d,
+                "wasserstein": w_r.details["distance"],
+                "ks_error_bound": ks_r.details["error_bound"],
+                "wasserstein_error_bound": w_r.details["error_bound"],
+            }
+        else:
+            # Profiles and sketches: the same numbers as KS and Wasserstein give, from one
+            # pass over the two sets of knots (the processor's path, once per feature and window).
+            d, d_hi, w, w_lo, w_hi = distances(ref.knots, cur.knots(ref))
+            p_ks = ks_p(d, ref.n, cur.n)
+            scale = ref.std if ref.std > 0 else 1.0
+            effect = w / scale
+            details = {
+                "ks": d,
+                "wasserstein": w,
+                "ks_error_bound": d_hi - d,
+                "wasserstein_error_bound": max(w_hi - w, w - w_lo, 0.0) / scale,
+            }
+        assert p_ks is not None
+        drift = bool(p_ks < self.alpha and effect >= self.threshold)
         cause = None
         cur_q = cur.quantiles()
         if cur.n >= self.min_rows and cur_q[0] == cur_q[-1] and ref.quantiles[0] != ref.quantiles[-1]:
@@ -98,7 +115,7 @@ class NumericPolicy(NumericMethod):
         if drift and cause is None:
             unit = _unit_factor(ref.quantiles, cur_q)
             cause = f"unit_change:{unit}" if unit else "distribution_shift"
-        return DriftResult(self.name, w_r.statistic, self.threshold, ks_r.p_value, drift, cause, ref.n, cur.n, details)
+        return DriftResult(self.name, effect, self.threshold, p_ks, drift, cause, ref.n, cur.n, details)
 
 
 class CategoricalPolicy(CategoricalMethod):
