@@ -270,7 +270,7 @@ def fatigue(rng: np.random.Generator, windows: int) -> None:
 
     def stream(name: str, n: int, count: int, shift: str | None = None) -> np.ndarray:
         make = category_window if name.startswith("cat") else numeric_window
-        res = policy.score_windows(ref.features[name], (make(name, n, shift) for _ in range(count)))
+        res = [policy.score_feature(ref.features[name], make(name, n, shift)) for _ in range(count)]
         return np.array([r.drift for r in res])
 
     print(f"\nalert fatigue: null streams of {windows} windows per feature (sketch path; *_gaps: 2% missing)")

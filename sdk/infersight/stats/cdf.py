@@ -124,17 +124,12 @@ class Knots:
 
     def lower(self, q: npt.ArrayLike) -> Arr:
         """The least the true CDF can be at ``q``: F of the last knot at or before ``q``."""
-        i = np.searchsorted(self.x, q, side="right") - 1
-        return np.where(i >= 0, self.F[np.clip(i, 0, None)], 0.0) if self.F.size else np.zeros(np.shape(q))
+        # F with 0 in front: the knot count at or before q indexes it directly (0 before all).
+        return np.asarray(np.concatenate(([0.0], self.F))[np.searchsorted(self.x, q, side="right")])
 
     def upper(self, q: npt.ArrayLike) -> Arr:
         """The most the true CDF can be at ``q``: F of the first knot at or after ``q``."""
-        i = np.searchsorted(self.x, q, side="left")
-        return (
-            np.where(i < self.F.size, self.F[np.clip(i, None, self.F.size - 1)], 1.0)
-            if self.F.size
-            else np.ones(np.shape(q))
-        )
+        return np.asarray(np.append(self.F, 1.0)[np.searchsorted(self.x, q, side="left")])
 
     def mass_at_most(self, v: float) -> float:
         """An upper bound on ``P(X == v)`` (exact where ``v`` and ``below(v)`` are knots)."""

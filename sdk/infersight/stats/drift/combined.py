@@ -101,8 +101,19 @@ class NumericPolicy(NumericMethod):
         assert p_ks is not None
         drift = bool(p_ks < self.alpha and effect >= self.threshold)
         cause = None
-        cur_q = cur.quantiles()
-        if cur.n >= self.min_rows and cur_q[0] == cur_q[-1] and ref.quantiles[0] != ref.quantiles[-1]:
+        # A constant window has min == max; only then (or when there is drift to explain)
+        # are the window's quantiles worth computing.
+        constant = (cur.sorted is not None and cur.sorted[0] == cur.sorted[-1]) or (
+            cur.sketch is not None and cur.sketch.min == cur.sketch.max
+        )
+        cur_q = cur.quantiles() if constant or drift else None
+        if (
+            constant
+            and cur_q is not None
+            and cur.n >= self.min_rows
+            and cur_q[0] == cur_q[-1]
+            and ref.quantiles[0] != ref.quantiles[-1]
+        ):
             value = cur.sorted[0] if cur.sorted is not None and cur.sorted[0] == cur.sorted[-1] else None
             if cur.sketch is not None and cur.sketch.min == cur.sketch.max:
                 value = cur.sketch.min
@@ -112,7 +123,7 @@ class NumericPolicy(NumericMethod):
                 self.alpha
             ):
                 drift, cause = True, "constant_column"
-        if drift and cause is None:
+        if drift and cause is None and cur_q is not None:
             unit = _unit_factor(ref.quantiles, cur_q)
             cause = f"unit_change:{unit}" if unit else "distribution_shift"
         return DriftResult(self.name, effect, self.threshold, p_ks, drift, cause, ref.n, cur.n, details)
