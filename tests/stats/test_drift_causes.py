@@ -64,6 +64,8 @@ FAULTS = {
     "cat_new_many": (lambda c, rng: _new_value(c, rng, 0.05), "unseen_categories", None),
     "cat_shift": (_top_share_up, "distribution_shift", None),
     "cat_shift_typo": (_shift_and_a_typo, "distribution_shift", None),
+    # a real shift and 3% never-seen values in one column: the schema problem is named first
+    "cat_shift_new": (lambda c, rng: _new_value(_top_share_up(c, rng), rng, 0.03), "unseen_categories", None),
     "cat_none": (_none_jump, "missing_rate_jump", None),
     "num_nan": (_nan_jump, "missing_rate_jump", None),
     "num_shift": (_mean_shift, "distribution_shift", None),

@@ -137,12 +137,13 @@ class CategoricalPolicy(CategoricalMethod):
     The cause follows what drives the statistic: the Pearson chi-square of the table with
     every never-seen category in one column splits into each column's contribution, and
     ``details["unseen_contribution"]`` is the unseen column's share. Drift driven mainly by
-    never-seen values (share >= 1/2) is ``unseen_categories`` (a schema or pipeline problem,
-    whatever their share of rows); drift driven by the known categories is
-    ``distribution_shift`` even when a few unseen values are present. Unseen values are also
-    drift on their own, without the combined test, when they are at least ``max_unseen`` of
-    the rows and significantly more than the reference's resolution (1/m) allows.
-    ``details["top_categories"]`` lists the categories that contribute most, with shares.
+    never-seen values (share >= 1/2) is ``unseen_categories`` (a schema or pipeline problem)
+    however few rows they are; drift driven by the known categories is
+    ``distribution_shift`` even when a few unseen values are present. Never-seen values in
+    at least ``max_unseen`` of the rows, significantly more than the reference's resolution
+    (1/m) allows, are ``unseen_categories`` and drift on their own, whatever else moved: the
+    schema problem is what to check first. ``details["top_categories"]`` lists the largest
+    contributors with their shares, ``details["unseen"]`` up to ten never-seen values.
 
     >>> ref = {"a": 5000, "b": 5000}
     >>> r = CategoricalPolicy().fit(ref).score_counts({"a": 495, "b": 495, "zz": 5})
@@ -193,11 +194,13 @@ class CategoricalPolicy(CategoricalMethod):
         share, top = _contributions(labels, r, c, big, unseen)
         drift = bool(pval < self.alpha and w >= self.threshold)
         cause = None
-        if drift:
-            cause = "unseen_categories" if share >= self.UNSEEN_DRIVES else "distribution_shift"
-        # Unseen categories: significant against the reference's own resolution (1/m).
-        elif unseen_share >= self.max_unseen and binom_sf(unseen_rows - 1, int(n), 1.0 / (m + 1)) < self.alpha:
+        # Unseen categories in at least max_unseen of rows, significantly against the
+        # reference's own resolution (1/m), are a schema problem to check first, whatever
+        # else moved; below that share the chi-square contributions decide.
+        if unseen_share >= self.max_unseen and binom_sf(unseen_rows - 1, int(n), 1.0 / (m + 1)) < self.alpha:
             drift, cause = True, "unseen_categories"
+        elif drift:
+            cause = "unseen_categories" if share >= self.UNSEEN_DRIVES else "distribution_shift"
         details = {
             "chi2": stat,
             "dof": dof,
