@@ -10,6 +10,8 @@ One room per concept:
 - :mod:`~infersight.stats.windows`: per-window summaries that merge into larger windows.
 - :mod:`~infersight.stats.drift`: drift methods and the policy that combines them;
   :mod:`~infersight.stats.multivariate` for tests over several columns at once.
+- :mod:`~infersight.stats.changepoint`: since when: the window where a change began, on a
+  series of per-window values.
 - :mod:`~infersight.stats.io`: reading tables (CSV, Parquet, JSON lines, .npy) into columns.
 
 The request path imports only the sketch and the feature model; importing this package

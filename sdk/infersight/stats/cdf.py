@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from infersight.stats.sketch import ExpHistogram
 
-__all__ = ["Knots", "ks", "ks_bounds", "wasserstein", "wasserstein_bounds", "bin_probs", "below"]
+__all__ = ["Knots", "ks", "ks_bounds", "wasserstein", "wasserstein_bounds", "distances", "bin_probs", "below"]
 
 Arr = npt.NDArray[np.float64]
 
@@ -124,17 +124,12 @@ class Knots:
 
     def lower(self, q: npt.ArrayLike) -> Arr:
         """The least the true CDF can be at ``q``: F of the last knot at or before ``q``."""
-        i = np.searchsorted(self.x, q, side="right") - 1
-        return np.where(i >= 0, self.F[np.clip(i, 0, None)], 0.0) if self.F.size else np.zeros(np.shape(q))
+        # F with 0 in front: the knot count at or before q indexes it directly (0 before all).
+        return np.asarray(np.concatenate(([0.0], self.F))[np.searchsorted(self.x, q, side="right")])
 
     def upper(self, q: npt.ArrayLike) -> Arr:
         """The most the true CDF can be at ``q``: F of the first knot at or after ``q``."""
-        i = np.searchsorted(self.x, q, side="left")
-        return (
-            np.where(i < self.F.size, self.F[np.clip(i, None, self.F.size - 1)], 1.0)
-            if self.F.size
-            else np.ones(np.shape(q))
-        )
+        return np.asarray(np.append(self.F, 1.0)[np.searchsorted(self.x, q, side="left")])
 
     def mass_at_most(self, v: float) -> float:
         """An upper bound on ``P(X == v)`` (exact where ``v`` and ``below(v)`` are knots)."""
@@ -150,7 +145,10 @@ def ks_bounds(a: Knots, b: Knots) -> tuple[float, float]:
     """``(lo, hi)`` with ``lo <= sup|Fa - Fb| <= hi`` for any CDFs through both sets of knots."""
     if a.n == 0 or b.n == 0:
         return float("nan"), float("nan")
-    u, la, ua, lb, ub = _envelopes(a, b)
+    return _ks_from(*_envelopes(a, b))
+
+
+def _ks_from(u: Arr, la: Arr, ua: Arr, lb: Arr, ub: Arr) -> tuple[float, float]:
     # At a union point each side is an interval; between two union points the lower envelope
     # keeps its left value and the upper one takes its right value (the gap can only widen),
     # unless no float lies between them (a knot and the one just below it).
@@ -184,11 +182,32 @@ def wasserstein_bounds(a: Knots, b: Knots) -> tuple[float, float]:
     """
     if a.n == 0 or b.n == 0:
         return float("nan"), float("nan")
-    u, la, ua, lb, ub = _envelopes(a, b)
+    return _wasserstein_from(*_envelopes(a, b))
+
+
+def _wasserstein_from(u: Arr, la: Arr, ua: Arr, lb: Arr, ub: Arr) -> tuple[float, float]:
     h = np.diff(u)
     gap_lo = np.maximum(np.maximum(la[:-1] - ub[1:], lb[:-1] - ua[1:]), 0.0)
     gap_hi = np.maximum(ua[1:] - lb[:-1], ub[1:] - la[:-1])
     return float(np.sum(gap_lo * h)), float(np.sum(gap_hi * h))
+
+
+def distances(a: Knots, b: Knots) -> tuple[float, float, float, float, float]:
+    """:func:`ks_bounds`, :func:`wasserstein` and :func:`wasserstein_bounds` in one pass over
+    the union of both sets of knots (what the default numeric policy needs, at half the cost
+    of asking for each): ``(ks_lo, ks_hi, w, w_lo, w_hi)``, the same numbers.
+
+    >>> a = Knots.from_sorted(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 4.0]))
+    >>> b = Knots.from_sorted(np.array([2.0, 3.0, 4.0, 5.0]), np.array([2.0, 3.0, 4.0, 5.0]))
+    >>> distances(a, b) == (*ks_bounds(a, b), wasserstein(a, b), *wasserstein_bounds(a, b))
+    True
+    """
+    if a.n == 0 or b.n == 0:
+        return (float("nan"),) * 5
+    env = _envelopes(a, b)
+    u = env[0]
+    w = float(abs_linear_integral(u, (a.at(u) - b.at(u))[None, :])[0])
+    return (*_ks_from(*env), w, *_wasserstein_from(*env))
 
 
 def abs_linear_integral(x: Arr, d: Arr) -> Arr:

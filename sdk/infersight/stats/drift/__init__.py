@@ -10,7 +10,8 @@ window summary with ``score_window``.
 
 One module per method or family (``ks``, ``wasserstein``, ``binned``: PSI and Jensen–Shannon,
 ``categorical``, ``combined``: the default policy's methods, ``label_shift``: BBSE), the
-``registry`` of methods by name, the ``policy`` that picks them, and ``calibration``.
+``registry`` of methods by name, the ``policy`` that picks them, ``calibration``, and
+``fatigue`` (the false-alarm budget over features and windows).
 
 =====================  ==========================================  ===========  ==========
 registered name        statistic                                   threshold    p-value
@@ -38,6 +39,8 @@ do not flag harmless differences: numeric columns drift when the KS test is sign
 columns when a chi-square test (rare categories pooled) is significant *and* Cohen's
 w = sqrt(Σ (q-p)²/p) is at least ``min_effect_categorical``. Missing-rate jumps, unseen
 categories and constant columns are drift on their own. Each finding carries a cause hint.
+How many of those a model may raise on unchanged data, and the persistence an alert needs for
+fewer than one false alarm a month (:data:`DEFAULT_PERSISTENCE`), is :mod:`.fatigue`.
 
 Example:
     >>> import numpy as np
@@ -58,6 +61,12 @@ from infersight.stats.drift.binned import PSI, JensenShannon
 from infersight.stats.drift.calibration import calibrate
 from infersight.stats.drift.categorical import ChiSquare, TotalVariation, UnseenRate
 from infersight.stats.drift.combined import UNIT_FACTORS, CategoricalPolicy, NumericPolicy
+from infersight.stats.drift.fatigue import (
+    DEFAULT_PERSISTENCE,
+    detection_probability,
+    expected_false_alarms,
+    persistence_for,
+)
 from infersight.stats.drift.ks import KS
 from infersight.stats.drift.label_shift import BBSE
 from infersight.stats.drift.policy import DEFAULT_METHODS, DriftPolicy, explain, rank
@@ -90,6 +99,10 @@ __all__ = [
     "calibrate",
     "explain",
     "UNIT_FACTORS",
+    "DEFAULT_PERSISTENCE",
+    "expected_false_alarms",
+    "persistence_for",
+    "detection_probability",
 ]
 
 _NUM, _CAT = registry.NUMERIC_KINDS, registry.CATEGORICAL_KINDS

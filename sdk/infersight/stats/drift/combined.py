@@ -19,11 +19,12 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from infersight.stats.drift._dist import binom_sf, norm_sf
+from infersight.stats.cdf import distances
+from infersight.stats.drift._dist import binom_sf, binom_two_sided
 from infersight.stats.drift._samples import NumCur, NumRef
 from infersight.stats.drift.base import CategoricalMethod, DriftMethod, MethodSettings, NumericMethod
 from infersight.stats.drift.categorical import chi2
-from infersight.stats.drift.ks import KS
+from infersight.stats.drift.ks import KS, ks_p
 from infersight.stats.drift.wasserstein import Wasserstein
 from infersight.stats.result import DriftResult
 
@@ -74,18 +75,45 @@ class NumericPolicy(NumericMethod):
         return self.threshold
 
     def _compute(self, ref: NumRef, cur: NumCur) -> DriftResult:
-        ks_r = KS(alpha=self.alpha)._compute(ref, cur)
-        w_r = Wasserstein(self.threshold)._compute(ref, cur)
-        drift = bool(ks_r.drift and w_r.statistic >= self.threshold)
-        details = {
-            "ks": ks_r.statistic,
-            "wasserstein": w_r.details["distance"],
-            "ks_error_bound": ks_r.details["error_bound"],
-            "wasserstein_error_bound": w_r.details["error_bound"],
-        }
+        if ref.sorted is not None and cur.sorted is not None:
+            ks_r = KS(alpha=self.alpha)._compute(ref, cur)
+            w_r = Wasserstein(self.threshold)._compute(ref, cur)
+            d, p_ks, effect = ks_r.statistic, ks_r.p_value, w_r.statistic
+            details = {
+                "ks": d,
+                "wasserstein": w_r.details["distance"],
+                "ks_error_bound": ks_r.details["error_bound"],
+                "wasserstein_error_bound": w_r.details["error_bound"],
+            }
+        else:
+            # Profiles and sketches: the same numbers as KS and Wasserstein give, from one
+            # pass over the two sets of knots (the processor's path, once per feature and window).
+            d, d_hi, w, w_lo, w_hi = distances(ref.knots, cur.knots(ref))
+            p_ks = ks_p(d, ref.n, cur.n)
+            scale = ref.std if ref.std > 0 else 1.0
+            effect = w / scale
+            details = {
+                "ks": d,
+                "wasserstein": w,
+                "ks_error_bound": d_hi - d,
+                "wasserstein_error_bound": max(w_hi - w, w - w_lo, 0.0) / scale,
+            }
+        assert p_ks is not None
+        drift = bool(p_ks < self.alpha and effect >= self.threshold)
         cause = None
-        cur_q = cur.quantiles()
-        if cur.n >= self.min_rows and cur_q[0] == cur_q[-1] and ref.quantiles[0] != ref.quantiles[-1]:
+        # A constant window has min == max; only then (or when there is drift to explain)
+        # are the window's quantiles worth computing.
+        constant = (cur.sorted is not None and cur.sorted[0] == cur.sorted[-1]) or (
+            cur.sketch is not None and cur.sketch.min == cur.sketch.max
+        )
+        cur_q = cur.quantiles() if constant or drift else None
+        if (
+            constant
+            and cur_q is not None
+            and cur.n >= self.min_rows
+            and cur_q[0] == cur_q[-1]
+            and ref.quantiles[0] != ref.quantiles[-1]
+        ):
             value = cur.sorted[0] if cur.sorted is not None and cur.sorted[0] == cur.sorted[-1] else None
             if cur.sketch is not None and cur.sketch.min == cur.sketch.max:
                 value = cur.sketch.min
@@ -95,18 +123,40 @@ class NumericPolicy(NumericMethod):
                 self.alpha
             ):
                 drift, cause = True, "constant_column"
-        if drift and cause is None:
+        if drift and cause is None and cur_q is not None:
             unit = _unit_factor(ref.quantiles, cur_q)
             cause = f"unit_change:{unit}" if unit else "distribution_shift"
-        return DriftResult(self.name, w_r.statistic, self.threshold, ks_r.p_value, drift, cause, ref.n, cur.n, details)
+        return DriftResult(self.name, effect, self.threshold, p_ks, drift, cause, ref.n, cur.n, details)
 
 
 class CategoricalPolicy(CategoricalMethod):
     """Chi-square (categories expected fewer than 5 times pooled) combined (Bonferroni) with
     the most-changed category's two-proportion test, Cohen's w as effect size, plus
-    unseen categories (drift on their own when >= ``max_unseen`` of rows, significantly)."""
+    unseen categories.
+
+    The cause follows what drives the statistic: the Pearson chi-square of the table with
+    every never-seen category in one column splits into each column's contribution, and
+    ``details["unseen_contribution"]`` is the unseen column's share. Drift driven mainly by
+    never-seen values (share >= 1/2) is ``unseen_categories`` (a schema or pipeline problem)
+    however few rows they are; drift driven by the known categories is
+    ``distribution_shift`` even when a few unseen values are present. Never-seen values in
+    at least ``max_unseen`` of the rows, significantly more than the reference's resolution
+    (1/m) allows, are ``unseen_categories`` and drift on their own, whatever else moved: the
+    schema problem is what to check first. ``details["top_categories"]`` lists the largest
+    contributors with their shares, ``details["unseen"]`` up to ten never-seen values.
+
+    >>> ref = {"a": 5000, "b": 5000}
+    >>> r = CategoricalPolicy().fit(ref).score_counts({"a": 495, "b": 495, "zz": 5})
+    >>> r.cause, round(r.details["unseen_contribution"], 2)
+    ('unseen_categories', 1.0)
+    >>> CategoricalPolicy().fit(ref).score_counts({"a": 650, "b": 340, "zz": 1}).cause
+    'distribution_shift'
+    """
 
     name = "chi2+cohen_w"
+    # The unseen column's share of the chi-square above which it, not the known categories,
+    # is what the drift is made of.
+    UNSEEN_DRIVES = 0.5
 
     def __init__(
         self, alpha: float = 0.001, min_effect: float = 0.05, min_rows: int = 30, max_unseen: float = 0.01
@@ -128,20 +178,77 @@ class CategoricalPolicy(CategoricalMethod):
         cp = np.append(c[big], rest_c) if rest_r + rest_c > 0 else c[big]
         stat, dof, p_chi2 = chi2(rp, cp)
         # A chi-square with many categories dilutes a change in one of them; a Bonferroni-
-        # corrected two-proportion test per category catches it. Both, Bonferroni-combined.
+        # corrected test per category catches it. Both, Bonferroni-combined. The per-category
+        # test is the exact binomial one of the window's count at the pooled share (the
+        # conditional test given both totals, made conservative): the normal curve is far
+        # too generous for a category expected a few times per window, which made small
+        # windows with many categories alarm at several times alpha.
         pooled = (rp + cp) / (m + n)
-        se = np.sqrt(np.maximum(pooled * (1 - pooled) * (1 / m + 1 / n), 1e-300))
-        p_cat = float(min(1.0, np.min(2 * norm_sf(np.abs(cp / n - rp / m) / se)) * rp.size)) if rp.size > 1 else 1.0
+        p_cat = float(min(1.0, np.min(binom_two_sided(cp, int(n), pooled)) * rp.size)) if rp.size > 1 else 1.0
         pval = min(1.0, 2 * min(p_chi2, p_cat))
         pr = np.maximum(rp / m, 0.5 / m)
         w = float(math.sqrt(np.sum((cp / n - pr) ** 2 / pr)))
-        unseen_share = float(c[r == 0].sum() / n)
+        unseen = r == 0
+        unseen_rows = float(c[unseen].sum())
+        unseen_share = unseen_rows / n
+        share, top = _contributions(labels, r, c, big, unseen)
         drift = bool(pval < self.alpha and w >= self.threshold)
         cause = None
-        # Unseen categories: significant against the reference's own resolution (1/m).
-        if unseen_share >= self.max_unseen and binom_sf(c[r == 0].sum() - 1, int(n), 1.0 / (m + 1)) < self.alpha:
+        # Unseen categories in at least max_unseen of rows, significantly against the
+        # reference's own resolution (1/m), are a schema problem to check first, whatever
+        # else moved; below that share the chi-square contributions decide.
+        if unseen_share >= self.max_unseen and binom_sf(unseen_rows - 1, int(n), 1.0 / (m + 1)) < self.alpha:
             drift, cause = True, "unseen_categories"
         elif drift:
-            cause = "distribution_shift"
-        details = {"chi2": stat, "dof": dof, "p_chi2": p_chi2, "p_category": p_cat, "unseen_share": unseen_share}
+            cause = "unseen_categories" if share >= self.UNSEEN_DRIVES else "distribution_shift"
+        details = {
+            "chi2": stat,
+            "dof": dof,
+            "p_chi2": p_chi2,
+            "p_category": p_cat,
+            "unseen_share": unseen_share,
+            "unseen_contribution": share,
+            "unseen": [labels[i] for i in np.flatnonzero(unseen & (c > 0))[:10]],
+            "top_categories": top,
+        }
         return DriftResult(self.name, w, self.threshold, pval, drift, cause, int(m), int(n), details)
+
+
+_UNSEEN = "__unseen__"
+
+
+def _contributions(
+    labels: list[str],
+    r: npt.NDArray[np.float64],
+    c: npt.NDArray[np.float64],
+    big: npt.NDArray[np.bool_],
+    unseen: npt.NDArray[np.bool_],
+) -> tuple[float, list[tuple[str, float]]]:
+    """The unseen column's share of the Pearson chi-square of the 2×K table whose columns are
+    the well-filled known categories, the rare known ones pooled (``__other__``), and every
+    never-seen category together (``__unseen__``); and the three largest contributors.
+
+    An unseen column of ``u`` current rows contributes ``u · m / n`` (its reference cell is
+    empty), so against a big reference even a handful of new values outweighs the noise of
+    the known categories, as it should: they are impossible under the reference.
+    """
+    rare = ~big & ~unseen
+    names = [labels[i] for i in np.flatnonzero(big)] + ["__other__", _UNSEEN]
+    tr: npt.NDArray[np.float64] = np.concatenate([r[big], [r[rare].sum(), 0.0]])
+    tc: npt.NDArray[np.float64] = np.concatenate([c[big], [c[rare].sum(), c[unseen].sum()]])
+    tot = tr + tc
+    keep = tot > 0
+    if keep.sum() < 2:
+        return 0.0, []
+    tr, tc, tot = tr[keep], tc[keep], tot[keep]
+    names = [k for k, kept in zip(names, keep) if kept]
+    m, n = tr.sum(), tc.sum()
+    er, ec = tot * m / (m + n), tot * n / (m + n)
+    contrib = (tr - er) ** 2 / er + (tc - ec) ** 2 / ec
+    total = float(contrib.sum())
+    if total <= 0:
+        return 0.0, []
+    shares = contrib / total
+    unseen_share = float(shares[names.index(_UNSEEN)]) if _UNSEEN in names else 0.0
+    order = np.argsort(-shares, kind="stable")[:3]
+    return unseen_share, [(names[i], round(float(shares[i]), 4)) for i in order]

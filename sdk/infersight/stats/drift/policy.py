@@ -25,12 +25,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from infersight.stats.drift import registry
-from infersight.stats.drift._dist import norm_sf
+from infersight.stats.drift._dist import binom_sf
 from infersight.stats.drift.base import MethodSettings
+from infersight.stats.drift.fatigue import DEFAULT_PERSISTENCE
 from infersight.stats.reference import FeatureProfile, Reference
 from infersight.stats.result import DriftResult
 
-__all__ = ["DriftPolicy", "DEFAULT_METHODS", "explain", "rank"]
+__all__ = ["DriftPolicy", "DEFAULT_METHODS", "DEFAULT_PERSISTENCE", "explain", "rank"]
 
 # The method each feature kind gets unless the policy says otherwise.
 DEFAULT_METHODS = {
@@ -45,15 +46,20 @@ _SETTINGS = ("method", "alpha", "threshold", "min_effect", "min_rows", "max_unse
 def _missing_jump(
     ref_missing: int, ref_rows: int, cur_missing: int, cur_rows: int, alpha: float, min_jump: float
 ) -> bool:
-    """A significant rise of the missing rate by at least ``min_jump`` (two-proportion test)."""
+    """A significant rise of the missing rate by at least ``min_jump``.
+
+    The test is the exact binomial tail of the window's missing count at the pooled rate (the
+    conditional test given both totals is hypergeometric, whose tail this bounds from above):
+    the normal approximation it replaces called a reference rate of 2% seen as 4% in a
+    500-row window significant at 0.001 when it happens in 0.4% of such windows.
+    """
     if cur_rows == 0 or ref_rows == 0:
         return False
     p0, p1 = ref_missing / ref_rows, cur_missing / cur_rows
     if p1 - p0 < min_jump:
         return False
     pooled = (ref_missing + cur_missing) / (ref_rows + cur_rows)
-    se = math.sqrt(max(pooled * (1 - pooled) * (1 / ref_rows + 1 / cur_rows), 1e-300))
-    return bool(norm_sf((p1 - p0) / se) < alpha)
+    return bool(binom_sf(cur_missing - 1, int(cur_rows), pooled) < alpha)
 
 
 @dataclass
@@ -161,7 +167,14 @@ class DriftPolicy:
         """One feature: ``window`` is a ``windows.FeatureWindow`` (sketch or counts + missing).
 
         This is the processor's entry point: any registered method scores the window through
-        its ``score_window``.
+        its ``score_window``. Fitting on a profile costs ~3 µs once the profile has built its
+        CDF knots (it keeps them; ~90 µs the first time), against ~60 µs (categories) to
+        ~200 µs (a numeric sketch) for scoring, so fitted methods are not cached.
+
+        A significant rise of the missing rate is drift on its own (``missing_rate_jump``, a
+        pipeline problem), named before a shift of the values because it is what a reader
+        must check first; ``details`` keep ``missing_rate``, ``reference_missing_rate`` and,
+        when the values drifted too, ``value_cause`` (what the values alone were called).
         """
         method = self.method_for(profile).fit(profile)
         o = self.overrides.get(profile.name, {})
@@ -180,7 +193,12 @@ class DriftPolicy:
                 res,
                 drift=True,
                 cause="missing_rate_jump",
-                details={**res.details, "missing_rate": cur_missing / max(window.rows, 1)},
+                details={
+                    **res.details,
+                    "missing_rate": cur_missing / max(window.rows, 1),
+                    "reference_missing_rate": ref_missing / max(profile.rows, 1),
+                    "value_cause": res.cause if res.drift else None,
+                },
             )
         return res
 
