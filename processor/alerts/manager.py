@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -55,6 +56,7 @@ from infersight.processor.alerts.explain import (
 from infersight.processor.alerts.settings import AlertSettings, Policy
 from infersight.processor.evaluate.findings import Finding
 from infersight.processor.storage.base import Record, Storage
+from infersight.stats.drift.fatigue import persistence_for
 
 __all__ = ["AlertManager", "Notification", "SCHEMA"]
 
@@ -103,6 +105,16 @@ class Notification:
         }
         d.update(self.extra)
         return d
+
+
+@functools.lru_cache(maxsize=1024)
+def _auto_persistence(size: int, subjects: int) -> int:
+    """The fewest consecutive windows that keep ``subjects`` judged every ``size`` seconds under
+    the false-alarm budget (docs/alert-fatigue.md); the longest the budget allows otherwise."""
+    try:
+        return persistence_for(max(subjects, 1), 86400 / max(size, 1))
+    except ValueError:
+        return 12
 
 
 def _iso(t: float | None) -> str | None:
@@ -316,7 +328,7 @@ class AlertManager:
             # a late revision of an older window is history, not news: it is recorded above and
             # counts in the streaks from the next window on
             return out, True
-        streak = _trailing(verdicts, True)
+        streak = _subject_streak(verdicts)
         ok_streak = _trailing(verdicts, False)
         window_end = start + size
 
@@ -349,7 +361,8 @@ class AlertManager:
                     out.append(self._notice("resolve", inc, now))
             return out, True
 
-        if streak < policy.persistence or not is_breach:
+        need = policy.persistence or _auto_persistence(size, len({f.subject for f in scoped}))
+        if streak < need or not is_breach:
             return out, not quiet
         streak_start = verdicts[-streak][0]
         if inc is not None and window_end < inc.get("quiet_until", 0):
@@ -382,7 +395,7 @@ class AlertManager:
             "first_window": streak_start,
             "resolved_window": None,
             "window_size": size,
-            "persistence": policy.persistence,
+            "persistence": need,
             "notified": False,
             "suppressed": False,
             "windows_open": 0,
@@ -391,10 +404,6 @@ class AlertManager:
             "history": [],
         }
         self._refresh(inc, policy, model, breaching, start, size)
-        # what breached in the earlier windows of the streak belongs to the incident too
-        earlier = [x for v in verdicts[-streak:-1] for x in (v[3] if len(v) > 3 else ())]
-        for name in ("subjects", "subjects_seen"):
-            inc[name] = list(dict.fromkeys([*inc[name], *earlier]))
         inc["pending_changes"] = False
         since = [f.since for f in breaching if f.since is not None]
         inc["since"] = min(since) if since else streak_start
@@ -635,6 +644,28 @@ class AlertManager:
         current = {t.get("incident") for t in self._tracks.values()}
         for inc_id in [i for i in self._incidents if i not in current]:
             del self._incidents[inc_id]
+
+
+def _subject_streak(verdicts: Sequence[Sequence[Any]]) -> int:
+    """The longest run of trailing windows in which one same subject breached.
+
+    Persistence counts per subject, not per key: a real shift stays in its feature, while
+    chance breaches land on a different feature each window. So F features at a per-window
+    false-alarm rate p give about F·W·p^N false incidents in W windows (docs/alert-fatigue.md),
+    not W·(F·p)^N. Verdicts stored before subjects were kept count as any-subject.
+    """
+    alive: set[str] | None = None
+    run = 0
+    for v in reversed(verdicts):
+        if not v[1]:
+            break
+        if len(v) < 4:
+            return run + _trailing(verdicts[: len(verdicts) - run], True)
+        alive = set(v[3]) if alive is None else alive & set(v[3])
+        if not alive:
+            break
+        run += 1
+    return run
 
 
 def _trailing(verdicts: Sequence[Sequence[Any]], value: bool) -> int:

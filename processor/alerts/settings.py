@@ -5,13 +5,13 @@ Every key has a default, so an absent section gives a working setup: findings of
 consecutive windows open one incident per model, version, slice and policy, announced on the
 ``log`` channel (a JSON line through Python logging).
 
-Why persistence 2 by default: a per-window test at false-positive rate ``a`` over ``F``
-features gives about ``F * a`` false breaches per window; requiring two consecutive breaching
-windows on the same incident key multiplies that by roughly ``F * a`` again (windows are
-independent under no change). With F = 50, a = 1e-4 (the drift policy's per-feature level)
-and 1440 one-minute windows a day, one window gives 50e-4 * 1440 = 7.2 breaches a day, two in a
-row 1440 * (5e-3)^2 = 0.036 a day, about one a month. Change it in one place:
-:data:`DEFAULT_PERSISTENCE` (or ``alerts.persistence`` / a policy's ``persistence``).
+Persistence (consecutive breaching windows before an incident opens) is ``auto`` by default:
+for each key and window size, the fewest windows that keep the expected false alarms of that
+many subjects (features, outputs) in windows of that size under one per model per 30 days, by
+:func:`infersight.stats.drift.fatigue.persistence_for` (the arithmetic is in
+docs/alert-fatigue.md: 3 for a hundred features in 5-minute windows, 2 for hourly or daily
+windows, 1 for a handful of daily checks). A number (``alerts.persistence`` or a policy's
+``persistence``) fixes it.
 
 Example:
     >>> s = parse_alerts({"persistence": 3, "channels": {"hook": {"type": "webhook",
@@ -48,8 +48,8 @@ __all__ = [
     "DEDUP_FIELDS",
 ]
 
-# Consecutive breaching windows before an incident opens (see the module docstring for why 2).
-DEFAULT_PERSISTENCE = 2
+# Consecutive breaching windows before an incident opens; 0 is "auto" (see the module docstring).
+DEFAULT_PERSISTENCE = 0
 # Consecutive ok windows before an open incident resolves (and a resolve notification is sent).
 DEFAULT_RESOLVE_AFTER = 3
 # Seconds (of window time) after a resolve during which the same key stays quiet.
@@ -306,9 +306,17 @@ def _lifecycle(body: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The keys a policy shares with the section's defaults: persistence, resolve_after,
     update_every, cooldown (``0`` turns the cooldown off)."""
     out: dict[str, Any] = {}
+    if body.get("persistence") == "auto":
+        out["persistence"] = 0
+        body = {k: v for k, v in body.items() if k != "persistence"}
     for key, minimum in (("persistence", 1), ("resolve_after", 1), ("update_every", 0)):
         if key in body:
-            out[key] = _int(body[key], f"{where}.{key}", minimum)
+            try:
+                out[key] = _int(body[key], f"{where}.{key}", minimum)
+            except ConfigError as exc:
+                if key != "persistence":
+                    raise
+                raise ConfigError(f"{exc}, or auto (the fewest that keep the false-alarm budget)") from None
     if "cooldown" in body:
         c = body["cooldown"]
         out["cooldown"] = 0.0 if c in (0, "0") else _duration(c, f"{where}.cooldown")

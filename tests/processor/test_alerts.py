@@ -146,9 +146,33 @@ def test_a_single_breaching_window_opens_nothing(tmp_path: Path) -> None:
         sent += mgr.observe([finding(i, "age", status), finding(i, "income", "breach", stat=0.05)])
     assert sent == []
     assert mgr.incidents() == []
-    # two in a row do open (persistence 2 is the default)
+    # two in a row do open (auto persistence: 2 for two features in 1-minute windows)
     assert mgr.observe([finding(40, "age")]) == []
     assert [n.event for n in mgr.observe([finding(41, "age")])] == ["open"]
+    mgr.close()
+
+
+def test_persistence_counts_per_subject_and_follows_the_false_alarm_budget(tmp_path: Path) -> None:
+    """docs/alert-fatigue.md: a feature must breach in consecutive windows (chance breaches
+    land on a different feature each time); two features judged every minute need two such
+    windows, a hundred need three."""
+    mgr = manager(tmp_path)
+    few = lambda i, *bad: [finding(i, s, "breach" if s in bad else "ok") for s in ("age", "income")]  # noqa: E731
+    assert mgr.observe(few(0, "age")) == []
+    assert mgr.observe(few(1, "income")) == []  # a different feature: no run of two
+    sent = mgr.observe(few(2, "income", "age"))
+    assert [n.event for n in sent] == ["open"] and sent[0].incident is not None
+    inc = sent[0].incident
+    assert inc["persistence"] == 2 and set(inc["subjects"]) == {"age", "income"}
+    assert inc["first_window"] == 1_700_000_000 + W  # income's run began in window 1
+    many = lambda i, bad: [  # noqa: E731
+        finding(i, f"f{k}", "breach" if k == bad else "ok", model="fraud") for k in range(100)
+    ]
+    assert [n for i in range(12) for n in mgr.observe(many(i, i))] == []  # a new feature each window
+    assert mgr.observe(many(12, 0)) == [] and mgr.observe(many(13, 0)) == []
+    sent = mgr.observe(many(14, 0))
+    assert [n.event for n in sent] == ["open"] and sent[0].incident is not None
+    assert sent[0].incident["persistence"] == 3
     mgr.close()
 
 

@@ -23,7 +23,7 @@ def test_no_config_gives_a_log_channel_and_three_default_policies() -> None:
         ("data_quality", ("data_quality",), DEFAULT_PERSISTENCE, "ticket"),
         ("quality", ("quality",), DEFAULT_PERSISTENCE, "ticket"),
     ]
-    assert DEFAULT_PERSISTENCE == 2
+    assert DEFAULT_PERSISTENCE == 0  # auto: from the subjects judged and the window size
     assert {n: c.type for n, c in s.channels.items()} == {"log": "log"}
     assert s.channels_for("anything", "page", ["drift"]) == ("log",)
     assert s.policies[0].dedup == ("model", "version", "slice", "policy")
@@ -84,7 +84,7 @@ alerts:
     ("body", "message"),
     [
         ({"persistance": 2}, "alerts.persistance: unknown key; known in alerts: policies"),
-        ({"persistence": 0}, "alerts.persistence: 0 must be a whole number >= 1"),
+        ({"persistence": 0}, "alerts.persistence: 0 must be a whole number >= 1, or auto"),
         ({"cooldown": "soon"}, "alerts.cooldown: 'soon' is not a duration; write e.g. 1s"),
         ({"policies": []}, "alerts.policies: [] must be a non-empty list"),
         ({"policies": [{"kinds": ["drift"]}]}, "alerts.policies[0].name: missing; give each policy a name"),
