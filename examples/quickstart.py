@@ -1,13 +1,15 @@
-"""The whole loop on one machine, no outside services: train → reference → serve → drift.
+"""The whole loop on one machine, no outside services: train → reference → serve → alert.
 
-1. Builds a reference profile (and schema) from synthetic training data.
-2. Starts the infersight processor on loopback ports (SQLite in a temp dir).
+1. Builds a reference profile from synthetic training data.
+2. Starts the infersight processor on loopback ports (SQLite in a temp dir, 1-second windows
+   so the demo takes seconds) and pushes the reference to it.
 3. Serves a small numpy model under ``@infersight.monitor``, exporting OTLP to the processor:
    first healthy traffic, then a broken pipeline (income sent in cents, a new plan).
-4. Reads the merged statistics back from the processor's API and scores drift per feature
-   from the stored sketches against the reference, with cause hints.
+4. The processor judges every closed window by itself: it prints its verdicts per window
+   (``/api/models/churn/drift``) and the one alert it raised (``/api/alerts``), with the
+   cause, since when, and the trace ID of a request that drove it.
 
-Run: python examples/quickstart.py   (takes a few seconds; --keep DIR keeps the reference
+Run: python examples/quickstart.py   (about 15 seconds; --keep DIR keeps the reference
 profile and the processor's database in DIR, otherwise they go in a temp folder removed at exit)
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -26,10 +29,7 @@ import numpy as np
 import infersight
 from infersight.processor.config import load_config
 from infersight.processor.service import Processor
-from infersight.stats.drift import DriftPolicy
 from infersight.stats.reference import Reference
-from infersight.stats.sketch import ExpHistogram
-from infersight.stats.windows import FeatureWindow
 
 WEIGHTS = {"income": 0.00002, "tenure": -0.05, "support_calls": 0.4}
 PLANS = ["free", "basic", "pro"]
@@ -55,6 +55,12 @@ def get(url: str) -> dict:
         return json.loads(r.read())
 
 
+def post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -75,11 +81,17 @@ def run(work: Path) -> int:
     reference.save(work / "reference.json")
     print(f"reference profile: {len(reference.features)} features -> {work / 'reference.json'}")
 
+    # The processor's config: 1-second windows judged against the pushed reference as soon as
+    # they close (a production setup keeps the defaults: 1-minute storage, hourly verdicts).
+    (work / "processor.yaml").write_text(
+        "storage: {window: 1s, rollups: [60s]}\n"
+        "models: {'*': {windows: [1s]}}\n"
+        "evaluation: {interval: 0.25s, lateness: 1s}\n"
+    )
     config = load_config(
-        None,
+        work / "processor.yaml",
         {
             "db": f"sqlite:///{work}/infersight.db",
-            "window": "1s",
             "otlp_grpc": "127.0.0.1:0",
             "otlp_http": "127.0.0.1:0",
             "web": "127.0.0.1:0",
@@ -87,49 +99,53 @@ def run(work: Path) -> int:
     )
     processor = Processor(config)
     processor.start()
+    # The processor's default alert channel writes each notification as a JSON line to the
+    # "infersight.alerts" logger; this script prints the alerts from the API instead.
+    alert_log = logging.getLogger("infersight.alerts")
+    alert_log.addHandler(logging.NullHandler())
+    alert_log.propagate = False
     web = f"http://127.0.0.1:{processor.ports['web']}"
     try:
+        post(f"{web}/api/models/churn/reference", reference.to_dict())
         infersight.configure(
             service_name="churn-api",
             endpoint=f"http://127.0.0.1:{processor.ports['otlp_http']}",
             protocol="http/protobuf",
             log_output="none",
             metric_export_interval=1,
-            sample_ratio=0.2,  # a 3000-call burst traced in full would overflow the span queue
+            sample_ratio=0.2,  # bursts of 1,000 calls traced in full would overflow the span queue
         )
-        t0 = time.time()
-        for row in make_rows(rng, 3000):
-            predict(row)
-        infersight.flush()
-        # Start the broken traffic on a fresh 1 s window, so the two phases never share one.
-        t1 = int(time.time()) + 1
-        time.sleep(t1 - time.time() + 0.05)
-        for row in make_rows(rng, 3000, broken=True):
-            predict(row)
-        infersight.flush()
-        t2 = time.time() + 1
+        # One burst of calls per 1-second window, each started just after a window boundary:
+        # three windows of healthy traffic, then four of the broken pipeline.
+        windows = []
+        for i in range(7):
+            time.sleep(1.05 - time.time() % 1)
+            windows.append(int(time.time()))
+            for row in make_rows(rng, 1000, broken=i >= 3):
+                predict(row)
+            infersight.flush()
+        print("sent 7,000 calls in 7 windows: 3 healthy, then 4 with the broken pipeline")
 
-        models = get(f"{web}/api/models")["models"]
-        print("processor sees models:", [m["model"] for m in models])
-        policy = DriftPolicy()
-        for label, start, end in (("healthy traffic", int(t0), t1), ("broken pipeline", t1, t2)):
-            print(f"\n{label}:")
-            for name, prof in reference.features.items():
-                f = get(f"{web}/api/models/churn/features/{name}?start={start}&end={end:.0f}")
-                sketch = ExpHistogram.from_dict(f["sketch"]) if f.get("sketch") else None
-                window = FeatureWindow(
-                    kind=prof.kind,
-                    rows=f["count"] + f["missing_total"],
-                    missing=f["missing"],
-                    sketch=sketch,
-                    categories=f["categories"] or None,
-                )
-                r = policy.score_feature(prof, window)
-                verdict = "DRIFT" if r.drift else "ok"
-                print(
-                    f"  {name:14s} {r.method:16s} statistic={r.statistic:9.4f} threshold={r.threshold:7.4f} "
-                    f"{verdict:5s} {r.cause or ''}"
-                )
+        # The processor's evaluation loop judges each window once it has closed (plus 1 s of
+        # lateness) and raises an alert once a feature has drifted in enough windows in a row.
+        deadline = time.time() + 30
+        while time.time() < deadline and not get(f"{web}/api/alerts?state=open")["incidents"]:
+            time.sleep(0.25)
+        report = get(f"{web}/api/models/churn/drift?start={windows[0]}&end={windows[-1] + 1}")
+        print("\nthe processor's verdicts, window by window:")
+        for i, w in enumerate(report["windows"]):
+            moved = {k: f for k, f in w["features"].items() if f["drift"]}
+            text = ", ".join(f"{k} ({f['cause']})" for k, f in sorted(moved.items())) or "ok"
+            print(f"  {w['start']} {'broken ' if i >= 3 else 'healthy'} {w['rows']:5d} rows: {text}")
+        print("\nalerts:")
+        for incident in get(f"{web}/api/alerts?state=open")["incidents"]:
+            top = ", ".join(f"{t['subject']} ({t['cause']})" for t in incident["top"])
+            print(f"  [{incident['severity']}] {incident['policy']} on {incident['model']}: {top}")
+            print(f"    since {incident['since_iso']}; likely {incident['cause_label']}")
+            print(f"    check first: {incident['check_first']}")
+            if incident["evidence"]:
+                ev = incident["evidence"][0]
+                print(f"    evidence: trace {ev['trace_id']} (request {ev['request_id']})")
     finally:
         infersight.shutdown()
         processor.stop()

@@ -24,10 +24,18 @@ def test_quickstart_finds_the_broken_pipeline_and_nothing_else(tmp_path: Path) -
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(tmpdir.iterdir()) == []  # nothing left behind
-    healthy, broken = run.stdout.split("broken pipeline:")
-    verdicts = {m[0]: m[1] for m in re.findall(r"^\s+(\w+)\s+\S+\s+statistic=.*?(ok|DRIFT)", healthy, re.M)}
-    assert verdicts == {"income": "ok", "tenure": "ok", "support_calls": "ok", "plan": "ok"}
-    lines = {line.split()[0]: line for line in broken.strip().splitlines()}
-    assert "DRIFT" in lines["income"] and "unit_change:x100" in lines["income"]
-    assert "DRIFT" in lines["plan"] and "unseen_categories" in lines["plan"]
-    assert lines["tenure"].rstrip().endswith("ok")
+    out = run.stdout
+    verdicts, alerts = out.split("the processor's verdicts, window by window:")[1].split("alerts:")
+    rows = [line.split() for line in verdicts.strip().splitlines()]
+    # the processor judged each window itself: the healthy ones ok, the broken ones drifting in
+    # income (a unit change) and plan (a category never seen in training), nothing else
+    assert [r[1] for r in rows] == ["healthy"] * 3 + ["broken"] * 4
+    assert all(r[4:] == ["ok"] for r in rows[:3]), rows
+    for r in rows[3:]:
+        assert " ".join(r[4:]) == "income (unit_change:x100), plan (unseen_categories)", r
+    # one alert, naming both, the pipeline as the likely cause, and a trace to look at
+    lines = alerts.strip().splitlines()
+    assert lines[0].strip() == "[ticket] inputs on churn: income (unit_change:x100), plan (unseen_categories)"
+    assert "pipeline bug" in lines[1] and "rescaled" in lines[2] and "never seen in training" in lines[2]
+    assert re.match(r"\s+evidence: trace [0-9a-f]{32} \(request \w+\)$", lines[3]), lines[3]
+    assert len(lines) == 4, lines

@@ -328,7 +328,12 @@ class AlertManager:
             # a late revision of an older window is history, not news: it is recorded above and
             # counts in the streaks from the next window on
             return out, True
-        streak = _subject_streak(verdicts)
+        need = policy.persistence or _auto_persistence(size, len({f.subject for f in scoped}))
+        runs = _subject_runs(verdicts)
+        streak = max(runs.values(), default=0)
+        # what the incident names: subjects that breached in enough windows in a row (a
+        # one-window blip of another feature in the same window is not part of it)
+        persisted = [f for f in breaching if runs.get(f.subject, 0) >= need]
         ok_streak = _trailing(verdicts, False)
         window_end = start + size
 
@@ -337,7 +342,7 @@ class AlertManager:
                 inc["windows_open"] = inc.get("windows_open", 0) + 1
             inc["updated_at"] = now
             if is_breach:
-                changed = self._refresh(inc, policy, model, breaching, start, size)
+                changed = bool(persisted) and self._refresh(inc, policy, model, persisted, start, size)
                 inc["last_breach_window"] = start
                 if changed:
                     inc["pending_changes"] = True
@@ -361,7 +366,6 @@ class AlertManager:
                     out.append(self._notice("resolve", inc, now))
             return out, True
 
-        need = policy.persistence or _auto_persistence(size, len({f.subject for f in scoped}))
         if streak < need or not is_breach:
             return out, not quiet
         streak_start = verdicts[-streak][0]
@@ -373,7 +377,7 @@ class AlertManager:
             inc["windows_open"] = 0
             inc["notice_window"] = 0
             inc["updated_at"] = now
-            self._refresh(inc, policy, model, breaching, start, size)
+            self._refresh(inc, policy, model, persisted, start, size)
             self._history(
                 inc, "reopened", now, size, start, revision, note="within cooldown; announced if it outlasts it"
             )
@@ -403,9 +407,9 @@ class AlertManager:
             "subjects_seen": [],
             "history": [],
         }
-        self._refresh(inc, policy, model, breaching, start, size)
+        self._refresh(inc, policy, model, persisted, start, size)
         inc["pending_changes"] = False
-        since = [f.since for f in breaching if f.since is not None]
+        since = [f.since for f in persisted if f.since is not None]
         inc["since"] = min(since) if since else streak_start
         inc["since_iso"] = _iso(inc["since"])
         inc["api"] = f"/api/alerts?model={model}&state=all"
@@ -425,14 +429,20 @@ class AlertManager:
         subject appeared or the cause class changed."""
         s = self.settings
         ranked = rank(breaching)
-        top = [describe_subject(f) for f in ranked[: s.top_features]]
+        # one line per subject: a new category is both a drift and a data-quality finding
+        firsts: dict[str, Finding] = {}
+        for f in ranked:
+            firsts.setdefault(f.subject, f)
+        top = [describe_subject(f) for f in list(firsts.values())[: s.top_features]]
         cls = pick_cause_class(f.cause_class for f in ranked)
         lead = next((f for f in ranked if f.cause_class == cls), ranked[0] if ranked else None)
         cause = lead.cause if lead is not None else None
-        subjects = [f.subject for f in ranked]
+        subjects = list(firsts)
         by_class: dict[str, list[str]] = {}
         for f in ranked:
-            by_class.setdefault(f.cause_class or "none", []).append(f.subject)
+            names = by_class.setdefault(f.cause_class or "none", [])
+            if f.subject not in names:
+                names.append(f.subject)
         seen = list(inc.get("subjects_seen", []))
         new_subjects = [x for x in subjects if x not in seen]
         changed = bool(seen) and (bool(new_subjects) or cls != inc.get("cause_class"))
@@ -472,7 +482,7 @@ class AlertManager:
                 "cause_class": cls,
                 "cause_label": CAUSE_CLASS_LABELS.get(cls or "", "unknown"),
                 "causes": by_class,
-                "check_first": check_first(cause, class_subjects[:3]),
+                "check_first": _check_first(ranked, cls, cause, class_subjects),
                 "runbook": runbooks[0] if runbooks else None,
                 "runbooks": runbooks,
                 "evidence": evidence,
@@ -500,7 +510,7 @@ class AlertManager:
         where = inc["model"] + (f" v{inc['version']}" if inc.get("version") else "")
         if inc.get("slice"):
             where += f" [{inc['slice']}]"
-        what = "/".join(inc.get("kinds", [])) or inc["policy"]
+        what = "/".join(k.replace("_", " ") for k in inc.get("kinds", [])) or inc["policy"]
         moved = ", ".join(short(d) for d in inc.get("top", []))
         if event == "resolve":
             title = f"[{inc['severity']}] resolved: {what} on {where}"
@@ -646,26 +656,40 @@ class AlertManager:
             del self._incidents[inc_id]
 
 
-def _subject_streak(verdicts: Sequence[Sequence[Any]]) -> int:
-    """The longest run of trailing windows in which one same subject breached.
+def _check_first(ranked: Sequence[Finding], cls: str | None, cause: str | None, subjects: Sequence[str]) -> str:
+    """What to check first, one sentence per kind of cause in the incident's class (at most
+    two, in rank order), each naming only the subjects with that cause."""
+    groups: dict[str, tuple[str, list[str]]] = {}
+    for f in ranked:
+        if f.cause and f.cause_class == cls:
+            head = f.cause.split(":", 1)[0]
+            names = groups.setdefault(head, (f.cause, []))[1]
+            if f.subject not in names:
+                names.append(f.subject)
+    if not groups:
+        return check_first(cause, list(subjects)[:3])
+    return " ".join(check_first(c, names[:3]) for c, names in list(groups.values())[:2])
+
+
+def _subject_runs(verdicts: Sequence[Sequence[Any]]) -> dict[str, int]:
+    """For each subject breaching in the newest window, how many windows in a row (ending with
+    the newest) it has breached in.
 
     Persistence counts per subject, not per key: a real shift stays in its feature, while
     chance breaches land on a different feature each window. So F features at a per-window
     false-alarm rate p give about F·W·p^N false incidents in W windows (docs/alert-fatigue.md),
-    not W·(F·p)^N. Verdicts stored before subjects were kept count as any-subject.
+    not W·(F·p)^N.
     """
+    runs: dict[str, int] = {}
     alive: set[str] | None = None
-    run = 0
     for v in reversed(verdicts):
-        if not v[1]:
-            break
-        if len(v) < 4:
-            return run + _trailing(verdicts[: len(verdicts) - run], True)
-        alive = set(v[3]) if alive is None else alive & set(v[3])
+        names = set(v[3]) if v[1] and len(v) > 3 else set()
+        alive = names if alive is None else alive & names
         if not alive:
             break
-        run += 1
-    return run
+        for name in alive:
+            runs[name] = runs.get(name, 0) + 1
+    return runs
 
 
 def _trailing(verdicts: Sequence[Sequence[Any]], value: bool) -> int:

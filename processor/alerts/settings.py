@@ -1,9 +1,10 @@
 """The ``alerts:`` section of the processor's config: policies, routes, channels, budget.
 
-Every key has a default, so an absent section gives a working setup: findings of kind
-``drift``, ``data_quality`` and ``quality`` that breach for :data:`DEFAULT_PERSISTENCE`
-consecutive windows open one incident per model, version, slice and policy, announced on the
-``log`` channel (a JSON line through Python logging).
+Every key has a default, so an absent section gives a working setup: a feature (output,
+metric) that breaches in :data:`DEFAULT_PERSISTENCE` consecutive windows opens one incident per
+model, version, slice and policy (``inputs`` for drift and data quality, ``quality`` for
+metrics on labelled traffic), announced on the ``log`` channel (a JSON line through Python
+logging).
 
 Persistence (consecutive breaching windows before an incident opens) is ``auto`` by default:
 for each key and window size, the fewest windows that keep the expected false alarms of that
@@ -149,9 +150,13 @@ def _default_policies(persistence: int, resolve_after: int, cooldown: float, upd
         "update_every": update_every,
     }
     return (
-        Policy(name="drift", kinds=("drift",), min_severity=1.0, **common),
-        # a feature that stopped arriving is reported as no_data: a pipeline problem worth a ticket
-        Policy(name="data_quality", kinds=("data_quality",), statuses=("breach", "no_data"), **common),
+        # One incident per model for what goes into it: a new category is both a drift and a
+        # data-quality finding, a unit change moves the distribution, and the reader wants one
+        # message naming the features and the cause, not one per evaluator. A model or feature
+        # that stopped arriving (no_data) is a pipeline problem worth a ticket too.
+        Policy(
+            name="inputs", kinds=("drift", "data_quality"), statuses=("breach", "no_data"), min_severity=1.0, **common
+        ),
         Policy(name="quality", kinds=("quality",), **common),
     )
 
@@ -395,7 +400,7 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
     """Parse the ``alerts:`` section (``{}`` when absent). Keys:
 
     ``persistence``, ``resolve_after``, ``cooldown``, ``update_every``: defaults for every
-    policy; ``policies``: a list (replaces the three defaults) of ``{name, kinds, statuses,
+    policy; ``policies``: a list (replaces the two defaults) of ``{name, kinds, statuses,
     subjects, models, causes, min_severity, persistence, resolve_after, cooldown,
     update_every, severity, runbook, dedup}``; ``routes``: a list of ``{channels, models,
     severities, kinds}``; ``channels``: name -> ``{type: log|webhook|otlp, ...}``;

@@ -15,12 +15,11 @@ from infersight.processor.alerts.settings import (
 from infersight.processor.config import ConfigError, load_config
 
 
-def test_no_config_gives_a_log_channel_and_three_default_policies() -> None:
+def test_no_config_gives_a_log_channel_and_two_default_policies() -> None:
     s = load_config(None).sections["alerts"]
     assert isinstance(s, AlertSettings)
     assert [(p.name, p.kinds, p.persistence, p.severity) for p in s.policies] == [
-        ("drift", ("drift",), DEFAULT_PERSISTENCE, "ticket"),
-        ("data_quality", ("data_quality",), DEFAULT_PERSISTENCE, "ticket"),
+        ("inputs", ("drift", "data_quality"), DEFAULT_PERSISTENCE, "ticket"),
         ("quality", ("quality",), DEFAULT_PERSISTENCE, "ticket"),
     ]
     assert DEFAULT_PERSISTENCE == 0  # auto: from the subjects judged and the window size
