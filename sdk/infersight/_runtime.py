@@ -17,6 +17,7 @@ uses, and the exit, fork and signal hooks that call it, live in :mod:`infersight
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ from typing import Any, cast
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
+from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import (
@@ -56,6 +58,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, Sa
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from infersight._histogram import DeltaHistogram
+from infersight._outcomes import OUTCOMES_EVENT, OutcomeBuffer, encode_outcomes
 from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.config import Settings
 from infersight.feature_stats import FeatureStats
@@ -332,6 +335,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stats = FeatureStats(settings.max_categories, settings.max_attribute_sets)
+        # Every monitored call's prediction, appended on the request path, shipped by drain_stats.
+        self.outcomes = OutcomeBuffer(settings.max_buffered_outcomes)
         self._faults_logged: set[str] = set()
         self._last_drain_ns = time.time_ns()
         self._carry: list[tuple[InstrumentationScope, list[Any]]] = []  # drained before a fork, for the parent
@@ -517,6 +522,7 @@ class Runtime:
         self.sampler.set_ratio(settings.sample_ratio)
         self.stats.max_categories = settings.max_categories
         self.stats.max_attribute_sets = settings.max_attribute_sets
+        self.outcomes.capacity = settings.max_buffered_outcomes
         span_exp, metric_exp, log_exp = exporters
         if self.owns_tracing:
             _quietly(self.tracer_provider.force_flush)
@@ -609,7 +615,42 @@ class Runtime:
                 scoped.append((InstrumentationScope(scope, VERSION), [metric]))
         return scoped
 
+    def ship_outcomes(self) -> int:
+        """Drain the outcome buffer into ``ml.outcomes`` log records (the log processor exports
+        them); return how many calls went. Runs on the export thread, never on the request path."""
+        dropped = self.outcomes.take_dropped()
+        if dropped:
+            self.stats.count_dropped("outcome_buffer_full", dropped)
+        outcomes = self.outcomes.take()
+        if not outcomes:
+            return 0
+        s = self.settings
+        redactor = self.pipeline.redactor if self.pipeline is not None and self.pipeline.redactor.active else None
+        for body in encode_outcomes(
+            outcomes, max_bytes=s.max_payload_bytes, max_rows=max(1, s.max_payload_bytes // 4), redactor=redactor
+        ):
+            self.otel_logger.emit(
+                LogRecord(
+                    timestamp=body["time_ns"][-1],
+                    body=json.dumps(body, separators=(",", ":"), allow_nan=False),
+                    severity_number=SeverityNumber.INFO,
+                    severity_text="INFO",
+                    attributes={
+                        "event.name": OUTCOMES_EVENT,
+                        "ml.model.name": body["model"],
+                        "ml.model.version": body["version"],
+                        "ml.outcomes.count": len(body["request_id"]),
+                    },
+                    event_name=OUTCOMES_EVENT,
+                )
+            )
+        return len(outcomes)
+
     def drain_stats(self) -> list[tuple[InstrumentationScope, list[Any]]]:
+        try:
+            self.ship_outcomes()
+        except Exception:  # noqa: BLE001 - outcomes must not stop the metric export
+            self.fault("outcome_export")
         now = time.time_ns()
         start, self._last_drain_ns = self._last_drain_ns, now
         scoped = self._carry + self._drain_all(start, now)
@@ -638,6 +679,7 @@ class Runtime:
         self._set_resource(_build_resource(self.settings))  # the child's own process.pid
         self._carry = []
         self._carry_sdk = []
+        self.outcomes.clear()  # the parent ships its own; the child starts empty
         self.stats.reset()
         for hist in self._histograms.values():
             hist.reset()
