@@ -112,9 +112,7 @@ def test_hypothesis_classification_pairs(pairs):
 
 @settings(max_examples=150, deadline=None)
 @given(
-    st.lists(
-        st.tuples(st.booleans(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])), min_size=2, max_size=60
-    )
+    st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])), min_size=2, max_size=60)
 )
 def test_hypothesis_binary_auc(pairs):
     t = np.array([a for a, _ in pairs])
