@@ -148,7 +148,7 @@ class QualityEvaluator:
         slice_rows: bool = False,
     ) -> list[Finding]:
         out: list[Finding] = []
-        common = {
+        common: dict[str, Any] = {
             "calls": res.calls,
             "labelled_calls": res.labelled_calls,
             "coverage": None if not math.isfinite(res.coverage) else res.coverage,
@@ -463,7 +463,8 @@ def _prediction_difference(
     labels_like = numeric and len(set(a + b)) <= 20 and all(float(x).is_integer() for x in a + b)
     if numeric and not labels_like:
         d, p = ks_exact(np.sort(np.asarray(b, dtype=np.float64)), np.sort(np.asarray(a, dtype=np.float64)))
-        effect, method, extra = d, "ks", {"mean": {"new": float(np.mean(a)), "old": float(np.mean(b))}}
+        extra: dict[str, Any] = {"mean": {"new": float(np.mean(a)), "old": float(np.mean(b))}}
+        effect, method = d, "ks"
     else:
         keys = sort_labels([_hashable(x) for x in a + b])
         idx = {k: i for i, k in enumerate(keys)}

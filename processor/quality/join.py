@@ -208,7 +208,7 @@ def _classify(pairs: Pairs, mq: ModelQuality) -> tuple[dict[str, float], list[An
         proba: Any = None
         if isinstance(p, dict):
             label = next((p[k] for k in _LABEL_KEYS if k in p), None)
-            s = next((p[k] for k in _SCORE_KEYS if k in p), None)
+            s: Any = next((p[k] for k in _SCORE_KEYS if k in p), None)
             score = float(s) if _is_number(s) else None
             proba = next((p[k] for k in _PROBA_KEYS if isinstance(p.get(k), (dict, list))), None)
         elif isinstance(p, list):

@@ -7,6 +7,9 @@ values of a batch, size-capped). The request path appends one tuple to a bounded
 encodes nothing; the export thread (the metric reader's tick, ``flush()`` and the stop path)
 drains the buffer into OTLP log records with event name ``ml.outcomes``: one record per model
 version and chunk of calls, its body a columnar JSON document (decoded in one ``json.loads``).
+When infersight owns the log pipeline it exports these records itself, a few per request (a
+batch log processor would put 512 of them in one request, past gRPC's 4 MiB message limit);
+under an application's own logger provider they go through that provider.
 
 When the buffer is full, further calls are counted in ``ml.telemetry.dropped`` with reason
 ``outcome_buffer_full`` until the next drain. Set ``record_outcomes=False``
@@ -33,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OutcomeBuffer", "encode_outcomes", "compact_prediction", "OUTCOMES_EVENT", "OUTCOME_FORMAT"]
+__all__ = [
+    "OutcomeBuffer",
+    "encode_outcomes",
+    "compact_prediction",
+    "OUTCOMES_EVENT",
+    "OUTCOME_FORMAT",
+    "RECORDS_PER_EXPORT",
+]
 
 OUTCOMES_EVENT = "ml.outcomes"
 # Bumped when the body's layout changes; the processor refuses formats it does not know.
@@ -42,8 +52,12 @@ OUTCOME_FORMAT = 1
 # every prediction is at its size cap, and the batch log processor's queue (2048 records by
 # default) holds hundreds of thousands of calls.
 CHUNK_CALLS = 512
+CHUNK_BYTES = 256 * 1024
+# Records per export request when infersight exports them itself: well under gRPC's default
+# 4 MiB message limit even at CHUNK_BYTES each.
+RECORDS_PER_EXPORT = 8
 
-# (request_id, time_ns, model, version, span or None, prediction)
+# (request_id, time_ns, model, version, SpanContext or None, prediction)
 Outcome = tuple[str, int, str, str, Any, Any]
 
 
@@ -91,7 +105,9 @@ def compact_prediction(value: Any, max_rows: int) -> tuple[Any, int]:
     >>> compact_prediction(np.float32(0.25), 10), compact_prediction("churn", 10)
     ((0.25, 1), ('churn', 1))
     """
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):
+        return value[:_MAX_TEXT], 1
+    if value is None or isinstance(value, (bool, int, float)):
         return _finite(value), 1
     if isinstance(value, np.generic):
         return _finite(value.item()), 1
@@ -145,7 +161,8 @@ def _finite_deep(v: Any) -> Any:
 def encode_outcomes(
     outcomes: Sequence[Outcome], *, max_bytes: int = 4096, max_rows: int = 1000, redactor: Any = None
 ) -> Iterator[dict[str, Any]]:
-    """Group outcomes by (model, version) and yield one columnar body per chunk of calls:
+    """Group outcomes by (model, version) and yield one columnar body per chunk of calls
+    (at most :data:`CHUNK_CALLS` calls and about :data:`CHUNK_BYTES` of predictions):
     ``{"format", "model", "version", "request_id", "time_ns", "trace_id", "span_id",
     "prediction", "rows", "truncated"}``. A prediction whose JSON passes ``max_bytes`` is
     replaced by ``null`` and marked in ``truncated`` (its row count stays in ``rows``)."""
@@ -153,48 +170,62 @@ def encode_outcomes(
     for o in outcomes:
         groups.setdefault((o[2], o[3]), []).append(o)
     for (model, version), calls in groups.items():
-        for i in range(0, len(calls), CHUNK_CALLS):
-            chunk = calls[i : i + CHUNK_CALLS]
-            body: dict[str, Any] = {
-                "format": OUTCOME_FORMAT,
-                "model": model,
-                "version": version,
-                "request_id": [],
-                "time_ns": [],
-                "trace_id": [],
-                "span_id": [],
-                "prediction": [],
-                "rows": [],
-                "truncated": [],
-            }
-            for rid, t, _, _, span, pred in chunk:
-                trace_id, span_id = _ids(span)
+        body = _new_body(model, version)
+        size = 0
+        for rid, t, _, _, ctx, pred in calls:
+            trace_id, span_id = _ids(ctx)
+            if pred is None or type(pred) in _SCALARS:
+                # the common case: one label or number, nothing to measure
+                value: Any = _finite(pred) if type(pred) is not str else pred[:_MAX_TEXT]
+                rows, cut, n = 1, False, 24
+            else:
                 value, rows = compact_prediction(pred, max_rows)
                 if redactor is not None and isinstance(value, dict):
                     value = redactor.redact(value)
                 cut = False
                 try:
-                    if len(json.dumps(value, allow_nan=False)) > max_bytes:
-                        value, cut = None, True
+                    n = len(json.dumps(value, allow_nan=False))
                 except (TypeError, ValueError):
-                    value, cut = None, True
-                body["request_id"].append(rid)
-                body["time_ns"].append(t)
-                body["trace_id"].append(trace_id)
-                body["span_id"].append(span_id)
-                body["prediction"].append(value)
-                body["rows"].append(rows)
-                body["truncated"].append(cut)
+                    n = max_bytes + 1
+                if n > max_bytes:
+                    value, cut, n = None, True, 4
+            body["request_id"].append(rid)
+            body["time_ns"].append(t)
+            body["trace_id"].append(trace_id)
+            body["span_id"].append(span_id)
+            body["prediction"].append(value)
+            body["rows"].append(rows)
+            body["truncated"].append(cut)
+            size += n + 100
+            if len(body["request_id"]) >= CHUNK_CALLS or size >= CHUNK_BYTES:
+                yield body
+                body, size = _new_body(model, version), 0
+        if body["request_id"]:
             yield body
 
 
-def _ids(span: Any) -> tuple[str, str]:
-    if span is None:
-        return "", ""
-    try:
-        ctx = span.get_span_context()
-    except Exception:  # noqa: BLE001
-        return "", ""
-    if not ctx.is_valid:
+_SCALARS = (bool, int, float, str)
+_MAX_TEXT = 256
+
+
+def _new_body(model: str, version: str) -> dict[str, Any]:
+    return {
+        "format": OUTCOME_FORMAT,
+        "model": model,
+        "version": version,
+        "request_id": [],
+        "time_ns": [],
+        "trace_id": [],
+        "span_id": [],
+        "prediction": [],
+        "rows": [],
+        "truncated": [],
+    }
+
+
+def _ids(ctx: Any) -> tuple[str, str]:
+    # The span's context (an immutable tuple the garbage collector does not track, unlike the
+    # span it came from), or None.
+    if ctx is None or not ctx.is_valid:
         return "", ""
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")

@@ -31,7 +31,7 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -58,7 +58,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, Sa
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from infersight._histogram import DeltaHistogram
-from infersight._outcomes import OUTCOMES_EVENT, OutcomeBuffer, encode_outcomes
+from infersight._outcomes import OUTCOMES_EVENT, RECORDS_PER_EXPORT, OutcomeBuffer, encode_outcomes
 from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.config import Settings
 from infersight.feature_stats import FeatureStats
@@ -626,24 +626,37 @@ class Runtime:
             return 0
         s = self.settings
         redactor = self.pipeline.redactor if self.pipeline is not None and self.pipeline.redactor.active else None
-        for body in encode_outcomes(
-            outcomes, max_bytes=s.max_payload_bytes, max_rows=max(1, s.max_payload_bytes // 4), redactor=redactor
-        ):
-            self.otel_logger.emit(
-                LogRecord(
-                    timestamp=body["time_ns"][-1],
-                    body=json.dumps(body, separators=(",", ":"), allow_nan=False),
-                    severity_number=SeverityNumber.INFO,
-                    severity_text="INFO",
-                    attributes={
-                        "event.name": OUTCOMES_EVENT,
-                        "ml.model.name": body["model"],
-                        "ml.model.version": body["version"],
-                        "ml.outcomes.count": len(body["request_id"]),
-                    },
-                    event_name=OUTCOMES_EVENT,
-                )
+        records = [
+            LogRecord(
+                timestamp=body["time_ns"][-1],
+                body=json.dumps(body, separators=(",", ":"), allow_nan=False),
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                attributes={
+                    "event.name": OUTCOMES_EVENT,
+                    "ml.model.name": body["model"],
+                    "ml.model.version": body["version"],
+                    "ml.outcomes.count": len(body["request_id"]),
+                },
+                event_name=OUTCOMES_EVENT,
             )
+            for body in encode_outcomes(
+                outcomes, max_bytes=s.max_payload_bytes, max_rows=max(1, s.max_payload_bytes // 4), redactor=redactor
+            )
+        ]
+        if self.owns_logs:
+            if self.log_switch.inner is None:
+                return len(outcomes)  # no log exporter configured: nothing to send
+            scope = InstrumentationScope(SCOPE, VERSION)
+            for i in range(0, len(records), RECORDS_PER_EXPORT):
+                batch = [ReadableLogRecord(r, self.resource, scope) for r in records[i : i + RECORDS_PER_EXPORT]]
+                try:
+                    self.log_switch.export(batch)
+                except Exception:  # noqa: BLE001 - counted like any failed log batch
+                    self.export_failed("log_export_failed", self.log_switch)
+        else:
+            for r in records:
+                self.otel_logger.emit(r)
         return len(outcomes)
 
     def drain_stats(self) -> list[tuple[InstrumentationScope, list[Any]]]:

@@ -352,7 +352,7 @@ class _Call:
             if not call_recorded:
                 rt.stats.record_call(model_key, elapsed, norm.n_rows if norm is not None else 1, error_type)
             if exc is None and not stream and s.record_outcomes:
-                rt.outcomes.add((self.rid, _time_ns(), self.model, self.version, span, result))
+                rt.outcomes.add((self.rid, _time_ns(), self.model, self.version, span.get_span_context(), result))
             if exc is not None:
                 span.set_attribute("error.type", error_type or "")
                 span.record_exception(exc)
