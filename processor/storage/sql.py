@@ -392,6 +392,12 @@ class SqlStorage(Storage):
             )
             out["unlabelled"] = max(cur.rowcount, 0)
             cur.execute(
+                "DELETE FROM outcomes WHERE time_ns < ? AND NOT EXISTS (SELECT 1 FROM feedback f "
+                "WHERE f.model = outcomes.model AND f.request_id = outcomes.request_id)",
+                (ttl_ns,),
+            )
+            out["unlabelled_outcomes"] = max(cur.rowcount, 0)
+            cur.execute(
                 "DELETE FROM feedback WHERE time_ns < ? AND NOT EXISTS (SELECT 1 FROM predictions p "
                 "WHERE p.model = feedback.model AND p.request_id = feedback.request_id) "
                 "AND NOT EXISTS (SELECT 1 FROM outcomes o "

@@ -88,6 +88,9 @@ def test_the_store_joins_every_outcome_with_its_label_and_expires_them(store_url
         gone = s.expire(T0 + W + 50, {}, prediction_retention=W, dedup_ttl=60)
         assert gone["outcomes"] == 2
         assert [r["request_id"] for r in s.outcomes("m", 0, 2 * 10**18)] == ["c"]
+        gone = s.expire(T0 + W + 8 * 86400, {}, prediction_retention=10**9, dedup_ttl=60)
+        assert gone["unlabelled_outcomes"] == 1  # waited past feedback_ttl (7 d) for a label
+        assert s.outcomes("m", 0, 2 * 10**18) == []
     finally:
         s.close()
 
