@@ -443,6 +443,8 @@ def _quantile(v: np.ndarray, c: np.ndarray, q: float) -> float:
 
 
 def _row_values(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """Each row's prediction as a label or number (a dict's label or value, a class-score
+    vector's arg max), for comparing two versions' prediction distributions."""
     vals: list[Any] = []
     for r in rows:
         p = r.get("prediction")
@@ -450,7 +452,15 @@ def _row_values(rows: Sequence[dict[str, Any]]) -> list[Any]:
             vals.extend(p)
         elif p is not None:
             vals.append(p)
-    return [v for v in vals if v is not None]
+    out = []
+    for v in vals:
+        if isinstance(v, dict):
+            v = next((v[k] for k in ("label", "class", "prediction", "value", "score") if k in v), None)
+        elif isinstance(v, list):
+            v = int(np.argmax(v)) if v and all(isinstance(x, (int, float)) for x in v) else None
+        if v is not None:
+            out.append(v)
+    return out
 
 
 def _prediction_difference(
