@@ -219,6 +219,8 @@ class _StatsReader(MetricReader):
                 if woke:
                     self._compact.clear()
                     self.runtime.stats.compact()
+                    if len(self.runtime.outcomes.items) >= self.runtime.outcomes.ship_at:
+                        self.runtime.ship_outcomes()
                     if time.monotonic() < deadline:
                         continue
                 self.collect()
@@ -337,6 +339,7 @@ class Runtime:
         self.stats = FeatureStats(settings.max_categories, settings.max_attribute_sets)
         # Every monitored call's prediction, appended on the request path, shipped by drain_stats.
         self.outcomes = OutcomeBuffer(settings.max_buffered_outcomes)
+        self._ship_lock = threading.Lock()
         self._faults_logged: set[str] = set()
         self._last_drain_ns = time.time_ns()
         self._carry: list[tuple[InstrumentationScope, list[Any]]] = []  # drained before a fork, for the parent
@@ -413,6 +416,7 @@ class Runtime:
             resource=self.resource, metric_readers=[self.reader], shutdown_on_exit=False
         )
         self.stats.on_pressure = self.reader.wake_for_compaction
+        self.outcomes.on_pressure = self.reader.wake_for_compaction  # the wake also ships outcomes
         self.owns_metrics = True
         if set_global:
             otel_metrics.set_meter_provider(self.meter_provider)
@@ -618,6 +622,10 @@ class Runtime:
     def ship_outcomes(self) -> int:
         """Drain the outcome buffer into ``ml.outcomes`` log records (the log processor exports
         them); return how many calls went. Runs on the export thread, never on the request path."""
+        with self._ship_lock:  # a flush returns only after a drain in progress has shipped
+            return self._ship_outcomes()
+
+    def _ship_outcomes(self) -> int:
         dropped = self.outcomes.take_dropped()
         if dropped:
             self.stats.count_dropped("outcome_buffer_full", dropped)
@@ -693,6 +701,7 @@ class Runtime:
         self._carry = []
         self._carry_sdk = []
         self.outcomes.clear()  # the parent ships its own; the child starts empty
+        self._ship_lock = threading.Lock()
         self.stats.reset()
         for hist in self._histograms.values():
             hist.reset()

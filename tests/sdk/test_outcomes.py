@@ -109,3 +109,27 @@ def test_predictions_are_capped_and_non_finite_values_become_null():
     assert one["prediction"] == [None, None] and one["truncated"] == [True, False] and one["rows"] == [5000, 1]
     assert by_version["2"]["prediction"] == [{"label": "x", "score": 0.7}]
     assert compact_prediction([np.int64(1), True, "b"], 2) == ([1, True], 3)
+
+
+def test_a_busy_buffer_is_shipped_before_the_export_interval(model_name):
+    """At SHIP_AT buffered calls the export thread ships them without waiting for the next
+    export (an hour away here), so the buffer's memory stays small."""
+    import time
+
+    from infersight._outcomes import SHIP_AT
+
+    t = InMemoryTelemetry.install(log_output="none", metric_export_interval=3600)
+
+    @infersight.monitor(model=model_name)
+    def predict(row):
+        return 0.5
+
+    for _ in range(SHIP_AT + 10):
+        predict({"x": 1.0})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not [o for o in t.outcomes() if o["model"] == model_name]:
+        time.sleep(0.05)
+    shipped = [o for o in t.outcomes() if o["model"] == model_name]
+    assert len(shipped) >= SHIP_AT  # no flush was called
+    t.flush()
+    assert len([o for o in t.outcomes() if o["model"] == model_name]) == SHIP_AT + 10
