@@ -37,7 +37,6 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -88,9 +87,8 @@ class QualityEvaluator:
 
     name = "quality"
 
-    def __init__(self, settings: QualitySettings | None = None, clock: Any = time.time) -> None:
+    def __init__(self, settings: QualitySettings | None = None) -> None:
         self.settings = settings or QualitySettings()
-        self.clock = clock
 
     # -- the protocol -----------------------------------------------------------------------
 

@@ -135,3 +135,27 @@ def test_hypothesis_regression(pairs):
     assert math.isclose(r["mae"], skm.mean_absolute_error(t, p), rel_tol=1e-9, abs_tol=1e-9)
     assert math.isclose(r["rmse"], math.sqrt(skm.mean_squared_error(t, p)), rel_tol=1e-9, abs_tol=1e-9)
     assert math.isclose(r["mape"], skm.mean_absolute_percentage_error(t, p), rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["no", "yes", "maybe"]), st.sampled_from(["no", "yes", "maybe"])),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_hypothesis_string_labels(pairs):
+    t = [a for a, _ in pairs]
+    p = [b for _, b in pairs]
+    classes = set(t) | set(p)
+    _check_classification(t, p, pos="yes" if len(classes) <= 2 and "yes" in classes else None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=50))
+def test_hypothesis_bool_labels(pairs):
+    t = [a for a, _ in pairs]
+    p = [b for _, b in pairs]
+    r = _check_classification(t, p, pos=True if True in set(t) | set(p) else None)
+    assert _close(r["recall"], skm.recall_score(t, p, pos_label=True, labels=[False, True], zero_division=0))
