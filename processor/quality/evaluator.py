@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -46,13 +47,14 @@ from infersight.processor.evaluate.findings import EvaluationContext, Finding
 from infersight.processor.quality.join import QualityResult, pairs_from_rows, score_pairs, slice_key
 from infersight.processor.quality.metrics import HIGHER_IS_BETTER, sort_labels
 from infersight.processor.quality.settings import ModelQuality, QualitySettings
-from infersight.processor.storage.base import MODEL
+from infersight.processor.storage.base import MODEL, Record
 from infersight.stats.drift.categorical import chi2
 from infersight.stats.drift.ks import ks_exact, ks_p
 
-__all__ = ["QualityEvaluator", "compare_proportions", "compare_errors", "FIRST_SEEN"]
+__all__ = ["QualityEvaluator", "Tally", "compare_proportions", "compare_errors", "FIRST_SEEN", "SUMMARY"]
 
 FIRST_SEEN = "version_first_seen"  # records kind: when each version first served
+SUMMARY = "quality_window"  # records kind: a Tally per (model, version, slice, window)
 
 
 def compare_proportions(k_new: int, n_new: int, k_old: int, n_old: int) -> float:
@@ -71,15 +73,78 @@ def compare_proportions(k_new: int, n_new: int, k_old: int, n_old: int) -> float
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def compare_errors(new: np.ndarray, old: np.ndarray) -> float:
-    """One-sided Welch t-test p-value that the new errors are larger."""
-    if new.size < 2 or old.size < 2:
-        return math.nan
-    from scipy.stats import ttest_ind
+def compare_errors(n_new: int, mean_new: float, var_new: float, n_old: int, mean_old: float, var_old: float) -> float:
+    """One-sided Welch t-test p-value that the new mean error is larger, from each side's
+    count, mean and sample variance (so a baseline can be kept as sums per window).
 
-    r = ttest_ind(new, old, equal_var=False, alternative="greater")
-    p = float(r.pvalue)
-    return p if math.isfinite(p) else 1.0
+    >>> round(compare_errors(50, 1.3, 0.25, 50, 1.0, 0.25), 4)
+    0.0017
+    """
+    if n_new < 2 or n_old < 2:
+        return math.nan
+    a, b = var_new / n_new, var_old / n_old
+    if a + b == 0:
+        return 1.0 if mean_new <= mean_old else 0.0
+    t = (mean_new - mean_old) / math.sqrt(a + b)
+    df = (a + b) ** 2 / (a * a / (n_new - 1) + b * b / (n_old - 1))
+    from scipy.special import stdtr
+
+    return float(stdtr(df, -t))
+
+
+@dataclass
+class Tally:
+    """What the drop tests need of a window's labelled pairs, in sums that add across windows:
+    stored per (model, version, slice, window) as a ``quality_window`` record, so a baseline of
+    many windows is read as a few records, not re-joined from every call."""
+
+    task: str
+    labelled: int = 0
+    correct: int = 0
+    ae_n: int = 0
+    ae_sum: float = 0.0
+    ae_sumsq: float = 0.0
+    windows: int = 1
+
+    @classmethod
+    def from_result(cls, res: QualityResult) -> Tally:
+        ae = res.abs_errors if res.abs_errors is not None else np.zeros(0)
+        return cls(
+            res.task,
+            res.labelled,
+            int(res.correct or 0),
+            int(ae.size),
+            float(ae.sum()),
+            float((ae * ae).sum()),
+        )
+
+    @classmethod
+    def merge(cls, tallies: Sequence[Tally], task: str) -> Tally | None:
+        same = [t for t in tallies if t.task == task and t.labelled]
+        if not same:
+            return None
+        return cls(
+            task,
+            sum(t.labelled for t in same),
+            sum(t.correct for t in same),
+            sum(t.ae_n for t in same),
+            sum(t.ae_sum for t in same),
+            sum(t.ae_sumsq for t in same),
+            sum(t.windows for t in same),
+        )
+
+    def value(self, metric: str) -> float:
+        if metric == "accuracy" and self.task == "classification" and self.labelled:
+            return self.correct / self.labelled
+        if metric == "mae" and self.ae_n:
+            return self.ae_sum / self.ae_n
+        return math.nan
+
+    def error_variance(self) -> float:
+        if self.ae_n < 2:
+            return math.nan
+        m = self.ae_sum / self.ae_n
+        return max(0.0, (self.ae_sumsq - self.ae_n * m * m) / (self.ae_n - 1))
 
 
 class QualityEvaluator:
@@ -98,24 +163,22 @@ class QualityEvaluator:
         rows = ctx.storage.outcomes(ctx.model, start_ns, end_ns)
         if not rows:
             return []
-        base_start = ctx.start - mq.baseline_windows * ctx.size
-        baseline_rows = ctx.storage.outcomes(ctx.model, base_start * 10**9, start_ns)
         by_version = _group(rows, "version")
-        base_by_version = _group(baseline_rows, "version")
         out: list[Finding] = []
-        scopes: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
-            (v, by_version[v], base_by_version.get(v, [])) for v in sorted(by_version)
-        ]
+        scopes = [(v, by_version[v]) for v in sorted(by_version)]
         if len(by_version) > 1:
-            scopes.insert(0, ("", rows, baseline_rows))
+            scopes.insert(0, ("", rows))
         results: dict[str, QualityResult] = {}
-        for version, cur, base in scopes:
+        baseline = _Baseline(ctx, mq)
+        summaries: list[Record] = []
+        for version, cur in scopes:
             res = score_pairs(pairs_from_rows(cur), mq)
             results[version] = res
-            out.extend(self._quality_findings(ctx, mq, version, "", res, base))
+            out.extend(self._quality_findings(ctx, mq, version, "", res, baseline, summaries))
             for key in _slice_keys(cur, mq.slices):
                 sres = score_pairs(pairs_from_rows(cur, key, mq.slices), mq)
-                out.extend(self._quality_findings(ctx, mq, version, key, sres, base, slice_rows=True))
+                out.extend(self._quality_findings(ctx, mq, version, key, sres, baseline, summaries))
+        ctx.storage.put_records(summaries)
         out.extend(self._age_findings(ctx, mq, sorted(by_version)))
         if len(by_version) > 1:
             out.extend(self._version_findings(ctx, mq, by_version, results))
@@ -142,8 +205,8 @@ class QualityEvaluator:
         version: str,
         slice_: str,
         res: QualityResult,
-        base_rows: list[dict[str, Any]],
-        slice_rows: bool = False,
+        baseline: _Baseline,
+        summaries: list[Record],
     ) -> list[Finding]:
         out: list[Finding] = []
         common: dict[str, Any] = {
@@ -180,23 +243,24 @@ class QualityEvaluator:
         )
         if res.labelled == 0:
             return out
-        base: QualityResult | None = None
-        if base_rows:
-            pairs = pairs_from_rows(base_rows, slice_ if slice_rows else None, mq.slices)
-            base = score_pairs(pairs, mq) if pairs.actual else None
+        cur = Tally.from_result(res)
+        summaries.append(
+            Record(SUMMARY, _summary_key(ctx, version, slice_, ctx.start), ctx.model, ctx.start, asdict(cur))
+        )
+        base = baseline.get(version, slice_, res.task)
         for metric, value in res.metrics.items():
             if not math.isfinite(value):
                 continue
             higher = metric in HIGHER_IS_BETTER
             bound = mq.min.get(metric) if higher else mq.max.get(metric)
             past = bound is not None and (value < bound if higher else value > bound)
-            p_value, dropped, base_value = self._drop(metric, res, base, mq)
+            p_value, dropped, base_value = self._drop(metric, cur, base, mq)
             details = dict(common)
             if base is not None:
                 details["baseline"] = {
-                    "value": base_value,
+                    "value": None if base_value is None or not math.isfinite(base_value) else base_value,
                     "labelled": base.labelled,
-                    "windows": mq.baseline_windows,
+                    "windows": base.windows,
                 }
             reasons = [r for r, hit in (("past_bound", past), ("dropped", dropped)) if hit]
             details["reasons"] = reasons
@@ -227,26 +291,21 @@ class QualityEvaluator:
         return out
 
     @staticmethod
-    def _drop(
-        metric: str, cur: QualityResult, base: QualityResult | None, mq: ModelQuality
-    ) -> tuple[float | None, bool, float | None]:
-        """(p-value, significant drop with effect, baseline value) of ``metric``."""
+    def _drop(metric: str, cur: Tally, base: Tally | None, mq: ModelQuality) -> tuple[float | None, bool, float | None]:
+        """(p-value, significant drop with effect, baseline value) of ``metric`` (accuracy and
+        MAE are tested; other metrics are checked against their bounds only)."""
         if base is None or base.task != cur.task:
             return None, False, None
-        bv = base.metrics.get(metric, math.nan)
-        cv = cur.metrics.get(metric, math.nan)
+        bv, cv = base.value(metric), cur.value(metric)
         if not (math.isfinite(bv) and math.isfinite(cv)):
             return None, False, None
-        p: float | None = None
-        if metric == "accuracy" and cur.correct is not None and base.correct is not None:
+        if metric == "accuracy":
             p = compare_proportions(cur.correct, cur.labelled, base.correct, base.labelled)
             effect = bv - cv >= mq.min_drop
-        elif metric == "mae" and cur.abs_errors is not None and base.abs_errors is not None:
-            p = compare_errors(cur.abs_errors, base.abs_errors)
-            effect = cv - bv >= mq.min_drop * max(abs(bv), 1e-12)
         else:
-            return None, False, bv
-        return p, bool(p is not None and math.isfinite(p) and p < mq.alpha and effect), bv
+            p = compare_errors(cur.ae_n, cv, cur.error_variance(), base.ae_n, bv, base.error_variance())
+            effect = cv - bv >= mq.min_drop * max(abs(bv), 1e-12)
+        return p, bool(math.isfinite(p) and p < mq.alpha and effect), bv
 
     # -- age ----------------------------------------------------------------------------------
 
@@ -264,8 +323,6 @@ class QualityEvaluator:
         return seen
 
     def _age_findings(self, ctx: EvaluationContext, mq: ModelQuality, versions: Sequence[str]) -> list[Finding]:
-        from infersight.processor.storage.base import Record
-
         seen = self.first_seen(ctx.storage, ctx.model)
         ctx.storage.put_records(
             [
@@ -330,7 +387,7 @@ class QualityEvaluator:
             vn, vo = rn.metrics.get(metric, math.nan), ro.metrics.get(metric, math.nan)
             if not (math.isfinite(vn) and math.isfinite(vo)) or rn.task != ro.task:
                 continue
-            p, dropped, _ = self._drop(metric, rn, ro, mq)
+            p, dropped, _ = self._drop(metric, Tally.from_result(rn), Tally.from_result(ro), mq)
             enough = rn.labelled >= mq.min_labelled and ro.labelled >= mq.min_labelled
             status = "breach" if dropped and enough else ("warning" if dropped else "ok")
             if status == "breach":
@@ -399,6 +456,37 @@ class QualityEvaluator:
                 "ks_d": d,
             },
         }
+
+
+def _summary_key(ctx: EvaluationContext, version: str, slice_: str, start: int) -> str:
+    return f"{ctx.model}|{version}|{slice_}|{ctx.size}|{start}"
+
+
+class _Baseline:
+    """The ``baseline_windows`` windows before the evaluated one, per (version, slice): the sum
+    of their stored tallies, or (when none of them was evaluated yet) their labelled calls
+    read once and scored."""
+
+    def __init__(self, ctx: EvaluationContext, mq: ModelQuality) -> None:
+        self.ctx, self.mq = ctx, mq
+        self.start = ctx.start - mq.baseline_windows * ctx.size
+        self._rows: list[dict[str, Any]] | None = None
+
+    def get(self, version: str, slice_: str, task: str) -> Tally | None:
+        ctx = self.ctx
+        prefix = f"{ctx.model}|{version}|{slice_}|{ctx.size}|"
+        recs = ctx.storage.get_records(SUMMARY, model=ctx.model, key_prefix=prefix, start=self.start, end=ctx.start)
+        if recs:
+            return Tally.merge([Tally(**r.body) for r in recs], task)
+        if self._rows is None:
+            self._rows = ctx.storage.outcomes(ctx.model, self.start * 10**9, ctx.start * 10**9, labelled_only=True)
+        rows = [r for r in self._rows if not version or r["version"] == version]
+        pairs = pairs_from_rows(rows, slice_ or None, self.mq.slices)
+        if not pairs.actual:
+            return None
+        t = Tally.from_result(score_pairs(pairs, self.mq))
+        t.windows = len({r["time_ns"] // 10**9 // ctx.size for r in rows})
+        return t if t.task == task else None
 
 
 def _group(rows: Sequence[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:

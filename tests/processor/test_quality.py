@@ -258,3 +258,42 @@ def test_config_defaults_and_per_model_overrides():
     m = s.for_model("m")
     assert m.min_drop == 0.05 and m.max == {"mae": 3.0} and m.label_wait == 7200.0
     assert math.isnan(float("nan"))
+
+
+def test_the_drop_tests_are_scipys():
+    from scipy.stats import ttest_ind
+
+    from infersight.processor.quality.evaluator import compare_errors, compare_proportions
+
+    rng = np.random.default_rng(8)
+    new, old = np.abs(rng.normal(1.2, 1, 300)), np.abs(rng.normal(1.0, 1, 500))
+    want = ttest_ind(new, old, equal_var=False, alternative="greater").pvalue
+    got = compare_errors(new.size, new.mean(), new.var(ddof=1), old.size, old.mean(), old.var(ddof=1))
+    assert got == pytest.approx(want, rel=1e-9)
+    # two-proportion z: the normal tail of the pooled statistic
+    from scipy.stats import norm
+
+    p = (70 + 90) / 200
+    z = (0.9 - 0.7) / math.sqrt(p * (1 - p) * (2 / 100))
+    assert compare_proportions(70, 100, 90, 100) == pytest.approx(norm.sf(z), rel=1e-12)
+
+
+def test_baselines_are_read_from_the_windows_already_evaluated(store):
+    rng = np.random.default_rng(12)
+    outcomes, labels = [], []
+    for w in range(4):
+        for i in range(300):
+            rid = f"{w}-{i}"
+            t = T0 + w * W + i * W / 300
+            outcomes.append(_outcome(rid, t, 1))
+            labels.append(_label(rid, t + 5, 1 if rng.random() < (0.95 if w < 3 else 0.7) else 0))
+    store.write(WriteBatch(outcomes=outcomes, feedback=labels))
+    ev = QualityEvaluator(parse_quality({"baseline_windows": 3, "min_labelled": 100}, "quality"))
+    for w in range(3):  # the loop evaluates each window as it closes
+        ev.evaluate(EvaluationContext(store, "m", W, T0 + w * W, T0 + 10 * W))
+    assert len(store.get_records("quality_window", model="m")) == 3
+    acc = next(
+        f for f in ev.evaluate(EvaluationContext(store, "m", W, T0 + 3 * W, T0 + 10 * W)) if f.subject == "accuracy"
+    )
+    assert acc.details["baseline"]["windows"] == 3 and acc.n_reference == 900
+    assert acc.status == "breach" and acc.details["reasons"] == ["dropped"]
