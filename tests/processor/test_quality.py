@@ -297,3 +297,25 @@ def test_baselines_are_read_from_the_windows_already_evaluated(store):
     )
     assert acc.details["baseline"]["windows"] == 3 and acc.n_reference == 900
     assert acc.status == "breach" and acc.details["reasons"] == ["dropped"]
+
+
+def test_the_api_body_by_slice_version_and_window(store):
+    from infersight.processor.quality.api import quality_body
+
+    outcomes, labels = [], []
+    for i in range(120):
+        version = "2" if i % 3 == 0 else "1"
+        outcomes.append(_outcome(f"a{i}", T0 + i * 0.5, 1, version=version))
+        if i < 90:  # the labels stop after 45 s
+            labels.append(_label(f"a{i}", T0 + 200, 1 if i % 2 else 0, version=version, region="eu" if i % 2 else "us"))
+    store.write(WriteBatch(outcomes=outcomes, feedback=labels))
+    cfg = parse_quality({}, "quality")
+    body = quality_body(store, cfg, "m", T0, T0 + 60, window=20)
+    assert body["calls"] == 120 and body["labelled"] == 90 and body["coverage"] == 0.75
+    assert [w["coverage"] for w in body["windows"]] == [1.0, 1.0, pytest.approx(0.25)]
+    assert set(body["versions"]) == {"1", "2"} and body["versions"]["2"]["calls"] == 40
+    eu = quality_body(store, cfg, "m", T0, T0 + 60, slice_="region=eu")
+    assert eu["slice"] == "region=eu" and eu["metrics"]["accuracy"] == 1.0 and eu["labelled"] == 45
+    v2 = quality_body(store, cfg, "m", T0, T0 + 60, version="2")
+    assert v2["calls"] == 40 and set(v2["versions"]) == {"2"}
+    assert body["label_delay_seconds"]["max"] == pytest.approx(200.0)
