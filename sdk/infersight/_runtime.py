@@ -620,8 +620,11 @@ class Runtime:
         return scoped
 
     def ship_outcomes(self) -> int:
-        """Drain the outcome buffer into ``ml.outcomes`` log records (the log processor exports
-        them); return how many calls went. Runs on the export thread, never on the request path."""
+        """Drain the outcome buffer into ``ml.outcomes`` log records and export them (a few
+        records per request; through the application's logger provider when it owns logs);
+        return how many calls went. Runs on the export thread or a flush, never on the request
+        path. Calls whose export failed are counted in ``ml.telemetry.dropped``
+        (``outcome_export_failed``)."""
         with self._ship_lock:  # a flush returns only after a drain in progress has shipped
             return self._ship_outcomes()
 
@@ -634,6 +637,12 @@ class Runtime:
             return 0
         s = self.settings
         redactor = self.pipeline.redactor if self.pipeline is not None and self.pipeline.redactor.active else None
+        bodies = list(
+            encode_outcomes(
+                outcomes, max_bytes=s.max_payload_bytes, max_rows=max(1, s.max_payload_bytes // 4), redactor=redactor
+            )
+        )
+        counts = [len(body["request_id"]) for body in bodies]
         records = [
             LogRecord(
                 timestamp=body["time_ns"][-1],
@@ -648,20 +657,22 @@ class Runtime:
                 },
                 event_name=OUTCOMES_EVENT,
             )
-            for body in encode_outcomes(
-                outcomes, max_bytes=s.max_payload_bytes, max_rows=max(1, s.max_payload_bytes // 4), redactor=redactor
-            )
+            for body in bodies
         ]
         if self.owns_logs:
             if self.log_switch.inner is None:
                 return len(outcomes)  # no log exporter configured: nothing to send
             scope = InstrumentationScope(SCOPE, VERSION)
             for i in range(0, len(records), RECORDS_PER_EXPORT):
-                batch = [ReadableLogRecord(r, self.resource, scope) for r in records[i : i + RECORDS_PER_EXPORT]]
+                part = records[i : i + RECORDS_PER_EXPORT]
                 try:
-                    self.log_switch.export(batch)
+                    result = self.log_switch.export([ReadableLogRecord(r, self.resource, scope) for r in part])
+                    failed = getattr(result, "name", None) == "FAILURE"  # the switch counted the batch
                 except Exception:  # noqa: BLE001 - counted like any failed log batch
                     self.export_failed("log_export_failed", self.log_switch)
+                    failed = True
+                if failed:
+                    self.stats.count_dropped("outcome_export_failed", sum(counts[i : i + RECORDS_PER_EXPORT]))
         else:
             for r in records:
                 self.otel_logger.emit(r)

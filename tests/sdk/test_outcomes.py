@@ -133,3 +133,38 @@ def test_a_busy_buffer_is_shipped_before_the_export_interval(model_name):
     assert len(shipped) >= SHIP_AT  # no flush was called
     t.flush()
     assert len([o for o in t.outcomes() if o["model"] == model_name]) == SHIP_AT + 10
+
+
+def test_calls_whose_export_failed_are_counted(model_name):
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+    from infersight.testing import InMemoryMetricExporter
+
+    class Refusing(LogRecordExporter):
+        """A log back end that answers every export with a failure (what an OTLP exporter
+        returns after its retries)."""
+
+        def export(self, batch):
+            return LogRecordExportResult.FAILURE
+
+        def force_flush(self, timeout_millis=30_000):
+            return True
+
+        def shutdown(self):
+            pass
+
+    metrics = InMemoryMetricExporter()
+    infersight.configure(
+        log_exporter=Refusing(), metric_exporter=metrics, log_output="none", metric_export_interval=3600
+    )
+
+    @infersight.monitor(model=model_name)
+    def predict(row):
+        return 0.5
+
+    for _ in range(7):
+        predict({"x": 1.0})
+    infersight.flush()  # ships the outcomes (refused) ...
+    infersight.flush()  # ... and exports the count
+    dropped = {p.attributes.get("ml.telemetry.reason"): int(p.value) for p in metrics.points("ml.telemetry.dropped")}
+    assert dropped.get("outcome_export_failed") == 7
