@@ -12,8 +12,11 @@
    has                                                                  (floor: <= 1.5)
 2. sketching a 1000 × 50 float batch ÷ one ``np.nanmean(X, axis=0)``       (floor: <= 10)
 3. RSS growth over 1,000,000 monitored calls, in fresh processes, median (floor: <= 5 MB)
+4. ``record_outcomes`` (every call's prediction kept for the quality join): the 1-row,
+   20-feature dict call with outcomes off and on, rounds interleaved in one run, and the
+   export thread's cost per call of encoding and emitting the buffered outcomes
 
-Run: python bench/overhead.py [--calls N] [--rss-calls N] [--rss-runs N] [--only shapes,span,batch,rss]
+Run: python bench/overhead.py [--calls N] [--rss-calls N] [--rss-runs N] [--only shapes,span,batch,rss,outcomes]
      [--sizes 1,10,...] [--clock wall|cpu]
 Exporters point at a loopback OTLP receiver started here, so export work is real. The span
 queue is made large enough (OTEL_BSP_MAX_QUEUE_SIZE, unless set) that neither variant drops
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
 import subprocess
@@ -174,7 +178,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--rss-calls", type=int, default=1_000_000)
     ap.add_argument("--rss-runs", type=int, default=3)
-    ap.add_argument("--only", default="shapes,span,batch,rss")
+    ap.add_argument("--only", default="shapes,span,batch,rss,outcomes")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument(
         "--clock",
@@ -188,12 +192,14 @@ def main() -> None:
     if args.rss_only:
         rss_only(args.rss_calls)
         return
+    global _CLOCK
     if args.shapes_only:
-        global _CLOCK
         _CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
         shapes(tuple(int(v) for v in args.sizes.split(",")))
         return
     parts = set(args.only.split(","))
+    if args.clock == "cpu":  # section 4 reads it too
+        _CLOCK = time.process_time
     if "shapes" in parts:
         # its own process: exporter=none, and no state left from the other parts
         cmd = [sys.executable, __file__, "--shapes-only", "--sizes", args.sizes, "--clock", args.clock]
@@ -272,7 +278,9 @@ def main() -> None:
         print(f"   np.nanmean(X, axis=0)                 {n * 1e3:8.3f} ms")
         print(f"   ratio sketch / nanmean = {s / n:.2f}   (floor <= 10); with export work {e / n:.2f}")
 
-    if parts & {"span", "batch"}:
+    if "outcomes" in parts:
+        outcomes(sink, args.calls, args.rounds)
+    if parts & {"span", "batch", "outcomes"}:
         infersight.shutdown()
     sink.stop()
     if "rss" in parts:
@@ -292,6 +300,82 @@ def main() -> None:
             print(out, end="")
             growth.append(float(out.rsplit("growth", 1)[1].split()[0]))
         print(f"3) RSS growth, median of {len(growth)} runs: {statistics.median(growth):+.2f} MB   (floor <= 5 MB)")
+
+
+def outcomes(sink: OtlpSink, calls: int, rounds: int) -> None:
+    """Section 4: the request-path cost of keeping every call's outcome, and the drain's.
+
+    The switch is flipped on the live runtime's settings (``record_outcomes`` is read per
+    call), so both variants run in the same process state; many short paired rounds, the
+    order alternating, and the median of the paired differences, because on a shared machine
+    the level drifts by more than the difference measured."""
+    import dataclasses
+    import math
+
+    from infersight import _state
+    from infersight._outcomes import SHIP_AT
+
+    infersight.configure(
+        endpoint=sink.grpc_endpoint,
+        protocol="grpc",
+        log_output="none",
+        # no export inside a timed loop: the drain (measured below) is the export thread's work,
+        # and on a 2-core machine it would take the GIL from the timed loop
+        metric_export_interval=3600,
+    )
+    rt = _state.get_runtime()
+    monitored = infersight.monitor(model="bench-outcomes", version="1")(model)
+    rng = np.random.default_rng(1)
+    row = {k: float(v) for k, v in zip(FEATURES, rng.normal(size=20))}
+    per_call(monitored, row, 2000)  # warm up
+    infersight.flush()
+    # loops short enough that the buffer never reaches the size that wakes the export thread
+    # (SHIP_AT calls): the request path alone is timed; the drain is timed below
+    n = min(SHIP_AT - 1, max(1000, calls // 4))
+
+    def timed(on: bool) -> float:
+        rt.settings = dataclasses.replace(rt.settings, record_outcomes=on)
+        best = math.inf
+        for _ in range(3):
+            rt.outcomes.take()  # drained outside the timing
+            t = _CLOCK()
+            for _ in range(n):
+                monitored(row)
+            best = min(best, _CLOCK() - t)
+        return best / n
+
+    t_off, t_on, diffs = [], [], []
+    for r in range(max(rounds, 5) * 6):
+        got = {on: timed(on) for on in ((False, True) if r % 2 == 0 else (True, False))}
+        t_off.append(got[False])
+        t_on.append(got[True])
+        diffs.append(got[True] - got[False])
+    off, on_, d = statistics.median(t_off), statistics.median(t_on), statistics.median(diffs)
+    # the export thread's side: encode and export a full buffer of one-row outcomes
+    rt.settings = dataclasses.replace(rt.settings, record_outcomes=True)
+    m = 50_000
+    ship_at, rt.outcomes.ship_at = rt.outcomes.ship_at, 10**9  # one drain of all, timed here
+    for _ in range(m):
+        monitored(row)
+    rt.outcomes.ship_at = ship_at
+    from infersight._outcomes import encode_outcomes
+
+    held = list(rt.outcomes.items)
+    t = time.perf_counter()
+    for body in encode_outcomes(held):
+        json.dumps(body, separators=(",", ":"))
+    encode = (time.perf_counter() - t) / len(held)
+    t = time.perf_counter()
+    shipped = rt.ship_outcomes()
+    drain = (time.perf_counter() - t) / max(shipped, 1)
+    infersight.flush()
+    print(f"4) record_outcomes on the 1-row, 20-feature dict call ({len(diffs)} paired rounds of {n} calls)")
+    print(f"   record_outcomes=false              {off * 1e6:8.2f} µs/call (median)")
+    print(f"   record_outcomes=true               {on_ * 1e6:8.2f} µs/call (median)")
+    print(f"   request-path cost, median of paired differences {d * 1e6:+.2f} µs/call ({d / off * 100:+.1f}%)")
+    print(f"   export thread: encode to JSON      {encode * 1e6:8.2f} µs/call")
+    print(f"   export thread: encode + export     {drain * 1e6:8.2f} µs/call ({shipped} calls in one drain,")
+    print("                                      gRPC to a receiver in this process, its decoding included)")
 
 
 def rss_only(calls: int) -> None:

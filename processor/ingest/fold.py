@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from infersight.processor.ingest.columns import SketchColumns, merge_groups
+from infersight.processor.ingest.outcomes import OUTCOMES_EVENT, outcome_rows
 from infersight.processor.ingest.points import LogPoint, MetricPoint, SpanPoint
 from infersight.processor.ingest.screen import KNOWN, columns_series, identity, log_problem, metric_problem
-from infersight.processor.storage.base import MODEL, Feedback, Prediction, WindowKey
+from infersight.processor.storage.base import MODEL, Feedback, Outcome, Prediction, WindowKey
 from infersight.stats.sketch import ExpHistogram
 from infersight.stats.windows import WindowStats
 
@@ -57,6 +58,7 @@ class Aggregated:
     windows: dict[WindowKey, WindowStats] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list)
     feedback: list[Feedback] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -218,6 +220,9 @@ def _json_text(v: Any) -> str | None:
 
 
 def _add_log(rec: LogPoint, out: Aggregated) -> None:
+    if rec.event_name == OUTCOMES_EVENT:
+        out.outcomes.extend(outcome_rows(rec))
+        return
     if rec.event_name not in ("ml.prediction", "ml.feedback"):
         out.ignored[f"log:{rec.event_name or '(no event name)'}"[:120]] += 1
         return
@@ -241,4 +246,20 @@ def _add_log(rec: LogPoint, out: Aggregated) -> None:
         )
     else:
         actual = rec.attributes["ml.feedback.actual"]
-        out.feedback.append(Feedback(ident[0], ident[1], str(rid), rec.time_ns, _json_text(actual) or ""))
+        # The feedback's own attributes (record_feedback(..., region="eu")) are what quality
+        # is sliced by.
+        extra = {
+            k[len("ml.feedback.") :]: v
+            for k, v in rec.attributes.items()
+            if k.startswith("ml.feedback.") and k != "ml.feedback.actual"
+        }
+        out.feedback.append(
+            Feedback(
+                ident[0],
+                ident[1],
+                str(rid),
+                rec.time_ns,
+                _json_text(actual) or "",
+                json.dumps(extra, sort_keys=True, default=str) if extra else None,
+            )
+        )

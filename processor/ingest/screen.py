@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from infersight.processor.ingest.columns import SketchColumns
+from infersight.processor.ingest.outcomes import OUTCOMES_EVENT, outcome_problem
 from infersight.processor.ingest.points import Decoded, LogPoint, MetricPoint
 from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT
 
@@ -121,6 +122,8 @@ def columns_series(c: SketchColumns, attrs: dict[str, Any], key: Any) -> tuple[s
 
 
 def log_problem(rec: LogPoint) -> str | None:
+    if rec.event_name == OUTCOMES_EVENT:
+        return outcome_problem(rec)
     if rec.event_name not in ("ml.prediction", "ml.feedback"):
         return None
     if identity(rec.attributes, rec.resource) is None or not rec.attributes.get("ml.request.id"):

@@ -200,7 +200,12 @@ class Ingestor:
         agg = aggregate(deltas, spans, logs, self.window_sizes[:1], columns)
         self.storage.write(
             WriteBatch(
-                agg.windows, agg.predictions, agg.feedback, sorted(digests), {k: v.to_json() for k, v in staged.items()}
+                agg.windows,
+                agg.predictions,
+                agg.feedback,
+                sorted(digests),
+                {k: v.to_json() for k, v in staged.items()},
+                agg.outcomes,
             )
         )
         self.converter.commit(staged)

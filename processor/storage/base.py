@@ -30,6 +30,7 @@ __all__ = [
     "WindowKey",
     "Prediction",
     "Feedback",
+    "Outcome",
     "FEATURE",
     "OUTPUT",
     "MODEL",
@@ -75,6 +76,26 @@ class Feedback:
     request_id: str
     time_ns: int
     actual: str
+    # JSON object of the feedback's own attributes (``ml.feedback.*`` minus the label), e.g.
+    # ``{"region": "eu"}``: what quality is sliced by. ``None`` when there are none.
+    attributes: str | None = None
+
+
+@dataclass
+class Outcome:
+    """One monitored call's prediction (every call, not only sampled payloads): what late
+    labels are joined with. ``prediction`` is JSON text (``None`` when the SDK had none to
+    ship or cut it for size, ``truncated``); ``rows`` is the call's batch size."""
+
+    model: str
+    version: str
+    request_id: str
+    time_ns: int
+    trace_id: str
+    span_id: str
+    prediction: str | None
+    rows: int = 1
+    truncated: bool = False
 
 
 @dataclass
@@ -102,6 +123,7 @@ class WriteBatch:
     feedback: list[Feedback] = field(default_factory=list)
     digests: list[str] = field(default_factory=list)
     streams: dict[str, str] = field(default_factory=dict)  # cumulative stream key -> state JSON
+    outcomes: list[Outcome] = field(default_factory=list)
 
 
 class Storage(abc.ABC):
@@ -196,6 +218,20 @@ class Storage(abc.ABC):
     ) -> list[dict[str, Any]]:
         """Predictions in ``[start_ns, end_ns)`` with their ground truth (``actual`` ``None``
         while the label has not arrived)."""
+
+    @abc.abstractmethod
+    def outcomes(
+        self, model: str, start_ns: int, end_ns: int, *, version: str | None = None, labelled_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every call's outcome with prediction time in ``[start_ns, end_ns)``, joined with its
+        ground truth by (model, request ID): ``{"request_id", "version", "time_ns",
+        "trace_id", "span_id", "prediction", "rows", "truncated", "actual",
+        "feedback_time_ns", "feedback_attributes"}`` (``actual`` ``None`` while unlabelled;
+        ``prediction`` and ``actual`` parsed from JSON), oldest first."""
+
+    @abc.abstractmethod
+    def outcome_versions(self, model: str) -> dict[str, dict[str, int]]:
+        """Per version of ``model``: ``{"first_ns", "last_ns", "calls"}`` over stored outcomes."""
 
     @abc.abstractmethod
     def iter_windows(self, size: int | None = None) -> Iterator[tuple[WindowKey, WindowStats]]:

@@ -59,6 +59,13 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS feedback (
         model TEXT NOT NULL, request_id TEXT NOT NULL, version TEXT NOT NULL, time_ns BIGINT NOT NULL,
         actual TEXT NOT NULL, PRIMARY KEY (model, request_id))""",
+    """CREATE TABLE IF NOT EXISTS outcomes (
+        model TEXT NOT NULL, request_id TEXT NOT NULL, version TEXT NOT NULL, time_ns BIGINT NOT NULL,
+        trace_id TEXT, span_id TEXT, prediction TEXT, nrows INTEGER NOT NULL, truncated INTEGER NOT NULL,
+        PRIMARY KEY (model, request_id))""",
+    "CREATE INDEX IF NOT EXISTS outcomes_time ON outcomes (model, time_ns)",
+    """CREATE TABLE IF NOT EXISTS feedback_attributes (
+        model TEXT NOT NULL, request_id TEXT NOT NULL, attributes TEXT NOT NULL, PRIMARY KEY (model, request_id))""",
     "CREATE TABLE IF NOT EXISTS ingested (digest TEXT PRIMARY KEY, at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS streams (key TEXT PRIMARY KEY, state TEXT NOT NULL, at BIGINT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS records (
@@ -67,6 +74,18 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS records_time ON records (kind, model, time)",
 ]
 
+
+_OUTCOME_COLUMNS = (
+    "model",
+    "request_id",
+    "version",
+    "time_ns",
+    "trace_id",
+    "span_id",
+    "prediction",
+    "nrows",
+    "truncated",
+)
 
 # predictions' columns in table order
 _PREDICTION_COLUMNS = (
@@ -238,6 +257,35 @@ class SqlStorage(Storage):
                     ),
                     [(f.model, f.request_id, f.version, f.time_ns, f.actual) for f in batch.feedback],
                 )
+            if batch.outcomes:
+                cur.executemany(
+                    self.upsert("outcomes", _OUTCOME_COLUMNS, ("model", "request_id")),
+                    [
+                        (
+                            o.model,
+                            o.request_id,
+                            o.version,
+                            o.time_ns,
+                            o.trace_id,
+                            o.span_id,
+                            o.prediction,
+                            o.rows,
+                            int(o.truncated),
+                        )
+                        for o in batch.outcomes
+                    ],
+                )
+            labelled = [f for f in batch.feedback if f.attributes]
+            if labelled:
+                cur.executemany(
+                    self.upsert(
+                        "feedback_attributes",
+                        ("model", "request_id", "attributes"),
+                        ("model", "request_id"),
+                        ("attributes",),
+                    ),
+                    [(f.model, f.request_id, f.attributes) for f in labelled],
+                )
             if batch.digests:
                 cur.executemany(
                     self.upsert("ingested", ("digest", "at"), ("digest",)),
@@ -344,8 +392,16 @@ class SqlStorage(Storage):
             )
             out["unlabelled"] = max(cur.rowcount, 0)
             cur.execute(
+                "DELETE FROM outcomes WHERE time_ns < ? AND NOT EXISTS (SELECT 1 FROM feedback f "
+                "WHERE f.model = outcomes.model AND f.request_id = outcomes.request_id)",
+                (ttl_ns,),
+            )
+            out["unlabelled_outcomes"] = max(cur.rowcount, 0)
+            cur.execute(
                 "DELETE FROM feedback WHERE time_ns < ? AND NOT EXISTS (SELECT 1 FROM predictions p "
-                "WHERE p.model = feedback.model AND p.request_id = feedback.request_id)",
+                "WHERE p.model = feedback.model AND p.request_id = feedback.request_id) "
+                "AND NOT EXISTS (SELECT 1 FROM outcomes o "
+                "WHERE o.model = feedback.model AND o.request_id = feedback.request_id)",
                 (ttl_ns,),
             )
             out["orphan_feedback"] = max(cur.rowcount, 0)
@@ -357,6 +413,20 @@ class SqlStorage(Storage):
             )
             cur.execute("DELETE FROM predictions WHERE time_ns < ?", (prediction_cutoff_ns,))
             out["predictions"] = max(cur.rowcount, 0)
+            # Outcomes live as long as sampled predictions; their labels go with them, and
+            # labels whose call is gone from both tables go too.
+            cur.execute(
+                "DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM outcomes "
+                "WHERE outcomes.model = feedback.model AND time_ns < ?) AND NOT EXISTS (SELECT 1 FROM predictions p "
+                "WHERE p.model = feedback.model AND p.request_id = feedback.request_id)",
+                (prediction_cutoff_ns,),
+            )
+            cur.execute("DELETE FROM outcomes WHERE time_ns < ?", (prediction_cutoff_ns,))
+            out["outcomes"] = max(cur.rowcount, 0)
+            cur.execute(
+                "DELETE FROM feedback_attributes WHERE NOT EXISTS (SELECT 1 FROM feedback f "
+                "WHERE f.model = feedback_attributes.model AND f.request_id = feedback_attributes.request_id)"
+            )
             cur.execute("DELETE FROM ingested WHERE at < ?", (int(now - dedup_ttl),))
             cur.execute("DELETE FROM streams WHERE at < ?", (int(now - max(prediction_retention, 86400)),))
         return out
@@ -440,7 +510,7 @@ class SqlStorage(Storage):
             m = by_model.setdefault(model, {"model": model, "versions": [], "first": lo, "last": hi})
             m["versions"].append(version)
             m["first"], m["last"] = min(m["first"], lo), max(m["last"], hi)
-        for (model,) in self._read("SELECT DISTINCT model FROM predictions"):
+        for (model,) in self._read("SELECT DISTINCT model FROM predictions UNION SELECT DISTINCT model FROM outcomes"):
             by_model.setdefault(model, {"model": model, "versions": [], "first": None, "last": None})
         return [by_model[k] for k in sorted(by_model)]
 
@@ -497,6 +567,46 @@ class SqlStorage(Storage):
             }
             for r in rows
         ]
+
+    def outcomes(
+        self, model: str, start_ns: int, end_ns: int, *, version: str | None = None, labelled_only: bool = False
+    ) -> list[dict[str, Any]]:
+        join = "JOIN" if labelled_only else "LEFT JOIN"
+        vsql, params = "", [model, start_ns, end_ns]
+        if version is not None:
+            vsql = " AND o.version=?"
+            params.append(version)
+        rows = self._read(
+            "SELECT o.request_id, o.version, o.time_ns, o.trace_id, o.span_id, o.prediction, o.nrows, o.truncated, "
+            f"f.actual, f.time_ns, a.attributes FROM outcomes o {join} feedback f "
+            "ON f.model = o.model AND f.request_id = o.request_id "
+            "LEFT JOIN feedback_attributes a ON a.model = o.model AND a.request_id = o.request_id "
+            f"WHERE o.model=? AND o.time_ns >= ? AND o.time_ns < ?{vsql} ORDER BY o.time_ns",
+            params,
+        )
+        return [
+            {
+                "request_id": r[0],
+                "version": r[1],
+                "time_ns": int(r[2]),
+                "trace_id": r[3] or "",
+                "span_id": r[4] or "",
+                "prediction": _loads(r[5]),
+                "rows": int(r[6]),
+                "truncated": bool(r[7]),
+                "actual": _loads(r[8]),
+                "feedback_time_ns": None if r[9] is None else int(r[9]),
+                "feedback_attributes": _loads(r[10]) or {},
+            }
+            for r in rows
+        ]
+
+    def outcome_versions(self, model: str) -> dict[str, dict[str, int]]:
+        rows = self._read(
+            "SELECT version, MIN(time_ns), MAX(time_ns), COUNT(*) FROM outcomes WHERE model=? GROUP BY version",
+            (model,),
+        )
+        return {r[0]: {"first_ns": int(r[1]), "last_ns": int(r[2]), "calls": int(r[3])} for r in rows}
 
     # -- evaluation records -----------------------------------------------------------------
 

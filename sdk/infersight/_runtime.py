@@ -17,6 +17,7 @@ uses, and the exit, fork and signal hooks that call it, live in :mod:`infersight
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -29,7 +30,8 @@ from typing import Any, cast
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -56,6 +58,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, Sa
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from infersight._histogram import DeltaHistogram
+from infersight._outcomes import OUTCOMES_EVENT, RECORDS_PER_EXPORT, OutcomeBuffer, encode_outcomes
 from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.config import Settings
 from infersight.feature_stats import FeatureStats
@@ -216,6 +219,8 @@ class _StatsReader(MetricReader):
                 if woke:
                     self._compact.clear()
                     self.runtime.stats.compact()
+                    if len(self.runtime.outcomes.items) >= self.runtime.outcomes.ship_at:
+                        self.runtime.ship_outcomes()
                     if time.monotonic() < deadline:
                         continue
                 self.collect()
@@ -332,6 +337,9 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stats = FeatureStats(settings.max_categories, settings.max_attribute_sets)
+        # Every monitored call's prediction, appended on the request path, shipped by drain_stats.
+        self.outcomes = OutcomeBuffer(settings.max_buffered_outcomes)
+        self._ship_lock = threading.Lock()
         self._faults_logged: set[str] = set()
         self._last_drain_ns = time.time_ns()
         self._carry: list[tuple[InstrumentationScope, list[Any]]] = []  # drained before a fork, for the parent
@@ -408,6 +416,7 @@ class Runtime:
             resource=self.resource, metric_readers=[self.reader], shutdown_on_exit=False
         )
         self.stats.on_pressure = self.reader.wake_for_compaction
+        self.outcomes.on_pressure = self.reader.wake_for_compaction  # the wake also ships outcomes
         self.owns_metrics = True
         if set_global:
             otel_metrics.set_meter_provider(self.meter_provider)
@@ -517,6 +526,7 @@ class Runtime:
         self.sampler.set_ratio(settings.sample_ratio)
         self.stats.max_categories = settings.max_categories
         self.stats.max_attribute_sets = settings.max_attribute_sets
+        self.outcomes.capacity = settings.max_buffered_outcomes
         span_exp, metric_exp, log_exp = exporters
         if self.owns_tracing:
             _quietly(self.tracer_provider.force_flush)
@@ -609,7 +619,70 @@ class Runtime:
                 scoped.append((InstrumentationScope(scope, VERSION), [metric]))
         return scoped
 
+    def ship_outcomes(self) -> int:
+        """Drain the outcome buffer into ``ml.outcomes`` log records and export them (a few
+        records per request; through the application's logger provider when it owns logs);
+        return how many calls went. Runs on the export thread or a flush, never on the request
+        path. Calls whose export failed are counted in ``ml.telemetry.dropped``
+        (``outcome_export_failed``)."""
+        with self._ship_lock:  # a flush returns only after a drain in progress has shipped
+            return self._ship_outcomes()
+
+    def _ship_outcomes(self) -> int:
+        dropped = self.outcomes.take_dropped()
+        if dropped:
+            self.stats.count_dropped("outcome_buffer_full", dropped)
+        outcomes = self.outcomes.take()
+        if not outcomes:
+            return 0
+        s = self.settings
+        redactor = self.pipeline.redactor if self.pipeline is not None and self.pipeline.redactor.active else None
+        bodies = list(
+            encode_outcomes(
+                outcomes, max_bytes=s.max_payload_bytes, max_rows=max(1, s.max_payload_bytes // 4), redactor=redactor
+            )
+        )
+        counts = [len(body["request_id"]) for body in bodies]
+        records = [
+            LogRecord(
+                timestamp=body["time_ns"][-1],
+                body=json.dumps(body, separators=(",", ":"), allow_nan=False),
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                attributes={
+                    "event.name": OUTCOMES_EVENT,
+                    "ml.model.name": body["model"],
+                    "ml.model.version": body["version"],
+                    "ml.outcomes.count": len(body["request_id"]),
+                },
+                event_name=OUTCOMES_EVENT,
+            )
+            for body in bodies
+        ]
+        if self.owns_logs:
+            if self.log_switch.inner is None:
+                return len(outcomes)  # no log exporter configured: nothing to send
+            scope = InstrumentationScope(SCOPE, VERSION)
+            for i in range(0, len(records), RECORDS_PER_EXPORT):
+                part = records[i : i + RECORDS_PER_EXPORT]
+                try:
+                    result = self.log_switch.export([ReadableLogRecord(r, self.resource, scope) for r in part])
+                    failed = getattr(result, "name", None) == "FAILURE"  # the switch counted the batch
+                except Exception:  # noqa: BLE001 - counted like any failed log batch
+                    self.export_failed("log_export_failed", self.log_switch)
+                    failed = True
+                if failed:
+                    self.stats.count_dropped("outcome_export_failed", sum(counts[i : i + RECORDS_PER_EXPORT]))
+        else:
+            for r in records:
+                self.otel_logger.emit(r)
+        return len(outcomes)
+
     def drain_stats(self) -> list[tuple[InstrumentationScope, list[Any]]]:
+        try:
+            self.ship_outcomes()
+        except Exception:  # noqa: BLE001 - outcomes must not stop the metric export
+            self.fault("outcome_export")
         now = time.time_ns()
         start, self._last_drain_ns = self._last_drain_ns, now
         scoped = self._carry + self._drain_all(start, now)
@@ -638,6 +711,8 @@ class Runtime:
         self._set_resource(_build_resource(self.settings))  # the child's own process.pid
         self._carry = []
         self._carry_sdk = []
+        self.outcomes.clear()  # the parent ships its own; the child starts empty
+        self._ship_lock = threading.Lock()
         self.stats.reset()
         for hist in self._histograms.values():
             hist.reset()

@@ -38,6 +38,7 @@ _last_call_var = rc._last_call  # noqa: SLF001 - same package
 _enter_span = rc.enter_span
 _perf_counter = time.perf_counter
 _random = random.random
+_time_ns = time.time_ns
 
 __all__ = ["monitor", "SchemaViolation"]
 
@@ -350,6 +351,8 @@ class _Call:
                 rt.stats.count_dropped("overhead_budget_stats")
             if not call_recorded:
                 rt.stats.record_call(model_key, elapsed, norm.n_rows if norm is not None else 1, error_type)
+            if exc is None and not stream and s.record_outcomes:
+                rt.outcomes.add((self.rid, _time_ns(), self.model, self.version, span.get_span_context(), result))
             if exc is not None:
                 span.set_attribute("error.type", error_type or "")
                 span.record_exception(exc)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -93,6 +94,24 @@ class InMemoryTelemetry:
         return list(self.spans.get_finished_spans())
 
     def log_records(self) -> list[Any]:
+        """The payload and feedback log records (``ml.prediction``, ``ml.feedback``); the
+        ``ml.outcomes`` records every call ships are in :meth:`outcomes`."""
+        return [r for r in self._all_logs() if r.attributes.get("event.name") != "ml.outcomes"]
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        """Every call's outcome shipped so far, one dict per call: ``request_id``, ``time_ns``,
+        ``model``, ``version``, ``trace_id``, ``span_id``, ``prediction``, ``rows``, ``truncated``."""
+        out: list[dict[str, Any]] = []
+        for r in self._all_logs():
+            if r.attributes.get("event.name") != "ml.outcomes":
+                continue
+            body = json.loads(r.body)
+            cols = ("request_id", "time_ns", "trace_id", "span_id", "prediction", "rows", "truncated")
+            for values in zip(*(body[c] for c in cols)):
+                out.append({"model": body["model"], "version": body["version"], **dict(zip(cols, values))})
+        return out
+
+    def _all_logs(self) -> list[Any]:
         return [getattr(r, "log_record", r) for r in self.logs.get_finished_logs()]
 
     def clear(self) -> None:

@@ -73,8 +73,14 @@ def _counts(sink: OtlpSink, run: str) -> dict[str, int]:
             if ours(res) and attrs(p.attributes).get("ml.model.name") == "stop"
         )
 
+    outcomes = [
+        r
+        for res, r in sink.log_records(outcomes=True)
+        if ours(res) and attrs(r.attributes).get("ml.model.name") == "stop"
+    ]
     return {
         "predict_spans": sum(s.name == "predict stop" for s in spans),
+        "outcomes": sum(int(attrs(r.attributes)["ml.outcomes.count"]) for r in outcomes),
         "server_spans": sum(s.kind == 2 for s in spans),
         "log_records": len(logs),
         "inference_durations": points("ml.inference.duration"),
@@ -85,6 +91,7 @@ def _counts(sink: OtlpSink, run: str) -> dict[str, int]:
 def _everything(n: int = N, server_spans: bool = True) -> dict[str, int]:
     return {
         "predict_spans": n,
+        "outcomes": n,
         "server_spans": n if server_spans else 0,
         "log_records": n,
         "inference_durations": n,

@@ -180,7 +180,9 @@ class OtlpSink:
             for span in ss.spans
         ]
 
-    def log_records(self) -> list[tuple[dict[str, Any], Any]]:
+    def log_records(self, *, outcomes: bool = False) -> list[tuple[dict[str, Any], Any]]:
+        """(resource attributes, record) for every payload/feedback log record; with
+        ``outcomes=True``, the ``ml.outcomes`` records (every call's prediction) instead."""
         with self.lock:
             reqs = list(self.logs)
         return [
@@ -189,6 +191,7 @@ class OtlpSink:
             for rl in req.resource_logs
             for sl in rl.scope_logs
             for rec in sl.log_records
+            if (rec.event_name == "ml.outcomes") == outcomes
         ]
 
     def metric_points(self, name: str) -> list[tuple[dict[str, Any], Any, Any]]:

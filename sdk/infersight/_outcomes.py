@@ -1,0 +1,247 @@
+"""Every monitored call's prediction, shipped compactly so late labels can be joined to all calls.
+
+Payload logs (``ml.prediction``) are sampled (1% by default), so a join of ground truth with
+them sees about 1% of the traffic. An *outcome* is what quality needs and nothing more: request
+ID, time, model, version, trace and span ID, and the prediction (a label, a score, or per-row
+values of a batch, size-capped). The request path appends one tuple to a bounded buffer and
+encodes nothing; the export thread (the metric reader's tick, ``flush()`` and the stop path)
+drains the buffer into OTLP log records with event name ``ml.outcomes``: one record per model
+version and chunk of calls, its body a columnar JSON document (decoded in one ``json.loads``).
+When infersight owns the log pipeline it exports these records itself, a few per request (a
+batch log processor would put 512 of them in one request, past gRPC's 4 MiB message limit);
+under an application's own logger provider they go through that provider.
+
+When the buffer is full, further calls are counted in ``ml.telemetry.dropped`` with reason
+``outcome_buffer_full`` until the next drain. Set ``record_outcomes=False``
+(``INFERSIGHT_RECORD_OUTCOMES=false``) to turn outcomes off.
+
+The prediction object is held by reference until the drain and encoded there: a caller that
+mutates the returned object in place before the next export changes what is shipped.
+
+Example:
+    >>> buf = OutcomeBuffer(capacity=2)
+    >>> for rid in ("a", "b", "c"):
+    ...     buf.add((rid, 1_000, "churn", "3", None, 0.5))
+    >>> buf.dropped, [b["request_id"] for b in encode_outcomes(buf.take(), max_bytes=256)]
+    (1, [['a', 'b']])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "OutcomeBuffer",
+    "encode_outcomes",
+    "compact_prediction",
+    "OUTCOMES_EVENT",
+    "OUTCOME_FORMAT",
+    "RECORDS_PER_EXPORT",
+]
+
+OUTCOMES_EVENT = "ml.outcomes"
+# Bumped when the body's layout changes; the processor refuses formats it does not know.
+OUTCOME_FORMAT = 1
+# Calls per log record: a record stays far below the OTLP receivers' message limits even when
+# every prediction is at its size cap, and the batch log processor's queue (2048 records by
+# default) holds hundreds of thousands of calls.
+CHUNK_CALLS = 512
+CHUNK_BYTES = 256 * 1024
+SHIP_AT = 4096
+# Records per export request when infersight exports them itself: well under gRPC's default
+# 4 MiB message limit even at CHUNK_BYTES each.
+RECORDS_PER_EXPORT = 8
+
+# (request_id, time_ns, model, version, SpanContext or None, prediction)
+Outcome = tuple[str, int, str, str, Any, Any]
+
+
+class OutcomeBuffer:
+    """A bounded buffer the request path appends to and the export thread drains.
+
+    ``deque.append`` and ``popleft`` are atomic, so no lock is taken: a call appended while a
+    drain runs is either in this drain or the next, never lost. The capacity check may let a
+    few calls over the bound under contention; the bound is on memory, not an exact count.
+    """
+
+    __slots__ = ("items", "capacity", "dropped", "ship_at", "on_pressure")
+
+    def __init__(self, capacity: int = 100_000, ship_at: int = SHIP_AT) -> None:
+        self.items: deque[Outcome] = deque()
+        self.capacity = capacity
+        self.dropped = 0
+        # At this many buffered calls the export thread is woken to ship them early: memory
+        # stays at a few MB however long the export interval (the allocator keeps what a
+        # bigger peak took).
+        self.ship_at = ship_at
+        self.on_pressure: Callable[[], None] | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        items = self.items
+        n = len(items)
+        if n < self.capacity:
+            items.append(outcome)
+            if n == self.ship_at and self.on_pressure is not None:
+                self.on_pressure()
+        else:
+            self.dropped += 1
+
+    def take(self) -> list[Outcome]:
+        """Everything buffered now, oldest first."""
+        items = self.items
+        out = []
+        try:
+            for _ in range(len(items)):
+                out.append(items.popleft())
+        except IndexError:  # another drain took the rest
+            pass
+        return out
+
+    def take_dropped(self) -> int:
+        n, self.dropped = self.dropped, 0
+        return n
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.dropped = 0
+
+
+def compact_prediction(value: Any, max_rows: int) -> tuple[Any, int]:
+    """The prediction as plain JSON-able data, batches cut to ``max_rows`` rows, and the row
+    count before the cut (1 for a single answer).
+
+    >>> compact_prediction(np.array([[0.2], [0.9], [0.4]]), 2)
+    ([0.2, 0.9], 3)
+    >>> compact_prediction(np.float32(0.25), 10), compact_prediction("churn", 10)
+    ((0.25, 1), ('churn', 1))
+    """
+    if isinstance(value, str):
+        return value[:_MAX_TEXT], 1
+    if value is None or isinstance(value, (bool, int, float)):
+        return _finite(value), 1
+    if isinstance(value, np.generic):
+        return _finite(value.item()), 1
+    to_numpy = getattr(value, "to_numpy", None)
+    if to_numpy is not None and not isinstance(value, np.ndarray):
+        try:
+            value = to_numpy()
+        except Exception:  # noqa: BLE001 - an odd object falls through to its repr below
+            pass
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return _finite(value.item()), 1
+        if value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        n = int(value.shape[0])
+        return [_finite_deep(v) for v in value[:max_rows].tolist()], n
+    if isinstance(value, (list, tuple)):
+        return [_finite_deep(_plain(v)) for v in value[:max_rows]], len(value)
+    if isinstance(value, dict):
+        return {str(k): _finite_deep(_plain(v)) for k, v in list(value.items())[:64]}, 1
+    return str(value)[:256], 1
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def _finite(v: Any) -> Any:
+    # NaN/Inf are not JSON: shipped as null (the processor counts them as missing predictions).
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _finite_deep(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, list):
+        return [_finite_deep(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _finite_deep(x) for k, x in v.items()}
+    if isinstance(v, (bool, int, str)) or v is None:
+        return v
+    return _finite_deep(_plain(v)) if isinstance(v, (np.generic, np.ndarray)) else str(v)[:256]
+
+
+def encode_outcomes(
+    outcomes: Sequence[Outcome], *, max_bytes: int = 4096, max_rows: int = 1000, redactor: Any = None
+) -> Iterator[dict[str, Any]]:
+    """Group outcomes by (model, version) and yield one columnar body per chunk of calls
+    (at most :data:`CHUNK_CALLS` calls and about :data:`CHUNK_BYTES` of predictions):
+    ``{"format", "model", "version", "request_id", "time_ns", "trace_id", "span_id",
+    "prediction", "rows", "truncated"}``. A prediction whose JSON passes ``max_bytes`` is
+    replaced by ``null`` and marked in ``truncated`` (its row count stays in ``rows``)."""
+    groups: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault((o[2], o[3]), []).append(o)
+    for (model, version), calls in groups.items():
+        body = _new_body(model, version)
+        size = 0
+        for rid, t, _, _, ctx, pred in calls:
+            trace_id, span_id = _ids(ctx)
+            if pred is None or type(pred) in _SCALARS:
+                # the common case: one label or number, nothing to measure
+                value: Any = _finite(pred) if type(pred) is not str else pred[:_MAX_TEXT]
+                rows, cut, n = 1, False, 24
+            else:
+                value, rows = compact_prediction(pred, max_rows)
+                if redactor is not None and isinstance(value, dict):
+                    value = redactor.redact(value)
+                cut = False
+                try:
+                    n = len(json.dumps(value, allow_nan=False))
+                except (TypeError, ValueError):
+                    n = max_bytes + 1
+                if n > max_bytes:
+                    value, cut, n = None, True, 4
+            body["request_id"].append(rid)
+            body["time_ns"].append(t)
+            body["trace_id"].append(trace_id)
+            body["span_id"].append(span_id)
+            body["prediction"].append(value)
+            body["rows"].append(rows)
+            body["truncated"].append(cut)
+            size += n + 100
+            if len(body["request_id"]) >= CHUNK_CALLS or size >= CHUNK_BYTES:
+                yield body
+                body, size = _new_body(model, version), 0
+        if body["request_id"]:
+            yield body
+
+
+_SCALARS = (bool, int, float, str)
+_MAX_TEXT = 256
+
+
+def _new_body(model: str, version: str) -> dict[str, Any]:
+    return {
+        "format": OUTCOME_FORMAT,
+        "model": model,
+        "version": version,
+        "request_id": [],
+        "time_ns": [],
+        "trace_id": [],
+        "span_id": [],
+        "prediction": [],
+        "rows": [],
+        "truncated": [],
+    }
+
+
+def _ids(ctx: Any) -> tuple[str, str]:
+    # The span's context (an immutable tuple the garbage collector does not track, unlike the
+    # span it came from), or None.
+    if ctx is None or not ctx.is_valid:
+        return "", ""
+    return ctx.trace_id.to_bytes(16, "big").hex(), ctx.span_id.to_bytes(8, "big").hex()  # faster than format()
