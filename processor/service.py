@@ -34,6 +34,8 @@ from infersight.processor.config import ProcessorConfig, split_address
 from infersight.processor.evaluate.loop import EvaluationLoop
 from infersight.processor.ingest.receiver import Receiver, make_grpc_server, make_http_app
 from infersight.processor.ingest.writer import Ingestor
+from infersight.processor.quality.api import quality_routes
+from infersight.processor.quality.evaluator import QualityEvaluator
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage import Storage, open_storage
 
@@ -118,6 +120,8 @@ class Processor:
             registry=self.registry,
             on_findings=self.alerts.observe,
         )
+        # model quality from late labels: judged again as each window's labels arrive
+        self.evaluation.evaluators.append(QualityEvaluator(config.sections["quality"]))
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
         self._loop_thread: threading.Thread | None = None
@@ -155,7 +159,12 @@ class Processor:
                     receiver=self.receiver if cfg.token else None,
                     ingestor=self.ingestor,
                     evaluation=self.evaluation,
-                    mounts=[lambda guard: alert_routes(self.alerts, guard=guard)],
+                    mounts=[
+                        lambda guard: alert_routes(self.alerts, guard=guard),
+                        lambda guard: quality_routes(
+                            self.storage, cfg.sections["quality"], guard=guard, base_window=cfg.window
+                        ),
+                    ],
                 ),
             ),
         }
@@ -198,6 +207,18 @@ class Processor:
             cfg.prediction_retention,
             cfg.dedup_ttl,
         )
+        # evaluation records: verdicts as long as the longest-kept windows they judge; the
+        # quality tallies and label counts as long as the calls they count
+        at = time.time() if now is None else now
+        keep = max(cfg.retention_for(size) for size in cfg.window_sizes)
+        for kind, horizon in (
+            ("finding", keep),
+            ("finding_history", keep),
+            ("evaluation", keep),
+            ("evaluation_labels", cfg.prediction_retention),
+            ("quality_window", cfg.prediction_retention),
+        ):
+            gone[f"records:{kind}"] = self.storage.delete_records(kind, before=at - horizon)
         for kind, n in gone.items():
             if n:
                 self.registry.inc("infersight_processor_expired_total", n, kind=kind)

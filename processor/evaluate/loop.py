@@ -55,6 +55,8 @@ __all__ = ["EvaluationLoop", "FINDING", "HISTORY", "STATE", "locate_since"]
 log = logging.getLogger("infersight.processor.evaluate")
 
 FINDING, HISTORY, STATE = "finding", "finding_history", "evaluation"
+# per window: how many labelled calls the label-driven evaluators last saw
+LABELS = "evaluation_labels"
 _SINCE_LOOKBACK = 48  # windows of history the change point is looked for in
 
 
@@ -230,6 +232,81 @@ class EvaluationLoop:
                     continue  # before the model's first data, or a gap it will fill: nothing to judge
                 found = self._window(name, ms, size, s, data_start, st, states, token, now)
                 made.extend(found)
+            if self._label_driven():
+                made.extend(
+                    self._labels_pass(name, ms, size, max(origin, oldest - self._label_horizon(size)), newest, now)
+                )
+        return made
+
+    # -- late labels ------------------------------------------------------------------------
+
+    def _label_driven(self) -> list[Evaluator]:
+        """Evaluators whose verdicts depend on labels (``uses_labels``): model quality."""
+        return [e for e in self.evaluators if getattr(e, "uses_labels", False)]
+
+    def _label_horizon(self, size: int) -> int:
+        """How far back a late label can still change a verdict: the store keeps unlabelled
+        calls for the feedback TTL, so a label arriving later has nothing to join."""
+        ttl = float(getattr(self.storage, "feedback_ttl", 7 * 86400))
+        return int(math.ceil(ttl / size)) * size
+
+    def _labels_pass(
+        self, model: str, ms: ModelSettings, size: int, oldest: int, newest: int, now: float
+    ) -> list[Finding]:
+        """Re-run the label-driven evaluators on every closed window whose count of labelled
+        calls changed since they last ran: labels arrive minutes to days after the calls, long
+        after the window's other verdicts were reached. The earlier verdicts go to history."""
+        if newest < oldest:
+            return []
+        counts = self.storage.label_counts(model, size, oldest, newest + size)
+        if not counts:
+            return []
+        seen = {
+            int(r.time): r
+            for r in self.storage.get_records(
+                LABELS, model=model, key_prefix=f"{model}|{size}|", start=oldest, end=newest + 1
+            )
+        }
+        made: list[Finding] = []
+        waits = [float(e.label_wait(model)) for e in self._label_driven() if hasattr(e, "label_wait")]
+        wait = max(waits, default=0.0)
+        # from the first labelled window on: a window with no label yet is judged too (its
+        # coverage), again when a label arrives, and once more when the label wait is over
+        for s in range(min(counts), newest + 1, size):
+            n = counts.get(s, 0)
+            waited = now >= s + size + wait
+            prev = seen.get(s)
+            if prev is not None and prev.body.get("labels") == n and (prev.body.get("waited") or not waited):
+                continue
+            revision = int(prev.body.get("revision", -1)) + 1 if prev is not None else 0
+            ctx = EvaluationContext(self.storage, model, size, s, now, settings=ms)
+            found: list[Finding] = []
+            for e in self._label_driven():
+                try:
+                    found.extend(e.evaluate(ctx))
+                except Exception:
+                    log.exception("evaluator %r failed on %s window %ss at %s", getattr(e, "name", e), model, size, s)
+                    self.registry.inc(
+                        "infersight_processor_evaluator_errors_total", evaluator=str(getattr(e, "name", "?"))
+                    )
+            found = [replace(f, revision=revision, evaluated_at=now) for f in found]
+            kinds = {f.kind for f in found}
+            records: list[Record] = []
+            for r in self.storage.get_records(FINDING, model=model, start=s, end=s + 1):
+                if r.body.get("window_size") == size and r.body.get("kind") in kinds:
+                    records.append(Record(HISTORY, f"{r.key}|r{r.body.get('revision', 0)}", model, s, r.body))
+            records.extend(Record(FINDING, f.key, model, s, _body(f)) for f in found)
+            records.append(
+                Record(LABELS, f"{model}|{size}|{s}", model, s, {"labels": n, "revision": revision, "waited": waited})
+            )
+            self.storage.put_records(records)
+            if found:
+                try:
+                    self.on_findings(found)
+                except Exception:
+                    log.exception("on_findings failed for %s window %ss at %s", model, size, s)
+                    self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="on_findings")
+            made.extend(found)
         return made
 
     def _window(
@@ -257,6 +334,8 @@ class EvaluationLoop:
         ctx.cache["previous_present"] = self._previous_present(model, size, start, states)
         findings: list[Finding] = []
         for e in self.evaluators:
+            if getattr(e, "uses_labels", False):
+                continue  # judged as labels arrive (_labels_pass)
             try:
                 findings.extend(e.evaluate(ctx))
             except Exception:

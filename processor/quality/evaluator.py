@@ -151,9 +151,16 @@ class QualityEvaluator:
     """Implements the ``Evaluator`` protocol (``evaluate(ctx) -> list[Finding]``)."""
 
     name = "quality"
+    # the evaluation loop runs it on each window again whenever that window's count of
+    # labelled calls changes (labels arrive long after the window closed)
+    uses_labels = True
 
     def __init__(self, settings: QualitySettings | None = None) -> None:
         self.settings = settings or QualitySettings()
+
+    def label_wait(self, model: str) -> float:
+        """Seconds after a window closes before its coverage is judged (labels still arriving)."""
+        return float(self.settings.for_model(model).label_wait)
 
     # -- the protocol -----------------------------------------------------------------------
 

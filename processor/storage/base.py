@@ -241,6 +241,11 @@ class Storage(abc.ABC):
     def row_count(self) -> int:
         """How many window rows are stored (compaction makes it smaller)."""
 
+    @abc.abstractmethod
+    def label_counts(self, model: str, size: int, start: int, end: int) -> dict[int, int]:
+        """Per window of ``size`` seconds starting in ``[start, end)``: how many of the model's
+        calls (outcomes) have their label (a late label changes the count)."""
+
     # -- evaluation records -----------------------------------------------------------------
 
     @abc.abstractmethod

@@ -490,6 +490,16 @@ class SqlStorage(Storage):
             parts.setdefault((role, name, version), []).append(decode_window(data))
         return {k: v[0] if len(v) == 1 else WindowStats.merge_all(v) for k, v in parts.items()}
 
+    def label_counts(self, model: str, size: int, start: int, end: int) -> dict[int, int]:
+        step = size * 10**9
+        rows = self._read(
+            "SELECT o.time_ns / ?, COUNT(*) FROM outcomes o JOIN feedback f "
+            "ON f.model = o.model AND f.request_id = o.request_id "
+            "WHERE o.model=? AND o.time_ns >= ? AND o.time_ns < ? GROUP BY o.time_ns / ?",
+            (step, model, start * 10**9, end * 10**9, step),
+        )
+        return {int(r[0]) * size: int(r[1]) for r in rows}
+
     def window_marks(self, model: str, start: int, end: int) -> dict[int, str]:
         """Per base window: how many rows it has and the newest row's id (a late point adds a
         row; compaction replaces rows, which changes the mark without changing the totals)."""

@@ -319,3 +319,45 @@ def test_the_api_body_by_slice_version_and_window(store):
     v2 = quality_body(store, cfg, "m", T0, T0 + 60, version="2")
     assert v2["calls"] == 40 and set(v2["versions"]) == {"2"}
     assert body["label_delay_seconds"]["max"] == pytest.approx(200.0)
+
+
+def test_the_loop_judges_quality_again_as_late_labels_arrive_and_keeps_the_earlier_verdict(store):
+    """The window's other verdicts are reached when it closes; its labels come minutes to days
+    later. Each time the count of labelled calls changes, the loop re-runs quality on that
+    window (revision + 1, the earlier verdict in history) and hands the findings on."""
+    from infersight.processor.evaluate.loop import EvaluationLoop
+    from infersight.processor.evaluate.settings import parse_evaluation, parse_models
+
+    handed: list[list] = []
+    loop = EvaluationLoop(
+        store,
+        parse_models({"*": {"windows": ["1m"]}}, "models"),
+        parse_evaluation({"lateness": "10s"}, "evaluation"),
+        on_findings=handed.append,
+    )
+    loop.evaluators.append(QualityEvaluator(parse_quality({"min_labelled": 20, "min": {"accuracy": 0.8}}, "quality")))
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 2, 200)
+    calls = [_outcome(f"c{i}", T0 + i * 0.25, int(truth[i])) for i in range(200)]
+    store.write(WriteBatch(windows={WindowKey("m", "1", MODEL, "", W, T0): _durations([0.01] * 200)}, outcomes=calls))
+
+    def accuracy(now: float) -> list:
+        made = loop.run_once(now=now)
+        return [f for f in made if f.kind == "quality" and f.subject == "accuracy" and f.version == "1"]
+
+    assert accuracy(T0 + W + 11) == []  # closed and judged; no label yet, nothing to score
+    # the first 100 labels: all right
+    store.write(WriteBatch(feedback=[_label(f"c{i}", T0 + 600, int(truth[i])) for i in range(100)]))
+    first = accuracy(T0 + 700)
+    assert len(first) == 1 and first[0].statistic == 1.0 and first[0].status == "ok" and first[0].n_current == 100
+    assert accuracy(T0 + 710) == []  # nothing new: not judged again
+    # a day later the rest arrive, all wrong: accuracy 0.5, under the configured minimum
+    store.write(WriteBatch(feedback=[_label(f"c{i}", T0 + 86400, 1 - int(truth[i])) for i in range(100, 200)]))
+    second = accuracy(T0 + 86400 + 60)
+    assert len(second) == 1 and second[0].statistic == pytest.approx(0.5) and second[0].status == "breach"
+    assert second[0].revision == first[0].revision + 1
+    assert any(f.subject == "accuracy" and f.status == "breach" for batch in handed for f in batch)
+    history = store.get_records("finding_history", model="m")
+    assert [r.body["statistic"] for r in history if r.body["subject"] == "accuracy" and r.body["version"] == "1"] == [
+        1.0
+    ]
