@@ -212,3 +212,61 @@ def test_prediction_drift_and_label_shift_from_stored_class_counts(store):
     assert shift.status == "breach" and shift.method == "bbse" and shift.cause == "label_shift"
     assert shift.details["estimated"]["yes"] > 0.5  # BBSE sees through the classifier's errors
     assert out[(SIZE, "x")].status == "ok"
+
+
+def test_a_long_null_stream_through_the_loop_and_the_alert_engine_raises_no_alert(store):
+    """Issue 14: a long stream with no change, sketch path included, raises nothing. 300
+    one-minute windows x 24 features (numeric with a few NaNs, integer counts, categories)
+    drawn from the reference's distribution go through storage, the evaluators and the alert
+    engine with its default (auto) persistence; a real shift in one feature afterwards is
+    still caught, as one incident naming it."""
+    from infersight.processor.alerts import AlertManager, parse_alerts
+    from infersight.stats.reference import Reference
+
+    rng = np.random.default_rng(2024)
+    numeric = [f"x{i}" for i in range(16)]
+    counts = [f"n{i}" for i in range(4)]
+    cats = [f"c{i}" for i in range(4)]
+    levels = np.array(["a", "b", "c", "d", "e"], dtype=object)
+    shares = [0.4, 0.25, 0.2, 0.1, 0.05]
+
+    def draw(n: int, shift: float = 0.0) -> dict[str, np.ndarray]:
+        cols: dict[str, np.ndarray] = {}
+        for k, name in enumerate(numeric):
+            x = rng.normal(10 + k + (shift if k == 0 else 0.0), 1 + k / 10, n)
+            x[rng.random(n) < 0.01] = np.nan
+            cols[name] = x
+        for name in counts:
+            cols[name] = rng.poisson(3, n).astype(float)
+        for name in cats:
+            cols[name] = rng.choice(levels, n, p=shares)
+        return cols
+
+    ref = Reference.from_data(draw(20_000), model="m", multivariate=False)
+    kinds = {name: prof.kind for name, prof in ref.features.items()}
+    windows = 300
+    for w in range(windows + 6):
+        b = WriteBatch()
+        for name, x in draw(500, shift=0.5 if w >= windows else 0.0).items():
+            b.windows[WindowKey("m", "1", FEATURE, name, SIZE, T0 + w * SIZE)] = FeatureWindow.from_column(
+                x, kinds[name]
+            ).to_stats()
+        store.write(b)
+    alerts = AlertManager(parse_alerts({}, "alerts"), store, clock=lambda: float(T0))
+    loop = EvaluationLoop(
+        store,
+        parse_models({"*": {"windows": ["1m"]}}, "models"),
+        parse_evaluation({"lateness": 0, "backfill": "30d"}, "evaluation"),
+        on_findings=alerts.observe,
+    )
+    loop.references.push("m", ref.to_dict(), now=T0)
+    made = loop.run_once(now=T0 + windows * SIZE)
+    cells = [f for f in made if f.kind == "drift" and not f.version]
+    assert len(cells) == windows * 24
+    # chance breaches happen (each cell is a test at alpha = 0.001, twice) but never persist
+    assert sum(f.status == "breach" for f in cells) <= 0.01 * len(cells)
+    assert alerts.incidents() == []
+    loop.run_once(now=T0 + (windows + 6) * SIZE)
+    opened = alerts.incidents("open")
+    assert len(opened) == 1 and opened[0]["subjects"] == ["x0"], opened
+    alerts.close()
