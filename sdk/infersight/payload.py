@@ -171,7 +171,10 @@ def _column(values: Any) -> npt.NDArray[Any]:
             return np.array([None if v is None else str(v) for v in obj.reshape(len(obj), -1)], dtype=object)
         types = set(map(type, obj.tolist()))
         if types and types <= _NUMBER_TYPES:
-            return np.array(obj.tolist(), dtype=np.float64 if float in types else np.int64)
+            try:
+                return np.array(obj.tolist(), dtype=np.float64 if float in types else np.int64)
+            except OverflowError:  # an int past int64 (or past a float): value by value
+                return obj
         return obj
     return arr.astype(object)
 
