@@ -11,3 +11,6 @@ def row_of_items(columns: Any, array_type: type, /) -> dict[str, Any] | None: ..
 def records_matrix(
     rows: list[Any], start: int, out: Any, /
 ) -> tuple[tuple[str, ...], list[tuple[int, list[Any]]]] | None: ...
+def sketch_rows(
+    values: Any, logs: Any, n: int, max_size: int, max_scale: int, stats: Any, ints: Any, counts: Any, /
+) -> bool | None: ...

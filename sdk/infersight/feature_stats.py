@@ -42,7 +42,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.export import Buckets as OtelBuckets
 
-from infersight._otlp_encode import _speedups as _ext
+from infersight._extension import speedups as _ext
 from infersight.payload import Normalized, Outputs
 from infersight.stats.columns import OTHER, split_values
 from infersight.stats.sketch import ExpHistogram

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from infersight._otlp_encode import _speedups as _ext
+from infersight._extension import speedups as _ext
 from infersight.stats.columns import ABSENT, TEXT_MIN_LENGTH
 
 __all__ = ["Normalized", "Outputs", "normalize_inputs", "normalize_outputs", "TEXT_MIN_LENGTH", "ABSENT"]

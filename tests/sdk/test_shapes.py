@@ -20,12 +20,18 @@ import pytest
 
 import infersight
 from infersight import feature_stats, payload
+from infersight.stats import sketch
 from support.otlp_sink import OtlpSink, attrs
 
 REQUIRED = os.environ.get("INFERSIGHT_REQUIRE_SPEEDUPS", "").strip() == "1"
 PURE = os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1"
 # What the C extension adds to the shape conversions, by module (``None`` when it is off).
-CONVERTERS = [(payload, "_row_dict"), (payload, "_row_of_items"), (feature_stats, "_records_matrix")]
+CONVERTERS = [
+    (payload, "_row_dict"),
+    (payload, "_row_of_items"),
+    (feature_stats, "_records_matrix"),
+    (sketch, "_c_sketch_rows"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -293,13 +299,14 @@ def test_redacted_fields_of_a_list_of_dicts_are_left_out(sink, path):
 
 def test_pure_python_variable_turns_the_converters_off():
     probe = (
-        "from infersight import feature_stats, payload; "
-        "print(payload._row_dict is None, payload._row_of_items is None, feature_stats._records_matrix is None)"
+        "from infersight import feature_stats, payload; from infersight.stats import sketch; "
+        "print(payload._row_dict is None, payload._row_of_items is None, feature_stats._records_matrix is None, "
+        "sketch._c_sketch_rows is None)"
     )
     env = {**os.environ, "INFERSIGHT_PURE_PYTHON": "1"}
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split() == ["True", "True", "True"]
+    assert run.stdout.split() == ["True", "True", "True", "True"]
 
 
 def test_a_batch_split_over_many_buffered_calls_equals_one_call(configured):

@@ -8,6 +8,7 @@ such batches as the slow per-value mapping below does: no crash, no lost or move
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 
 import numpy as np
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.logarithm_mapping import LogarithmMapping
 
+from infersight.stats import sketch
 from infersight.stats.sketch import DEFAULT_MAX_SCALE, MIN_SCALE, ExpHistogram
 from support.otel import otel_point
 
@@ -158,3 +160,91 @@ def test_narrow_boundary_batches_equal_the_otel_sdk(k, steps):
         counts.pop()
     assert (s.positive.offset, s.positive.counts.tolist()) == (p.positive.offset, counts)
     assert as_slow(s) == slow_sketch(values)
+
+
+# -- the C extension's sketch is the numpy path's, index for index ----------------------------
+
+REQUIRED = os.environ.get("INFERSIGHT_REQUIRE_SPEEDUPS", "").strip() == "1"
+PURE = os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1"
+
+
+def c_and_python(columns: np.ndarray, max_size: int = 160) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """``from_columns`` of feature-major ``columns`` through the C extension, then through the
+    numpy code alone."""
+    c_path = sketch._c_sketch_rows
+    if c_path is None:
+        if REQUIRED and not PURE:
+            pytest.fail("infersight._speedups is not built and INFERSIGHT_REQUIRE_SPEEDUPS=1")
+        pytest.skip("the C sketch is not in use")
+    in_c, c_nans = ExpHistogram.from_columns(columns, max_size=max_size)
+    sketch._c_sketch_rows = None
+    try:
+        in_numpy, numpy_nans = ExpHistogram.from_columns(columns, max_size=max_size)
+    finally:
+        sketch._c_sketch_rows = c_path
+    return in_c, in_numpy, c_nans, numpy_nans
+
+
+def assert_same(a: ExpHistogram, b: ExpHistogram) -> None:
+    """Everything equal to the bit, but the sum: numpy's pairwise order is followed in C, yet
+    numpy may add in another order on another machine."""
+    da, db = a.to_dict(), b.to_dict()
+    sa, sb = da.pop("sum"), db.pop("sum")
+    assert da == db
+    assert sa == sb or math.isclose(sa, sb, rel_tol=1e-12) or not (math.isfinite(sa) and math.isfinite(sb))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.data(),
+    st.sampled_from([2, 4, 20, 160]),
+)
+def test_the_c_sketch_is_the_numpy_sketch_on_boundary_values(k, data, max_size):
+    floats = st.one_of(boundary_floats(), st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0]))
+    rows = data.draw(st.lists(st.lists(floats, min_size=k, max_size=k), min_size=1, max_size=60))
+    columns = np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
+    in_c, in_numpy, c_nans, numpy_nans = c_and_python(columns, max_size)
+    assert c_nans.tolist() == numpy_nans.tolist()
+    for a, b in zip(in_c, in_numpy):
+        assert_same(a, b)
+    for j in range(k):  # and both are the slow per-value mapping's
+        assert as_slow(in_c[j]) == slow_sketch([r[j] for r in rows], max_size)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_c_sketch_is_the_numpy_sketch_on_many_values(seed):
+    """Half a million values over the whole float range, either sign, a few whole numbers and
+    non-finite ones among them: the C pass (numpy's log, the C library's near a boundary)
+    gives every bucket the numpy path gives."""
+    rng = np.random.default_rng(seed)
+    n = 10_000
+    columns = np.concatenate(
+        [
+            np.exp(rng.uniform(-744, 709, (20, n))),
+            rng.normal(size=(10, n)) * 10.0 ** rng.uniform(-300, 300, (10, 1)),
+            rng.integers(-1000, 1000, (10, n)).astype(float),
+            rng.lognormal(0, 1, (10, n)),
+        ]
+    )
+    columns[:20] *= rng.choice([-1.0, 1.0], (20, n))
+    columns[5, ::97] = np.nan
+    columns[6, ::89] = np.inf
+    for max_size in (160, 20):
+        in_c, in_numpy, c_nans, numpy_nans = c_and_python(columns, max_size)
+        assert c_nans.tolist() == numpy_nans.tolist()
+        for a, b in zip(in_c, in_numpy):
+            assert_same(a, b)
+
+
+def test_the_c_mapping_is_the_otel_sdks_at_each_scale_20_boundary_it_meets():
+    """One value per column, so each sketch stays at scale 20 and its offset is the value's
+    index: values on, and an ulp either side of, boundaries across the whole range."""
+    rng = np.random.default_rng(11)
+    i = rng.integers(-1021 << 20, 1023 << 20, 3000)
+    at = 2.0 ** (i / 2**20)
+    values = np.concatenate([at, np.nextafter(at, 0), np.nextafter(at, np.inf), 2.0 ** np.arange(-1074.0, 1024.0)])
+    in_c, in_numpy, _, _ = c_and_python(values.reshape(-1, 1).copy())
+    mapping = LogarithmMapping(20)
+    for v, a, b in zip(values.tolist(), in_c, in_numpy):
+        assert a.positive.offset == b.positive.offset == mapping.map_to_index(v)

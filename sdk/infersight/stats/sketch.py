@@ -7,7 +7,13 @@ exponential histogram, and the processor can merge windows (minute → hour) and
 (pod A + pod B) without ever seeing raw values.
 
 Why not ``Histogram.record`` per value: a 1000 × 50 batch would be 50,000 Python calls on the
-request path. Here a whole column is bucketed in a few numpy operations.
+request path. Here a whole column is bucketed in a few numpy operations, or, where the optional
+C extension is built, in numpy's log and one C pass that gives the same buckets (the numpy
+code is the reference it is tested against, value for value).
+
+Each value's index is the one the OTel SDK's own mapping gives it (its C library's log, exact
+powers of two); that mapping is not monotone within a hair of a boundary (the float just below
+``2**k`` lands above ``2**k``), so the index range, and the scale, come from the indices.
 
 Example:
     >>> import numpy as np
@@ -29,11 +35,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from infersight._extension import speedups as _ext
+
 __all__ = ["Buckets", "ExpHistogram", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_SCALE"]
 
 DEFAULT_MAX_SIZE = 160  # the OTel SDK's default bucket count per sign
 DEFAULT_MAX_SCALE = 20  # the OTel SDK's maximum scale
 MIN_SCALE = -10
+
+# The C extension's :meth:`ExpHistogram._sketch_rows` (None where not built or turned off);
+# the numpy code there is the reference it follows, index for index.
+_c_sketch_rows: Any = getattr(_ext, "sketch_rows", None)
 
 _MIN_NORMAL = 2.2250738585072014e-308  # smallest positive normal float64
 _MIN_NORMAL_EXPONENT = -1022
@@ -437,6 +449,48 @@ class ExpHistogram:
         return cls._sketch_rows(bufs, max_size, max_scale)
 
     @classmethod
+    def _sketch_rows_in_c(
+        cls, T: npt.NDArray[np.float64], logs: npt.NDArray[np.float64], max_size: int, max_scale: int
+    ) -> tuple[list[ExpHistogram], npt.NDArray[np.int64]] | None:
+        """:meth:`_sketch_rows` by the C extension: numpy's (SIMD) log of the magnitudes into
+        ``logs`` (a scratch buffer shaped like ``T``), then one pass in C maps and summarises
+        the values and one counts them, the C library's log deciding the few values near a
+        bucket boundary, so every index is the one the numpy path gives; ``None`` where the
+        extension does not take the batch (a scale outside 1..20)."""
+        k, n = T.shape
+        np.abs(T, out=logs)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.log(logs, out=logs)
+        stats = np.empty((k, 3))
+        ints = np.empty((k, 8), np.int64)
+        counts = np.empty((k, 2, max_size + 1), np.int64)
+        if _c_sketch_rows(T, logs, n, max_size, max_scale, stats, ints, counts) is None:
+            return None
+        empty = np.zeros(0, np.int64)
+        out: list[ExpHistogram] = []
+        for j, ((total, lo, hi), (cnt, zeros, _, change, pos_at, pos_len, neg_at, neg_len)) in enumerate(
+            zip(stats.tolist(), ints.tolist())
+        ):
+            if cnt == 0:
+                out.append(cls(max_size=max_size))
+                continue
+            out.append(
+                cls(
+                    0 if zeros == cnt else max_scale - change,  # all-zero: scale 0, as the OTel SDK
+                    zeros,
+                    # views: ``counts`` is this call's own array, never reused
+                    Buckets(pos_at, counts[j, 0, :pos_len]) if pos_len else Buckets(0, empty),
+                    Buckets(neg_at, counts[j, 1, :neg_len]) if neg_len else Buckets(0, empty),
+                    cnt,
+                    total,
+                    lo,
+                    hi,
+                    max_size,
+                )
+            )
+        return out, ints[:, 2].copy()
+
+    @classmethod
     def _sketch_rows(
         cls,
         bufs: tuple[list[npt.NDArray[np.float64]], list[npt.NDArray[np.int64]]],
@@ -446,6 +500,10 @@ class ExpHistogram:
         """Sketch each row of the first scratch buffer (feature-major values, overwritten)."""
         (T, tmp, tmp2), (idx, itmp) = bufs
         k, n = T.shape
+        if _c_sketch_rows is not None:
+            done = cls._sketch_rows_in_c(T, tmp, max_size, max_scale)
+            if done is not None:
+                return done
         finite = np.isfinite(T)
         all_finite = bool(finite.all())
         if all_finite:
