@@ -1014,6 +1014,76 @@ fail:
     return result;
 }
 
+PyDoc_STRVAR(columns_matrix_doc,
+             "columns_matrix(columns, array_type, out, /)\n--\n\n"
+             "A dict of k equally long 1-D float64 arrays (exact str names, values of exactly\n"
+             "array_type) copied into out, a writable C-ordered buffer of k * n float64, column\n"
+             "j of the dict (in order) into its row j; the answer is the tuple of the k names.\n"
+             "None, with out in any state, for any other dict or a length other than n.");
+
+static PyObject *
+columns_matrix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "columns_matrix() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *columns = args[0], *array_type = args[1];
+    if (!PyDict_CheckExact(columns) || !PyType_Check(array_type) || PyDict_GET_SIZE(columns) == 0)
+        Py_RETURN_NONE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[2], &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    Py_ssize_t k = PyDict_GET_SIZE(columns);
+    Py_ssize_t n = view.len / (Py_ssize_t)(k * sizeof(double));
+    PyObject *names = NULL;
+    if (n == 0 || view.len != n * k * (Py_ssize_t)sizeof(double))
+        goto other;
+    names = PyTuple_New(k);
+    if (names == NULL)
+        goto fail;
+    {
+        double *out = (double *)view.buf;
+        Py_ssize_t pos = 0, j = 0;
+        PyObject *key, *value;
+        /* Only C code runs while the dict is read (an ndarray's buffer export runs none). */
+        while (PyDict_Next(columns, &pos, &key, &value)) {
+            if (!PyUnicode_CheckExact(key) || Py_TYPE(value) != (PyTypeObject *)array_type)
+                goto other;
+            Py_buffer col;
+            if (PyObject_GetBuffer(value, &col, PyBUF_STRIDES | PyBUF_FORMAT) < 0)
+                goto other;
+            int fits = col.ndim == 1 && col.shape[0] == n && col.itemsize == (Py_ssize_t)sizeof(double) &&
+                       col.format != NULL && strcmp(col.format, "d") == 0;
+            if (fits) {
+                const char *at = (const char *)col.buf;
+                double *row = out + j * n;
+                if (col.strides[0] == (Py_ssize_t)sizeof(double))
+                    memcpy(row, at, (size_t)n * sizeof(double));
+                else
+                    for (Py_ssize_t i = 0; i < n; i++)
+                        memcpy(row + i, at + i * col.strides[0], sizeof(double));
+            }
+            PyBuffer_Release(&col);
+            if (!fits)
+                goto other;
+            Py_INCREF(key);
+            PyTuple_SET_ITEM(names, j++, key);
+        }
+    }
+    PyBuffer_Release(&view);
+    return names;
+other:
+    PyErr_Clear(); /* a column that exports no buffer is the Python path's to judge */
+    Py_XDECREF(names);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+fail:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 /* ---- exponential-histogram sketches (infersight.stats.sketch is the reference) ------------ */
 
 #define SK_MANTISSA 0x000FFFFFFFFFFFFFull
@@ -1257,6 +1327,7 @@ static PyMethodDef methods[] = {
     {"row_of_items", (PyCFunction)(void (*)(void))row_of_items, METH_FASTCALL, row_of_items_doc},
     {"records_matrix", (PyCFunction)(void (*)(void))records_matrix, METH_FASTCALL, records_matrix_doc},
     {"sketch_rows", (PyCFunction)(void (*)(void))sketch_rows, METH_FASTCALL, sketch_rows_doc},
+    {"columns_matrix", (PyCFunction)(void (*)(void))columns_matrix, METH_FASTCALL, columns_matrix_doc},
     {NULL, NULL, 0, NULL},
 };
 

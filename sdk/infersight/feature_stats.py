@@ -389,7 +389,8 @@ class FeatureStats:
             cols = norm.as_columns()
             names = tuple(cols)
             data = tuple(cols.values())
-        if n * max(len(names), 1) < _HARD_VALUES:  # a copy: the caller may reuse its arrays
+        if n * max(len(names), 1) < _HARD_VALUES and not (norm.owned and data is matrix):
+            # a copy: the caller may reuse its arrays
             data = np.array(data) if isinstance(data, np.ndarray) else tuple(np.array(c) for c in data)
         self._buffer_block(model, names, data, n)
 
