@@ -1,5 +1,8 @@
 /*
- * infersight._speedups: the OTLP span encoder of infersight._otlp_encode, in C.
+ * infersight._speedups: the OTLP span encoder of infersight._otlp_encode, in C; beside it, the
+ * request path's converters (row_dict, row_of_items, records_matrix, columns_matrix; the code in
+ * infersight.payload and infersight.feature_stats next to each call is their reference) and the
+ * sketch of feature columns (sketch_rows; infersight.stats.sketch is its reference).
  *
  * encode_spans(spans, fallback) -> bytes
  *
@@ -867,8 +870,9 @@ other:
 PyDoc_STRVAR(records_matrix_doc,
              "records_matrix(rows, start, out, /)\n--\n\n"
              "Rows rows[start:start + m] of a list of dicts, m = len(out) / len(rows[start]), as\n"
-             "columns: out (a writable buffer of m * k float64, rows x names: value j of row i at\n"
-             "i * k + j) receives every column whose values are all float or int (not bool);\n"
+             "columns: out (a writable buffer of k * m float64, names x rows, feature-major as the\n"
+             "sketch reads them: value j of row i at j * m + i) receives every column whose\n"
+             "values are all float or int (not bool);\n"
              "the answer is (names, others): the k names (str) of rows[start] in order, and a\n"
              "list of (j, values) for each other column, values a list of its m values.\n"
              "None, with out in any state, unless every row is a dict with the same names in\n"
@@ -949,13 +953,13 @@ records_matrix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (key != name && (!PyUnicode_CheckExact(key) || PyUnicode_Compare(key, name) != 0))
                 goto other;
             if (PyFloat_CheckExact(value)) {
-                out[i * k + j] = PyFloat_AS_DOUBLE(value);
+                out[j * m + i] = PyFloat_AS_DOUBLE(value);
             }
             else if (PyLong_CheckExact(value)) {
                 double d = PyLong_AsDouble(value);
                 if (d == -1.0 && PyErr_Occurred())
                     goto other; /* too big for a float: the Python path says what happens */
-                out[i * k + j] = d;
+                out[j * m + i] = d;
             }
             else if (IS_PLAIN(value)) {
                 is_other[j] = 1;
@@ -1179,8 +1183,8 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
        int32_t *ix, double *stats, int64_t *ints, int64_t *counts)
 {
     Py_ssize_t count = 0, zeros = 0, nans = 0;
-    /* per sign (0: positive, 1: negative), no branch on the sign: it is random in most data */
-    int64_t lo[2] = {INT64_MAX, INT64_MAX}, hi[2] = {INT64_MIN, INT64_MIN};
+    /* per sign, with selects rather than branches: the sign is random in most data */
+    int64_t plo = INT64_MAX, phi = INT64_MIN, nlo = INT64_MAX, nhi = INT64_MIN;
     double min_pos = INFINITY, max_pos = -INFINITY, min_neg = INFINITY, max_neg = -INFINITY;
     for (Py_ssize_t i = 0; i < n; i++) {
         double v = x[i];
@@ -1195,8 +1199,11 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
         int s = v < 0;
         int64_t k = sk_index(fabs(v), ln[i], max_scale, factor);
         ix[i] = (int32_t)k;
-        lo[s] = k < lo[s] ? k : lo[s];
-        hi[s] = k > hi[s] ? k : hi[s];
+        int64_t kpl = s ? INT64_MAX : k, kph = s ? INT64_MIN : k, knl = s ? k : INT64_MAX, knh = s ? k : INT64_MIN;
+        plo = kpl < plo ? kpl : plo;
+        phi = kph > phi ? kph : phi;
+        nlo = knl < nlo ? knl : nlo;
+        nhi = knh > nhi ? knh : nhi;
         /* min_pos: the smallest positive value; max_neg: the negative one nearest zero */
         double pos_lo = s ? INFINITY : v, pos_hi = s ? -INFINITY : v;
         double neg_lo = s ? v : INFINITY, neg_hi = s ? v : -INFINITY;
@@ -1205,7 +1212,6 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
         min_neg = neg_lo < min_neg ? neg_lo : min_neg;
         max_neg = neg_hi > max_neg ? neg_hi : max_neg;
     }
-    int64_t plo = lo[0], phi = hi[0], nlo = lo[1], nhi = hi[1];
     int has_pos = phi != INT64_MIN, has_neg = nhi != INT64_MIN;
     int change = 0;
     if (has_pos)
@@ -1334,7 +1340,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "infersight._speedups",
-    "C encoder for infersight's spans (see infersight._otlp_encode, the reference).",
+    "C paths of infersight: the span encoder, row converters and column sketch (see each caller's Python reference).",
     -1,
     methods,
     NULL,

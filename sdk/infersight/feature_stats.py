@@ -315,11 +315,13 @@ class FeatureStats:
                 break
             k = len(first)
             m = min(n - done, max(1, _CONVERT_VALUES // k))
-            matrix = np.empty((m, k), dtype=np.float64)
-            converted = _records_matrix(rows, done, matrix)
+            # written feature-major (names x rows), the layout the sketch reads: the batch's
+            # rows x names matrix is its transpose, a view
+            feature_major = np.empty((k, m), dtype=np.float64)
+            converted = _records_matrix(rows, done, feature_major)
             if converted is None:
                 break
-            names, data = self._records_block(converted, matrix, redactor)
+            names, data = self._records_block(converted, feature_major.T, redactor)
             self._buffer_block(model, names, data, m)
             done += m
         return done

@@ -279,6 +279,12 @@ def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
         row = _row_of_items(obj, np.ndarray)
         if row is not None:
             return Normalized(1, row=row)
+    first = next(iter(obj.values()), None)
+    if type(first) is np.ndarray and first.ndim == 1 and first.shape[0] > 1:
+        # A batch of numpy columns (the first is longer than one row): no one-row check.
+        block = _numpy_columns(obj)
+        if block is not None:
+            return block
     if obj and set(map(len, obj.values())) == {1}:
         # The common one-row dict of columns, without a per-value type check: lists, or numpy
         # columns of one dtype (joined, then turned into Python scalars in one call).
@@ -552,7 +558,10 @@ def normalize_outputs(
     (['yes', 'no'], [0.9, 0.8])
     """
     out = Outputs(n_rows=1)
-    _collect_output(obj, name, out, classes, default)
+    if type(obj) is np.ndarray:  # what model.predict answers: straight to the array's reading
+        _collect_array(obj, name, out, classes, default)
+    else:
+        _collect_output(obj, name, out, classes, default)
     return out
 
 

@@ -423,6 +423,10 @@ class ExpHistogram:
             if n == 0 or k == 0:
                 return [cls(max_size=max_size) for _ in range(k)], np.zeros(k, np.int64)
             step = max(1, _Scratch.MAX_ELEMENTS // n)
+            if _c_sketch_rows is not None and columns.dtype == np.float64 and columns.flags.c_contiguous:
+                done = cls._columns_in_c(columns, step, max_size, max_scale)
+                if done is not None:
+                    return done
             if k > step:
                 # A few features at a time, so the work buffers stay the per-thread scratch ones
                 # (a 100,000 x 50 batch at once would take five fresh 40 MB temporaries).
@@ -447,6 +451,27 @@ class ExpHistogram:
         for row, col in zip(bufs[0][0], cols):
             np.copyto(row, col)
         return cls._sketch_rows(bufs, max_size, max_scale)
+
+    @classmethod
+    def _columns_in_c(
+        cls, columns: npt.NDArray[np.float64], step: int, max_size: int, max_scale: int
+    ) -> tuple[list[ExpHistogram], npt.NDArray[np.int64]] | None:
+        """Feature-major float64 ``columns`` sketched by the C extension straight from where
+        they are (it does not write to them, unlike the numpy path, which works on a copy);
+        ``step`` features at a time, so the one work buffer (their logs) stays bounded."""
+        k, n = columns.shape
+        rows = min(step, k)
+        logs = _scratch.get((rows, n))[0][1] if rows * n <= _Scratch.MAX_ELEMENTS else np.empty((rows, n))
+        out: list[ExpHistogram] = []
+        nans: list[npt.NDArray[np.int64]] = []
+        for at in range(0, k, step):
+            part = columns[at : at + step]
+            done = cls._sketch_rows_in_c(part, logs[: part.shape[0]], max_size, max_scale)
+            if done is None:
+                return None
+            out.extend(done[0])
+            nans.append(done[1])
+        return out, nans[0] if len(nans) == 1 else np.concatenate(nans)
 
     @classmethod
     def _sketch_rows_in_c(
