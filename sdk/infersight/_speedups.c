@@ -1185,7 +1185,7 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
     Py_ssize_t count = 0, zeros = 0, nans = 0;
     /* per sign, with selects rather than branches: the sign is random in most data */
     int64_t plo = INT64_MAX, phi = INT64_MIN, nlo = INT64_MAX, nhi = INT64_MIN;
-    double min_pos = INFINITY, max_pos = -INFINITY, min_neg = INFINITY, max_neg = -INFINITY;
+    double lo_value = INFINITY, hi_value = -INFINITY; /* over the nonzero finite values */
     for (Py_ssize_t i = 0; i < n; i++) {
         double v = x[i];
         if (!isfinite(v) || v == 0) {
@@ -1204,13 +1204,8 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
         phi = kph > phi ? kph : phi;
         nlo = knl < nlo ? knl : nlo;
         nhi = knh > nhi ? knh : nhi;
-        /* min_pos: the smallest positive value; max_neg: the negative one nearest zero */
-        double pos_lo = s ? INFINITY : v, pos_hi = s ? -INFINITY : v;
-        double neg_lo = s ? v : INFINITY, neg_hi = s ? v : -INFINITY;
-        min_pos = pos_lo < min_pos ? pos_lo : min_pos;
-        max_pos = pos_hi > max_pos ? pos_hi : max_pos;
-        min_neg = neg_lo < min_neg ? neg_lo : min_neg;
-        max_neg = neg_hi > max_neg ? neg_hi : max_neg;
+        lo_value = v < lo_value ? v : lo_value;
+        hi_value = v > hi_value ? v : hi_value;
     }
     int has_pos = phi != INT64_MIN, has_neg = nhi != INT64_MIN;
     int change = 0;
@@ -1239,8 +1234,9 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
         }
     }
     stats[0] = 0.0 + sk_pairwise(x, n);
-    stats[1] = has_neg ? min_neg : (zeros ? 0.0 : min_pos);
-    stats[2] = has_pos ? max_pos : (zeros ? 0.0 : max_neg);
+    /* zeros count as 0.0 (never -0.0) where they are the smallest or largest value */
+    stats[1] = lo_value < 0 ? lo_value : (zeros ? 0.0 : lo_value);
+    stats[2] = hi_value > 0 ? hi_value : (zeros ? 0.0 : hi_value);
     ints[0] = count;
     ints[1] = zeros;
     ints[2] = nans;
