@@ -27,11 +27,12 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+from infersight._extension import speedups
 
 __all__ = [
     "ACCELERATED",
@@ -45,18 +46,7 @@ __all__ = [
 _log = logging.getLogger("infersight")
 
 
-def _extension() -> Any:
-    """The C extension, unless turned off or not built."""
-    if os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1":
-        return None
-    try:
-        from infersight import _speedups as ext
-    except ImportError:
-        return None
-    return ext
-
-
-_speedups: Any = _extension()
+_speedups: Any = speedups  # the C extension (infersight._extension: the one switch), or None
 
 #: Whether :func:`encode_request` writes spans with the C extension.
 ACCELERATED: bool = _speedups is not None

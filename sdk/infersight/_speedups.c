@@ -1,5 +1,8 @@
 /*
- * infersight._speedups: the OTLP span encoder of infersight._otlp_encode, in C.
+ * infersight._speedups: the OTLP span encoder of infersight._otlp_encode, in C; beside it, the
+ * request path's converters (row_dict, row_of_items, records_matrix, columns_matrix; the code in
+ * infersight.payload and infersight.feature_stats next to each call is their reference) and the
+ * sketch of feature columns (sketch_rows; infersight.stats.sketch is its reference).
  *
  * encode_spans(spans, fallback) -> bytes
  *
@@ -24,6 +27,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -866,8 +870,9 @@ other:
 PyDoc_STRVAR(records_matrix_doc,
              "records_matrix(rows, start, out, /)\n--\n\n"
              "Rows rows[start:start + m] of a list of dicts, m = len(out) / len(rows[start]), as\n"
-             "columns: out (a writable buffer of m * k float64, rows x names: value j of row i at\n"
-             "i * k + j) receives every column whose values are all float or int (not bool);\n"
+             "columns: out (a writable buffer of k * m float64, names x rows, feature-major as the\n"
+             "sketch reads them: value j of row i at j * m + i) receives every column whose\n"
+             "values are all float or int (not bool);\n"
              "the answer is (names, others): the k names (str) of rows[start] in order, and a\n"
              "list of (j, values) for each other column, values a list of its m values.\n"
              "None, with out in any state, unless every row is a dict with the same names in\n"
@@ -948,13 +953,13 @@ records_matrix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (key != name && (!PyUnicode_CheckExact(key) || PyUnicode_Compare(key, name) != 0))
                 goto other;
             if (PyFloat_CheckExact(value)) {
-                out[i * k + j] = PyFloat_AS_DOUBLE(value);
+                out[j * m + i] = PyFloat_AS_DOUBLE(value);
             }
             else if (PyLong_CheckExact(value)) {
                 double d = PyLong_AsDouble(value);
                 if (d == -1.0 && PyErr_Occurred())
                     goto other; /* too big for a float: the Python path says what happens */
-                out[i * k + j] = d;
+                out[j * m + i] = d;
             }
             else if (IS_PLAIN(value)) {
                 is_other[j] = 1;
@@ -1013,6 +1018,309 @@ fail:
     return result;
 }
 
+PyDoc_STRVAR(columns_matrix_doc,
+             "columns_matrix(columns, array_type, out, /)\n--\n\n"
+             "A dict of k equally long 1-D float64 arrays (exact str names, values of exactly\n"
+             "array_type) copied into out, a writable C-ordered buffer of k * n float64, column\n"
+             "j of the dict (in order) into its row j; the answer is the tuple of the k names.\n"
+             "None, with out in any state, for any other dict or a length other than n.");
+
+static PyObject *
+columns_matrix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "columns_matrix() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *columns = args[0], *array_type = args[1];
+    if (!PyDict_CheckExact(columns) || !PyType_Check(array_type) || PyDict_GET_SIZE(columns) == 0)
+        Py_RETURN_NONE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[2], &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    Py_ssize_t k = PyDict_GET_SIZE(columns);
+    Py_ssize_t n = view.len / (Py_ssize_t)(k * sizeof(double));
+    PyObject *names = NULL;
+    if (n == 0 || view.len != n * k * (Py_ssize_t)sizeof(double))
+        goto other;
+    names = PyTuple_New(k);
+    if (names == NULL)
+        goto fail;
+    {
+        double *out = (double *)view.buf;
+        Py_ssize_t pos = 0, j = 0;
+        PyObject *key, *value;
+        /* Only C code runs while the dict is read (an ndarray's buffer export runs none). */
+        while (PyDict_Next(columns, &pos, &key, &value)) {
+            if (!PyUnicode_CheckExact(key) || Py_TYPE(value) != (PyTypeObject *)array_type)
+                goto other;
+            Py_buffer col;
+            if (PyObject_GetBuffer(value, &col, PyBUF_STRIDES | PyBUF_FORMAT) < 0)
+                goto other;
+            int fits = col.ndim == 1 && col.shape[0] == n && col.itemsize == (Py_ssize_t)sizeof(double) &&
+                       col.format != NULL && strcmp(col.format, "d") == 0;
+            if (fits) {
+                const char *at = (const char *)col.buf;
+                double *row = out + j * n;
+                if (col.strides[0] == (Py_ssize_t)sizeof(double))
+                    memcpy(row, at, (size_t)n * sizeof(double));
+                else
+                    for (Py_ssize_t i = 0; i < n; i++)
+                        memcpy(row + i, at + i * col.strides[0], sizeof(double));
+            }
+            PyBuffer_Release(&col);
+            if (!fits)
+                goto other;
+            Py_INCREF(key);
+            PyTuple_SET_ITEM(names, j++, key);
+        }
+    }
+    PyBuffer_Release(&view);
+    return names;
+other:
+    PyErr_Clear(); /* a column that exports no buffer is the Python path's to judge */
+    Py_XDECREF(names);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+fail:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+/* ---- exponential-histogram sketches (infersight.stats.sketch is the reference) ------------ */
+
+#define SK_MANTISSA 0x000FFFFFFFFFFFFFull
+#define SK_MIN_NORMAL 2.2250738585072014e-308 /* smallest positive normal double, 2**-1022 */
+#define SK_MIN_SCALE (-10)
+#define SK_NONE INT32_MIN /* no index: zero or not finite */
+#define SK_FINITE(v) (isfinite(v) ? (v) : 0.0)
+
+/* Index of a positive finite value x at scale 1..20 as the OTel SDK's LogarithmMapping gives
+ * it, from ln_x, its natural logarithm as numpy computes it (SIMD, a fraction of a ns a value,
+ * where the C library's log costs 10-15 ns): subnormals below the smallest normal's bucket,
+ * exact powers of two from their exponent, everything else floor(log(x) * factor) with the C
+ * library's log, what math.log gives the Python reference and the OTel SDK. numpy's log is
+ * within a few units in the last place of that one, under 1e-6 of an index; so where
+ * ln_x * factor lies further than SK_NEAR from an integer its floor is the same, and nearer
+ * (about one value in 500) the C library's log decides. */
+#define SK_NEAR 1e-3
+
+static inline int64_t
+sk_index(double x, double ln_x, int scale, double factor)
+{
+    int64_t unit = (int64_t)1 << scale;
+    if (x <= SK_MIN_NORMAL)
+        return -1022 * unit - 1;
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    if ((bits & SK_MANTISSA) == 0)
+        return ((int64_t)(bits >> 52) - 1023) * unit - 1;
+    int64_t top = 1024 * unit - 1;
+    double y = ln_x * factor;
+    int64_t i = (int64_t)y; /* y's floor: truncation, one less below zero when not whole */
+    i -= y < (double)i;
+    double frac = y - (double)i;
+    if (frac < SK_NEAR || frac > 1.0 - SK_NEAR)
+        i = (int64_t)floor(log(x) * factor);
+    return i < top ? i : top;
+}
+
+/* i >> c rounding down for negative i too, as Python's >> does: the compilers CPython builds
+ * with shift negative numbers arithmetically (checked here at compile time), so no branch on
+ * the sign, which is random for indices of values either side of 1. */
+_Static_assert((-3 >> 1) == -2 && ((int64_t)-1 >> 5) == -1, "arithmetic right shift of negative numbers");
+static inline int64_t
+sk_shift(int64_t i, int c)
+{
+    return i >> c;
+}
+
+/* numpy's pairwise summation (what ndarray.sum runs over a contiguous row), non-finite values
+ * read as 0.0 as the reference zeroes them, so the sums agree to the bit where numpy adds in
+ * this order (the reference compares sums with a tolerance anyway). */
+static double
+sk_pairwise(const double *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        double r = -0.0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            r += SK_FINITE(a[i]);
+        return r;
+    }
+    if (n <= 128) {
+        double r[8];
+        Py_ssize_t i;
+        for (int j = 0; j < 8; j++)
+            r[j] = SK_FINITE(a[j]);
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++)
+                r[j] += SK_FINITE(a[i + j]);
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++)
+            res += SK_FINITE(a[i]);
+        return res;
+    }
+    Py_ssize_t half = n / 2;
+    half -= half % 8;
+    return sk_pairwise(a, half) + sk_pairwise(a + half, n - half);
+}
+
+/* The smallest c with (hi >> c) - (lo >> c) < max_size. */
+static int
+sk_change(int64_t lo, int64_t hi, Py_ssize_t max_size)
+{
+    int c = 0;
+    while (sk_shift(hi, c) - sk_shift(lo, c) >= max_size)
+        c++;
+    return c;
+}
+
+/* Sketch of one row of n values; returns 0, or -1 when the buckets do not fit (the caller
+ * then leaves the whole batch to the reference). */
+static int
+sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int max_scale, double factor,
+       int32_t *ix, double *stats, int64_t *ints, int64_t *counts)
+{
+    Py_ssize_t count = 0, zeros = 0, nans = 0;
+    /* per sign, with selects rather than branches: the sign is random in most data */
+    int64_t plo = INT64_MAX, phi = INT64_MIN, nlo = INT64_MAX, nhi = INT64_MIN;
+    double lo_value = INFINITY, hi_value = -INFINITY; /* over the nonzero finite values */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = x[i];
+        if (!isfinite(v) || v == 0) {
+            nans += isnan(v) != 0;
+            zeros += v == 0;
+            count += v == 0;
+            ix[i] = SK_NONE;
+            continue;
+        }
+        count++;
+        int s = v < 0;
+        int64_t k = sk_index(fabs(v), ln[i], max_scale, factor);
+        ix[i] = (int32_t)k;
+        int64_t kpl = s ? INT64_MAX : k, kph = s ? INT64_MIN : k, knl = s ? k : INT64_MAX, knh = s ? k : INT64_MIN;
+        plo = kpl < plo ? kpl : plo;
+        phi = kph > phi ? kph : phi;
+        nlo = knl < nlo ? knl : nlo;
+        nhi = knh > nhi ? knh : nhi;
+        lo_value = v < lo_value ? v : lo_value;
+        hi_value = v > hi_value ? v : hi_value;
+    }
+    int has_pos = phi != INT64_MIN, has_neg = nhi != INT64_MIN;
+    int change = 0;
+    if (has_pos)
+        change = sk_change(plo, phi, max_size);
+    if (has_neg) {
+        int c = sk_change(nlo, nhi, max_size);
+        change = c > change ? c : change;
+    }
+    if (change > max_scale - SK_MIN_SCALE)
+        change = max_scale - SK_MIN_SCALE;
+    int64_t poff = has_pos ? sk_shift(plo, change) : 0, noff = has_neg ? sk_shift(nlo, change) : 0;
+    int64_t plen = has_pos ? sk_shift(phi, change) - poff + 1 : 0;
+    int64_t nlen = has_neg ? sk_shift(nhi, change) - noff + 1 : 0;
+    if (plen > max_size + 1 || nlen > max_size + 1)
+        return -1;
+    memset(counts, 0, 2 * (size_t)(max_size + 1) * sizeof(int64_t));
+    if (has_pos || has_neg) {
+        /* negative buckets follow the positive ones: slot = bucket - offset + sign * width */
+        int64_t base[2] = {poff, noff - (max_size + 1)};
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int32_t k = ix[i];
+            if (k == SK_NONE)
+                continue;
+            counts[sk_shift(k, change) - base[x[i] < 0]]++;
+        }
+    }
+    stats[0] = 0.0 + sk_pairwise(x, n);
+    /* zeros count as 0.0 (never -0.0) where they are the smallest or largest value */
+    stats[1] = lo_value < 0 ? lo_value : (zeros ? 0.0 : lo_value);
+    stats[2] = hi_value > 0 ? hi_value : (zeros ? 0.0 : hi_value);
+    ints[0] = count;
+    ints[1] = zeros;
+    ints[2] = nans;
+    ints[3] = change;
+    ints[4] = poff;
+    ints[5] = plen;
+    ints[6] = noff;
+    ints[7] = nlen;
+    return 0;
+}
+
+PyDoc_STRVAR(sketch_rows_doc,
+             "sketch_rows(values, logs, n, max_size, max_scale, stats, ints, counts, /)\n--\n\n"
+             "One exponential-histogram sketch per row of values (k rows of n float64, C order;\n"
+             "logs: numpy's log of their magnitudes, the same shape),\n"
+             "as infersight.stats.sketch.ExpHistogram._sketch_rows builds them: per row, stats\n"
+             "(k x 3 float64) gets the sum, min and max of its finite values; ints (k x 8 int64)\n"
+             "its count of finite values, zeros, NaNs, the scale change from max_scale, then the\n"
+             "offset and length of the positive and of the negative buckets; counts (k x 2 x\n"
+             "(max_size + 1) int64) the bucket counts from each offset. True when done; None,\n"
+             "with the outputs in any state, for a max_scale outside 1..20 or buckets that do\n"
+             "not fit. The GIL is released while the values are read.");
+
+static PyObject *
+sketch_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "sketch_rows() takes 8 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[3]);
+    long max_scale = PyLong_AsLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (n <= 0 || max_size < 2 || max_scale < 1 || max_scale > 20)
+        Py_RETURN_NONE;
+    /* values, logs, stats, ints, counts */
+    Py_buffer views[5];
+    int got = 0;
+    PyObject *result = NULL;
+    int32_t *ix = NULL;
+    static const int arg_of[5] = {0, 1, 5, 6, 7};
+    for (; got < 5; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | (got >= 2 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(args[arg_of[got]], &views[got], flags) < 0)
+            goto done;
+    }
+    Py_ssize_t k = views[0].len / (Py_ssize_t)(n * sizeof(double));
+    Py_ssize_t width = 2 * (max_size + 1);
+    if (k <= 0 || views[0].len != k * n * (Py_ssize_t)sizeof(double) || views[1].len != views[0].len ||
+        views[2].len < k * 3 * (Py_ssize_t)sizeof(double) || views[3].len < k * 8 * (Py_ssize_t)sizeof(int64_t) ||
+        views[4].len < k * width * (Py_ssize_t)sizeof(int64_t)) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    ix = PyMem_Malloc((size_t)n * sizeof(int32_t));
+    if (ix == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    {
+        const double *values = views[0].buf, *logs = views[1].buf;
+        double *stats = views[2].buf;
+        int64_t *ints = views[3].buf, *counts = views[4].buf;
+        double factor = ldexp(1.0 / log(2.0), (int)max_scale);
+        int failed = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t j = 0; j < k && !failed; j++)
+            failed = sk_row(values + j * n, logs + j * n, n, max_size, (int)max_scale, factor, ix, stats + 3 * j,
+                            ints + 8 * j, counts + j * width) < 0;
+        Py_END_ALLOW_THREADS
+        result = failed ? Py_None : Py_True;
+        Py_INCREF(result);
+    }
+done:
+    PyMem_Free(ix);
+    while (got > 0)
+        PyBuffer_Release(&views[--got]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL, encode_spans_doc},
     {"untrack", (PyCFunction)(void (*)(void))untrack, METH_FASTCALL, untrack_doc},
@@ -1020,13 +1328,15 @@ static PyMethodDef methods[] = {
     {"row_dict", (PyCFunction)(void (*)(void))row_dict, METH_FASTCALL, row_dict_doc},
     {"row_of_items", (PyCFunction)(void (*)(void))row_of_items, METH_FASTCALL, row_of_items_doc},
     {"records_matrix", (PyCFunction)(void (*)(void))records_matrix, METH_FASTCALL, records_matrix_doc},
+    {"sketch_rows", (PyCFunction)(void (*)(void))sketch_rows, METH_FASTCALL, sketch_rows_doc},
+    {"columns_matrix", (PyCFunction)(void (*)(void))columns_matrix, METH_FASTCALL, columns_matrix_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "infersight._speedups",
-    "C encoder for infersight's spans (see infersight._otlp_encode, the reference).",
+    "C paths of infersight: the span encoder, row converters and column sketch (see each caller's Python reference).",
     -1,
     methods,
     NULL,

@@ -42,7 +42,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.export import Buckets as OtelBuckets
 
-from infersight._otlp_encode import _speedups as _ext
+from infersight._extension import speedups as _ext
 from infersight.payload import Normalized, Outputs
 from infersight.stats.columns import OTHER, split_values
 from infersight.stats.sketch import ExpHistogram
@@ -315,11 +315,13 @@ class FeatureStats:
                 break
             k = len(first)
             m = min(n - done, max(1, _CONVERT_VALUES // k))
-            matrix = np.empty((m, k), dtype=np.float64)
-            converted = _records_matrix(rows, done, matrix)
+            # written feature-major (names x rows), the layout the sketch reads: the batch's
+            # rows x names matrix is its transpose, a view
+            feature_major = np.empty((k, m), dtype=np.float64)
+            converted = _records_matrix(rows, done, feature_major)
             if converted is None:
                 break
-            names, data = self._records_block(converted, matrix, redactor)
+            names, data = self._records_block(converted, feature_major.T, redactor)
             self._buffer_block(model, names, data, m)
             done += m
         return done
@@ -389,7 +391,8 @@ class FeatureStats:
             cols = norm.as_columns()
             names = tuple(cols)
             data = tuple(cols.values())
-        if n * max(len(names), 1) < _HARD_VALUES:  # a copy: the caller may reuse its arrays
+        if n * max(len(names), 1) < _HARD_VALUES and not (norm.owned and data is matrix):
+            # a copy: the caller may reuse its arrays
             data = np.array(data) if isinstance(data, np.ndarray) else tuple(np.array(c) for c in data)
         self._buffer_block(model, names, data, n)
 
@@ -601,26 +604,14 @@ class FeatureStats:
                 str_names = [k if type(k) is str else str(k) for k in keys]
                 step = max(1, _CONVERT_VALUES // len(keys))  # bounded temporaries (see _CONVERT_VALUES)
                 for at in range(0, len(table), step):
-                    self._record_numeric(st, model, str_names, np.array(table[at : at + step], dtype=np.float64).T)
+                    try:
+                        part = np.array(table[at : at + step], dtype=np.float64).T
+                    except OverflowError:  # an int too large for a float: column by column
+                        self._record_table(st, model, keys, table[at : at + step])
+                    else:
+                        self._record_numeric(st, model, str_names, part)
                 continue
-            columns = list(zip(*table)) if table and keys else []
-            float_names: list[str] = []
-            float_cols: list[tuple[Any, ...]] = []
-            for name, values in zip(keys, columns):
-                name = name if type(name) is str else str(name)
-                if set(map(type, values)) <= _NUMBERS:
-                    # Numbers only (ints as the mixed path would take them: float(x)); bools are
-                    # their own type and stay categories.
-                    float_names.append(name)
-                    float_cols.append(values)
-                else:
-                    col = np.empty(len(values), dtype=object)
-                    col[:] = values
-                    self._record_column(st, model, name, col)
-            if float_cols:
-                # All float columns of the group in one sketching pass (one set of numpy calls,
-                # not one per feature).
-                self._record_numeric(st, model, float_names, np.array(float_cols, dtype=np.float64))
+            self._record_table(st, model, keys, table)
         for names, parts in batches.items():
             self._process_batches(st, model, names, parts)
         for keys, rs in groups.items():
@@ -633,6 +624,49 @@ class FeatureStats:
                 total = sum(n for _, n in parts)
                 for name in missing:
                     self._count(st, "ml.feature.missing", _attrs(m, v, name, "absent"), total)
+
+    def _record_table(self, st: _State, model: ModelKey, keys: tuple[Any, ...], table: list[tuple[Any, ...]]) -> None:
+        """Rows with the same names, column by column: columns of numbers sketched together,
+        the others classified value by value."""
+        columns = list(zip(*table)) if table and keys else []
+        float_names: list[str] = []
+        float_cols: list[tuple[Any, ...]] = []
+        for name, values in zip(keys, columns):
+            name = name if type(name) is str else str(name)
+            if set(map(type, values)) <= _NUMBERS:
+                # Numbers only (ints as the mixed path would take them: float(x)); bools are
+                # their own type and stay categories.
+                float_names.append(name)
+                float_cols.append(values)
+            else:
+                col = np.empty(len(values), dtype=object)
+                col[:] = values
+                self._record_column(st, model, name, col)
+        if float_cols:
+            # All float columns of the group in one sketching pass (one set of numpy calls,
+            # not one per feature).
+            try:
+                numbers = np.array(float_cols, dtype=np.float64)
+            except OverflowError:
+                self._record_overflowing(st, model, float_names, float_cols)
+            else:
+                self._record_numeric(st, model, float_names, numbers)
+
+    def _record_overflowing(
+        self, st: _State, model: ModelKey, names: list[str], columns: list[tuple[Any, ...]]
+    ) -> None:
+        """Number columns of which one holds an int too large for a float (``10**400``):
+        each converted alone, and a column that still does not convert is classified value by
+        value, where such an int is missing ``inf`` (``infersight.stats.columns``)."""
+        for name, values in zip(names, columns):
+            try:
+                numbers = np.array([values], dtype=np.float64)
+            except OverflowError:
+                col = np.empty(len(values), dtype=object)
+                col[:] = values
+                self._record_column(st, model, name, col)
+            else:
+                self._record_numeric(st, model, [name], numbers)
 
     def _process_batches(
         self, st: _State, model: ModelKey, names: tuple[str, ...], parts: list[tuple[Any, int]]

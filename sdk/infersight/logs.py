@@ -78,7 +78,8 @@ def to_json(obj: Any) -> str:
     try:
         return json.dumps(obj, default=_default, allow_nan=False, ensure_ascii=False)
     except (ValueError, TypeError):
-        return json.dumps(_clean(json.loads(json.dumps(obj, default=_default))), ensure_ascii=False)
+        # _clean first as well: dict keys JSON has no form for (a tuple) become their text
+        return json.dumps(_clean(json.loads(json.dumps(_clean(obj), default=_default))), ensure_ascii=False)
 
 
 class _Sink:

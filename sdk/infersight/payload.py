@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from infersight._otlp_encode import _speedups as _ext
+from infersight._extension import speedups as _ext
 from infersight.stats.columns import ABSENT, TEXT_MIN_LENGTH
 
 __all__ = ["Normalized", "Outputs", "normalize_inputs", "normalize_outputs", "TEXT_MIN_LENGTH", "ABSENT"]
@@ -61,6 +61,9 @@ class Normalized:
     # made only when something asks for it (:meth:`as_columns`): building 50 views costs more
     # than the rest of a small batch's request path.
     names: Sequence[str] | None = None
+    # Whether ``matrix`` is a copy made here that nothing else holds: buffered as it is (any
+    # other matrix is the caller's, who may reuse it, and is copied).
+    owned: bool = False
 
     def feature_names(self) -> Iterable[str]:
         """The names of the features, without building columns."""
@@ -171,7 +174,10 @@ def _column(values: Any) -> npt.NDArray[Any]:
             return np.array([None if v is None else str(v) for v in obj.reshape(len(obj), -1)], dtype=object)
         types = set(map(type, obj.tolist()))
         if types and types <= _NUMBER_TYPES:
-            return np.array(obj.tolist(), dtype=np.float64 if float in types else np.int64)
+            try:
+                return np.array(obj.tolist(), dtype=np.float64 if float in types else np.int64)
+            except OverflowError:  # an int past int64 (or past a float): value by value
+                return obj
         return obj
     return arr.astype(object)
 
@@ -256,6 +262,7 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
 # ``INFERSIGHT_PURE_PYTHON=1``): the Python code beside each call is the reference they follow.
 _row_dict: Callable[[Sequence[Any], Sequence[Any]], dict[Any, Any]] | None = getattr(_ext, "row_dict", None)
 _row_of_items: Callable[[Any, type], dict[str, Any] | None] | None = getattr(_ext, "row_of_items", None)
+_columns_matrix: Callable[[Any, type, Any], tuple[str, ...] | None] | None = getattr(_ext, "columns_matrix", None)
 
 
 def _row(names: Sequence[Any], values: Sequence[Any]) -> dict[Any, Any]:
@@ -272,6 +279,12 @@ def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
         row = _row_of_items(obj, np.ndarray)
         if row is not None:
             return Normalized(1, row=row)
+    first = next(iter(obj.values()), None)
+    if type(first) is np.ndarray and first.ndim == 1 and first.shape[0] > 1:
+        # A batch of numpy columns (the first is longer than one row): no one-row check.
+        block = _numpy_columns(obj)
+        if block is not None:
+            return block
     if obj and set(map(len, obj.values())) == {1}:
         # The common one-row dict of columns, without a per-value type check: lists, or numpy
         # columns of one dtype (joined, then turned into Python scalars in one call).
@@ -304,7 +317,15 @@ def _numpy_columns(obj: Mapping[Any, Any]) -> Normalized | None:
     """A dict of equally long 1-D numpy columns of one numeric dtype (``{k: X[:, i]}``) as one
     matrix, the form a 2-D array takes: one ``np.array`` call instead of a check and a buffer
     copy per column. The same values and dtype, so the same statistics and payload logs.
-    ``None`` for any other dict (and for one-row ones: a one-row input is a row)."""
+    ``None`` for any other dict (and for one-row ones: a one-row input is a row). Float64
+    columns of a plain dict are copied by the C extension where it is built, in one call."""
+    if _columns_matrix is not None and type(obj) is dict:
+        first = next(iter(obj.values()))
+        if first.ndim == 1 and first.dtype == np.float64 and first.shape[0] >= 2:
+            out = np.empty((len(obj), first.shape[0]))
+            names = _columns_matrix(obj, np.ndarray, out)
+            if names is not None:
+                return Normalized(first.shape[0], matrix=out.T, names=names, owned=True)
     values = list(obj.values())
     if set(map(type, values)) != {np.ndarray} or len({v.dtype for v in values}) != 1:
         return None
@@ -317,7 +338,7 @@ def _numpy_columns(obj: Mapping[Any, Any]) -> Normalized | None:
     names = tuple(k if type(k) is str else str(k) for k in obj)
     if len(set(names)) != len(names):
         return None
-    return Normalized(feature_major.shape[1], matrix=feature_major.T, names=names)
+    return Normalized(feature_major.shape[1], matrix=feature_major.T, names=names, owned=True)
 
 
 def _first(v: Any) -> Any:
@@ -537,7 +558,10 @@ def normalize_outputs(
     (['yes', 'no'], [0.9, 0.8])
     """
     out = Outputs(n_rows=1)
-    _collect_output(obj, name, out, classes, default)
+    if type(obj) is np.ndarray:  # what model.predict answers: straight to the array's reading
+        _collect_array(obj, name, out, classes, default)
+    else:
+        _collect_output(obj, name, out, classes, default)
     return out
 
 

@@ -40,8 +40,12 @@ class Redactor:
         self._clean: set[str] = set()  # names known not to match: one C-level subset test per call
         self.active: bool = self._re is not None  # whether any pattern was given
 
-    def matches(self, name: str) -> bool:
-        """Whether a field called ``name`` must be redacted (answers cached per name)."""
+    def matches(self, name: Any) -> bool:
+        """Whether a field called ``name`` must be redacted (answers cached per name). A name
+        that is not a ``str`` (a dict key ``1``, ``None``, a tuple) is read as ``str(name)``,
+        the name its feature's statistics carry."""
+        if type(name) is not str:
+            name = str(name)  # by its text: 1 and True are equal keys, not equal names
         hit = self._cache.get(name)
         if hit is None:
             hit = self._re is not None and self._re.fullmatch(name) is not None
@@ -49,7 +53,7 @@ class Redactor:
                 self._cache[name] = hit
         return hit
 
-    def any_match(self, names: Iterable[str]) -> bool:
+    def any_match(self, names: Iterable[Any]) -> bool:
         """Whether any of ``names`` must be redacted."""
         if self._re is None or self._clean.issuperset(names):
             return False
@@ -57,7 +61,7 @@ class Redactor:
         for n in names:
             if self.matches(n):
                 hit = True
-            elif len(self._clean) < 10_000:
+            elif len(self._clean) < 10_000 and type(n) is str:
                 self._clean.add(n)
         return hit
 
@@ -66,10 +70,7 @@ class Redactor:
         if self._re is None or _depth > 32:
             return obj
         if isinstance(obj, dict):
-            return {
-                k: (REDACTED if isinstance(k, str) and self.matches(k) else self.redact(v, _depth + 1))
-                for k, v in obj.items()
-            }
+            return {k: (REDACTED if self.matches(k) else self.redact(v, _depth + 1)) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
             return [self.redact(v, _depth + 1) for v in obj]
         return obj

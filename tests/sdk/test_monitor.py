@@ -553,6 +553,76 @@ def test_weird_inputs_never_break_the_call(telemetry, model_name, payload):
     assert [s for s in telemetry.finished_spans() if s.name == f"predict {model_name}"]
 
 
+@pytest.mark.parametrize(
+    "shape",
+    ["one row", "one row, int prediction", "list of dicts", "mixed list of dicts", "dict of columns", "object array"],
+)
+def test_an_int_too_large_for_a_float_is_counted_as_inf_and_loses_nothing(telemetry, model_name, shape):
+    """``10**400`` (and ``-10**400``) has no float: the value rule counts it missing ``inf``,
+    the float it would round to; the rest of the call's statistics, and every other call's
+    in the same export, arrive as usual (an OverflowError at export used to lose them all)."""
+    huge = [10**400, -(10**400)]
+    rows = [{"x": huge[0], "y": 2.0}, {"x": 3, "y": 2.0}, {"x": huge[1], "y": 2.0}, {"x": 1, "y": 2.0}]
+
+    @infersight.monitor(model=model_name, features=["x", "y"])
+    def predict(batch):
+        return 7 if shape == "one row, int prediction" else 0.5
+
+    if shape.startswith("one row"):
+        results = [predict(r) for r in rows]
+    elif shape == "list of dicts":
+        results = [predict(rows[:2]), predict(rows[2:])]
+    elif shape == "mixed list of dicts":
+        results = [predict([rows[0], {"x": "text", "y": 2.0}, *rows[1:]])]
+    elif shape == "dict of columns":
+        results = [predict({"x": [r["x"] for r in rows], "y": [r["y"] for r in rows]})]
+    else:
+        results = [predict(np.array([[r["x"], r["y"]] for r in rows], dtype=object))]
+    assert set(results) == {7 if shape == "one row, int prediction" else 0.5}
+    telemetry.flush()
+    (x,) = by_attrs(telemetry.points("ml.feature.value"), ml_model_name=model_name, ml_feature_name="x")
+    assert (x.count, x.sum, x.min, x.max) == (2, 4.0, 1.0, 3.0)
+    (y,) = by_attrs(telemetry.points("ml.feature.value"), ml_model_name=model_name, ml_feature_name="y")
+    assert y.count == 4 + (shape == "mixed list of dicts")
+    missing = {
+        (attr(p, "ml.feature.name"), attr(p, "ml.missing.kind")): p.value
+        for p in by_attrs(telemetry.points("ml.feature.missing"), ml_model_name=model_name)
+    }
+    assert missing == {("x", "inf"): 2}
+    (calls,) = by_attrs(telemetry.points("ml.inference.duration"), ml_model_name=model_name)
+    assert calls.count == len(results)
+    assert not telemetry.points("ml.telemetry.dropped")
+
+
+def test_rows_with_keys_that_are_not_strings_are_sketched_by_their_text(model_name):
+    """A dict row keyed by ``1`` (or ``None``, a tuple) is a feature named ``"1"``: its
+    statistics carry that name and redaction reads the same name (the redaction check used to
+    raise TypeError, losing the call's statistics as a ``monitor_finish`` fault)."""
+    from infersight.testing import InMemoryTelemetry
+
+    t = InMemoryTelemetry.install(log_output="none", payload_sample_rate=1.0, redact=["secret", "4*"])
+
+    @infersight.monitor(model=model_name)
+    def predict(row):
+        return 0.5
+
+    one_row = {1: 2.0, "a": 3.0, None: "n", 42: "hidden", (1, 2): 5.0, "secret": 9.0}
+    assert predict(one_row) == 0.5
+    assert predict([{1: 4.0, "a": 1.0, 42: "hidden"}, {1: 6.0, "a": 1.0, 42: "hidden"}]) == 0.5
+    t.flush()
+    assert not t.points("ml.telemetry.dropped")
+    names = {
+        attr(p, "ml.feature.name")
+        for name in ("ml.feature.value", "ml.feature.category")
+        for p in by_attrs(t.points(name), ml_model_name=model_name)
+    }
+    assert names == {"1", "a", "None", "(1, 2)"}  # 42 and "secret" redacted by their names
+    (one,) = by_attrs(t.points("ml.feature.value"), ml_model_name=model_name, ml_feature_name="1")
+    assert (one.count, one.sum) == (3, 12.0)
+    logged = [r.attributes["ml.inputs"] for r in t.log_records() if r.attributes.get("ml.model.name") == model_name]
+    assert len(logged) == 2 and not any("hidden" in text or "9.0" in text for text in logged)
+
+
 def test_a_broken_exporter_never_reaches_the_caller(model_name):
     class Broken:
         def export(self, *a, **k):

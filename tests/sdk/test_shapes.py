@@ -20,12 +20,19 @@ import pytest
 
 import infersight
 from infersight import feature_stats, payload
+from infersight.stats import sketch
 from support.otlp_sink import OtlpSink, attrs
 
 REQUIRED = os.environ.get("INFERSIGHT_REQUIRE_SPEEDUPS", "").strip() == "1"
 PURE = os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1"
 # What the C extension adds to the shape conversions, by module (``None`` when it is off).
-CONVERTERS = [(payload, "_row_dict"), (payload, "_row_of_items"), (feature_stats, "_records_matrix")]
+CONVERTERS = [
+    (payload, "_row_dict"),
+    (payload, "_row_of_items"),
+    (payload, "_columns_matrix"),
+    (feature_stats, "_records_matrix"),
+    (sketch, "_c_sketch_rows"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -291,15 +298,31 @@ def test_redacted_fields_of_a_list_of_dicts_are_left_out(sink, path):
     _assert_same(got, expected)
 
 
+def test_columns_the_caller_reuses_after_the_call_keep_their_values_in_the_statistics(configured):
+    """A dict of numpy columns is buffered as a copy: a server that fills the same arrays for
+    its next request does not change what the last one recorded."""
+    X = np.random.default_rng(5).normal(size=(40, 4))
+    columns = {f"c{i}": X[:, i].copy() for i in range(4)}
+    _send("reused-columns", [columns])
+    for col in columns.values():
+        col[:] = 1e6
+    assert infersight.flush()
+    got = _exported(configured, "reused-columns")
+    _send("fresh-columns", [{f"c{i}": X[:, i].copy() for i in range(4)}])
+    assert infersight.flush()
+    _assert_same(got, _exported(configured, "fresh-columns"))
+
+
 def test_pure_python_variable_turns_the_converters_off():
     probe = (
-        "from infersight import feature_stats, payload; "
-        "print(payload._row_dict is None, payload._row_of_items is None, feature_stats._records_matrix is None)"
+        "from infersight import feature_stats, payload; from infersight.stats import sketch; "
+        "print(payload._row_dict is None, payload._row_of_items is None, feature_stats._records_matrix is None, "
+        "sketch._c_sketch_rows is None, payload._columns_matrix is None)"
     )
     env = {**os.environ, "INFERSIGHT_PURE_PYTHON": "1"}
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split() == ["True", "True", "True"]
+    assert run.stdout.split() == ["True"] * 5
 
 
 def test_a_batch_split_over_many_buffered_calls_equals_one_call(configured):
@@ -407,3 +430,17 @@ def test_the_c_converters_take_the_common_shapes_whole():
     assert payload._row_of_items({"a": np.array([1.5]), "b": np.array([2])}, np.ndarray) == {"a": 1.5, "b": 2}
     assert payload._row_of_items({"a": np.array([1.5, 2.0])}, np.ndarray) is None
     assert payload._row_dict(("a", "b"), [1, "x"]) == {"a": 1, "b": "x"}
+    X = np.arange(12.0).reshape(4, 3)
+    out = np.empty((3, 4))
+    assert payload._columns_matrix({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}, np.ndarray, out) == ("a", "b", "c")
+    assert out.tolist() == X.T.tolist()  # strided views read as they are
+    for odd in (
+        {"a": X[:, 0].astype(np.float32), "b": X[:, 1], "c": X[:, 2]},
+        {"a": X[:, 0].astype(np.int64), "b": X[:, 1], "c": X[:, 2]},
+        {1: X[:, 0], "b": X[:, 1], "c": X[:, 2]},
+        {"a": X[:3, 0], "b": X[:3, 1], "c": X[:3, 2]},
+        {"a": X[:, :2], "b": X[:, 1], "c": X[:, 2]},
+        {"a": X[:, 0].view(np.matrix), "b": X[:, 1], "c": X[:, 2]},
+        {"a": list(X[:, 0]), "b": X[:, 1], "c": X[:, 2]},
+    ):
+        assert payload._columns_matrix(odd, np.ndarray, out) is None

@@ -8,25 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.metrics import Histogram, MeterProvider
-from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
-from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
 from infersight.stats.sketch import ExpHistogram
-
-
-def otel_point(values, max_size=160):
-    reader = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
-    provider = MeterProvider(
-        metric_readers=[reader],
-        views=[View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation(max_size=max_size))],
-    )
-    hist = provider.get_meter("test").create_histogram("h")
-    for v in values:
-        hist.record(float(v))
-    data = reader.get_metrics_data()
-    provider.shutdown()
-    return data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points[0]
+from support.otel import otel_point
 
 
 def _trim(counts):

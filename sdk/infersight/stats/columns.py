@@ -9,7 +9,8 @@ reference and the stream hold the same sketch, the same category counts and the 
 counts for the same data:
 
 - ``int``/``float`` (Python or numpy) → ``numeric``, summarised in the value sketch; NaN and
-  ±Inf are missing (kinds ``nan``, ``inf``), never values;
+  ±Inf are missing (kinds ``nan``, ``inf``), never values; so is an ``int`` too large for a
+  float (``10**400``: kind ``inf``, the value it would round to), never an error;
 - ``bool`` → ``boolean``, counted as categories ``"true"``/``"false"``;
 - ``str`` shorter than :data:`TEXT_MIN_LENGTH` → ``categorical``; longer → ``text``, summarised
   by its length in the value sketch;
@@ -117,12 +118,21 @@ def value_kind(v: Any) -> str:
         f = float(v)
         return "numeric" if f - f == 0.0 else ("nan" if f != f else "inf")
     if isinstance(v, _INTS):
-        return "numeric"
+        return "numeric" if _fits_float(v) else "inf"
     if isinstance(v, str):
         return "text" if len(v) >= TEXT_MIN_LENGTH else "categorical"
     if isinstance(v, _SEQUENCES):
         return "array"
     return "categorical"
+
+
+# Python ints this large round past the largest float (float() raises OverflowError); numpy
+# integers never do.
+_FLOAT_INT_BOUND = 2**1024 - 2**970
+
+
+def _fits_float(v: Any) -> bool:
+    return type(v) is not int or -_FLOAT_INT_BOUND < v < _FLOAT_INT_BOUND
 
 
 @dataclass
@@ -176,8 +186,11 @@ def split_values(values: Iterable[Any]) -> Parts:
             labels.append("true" if x else "false")
             kinds["boolean"] += 1
         elif isinstance(x, _INTS):
-            nums.append(float(x))
-            kinds["numeric"] += 1
+            if _fits_float(x):
+                nums.append(float(x))
+                kinds["numeric"] += 1
+            else:
+                inf += 1
         elif isinstance(x, _SEQUENCES):
             nums.append(float(len(x)))  # embeddings, token lists: summarised by length
             kinds["array"] += 1
@@ -421,7 +434,10 @@ def _tidy_objects(obj: npt.NDArray[Any]) -> npt.NDArray[Any]:
         except OverflowError:
             return obj
     if types <= {int, float, np.int64, np.float64}:
-        return obj.astype(np.float64)
+        try:
+            return obj.astype(np.float64)
+        except OverflowError:  # an int too large for a float: classified value by value
+            return obj
     return obj
 
 
@@ -454,6 +470,8 @@ def as_numeric(col: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
 
     def conv(v: Any) -> float:
         if isinstance(v, numbers.Real):
+            if type(v) is int and not _fits_float(v):
+                return math.inf if v > 0 else -math.inf
             return float(v)
         if isinstance(v, str):
             try:

@@ -7,7 +7,13 @@ exponential histogram, and the processor can merge windows (minute → hour) and
 (pod A + pod B) without ever seeing raw values.
 
 Why not ``Histogram.record`` per value: a 1000 × 50 batch would be 50,000 Python calls on the
-request path. Here a whole column is bucketed in a few numpy operations.
+request path. Here a whole column is bucketed in a few numpy operations, or, where the optional
+C extension is built, in numpy's log and one C pass that gives the same buckets (the numpy
+code is the reference it is tested against, value for value).
+
+Each value's index is the one the OTel SDK's own mapping gives it (its C library's log, exact
+powers of two); that mapping is not monotone within a hair of a boundary (the float just below
+``2**k`` lands above ``2**k``), so the index range, and the scale, come from the indices.
 
 Example:
     >>> import numpy as np
@@ -29,11 +35,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from infersight._extension import speedups as _ext
+
 __all__ = ["Buckets", "ExpHistogram", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_SCALE"]
 
 DEFAULT_MAX_SIZE = 160  # the OTel SDK's default bucket count per sign
 DEFAULT_MAX_SCALE = 20  # the OTel SDK's maximum scale
 MIN_SCALE = -10
+
+# The C extension's :meth:`ExpHistogram._sketch_rows` (None where not built or turned off);
+# the numpy code there is the reference it follows, index for index.
+_c_sketch_rows: Any = getattr(_ext, "sketch_rows", None)
 
 _MIN_NORMAL = 2.2250738585072014e-308  # smallest positive normal float64
 _MIN_NORMAL_EXPONENT = -1022
@@ -46,14 +58,26 @@ def _indices_at_scale(
     scratch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]] | None = None,
     extremes: tuple[float, float] | None = None,
 ) -> npt.NDArray[np.int64]:
-    """Bucket index of each (positive, finite) value at ``scale``, as the OTel spec maps it.
+    """Bucket index of each (positive, finite) value at ``scale``, as the OTel SDK maps it.
 
     Exact powers of two and subnormals are special-cased as the spec (and the OTel SDK's
     LogarithmMapping / ExponentMapping) do; everything else is ``floor(log(v) * 2**s / ln 2)``
-    for positive scales and the IEEE exponent shifted right for scales <= 0. ``scratch`` (two
-    float buffers and one int buffer shaped like ``values``) avoids fresh allocations, whose
-    page faults cost more than the arithmetic on a large batch. ``extremes`` (smallest and
-    largest value, when the caller knows them) saves two passes.
+    for positive scales and the IEEE exponent shifted right for scales <= 0.
+
+    The logarithm is the C library's (``math.log``, what the OTel Python SDK calls) wherever
+    it matters: numpy's own ``log`` (SIMD on most machines) differs from it in the last bit
+    for about one value in a thousand, which moves the floor only for a value within a hair
+    of a bucket boundary. Such values (index fraction within :data:`_NEAR` of an integer,
+    about two in 100,000 of arbitrary data) are mapped again with ``math.log``, so this
+    mapping, the C extension's and the OTel SDK's give the same index for every float.
+
+    The mapping is not monotone at those boundaries (the float just below ``2**k`` may land
+    in the bucket above ``2**k``'s, which is what the SDK does too): index ranges must come
+    from the indices, not from the smallest and largest value.
+
+    ``scratch`` (two float buffers and one int buffer shaped like ``values``) avoids fresh
+    allocations, whose page faults cost more than the arithmetic on a large batch.
+    ``extremes`` (smallest and largest value, when the caller knows them) saves two passes.
     """
     bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
     if scale > 0:
@@ -68,6 +92,19 @@ def _indices_at_scale(
         y *= factor
         np.floor(y, out=fl)
         np.copyto(idx, fl, casting="unsafe")  # floored already: truncation is exact
+        # |fraction - 0.5| > 0.5 - _NEAR: the index is within _NEAR of a boundary
+        np.subtract(y, fl, out=y)
+        y -= 0.5
+        np.abs(y, out=y)
+        near = np.flatnonzero(y > 0.5 - _NEAR)
+        if near.size:
+            flat_v, flat_i = values.ravel(), idx.ravel()
+            b = bits.ravel()[near]
+            near = near[np.bitwise_and(b, _MANTISSA_MASK) != 0]  # powers of two are set below
+            log = math.log
+            for at, v in zip(near.tolist(), flat_v[near].tolist()):
+                if v > _MIN_NORMAL:
+                    flat_i[at] = math.floor(log(v) * factor)
         # Exact powers of two have an index the spec fixes as (exponent << scale) - 1, which the
         # logarithm may miss by rounding: find them by their empty mantissa and set it exactly.
         p2 = np.flatnonzero(np.bitwise_and(bits, _MANTISSA_MASK) == 0)
@@ -86,6 +123,20 @@ def _indices_at_scale(
     if values.size and values.min() < _MIN_NORMAL:
         idx[values < _MIN_NORMAL] = _MIN_NORMAL_EXPONENT - 1
     return idx >> (-scale)
+
+
+def _near_boundary(values: npt.NDArray[np.float64], scale: int) -> npt.NDArray[np.bool_]:
+    """Whether each (positive, finite) value sits where :func:`_indices_at_scale` is not
+    monotone: within :data:`_NEAR` of a bucket boundary, an exact power of two, or subnormal.
+    A batch whose smallest or largest magnitude is such a value may hold another value whose
+    index lies outside the two extremes' indices."""
+    if scale <= 0:
+        return np.zeros(values.shape, np.bool_)
+    with np.errstate(divide="ignore"):
+        y = np.log(values) * math.ldexp(1.0 / math.log(2.0), scale)
+    frac = np.abs(y - np.floor(y) - 0.5)
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
+    return (frac > 0.5 - 2 * _NEAR) | (np.bitwise_and(bits, _MANTISSA_MASK) == 0) | (values <= _MIN_NORMAL)
 
 
 class _Scratch(threading.local):
@@ -117,7 +168,15 @@ _scratch = _Scratch()
 
 _MANTISSA_MASK = (1 << 52) - 1
 _NEAR_MAX = 2.0**1023
+_HALF_MAX = 2.0**1022
 _EDGE_GAP = 1e-10  # relative: log's rounding error in a bucket index is below 1e-12 of the value
+# In index units: two logarithms (numpy's, the C library's) differ by a few units in the last
+# place, under 1e-6 of an index at scale 20 for any float; a value whose index is further than
+# this from an integer floors the same with either.
+_NEAR = 1e-5
+# Relative distance within which two values can both be within _NEAR of the same boundary
+# (1e-5 of an index at scale 20 is 7e-12 of the value): a margin of 100 times that.
+_NEAR_VALUE = 1e-9
 
 
 def _scale_changes(
@@ -207,6 +266,24 @@ def _sorted_counts(
     idx = _indices_at_scale(np.abs(np.asarray(mags, np.float64)), scale) >> change
     first_used = min(lo, int(idx.min()))  # rounding can put a value below the smallest's bucket
     return first_used, np.bincount(idx - first_used, minlength=hi - first_used + 1).astype(np.int64)
+
+
+def _total(xs: npt.NDArray[np.float64]) -> float:
+    with np.errstate(over="ignore", invalid="ignore"):  # finite values may add up past the float range
+        return float(xs.sum())
+
+
+def _index_range(mags: npt.NDArray[np.float64], scale: int) -> tuple[int, int]:
+    """Smallest and largest index of ascending positive ``mags``: the indices of the values
+    within :data:`_NEAR_VALUE` of either end (only there can the mapping step out of order)."""
+    with np.errstate(over="ignore"):
+        lo_end = int(np.searchsorted(mags, mags[0] * (1 + _NEAR_VALUE), side="right"))
+    hi_start = int(np.searchsorted(mags, mags[-1] * (1 - _NEAR_VALUE), side="left"))
+    ends = []
+    for part in (mags[:lo_end], mags[hi_start:]):
+        distinct = part[np.concatenate([[True], part[1:] != part[:-1]])]
+        ends.append(_indices_at_scale(np.ascontiguousarray(distinct), scale))
+    return int(min(ends[0].min(), ends[1].min())), int(max(ends[0].max(), ends[1].max()))
 
 
 def _scale_change(low: int, high: int, max_size: int) -> int:
@@ -347,6 +424,10 @@ class ExpHistogram:
             if n == 0 or k == 0:
                 return [cls(max_size=max_size) for _ in range(k)], np.zeros(k, np.int64)
             step = max(1, _Scratch.MAX_ELEMENTS // n)
+            if _c_sketch_rows is not None and columns.dtype == np.float64 and columns.flags.c_contiguous:
+                done = cls._columns_in_c(columns, step, max_size, max_scale)
+                if done is not None:
+                    return done
             if k > step:
                 # A few features at a time, so the work buffers stay the per-thread scratch ones
                 # (a 100,000 x 50 batch at once would take five fresh 40 MB temporaries).
@@ -373,6 +454,69 @@ class ExpHistogram:
         return cls._sketch_rows(bufs, max_size, max_scale)
 
     @classmethod
+    def _columns_in_c(
+        cls, columns: npt.NDArray[np.float64], step: int, max_size: int, max_scale: int
+    ) -> tuple[list[ExpHistogram], npt.NDArray[np.int64]] | None:
+        """Feature-major float64 ``columns`` sketched by the C extension straight from where
+        they are (it does not write to them, unlike the numpy path, which works on a copy);
+        ``step`` features at a time, so the one work buffer (their logs) stays bounded."""
+        k, n = columns.shape
+        rows = min(step, k)
+        logs = _scratch.get((rows, n))[0][1] if rows * n <= _Scratch.MAX_ELEMENTS else np.empty((rows, n))
+        out: list[ExpHistogram] = []
+        nans: list[npt.NDArray[np.int64]] = []
+        for at in range(0, k, step):
+            part = columns[at : at + step]
+            done = cls._sketch_rows_in_c(part, logs[: part.shape[0]], max_size, max_scale)
+            if done is None:
+                return None
+            out.extend(done[0])
+            nans.append(done[1])
+        return out, nans[0] if len(nans) == 1 else np.concatenate(nans)
+
+    @classmethod
+    def _sketch_rows_in_c(
+        cls, T: npt.NDArray[np.float64], logs: npt.NDArray[np.float64], max_size: int, max_scale: int
+    ) -> tuple[list[ExpHistogram], npt.NDArray[np.int64]] | None:
+        """:meth:`_sketch_rows` by the C extension: numpy's (SIMD) log of the magnitudes into
+        ``logs`` (a scratch buffer shaped like ``T``), then one pass in C maps and summarises
+        the values and one counts them, the C library's log deciding the few values near a
+        bucket boundary, so every index is the one the numpy path gives; ``None`` where the
+        extension does not take the batch (a scale outside 1..20)."""
+        k, n = T.shape
+        np.abs(T, out=logs)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.log(logs, out=logs)
+        stats = np.empty((k, 3))
+        ints = np.empty((k, 8), np.int64)
+        counts = np.empty((k, 2, max_size + 1), np.int64)
+        if _c_sketch_rows(T, logs, n, max_size, max_scale, stats, ints, counts) is None:
+            return None
+        empty = np.zeros(0, np.int64)
+        out: list[ExpHistogram] = []
+        for j, ((total, lo, hi), (cnt, zeros, _, change, pos_at, pos_len, neg_at, neg_len)) in enumerate(
+            zip(stats.tolist(), ints.tolist())
+        ):
+            if cnt == 0:
+                out.append(cls(max_size=max_size))
+                continue
+            out.append(
+                cls(
+                    0 if zeros == cnt else max_scale - change,  # all-zero: scale 0, as the OTel SDK
+                    zeros,
+                    # views: ``counts`` is this call's own array, never reused
+                    Buckets(pos_at, counts[j, 0, :pos_len]) if pos_len else Buckets(0, empty),
+                    Buckets(neg_at, counts[j, 1, :neg_len]) if neg_len else Buckets(0, empty),
+                    cnt,
+                    total,
+                    lo,
+                    hi,
+                    max_size,
+                )
+            )
+        return out, ints[:, 2].copy()
+
+    @classmethod
     def _sketch_rows(
         cls,
         bufs: tuple[list[npt.NDArray[np.float64]], list[npt.NDArray[np.int64]]],
@@ -382,6 +526,10 @@ class ExpHistogram:
         """Sketch each row of the first scratch buffer (feature-major values, overwritten)."""
         (T, tmp, tmp2), (idx, itmp) = bufs
         k, n = T.shape
+        if _c_sketch_rows is not None:
+            done = cls._sketch_rows_in_c(T, tmp, max_size, max_scale)
+            if done is not None:
+                return done
         finite = np.isfinite(T)
         all_finite = bool(finite.all())
         if all_finite:
@@ -395,35 +543,41 @@ class ExpHistogram:
         pos = T > 0
         nonzero = pos | neg
         zeros = counts - np.count_nonzero(nonzero, axis=1)
-        sums = T.sum(axis=1)
-        # Per sign, the index range follows from the smallest and largest magnitude (the
-        # mapping is monotone). The extremes are plain min/max (non-finite values were zeroed);
-        # the magnitudes closest to zero need the other sign pushed out of the way.
+        with np.errstate(over="ignore", invalid="ignore"):  # finite values may add up past the float range
+            sums = T.sum(axis=1)
+        # Per sign, the index range follows from the smallest and largest magnitude (nearly:
+        # see below). The extremes are plain min/max (non-finite values were zeroed); the
+        # magnitudes closest to zero need the other sign pushed out of the way, by adding the
+        # largest float to it: exact unless that sign holds a magnitude of 2**1022 or more,
+        # where the sum lands among real values (then a masked copy, six times slower).
         max_all, min_all = T.max(axis=1), T.min(axis=1)
         has_pos, has_neg = max_all > 0, min_all < 0
-        big = np.finfo(np.float64).max
-        np.multiply(~pos, big, out=tmp)
-        tmp += T
-        min_pos = tmp.min(axis=1)
-        np.multiply(~neg, big, out=tmp)
-        np.subtract(T, tmp, out=tmp)
-        max_neg = tmp.max(axis=1)
+        if float(max_all.max()) < _HALF_MAX and float(min_all.min()) > -_HALF_MAX:
+            big = np.finfo(np.float64).max
+            np.multiply(~pos, big, out=tmp)
+            tmp += T
+            min_pos = tmp.min(axis=1)
+            np.multiply(~neg, big, out=tmp)
+            np.subtract(T, tmp, out=tmp)
+            max_neg = tmp.max(axis=1)
+        else:
+            tmp.fill(np.inf)
+            np.copyto(tmp, T, where=pos)
+            min_pos = tmp.min(axis=1)
+            tmp.fill(-np.inf)
+            np.copyto(tmp, T, where=neg)
+            max_neg = tmp.max(axis=1)
         has_zero = zeros > 0
         mins = np.where(has_neg, min_all, np.where(has_zero, 0.0, min_pos))
         maxs = np.where(has_pos, max_all, np.where(has_zero, 0.0, max_neg))
-        ends = _indices_at_scale(
-            np.abs(
-                np.where(
-                    np.concatenate([has_pos, has_pos, has_neg, has_neg]),
-                    np.concatenate([min_pos, max_all, max_neg, min_all]),
-                    1.0,
-                )
-            ),
-            max_scale,
-        ).reshape(4, k)
-        change = _scale_changes(ends, has_pos, has_neg, max_size, max_scale)
-        base_pos = np.where(has_pos, ends[0] >> change, 0)
-        base_neg = np.where(has_neg, ends[2] >> change, 0)
+        present = np.concatenate([has_pos, has_pos, has_neg, has_neg])
+        extremes = np.abs(
+            np.where(
+                present,
+                np.concatenate([min_pos, max_all, max_neg, min_all]),
+                1.0,
+            )
+        )
         # Every value gets one slot: (feature, sign, bucket - base); zeros and non-finite values
         # go to a dump slot past the end. One bincount then counts all features at once.
         width = max_size + 1
@@ -440,6 +594,20 @@ class ExpHistogram:
         )
         mag_hi = max(float(max_all.max()), float(-min_all.min()), 1.0)
         idx = _indices_at_scale(T, max_scale, (tmp, tmp2, idx), (mag_lo, mag_hi))
+        # Per sign, the index range is that of the extremes' indices, unless an extreme sits
+        # where the mapping is not monotone (a boundary, a power of two): then another value
+        # close to it may have an index past the extreme's, and that feature's range is read
+        # from its indices.
+        ends = _indices_at_scale(extremes, max_scale).reshape(4, k)
+        odd = np.flatnonzero((_near_boundary(extremes, max_scale) & present).reshape(4, k).any(axis=0))
+        for j in odd.tolist():
+            for at, sign in ((0, pos[j]), (2, neg[j])):
+                used = idx[j][sign]
+                if used.size:
+                    ends[at, j], ends[at + 1, j] = used.min(), used.max()
+        change = _scale_changes(ends, has_pos, has_neg, max_size, max_scale)
+        base_pos = np.where(has_pos, ends[0] >> change, 0)
+        base_neg = np.where(has_neg, ends[2] >> change, 0)
         idx >>= change[:, None]
         row = np.arange(k, dtype=np.int64) * (2 * width)
         idx += (row - base_pos)[:, None]
@@ -522,19 +690,24 @@ class ExpHistogram:
         # as from_matrix has them (0.0, never -0.0, for a zero at either end)
         lo_v = min_all if has_neg else (0.0 if has_zero else min_pos)
         hi_v = max_all if has_pos else (0.0 if has_zero else max_neg)
-        ends = _indices_at_scale(
-            np.abs(
-                np.array(
-                    [
-                        min_pos if has_pos else 1.0,
-                        max_all if has_pos else 1.0,
-                        max_neg if has_neg else 1.0,
-                        min_all if has_neg else 1.0,
-                    ]
-                )
-            ),
-            max_scale,
-        ).reshape(4, 1)
+        extremes = np.abs(
+            np.array(
+                [
+                    min_pos if has_pos else 1.0,
+                    max_all if has_pos else 1.0,
+                    max_neg if has_neg else 1.0,
+                    min_all if has_neg else 1.0,
+                ]
+            )
+        )
+        ends = _indices_at_scale(extremes, max_scale).reshape(4, 1)
+        # Where an extreme sits at a boundary of the (not quite monotone) mapping, the values
+        # next to it decide the index range: map those few.
+        odd = _near_boundary(extremes, max_scale).tolist()
+        if has_pos and (odd[0] or odd[1]):
+            ends[0, 0], ends[1, 0] = _index_range(xs[pos_start:], max_scale)
+        if has_neg and (odd[2] or odd[3]):
+            ends[2, 0], ends[3, 0] = _index_range(-xs[neg_end - 1 :: -1], max_scale)
         change = int(_scale_changes(ends, np.array([has_pos]), np.array([has_neg]), max_size, max_scale)[0])
         e = (ends[:, 0] >> change).tolist()
         positive = Buckets(*_sorted_counts(xs[pos_start:], e[0], e[1], max_scale, change)) if has_pos else Buckets()
@@ -550,7 +723,7 @@ class ExpHistogram:
             positive,
             negative,
             n,
-            float(xs.sum()) if total is None else float(total),
+            _total(xs) if total is None else float(total),
             lo_v,
             hi_v,
             max_size,
