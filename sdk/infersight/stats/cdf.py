@@ -269,6 +269,13 @@ class KnotsBatch:
     def __len__(self) -> int:
         return int(self.n.size)
 
+    def ext(self) -> tuple[Arr, Arr, npt.NDArray[np.intp]]:
+        """See :func:`_ext`; kept, so a batch of reference knots pays for it once."""
+        got = self.__dict__.get("_ext")
+        if got is None:
+            got = self.__dict__["_ext"] = _ext(self)
+        return got  # type: ignore[no-any-return]
+
     @classmethod
     def of(cls, knots: list[Knots]) -> KnotsBatch:
         sizes = np.array([k.x.size for k in knots], np.intp)
@@ -395,11 +402,54 @@ class KnotsBatch:
         return cls(xs, f, starts, n)
 
 
+def _ext(batch: KnotsBatch) -> tuple[Arr, Arr, npt.NDArray[np.intp]]:
+    """Each set's ``x`` and ``F`` with a knot before (F = 0) and after (F = 1) it, and where each
+    set's block starts: ``F_ext[e + c]`` is the lower envelope where ``c`` knots are at or
+    before the point, ``F_ext[e + 1 + c]`` the upper one where ``c`` are before it."""
+    k = len(batch)
+    e = batch.starts[:-1] + 2 * np.arange(k)
+    size = batch.x.size + 2 * k
+    own = np.ones(size, bool)
+    own[e] = False
+    own[batch.starts[1:] + 2 * np.arange(k) + 1] = False
+    fx = np.zeros(size)
+    fx[own] = batch.x
+    ff = np.zeros(size)
+    ff[own] = batch.F
+    ff[batch.starts[1:] + 2 * np.arange(k) + 1] = 1.0
+    return fx, ff, e
+
+
+def _side(
+    px: Arr,
+    ext: tuple[Arr, Arr, npt.NDArray[np.intp]],
+    count: npt.NDArray[np.intp],
+    eq: npt.NDArray[np.bool_],
+    seg: npt.NDArray[np.intp],
+    n_in: npt.NDArray[np.intp],
+) -> tuple[Arr, Arr, Arr]:
+    """The other set's lower and upper envelope and np.interp value at points ``px``, given how
+    many of its knots are at or before each point (``count``) and which points are its knots."""
+    fx, ff, e = ext
+    base = e[seg] + count
+    lower = ff[base]
+    upper = ff[base + 1 - eq]
+    inner = (count > 0) & (count < n_in[seg]) & ~eq
+    x0, f0 = fx[base], lower
+    with np.errstate(all="ignore"):  # only where masked below: outside the other set
+        lin = (ff[base + 1] - f0) / (fx[base + 1] - x0) * (px - x0) + f0
+    at = np.where(inner, lin, lower)
+    right = np.flatnonzero((count == n_in[seg]) & ~eq)  # beyond the other set's maximum
+    at[right] = 1.0
+    return lower, upper, at
+
+
 def distances_batch(a: KnotsBatch, b: KnotsBatch) -> Arr:
     """:func:`distances` of ``a.get(i)`` and ``b.get(i)`` for every ``i``, as rows
     ``(ks_lo, ks_hi, w, w_lo, w_hi)``: the same numbers (maxima exactly, sums to rounding).
 
-    Every set must have values (``n > 0``).
+    Every set must have values (``n > 0``) and at least two knots (every set of knots built
+    from data has: the minimum's anchor and the maximum).
 
     >>> x = Knots.from_sorted(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 4.0]))
     >>> y = Knots.from_sorted(np.array([2.0, 3.0, 4.0, 5.0]), np.array([2.0, 3.0, 4.0, 5.0]))
@@ -414,97 +464,74 @@ def distances_batch(a: KnotsBatch, b: KnotsBatch) -> Arr:
     if np.any(a.n <= 0) or np.any(b.n <= 0):
         raise ValueError("distances_batch needs sets with values (n > 0); an empty one has no distance (NaN)")
     sa, sb = a.starts, b.starts
+    size_a, size_b = np.diff(sa), np.diff(sb)
+    if np.any(size_a < 2) or np.any(size_b < 2):
+        raise ValueError("distances_batch needs at least two knots per set (below the minimum, the maximum)")
     ax, af, bx, bf = a.x, a.F, b.x, b.F
     na, nb = ax.size, bx.size
-    # How many of b's knots are <= each knot of a (per set: the only loop, one call per set)
+    # how many of b's knots are at or before each knot of a (the only loop: one call per set)
     le = np.empty(na, np.intp)
     for i in range(k):
         le[sa[i] : sa[i + 1]] = np.searchsorted(bx[sb[i] : sb[i + 1]], ax[sa[i] : sa[i + 1]], "right")
-    seg_a = np.repeat(np.arange(k), np.diff(sa))
-    seg_b = np.repeat(np.arange(k), np.diff(sb))
-    bfirst = sb[:-1][seg_a]
-    le_g = le + bfirst  # global index of b's first knot above a_j (within its set)
-    bxp, bfp = np.append(bx, np.nan), np.append(bf, np.nan)
-    axp, afp = np.append(ax, np.nan), np.append(af, np.nan)
-    eq = (le > 0) & (bxp[le_g - 1] == ax)  # a_j is also one of b's knots
-    lt_g = le_g - eq  # b's first knot at or above a_j
+    seg_a = np.repeat(np.arange(k), size_a)
+    seg_b = np.repeat(np.arange(k), size_b)
+    le_g = le + sb[:-1][seg_a]
+    eq = (le > 0) & (np.append(bx, np.nan)[le_g - 1] == ax)  # a's knot is one of b's too
+    lt_g = le_g - eq  # b's first knot at or after a's
+    # the same counts the other way round, from these (integers: one global search each)
     ib = np.arange(nb)
-    # the same counts the other way round, from these (integers, so one global search each)
-    a_gt = np.searchsorted(lt_g, ib, "right")  # a's first knot above b_i
-    a_ge = np.searchsorted(le_g, ib, "right")  # a's first knot at or above b_i
-    dup = a_gt > a_ge
-    # a's envelope, uniform-in-bin value at b's knots (see Knots.lower/upper/at, np.interp)
-    first_a, end_a = sa[:-1][seg_b], sa[1:][seg_b]
-    has_prev = a_gt > first_a
-    has_next = a_ge < end_a
-    prev = np.where(has_prev, a_gt - 1, na)
-    nxt = np.where(has_next, a_ge, na)
-    la_b = np.where(has_prev, afp[prev], 0.0)
-    ua_b = np.where(has_next, afp[nxt], 1.0)
-    inner = has_prev & has_next & ~dup
-    with np.errstate(invalid="ignore"):
-        lin = (afp[nxt] - afp[prev]) / (axp[nxt] - axp[prev]) * (bx - axp[prev]) + afp[prev]
-    ata_b = np.where(dup, la_b, np.where(inner, lin, np.where(has_prev, 1.0, 0.0)))
-    # b's at a's knots
-    end_b = sb[1:][seg_a]
-    has_prev = le_g > bfirst
-    has_next = lt_g < end_b
-    prev = np.where(has_prev, le_g - 1, nb)
-    nxt = np.where(has_next, lt_g, nb)
-    lb_a = np.where(has_prev, bfp[prev], 0.0)
-    ub_a = np.where(has_next, bfp[nxt], 1.0)
-    inner = has_prev & has_next & ~eq
-    with np.errstate(invalid="ignore"):
-        lin = (bfp[nxt] - bfp[prev]) / (bxp[nxt] - bxp[prev]) * (ax - bxp[prev]) + bfp[prev]
-    atb_a = np.where(eq, lb_a, np.where(inner, lin, np.where(has_prev, 1.0, 0.0)))
+    a_le = np.searchsorted(lt_g, ib, "right") - sa[:-1][seg_b]  # a's knots at or before b's
+    a_lt = np.searchsorted(le_g, ib, "right") - sa[:-1][seg_b]  # a's knots before b's
+    dup = a_le > a_lt
+    la_b, ua_b, ata_b = _side(bx, a.ext(), a_le, dup, seg_b, size_a)
+    lb_a, ub_a, atb_a = _side(ax, b.ext(), le, eq, seg_a, size_b)
     # the union of both sets of knots, set after set, in order (a's knot stands for a tie)
     cum_eq = np.zeros(na + 1, np.intp)
     np.cumsum(eq, out=cum_eq[1:])
     cum_dup = np.zeros(nb + 1, np.intp)
     np.cumsum(dup, out=cum_dup[1:])
     pos_a = np.arange(na) + lt_g - cum_eq[:-1]
-    keep_b = ~dup
-    pos_b = (ib + a_ge - cum_dup[:-1])[keep_b]
+    keep = np.flatnonzero(~dup)
+    pos_b = keep + (a_lt + sa[:-1][seg_b])[keep] - cum_dup[keep]
     nu = na + nb - int(cum_dup[-1])
     ustarts = sa[:-1] + sb[:-1] - cum_eq[sa[:-1]]
     u = np.empty(nu)
-    u[pos_a], u[pos_b] = ax, bx[keep_b]
+    u[pos_a], u[pos_b] = ax, bx[keep]
     la = np.empty(nu)
-    la[pos_a], la[pos_b] = af, la_b[keep_b]
+    la[pos_a], la[pos_b] = af, la_b[keep]
     ua = np.empty(nu)
-    ua[pos_a], ua[pos_b] = af, ua_b[keep_b]
+    ua[pos_a], ua[pos_b] = af, ua_b[keep]
     lb = np.empty(nu)
-    lb[pos_a], lb[pos_b] = lb_a, bf[keep_b]
+    lb[pos_a], lb[pos_b] = lb_a, bf[keep]
     ub = np.empty(nu)
-    ub[pos_a], ub[pos_b] = ub_a, bf[keep_b]
-    ata = np.empty(nu)
-    ata[pos_a], ata[pos_b] = af, ata_b[keep_b]
-    atb = np.empty(nu)
-    atb[pos_a], atb[pos_b] = atb_a, bf[keep_b]
-    is_start = np.zeros(nu + 1, bool)
-    is_start[ustarts] = True
-    is_start[nu] = True
-    pair = ~is_start[1:]  # (j, j + 1) inside one set pair
-    # KS bounds (see _ks_from)
-    lo = np.maximum(0.0, np.maximum(np.maximum.reduceat(la - ub, ustarts), np.maximum.reduceat(lb - ua, ustarts)))
-    hi = np.maximum(np.maximum.reduceat(ua - lb, ustarts), np.maximum.reduceat(ub - la, ustarts))
-    nxt_u = np.append(u[1:], np.nan)
-    room = pair & (np.nextafter(u, np.inf) < nxt_u)
-    ua1, ub1 = np.append(ua[1:], 0.0), np.append(ub[1:], 0.0)
-    gap = np.where(room, np.maximum(ua1 - lb, ub1 - la), -np.inf)
-    hi = np.maximum(np.maximum(hi, np.maximum.reduceat(gap, ustarts)), lo)
+    ub[pos_a], ub[pos_b] = ub_a, bf[keep]
+    d = np.empty(nu)
+    d[pos_a], d[pos_b] = af - atb_a, (ata_b - bf)[keep]
+    # KS bounds at the union points (see _ks_from)
+    lo = np.maximum.reduceat(np.maximum(la - ub, lb - ua), ustarts)
+    np.maximum(lo, 0.0, out=lo)
+    hi = np.maximum.reduceat(np.maximum(ua - lb, ub - la), ustarts)
+    # between consecutive union points j, j + 1 (the pair that straddles two sets: h = 0)
+    cross = ustarts[1:] - 1
+    h = u[1:] - u[:-1]
+    h[cross] = 0.0
+    la0, lb0, ua1, ub1 = la[:-1], lb[:-1], ua[1:], ub[1:]
+    gap_hi = np.maximum(ua1 - lb0, ub1 - la0)
+    room = np.nextafter(u[:-1], np.inf) < u[1:]
+    room[cross] = False
+    hi = np.maximum(hi, np.maximum.reduceat(np.where(room, gap_hi, -np.inf), ustarts))
+    np.maximum(hi, lo, out=hi)
     # Wasserstein bounds (see _wasserstein_from)
-    h = np.where(pair, nxt_u - u, 0.0)
-    gap_lo = np.maximum(np.maximum(la - ub1, lb - ua1), 0.0)
-    gap_hi = np.maximum(ua1 - lb, ub1 - la)
-    w_lo = np.add.reduceat(np.where(pair, gap_lo * h, 0.0), ustarts)
-    w_hi = np.add.reduceat(np.where(pair, gap_hi * h, 0.0), ustarts)
+    gap_lo = np.maximum(la0 - ub1, lb0 - ua1)
+    np.maximum(gap_lo, 0.0, out=gap_lo)
+    w_lo = np.add.reduceat(gap_lo * h, ustarts)
+    w_hi = np.add.reduceat(gap_hi * h, ustarts)
     # W1 of the interpolated CDFs (see abs_linear_integral)
-    d0 = ata - atb
-    d1 = np.append(d0[1:], 0.0)
-    a0, a1 = np.abs(d0), np.abs(d1)
+    d0, d1 = d[:-1], d[1:]
+    ad = np.abs(d)
+    s = ad[:-1] + ad[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        cross = np.where(a0 + a1 > 0, (d0 * d0 + d1 * d1) / (2 * (a0 + a1)), 0.0)
-    piece = np.where(d0 * d1 >= 0, (a0 + a1) / 2, cross) * h
-    w = np.add.reduceat(np.where(pair, piece, 0.0), ustarts)
+        cross_w = (d0 * d0 + d1 * d1) / (2 * s)
+    piece = np.where(d0 * d1 >= 0, s / 2, cross_w) * h
+    w = np.add.reduceat(piece, ustarts)
     return np.stack([lo, hi, w, w_lo, w_hi], axis=1)
