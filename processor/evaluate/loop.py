@@ -293,6 +293,14 @@ class EvaluationLoop:
         ref = None
         out = []
         for f in findings:
+            if f.status not in ("breach", "no_data"):
+                # most findings: only the revision and evaluation time to set (often set already)
+                out.append(
+                    f
+                    if f.revision == revision and f.evaluated_at == now
+                    else replace(f, revision=revision, evaluated_at=now)
+                )
+                continue
             changes: dict[str, Any] = {"revision": revision, "evaluated_at": now}
             if f.status in ("breach", "no_data"):
                 past = history.get((f.version, f.slice, f.kind, f.subject), {})
