@@ -118,7 +118,7 @@ class DriftEvaluator:
                     continue
                 judged.append((name, fs))
                 methods.append(scorer.method(prof, source))
-                fws.append(FeatureWindow.from_stats(feats[name], prof.kind))
+                fws.append(window.feature_window(name, version, prof.kind))
             for (name, fs), res in zip(judged, score_windows(methods, fws)):
                 alpha = scorer.policy.overrides.get(name, {}).get("alpha", scorer.policy.alpha)
                 out.append(

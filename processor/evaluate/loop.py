@@ -402,7 +402,7 @@ _FIELDS = tuple(Finding.__dataclass_fields__)
 def _body(f: Finding) -> dict[str, Any]:
     """:meth:`Finding.to_dict` without ``dataclasses.asdict``'s deep copy (details and evidence
     are plain JSON data already): a third of a pass's time went there."""
-    d = {k: getattr(f, k) for k in _FIELDS}
+    d = dict(f.__dict__) if len(f.__dict__) == len(_FIELDS) else {k: getattr(f, k) for k in _FIELDS}
     for k in ("statistic", "threshold", "p_value"):
         v = d[k]
         d[k] = None if v is None or not math.isfinite(v) else float(v)

@@ -63,6 +63,7 @@ class ModelWindow:
     series: Mapping[tuple[str, str, str], WindowStats]
     _merged: dict[tuple[str, str], dict[str, WindowStats]] = field(default_factory=dict, repr=False)
     _present: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    _windows: dict[tuple[str, str, str | None], FeatureWindow] = field(default_factory=dict, repr=False)
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -87,6 +88,15 @@ class ModelWindow:
     def features(self, version: str = "") -> dict[str, WindowStats]:
         """Feature name → statistics (``version`` ``""``: every version merged)."""
         return self._role(FEATURE, version)
+
+    def feature_window(self, name: str, version: str = "", kind: str | None = None) -> FeatureWindow:
+        """Feature ``name``'s statistics as the engine reads them (read once per window and
+        kind: drift and data quality share it; not to be modified)."""
+        key = (version, name, kind)
+        got = self._windows.get(key)
+        if got is None:
+            got = self._windows[key] = FeatureWindow.from_stats(self.features(version)[name], kind)
+        return got
 
     def outputs(self, version: str = "") -> dict[str, WindowStats]:
         return self._role(OUTPUT, version)
