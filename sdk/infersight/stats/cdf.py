@@ -269,13 +269,6 @@ class KnotsBatch:
     def __len__(self) -> int:
         return int(self.n.size)
 
-    def ext(self) -> tuple[Arr, Arr, npt.NDArray[np.intp]]:
-        """See :func:`_ext`; kept, so a batch of reference knots pays for it once."""
-        got = self.__dict__.get("_ext")
-        if got is None:
-            got = self.__dict__["_ext"] = _ext(self)
-        return got  # type: ignore[no-any-return]
-
     @classmethod
     def of(cls, knots: list[Knots]) -> KnotsBatch:
         sizes = np.array([k.x.size for k in knots], np.intp)
@@ -423,42 +416,29 @@ class KnotsBatch:
         return cls(xs, f, starts, n)
 
 
-def _ext(batch: KnotsBatch) -> tuple[Arr, Arr, npt.NDArray[np.intp]]:
-    """Each set's ``x`` and ``F`` with a knot before (F = 0) and after (F = 1) it, and where each
-    set's block starts: ``F_ext[e + c]`` is the lower envelope where ``c`` knots are at or
-    before the point, ``F_ext[e + 1 + c]`` the upper one where ``c`` are before it."""
-    k = len(batch)
-    e = batch.starts[:-1] + 2 * np.arange(k)
-    size = batch.x.size + 2 * k
-    own = np.ones(size, bool)
-    own[e] = False
-    own[batch.starts[1:] + 2 * np.arange(k) + 1] = False
-    fx = np.zeros(size)
-    fx[own] = batch.x
-    ff = np.zeros(size)
-    ff[own] = batch.F
-    ff[batch.starts[1:] + 2 * np.arange(k) + 1] = 1.0
-    return fx, ff, e
-
-
 def _side(
     px: Arr,
-    ext: tuple[Arr, Arr, npt.NDArray[np.intp]],
+    other: KnotsBatch,
     count: npt.NDArray[np.intp],
     eq: npt.NDArray[np.bool_],
     seg: npt.NDArray[np.intp],
     n_in: npt.NDArray[np.intp],
 ) -> tuple[Arr, Arr, Arr]:
-    """The other set's lower and upper envelope and np.interp value at points ``px``, given how
-    many of its knots are at or before each point (``count``) and which points are its knots."""
-    fx, ff, e = ext
-    base = e[seg] + count
-    lower = ff[base]
-    upper = ff[base + 1 - eq]
-    inner = (count > 0) & (count < n_in[seg]) & ~eq
-    x0, f0 = fx[base], lower
+    """``other``'s lower and upper envelope and np.interp value at points ``px``, given how many
+    of its knots are at or before each point (``count``) and which points are its knots (``eq``);
+    ``n_in`` is the number of knots in each of its sets."""
+    g = other.starts[:-1][seg] + count  # other's first knot after the point
+    x, f = other.x, other.F
+    gp = np.maximum(g - 1, 0)
+    gn = np.minimum(g, x.size - 1)
+    before = count > 0
+    lower = np.where(before, f[gp], 0.0)
+    up = g - eq
+    upper = np.where(count - eq < n_in[seg], f[np.minimum(up, x.size - 1)], 1.0)
+    inner = before & (count < n_in[seg]) & ~eq
+    x0 = x[gp]
     with np.errstate(all="ignore"):  # only where masked below: outside the other set
-        lin = (ff[base + 1] - f0) / (fx[base + 1] - x0) * (px - x0) + f0
+        lin = (f[gn] - lower) / (x[gn] - x0) * (px - x0) + lower
     at = np.where(inner, lin, lower)
     right = np.flatnonzero((count == n_in[seg]) & ~eq)  # beyond the other set's maximum
     at[right] = 1.0
@@ -504,8 +484,8 @@ def distances_batch(a: KnotsBatch, b: KnotsBatch) -> Arr:
     a_le = np.searchsorted(lt_g, ib, "right") - sa[:-1][seg_b]  # a's knots at or before b's
     a_lt = np.searchsorted(le_g, ib, "right") - sa[:-1][seg_b]  # a's knots before b's
     dup = a_le > a_lt
-    la_b, ua_b, ata_b = _side(bx, a.ext(), a_le, dup, seg_b, size_a)
-    lb_a, ub_a, atb_a = _side(ax, b.ext(), le, eq, seg_a, size_b)
+    la_b, ua_b, ata_b = _side(bx, a, a_le, dup, seg_b, size_a)
+    lb_a, ub_a, atb_a = _side(ax, b, le, eq, seg_a, size_b)
     # the union of both sets of knots, set after set, in order (a's knot stands for a tie)
     cum_eq = np.zeros(na + 1, np.intp)
     np.cumsum(eq, out=cum_eq[1:])
