@@ -190,6 +190,6 @@ class DataQualityEvaluator:
             cause=worst[1] or None if status != "ok" else None,
             method="checks",
             n_current=int(details.get("rows", 0)),
-            details=dict(jsonable(details)),
+            details=jsonable(details),  # a new dict already
             evaluated_at=ctx.now,
         )

@@ -72,9 +72,10 @@ def output_profile(ref: Reference, name: str, outputs: Sequence[str]) -> Feature
 
 
 def _details(res: DriftResult, **extra: Any) -> dict[str, Any]:
-    d = {k: v for k, v in res.details.items() if k not in ("histogram",)}
+    d = {k: v for k, v in res.details.items() if k != "histogram"}
     d.update(extra)
-    return dict(jsonable(d))
+    out: dict[str, Any] = jsonable(d)  # a new dict already
+    return out
 
 
 class DriftEvaluator:

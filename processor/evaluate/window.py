@@ -152,7 +152,15 @@ def jsonable(value: Any) -> Any:
     if t is str or t is int or t is bool or value is None:
         return value
     if t is dict:
-        return {k if type(k) is str else str(k): jsonable(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            tv = type(v)
+            if tv is float:
+                v = v if math.isfinite(v) else None
+            elif not (tv is str or tv is int or tv is bool or v is None):
+                v = jsonable(v)
+            out[k if type(k) is str else str(k)] = v
+        return out
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
