@@ -293,7 +293,7 @@ class KnotsBatch:
         # [below(-hi_first), below(-lo)...] for negatives, [below(0), 0] for zeros,
         # [lo_first, hi...] for positives; then from_counts' anchors at min and max.
         k = len(sketches)
-        counts: list[Arr] = []
+        counts: list[npt.NDArray[np.int64]] = []
         rows: list[tuple[int, int, int, int, int, float, float]] = []
         for s in sketches:
             c, lo_v, hi_v = s.count, s.min, s.max
