@@ -188,6 +188,29 @@ def test_score_windows_equal_score_window(seed: int, monkeypatch: pytest.MonkeyP
     assert sum(batched) > 150  # and most of the others were scored in batches
 
 
+def test_a_sketch_the_batch_refuses_is_scored_on_its_own() -> None:
+    rng = np.random.default_rng(8)
+    m = NumericPolicy().fit(ExpHistogram.from_values(rng.normal(size=3000)))
+    good = ExpHistogram.from_values(rng.normal(size=400))
+    # buckets that do not add up to the count (a hand-made or damaged sketch)
+    odd = ExpHistogram(
+        scale=good.scale,
+        zero_count=good.zero_count,
+        positive=good.positive,
+        negative=good.negative,
+        count=good.count + 7,
+        min=good.min,
+        max=good.max,
+    )
+    with pytest.raises(ValueError, match="add up"):
+        KnotsBatch.from_sketches([good, odd])
+    windows = [FeatureWindow("numeric", s.count, {}, s, None) for s in (good, odd, good)]
+    got = score_windows([m, m, m], windows)
+    want = [m.score_window(w) for w in windows]
+    assert [(r.drift, r.cause, r.n_current) for r in got] == [(r.drift, r.cause, r.n_current) for r in want]
+    assert all(_close(g.statistic, w.statistic) for g, w in zip(got, want))
+
+
 def test_score_windows_needs_pairs() -> None:
     with pytest.raises(ValueError, match="pairs"):
         score_windows([NumericPolicy()], [])

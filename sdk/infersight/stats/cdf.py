@@ -286,8 +286,9 @@ class KnotsBatch:
     def from_sketches(cls, sketches: list[ExpHistogram]) -> KnotsBatch:
         """:meth:`Knots.from_sketch` of each sketch, all at once: the same knots.
 
-        Every sketch must hold values (``count > 0``) with finite ``min`` and ``max``, and
-        whole bucket counts; ``ValueError`` otherwise (score such a sketch one at a time).
+        Every sketch must hold values (``count > 0``) with finite ``min`` and ``max``, whole
+        bucket counts adding up to its count, and increasing bucket bounds; ``ValueError``
+        otherwise (score such a sketch one at a time).
         """
         # The pieces from_sketch concatenates, per sketch in the same order, as (x, count) runs:
         # [below(-hi_first), below(-lo)...] for negatives, [below(0), 0] for zeros,
@@ -380,7 +381,7 @@ class KnotsBatch:
         xs, cs, seg = xs[inside], cs[inside], seg[inside]
         # each sketch's knots as [below(min), inside..., max]: in order as built (bucket bounds
         # rise, counts do not fall), so from_counts' sort, running maximum and de-duplication
-        # change nothing; checked, and done in full otherwise
+        # change nothing (checked)
         per = np.bincount(seg, minlength=k) + 2
         out_start = np.zeros(k + 1, np.intp)
         np.cumsum(per, out=out_start[1:])
@@ -399,21 +400,8 @@ class KnotsBatch:
         if np.all((step_x > 0) & (step_c >= 0) | first[1:]):
             f = oc / np.maximum(n, 1)[oseg]
             return cls(ox, f, out_start, n)
-        xs = np.concatenate([start, xs, maxs])
-        cs = np.concatenate([np.zeros(k), cs, n.astype(np.float64)])
-        seg = np.concatenate([np.arange(k), seg, np.arange(k)])
-        order = np.lexsort((cs, xs, seg))
-        xs, cs, seg = xs[order], cs[order], seg[order]
-        # the running maximum inside each sketch: whole counts, so a shift per sketch is exact
-        shift_c = np.concatenate([[0.0], np.cumsum(n[:-1].astype(np.float64) + 1.0)])[seg]
-        cs = np.maximum.accumulate(cs + shift_c) - shift_c
-        keep = np.ones(xs.size, bool)
-        keep[:-1] = (xs[1:] != xs[:-1]) | (seg[1:] != seg[:-1])
-        xs, cs, seg = xs[keep], cs[keep], seg[keep]
-        starts = np.zeros(k + 1, np.intp)
-        np.cumsum(np.bincount(seg, minlength=k), out=starts[1:])
-        f = cs / np.maximum(n, 1)[seg]
-        return cls(xs, f, starts, n)
+        # bucket bounds that do not rise (a scale beyond float resolution): one at a time
+        raise ValueError("KnotsBatch.from_sketches: a sketch's bucket bounds are not increasing")
 
 
 def _side(
