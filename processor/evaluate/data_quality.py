@@ -95,7 +95,7 @@ class DataQualityEvaluator:
                             out.append(self._finding(ctx, version, name, checks, runbook, fs.importance))
                         continue
                 ws = feats[name]
-                fw = FeatureWindow.from_stats(ws, prof.kind if prof is not None else None)
+                fw = window.feature_window(name, version, prof.kind if prof is not None else None)
                 checks.extend(self._missing(fw, prof, ms, name))
                 checks.extend(self._violations(ws, fw, ev.max_violations))
                 if prof is not None and prof.categories is not None and fw.categories is not None:
@@ -190,6 +190,6 @@ class DataQualityEvaluator:
             cause=worst[1] or None if status != "ok" else None,
             method="checks",
             n_current=int(details.get("rows", 0)),
-            details=dict(jsonable(details)),
+            details=jsonable(details),  # a new dict already
             evaluated_at=ctx.now,
         )

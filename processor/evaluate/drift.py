@@ -29,6 +29,7 @@ from infersight.processor.evaluate.references import Env, ResolvedReference
 from infersight.processor.evaluate.window import ModelWindow, jsonable, load_window, output_window
 from infersight.processor.storage.base import OUTPUT
 from infersight.stats.drift import BBSE, DriftResult, explain
+from infersight.stats.drift.combined import score_windows
 from infersight.stats.reference import FeatureProfile, Reference
 from infersight.stats.windows import FeatureWindow
 
@@ -71,9 +72,10 @@ def output_profile(ref: Reference, name: str, outputs: Sequence[str]) -> Feature
 
 
 def _details(res: DriftResult, **extra: Any) -> dict[str, Any]:
-    d = {k: v for k, v in res.details.items() if k not in ("histogram",)}
+    d = {k: v for k, v in res.details.items() if k != "histogram"}
     d.update(extra)
-    return dict(jsonable(d))
+    out: dict[str, Any] = jsonable(d)  # a new dict already
+    return out
 
 
 class DriftEvaluator:
@@ -106,12 +108,19 @@ class DriftEvaluator:
                 **({"versions": list(window.versions)} if not version else {}),
                 **({"runbook": ms.runbook} if ms.runbook else {}),
             }
+            # every feature's verdict at once (the method's own, scored in batches: see
+            # score_windows); the missing rate is data quality's, not scored here
+            judged: list[tuple[str, Any]] = []
+            methods: list[Any] = []
+            fws: list[FeatureWindow] = []
             for name, prof in ref.features.items():
                 fs = ms.feature(name)
                 if fs.ignore or prof.kind == "timestamp" or name not in feats:
                     continue
-                fw = FeatureWindow.from_stats(feats[name], prof.kind)
-                res, _, _ = scorer.score(prof, fw, source)
+                judged.append((name, fs))
+                methods.append(scorer.method(prof, source))
+                fws.append(window.feature_window(name, version, prof.kind))
+            for (name, fs), res in zip(judged, score_windows(methods, fws)):
                 alpha = scorer.policy.overrides.get(name, {}).get("alpha", scorer.policy.alpha)
                 out.append(
                     self._finding(

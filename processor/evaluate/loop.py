@@ -372,6 +372,14 @@ class EvaluationLoop:
         ref = None
         out = []
         for f in findings:
+            if f.status not in ("breach", "no_data"):
+                # most findings: only the revision and evaluation time to set (often set already)
+                out.append(
+                    f
+                    if f.revision == revision and f.evaluated_at == now
+                    else replace(f, revision=revision, evaluated_at=now)
+                )
+                continue
             changes: dict[str, Any] = {"revision": revision, "evaluated_at": now}
             if f.status in ("breach", "no_data"):
                 past = history.get((f.version, f.slice, f.kind, f.subject), {})
@@ -473,7 +481,7 @@ _FIELDS = tuple(Finding.__dataclass_fields__)
 def _body(f: Finding) -> dict[str, Any]:
     """:meth:`Finding.to_dict` without ``dataclasses.asdict``'s deep copy (details and evidence
     are plain JSON data already): a third of a pass's time went there."""
-    d = {k: getattr(f, k) for k in _FIELDS}
+    d = dict(f.__dict__) if len(f.__dict__) == len(_FIELDS) else {k: getattr(f, k) for k in _FIELDS}
     for k in ("statistic", "threshold", "p_value"):
         v = d[k]
         d[k] = None if v is None or not math.isfinite(v) else float(v)

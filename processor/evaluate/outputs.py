@@ -116,7 +116,8 @@ def metric_points(f: Finding) -> list[Point]:
         if f.p_value is not None:
             pts.append((f"{prefix}.p_value", "", a, f.p_value))
         pts.append((f"{prefix}.detected", "", a, detected))
-    return [(n, u, tuple(sorted(at.items())), float(v), t) for n, u, at, v in pts if v is not None and math.isfinite(v)]
+    attrs = tuple(sorted(a.items()))  # every point of a finding has the same attributes
+    return [(n, u, attrs, float(v), t) for n, u, _, v in pts if v is not None and math.isfinite(v)]
 
 
 class FindingOutputs:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,8 @@ class ModelWindow:
     end: int
     series: Mapping[tuple[str, str, str], WindowStats]
     _merged: dict[tuple[str, str], dict[str, WindowStats]] = field(default_factory=dict, repr=False)
+    _present: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    _windows: dict[tuple[str, str, str | None], FeatureWindow] = field(default_factory=dict, repr=False)
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -86,6 +89,15 @@ class ModelWindow:
         """Feature name → statistics (``version`` ``""``: every version merged)."""
         return self._role(FEATURE, version)
 
+    def feature_window(self, name: str, version: str = "", kind: str | None = None) -> FeatureWindow:
+        """Feature ``name``'s statistics as the engine reads them (read once per window and
+        kind: drift and data quality share it; not to be modified)."""
+        key = (version, name, kind)
+        got = self._windows.get(key)
+        if got is None:
+            got = self._windows[key] = FeatureWindow.from_stats(self.features(version)[name], kind)
+        return got
+
     def outputs(self, version: str = "") -> dict[str, WindowStats]:
         return self._role(OUTPUT, version)
 
@@ -94,6 +106,12 @@ class ModelWindow:
 
     def present(self, version: str = "") -> set[str]:
         """Features with at least one value (missing values count; only ``absent`` does not)."""
+        got = self._present.get(version)
+        if got is None:
+            got = self._present[version] = self._find_present(version)
+        return set(got)
+
+    def _find_present(self, version: str) -> set[str]:
         out = set()
         for name, ws in self.features(version).items():
             missing = ws.counters.get("missing", {})
@@ -127,8 +145,22 @@ def load_window(storage: Storage, model: str, size: int, start: int, data_start:
 
 def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars and arrays made plain, non-finite floats as ``None``."""
-    import math
-
+    # the plain types first, by exact type (most of what findings hold; a pass makes ~10^5)
+    t = type(value)
+    if t is float:
+        return value if math.isfinite(value) else None
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            tv = type(v)
+            if tv is float:
+                v = v if math.isfinite(v) else None
+            elif not (tv is str or tv is int or tv is bool or v is None):
+                v = jsonable(v)
+            out[k if type(k) is str else str(k)] = v
+        return out
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

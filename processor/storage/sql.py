@@ -43,6 +43,8 @@ from infersight.stats.windows import WindowStats
 
 __all__ = ["SqlStorage"]
 
+_RECORD_JSON = json.JSONEncoder(allow_nan=False)
+
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS stats (
@@ -626,7 +628,8 @@ class SqlStorage(Storage):
         sql = self.upsert(
             "records", ("kind", "key", "model", "time", "body"), ("kind", "key"), ("model", "time", "body")
         )
-        rows = [(r.kind, r.key, r.model, float(r.time), json.dumps(r.body, allow_nan=False)) for r in records]
+        enc = _RECORD_JSON.encode  # json.dumps(body, allow_nan=False) without an encoder per call
+        rows = [(r.kind, r.key, r.model, float(r.time), enc(r.body)) for r in records]
         with self._wlock, self._tx(self._w) as cur:
             cur.executemany(sql, rows)
 

@@ -20,7 +20,7 @@ import functools
 import math
 from typing import Any
 
-__all__ = ["chi2_sf", "chi2_isf", "norm_sf", "binom_sf", "binom_two_sided", "kstwo_sf", "kstwo_isf"]
+__all__ = ["chi2_sf", "chi2_isf", "norm_sf", "binom_sf", "binom_two_sided", "kstwo_sf", "kstwo_sf_many", "kstwo_isf"]
 
 
 @functools.cache
@@ -103,6 +103,34 @@ def kstwo_sf(d: float, n: int) -> float:
             return 2.0 * one_sided
     root = math.sqrt(n)
     return float(min(1.0, sp.kolmogorov(d * (root + 0.12 + 0.11 / root))))
+
+
+def kstwo_sf_many(d: Any, n: Any) -> Any:
+    """:func:`kstwo_sf` of each ``(d, n)`` pair (arrays), the same numbers, in a few calls.
+
+    >>> float(kstwo_sf_many([0.05], [1000])[0]) == kstwo_sf(0.05, 1000)
+    True
+    """
+    import numpy as np
+
+    sp = _special()
+    d = np.asarray(d, dtype=np.float64)
+    n = np.asarray(n, dtype=np.int64)
+    out = np.ones(d.shape)
+    mid = (d > 0.0) & (d < 1.0)
+    out[d >= 1.0] = 0.0
+    edge = np.array([_tail_edge(int(v)) for v in n.ravel()]).reshape(n.shape) if n.size else np.zeros(n.shape)
+    tail = mid & (d > edge)
+    if tail.any():
+        one = np.asarray(sp.smirnov(n[tail], d[tail]), dtype=np.float64)
+        idx = np.flatnonzero(tail)
+        small = one < _TAIL
+        out[idx[small]] = 2.0 * one[small]
+        tail[idx[~small]] = False
+    rest = mid & ~tail
+    root = np.sqrt(n[rest].astype(np.float64))
+    out[rest] = np.minimum(1.0, sp.kolmogorov(d[rest] * (root + 0.12 + 0.11 / root)))
+    return out
 
 
 @functools.lru_cache(maxsize=4096)

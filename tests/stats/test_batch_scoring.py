@@ -1,0 +1,216 @@
+"""The batched scoring path (many features of a window at once) gives the per-feature path's
+results: knots exactly, distances to rounding (1e-12 relative), verdicts, causes and p-values
+identical, over many random windows including the awkward ones (NaN only, constant, one
+bucket, zeros only, negatives, tiny, mixed signs)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from infersight.stats.cdf import Knots, KnotsBatch, distances, distances_batch
+from infersight.stats.drift import KS, CategoricalPolicy, NumericPolicy
+from infersight.stats.drift._dist import kstwo_sf, kstwo_sf_many
+from infersight.stats.drift.combined import score_windows
+from infersight.stats.reference import Reference
+from infersight.stats.sketch import ExpHistogram
+from infersight.stats.windows import FeatureWindow
+
+REL = 1e-12
+
+
+def _sample(rng: np.random.Generator, kind: int) -> np.ndarray:
+    n = int(rng.integers(1, 700))
+    shift = float(rng.normal(0, 0.3)) if rng.random() < 0.5 else 0.0
+    if kind == 0:
+        return rng.normal(shift, 1, n)
+    if kind == 1:
+        return rng.lognormal(shift, 2, n)
+    if kind == 2:
+        return -rng.lognormal(0, 1, n)
+    if kind == 3:
+        return np.full(n, 3.0)
+    if kind == 4:
+        return rng.integers(-3, 4, n).astype(float)
+    if kind == 5:
+        return np.zeros(n)
+    if kind == 6:
+        return np.array([rng.normal()])
+    if kind == 7:
+        return np.full(n, np.nan)
+    if kind == 8:
+        return rng.normal(0, 1e-6, n) + 1e6 * (rng.random() < 0.5)
+    if kind == 9:
+        return np.concatenate([np.zeros(n // 2), rng.normal(0, 5, n - n // 2)])
+    x = rng.normal(shift * 10, 1, n)  # a clear shift: drift, scored one window at a time
+    x[: n // 10] = np.nan
+    return x
+
+
+def _sketches(seed: int, count: int) -> list[ExpHistogram]:
+    rng = np.random.default_rng(seed)
+    return [ExpHistogram.from_values(_sample(rng, i % 11)) for i in range(count)]
+
+
+def _close(a: float, b: float) -> bool:
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b or abs(a - b) <= REL * max(abs(a), abs(b))
+
+
+def test_knots_from_sketches_equal_from_sketch_exactly() -> None:
+    sketches = [s for s in _sketches(1, 400) if s.count > 0 and s.min == s.min]
+    batch = KnotsBatch.from_sketches(sketches)
+    assert len(batch) == len(sketches)
+    for i, s in enumerate(sketches):
+        one, got = Knots.from_sketch(s), batch.get(i)
+        assert np.array_equal(one.x, got.x) and np.array_equal(one.F, got.F) and one.n == got.n
+
+
+def test_knots_from_sketches_refuses_empty_sketch() -> None:
+    with pytest.raises(ValueError, match="finite min/max"):
+        KnotsBatch.from_sketches([ExpHistogram()])
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_distances_batch_equal_distances(seed: int) -> None:
+    sketches = [s for s in _sketches(seed, 300) if s.count > 0]
+    rng = np.random.default_rng(seed)
+    # references of every shape: other sketches, raw samples' knots, profiles' knots
+    refs: list[Knots] = []
+    for i in range(len(sketches)):
+        if i % 3 == 0:
+            refs.append(Knots.from_sketch(sketches[(i * 7 + 1) % len(sketches)]))
+        elif i % 3 == 1:
+            xs = np.sort(rng.normal(0, 1, 50))
+            refs.append(Knots.from_sorted(xs, xs[::5]))
+        else:
+            x = rng.normal(0, 2, 2000)
+            prof = Reference.from_data({"x": x}, model=None, multivariate=False).features["x"]
+            assert prof.numeric is not None
+            refs.append(prof.numeric.knots())
+    cur = KnotsBatch.from_sketches(sketches)
+    got = distances_batch(KnotsBatch.of(refs), cur)
+    for i, ref in enumerate(refs):
+        want = distances(ref, cur.get(i))
+        assert all(_close(float(g), w) for g, w in zip(got[i], want)), (i, got[i], want)
+
+
+def test_distances_batch_identical_sets_and_disjoint_sets() -> None:
+    a = Knots.from_sketch(ExpHistogram.from_values(np.arange(1.0, 50.0)))
+    b = Knots.from_sketch(ExpHistogram.from_values(np.arange(1000.0, 1050.0)))
+    got = distances_batch(KnotsBatch.of([a, a, b]), KnotsBatch.of([a, b, a]))
+    for row, (x, y) in zip(got, [(a, a), (a, b), (b, a)]):
+        assert all(_close(float(g), w) for g, w in zip(row, distances(x, y)))
+    assert got[0, 0] == 0.0 and got[1, 0] == 1.0
+
+
+def test_distances_batch_refuses_empty_sets() -> None:
+    a = Knots.from_sketch(ExpHistogram.from_values([1.0, 2.0]))
+    with pytest.raises(ValueError, match="n > 0"):
+        distances_batch(KnotsBatch.of([a]), KnotsBatch.of([Knots(np.zeros(0), np.zeros(0), 0)]))
+    with pytest.raises(ValueError, match="pairwise"):
+        distances_batch(KnotsBatch.of([a]), KnotsBatch.of([a, a]))
+
+
+def test_kstwo_sf_many_equals_kstwo_sf() -> None:
+    rng = np.random.default_rng(5)
+    d = np.concatenate([rng.random(300) * 0.3, [0.0, -0.1, 1.0, 1.5, 0.999]])
+    n = rng.integers(5, 5000, d.size)
+    got = kstwo_sf_many(d, n)
+    assert [float(v) for v in got] == [kstwo_sf(float(x), int(k)) for x, k in zip(d, n)]
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_score_windows_equal_score_window(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import infersight.stats.drift.combined as combined
+
+    batched: list[int] = []
+    real = combined.distances_batch
+
+    def counting(a: KnotsBatch, b: KnotsBatch) -> np.ndarray:
+        batched.append(len(a))
+        return real(a, b)
+
+    monkeypatch.setattr(combined, "distances_batch", counting)
+    rng = np.random.default_rng(seed)
+    profiles = Reference.from_data(
+        {
+            "normal": rng.normal(0, 1, 3000),
+            "skewed": rng.lognormal(0, 1.5, 3000),
+            "counts": rng.poisson(2, 3000).astype(float),
+            "signed": rng.normal(-1, 3, 3000),
+            "flag": (rng.random(3000) < 0.05).astype(float),
+        },
+        model=None,
+        multivariate=False,
+    ).features
+    methods: list[object] = []
+    windows: list[FeatureWindow] = []
+    for i, s in enumerate(_sketches(seed, 330)):
+        prof = list(profiles.values())[i % len(profiles)]
+        m = NumericPolicy(alpha=0.001 if i % 4 else 0.05, min_rows=30 if i % 5 else 1).fit(prof)
+        methods.append(m)
+        windows.append(FeatureWindow("numeric", s.count, {}, s, None))
+    # other methods and window shapes go through score_window untouched
+    methods.append(KS().fit(rng.normal(size=200)))
+    windows.append(FeatureWindow("numeric", 300, {}, ExpHistogram.from_values(rng.normal(size=300)), None))
+    methods.append(NumericPolicy().fit(rng.normal(size=500)))  # raw reference
+    windows.append(FeatureWindow("numeric", 300, {}, ExpHistogram.from_values(rng.normal(size=300)), None))
+    methods.append(CategoricalPolicy().fit({"a": 50, "b": 50}))
+    windows.append(FeatureWindow("categorical", 90, {}, None, {"a": 60, "b": 30}))
+    got = score_windows(methods, windows)
+    want = [m.score_window(w) for m, w in zip(methods, windows)]  # type: ignore[attr-defined]
+    assert len(got) == len(want)
+    drifted = 0
+    for g, w in zip(got, want):
+        assert (g.method, g.drift, g.cause, g.threshold, g.n_reference, g.n_current) == (
+            w.method,
+            w.drift,
+            w.cause,
+            w.threshold,
+            w.n_reference,
+            w.n_current,
+        )
+        assert _close(g.statistic, w.statistic) and (g.p_value is None) == (w.p_value is None)
+        if g.p_value is not None and w.p_value is not None:
+            assert _close(g.p_value, w.p_value)
+        assert set(g.details) == set(w.details)
+        for k, v in w.details.items():
+            if isinstance(v, float):
+                assert _close(g.details[k], v), (k, g.details[k], v)
+            else:
+                assert g.details[k] == v
+        drifted += bool(w.drift)
+    assert drifted > 10  # the shifted windows did reach the per-window path
+    assert sum(batched) > 150  # and most of the others were scored in batches
+
+
+def test_a_sketch_the_batch_refuses_is_scored_on_its_own() -> None:
+    rng = np.random.default_rng(8)
+    m = NumericPolicy().fit(ExpHistogram.from_values(rng.normal(size=3000)))
+    good = ExpHistogram.from_values(rng.normal(size=400))
+    # buckets that do not add up to the count (a hand-made or damaged sketch)
+    odd = ExpHistogram(
+        scale=good.scale,
+        zero_count=good.zero_count,
+        positive=good.positive,
+        negative=good.negative,
+        count=good.count + 7,
+        min=good.min,
+        max=good.max,
+    )
+    with pytest.raises(ValueError, match="add up"):
+        KnotsBatch.from_sketches([good, odd])
+    windows = [FeatureWindow("numeric", s.count, {}, s, None) for s in (good, odd, good)]
+    got = score_windows([m, m, m], windows)
+    want = [m.score_window(w) for w in windows]
+    assert [(r.drift, r.cause, r.n_current) for r in got] == [(r.drift, r.cause, r.n_current) for r in want]
+    assert all(_close(g.statistic, w.statistic) for g, w in zip(got, want))
+
+
+def test_score_windows_needs_pairs() -> None:
+    with pytest.raises(ValueError, match="pairs"):
+        score_windows([NumericPolicy()], [])
