@@ -21,6 +21,7 @@ processor with no config evaluates every model it sees (see docs/evaluation.md):
       interval: 15s
       lateness: 1m
       alpha: 0.001
+      multivariate_min_rows: 100
       export: http://127.0.0.1:4319
 
 Window sizes cannot be checked against the storage base window while a section is parsed
