@@ -3,9 +3,9 @@ points, its verdicts stored with their history.
 
 On each tick (:meth:`EvaluationLoop.run_once`, every ``evaluation.interval``), for each model
 with stored windows and each of its evaluation window sizes, every window that has closed
-(``end + lateness <= now``) and has not been evaluated is handed to the evaluators (drift and
-data quality built in; the model-quality evaluator and others are appended to
-:attr:`EvaluationLoop.evaluators`). A failing evaluator is logged and counted
+(``end + lateness <= now``) and has not been evaluated is handed to the evaluators (drift, data
+quality and multivariate drift on sampled payloads built in; the model-quality evaluator and
+others are appended to :attr:`EvaluationLoop.evaluators`). A failing evaluator is logged and counted
 (``infersight_processor_evaluator_errors_total``) and the others still run.
 
 What each evaluation saw is recorded per window (a record of kind ``"evaluation"``): a cheap
@@ -43,6 +43,7 @@ from infersight.processor.evaluate.data_quality import DataQualityEvaluator
 from infersight.processor.evaluate.drift import DriftEvaluator, reference_of
 from infersight.processor.evaluate.evidence import pick
 from infersight.processor.evaluate.findings import EvaluationContext, Evaluator, Finding
+from infersight.processor.evaluate.multivariate import MultivariateEvaluator
 from infersight.processor.evaluate.outputs import FindingOutputs
 from infersight.processor.evaluate.references import Env
 from infersight.processor.evaluate.settings import EvaluationSettings, ModelSettings, ModelsSettings
@@ -134,7 +135,9 @@ class EvaluationLoop:
         self.settings = evaluation or EvaluationSettings()
         self.env = Env(storage, models or ModelsSettings(), self.settings)
         self.evaluators: list[Evaluator] = (
-            list(evaluators) if evaluators is not None else [DriftEvaluator(self.env), DataQualityEvaluator(self.env)]
+            list(evaluators)
+            if evaluators is not None
+            else [DriftEvaluator(self.env), DataQualityEvaluator(self.env), MultivariateEvaluator(self.env)]
         )
         self.on_findings: Callable[[list[Finding]], object] = on_findings or _log_findings
         self.registry = registry or Registry()

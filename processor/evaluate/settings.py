@@ -21,6 +21,7 @@ processor with no config evaluates every model it sees (see docs/evaluation.md):
       interval: 15s
       lateness: 1m
       alpha: 0.001
+      multivariate_min_rows: 100
       export: http://127.0.0.1:4319
 
 Window sizes cannot be checked against the storage base window while a section is parsed
@@ -67,6 +68,8 @@ MODES = ("sliding", "cumulative")
 # Evaluation window used when a model's config names none: an hour (when it is a whole number
 # of storage windows, else the storage window itself).
 DEFAULT_WINDOW = 3600
+# The fewest sampled rows ``multivariate_min_rows`` may ask for (the MMD test runs from 10 rows).
+MULTIVARIATE_FLOOR = 10
 _FEATURE_KEYS = ("method", "threshold", "alpha", "min_effect", "min_rows", "max_unseen", "min_missing_jump")
 _MODEL_KEYS = ("reference", "windows", "mode", "features", "slices", "slice_cap", "runbook")
 
@@ -182,6 +185,10 @@ class EvaluationSettings:
     evidence: int = 3
     export: str | None = None
     export_timeout: float = 5.0
+    # the multivariate (MMD) test on sampled payload logs (:mod:`.multivariate`), and the
+    # fewest sampled rows a window needs for it (fewer: a ``warning`` finding saying so)
+    multivariate: bool = True
+    multivariate_min_rows: int = 100
 
     def lateness_for(self, base: int) -> float:
         return self.lateness if self.lateness is not None else float(max(base, 60))
@@ -407,6 +414,8 @@ _EVAL_KEYS = (
     "evidence",
     "export",
     "export_timeout",
+    "multivariate",
+    "multivariate_min_rows",
 )
 
 
@@ -432,8 +441,18 @@ def parse_evaluation(body: Mapping[str, Any], where: str) -> EvaluationSettings:
             kw[k] = 0.0  # evaluate as soon as a window ends (tests, replayed data)
         elif k in body:
             kw[k] = parse_duration(body[k], f"{where}.{k}")
-    if "enabled" in body:
-        kw["enabled"] = _bool(body["enabled"], f"{where}.enabled")
+    for k in ("enabled", "multivariate"):
+        if k in body:
+            kw[k] = _bool(body[k], f"{where}.{k}")
+    if "multivariate_min_rows" in body:
+        n = body["multivariate_min_rows"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < MULTIVARIATE_FLOOR:
+            raise ConfigError(
+                f"{where}.multivariate_min_rows: {n!r} must be a whole number, at least {MULTIVARIATE_FLOOR} "
+                "(the multivariate test needs that many sampled rows to say anything); the default is 100, "
+                "or set multivariate: false to turn the test off"
+            )
+        kw["multivariate_min_rows"] = n
     if "alpha" in body:
         kw["alpha"] = _number(body["alpha"], f"{where}.alpha", hi=0.5)
     for k in ("min_effect", "min_effect_categorical"):

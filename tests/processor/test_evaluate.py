@@ -224,8 +224,19 @@ def test_the_drift_is_one_alert_naming_both_features_since_the_window_it_began(d
 
 
 def test_nothing_else_is_flagged(day):
-    flagged = {(f.kind, f.subject) for f in day["made"] if f.status != "ok"}
+    flagged = {(f.kind, f.subject) for f in day["made"] if f.status != "ok" and f.subject != "__multivariate__"}
     assert flagged == {("drift", "a"), ("drift", "b"), ("data_quality", "c"), ("data_quality", "d")}
+
+
+def test_the_multivariate_test_says_when_a_window_has_too_few_sampled_rows(day):
+    """Every call is logged (payload_sample_rate=1.0), but one batch of 400 rows a window is cut
+    at the SDK's max_payload_bytes (8 KB): the whole rows before the cut are read (a few dozen),
+    under the 100 rows the test needs, so each window's verdict is a warning that says so."""
+    mv = [f for f in day["made"] if f.subject == "__multivariate__"]
+    assert sorted(f.window_start for f in mv) == day["stored"]
+    for f in mv:
+        assert f.status == "warning" and f.kind == "drift" and f.method == "mmd", f
+        assert 30 < f.details["rows"] < 100 and "multivariate_min_rows" in f.details["reason"]
 
 
 def test_a_late_point_reopens_the_verdict_and_keeps_the_first(day):

@@ -261,8 +261,11 @@ def test_a_long_null_stream_through_the_loop_and_the_alert_engine_raises_no_aler
     )
     loop.references.push("m", ref.to_dict(), now=T0)
     made = loop.run_once(now=T0 + windows * SIZE)
-    cells = [f for f in made if f.kind == "drift" and not f.version]
+    cells = [f for f in made if f.kind == "drift" and not f.version and f.subject != "__multivariate__"]
     assert len(cells) == windows * 24
+    # the reference has no multivariate sample: one ok verdict a window that says so
+    joint = [f for f in made if f.subject == "__multivariate__"]
+    assert len(joint) == windows and all(f.status == "ok" and "no multivariate" in f.details["reason"] for f in joint)
     # chance breaches happen (each cell is a test at alpha = 0.001, twice) but never persist
     assert sum(f.status == "breach" for f in cells) <= 0.01 * len(cells)
     assert alerts.incidents() == []
