@@ -50,11 +50,15 @@ class SubcommandParser(argparse.ArgumentParser):
         return ns, extras
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` one subcommand's part of it: a command imports
+    nothing of the others (``drift`` lists its methods from the drift registry in its help)."""
     parser = argparse.ArgumentParser(prog="infersight", description="ML observability on OpenTelemetry.")
     parser.add_argument("--version", action="version", version=f"infersight {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
     for name, module, help_, extra in _COMMANDS:
+        if only is not None and name != only:
+            continue
         try:
             with needs_extra(extra, f"infersight {name}") if extra else contextlib.nullcontext():
                 mod = importlib.import_module(module)
@@ -83,8 +87,12 @@ def fail(command: str, exc: BaseException | str, code: int = 2) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    # The first word names the command unless it is an option (-h, --version) or a typo, for
+    # which the whole parser answers (usage and the list of commands).
+    first = args_in[0] if args_in else None
+    parser = build_parser(first if first in {name for name, *_ in _COMMANDS} else None)
+    args = parser.parse_args(args_in)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
