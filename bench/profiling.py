@@ -24,7 +24,7 @@ whylogs lives only in the benchmark's own venv, never as a project dependency:
 
     python -m venv /tmp/bench-whylogs
     /tmp/bench-whylogs/bin/pip install whylogs pandas pyarrow
-    python bench/profile.py --whylogs-python /tmp/bench-whylogs/bin/python
+    python bench/profiling.py --whylogs-python /tmp/bench-whylogs/bin/python
 
 Without whylogs the script prints our own figures only.
 """
