@@ -20,6 +20,7 @@ from typing import Any
 
 from infersight import __version__
 from infersight._extras import MissingExtra, needs_extra
+from infersight.cli._blas import one_blas_thread
 
 __all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
 
@@ -29,6 +30,8 @@ _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("drift", "infersight.cli.drift", "offline drift of a data file against a reference profile", "stats"),
     ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
 ]
+# Commands that own their process and ask for one BLAS thread, before their imports load numpy.
+_ONE_BLAS_THREAD = {"profile", "drift"}
 
 
 class SubcommandParser(argparse.ArgumentParser):
@@ -91,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The first word names the command unless it is an option (-h, --version) or a typo, for
     # which the whole parser answers (usage and the list of commands).
     first = args_in[0] if args_in else None
+    if first in _ONE_BLAS_THREAD:
+        one_blas_thread()
     parser = build_parser(first if first in {name for name, *_ in _COMMANDS} else None)
     args = parser.parse_args(args_in)
     if not getattr(args, "func", None):

@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="profile N columns at a time (default: one per CPU from 50,000 rows)",
+        help="read and profile N columns at a time (default: one per CPU from 50,000 rows)",
     )
     p.set_defaults(func=_run_profile)
 
@@ -52,7 +52,7 @@ def _run_profile(args: argparse.Namespace) -> int:
     from infersight.stats.reference import Reference
 
     try:
-        cols, n = read_table(args.data, progress=False if args.no_progress else None)
+        cols, n = read_table(args.data, progress=False if args.no_progress else None, threads=args.threads)
         if n == 0:
             raise ValueError(f"data file {args.data!r} has no rows (a header only?); a reference needs training data")
         ref = Reference.from_data(

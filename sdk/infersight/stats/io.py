@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = ["read_table", "read_versioned_json", "write_json", "Progress", "TABLE
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".npy")
 _CHUNK_ROWS = 200_000
+_THREADED_ROWS = 50_000  # from this many rows a Parquet file's columns are read on a thread per CPU
 
 
 class Progress:
@@ -53,9 +55,17 @@ class Progress:
 
 
 def read_table(
-    path: str | Path, *, columns: Sequence[str] | None = None, progress: bool | None = None
+    path: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    progress: bool | None = None,
+    threads: int | None = None,
 ) -> tuple[dict[str, npt.NDArray[Any]], int]:
-    """Read a data file into ``(columns, n_rows)``; the format comes from the suffix."""
+    """Read a data file into ``(columns, n_rows)``; the format comes from the suffix.
+
+    ``threads``: Parquet columns decoded that many at a time (default: one per CPU from
+    50,000 rows); the other formats are read on one thread.
+    """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"data file {str(p)!r} does not exist; check the path")
@@ -63,7 +73,7 @@ def read_table(
     if suffix in (".csv", ".tsv"):
         cols, n = _read_csv(p, "\t" if suffix == ".tsv" else ",", progress)
     elif suffix in (".parquet", ".pq"):
-        cols, n = _read_parquet(p)
+        cols, n = _read_parquet(p, threads)
     elif suffix in (".jsonl", ".ndjson", ".json"):
         cols, n = _read_jsonl(p, progress)
     elif suffix == ".npy":
@@ -126,30 +136,54 @@ def _parse_csv(p: Path, sep: str, progress: bool | None) -> tuple[dict[str, npt.
     return cols, len(rows)
 
 
-def _read_parquet(p: Path) -> tuple[dict[str, npt.NDArray[Any]], int]:
+def _read_parquet(p: Path, threads: int | None) -> tuple[dict[str, npt.NDArray[Any]], int]:
     with needs_extra("parquet", f"reading {str(p)!r}"):
         import pyarrow.parquet as pq
     # One column at a time: each is decoded straight into the array it becomes (one chunk per
     # row group, so usually no copy) and the whole Arrow table never exists beside the arrays.
     # On a 1M x 20 float file read_table took 2-3x as long and peaked 190 MB higher; a memory
     # map was as fast as this buffered read but counts the mapped file in the peak RSS.
-    pf = pq.ParquetFile(p, buffer_size=1 << 20)
-    cols: dict[str, npt.NDArray[Any]] = {}
-    for name in pf.schema_arrow.names:
-        col = pf.read(columns=[name]).column(0)
-        plain = _plain_numbers(col)
-        if plain is not None:
-            cols[name] = plain
-            continue
-        try:
-            arr = col.to_numpy(zero_copy_only=False)
-        except Exception:
-            arr = np.asarray(col.to_pylist(), dtype=object)
-        if arr.dtype.kind == "O":
-            arr = np.asarray(col.to_pylist(), dtype=object)
-        cols[name] = arr
-    out, n = to_columns(cols)
-    return out, n
+    first = pq.ParquetFile(p, buffer_size=1 << 20)
+    names = first.schema_arrow.names
+    workers = _workers(threads, first.metadata.num_rows, len(names))
+    if workers <= 1:
+        return to_columns({name: _column_array(first, name) for name in names})
+
+    # Arrow decodes without the GIL: a few readers, each with a file handle of its own (one
+    # ParquetFile is one reader, not documented as safe to share between threads), take every
+    # workers-th column. 1M x 20 floats on 2 cores: 0.12 s → 0.07 s.
+    def read_share(share: list[str]) -> dict[str, npt.NDArray[Any]]:
+        pf = pq.ParquetFile(p, buffer_size=1 << 20)
+        return {name: _column_array(pf, name) for name in share}
+
+    read: dict[str, npt.NDArray[Any]] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infersight-read") as pool:
+        for part in pool.map(read_share, [names[i::workers] for i in range(workers)]):
+            read.update(part)
+    return to_columns({name: read[name] for name in names})
+
+
+def _workers(threads: int | None, rows: int, n_columns: int) -> int:
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads={threads!r}: read with at least 1 thread, or None for one per CPU")
+    default = (os.cpu_count() or 1) if rows >= _THREADED_ROWS else 1  # small files: not worth a pool
+    return min(n_columns, threads if threads is not None else default)
+
+
+def _column_array(pf: Any, name: str) -> npt.NDArray[Any]:
+    """One column of a ``ParquetFile`` as numpy: numbers straight from Arrow's buffers, the rest
+    (strings, timestamps, nulls) through Arrow's conversion."""
+    col = pf.read(columns=[name], use_threads=False).column(0)
+    plain = _plain_numbers(col)
+    if plain is not None:
+        return plain
+    try:
+        arr = col.to_numpy(zero_copy_only=False)
+    except Exception:
+        arr = np.asarray(col.to_pylist(), dtype=object)
+    if arr.dtype.kind == "O":
+        arr = np.asarray(col.to_pylist(), dtype=object)
+    return arr
 
 
 # Arrow's fixed-width number types, read as the numpy arrays they already are in memory.
@@ -247,9 +281,12 @@ def write_json(path: str | Path, doc: Mapping[str, Any]) -> None:
             f"cannot write {str(p)!r}: the folder {str(folder)!r} {what}; create it first or write elsewhere"
         )
     tmp = p.with_name(p.name + ".tmp")
+    # dumps, not dump: json.dump streams through the pure-Python encoder, five times slower on
+    # a profile's tens of thousands of numbers; the text is a few MB at most.
+    text = json.dumps(doc, allow_nan=False, separators=(",", ":"))
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, allow_nan=False, separators=(",", ":"))
+            fh.write(text)
         os.replace(tmp, p)
     except OSError as exc:  # name the file asked for, not the temp file beside it
         with contextlib.suppress(OSError):
