@@ -321,7 +321,7 @@ _STD_BLOCK = 1 << 15  # values squared per step: 256 kB of scratch, in cache, re
 
 def _sorted_std(xs: npt.NDArray[np.float64], total: np.float64) -> float:
     """``xs.std(ddof=1)`` given ``xs.sum()``, bit for bit, without numpy's array of squared
-    deviations (8 MB per million values, fresh memory the first time: half the cost).
+    deviations (8 MB per million values, fresh memory the first time: most of what it cost).
 
     numpy sums a contiguous array pairwise: halves (the first rounded down to a multiple of 8)
     summed apart and added, down to blocks of 128. Cutting the array at the same points and
