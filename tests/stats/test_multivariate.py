@@ -4,8 +4,9 @@ permutations computed once per window size); the answer is the full-matrix one."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from infersight.stats.multivariate import MMD, _sq_dists
+from infersight.stats.multivariate import MMD, _median, _sq_dists
 
 
 def _full_matrix(mmd: MMD, columns: dict[str, np.ndarray]) -> tuple[float, float, float]:
@@ -36,3 +37,10 @@ def test_blocked_mmd_equals_the_full_kernel_matrix_for_repeated_and_new_window_s
         r = mmd.score(window)
         stat, p, threshold = _full_matrix(mmd, window)
         assert abs(r.statistic - stat) <= 1e-12 and r.p_value == p and abs(r.threshold - threshold) <= 1e-12
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 101, 124_750])  # 124,750: the pairs of the 500-row sample
+def test_the_bandwidths_median_is_numpys(n):
+    rng = np.random.default_rng(n)
+    for x in (rng.lognormal(0, 2, n), np.round(rng.normal(size=n), 1), np.zeros(n)):
+        assert _median(x) == np.median(x)

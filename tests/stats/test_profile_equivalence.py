@@ -232,3 +232,29 @@ def test_numeric_summary_from_column_counts_nan_and_inf():
     assert s.to_dict() == NumericSummary.from_values(np.array([1.0, 2.0, 3.0])).to_dict()
     s, nan, inf = NumericSummary.from_column(np.full(4, np.nan))
     assert (s.count, nan, inf) == (0, 4, 0)
+
+
+@pytest.mark.parametrize("n", [2, 9, 128, 129, 32_768, 32_769, 65_543, 100_001, 1_000_000])
+def test_std_in_blocks_is_numpys_bit_for_bit(n):
+    # Sizes on both sides of the pairwise sum's block of 128 and of the scratch block, and
+    # the bench's column length; heavy tails make a misplaced addition show in the last bits.
+    rng = np.random.default_rng(n)
+    for xs in (
+        np.sort(rng.standard_cauchy(n)),
+        np.sort(rng.lognormal(3, 2, n)),
+        np.sort(np.round(rng.normal(size=n), 2)),
+    ):
+        s = NumericSummary.from_sorted(xs)
+        assert s.std == float(xs.std(ddof=1))
+        assert s.mean == float(xs.mean())
+
+
+def test_edges_are_numpys_distinct_values_with_signed_zeros():
+    xs = np.sort(np.array([-0.0, 0.0, -0.0, 0.0, 1.0, 1.0, 2.0] * 40))
+    s = NumericSummary.from_sorted(xs)
+    levels = np.linspace(0.0, 1.0, N_BINS + 1)
+    edges = np.union1d(
+        np.union1d(np.unique(sorted_quantile(xs, levels)), np.unique(sorted_quantile(xs, PSI_LEVELS))), [0.0, 1.0, 2.0]
+    )
+    assert s.edges.tolist() == edges.tolist()
+    assert [math.copysign(1, e) for e in s.edges] == [math.copysign(1, e) for e in edges]

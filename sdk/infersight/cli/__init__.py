@@ -20,6 +20,7 @@ from typing import Any
 
 from infersight import __version__
 from infersight._extras import MissingExtra, needs_extra
+from infersight.cli._blas import one_blas_thread
 
 __all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
 
@@ -29,6 +30,8 @@ _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("drift", "infersight.cli.drift", "offline drift of a data file against a reference profile", "stats"),
     ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
 ]
+# Commands that own their process and ask for one BLAS thread, before their imports load numpy.
+_ONE_BLAS_THREAD = {"profile", "drift"}
 
 
 class SubcommandParser(argparse.ArgumentParser):
@@ -50,11 +53,15 @@ class SubcommandParser(argparse.ArgumentParser):
         return ns, extras
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` one subcommand's part of it: a command imports
+    nothing of the others (``drift`` lists its methods from the drift registry in its help)."""
     parser = argparse.ArgumentParser(prog="infersight", description="ML observability on OpenTelemetry.")
     parser.add_argument("--version", action="version", version=f"infersight {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
     for name, module, help_, extra in _COMMANDS:
+        if only is not None and name != only:
+            continue
         try:
             with needs_extra(extra, f"infersight {name}") if extra else contextlib.nullcontext():
                 mod = importlib.import_module(module)
@@ -83,8 +90,14 @@ def fail(command: str, exc: BaseException | str, code: int = 2) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    # The first word names the command unless it is an option (-h, --version) or a typo, for
+    # which the whole parser answers (usage and the list of commands).
+    first = args_in[0] if args_in else None
+    if first in _ONE_BLAS_THREAD:
+        one_blas_thread()
+    parser = build_parser(first if first in {name for name, *_ in _COMMANDS} else None)
+    args = parser.parse_args(args_in)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -137,42 +137,8 @@ def make_policy(args: argparse.Namespace, ref: Any) -> Any:
     return policy
 
 
-def _one_blas_thread() -> None:
-    """Ask numpy's OpenBLAS for one thread, unless the user set a thread count.
-
-    The multivariate test multiplies 301 × 500 by 500 × 500 matrices per window: too small for
-    BLAS threads to pay, and where other processes share the cores OpenBLAS's spinning threads
-    double the whole command (1.6 s → 0.8 s of CPU and 4.4 s → 1.9 s wall, measured on the
-    benchmark VM). The command owns its process, so it may; a library caller's process (the
-    processor, a notebook) is left alone. Best effort: another BLAS, or no /proc, is left as it is.
-    """
-    import os
-
-    if any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
-        return
-    try:
-        import ctypes
-
-        with open("/proc/self/maps") as fh:
-            paths = {line.split()[-1] for line in fh if "openblas" in line.lower() and line.rstrip().endswith(".so")}
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for symbol in (
-                "scipy_openblas_set_num_threads64_",
-                "scipy_openblas_set_num_threads",
-                "openblas_set_num_threads",
-            ):
-                if hasattr(lib, symbol):
-                    getattr(lib, symbol)(1)
-                    break
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 def run(args: argparse.Namespace) -> int:
     from infersight.cli import fail
-
-    _one_blas_thread()
     from infersight.stats.io import read_table
     from infersight.stats.reference import Reference
 

@@ -41,31 +41,36 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="profile N columns at a time (default: one per CPU from 50,000 rows)",
+        help="read and profile N columns at a time (default: one per CPU from 50,000 rows)",
     )
     p.set_defaults(func=_run_profile)
 
 
 def _run_profile(args: argparse.Namespace) -> int:
     from infersight.cli import fail
-    from infersight.stats.io import read_table
+    from infersight.stats.io import parquet_columns, read_table
     from infersight.stats.reference import Reference
 
+    options: dict[str, Any] = {
+        "model": args.model,
+        "model_version": args.model_version,
+        "prediction": args.prediction,
+        "target": args.target,
+        "trained_at": args.trained_at,
+        "columns": list(args.columns) if args.columns else None,
+        "threads": args.threads,
+    }
     try:
-        cols, n = read_table(args.data, progress=False if args.no_progress else None)
-        if n == 0:
-            raise ValueError(f"data file {args.data!r} has no rows (a header only?); a reference needs training data")
-        ref = Reference.from_data(
-            (cols, n),
-            model=args.model,
-            model_version=args.model_version,
-            prediction=args.prediction,
-            target=args.target,
-            trained_at=args.trained_at,
-            columns=list(args.columns) if args.columns else None,
-            relations=args.relations,
-            threads=args.threads,
-        )
+        if Path(args.data).suffix.lower() in (".parquet", ".pq") and not args.relations:
+            # Each column is profiled as it is read and then let go: the table is never whole
+            # in memory (relations compare columns pairwise, so they need it whole).
+            loaders, n = parquet_columns(args.data)
+            _has_rows(args.data, n)
+            ref = Reference.from_columns(loaders, n, **options)
+        else:
+            cols, n = read_table(args.data, progress=False if args.no_progress else None, threads=args.threads)
+            _has_rows(args.data, n)
+            ref = Reference.from_data((cols, n), relations=args.relations, **options)
         replaced = Path(args.output).exists()
         ref.save(args.output)
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
@@ -79,3 +84,8 @@ def _run_profile(args: argparse.Namespace) -> int:
         f"{n} rows, {len(ref.features)} features ({summary})"
     )
     return 0
+
+
+def _has_rows(data: str, n: int) -> None:
+    if n == 0:
+        raise ValueError(f"data file {data!r} has no rows (a header only?); a reference needs training data")

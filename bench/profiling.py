@@ -2,7 +2,8 @@
 
 Data: a 1,000,000 x 20 float frame (seed 0): columns cycle through normal, log-normal, prices
 rounded to cents and Poisson counts, so ties and atoms are part of the work. Every figure comes
-from a fresh process of its own:
+from a fresh process of its own, ``--rounds`` times (default 3; rounds interleaved, so a change
+of load on a shared machine hits every tool alike), and the medians are reported:
 
 - in process, cold: the frame is built first (outside the timing), then the tool is imported
   and profiles the frame once (``Reference.from_data`` / ``why.log``); "warm" is the best of two
@@ -13,18 +14,23 @@ from a fresh process of its own:
   time from spawn to exit and the process's peak RSS (``wait4``); the read alone is timed in
   another fresh process (import included) for each tool.
 
+Before timing, each tool runs once untimed on a 1,000-row file and frame, with a bytecode cache
+beside the data (``PYTHONPYCACHEPREFIX``), so no timed process compiles its modules: see
+``child_env``.
+
 CPU seconds are printed beside wall seconds: on a shared machine the wall time is partly other
 people's load, the CPU time is the work done (all threads together).
 
 infersight is timed on one thread (``threads=1``) and on all cores (the default). ``--before
-DIR`` adds the same in-process figures for an older tree (``DIR`` is put first on
-``PYTHONPATH``, e.g. ``git archive 00ede72 sdk | tar -x -C /tmp/i13-before``).
+DIR`` adds the same figures for an older tree (``DIR`` is put first on ``PYTHONPATH``, e.g.
+``git archive 84ea44b sdk | tar -x -C /tmp/i13-before`` and the compiled ``_speedups`` copied
+in).
 
 whylogs lives only in the benchmark's own venv, never as a project dependency:
 
     python -m venv /tmp/bench-whylogs
-    /tmp/bench-whylogs/bin/pip install whylogs pandas pyarrow
-    python bench/profile.py --whylogs-python /tmp/bench-whylogs/bin/python
+    /tmp/bench-whylogs/bin/pip install whylogs==1.6.4 pandas pyarrow
+    python bench/profiling.py --whylogs-python /tmp/bench-whylogs/bin/python
 
 Without whylogs the script prints our own figures only.
 """
@@ -35,6 +41,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,6 +193,7 @@ def main() -> None:
     ap.add_argument("--before", default=None, help="an older infersight sdk tree to time the same way")
     ap.add_argument("--data", default=None, help="folder for the Parquet file (default: a temporary one)")
     ap.add_argument("--skip-whylogs-frame", action="store_true", help="time whylogs through the file only")
+    ap.add_argument("--rounds", type=int, default=3, help="fresh processes per figure, interleaved; medians reported")
     a = ap.parse_args()
     if a.run == "profile":
         tool = "whylogs" if a.threads < 0 else "ours"
@@ -202,26 +210,72 @@ def main() -> None:
     shape = f"{a.rows:,} x {a.cols}"
     me = sys.executable
     common = ["--rows", str(a.rows), "--cols", str(a.cols)]
-    results: dict[str, dict[str, Any]] = {}
+    folder = Path(a.data) if a.data else Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"frame-{a.rows}x{a.cols}.parquet"
+    if not path.exists():
+        frame(a.rows, a.cols).to_parquet(path)
+    env = child_env(folder)
+    before_env = dict(env, PYTHONPATH=os.pathsep.join([a.before or "", env.get("PYTHONPATH", "")]))
+    out_json = folder / "reference.json"
 
-    def line(label: str, r: dict[str, Any]) -> None:
-        print(
-            f"  {label:28s} cold {r['cold']:6.3f} s (import {r['import']:.3f}; cpu {r['cold_cpu']:.3f})  "
-            f"warm {r['warm']:6.3f} s (cpu {r['warm_cpu']:.3f})  {n_values / r['warm'] / 1e6:5.1f} M values/s  "
-            f"peak +{r['peak_added_mb']:.0f} MB"
-        )
+    def cli_cmd(extra: list[str], data: Path = path) -> list[str]:
+        return [
+            me,
+            "-m",
+            "infersight",
+            "profile",
+            str(data),
+            "--model",
+            "bench",
+            "-o",
+            str(out_json),
+            "--no-progress",
+            *extra,
+        ]
 
-    print(f"in process, {shape} frame (fresh process each; frame built before timing):")
-    for label, threads in (("infersight, 1 thread", 1), (f"infersight, {os.cpu_count()} threads", 0)):
-        results[label] = child_json(me, ["--run", "profile", "--threads", str(threads), *common])
-        line(label, results[label])
-    before_env = dict(os.environ, PYTHONPATH=os.pathsep.join([a.before or "", os.environ.get("PYTHONPATH", "")]))
+    # Untimed: each tool once on a small file and a small frame, so every timed process finds
+    # its modules compiled, as an installed package has them.
+    small = folder / f"frame-1000x{a.cols}.parquet"
+    if not small.exists():
+        frame(1000, a.cols).to_parquet(small)
+    small_rows = ["--rows", "1000", "--cols", str(a.cols)]
+    spawn(cli_cmd([], small), env)
+    child_json(me, ["--run", "profile", *small_rows], env)
     if a.before:
-        results["before"] = child_json(me, ["--run", "profile", "--threads", "1", *common], before_env)
-        line(f"infersight before ({a.before})", results["before"])
+        spawn(cli_cmd([], small), before_env)
+        child_json(me, ["--run", "profile", "--threads", "1", *small_rows], before_env)
+    if a.whylogs_python:
+        spawn([a.whylogs_python, __file__, "--run", "whylogs-file", "--path", str(small)], env)
+        child_json(a.whylogs_python, ["--run", "profile", "--threads", "-1", *small_rows], env)
+
+    in_process: list[tuple[str, str, list[str], dict[str, str]]] = [
+        ("infersight, 1 thread", me, ["--threads", "1"], env),
+        (f"infersight, {os.cpu_count()} threads", me, ["--threads", "0"], env),
+    ]
+    if a.before:
+        in_process.append(("infersight before", me, ["--threads", "1"], before_env))
     if a.whylogs_python and not a.skip_whylogs_frame:
-        results["whylogs"] = child_json(a.whylogs_python, ["--run", "profile", "--threads", "-1", *common])
-        line("whylogs", results["whylogs"])
+        in_process.append(("whylogs", a.whylogs_python, ["--threads", "-1"], env))
+    print(f"in process, {shape} frame (fresh process each; frame built before timing), {a.rounds} round(s):")
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in in_process}
+    for _ in range(a.rounds):  # rounds interleaved, so a change of load hits every tool alike
+        for label, python, extra, e in in_process:
+            runs[label].append(child_json(python, ["--run", "profile", *extra, *common], e))
+    results = {label: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for label, rs in runs.items()}
+
+    def spread(label: str, key: str) -> str:
+        vals = [r[key] for r in runs[label]]
+        return f"{min(vals):.3f}-{max(vals):.3f}" if len(vals) > 1 else ""
+
+    for label in results:
+        r = results[label]
+        print(
+            f"  {label:24s} cold {r['cold']:6.3f} s [{spread(label, 'cold')}] (import {r['import']:.3f}; cpu {r['cold_cpu']:.3f})  "
+            f"warm {r['warm']:6.3f} s [{spread(label, 'warm')}] (cpu {r['warm_cpu']:.3f})  "
+            f"{n_values / r['warm'] / 1e6:5.1f} M values/s  peak +{r['peak_added_mb']:.0f} MB"
+        )
+    if "whylogs" in results:
         w = results["whylogs"]
         for label in [k for k in results if k != "whylogs"]:
             r = results[label]
@@ -231,41 +285,60 @@ def main() -> None:
                 f"peak memory added {w['peak_added_mb'] / max(r['peak_added_mb'], 1):.1f}x"
             )
 
-    folder = Path(a.data) if a.data else Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    path = folder / f"frame-{a.rows}x{a.cols}.parquet"
-    if not path.exists():
-        frame(a.rows, a.cols).to_parquet(path)
     size = path.stat().st_size / 2**20
-    print(f"\ncommand line, {path.name} ({size:.0f} MB Parquet), wall time from spawn to exit, peak RSS:")
-    out_json = folder / "reference.json"
-    cli: dict[str, tuple[float, float, float]] = {}
-    runs: list[tuple[str, list[str], dict[str, str] | None]] = [
-        ("infersight profile --threads 1", ["--threads", "1"], None),
-        ("infersight profile", [], None),
+    print(f"\ncommand line, {path.name} ({size:.0f} MB Parquet), wall time from spawn to exit, peak RSS, medians:")
+    commands: list[tuple[str, list[str], dict[str, str]]] = [
+        ("infersight profile --threads 1", cli_cmd(["--threads", "1"]), env),
+        ("infersight profile", cli_cmd([]), env),
     ]
     if a.before:
-        runs.append(("infersight profile, before", [], before_env))
-    for label, extra, env in runs:
-        cmd = [me, "-m", "infersight", "profile", str(path), "--model", "bench", "-o", str(out_json), "--no-progress"]
-        wall, peak, _, cpu = spawn(cmd + extra, env)
-        cli[label] = (wall, peak, cpu)
-        print(
-            f"  {label:34s} {wall:7.3f} s (cpu {cpu:.3f})  peak RSS {peak:5.0f} MB  {n_values / wall / 1e6:5.1f} M values/s"
-        )
-    read = child_json(me, ["--run", "read-ours", "--path", str(path)])
-    print(f"  {'  of which reading (import + read)':34s} {read['read']:7.3f} s  peak RSS {read['peak_mb']:5.0f} MB")
+        commands.append(("infersight profile, before", cli_cmd([]), before_env))
     if a.whylogs_python:
-        wall, peak, _, cpu = spawn([a.whylogs_python, __file__, "--run", "whylogs-file", "--path", str(path)])
-        print(f"  {'whylogs (read_parquet + why.log)':34s} {wall:7.3f} s (cpu {cpu:.3f})  peak RSS {peak:5.0f} MB")
-        wread = child_json(a.whylogs_python, ["--run", "read-whylogs", "--path", str(path)])
-        print(
-            f"  {'  of which reading (import + read)':34s} {wread['read']:7.3f} s  peak RSS {wread['peak_mb']:5.0f} MB"
-        )
-        for label, (w_ours, p_ours, c_ours) in cli.items():
-            print(
-                f"  whylogs / {label}: {wall / w_ours:.1f}x time (cpu {cpu / c_ours:.1f}x), {peak / p_ours:.1f}x peak RSS"
+        commands.append(
+            (
+                "whylogs (read_parquet + why.log)",
+                [a.whylogs_python, __file__, "--run", "whylogs-file", "--path", str(path)],
+                env,
             )
+        )
+    timed: dict[str, list[tuple[float, float, float]]] = {label: [] for label, *_ in commands}
+    for _ in range(a.rounds):
+        for label, cmd, e in commands:
+            wall, peak, _, cpu = spawn(cmd, e)
+            timed[label].append((wall, peak, cpu))
+    cli = {label: tuple(statistics.median(t[i] for t in ts) for i in range(3)) for label, ts in timed.items()}
+    for label, (wall, peak, cpu) in cli.items():
+        walls = ", ".join(f"{t[0]:.3f}" for t in timed[label])
+        print(
+            f"  {label:34s} {wall:7.3f} s ({walls}; cpu {cpu:.3f})  peak RSS {peak:5.0f} MB  {n_values / wall / 1e6:5.1f} M values/s"
+        )
+    read = child_json(me, ["--run", "read-ours", "--path", str(path)], env)
+    print(
+        f"  {'infersight: reading alone (import + read)':42s} {read['read']:7.3f} s  peak RSS {read['peak_mb']:5.0f} MB"
+    )
+    if a.whylogs_python:
+        wread = child_json(a.whylogs_python, ["--run", "read-whylogs", "--path", str(path)], env)
+        print(
+            f"  {'whylogs: reading alone (import + read)':42s} {wread['read']:7.3f} s  peak RSS {wread['peak_mb']:5.0f} MB"
+        )
+        w_wall, w_peak, w_cpu = cli["whylogs (read_parquet + why.log)"]
+        for label, (wall, peak, cpu) in cli.items():
+            if not label.startswith("whylogs"):
+                print(
+                    f"  whylogs / {label}: {w_wall / wall:.1f}x time (cpu {w_cpu / cpu:.1f}x), {w_peak / peak:.1f}x peak RSS"
+                )
     print(f"\nload average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+
+def child_env(folder: Path) -> dict[str, str]:
+    """Every timed process compiles its modules once and keeps the bytecode, as an installed
+    package does: an environment that sets ``PYTHONDONTWRITEBYTECODE`` (this project's worker
+    machines do) would otherwise make each process compile infersight's ~40 modules afresh
+    (0.03-0.08 s), while whylogs' site-packages came with theirs. The cache lives beside the
+    data, not in the source tree."""
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(folder / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 if __name__ == "__main__":

@@ -1,0 +1,132 @@
+"""Reading tables and writing profiles: the fast paths give what the plain ones gave."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infersight.stats.io import read_table, write_json
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind == "f":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return a.tolist() == b.tolist()
+
+
+@pytest.mark.parametrize("threads", [None, 2, 3, 16])
+def test_parquet_columns_read_on_threads_equal_the_one_thread_read(tmp_path: Path, threads: int | None) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(5)
+    n = 60_000  # above the row count from which the default reads on threads
+    floats = rng.normal(size=n)
+    floats[::97] = np.nan
+    table = pa.table(
+        {
+            "f": floats,
+            "f32": rng.normal(size=n).astype(np.float32),
+            "i": rng.integers(-5, 5, n),
+            "u8": rng.integers(0, 200, n).astype(np.uint8),
+            "i_null": pa.array([None if k % 11 == 0 else k for k in range(n)], pa.int64()),
+            "s": pa.array([None if k % 13 == 0 else "abc"[k % 3] for k in range(n)]),
+            "b": rng.random(n) < 0.3,
+            "t": pa.array(np.datetime64("2024-01-01T00:00:00") + np.arange(n).astype("timedelta64[s]")),
+        }
+    )
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=25_000)  # several chunks per column
+    want, n_want = read_table(path, threads=1)
+    got, n_got = read_table(path, threads=threads)
+    assert n_got == n_want == n
+    assert list(got) == list(want) == table.column_names
+    for name in want:
+        assert _same(got[name], want[name]), name
+
+
+def test_parquet_threads_below_one_are_refused(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0]}), tmp_path / "a.parquet")
+    with pytest.raises(ValueError, match="at least 1 thread"):
+        read_table(tmp_path / "a.parquet", threads=0)
+
+
+def test_write_json_writes_compact_json_and_refuses_nan_without_leaving_a_file(tmp_path: Path) -> None:
+    doc = {"format": "x", "values": [0.1, 1e300, -0.0, 3], "nested": {"a": [True, None, "é"]}}
+    path = tmp_path / "doc.json"
+    write_json(path, doc)
+    assert path.read_text(encoding="utf-8") == json.dumps(doc, allow_nan=False, separators=(",", ":"))
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "bad.json", {"v": float("nan")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.json"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_profiling_parquet_column_by_column_equals_profiling_the_read_table(tmp_path: Path, threads: int) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from infersight.stats.io import parquet_columns
+    from infersight.stats.reference import Reference
+
+    rng = np.random.default_rng(9)
+    n = 3000
+    x = rng.normal(size=n)
+    x[::37] = np.nan
+    x[5] = np.inf
+    table = pa.table(
+        {
+            "x": x,
+            "price": np.round(rng.lognormal(3, 1, n), 2),
+            "count": rng.poisson(2, n),
+            "zip": rng.integers(10_000, 10_050, n),
+            "plan": pa.array([None if k % 17 == 0 else "abc"[k % 3] for k in range(n)]),
+            "flag": rng.random(n) < 0.2,
+            "note": pa.array([f"free text number {k} " * 5 for k in range(n)]),
+            "ts": pa.array(np.datetime64("2024-01-01T00:00:00") + np.arange(n).astype("timedelta64[s]")),
+            "pred": rng.integers(0, 3, n),
+            "label": rng.integers(0, 3, n),
+        }
+    )
+    path = tmp_path / "train.parquet"
+    pq.write_table(table, path, row_group_size=1000)
+    options = {
+        "model": "m",
+        "model_version": "2",
+        "prediction": "pred",
+        "target": "label",
+        "trained_at": "2024-05-01",
+        "kinds": {"zip": "categorical"},
+        "threads": threads,
+    }
+    cols, rows = read_table(path)
+    want = Reference.from_data((cols, rows), **options).to_dict()
+    loaders, n_rows = parquet_columns(path)
+    got = Reference.from_columns(loaders, n_rows, **options).to_dict()
+    assert n_rows == rows == n
+    for doc in (want, got):
+        doc.pop("created_at")
+    assert json.dumps(got) == json.dumps(want)  # same keys in the same order, same numbers
+    assert got["multivariate"]["columns"] == ["x", "price", "count"]
+
+    picked = {"columns": ["plan", "count", "x"], "threads": threads}
+    want = Reference.from_data((cols, rows), **picked).to_dict()
+    got = Reference.from_columns(parquet_columns(path)[0], n, **picked).to_dict()
+    for doc in (want, got):
+        doc.pop("created_at")
+    assert json.dumps(got) == json.dumps(want)
+
+
+def test_column_by_column_profiling_names_what_is_missing(tmp_path: Path) -> None:
+    from infersight.stats.reference import Reference
+
+    loaders = {"a": lambda: np.arange(3.0)}
+    with pytest.raises(KeyError, match="target column 'y' is not in the data"):
+        Reference.from_columns(loaders, 3, target="y")
+    with pytest.raises(KeyError, match=r"column\(s\) \['b'\] are not in the data"):
+        Reference.from_columns(loaders, 3, columns=["b"])
