@@ -77,7 +77,7 @@ def clocks(monkeypatch: pytest.MonkeyPatch) -> tuple[Clock, Clock]:
     """(outcome clock, feedback clock): what the SDK stamps calls and labels with."""
     calls, labels = Clock(0), Clock(0)
     # the modules (the package's ``infersight.monitor`` is the decorator)
-    monkeypatch.setattr(importlib.import_module("infersight.monitor"), "_time_ns", calls)
+    monkeypatch.setattr(importlib.import_module("infersight._monitor"), "_time_ns", calls)
     monkeypatch.setattr(importlib.import_module("infersight.logs"), "time", types.SimpleNamespace(time_ns=labels))
     return calls, labels
 
