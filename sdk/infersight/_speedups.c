@@ -1322,6 +1322,143 @@ done:
     return result;
 }
 
+/* ---- sketch_knots: the knots of infersight.stats.cdf.KnotsBatch.from_sketches ---- */
+
+/* Append one knot (x, count) if it lies strictly inside (start, max). */
+#define SKN_PUT(xv, cv)                                                                                              \
+    do {                                                                                                             \
+        double x_ = (xv);                                                                                            \
+        if (x_ > start && x_ < mx) {                                                                                 \
+            ox[o] = x_;                                                                                              \
+            oc[o] = (cv);                                                                                            \
+            o++;                                                                                                     \
+        }                                                                                                            \
+    } while (0)
+
+PyDoc_STRVAR(sketch_knots_doc,
+             "sketch_knots(counts, info, lo, hi, mins, maxs, x, F, starts, /)\n--\n\n"
+             "The knots KnotsBatch.from_sketches builds, for k sketches: counts, lo and hi (float64)\n"
+             "hold every sketch's buckets in turn, its negatives from the most negative (lo, hi:\n"
+             "their magnitudes' bounds) then its positives; info (k x 7 float64) per sketch the\n"
+             "number of negative and positive buckets, two unused columns, the zero count and the\n"
+             "count; mins, maxs its minimum and maximum. x and F (float64, room for every bucket\n"
+             "knot plus 6 a sketch) get the knots, starts (k + 1 intp) where each sketch's begin.\n"
+             "Returns the number of knots, or -1 for counts that are not whole and non-negative, -2\n"
+             "for buckets that do not add up to the count, -3 for knots whose x do not rise or whose\n"
+             "counts fall; None for arrays whose sizes do not fit together.");
+
+static PyObject *
+sketch_knots(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "sketch_knots() takes 9 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_buffer v[9];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 9; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | (got >= 6 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(args[got], &v[got], flags) < 0)
+            goto done;
+    }
+    {
+        const Py_ssize_t D = (Py_ssize_t)sizeof(double), I = (Py_ssize_t)sizeof(Py_ssize_t);
+        Py_ssize_t nb = v[0].len / D, k = v[4].len / D;
+        Py_ssize_t room = v[6].len / D;
+        int fits = v[0].len == nb * D && v[1].len == k * 7 * D && v[2].len == v[0].len && v[3].len == v[0].len &&
+                   v[4].len == k * D && v[5].len == v[4].len && v[7].len == v[6].len && v[8].len == (k + 1) * I &&
+                   room >= nb + 6 * k;
+        const double *cnt = v[0].buf, *info = v[1].buf, *lo = v[2].buf, *hi = v[3].buf, *mins = v[4].buf,
+                     *maxs = v[5].buf;
+        if (fits) {
+            /* the bucket numbers add up to the buckets given */
+            Py_ssize_t total = 0;
+            for (Py_ssize_t i = 0; i < k && fits; i++) {
+                double nn = info[7 * i], np_ = info[7 * i + 1];
+                fits = nn >= 0 && np_ >= 0 && nn == floor(nn) && np_ == floor(np_) && nn + np_ <= (double)(nb - total);
+                if (fits)
+                    total += (Py_ssize_t)nn + (Py_ssize_t)np_;
+            }
+            fits = fits && total == nb;
+        }
+        if (!fits) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        double *ox = v[6].buf, *oc = v[7].buf;
+        Py_ssize_t *starts = v[8].buf;
+        Py_ssize_t code = 0, o = 0, b = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < nb; i++)
+            if (!(cnt[i] >= 0 && cnt[i] == floor(cnt[i]))) {
+                code = -1;
+                break;
+            }
+        for (Py_ssize_t i = 0; i < k && code == 0; i++) {
+            Py_ssize_t m = (Py_ssize_t)info[7 * i] + (Py_ssize_t)info[7 * i + 1];
+            double held = 0.0;
+            for (Py_ssize_t t = 0; t < m; t++)
+                held += cnt[b + t];
+            b += m;
+            if (held + info[7 * i + 5] != info[7 * i + 6])
+                code = -2;
+        }
+        b = 0;
+        for (Py_ssize_t i = 0; i < k && code == 0; i++) {
+            Py_ssize_t nn = (Py_ssize_t)info[7 * i], npos = (Py_ssize_t)info[7 * i + 1];
+            double zc = info[7 * i + 5], c = info[7 * i + 6];
+            double start = nextafter(mins[i], -INFINITY), mx = maxs[i];
+            starts[i] = o;
+            ox[o] = start;
+            oc[o] = 0.0;
+            o++;
+            /* the buckets' counts run as a sum from the first of the sketch (whole: exact) */
+            double run = 0.0;
+            if (nn) {
+                SKN_PUT(nextafter(-hi[b], -INFINITY), 0.0);
+                for (Py_ssize_t t = 0; t < nn; t++) {
+                    run += cnt[b + t];
+                    SKN_PUT(nextafter(-lo[b + t], -INFINITY), run);
+                }
+            }
+            double neg_total = run;
+            if (zc != 0) {
+                SKN_PUT(nextafter(0.0, -INFINITY), neg_total);
+                SKN_PUT(0.0, neg_total + zc);
+            }
+            if (npos) {
+                Py_ssize_t p = b + nn;
+                SKN_PUT(lo[p], neg_total + zc);
+                for (Py_ssize_t t = 0; t < npos; t++) {
+                    run += cnt[p + t];
+                    SKN_PUT(hi[p + t], run + zc);
+                }
+            }
+            b += nn + npos;
+            ox[o] = mx;
+            oc[o] = c;
+            o++;
+            double n = c >= 1 ? c : 1.0;
+            for (Py_ssize_t j = starts[i] + 1; j < o; j++)
+                if (!(ox[j] > ox[j - 1] && oc[j] >= oc[j - 1]))
+                    code = -3;
+            for (Py_ssize_t j = starts[i]; j < o; j++)
+                oc[j] = oc[j] / n;
+        }
+        starts[k] = o;
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromSsize_t(code ? code : o);
+    }
+done:
+    while (got > 0)
+        PyBuffer_Release(&v[--got]);
+    return result;
+}
+#undef SKN_PUT
+
 /* ---- knot_distances: infersight.stats.cdf.distances_batch, one merge per pair ---- */
 
 /* The envelope and the interpolated value of one set of knots (x, f: n of them) at a point p
@@ -1486,6 +1623,7 @@ static PyMethodDef methods[] = {
     {"sketch_rows", (PyCFunction)(void (*)(void))sketch_rows, METH_FASTCALL, sketch_rows_doc},
     {"columns_matrix", (PyCFunction)(void (*)(void))columns_matrix, METH_FASTCALL, columns_matrix_doc},
     {"knot_distances", (PyCFunction)(void (*)(void))knot_distances, METH_FASTCALL, knot_distances_doc},
+    {"sketch_knots", (PyCFunction)(void (*)(void))sketch_knots, METH_FASTCALL, sketch_knots_doc},
     {NULL, NULL, 0, NULL},
 };
 

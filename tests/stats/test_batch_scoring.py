@@ -17,7 +17,7 @@ from infersight.stats.drift import KS, CategoricalPolicy, NumericPolicy
 from infersight.stats.drift._dist import kstwo_sf, kstwo_sf_many
 from infersight.stats.drift.combined import score_windows
 from infersight.stats.reference import Reference
-from infersight.stats.sketch import ExpHistogram
+from infersight.stats.sketch import Buckets, ExpHistogram
 from infersight.stats.windows import FeatureWindow
 
 REL = 1e-12
@@ -27,14 +27,15 @@ PURE = os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1"
 
 @pytest.fixture(params=["C", "numpy"])
 def sweep(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test through the C merge of knot_distances, then through the numpy sweep alone."""
+    """Run the test through the C code (knot_distances, sketch_knots), then through numpy alone."""
     if request.param == "C":
-        if cdf._c_knot_distances is None:
+        if cdf._c_knot_distances is None or cdf._c_sketch_knots is None:
             if REQUIRED and not PURE:
                 pytest.fail("infersight._speedups is not built and INFERSIGHT_REQUIRE_SPEEDUPS=1")
             pytest.skip("the C extension is not in use")
     else:
         monkeypatch.setattr(cdf, "_c_knot_distances", None)
+        monkeypatch.setattr(cdf, "_c_sketch_knots", None)
     return str(request.param)
 
 
@@ -77,7 +78,7 @@ def _close(a: float, b: float) -> bool:
     return a == b or abs(a - b) <= REL * max(abs(a), abs(b))
 
 
-def test_knots_from_sketches_equal_from_sketch_exactly() -> None:
+def test_knots_from_sketches_equal_from_sketch_exactly(sweep: str) -> None:
     sketches = [s for s in _sketches(1, 400) if s.count > 0 and s.min == s.min]
     batch = KnotsBatch.from_sketches(sketches)
     assert len(batch) == len(sketches)
@@ -86,9 +87,70 @@ def test_knots_from_sketches_equal_from_sketch_exactly() -> None:
         assert np.array_equal(one.x, got.x) and np.array_equal(one.F, got.F) and one.n == got.n
 
 
-def test_knots_from_sketches_refuses_empty_sketch() -> None:
+def test_knots_from_sketches_refuses_empty_sketch(sweep: str) -> None:
     with pytest.raises(ValueError, match="finite min/max"):
         KnotsBatch.from_sketches([ExpHistogram()])
+
+
+def _damaged(good: ExpHistogram, **change: object) -> ExpHistogram:
+    fields = dict(
+        scale=good.scale,
+        zero_count=good.zero_count,
+        positive=good.positive,
+        negative=good.negative,
+        count=good.count,
+        min=good.min,
+        max=good.max,
+    )
+    fields.update(change)
+    return ExpHistogram(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"count": 407}, "add up"),
+        ({"min": 5.0, "max": -5.0}, "not increasing"),
+        (
+            {
+                "positive": Buckets(3, np.array([4, -1, 2], np.int64)),
+                "negative": Buckets(),
+                "zero_count": 0,
+                "count": 5,
+            },
+            "whole",
+        ),
+    ],
+)
+def test_knots_from_sketches_refuses_damaged_sketches_the_same_way(
+    change: dict[str, object], message: str, sweep: str
+) -> None:
+    """A damaged sketch among good ones: the whole batch is refused with the same reason on
+    both paths (the caller then scores each sketch on its own); the good ones alone are taken."""
+    rng = np.random.default_rng(9)
+    good = [ExpHistogram.from_values(rng.normal(size=400)) for _ in range(3)]
+    with pytest.raises(ValueError, match=message):
+        KnotsBatch.from_sketches([good[0], _damaged(good[1], **change), good[2]])
+    batch = KnotsBatch.from_sketches(good)
+    assert all(np.array_equal(batch.get(i).x, Knots.from_sketch(g).x) for i, g in enumerate(good))
+
+
+def test_sketch_knots_in_c_hands_back_what_it_cannot_read() -> None:
+    if cdf._c_sketch_knots is None:
+        pytest.skip("the C extension is not in use")
+    f = cdf._c_sketch_knots
+    info = np.array([[2, 1, 0, 0, 0, 0, 3, 0, 0]], np.float64)[:, :7]  # 3 buckets, count 3
+    cnt, lo, hi = np.ones(3), np.array([2.0, 1.0, 1.0]), np.array([4.0, 2.0, 2.0])  # [-4, -2), [-2, -1), (1, 2]
+    mins, maxs = np.array([-4.0]), np.array([2.0])
+    x, F, starts = np.empty(9), np.empty(9), np.empty(2, np.intp)
+    assert f(cnt, info, lo, hi, mins, maxs, x, F, starts) == 5
+    assert starts.tolist() == [0, 5]
+    assert x[:5].tolist() == [below(-4.0), below(-2.0), below(-1.0), 1.0, 2.0]
+    assert F[:5].tolist() == [0.0, 1 / 3, 2 / 3, 2 / 3, 1.0]
+    assert f(cnt[:2], info, lo[:2], hi[:2], mins, maxs, x, F, starts) is None  # buckets missing
+    assert f(cnt, info, lo, hi, mins, maxs, x[:8], F[:8], starts) is None  # no room
+    with pytest.raises(TypeError, match="9 arguments"):
+        f(cnt, info)
 
 
 @pytest.mark.parametrize("seed", [2, 3, 4])
@@ -199,11 +261,11 @@ def test_pure_python_variable_turns_the_c_distances_off() -> None:
     import subprocess
     import sys
 
-    probe = "from infersight.stats import cdf; print(cdf._c_knot_distances is None)"
+    probe = "from infersight.stats import cdf; print(cdf._c_knot_distances is None, cdf._c_sketch_knots is None)"
     env = {**os.environ, "INFERSIGHT_PURE_PYTHON": "1"}
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split() == ["True"]
+    assert run.stdout.split() == ["True", "True"]
 
 
 def test_distances_batch_refuses_empty_sets() -> None:
@@ -287,7 +349,7 @@ def test_score_windows_equal_score_window(seed: int, monkeypatch: pytest.MonkeyP
     assert sum(batched) > 150  # and most of the others were scored in batches
 
 
-def test_a_sketch_the_batch_refuses_is_scored_on_its_own() -> None:
+def test_a_sketch_the_batch_refuses_is_scored_on_its_own(sweep: str) -> None:
     rng = np.random.default_rng(8)
     m = NumericPolicy().fit(ExpHistogram.from_values(rng.normal(size=3000)))
     good = ExpHistogram.from_values(rng.normal(size=400))

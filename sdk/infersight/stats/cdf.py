@@ -59,6 +59,14 @@ Arr = npt.NDArray[np.float64]
 
 # distances_batch in C (one merge per pair), or None: the numpy sweep below is its reference.
 _c_knot_distances: Any = getattr(_ext, "knot_distances", None)
+# the knots of KnotsBatch.from_sketches in C (past the bucket bounds numpy computes), or None
+_c_sketch_knots: Any = getattr(_ext, "sketch_knots", None)
+# why from_sketches refuses a batch, by the C code's answer
+_REFUSED = {
+    -1: "KnotsBatch.from_sketches needs whole, non-negative bucket counts",
+    -2: "KnotsBatch.from_sketches: a sketch's buckets do not add up to its count",
+    -3: "KnotsBatch.from_sketches: a sketch's bucket bounds are not increasing",
+}
 
 
 def below(x: npt.ArrayLike) -> Arr:
@@ -317,8 +325,6 @@ class KnotsBatch:
         np_a = info[:, 1].astype(np.intp)
         zc = info[:, 5]
         cnt = np.concatenate(counts).astype(np.float64) if counts else np.zeros(0)
-        if not np.all(cnt == np.round(cnt)) or np.any(cnt < 0):
-            raise ValueError("KnotsBatch.from_sketches needs whole, non-negative bucket counts")
         # bucket indices: negatives from the last (most negative) down, positives up
         nb_a = nn_a + np_a
         blocks = np.stack([nn_a, np_a], axis=1).ravel()
@@ -330,9 +336,22 @@ class KnotsBatch:
         idx = np.repeat(bases, blocks) + np.repeat(signs, blocks) * local
         wid = np.repeat(np.ldexp(1.0, -info[:, 4].astype(np.int64)), nb_a)
         lo, hi = np.exp2(idx * wid), np.exp2((idx + 1) * wid)
+        mins = np.array([s.min for s in sketches], np.float64)
+        maxs = np.array([s.max for s in sketches], np.float64)
+        if _c_sketch_knots is not None:
+            ox = np.empty(cnt.size + 6 * k)
+            of = np.empty(ox.size)
+            ostarts = np.empty(k + 1, np.intp)
+            got = _c_sketch_knots(cnt, info, lo, hi, mins, maxs, ox, of, ostarts)
+            if got is not None:
+                if got < 0:
+                    raise ValueError(_REFUSED[got])
+                return cls(ox[:got], of[:got], ostarts, info[:, 6].astype(np.int64))
+        if not np.all(cnt == np.round(cnt)) or np.any(cnt < 0):
+            raise ValueError(_REFUSED[-1])
         held = np.concatenate([[0.0], np.cumsum(cnt)])[np.append(0, np.cumsum(nb_a))]
         if np.any(np.diff(held) + zc != info[:, 6]):
-            raise ValueError("KnotsBatch.from_sketches: a sketch's buckets do not add up to its count")
+            raise ValueError(_REFUSED[-2])
         nz_a = (zc != 0).astype(np.intp)
         # Per sketch the raw knots are: negatives (1 + nn), zeros (2 or 0), positives (1 + npos).
         has_n, has_p = nn_a > 0, np_a > 0
@@ -378,8 +397,6 @@ class KnotsBatch:
         cs[ppos] = (neg_total + zc)[has_p]
         # from_counts with the anchors (below(min), 0) and (max, n), points outside dropped
         n = info[:, 6].astype(np.int64)
-        mins = np.array([s.min for s in sketches], np.float64)
-        maxs = np.array([s.max for s in sketches], np.float64)
         seg = np.repeat(np.arange(k), raw)
         start = below(mins)
         inside = (xs > start[seg]) & (xs < maxs[seg])
@@ -406,7 +423,7 @@ class KnotsBatch:
             f = oc / np.maximum(n, 1)[oseg]
             return cls(ox, f, out_start, n)
         # bucket bounds that do not rise (a scale beyond float resolution): one at a time
-        raise ValueError("KnotsBatch.from_sketches: a sketch's bucket bounds are not increasing")
+        raise ValueError(_REFUSED[-3])
 
 
 def _side(
