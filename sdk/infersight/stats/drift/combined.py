@@ -335,10 +335,11 @@ def score_windows(methods: Sequence[Any], windows: Sequence[Any]) -> list[DriftR
         c_n = cur.n
         en = m_n.astype(np.float64) * c_n / (m_n + c_n)
         p_all = np.clip(kstwo_sf_many(dist[:, 0], np.round(en).astype(np.int64)), 0.0, 1.0)
+        rows, p_list, c_list = dist.tolist(), p_all.tolist(), c_n.tolist()  # plain floats and ints at once
         for j, i in enumerate(part):
             method, ref = methods[i], refs[j]
-            d, d_hi, w, w_lo, w_hi = (float(v) for v in dist[j])
-            p_ks = float(p_all[j])
+            d, d_hi, w, w_lo, w_hi = rows[j]
+            p_ks = p_list[j]
             scale = ref.std if ref.std > 0 else 1.0
             effect = w / scale
             if p_ks < method.alpha and effect >= method.threshold:
@@ -350,5 +351,5 @@ def score_windows(methods: Sequence[Any], windows: Sequence[Any]) -> list[DriftR
                 "ks_error_bound": d_hi - d,
                 "wasserstein_error_bound": max(w_hi - w, w - w_lo, 0.0) / scale,
             }
-            out[i] = DriftResult(method.name, effect, method.threshold, p_ks, False, None, ref.n, int(c_n[j]), details)
+            out[i] = DriftResult(method.name, effect, method.threshold, p_ks, False, None, ref.n, c_list[j], details)
     return [r for r in out if r is not None]
