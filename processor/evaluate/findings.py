@@ -134,9 +134,7 @@ class Finding:
     @property
     def severity(self) -> float:
         """``statistic / threshold`` (0 when either is missing or not finite)."""
-        if not (math.isfinite(self.statistic) and math.isfinite(self.threshold)) or not self.threshold:
-            return 0.0
-        return self.statistic / self.threshold
+        return severity_of(self.statistic, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (non-finite numbers become ``None``), with ``cause_class`` added."""
@@ -158,6 +156,20 @@ class Finding:
         known["evidence"] = tuple(dict(e) for e in known.get("evidence", ()))
         known["details"] = dict(known.get("details", {}))
         return cls(**known)
+
+
+def severity_of(statistic: float | None, threshold: float | None) -> float:
+    """:attr:`Finding.severity` from the two numbers (``None`` read as missing), for callers
+    that hold a stored finding's body and need no more of it.
+
+    >>> severity_of(0.5, 0.25), severity_of(None, 0.1), severity_of(0.3, 0.0)
+    (2.0, 0.0, 0.0)
+    """
+    if statistic is None or threshold is None:
+        return 0.0
+    if not (math.isfinite(statistic) and math.isfinite(threshold)) or not threshold:
+        return 0.0
+    return statistic / threshold
 
 
 @dataclass

@@ -42,7 +42,7 @@ from typing import Any
 from infersight.processor.evaluate.data_quality import DataQualityEvaluator
 from infersight.processor.evaluate.drift import DriftEvaluator, reference_of
 from infersight.processor.evaluate.evidence import pick
-from infersight.processor.evaluate.findings import EvaluationContext, Evaluator, Finding
+from infersight.processor.evaluate.findings import EvaluationContext, Evaluator, Finding, severity_of
 from infersight.processor.evaluate.multivariate import MultivariateEvaluator
 from infersight.processor.evaluate.outputs import FindingOutputs
 from infersight.processor.evaluate.references import Env
@@ -426,11 +426,12 @@ class EvaluationLoop:
             b = r.body
             if b.get("window_size") != size:
                 continue
-            f = Finding.from_dict(b)
-            sev = f.severity if f.status != "no_data" else 1.0
-            out.setdefault((f.version, f.slice, f.kind, f.subject), {})[f.window_start] = (
+            # what Finding.from_dict(b) would say, without building it (a pass reads ~10^4)
+            status = b["status"]
+            sev = 1.0 if status == "no_data" else severity_of(b.get("statistic"), b.get("threshold"))
+            out.setdefault((b["version"], b.get("slice", ""), b["kind"], b["subject"]), {})[b["window_start"]] = (
                 sev,
-                f.status in ("breach", "no_data"),
+                status in ("breach", "no_data"),
             )
         return out
 

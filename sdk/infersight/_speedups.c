@@ -2,7 +2,8 @@
  * infersight._speedups: the OTLP span encoder of infersight._otlp_encode, in C; beside it, the
  * request path's converters (row_dict, row_of_items, records_matrix, columns_matrix; the code in
  * infersight.payload and infersight.feature_stats next to each call is their reference) and the
- * sketch of feature columns (sketch_rows; infersight.stats.sketch is its reference).
+ * sketch of feature columns (sketch_rows; infersight.stats.sketch is its reference) and the
+ * distances between sets of CDF knots (knot_distances; infersight.stats.cdf.distances_batch).
  *
  * encode_spans(spans, fallback) -> bytes
  *
@@ -1321,6 +1322,297 @@ done:
     return result;
 }
 
+/* ---- sketch_knots: the knots of infersight.stats.cdf.KnotsBatch.from_sketches ---- */
+
+/* Append one knot (x, count) if it lies strictly inside (start, max). */
+#define SKN_PUT(xv, cv)                                                                                              \
+    do {                                                                                                             \
+        double x_ = (xv);                                                                                            \
+        if (x_ > start && x_ < mx) {                                                                                 \
+            ox[o] = x_;                                                                                              \
+            oc[o] = (cv);                                                                                            \
+            o++;                                                                                                     \
+        }                                                                                                            \
+    } while (0)
+
+PyDoc_STRVAR(sketch_knots_doc,
+             "sketch_knots(counts, info, lo, hi, mins, maxs, x, F, starts, /)\n--\n\n"
+             "The knots KnotsBatch.from_sketches builds, for k sketches: counts, lo and hi (float64)\n"
+             "hold every sketch's buckets in turn, its negatives from the most negative (lo, hi:\n"
+             "their magnitudes' bounds) then its positives; info (k x 7 float64) per sketch the\n"
+             "number of negative and positive buckets, two unused columns, the zero count and the\n"
+             "count; mins, maxs its minimum and maximum. x and F (float64, room for every bucket\n"
+             "knot plus 6 a sketch) get the knots, starts (k + 1 intp) where each sketch's begin.\n"
+             "Returns the number of knots, or -1 for counts that are not whole and non-negative, -2\n"
+             "for buckets that do not add up to the count, -3 for knots whose x do not rise or whose\n"
+             "counts fall; None for arrays whose sizes do not fit together.");
+
+static PyObject *
+sketch_knots(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "sketch_knots() takes 9 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_buffer v[9];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 9; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | (got >= 6 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(args[got], &v[got], flags) < 0)
+            goto done;
+    }
+    {
+        const Py_ssize_t D = (Py_ssize_t)sizeof(double), I = (Py_ssize_t)sizeof(Py_ssize_t);
+        Py_ssize_t nb = v[0].len / D, k = v[4].len / D;
+        Py_ssize_t room = v[6].len / D;
+        int fits = v[0].len == nb * D && v[1].len == k * 7 * D && v[2].len == v[0].len && v[3].len == v[0].len &&
+                   v[4].len == k * D && v[5].len == v[4].len && v[7].len == v[6].len && v[8].len == (k + 1) * I &&
+                   room >= nb + 6 * k;
+        const double *cnt = v[0].buf, *info = v[1].buf, *lo = v[2].buf, *hi = v[3].buf, *mins = v[4].buf,
+                     *maxs = v[5].buf;
+        if (fits) {
+            /* the bucket numbers add up to the buckets given */
+            Py_ssize_t total = 0;
+            for (Py_ssize_t i = 0; i < k && fits; i++) {
+                double nn = info[7 * i], np_ = info[7 * i + 1];
+                fits = nn >= 0 && np_ >= 0 && nn == floor(nn) && np_ == floor(np_) && nn + np_ <= (double)(nb - total);
+                if (fits)
+                    total += (Py_ssize_t)nn + (Py_ssize_t)np_;
+            }
+            fits = fits && total == nb;
+        }
+        if (!fits) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        double *ox = v[6].buf, *oc = v[7].buf;
+        Py_ssize_t *starts = v[8].buf;
+        Py_ssize_t code = 0, o = 0, b = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < nb; i++)
+            if (!(cnt[i] >= 0 && cnt[i] == floor(cnt[i]))) {
+                code = -1;
+                break;
+            }
+        for (Py_ssize_t i = 0; i < k && code == 0; i++) {
+            Py_ssize_t m = (Py_ssize_t)info[7 * i] + (Py_ssize_t)info[7 * i + 1];
+            double held = 0.0;
+            for (Py_ssize_t t = 0; t < m; t++)
+                held += cnt[b + t];
+            b += m;
+            if (held + info[7 * i + 5] != info[7 * i + 6])
+                code = -2;
+        }
+        b = 0;
+        for (Py_ssize_t i = 0; i < k && code == 0; i++) {
+            Py_ssize_t nn = (Py_ssize_t)info[7 * i], npos = (Py_ssize_t)info[7 * i + 1];
+            double zc = info[7 * i + 5], c = info[7 * i + 6];
+            double start = nextafter(mins[i], -INFINITY), mx = maxs[i];
+            starts[i] = o;
+            ox[o] = start;
+            oc[o] = 0.0;
+            o++;
+            /* the buckets' counts run as a sum from the first of the sketch (whole: exact) */
+            double run = 0.0;
+            if (nn) {
+                SKN_PUT(nextafter(-hi[b], -INFINITY), 0.0);
+                for (Py_ssize_t t = 0; t < nn; t++) {
+                    run += cnt[b + t];
+                    SKN_PUT(nextafter(-lo[b + t], -INFINITY), run);
+                }
+            }
+            double neg_total = run;
+            if (zc != 0) {
+                SKN_PUT(nextafter(0.0, -INFINITY), neg_total);
+                SKN_PUT(0.0, neg_total + zc);
+            }
+            if (npos) {
+                Py_ssize_t p = b + nn;
+                SKN_PUT(lo[p], neg_total + zc);
+                for (Py_ssize_t t = 0; t < npos; t++) {
+                    run += cnt[p + t];
+                    SKN_PUT(hi[p + t], run + zc);
+                }
+            }
+            b += nn + npos;
+            ox[o] = mx;
+            oc[o] = c;
+            o++;
+            double n = c >= 1 ? c : 1.0;
+            for (Py_ssize_t j = starts[i] + 1; j < o; j++)
+                if (!(ox[j] > ox[j - 1] && oc[j] >= oc[j - 1]))
+                    code = -3;
+            for (Py_ssize_t j = starts[i]; j < o; j++)
+                oc[j] = oc[j] / n;
+        }
+        starts[k] = o;
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromSsize_t(code ? code : o);
+    }
+done:
+    while (got > 0)
+        PyBuffer_Release(&v[--got]);
+    return result;
+}
+#undef SKN_PUT
+
+/* ---- knot_distances: infersight.stats.cdf.distances_batch, one merge per pair ---- */
+
+/* The envelope and the interpolated value of one set of knots (x, f: n of them) at a point p
+ * that is not one of its knots, c of them lying before p: as infersight.stats.cdf._side. */
+static inline void
+kd_side(const double *x, const double *f, Py_ssize_t n, Py_ssize_t c, double p, double *lower, double *upper,
+        double *at)
+{
+    double lo = c > 0 ? f[c - 1] : 0.0;
+    *lower = lo;
+    *upper = c < n ? f[c] : 1.0;
+    if (c == 0)
+        *at = 0.0;
+    else if (c == n)
+        *at = 1.0;
+    else {
+        double x0 = x[c - 1];
+        *at = (f[c] - lo) / (x[c] - x0) * (p - x0) + lo;
+    }
+}
+
+static inline double
+kd_max(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+/* The five distances of one pair of sets of knots (see distances_batch): the union of both in
+ * order, a knot of both counted once; at each union point both envelopes and the difference of
+ * the interpolated CDFs; between consecutive points the KS widening, the Wasserstein gaps and
+ * the integral of |d| linear between them (exact at a sign change). */
+static void
+kd_pair(const double *xa, const double *fa, Py_ssize_t na, const double *xb, const double *fb, Py_ssize_t nb,
+        double *out)
+{
+    Py_ssize_t i = 0, j = 0;
+    double lo = 0.0, hi = -INFINITY, w = 0.0, w_lo = 0.0, w_hi = 0.0;
+    double pu = 0.0, pla = 0.0, plb = 0.0, pd = 0.0; /* the previous union point's */
+    int first = 1;
+    while (i < na || j < nb) {
+        double u, la, ua, lb, ub, d, at;
+        if (j >= nb || (i < na && xa[i] < xb[j])) {
+            u = xa[i];
+            la = ua = fa[i];
+            kd_side(xb, fb, nb, j, u, &lb, &ub, &at);
+            d = fa[i] - at;
+            i++;
+        }
+        else if (i >= na || xb[j] < xa[i]) {
+            u = xb[j];
+            lb = ub = fb[j];
+            kd_side(xa, fa, na, i, u, &la, &ua, &at);
+            d = at - fb[j];
+            j++;
+        }
+        else {
+            u = xa[i];
+            la = ua = fa[i];
+            lb = ub = fb[j];
+            d = fa[i] - fb[j];
+            i++;
+            j++;
+        }
+        lo = kd_max(lo, kd_max(la - ub, lb - ua));
+        hi = kd_max(hi, kd_max(ua - lb, ub - la));
+        if (!first) {
+            double h = u - pu;
+            double gap_hi = kd_max(ua - plb, ub - pla);
+            double gap_lo = kd_max(kd_max(pla - ub, plb - ua), 0.0);
+            if (nextafter(pu, INFINITY) < u)
+                hi = kd_max(hi, gap_hi);
+            w_lo += gap_lo * h;
+            w_hi += gap_hi * h;
+            double s = fabs(pd) + fabs(d);
+            w += (pd * d >= 0 ? s / 2 : (pd * pd + d * d) / (2 * s)) * h;
+        }
+        first = 0;
+        pu = u;
+        pla = la;
+        plb = lb;
+        pd = d;
+    }
+    out[0] = lo;
+    out[1] = kd_max(hi, lo);
+    out[2] = w;
+    out[3] = w_lo;
+    out[4] = w_hi;
+}
+
+/* starts (k + 1 of them) rise from 0 to size with at least two knots in each set. */
+static int
+kd_starts_ok(const Py_ssize_t *starts, Py_ssize_t k, Py_ssize_t size)
+{
+    if (starts[0] != 0 || starts[k] != size)
+        return 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (starts[i + 1] - starts[i] < 2)
+            return 0;
+    return 1;
+}
+
+PyDoc_STRVAR(knot_distances_doc,
+             "knot_distances(ax, af, astarts, bx, bf, bstarts, out, /)\n--\n\n"
+             "infersight.stats.cdf.distances_batch of two KnotsBatch (x and F: float64, C order;\n"
+             "starts: intp, k + 1 of them, from 0 to the size, at least two knots a set): row i of\n"
+             "out (k x 5 float64) gets (ks_lo, ks_hi, w, w_lo, w_hi) of set i of a against set i of\n"
+             "b, by one merge of the two sets. True when done; None, with out untouched, for\n"
+             "arrays whose sizes do not fit together. The GIL is released while it runs.");
+
+static PyObject *
+knot_distances(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "knot_distances() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    /* ax, af, astarts, bx, bf, bstarts, out */
+    Py_buffer views[7];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 7; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | (got == 6 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(args[got], &views[got], flags) < 0)
+            goto done;
+    }
+    {
+        const Py_ssize_t D = (Py_ssize_t)sizeof(double), I = (Py_ssize_t)sizeof(Py_ssize_t);
+        Py_ssize_t na = views[0].len / D, nb = views[3].len / D;
+        Py_ssize_t k = views[2].len / I - 1;
+        int fits = k >= 0 && views[0].len == na * D && views[1].len == views[0].len && views[3].len == nb * D &&
+                   views[4].len == views[3].len && views[2].len == (k + 1) * I && views[5].len == views[2].len &&
+                   views[6].len == k * 5 * D;
+        const Py_ssize_t *sa = views[2].buf, *sb = views[5].buf;
+        if (!fits || !kd_starts_ok(sa, k, na) || !kd_starts_ok(sb, k, nb)) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        const double *ax = views[0].buf, *af = views[1].buf, *bx = views[3].buf, *bf = views[4].buf;
+        double *out = views[6].buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < k; i++)
+            kd_pair(ax + sa[i], af + sa[i], sa[i + 1] - sa[i], bx + sb[i], bf + sb[i], sb[i + 1] - sb[i], out + 5 * i);
+        Py_END_ALLOW_THREADS
+        result = Py_True;
+        Py_INCREF(result);
+    }
+done:
+    while (got > 0)
+        PyBuffer_Release(&views[--got]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL, encode_spans_doc},
     {"untrack", (PyCFunction)(void (*)(void))untrack, METH_FASTCALL, untrack_doc},
@@ -1330,13 +1622,15 @@ static PyMethodDef methods[] = {
     {"records_matrix", (PyCFunction)(void (*)(void))records_matrix, METH_FASTCALL, records_matrix_doc},
     {"sketch_rows", (PyCFunction)(void (*)(void))sketch_rows, METH_FASTCALL, sketch_rows_doc},
     {"columns_matrix", (PyCFunction)(void (*)(void))columns_matrix, METH_FASTCALL, columns_matrix_doc},
+    {"knot_distances", (PyCFunction)(void (*)(void))knot_distances, METH_FASTCALL, knot_distances_doc},
+    {"sketch_knots", (PyCFunction)(void (*)(void))sketch_knots, METH_FASTCALL, sketch_knots_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "infersight._speedups",
-    "C paths of infersight: the span encoder, row converters and column sketch (see each caller's Python reference).",
+    "C paths of infersight: the span encoder, row converters, column sketch and knot distances (see each caller's Python reference).",
     -1,
     methods,
     NULL,

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from infersight._extension import speedups as _ext
 from infersight.stats.sketch import ExpHistogram
 
 __all__ = [
@@ -54,6 +56,17 @@ __all__ = [
 ]
 
 Arr = npt.NDArray[np.float64]
+
+# distances_batch in C (one merge per pair), or None: the numpy sweep below is its reference.
+_c_knot_distances: Any = getattr(_ext, "knot_distances", None)
+# the knots of KnotsBatch.from_sketches in C (past the bucket bounds numpy computes), or None
+_c_sketch_knots: Any = getattr(_ext, "sketch_knots", None)
+# why from_sketches refuses a batch, by the C code's answer
+_REFUSED = {
+    -1: "KnotsBatch.from_sketches needs whole, non-negative bucket counts",
+    -2: "KnotsBatch.from_sketches: a sketch's buckets do not add up to its count",
+    -3: "KnotsBatch.from_sketches: a sketch's bucket bounds are not increasing",
+}
 
 
 def below(x: npt.ArrayLike) -> Arr:
@@ -312,8 +325,6 @@ class KnotsBatch:
         np_a = info[:, 1].astype(np.intp)
         zc = info[:, 5]
         cnt = np.concatenate(counts).astype(np.float64) if counts else np.zeros(0)
-        if not np.all(cnt == np.round(cnt)) or np.any(cnt < 0):
-            raise ValueError("KnotsBatch.from_sketches needs whole, non-negative bucket counts")
         # bucket indices: negatives from the last (most negative) down, positives up
         nb_a = nn_a + np_a
         blocks = np.stack([nn_a, np_a], axis=1).ravel()
@@ -325,9 +336,22 @@ class KnotsBatch:
         idx = np.repeat(bases, blocks) + np.repeat(signs, blocks) * local
         wid = np.repeat(np.ldexp(1.0, -info[:, 4].astype(np.int64)), nb_a)
         lo, hi = np.exp2(idx * wid), np.exp2((idx + 1) * wid)
+        mins = np.array([s.min for s in sketches], np.float64)
+        maxs = np.array([s.max for s in sketches], np.float64)
+        if _c_sketch_knots is not None:
+            ox = np.empty(cnt.size + 6 * k)
+            of = np.empty(ox.size)
+            ostarts = np.empty(k + 1, np.intp)
+            got = _c_sketch_knots(cnt, info, lo, hi, mins, maxs, ox, of, ostarts)
+            if got is not None:
+                if got < 0:
+                    raise ValueError(_REFUSED[got])
+                return cls(ox[:got], of[:got], ostarts, info[:, 6].astype(np.int64))
+        if not np.all(cnt == np.round(cnt)) or np.any(cnt < 0):
+            raise ValueError(_REFUSED[-1])
         held = np.concatenate([[0.0], np.cumsum(cnt)])[np.append(0, np.cumsum(nb_a))]
         if np.any(np.diff(held) + zc != info[:, 6]):
-            raise ValueError("KnotsBatch.from_sketches: a sketch's buckets do not add up to its count")
+            raise ValueError(_REFUSED[-2])
         nz_a = (zc != 0).astype(np.intp)
         # Per sketch the raw knots are: negatives (1 + nn), zeros (2 or 0), positives (1 + npos).
         has_n, has_p = nn_a > 0, np_a > 0
@@ -373,8 +397,6 @@ class KnotsBatch:
         cs[ppos] = (neg_total + zc)[has_p]
         # from_counts with the anchors (below(min), 0) and (max, n), points outside dropped
         n = info[:, 6].astype(np.int64)
-        mins = np.array([s.min for s in sketches], np.float64)
-        maxs = np.array([s.max for s in sketches], np.float64)
         seg = np.repeat(np.arange(k), raw)
         start = below(mins)
         inside = (xs > start[seg]) & (xs < maxs[seg])
@@ -401,7 +423,7 @@ class KnotsBatch:
             f = oc / np.maximum(n, 1)[oseg]
             return cls(ox, f, out_start, n)
         # bucket bounds that do not rise (a scale beyond float resolution): one at a time
-        raise ValueError("KnotsBatch.from_sketches: a sketch's bucket bounds are not increasing")
+        raise ValueError(_REFUSED[-3])
 
 
 def _side(
@@ -440,6 +462,10 @@ def distances_batch(a: KnotsBatch, b: KnotsBatch) -> Arr:
     Every set must have values (``n > 0``) and at least two knots (every set of knots built
     from data has: the minimum's anchor and the maximum).
 
+    With the C extension (:mod:`infersight._extension`) each pair is one merge of its two sets
+    in C; without it (``INFERSIGHT_PURE_PYTHON=1``) a numpy sweep over all pairs at once, the
+    reference the C code is tested against.
+
     >>> x = Knots.from_sorted(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 4.0]))
     >>> y = Knots.from_sorted(np.array([2.0, 3.0, 4.0, 5.0]), np.array([2.0, 3.0, 4.0, 5.0]))
     >>> distances_batch(KnotsBatch.of([x, y]), KnotsBatch.of([y, y])).round(9).tolist()[0] == list(distances(x, y))
@@ -456,6 +482,27 @@ def distances_batch(a: KnotsBatch, b: KnotsBatch) -> Arr:
     size_a, size_b = np.diff(sa), np.diff(sb)
     if np.any(size_a < 2) or np.any(size_b < 2):
         raise ValueError("distances_batch needs at least two knots per set (below the minimum, the maximum)")
+    if _c_knot_distances is not None:
+        out = np.empty((k, 5))
+        c = np.ascontiguousarray
+        if _c_knot_distances(
+            c(a.x, np.float64),
+            c(a.F, np.float64),
+            c(sa, np.intp),
+            c(b.x, np.float64),
+            c(b.F, np.float64),
+            c(sb, np.intp),
+            out,
+        ):
+            return out
+    return _distances_sweep(a, b)
+
+
+def _distances_sweep(a: KnotsBatch, b: KnotsBatch) -> Arr:
+    """:func:`distances_batch` in numpy (the C extension's reference), for checked arguments."""
+    k = len(a)
+    sa, sb = a.starts, b.starts
+    size_a, size_b = np.diff(sa), np.diff(sb)
     ax, af, bx, bf = a.x, a.F, b.x, b.F
     na, nb = ax.size, bx.size
     # how many of b's knots are at or before each knot of a (the only loop: one call per set)

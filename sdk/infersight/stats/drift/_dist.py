@@ -119,7 +119,11 @@ def kstwo_sf_many(d: Any, n: Any) -> Any:
     out = np.ones(d.shape)
     mid = (d > 0.0) & (d < 1.0)
     out[d >= 1.0] = 0.0
-    edge = np.array([_tail_edge(int(v)) for v in n.ravel()]).reshape(n.shape) if n.size else np.zeros(n.shape)
+    if n.size:  # each distinct n once (a batch's windows share a few)
+        uniq, inv = np.unique(n, return_inverse=True)
+        edge = np.array([_tail_edge(v) for v in uniq.tolist()])[inv.ravel()].reshape(n.shape)
+    else:
+        edge = np.zeros(n.shape)
     tail = mid & (d > edge)
     if tail.any():
         one = np.asarray(sp.smirnov(n[tail], d[tail]), dtype=np.float64)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from infersight.stats import cdf
 from infersight.stats.cdf import KnotsBatch, distances, distances_batch
 from infersight.stats.drift._dist import binom_sf, binom_two_sided, kstwo_sf_many
 from infersight.stats.drift._samples import NumCur, NumRef
@@ -257,7 +258,11 @@ def _contributions(
     return unseen_share, [(names[i], round(float(shares[i]), 4)) for i in order]
 
 
-_BATCH = 16  # sets of knots per batch: large enough to share the calls, small enough for the cache
+# Sets of knots per batch: large enough to share the numpy calls around the distances; with the
+# C merge (one pair at a time, no sweep-wide arrays) a whole model's window, without it small
+# enough for the numpy sweep's arrays to stay in the cache.
+_BATCH_C = 128
+_BATCH = 16
 
 
 def _batchable(method: Any, sketch: ExpHistogram | None) -> bool:
@@ -307,8 +312,9 @@ def score_windows(methods: Sequence[Any], windows: Sequence[Any]) -> list[DriftR
             todo.append(i)
         else:
             out[i] = m.score_window(w)
-    for lo in range(0, len(todo), _BATCH):
-        part = todo[lo : lo + _BATCH]
+    size = _BATCH_C if cdf._c_knot_distances is not None else _BATCH
+    for lo in range(0, len(todo), size):
+        part = todo[lo : lo + size]
         refs = [methods[i]._ref for i in part]
         sketches = [windows[i].sketch for i in part]
         try:
@@ -329,10 +335,11 @@ def score_windows(methods: Sequence[Any], windows: Sequence[Any]) -> list[DriftR
         c_n = cur.n
         en = m_n.astype(np.float64) * c_n / (m_n + c_n)
         p_all = np.clip(kstwo_sf_many(dist[:, 0], np.round(en).astype(np.int64)), 0.0, 1.0)
+        rows, p_list, c_list = dist.tolist(), p_all.tolist(), c_n.tolist()  # plain floats and ints at once
         for j, i in enumerate(part):
             method, ref = methods[i], refs[j]
-            d, d_hi, w, w_lo, w_hi = (float(v) for v in dist[j])
-            p_ks = float(p_all[j])
+            d, d_hi, w, w_lo, w_hi = rows[j]
+            p_ks = p_list[j]
             scale = ref.std if ref.std > 0 else 1.0
             effect = w / scale
             if p_ks < method.alpha and effect >= method.threshold:
@@ -344,5 +351,5 @@ def score_windows(methods: Sequence[Any], windows: Sequence[Any]) -> list[DriftR
                 "ks_error_bound": d_hi - d,
                 "wasserstein_error_bound": max(w_hi - w, w - w_lo, 0.0) / scale,
             }
-            out[i] = DriftResult(method.name, effect, method.threshold, p_ks, False, None, ref.n, int(c_n[j]), details)
+            out[i] = DriftResult(method.name, effect, method.threshold, p_ks, False, None, ref.n, c_list[j], details)
     return [r for r in out if r is not None]
