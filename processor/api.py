@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -190,6 +191,11 @@ def make_web_app(
     env: Env = evaluation.env if evaluation is not None else Env(storage, _models_default(), _evaluation_default())
 
     def guarded(handler: Any) -> Any:
+        """The endpoint for ``handler``: the token check, then the handler (a plain function
+        runs in the thread pool, a coroutine function on the loop), with BadRequest as 400 and
+        NotFound as 404."""
+        is_async = inspect.iscoroutinefunction(handler)
+
         async def endpoint(request: Request) -> Response:
             if receiver is not None:
                 try:
@@ -197,26 +203,12 @@ def make_web_app(
                 except Unauthorized as exc:
                     return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
             try:
-                return await run_in_threadpool(handler, request)
+                response: Response = await handler(request) if is_async else await run_in_threadpool(handler, request)
+                return response
             except BadRequest as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             except NotFound as exc:
                 return JSONResponse({"error": str(exc)}, status_code=404)
-
-        return endpoint
-
-    def guarded_async(handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            if receiver is not None:
-                try:
-                    receiver.authorize(request.headers.get("authorization"))
-                except Unauthorized as exc:
-                    return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-            try:
-                response: Response = await handler(request)
-                return response
-            except BadRequest as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
 
         return endpoint
 
@@ -418,7 +410,7 @@ def make_web_app(
             Route("/api/models/{model}/predictions", guarded(predictions)),
             Route("/api/models/{model}/drift", guarded(drift)),
             Route("/api/models/{model}/findings", guarded(findings)),
-            Route("/api/models/{model}/reference", guarded_async(push_reference), methods=["POST"]),
+            Route("/api/models/{model}/reference", guarded(push_reference), methods=["POST"]),
             *(route for mount in mounts for route in mount(guarded)),
         ]
     )

@@ -298,7 +298,7 @@ class EvaluationLoop:
             for r in self.storage.get_records(FINDING, model=model, start=s, end=s + 1):
                 if r.body.get("window_size") == size and r.body.get("kind") in kinds:
                     records.append(Record(HISTORY, f"{r.key}|r{r.body.get('revision', 0)}", model, s, r.body))
-            records.extend(Record(FINDING, f.key, model, s, _body(f)) for f in found)
+            records.extend(Record(FINDING, f.key, model, s, f.to_dict()) for f in found)
             records.append(
                 Record(LABELS, f"{model}|{size}|{s}", model, s, {"labels": n, "revision": revision, "waited": waited})
             )
@@ -457,7 +457,7 @@ class EvaluationLoop:
                 records.append(Record(HISTORY, f"{r.key}|r{r.body.get('revision', 0)}", model, start, r.body))
                 if r.key not in new_keys:
                     gone.append(r.key)
-        records.extend(Record(FINDING, f.key, model, start, _body(f)) for f in findings)
+        records.extend(Record(FINDING, f.key, model, start, f.to_dict()) for f in findings)
         records.append(
             Record(
                 STATE,
@@ -477,22 +477,6 @@ class EvaluationLoop:
         if gone:
             self.storage.delete_records(FINDING, keys=gone)
         self.storage.put_records(records)
-
-
-_FIELDS = tuple(Finding.__dataclass_fields__)
-
-
-def _body(f: Finding) -> dict[str, Any]:
-    """:meth:`Finding.to_dict` without ``dataclasses.asdict``'s deep copy (details and evidence
-    are plain JSON data already): a third of a pass's time went there."""
-    d = dict(f.__dict__) if len(f.__dict__) == len(_FIELDS) else {k: getattr(f, k) for k in _FIELDS}
-    for k in ("statistic", "threshold", "p_value"):
-        v = d[k]
-        d[k] = None if v is None or not math.isfinite(v) else float(v)
-    d["details"] = dict(f.details)
-    d["evidence"] = [dict(e) for e in f.evidence]
-    d["cause_class"] = f.cause_class
-    return d
 
 
 def _token(marks: dict[int, str]) -> str:
