@@ -261,11 +261,15 @@ _EXTENSIONS: dict[str, str] = {
     "evaluation": "infersight.processor.evaluate.settings:parse_evaluation",
     "alerts": "infersight.processor.alerts.settings:parse_alerts",
     "quality": "infersight.processor.quality.settings:parse_quality",
+    "slo": "infersight.processor.slo.settings:parse_slo",
 }
 
 # Checks that need the whole config (e.g. evaluation windows against the storage window):
 # "module:function" taking the ProcessorConfig and raising ConfigError (prefixed with the file).
-_CHECKS: list[str] = ["infersight.processor.evaluate.settings:check_config"]
+_CHECKS: list[str] = [
+    "infersight.processor.evaluate.settings:check_config",
+    "infersight.processor.slo.settings:check_config",
+]
 
 _FLAT: dict[str, tuple[str, _Parser]] = {k: v for sec in _SECTIONS.values() for k, v in sec.items()}
 _FLAT["db"] = ("db", _db)

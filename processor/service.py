@@ -36,6 +36,8 @@ from infersight.processor.ingest.receiver import Receiver, make_grpc_server, mak
 from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.quality.api import quality_routes
 from infersight.processor.quality.evaluator import QualityEvaluator
+from infersight.processor.slo.api import slo_routes
+from infersight.processor.slo.evaluator import SLOEvaluator
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage import Storage, open_storage
 
@@ -122,6 +124,14 @@ class Processor:
         )
         # model quality from late labels: judged again as each window's labels arrive
         self.evaluation.evaluators.append(QualityEvaluator(config.sections["quality"]))
+        # SLOs: judged per model at every storage-window close, alerts through the same engine
+        slo = config.sections.get("slo")
+        if slo is not None and slo.objectives:
+            models = config.sections.get("models")
+            self.evaluation.slo = SLOEvaluator(
+                slo,
+                quality_size=lambda m: models.for_model(m).window_sizes(config.window)[0] if models else config.window,
+            )
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
         self._loop_thread: threading.Thread | None = None
@@ -164,6 +174,7 @@ class Processor:
                         lambda guard: quality_routes(
                             self.storage, cfg.sections["quality"], guard=guard, base_window=cfg.window
                         ),
+                        lambda guard: slo_routes(self.storage, cfg.sections["slo"], guard=guard),
                     ],
                 ),
             ),
@@ -217,6 +228,7 @@ class Processor:
             ("evaluation", keep),
             ("evaluation_labels", cfg.prediction_retention),
             ("quality_window", cfg.prediction_retention),
+            ("slo_history", keep),
         ):
             gone[f"records:{kind}"] = self.storage.delete_records(kind, before=at - horizon)
         for kind, n in gone.items():

@@ -18,7 +18,7 @@ Example:
     >>> s = parse_alerts({"persistence": 3, "channels": {"hook": {"type": "webhook",
     ...     "url": "http://127.0.0.1:9/alerts"}}}, "alerts")
     >>> [p.name for p in s.policies], s.policies[0].persistence, sorted(s.channels)
-    (['drift', 'data_quality', 'quality'], 3, ['hook'])
+    (['inputs', 'quality', 'slo-page', 'slo-ticket', 'slo-no-data'], 3, ['hook'])
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_UPDATE_EVERY",
     "SEVERITIES",
     "CAUSE_CLASSES",
+    "SLO_POLICIES",
     "DEDUP_FIELDS",
 ]
 
@@ -61,7 +62,7 @@ DEFAULT_UPDATE_EVERY = 6
 SEVERITIES = ("page", "ticket", "info")
 # The cause classes of infersight.processor.evaluate.findings.cause_class, and "none" for
 # findings without a cause hint.
-CAUSE_CLASSES = ("pipeline", "model_version", "stale_model", "world", "none")
+CAUSE_CLASSES = ("pipeline", "model_version", "stale_model", "service", "world", "none")
 # Finding fields (and the policy name) an incident's deduplication key can be made of.
 DEDUP_FIELDS = ("model", "version", "slice", "policy", "kind", "subject", "window_size")
 CHANNEL_TYPES = ("log", "webhook", "otlp")
@@ -158,7 +159,27 @@ def _default_policies(persistence: int, resolve_after: int, cooldown: float, upd
             name="inputs", kinds=("drift", "data_quality"), statuses=("breach", "no_data"), min_severity=1.0, **common
         ),
         Policy(name="quality", kinds=("quality",), **common),
+        *SLO_POLICIES,
     )
+
+
+# SLO alerts (kind ``slo``, findings ``<slo>/page``, ``<slo>/ticket``, ``<slo>/no_data``): the
+# burn-rate windows already demand persistence (a long window) and reset fast (a short one),
+# so an incident opens on the first breaching evaluation and resolves on the first ok one,
+# one incident per objective. Added to a user's ``policies:`` unless one of them takes kind slo.
+_SLO_COMMON: dict[str, Any] = {
+    "kinds": ("slo",),
+    "persistence": 1,
+    "resolve_after": 1,
+    "cooldown": 0.0,
+    "update_every": 0,
+    "dedup": ("model", "version", "slice", "policy", "subject"),
+}
+SLO_POLICIES = (
+    Policy(name="slo-page", subjects=("*/page",), severity="page", **_SLO_COMMON),
+    Policy(name="slo-ticket", subjects=("*/ticket",), severity="ticket", **_SLO_COMMON),
+    Policy(name="slo-no-data", subjects=("*/no_data",), statuses=("no_data",), severity="page", **_SLO_COMMON),
+)
 
 
 @dataclass(frozen=True)
@@ -433,6 +454,8 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise ConfigError(f"{where}.policies[{i}].name: {name!r} is used twice; policy names must be unique")
+        if not any("slo" in p.kinds for p in policies):
+            policies = (*policies, *(p for p in SLO_POLICIES if p.name not in names))
         kw["policies"] = policies
     else:
         kw["policies"] = _default_policies(**defaults)
