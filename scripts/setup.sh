@@ -2,8 +2,9 @@
 # Installs infersight from this checkout into the active virtual environment.
 #
 #   ./scripts/setup.sh          what the quick start needs: infersight with its processor
-#   ./scripts/setup.sh --tests  also the test and benchmark tools (the `dev` extra) and the
-#                               PostgreSQL server binaries the storage tests start
+#   ./scripts/setup.sh --tests  also the test and benchmark tools (the `dev` extra), the
+#                               PostgreSQL server binaries the storage tests start and
+#                               promtool (Prometheus) for the tests of `infersight slo-rules`
 #
 # Versions that are released together (the OpenTelemetry SDK and contrib families) come from
 # constraints.txt, so one upstream release cannot break an install. Works with the pip that
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --tests) tests=1 ;;
     --venv) venv="${2:?--venv needs a folder}"; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option '$1' (use --tests, --venv DIR or --help)" >&2; exit 2 ;;
   esac
   shift
@@ -41,7 +42,8 @@ step 1 "installing infersight[$extras] into $VIRTUAL_ENV (pip lists each package
 python -m pip install --disable-pip-version-check -c constraints.txt -e ".[$extras]" 2>&1 | quiet_missing_indexes
 
 if [ "$tests" = 1 ]; then
-  step 2 "PostgreSQL server binaries for the storage tests"
+  step 2 "PostgreSQL server binaries and promtool for the tests"
   scripts/install-postgres.sh
+  scripts/install-prometheus.sh
 fi
 printf '\nsetup.sh: done (%s)\n' "$(infersight --version 2>/dev/null || echo infersight)"
