@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --tests) tests=1 ;;
     --venv) venv="${2:?--venv needs a folder}"; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option '$1' (use --tests, --venv DIR or --help)" >&2; exit 2 ;;
   esac
   shift
