@@ -339,7 +339,7 @@ def _dur(seconds: float) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "all"
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-") or "all"
 
 
 class _Dumper(yaml.SafeDumper):
