@@ -432,7 +432,7 @@ def _bound(ob: Mapping[str, Any], kind: str, threshold: float | None, w: str, ke
         return threshold
     if kind != "latency":
         raise ConfigError(
-            f"{w}: {key}: op/value compare a latency against a bound; a {kind} SLI has none: remove op and value"
+            f"{w}: {key}: op/value compare a latency against a bound; this SLI is {kind}, which has none: remove op and value"
         )
     op, value = ob.get("op"), ob.get("value")
     if op not in ("lt", "lte"):
