@@ -2,9 +2,8 @@
 # Installs infersight from this checkout into the active virtual environment.
 #
 #   ./scripts/setup.sh          what the quick start needs: infersight with its processor
-#   ./scripts/setup.sh --tests  also the test and benchmark tools (the `dev` extra), the
-#                               PostgreSQL server binaries the storage tests start and
-#                               promtool (Prometheus) for the tests of `infersight slo-rules`
+#   ./scripts/setup.sh --tests  also the test and benchmark tools (the `dev` extra) and the
+#                               PostgreSQL server binaries the storage tests start
 #
 # Versions that are released together (the OpenTelemetry SDK and contrib families) come from
 # constraints.txt, so one upstream release cannot break an install. Works with the pip that
@@ -42,8 +41,8 @@ step 1 "installing infersight[$extras] into $VIRTUAL_ENV (pip lists each package
 python -m pip install --disable-pip-version-check -c constraints.txt -e ".[$extras]" 2>&1 | quiet_missing_indexes
 
 if [ "$tests" = 1 ]; then
-  step 2 "PostgreSQL server binaries and promtool for the tests"
+  step 2 "PostgreSQL server binaries for the storage tests"
   scripts/install-postgres.sh
-  scripts/install-prometheus.sh
+  scripts/install-prometheus.sh  # promtool, for the tests of `infersight slo-rules`
 fi
 printf '\nsetup.sh: done (%s)\n' "$(infersight --version 2>/dev/null || echo infersight)"

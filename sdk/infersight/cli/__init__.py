@@ -28,8 +28,8 @@ __all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
 _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("profile", "infersight.cli.profile", "build a reference profile and schema from training data", None),
     ("drift", "infersight.cli.drift", "offline drift of a data file against a reference profile", "stats"),
-    ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
     ("slo-rules", "infersight.cli.slo_rules", "write the Prometheus rules equivalent to a config's SLOs", "processor"),
+    ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
 ]
 # Commands that own their process and ask for one BLAS thread, before their imports load numpy.
 _ONE_BLAS_THREAD = {"profile", "drift"}
