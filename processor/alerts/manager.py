@@ -217,6 +217,13 @@ class AlertManager:
                             if inc_id:
                                 dirty_incidents.add(inc_id)
             models = {m for m, _, _, _ in groups}
+            # findings of several windows in one call: one notice per incident and event, the
+            # newest window's (an incident opened in the first window is not re-announced by
+            # the next before the first notice went out)
+            latest: dict[tuple[Any, str], tuple[Notification, dict[str, Any] | None]] = {}
+            for n, inc in pending:
+                latest[((inc or {}).get("id") or id(n), n.event)] = (n, inc)
+            pending = list(latest.values())
             sendable = self._apply_budget(pending, dirty_incidents, models)
             try:
                 self._persist(dirty_tracks, dirty_incidents, models)

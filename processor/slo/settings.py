@@ -294,7 +294,9 @@ def parse_slo(body: Mapping[str, Any], where: str) -> SLOSettings:
     """Parse the ``slo:`` section (``{}`` when absent: no objectives, nothing evaluated).
     ``openslo:`` names a file (or a list of files) of OpenSLO v1 documents whose ``SLO``
     objects are read as objectives (see :mod:`infersight.processor.slo.openslo`)."""
-    b = _mapping(body, where, "{objectives: [{name: availability, model: churn, kind: availability, objective: 99.9%}]}")
+    b = _mapping(
+        body, where, "{objectives: [{name: availability, model: churn, kind: availability, objective: 99.9%}]}"
+    )
     _unknown(b, _TOP_KEYS, where)
     period = _seconds(b["period"], f"{where}.period") if "period" in b else DEFAULT_PERIOD
     min_events = _whole(b["min_events"], f"{where}.min_events", 1) if "min_events" in b else DEFAULT_MIN_EVENTS
@@ -320,7 +322,9 @@ def parse_slo(body: Mapping[str, Any], where: str) -> SLOSettings:
             key = f"{where}.openslo" + (f"[{i}]" if isinstance(b["openslo"], list) else "")
             objectives.extend(read_openslo(path, key))
             sources.append(str(path))
-    _unique([f"{o.model}\x00{o.name}" for o in objectives], f"{where}.objectives", show=lambda k: k.replace("\x00", " "))
+    _unique(
+        [f"{o.model}\x00{o.name}" for o in objectives], f"{where}.objectives", show=lambda k: k.replace("\x00", " ")
+    )
     settings = SLOSettings(tuple(objectives), alerts, period, min_events, no_data, tuple(sources))
     for i, o in enumerate(objectives):
         p = settings.period_of(o)
