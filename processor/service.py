@@ -36,9 +36,9 @@ from infersight.processor.ingest.receiver import Receiver, make_grpc_server, mak
 from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.quality.api import quality_routes
 from infersight.processor.quality.evaluator import QualityEvaluator
+from infersight.processor.selfmetrics import Registry
 from infersight.processor.slo.api import slo_routes
 from infersight.processor.slo.evaluator import SLOEvaluator
-from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage import Storage, open_storage
 
 __all__ = ["Processor"]

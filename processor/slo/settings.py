@@ -102,7 +102,7 @@ class BurnAlert:
     factor: float | None = None  # explicit burn-rate factor (wins over ``budget``)
 
 
-DEFAULT_ALERTS = (
+DEFAULT_ALERTS: tuple[BurnAlert, ...] = (
     BurnAlert("fast", "page", 3600.0, 300.0, budget=0.02),
     BurnAlert("medium", "page", 6 * 3600.0, 1800.0, budget=0.05),
     BurnAlert("slow", "ticket", 86400.0, 2 * 3600.0, budget=0.10),
@@ -301,7 +301,7 @@ def parse_slo(body: Mapping[str, Any], where: str) -> SLOSettings:
     period = _seconds(b["period"], f"{where}.period") if "period" in b else DEFAULT_PERIOD
     min_events = _whole(b["min_events"], f"{where}.min_events", 1) if "min_events" in b else DEFAULT_MIN_EVENTS
     no_data = _seconds(b["no_data"], f"{where}.no_data") if "no_data" in b else DEFAULT_NO_DATA
-    alerts = DEFAULT_ALERTS
+    alerts: tuple[BurnAlert, ...] = DEFAULT_ALERTS
     if "alerts" in b:
         raw = b["alerts"]
         if not isinstance(raw, list) or not raw:
@@ -326,7 +326,7 @@ def parse_slo(body: Mapping[str, Any], where: str) -> SLOSettings:
         [f"{o.model}\x00{o.name}" for o in objectives], f"{where}.objectives", show=lambda k: k.replace("\x00", " ")
     )
     settings = SLOSettings(tuple(objectives), alerts, period, min_events, no_data, tuple(sources))
-    for i, o in enumerate(objectives):
+    for o in objectives:
         p = settings.period_of(o)
         for a in alerts:
             if a.long > p:
