@@ -135,6 +135,9 @@ class SeriesLimiter:
         self._series: dict[str, set[Series]] = {}  # model -> admitted series (only once loaded)
         self._series_total = 0
         self._pending: list[tuple[str, str]] = []  # (model, service) admitted, not yet recorded
+        # Callers' cache of what :meth:`admit` let in (admission is for good): any hashable
+        # naming a series, e.g. screening's (model, version, role, name, slot, error type).
+        self.admitted: set[Any] = set()
         if storage is not None:
             self._seed(storage)
         if registry is not None:

@@ -115,17 +115,27 @@ def limit(signal: str, decoded: Decoded, limiter: SeriesLimiter) -> Decoded:
         else:
             refused[why] = refused.get(why, 0) + 1
     decoded.points = keep
+    admitted = limiter.admitted  # series seen admitted before: one set lookup each, no call
     for i, c in enumerate(decoded.columns):
         service = c.resource.get("service.name")
         series = c.series or []
-        bad = [None if s is None else check(service, s[0], (s[1], s[2], s[3])) for s in series]
-        if any(bad):
-            per_entry = np.bincount(c.attr_index, minlength=len(bad))
-            for j, why in enumerate(bad):
-                if why is not None:
-                    refused[why] = refused.get(why, 0) + int(per_entry[j])
-            kept = c.take(np.array([why is None for why in bad])[c.attr_index])
-            kept.series = [None if why is not None else s for s, why in zip(series, bad)]
+        bad: dict[int, Refusal] = {}
+        for j, s in enumerate(series):
+            if s is None or s in admitted:
+                continue
+            why = check(service, s[0], (s[1], s[2], s[3]))
+            if why is None:
+                admitted.add(s)
+            else:
+                bad[j] = why
+        if bad:
+            per_entry = np.bincount(c.attr_index, minlength=len(series))
+            for j, why in bad.items():
+                refused[why] = refused.get(why, 0) + int(per_entry[j])
+            ok = np.ones(len(series), bool)
+            ok[list(bad)] = False
+            kept = c.take(ok[c.attr_index])
+            kept.series = [None if j in bad else s for j, s in enumerate(series)]
             decoded.columns[i] = kept
     decoded.columns = [c for c in decoded.columns if len(c)]
     for why, n in refused.items():
