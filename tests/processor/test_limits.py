@@ -308,14 +308,21 @@ def test_one_model_with_too_many_series_stores_only_the_bound(processor, tmp_pat
     assert web(q, "/api/models/churn/features/income").json()["count"] == 2 * sketch.count
 
 
-def test_raising_the_bound_in_the_config_admits_more_after_a_restart(processor, tmp_path):
-    p = processor(max_series_per_model=3)
+def test_a_restart_keeps_the_bounds_and_raising_them_admits_more(processor, store_url):
+    p = processor(db=store_url, max_series_per_model=3, max_models_per_service=2)
     points = [{"ml.model.name": "m", "ml.feature.name": f"f{i}"} for i in range(5)]
     assert post(p, "metrics", missing_counts("s", points)).rejected_data_points == 2
+    logs = post(p, "logs", prediction_logs("s", ["m", "n", "o"]))
+    assert logs.rejected_log_records == 1 and "model 'o' not stored" in logs.error_message
     p.stop()
-    q = processor(db=f"sqlite:///{tmp_path}/store.db", max_series_per_model=5)
-    assert post(q, "metrics", missing_counts("s", points)).rejected_data_points == 0
-    assert feature_names(q, "m") == {f"f{i}" for i in range(5)}
+    same = processor(db=store_url, max_series_per_model=3, max_models_per_service=2)
+    again = post(same, "metrics", missing_counts("s", points + [{"ml.model.name": "o", "ml.feature.name": "f0"}]))
+    assert again.rejected_data_points == 3  # f3, f4 of m, and model o: both bounds read back
+    same.stop()
+    raised = processor(db=store_url, max_series_per_model=5, max_models_per_service=3)
+    assert post(raised, "metrics", missing_counts("s", points)).rejected_data_points == 0
+    assert feature_names(raised, "m") == {f"f{i}" for i in range(5)}
+    assert post(raised, "logs", prediction_logs("s", ["o"])).rejected_log_records == 0
 
 
 # -- the limiter and its settings ---------------------------------------------------------------
@@ -363,12 +370,12 @@ def test_parse_limits_names_the_section_it_was_given():
         parse_limits({"max_models": -1}, "custom")
 
 
-def test_limiter_seeds_from_storage_and_records_who_brought_each_model(tmp_path):
+def test_limiter_seeds_from_storage_and_records_who_brought_each_model(store_url):
     from infersight.processor.storage import open_storage
     from infersight.processor.storage.base import MODEL, WindowKey, WriteBatch
     from infersight.stats.windows import WindowStats
 
-    store = open_storage(f"sqlite:///{tmp_path}/s.db", (60,))
+    store = open_storage(store_url, (60,))
     try:
         ws = WindowStats()
         ws.add_count("calls", "total", 1)
