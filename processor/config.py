@@ -262,6 +262,7 @@ _EXTENSIONS: dict[str, str] = {
     "alerts": "infersight.processor.alerts.settings:parse_alerts",
     "quality": "infersight.processor.quality.settings:parse_quality",
     "slo": "infersight.processor.slo.settings:parse_slo",
+    "limits": "infersight.processor.ingest.limits:parse_limits",
 }
 
 # Checks that need the whole config (e.g. evaluation windows against the storage window):

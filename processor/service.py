@@ -110,7 +110,12 @@ class Processor:
             commit_max_requests=config.commit_max_requests,
         )
         self.receiver = Receiver(
-            self.ingestor, self.registry, config.token, config.ack_timeout, config.max_inflight_bytes
+            self.ingestor,
+            self.registry,
+            config.token,
+            config.ack_timeout,
+            config.max_inflight_bytes,
+            limits=config.sections["limits"],
         )
         # Evaluation: the loop thread over stored windows (models:/evaluation: sections); every
         # window's findings go to the alert engine (alerts: section).
