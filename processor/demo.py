@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import http.client
 import json
-import logging
 import math
 import socket
 import sys
@@ -288,7 +287,7 @@ def _findings(web: str, start: float, end: float, phases: dict[str, tuple[float,
     return found
 
 
-def _config(work: Path) -> str:
+def _config() -> str:
     return f"""
 storage: {{window: 1s, rollups: [60s]}}
 models:
@@ -332,29 +331,14 @@ def _run(work: Path, duration: float, keep_running: bool, out: Any) -> int:
         import fastapi  # noqa: F401  (the model server; imported here to fail early)
 
         import infersight
-        from infersight.processor.config import load_config
-        from infersight.processor.service import Processor
+        from infersight.processor.service import start_local
         from infersight.stats.reference import Reference
 
     rng = np.random.default_rng(2027)
     say: Callable[[str], None] = lambda text: print(text, file=out, flush=True)  # noqa: E731
     reference = Reference.from_data(make_rows(rng, 20_000), model=MODEL)
     reference.save(work / "reference.json")
-    (work / "processor.yaml").write_text(_config(work))
-    config = load_config(
-        work / "processor.yaml",
-        {
-            "db": f"sqlite:///{work}/infersight.db",
-            "otlp_grpc": "127.0.0.1:0",
-            "otlp_http": "127.0.0.1:0",
-            "web": "127.0.0.1:0",
-        },
-    )
-    processor = Processor(config)
-    processor.start()
-    alert_log = logging.getLogger("infersight.alerts")  # the summary reads alerts from the API
-    alert_log.addHandler(logging.NullHandler())
-    alert_log.propagate = False
+    processor = start_local(work, _config())
     web = f"http://127.0.0.1:{processor.ports['web']}"
     delay = [0.0]
     server: _Server | None = None

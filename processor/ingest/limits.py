@@ -51,7 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from infersight.processor.config import ConfigError
+from infersight.processor.config import ConfigError, reject_unknown
 
 if TYPE_CHECKING:
     from infersight.processor.selfmetrics import Registry
@@ -90,9 +90,8 @@ def parse_limits(body: Mapping[str, Any], where: str) -> LimitSettings:
     """
     known = {f.name: f.default for f in fields(LimitSettings)}
     values: dict[str, int] = {}
+    reject_unknown(body, known, where)
     for key, raw in body.items():
-        if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown key; known in {where}: {', '.join(known)}")
         if not isinstance(raw, int) or isinstance(raw, bool) or raw <= 0:
             raise ConfigError(f"{where}.{key}: {raw!r} must be a whole number above zero, e.g. {known[key]}")
         values[key] = raw
