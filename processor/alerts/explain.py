@@ -176,7 +176,10 @@ def _slo_text(f: Finding) -> str:
         bits.append(f"no events for {_span(float(f.statistic))}")
     rem = d.get("budget_remaining")
     if isinstance(rem, (int, float)) and math.isfinite(rem):
-        bits.append(f"{max(rem, -9.99) * 100:.0f}% of the error budget left")
+        if rem >= 0:
+            bits.append(f"{rem * 100:.0f}% of the error budget left")
+        else:
+            bits.append(f"the period's error budget overspent {1 - rem:.3g}x")
     tte = d.get("time_to_exhaustion")
     if isinstance(tte, (int, float)) and 0 < tte < math.inf:
         bits.append(f"gone in {_span(tte)} at this pace")

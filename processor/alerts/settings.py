@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from infersight.processor.config import ConfigError, parse_duration
+from infersight.processor.config import ConfigError, expect_mapping, parse_duration, reject_unknown
 from infersight.processor.evaluate.findings import KINDS, STATUSES
 
 __all__ = [
@@ -262,18 +262,6 @@ _CHANNEL_KEYS = {
 }
 
 
-def _mapping(value: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: {value!r} must be a mapping of keys")
-    return value
-
-
-def _check_keys(body: Mapping[str, Any], known: Sequence[str], where: str) -> None:
-    for key in body:
-        if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown key; known in {where}: {', '.join(known)}")
-
-
 def _int(value: Any, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key}: {value!r} must be a whole number >= {minimum}")
@@ -307,7 +295,7 @@ def _strings(value: Any, key: str, allowed: Sequence[str] | None = None, *, empt
 
 
 def _headers(value: Any, key: str) -> dict[str, str]:
-    body = _mapping(value, key)
+    body = expect_mapping(value, key)
     out: dict[str, str] = {}
     for name, v in body.items():
         if not isinstance(name, str) or not isinstance(v, (str, int)) or isinstance(v, bool):
@@ -350,8 +338,8 @@ def _lifecycle(body: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _policy(body: Any, where: str, defaults: Mapping[str, Any]) -> Policy:
-    body = _mapping(body, where)
-    _check_keys(body, _POLICY_KEYS, where)
+    body = expect_mapping(body, where)
+    reject_unknown(body, _POLICY_KEYS, where)
     if "name" not in body:
         raise ConfigError(f"{where}.name: missing; give each policy a name, e.g. name: drift")
     if "kinds" not in body:
@@ -386,11 +374,11 @@ def _policy(body: Any, where: str, defaults: Mapping[str, Any]) -> Policy:
 
 
 def _channel(name: str, body: Any, where: str) -> ChannelSettings:
-    body = _mapping(body, where)
+    body = expect_mapping(body, where)
     kind = body.get("type")
     if kind not in CHANNEL_TYPES:
         raise ConfigError(f"{where}.type: {kind!r} is not one of {', '.join(CHANNEL_TYPES)}; write e.g. type: webhook")
-    _check_keys(body, _CHANNEL_KEYS[kind], where)
+    reject_unknown(body, _CHANNEL_KEYS[kind], where)
     kw: dict[str, Any] = {"name": name, "type": kind}
     if kind == "log":
         if "logger" in body:
@@ -434,8 +422,8 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
     ...
     infersight.processor.config.ConfigError: alerts.policies[0].severity: 'loud' is not one of page, ticket, info
     """
-    body = _mapping(body, where)
-    _check_keys(body, _TOP_KEYS, where)
+    body = expect_mapping(body, where)
+    reject_unknown(body, _TOP_KEYS, where)
     defaults: dict[str, Any] = {
         "persistence": DEFAULT_PERSISTENCE,
         "resolve_after": DEFAULT_RESOLVE_AFTER,
@@ -461,7 +449,7 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
         kw["policies"] = _default_policies(**defaults)
 
     if "channels" in body:
-        raw_ch = _mapping(body["channels"], f"{where}.channels")
+        raw_ch = expect_mapping(body["channels"], f"{where}.channels")
         if not raw_ch:
             raise ConfigError(f"{where}.channels: empty; name at least one channel, e.g. log: {{type: log}}")
         channels = {str(n): _channel(str(n), c, f"{where}.channels.{n}") for n, c in raw_ch.items()}
@@ -476,8 +464,8 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
         routes = []
         for i, r in enumerate(raw_r):
             rw = f"{where}.routes[{i}]"
-            r = _mapping(r, rw)
-            _check_keys(r, _ROUTE_KEYS, rw)
+            r = expect_mapping(r, rw)
+            reject_unknown(r, _ROUTE_KEYS, rw)
             if "channels" not in r:
                 raise ConfigError(f"{rw}.channels: missing; write e.g. channels: [{next(iter(channels))}]")
             names_r = _strings(r["channels"], f"{rw}.channels")
@@ -497,14 +485,14 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
         kw["routes"] = (AlertRoute(channels=tuple(channels)),)
 
     if "budget" in body:
-        b = _mapping(body["budget"], f"{where}.budget")
-        _check_keys(b, ("max", "period"), f"{where}.budget")
+        b = expect_mapping(body["budget"], f"{where}.budget")
+        reject_unknown(b, ("max", "period"), f"{where}.budget")
         kw["budget"] = Budget(
             max=_int(b["max"], f"{where}.budget.max", 1) if "max" in b else Budget.max,
             period=_duration(b["period"], f"{where}.budget.period") if "period" in b else Budget.period,
         )
     if "runbooks" in body:
-        rb = _mapping(body["runbooks"], f"{where}.runbooks")
+        rb = expect_mapping(body["runbooks"], f"{where}.runbooks")
         kw["runbooks"] = {str(m): _text(t, f"{where}.runbooks.{m}") for m, t in rb.items()}
     if "top_features" in body:
         kw["top_features"] = _int(body["top_features"], f"{where}.top_features", 1)

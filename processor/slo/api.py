@@ -68,9 +68,7 @@ def slo_body(
             end=None if end == float("inf") else end,
             limit=_MAX_HISTORY,
         )
-        body["history"] = [
-            r.body for r in hist if version is None or r.body.get("version") == version
-        ]
+        body["history"] = [r.body for r in hist if version is None or r.body.get("version") == version]
     return body
 
 

@@ -218,12 +218,7 @@ def judge(
         tte = remaining * period / pace
     else:
         tte = None
-    silent = (
-        check_no_data
-        and last_event is not None
-        and whole.total > 0
-        and at - last_event >= settings.no_data_of(o)
-    )
+    silent = check_no_data and last_event is not None and whole.total > 0 and at - last_event >= settings.no_data_of(o)
     return SLOStatus(
         objective=o,
         version="",

@@ -125,9 +125,7 @@ class SLOEvaluator:
         seen = None if last_event is None else min(last_event, float(at))
         out = [judge(o, self.settings, reader(""), at=at, last_event=seen, check_no_data=calls)]
         if o.per_version:
-            versions = (
-                counts.versions(at - period, at) if calls else counts.quality_versions(at - period, at)
-            )
+            versions = counts.versions(at - period, at) if calls else counts.quality_versions(at - period, at)
             if len(versions) > 1:
                 for v in versions:
                     st = judge(o, self.settings, reader(v), at=at, last_event=None, check_no_data=False)

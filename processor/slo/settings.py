@@ -47,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infersight.processor.config import ConfigError, parse_duration
+from infersight.processor.config import ConfigError, expect_mapping, parse_duration, reject_unknown
 
 __all__ = [
     "SLOSettings",
@@ -102,7 +102,7 @@ class BurnAlert:
     factor: float | None = None  # explicit burn-rate factor (wins over ``budget``)
 
 
-DEFAULT_ALERTS = (
+DEFAULT_ALERTS: tuple[BurnAlert, ...] = (
     BurnAlert("fast", "page", 3600.0, 300.0, budget=0.02),
     BurnAlert("medium", "page", 6 * 3600.0, 1800.0, budget=0.05),
     BurnAlert("slow", "ticket", 86400.0, 2 * 3600.0, budget=0.10),
@@ -177,18 +177,6 @@ class SLOSettings:
 # -- parsing ----------------------------------------------------------------------------------
 
 
-def _mapping(value: Any, key: str, example: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: {value!r} must be a mapping, e.g. {example}")
-    return value
-
-
-def _unknown(body: Mapping[str, Any], known: Sequence[str], where: str) -> None:
-    for k in body:
-        if k not in known:
-            raise ConfigError(f"{where}.{k}: unknown key; known in {where}: {', '.join(known)}")
-
-
 def _seconds(value: Any, key: str) -> float:
     v = parse_duration(value, key)
     if v <= 0:
@@ -222,8 +210,8 @@ def _name(value: Any, key: str) -> str:
 
 
 def _alert(body: Any, where: str) -> BurnAlert:
-    b = _mapping(body, where, "{name: fast, severity: page, long: 1h, short: 5m, budget: 2%}")
-    _unknown(b, _ALERT_KEYS, where)
+    b = expect_mapping(body, where, "{name: fast, severity: page, long: 1h, short: 5m, budget: 2%}")
+    reject_unknown(b, _ALERT_KEYS, where)
     for k in ("name", "severity", "long", "short"):
         if k not in b:
             raise ConfigError(f"{where}.{k}: missing; an alert needs name, severity, long, short and budget or factor")
@@ -252,8 +240,8 @@ def _alert(body: Any, where: str) -> BurnAlert:
 
 
 def _objective(body: Any, where: str) -> Objective:
-    b = _mapping(body, where, "{name: latency, model: churn, kind: latency, threshold: 2s, objective: 99%}")
-    _unknown(b, _OBJECTIVE_KEYS, where)
+    b = expect_mapping(body, where, "{name: latency, model: churn, kind: latency, threshold: 2s, objective: 99%}")
+    reject_unknown(b, _OBJECTIVE_KEYS, where)
     for k in ("name", "kind", "objective"):
         if k not in b:
             raise ConfigError(f"{where}.{k}: missing; an objective needs name, kind and objective (and model)")
@@ -294,12 +282,14 @@ def parse_slo(body: Mapping[str, Any], where: str) -> SLOSettings:
     """Parse the ``slo:`` section (``{}`` when absent: no objectives, nothing evaluated).
     ``openslo:`` names a file (or a list of files) of OpenSLO v1 documents whose ``SLO``
     objects are read as objectives (see :mod:`infersight.processor.slo.openslo`)."""
-    b = _mapping(body, where, "{objectives: [{name: availability, model: churn, kind: availability, objective: 99.9%}]}")
-    _unknown(b, _TOP_KEYS, where)
+    b = expect_mapping(
+        body, where, "{objectives: [{name: availability, model: churn, kind: availability, objective: 99.9%}]}"
+    )
+    reject_unknown(b, _TOP_KEYS, where)
     period = _seconds(b["period"], f"{where}.period") if "period" in b else DEFAULT_PERIOD
     min_events = _whole(b["min_events"], f"{where}.min_events", 1) if "min_events" in b else DEFAULT_MIN_EVENTS
     no_data = _seconds(b["no_data"], f"{where}.no_data") if "no_data" in b else DEFAULT_NO_DATA
-    alerts = DEFAULT_ALERTS
+    alerts: tuple[BurnAlert, ...] = DEFAULT_ALERTS
     if "alerts" in b:
         raw = b["alerts"]
         if not isinstance(raw, list) or not raw:
@@ -320,9 +310,11 @@ def parse_slo(body: Mapping[str, Any], where: str) -> SLOSettings:
             key = f"{where}.openslo" + (f"[{i}]" if isinstance(b["openslo"], list) else "")
             objectives.extend(read_openslo(path, key))
             sources.append(str(path))
-    _unique([f"{o.model}\x00{o.name}" for o in objectives], f"{where}.objectives", show=lambda k: k.replace("\x00", " "))
+    _unique(
+        [f"{o.model}\x00{o.name}" for o in objectives], f"{where}.objectives", show=lambda k: k.replace("\x00", " ")
+    )
     settings = SLOSettings(tuple(objectives), alerts, period, min_events, no_data, tuple(sources))
-    for i, o in enumerate(objectives):
+    for o in objectives:
         p = settings.period_of(o)
         for a in alerts:
             if a.long > p:
