@@ -181,16 +181,31 @@ def test_rules_for_every_kind_pass_promtool_check(tmp_path: Path, promtool: str)
 
 
 def test_threshold_off_the_bucket_bounds_is_refused(tmp_path: Path) -> None:
+    assert 3.0 not in DURATION_BOUNDS
+    below = max(b for b in DURATION_BOUNDS if b < 3.0)
+    above = min(b for b in DURATION_BOUNDS if b > 3.0)
     cfg = _config(
-        tmp_path, "slo:\n  objectives: [{name: lat, model: m, kind: latency, threshold: 2s, objective: 99%}]\n"
+        tmp_path, "slo:\n  objectives: [{name: lat, model: m, kind: latency, threshold: 3s, objective: 99%}]\n"
     )
     with pytest.raises(RulesError) as err:
         render_rules(_settings(cfg))
     text = str(err.value)
-    assert "'lat'" in text and "2s is not a bucket bound" in text and "nearest: 1s, 2.5s" in text
+    assert "'lat'" in text and "3s is not a bucket bound" in text and f"nearest: {below:g}s, {above:g}s" in text
     assert ", ".join(f"{b:g}s" for b in DURATION_BOUNDS) in text
     proc = run_cli("slo-rules", "--config", str(cfg))
-    assert proc.returncode == 2 and "infersight slo-rules:" in proc.stderr and "nearest: 1s, 2.5s" in proc.stderr
+    assert proc.returncode == 2 and "infersight slo-rules:" in proc.stderr and "3s is not a bucket bound" in proc.stderr
+
+
+def test_the_docs_list_the_sdk_bucket_bounds() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "slo.md").read_text()
+    section = docs[docs.index("## Prometheus rules") :]
+    listed = re.search(r"duration bounds \(`DURATION_BOUNDS`[^)]*\): (.*?)\.\s+Any other", section, re.S)
+    assert listed is not None
+    seconds = []
+    for item in " ".join(listed.group(1).split()).split(", "):
+        value, unit = item.split(" ")
+        seconds.append(float(value) / (1000 if unit == "ms" else 1))
+    assert tuple(seconds) == tuple(DURATION_BOUNDS)
 
 
 def test_cli_errors_name_the_fix(tmp_path: Path) -> None:
