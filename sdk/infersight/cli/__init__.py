@@ -30,7 +30,12 @@ _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("drift", "infersight.cli.drift", "offline drift of a data file against a reference profile", "stats"),
     ("slo-rules", "infersight.cli.slo_rules", "write the Prometheus rules equivalent to a config's SLOs", "processor"),
     ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
-    ("demo", "infersight.processor.demo", "run the whole loop on this machine (processor, model server, traffic)", "demo"),
+    (
+        "demo",
+        "infersight.processor.demo",
+        "run the whole loop on this machine (processor, model server, traffic)",
+        "demo",
+    ),
 ]
 # Commands that own their process and ask for one BLAS thread, before their imports load numpy.
 _ONE_BLAS_THREAD = {"profile", "drift"}
