@@ -23,6 +23,7 @@ __all__ = ["PostgresStorage"]
 class PostgresStorage(SqlStorage):
     begin = "BEGIN"
     id_type = "BIGSERIAL PRIMARY KEY"
+    clock_sql = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
     def placeholders(self, sql: str) -> str:
         return sql.replace("?", "%s")
