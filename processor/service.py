@@ -213,6 +213,10 @@ class Processor:
         started.wait(30)
         self._maintenance = threading.Thread(target=self._maintain, name="infersight-maintenance", daemon=True)
         self._maintenance.start()
+        # announce this replica before its first pass, so the replicas starting together
+        # share the models from the first pass on
+        with contextlib.suppress(Exception):
+            self.ownership.claim([])
         self.evaluation.start()
         log.info("infersight processor listening: %s", self.ports)
 
