@@ -7,11 +7,11 @@ file) agree on them; they expire ``ttl`` seconds after their last renewal, so th
 replica that died (SIGKILL, a lost host) pass to the others after at most ``ttl``.
 
 Spread: every replica ranks the live replicas for each model by a hash of (replica, model)
-(rendezvous hashing) and claims only the models it ranks first, releasing at its next pass a
-model it holds but no longer ranks first (a replica joined). Models are shared out about
-evenly, a join or a death moves only the models of the replica concerned, and two replicas
-that briefly disagree on who is alive still never evaluate one model at once: the lease
-decides.
+(rendezvous hashing, with a bound of ceil(models / replicas) per replica so the split is even)
+and claims only the models assigned to it, releasing at its next pass a model it holds but is
+no longer assigned (a replica joined). Every replica computes the same assignment from the same
+live replicas and models; two that briefly disagree (one has not seen a join yet) still never
+evaluate one model at once: the lease decides, and the loser waits for the next pass.
 
 Exactly once: every write the loop makes for a model runs inside :meth:`Ownership.hold`, which
 fences the store's writes with the model's lease (:meth:`Storage.fenced`): each write
@@ -102,8 +102,29 @@ class Ownership:
         return sorted(live)
 
     def preferred(self, models: Sequence[str], replicas: Sequence[str]) -> list[str]:
-        """The models ``replicas`` rank this replica first for (rendezvous hashing)."""
-        return [m for m in models if max(replicas, key=lambda r: _rank(r, m)) == self.replica]
+        """The models this replica is assigned among ``replicas``: rendezvous hashing with
+        bounded load. Each model goes to the replica that ranks highest for it among those
+        with fewer than ceil(models / replicas) models so far (models taken in name order), so
+        every replica that sees the same models and replicas computes the same even split.
+
+        >>> from infersight.processor.storage import open_storage
+        >>> o = Ownership(open_storage("sqlite:///:memory:"), 30, replica="a")
+        >>> len(o.preferred([f"m{i}" for i in range(10)], ["a", "b"]))
+        5
+        """
+        if not replicas:
+            return list(models)
+        cap = -(-len(models) // len(replicas))
+        load = dict.fromkeys(replicas, 0)
+        mine = set()
+        for model in sorted(set(models)):
+            for r in sorted(replicas, key=lambda r: _rank(r, model), reverse=True):
+                if load[r] < cap:
+                    load[r] += 1
+                    if r == self.replica:
+                        mine.add(model)
+                    break
+        return [m for m in models if m in mine]
 
     def claim(self, models: Sequence[str]) -> list[str]:
         """Renew presence, let go of models another live replica now ranks first, take the

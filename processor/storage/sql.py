@@ -129,6 +129,9 @@ class SqlStorage(Storage):
     # the store's clock in Unix seconds: leases expire by it, so replicas on hosts whose clocks
     # disagree still agree on when a lease ran out
     clock_sql = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+    # taken first in the transaction that creates the schema, so replicas starting together on
+    # one new database do not race in CREATE TABLE (SQLite: BEGIN IMMEDIATE serialises already)
+    schema_lock_sql: str | None = None
 
     @abc.abstractmethod
     def connect(self) -> Any:
@@ -166,7 +169,9 @@ class SqlStorage(Storage):
         self._r = self._w if self.shares_connection else self.connect()
         if self.shares_connection:
             self._rlock = self._wlock
-        with self._wlock, self._tx(self._w) as cur:
+        with self._wlock, self._tx(self._w, fence=False) as cur:
+            if self.schema_lock_sql:
+                cur.execute(self.schema_lock_sql)
             for stmt in _SCHEMA:
                 cur.execute(stmt.format(id=self.id_type))
             # Stores made before roll-ups moved to compaction wrote them at ingest: their rows
