@@ -526,11 +526,13 @@ class SqlStorage(Storage):
 
     def label_counts(self, model: str, size: int, start: int, end: int) -> dict[int, int]:
         step = size * 10**9
+        # GROUP BY 1, not the expression again: PostgreSQL takes two placeholders for two
+        # different expressions and refuses the query (GroupingError)
         rows = self._read(
             "SELECT o.time_ns / ?, COUNT(*) FROM outcomes o JOIN feedback f "
             "ON f.model = o.model AND f.request_id = o.request_id "
-            "WHERE o.model=? AND o.time_ns >= ? AND o.time_ns < ? GROUP BY o.time_ns / ?",
-            (step, model, start * 10**9, end * 10**9, step),
+            "WHERE o.model=? AND o.time_ns >= ? AND o.time_ns < ? GROUP BY 1",
+            (step, model, start * 10**9, end * 10**9),
         )
         return {int(r[0]) * size: int(r[1]) for r in rows}
 

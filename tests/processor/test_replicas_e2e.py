@@ -262,6 +262,8 @@ def test_two_replicas_share_the_models_evaluate_each_window_once_and_send_each_a
     evaluated = [r.metric("infersight_processor_windows_evaluated_total") for r in replicas]
     assert sum(evaluated) == len(expected_windows(t0)), evaluated
     assert all(evaluated), f"one replica evaluated everything: {evaluated}"
+    # and no model's pass failed (on PostgreSQL the late-label count once did, every pass)
+    assert [r.metric("infersight_processor_evaluation_errors_total") for r in replicas] == [0, 0]
     senders = {s["replica"] for s in store["sent"]}
     assert len(senders) >= 1 and all(senders)
 
@@ -306,3 +308,4 @@ def test_a_replica_killed_mid_evaluation_is_taken_over_after_the_lease_and_nothi
     evaluated = survivor.metric("infersight_processor_windows_evaluated_total")
     assert evaluated == len(expected_windows(t0)) - len(by_killed), (evaluated, sorted(by_killed))
     assert survivor.metric("infersight_processor_leases_acquired_total") >= 1 + len(owned)
+    assert survivor.metric("infersight_processor_evaluation_errors_total") == 0
