@@ -70,6 +70,8 @@ INCIDENT = "alert"
 TRACK = "alert_track"
 BUDGET = "alert_budget"
 SENT = "alert_sent"
+# the evaluation loop's current verdicts (infersight.processor.evaluate.loop.FINDING)
+_FINDING = "finding"
 # verdicts kept per key and window size (enough for persistence, resolve and late revisions)
 _KEEP_VERDICTS = 64
 # history entries kept per incident (the first, "open", is always kept)
@@ -185,14 +187,20 @@ class AlertManager:
         self._budgets = {r.key: r.body for r in self.storage.get_records(BUDGET)}
         self._incidents = {}
 
-    def reload_model(self, model: str) -> None:
+    def reload_model(self, model: str) -> list[Notification]:
         """Forget what this process remembers of ``model``'s alerts and read it again from the
         store: tracks, open incidents (with what was notified) and the budget. Called when a
         replica takes a model over from another, whose observations this one never saw.
 
+        Then catch up: the verdicts of windows newer than any this model's tracks recorded
+        (stored findings, kind ``finding``) are observed now, in window order. They are the
+        windows whose evaluation committed while the replica that made them died before its
+        alert state did; returns what that sent (usually nothing).
+
         >>> from infersight.processor.storage import open_storage
         >>> from infersight.processor.alerts.settings import parse_alerts
         >>> AlertManager(parse_alerts({}, "alerts"), open_storage("sqlite:///:memory:")).reload_model("churn")
+        []
         """
         with self._lock:
             tracks = {r.key: r.body for r in self.storage.get_records(TRACK, model=model)}
@@ -207,6 +215,30 @@ class AlertManager:
             else:
                 self._budgets.pop(model, None)
             self._budget_dirty.discard(model)
+            return self._catch_up(model, tracks.values())
+
+    def _catch_up(self, model: str, tracks: Iterable[Mapping[str, Any]]) -> list[Notification]:
+        # newest window each window size's verdicts reached (a finding in scope of a policy
+        # always leaves a verdict, so a newer stored finding was never observed)
+        newest: dict[int, int] = {}
+        for t in tracks:
+            for size, verdicts in t.get("verdicts", {}).items():
+                if verdicts:
+                    newest[int(size)] = max(newest.get(int(size), verdicts[-1][0]), verdicts[-1][0])
+        since = min(newest.values()) + 1 if newest else None
+        missed: dict[tuple[int, int], list[Finding]] = {}
+        for r in self.storage.get_records(_FINDING, model=model, start=since):
+            b = r.body
+            size = int(b.get("window_size", 0))
+            if size in newest and int(b["window_start"]) <= newest[size]:
+                continue
+            missed.setdefault((int(b["window_start"]), size), []).append(Finding.from_dict(b))
+        out: list[Notification] = []
+        for key in sorted(missed):
+            out.extend(self.observe(missed[key]))
+        if missed:
+            _log.info("alerts for %r caught up on %d window(s) evaluated but never observed", model, len(missed))
+        return out
 
     # -- public ---------------------------------------------------------------------------
 

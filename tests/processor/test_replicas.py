@@ -245,3 +245,22 @@ def test_the_failpoint_hook_is_refused_when_malformed() -> None:
     assert failpoint_from_env("") is None
     with pytest.raises(ValueError, match="MODEL@WINDOW_START=FLAG_FILE"):
         failpoint_from_env("churn=/tmp/x")
+
+
+def test_a_window_evaluated_but_never_observed_is_observed_by_the_next_owner_once(tmp_path: Path) -> None:
+    # a replica died between committing window 2's verdict and its alert state: the next owner
+    # finds the stored findings newer than the tracks and observes them before anything else
+    url = f"sqlite:///{tmp_path}/a.db"
+    cfg = parse_alerts({"persistence": 3}, "alerts")
+    a = AlertManager(cfg, open_storage(url, (SIZE,)), clock=lambda: 1e9, replica="a")
+    assert [n for i in range(2) for n in a.observe([_breach(i)])] == []
+    f = _breach(2)
+    a.storage.put_records([Record("finding", f.key, f.model, f.window_start, f.to_dict())])
+    b = AlertManager(cfg, open_storage(url, (SIZE,)), clock=lambda: 1e9, replica="b")
+    caught = b.reload_model("churn")
+    assert [(n.event, n.incident["first_window"]) for n in caught] == [("open", T0)]  # type: ignore[index]
+    assert b.reload_model("churn") == []  # nothing left to catch up on
+    assert [n.event for n in b.observe([_breach(3)])] == []  # the incident is open already
+    assert [r.body["replica"] for r in b.storage.get_records(SENT)] == ["b"]
+    a.close()
+    b.close()
