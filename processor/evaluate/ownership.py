@@ -92,6 +92,13 @@ class Ownership:
         self.registry = registry or Registry()
         self._held: dict[str, Lease] = {}
         self._lock = threading.Lock()
+        self._announced = -float("inf")  # monotonic time of the last presence renewal
+
+    def _announce(self, force: bool = False) -> None:
+        """Renew this replica's presence lease (at most every quarter of the ttl unless forced)."""
+        if force or time.monotonic() - self._announced > self.ttl / 4:
+            self.storage.acquire_lease(REPLICA_LEASE + self.replica, self.replica, self.ttl)
+            self._announced = time.monotonic()
 
     # -- per pass -----------------------------------------------------------------------------
 
@@ -130,7 +137,7 @@ class Ownership:
         """Renew presence, let go of models another live replica now ranks first, take the
         ones this replica ranks first; return the models held (in ``models`` order)."""
         with self._lock:
-            self.storage.acquire_lease(REPLICA_LEASE + self.replica, self.replica, self.ttl)
+            self._announce(force=True)
             want = set(self.preferred(models, self.live_replicas()))
             for model in [m for m in self._held if m not in want]:
                 self.storage.release_lease(self._held.pop(model))
@@ -166,8 +173,7 @@ class Ownership:
             yield False
             return
         self._held[model] = renewed
-        # presence too: a long pass must not look like a dead replica
-        self.storage.acquire_lease(REPLICA_LEASE + self.replica, self.replica, self.ttl)
+        self._announce()  # a long pass must not look like a dead replica
         try:
             with self.storage.fenced(renewed, self.ttl):
                 yield True
