@@ -29,6 +29,16 @@ _HELP = {
         "counter",
         "Items rejected as invalid (reported back as OTLP partial success), by signal.",
     ),
+    "infersight_processor_limited_total": (
+        "counter",
+        "Items rejected by a series-cardinality limit (limits: section; also counted in "
+        "infersight_processor_rejected_total), by limit and signal.",
+    ),
+    "infersight_processor_limit_models": ("gauge", "Models admitted by the cardinality limits (stored or new)."),
+    "infersight_processor_limit_series": (
+        "gauge",
+        "Series admitted by the cardinality limits (of models seen since start, stored or new).",
+    ),
     "infersight_processor_ignored_total": (
         "counter",
         "Items accepted but not used (unknown metrics, spans or events), by kind.",

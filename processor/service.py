@@ -30,7 +30,7 @@ import uvicorn
 from infersight.processor.alerts.manager import AlertManager
 from infersight.processor.alerts.routes import alert_routes
 from infersight.processor.api import make_web_app
-from infersight.processor.config import ProcessorConfig, split_address
+from infersight.processor.config import ProcessorConfig, load_config, split_address
 from infersight.processor.evaluate.loop import EvaluationLoop
 from infersight.processor.evaluate.ownership import Ownership, failpoint_from_env, replica_id
 from infersight.processor.evaluate.settings import EvaluationSettings
@@ -39,9 +39,11 @@ from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.quality.api import quality_routes
 from infersight.processor.quality.evaluator import QualityEvaluator
 from infersight.processor.selfmetrics import Registry
+from infersight.processor.slo.api import slo_routes
+from infersight.processor.slo.evaluator import SLOEvaluator
 from infersight.processor.storage import Storage, open_storage
 
-__all__ = ["Processor"]
+__all__ = ["Processor", "start_local"]
 
 log = logging.getLogger("infersight.processor")
 
@@ -110,7 +112,12 @@ class Processor:
             commit_max_requests=config.commit_max_requests,
         )
         self.receiver = Receiver(
-            self.ingestor, self.registry, config.token, config.ack_timeout, config.max_inflight_bytes
+            self.ingestor,
+            self.registry,
+            config.token,
+            config.ack_timeout,
+            config.max_inflight_bytes,
+            limits=config.sections["limits"],
         )
         # Evaluation: the loop thread over stored windows (models:/evaluation: sections); every
         # window's findings go to the alert engine (alerts: section).
@@ -142,6 +149,14 @@ class Processor:
             self.evaluation.evaluators.insert(0, failpoint)
         # model quality from late labels: judged again as each window's labels arrive
         self.evaluation.evaluators.append(QualityEvaluator(config.sections["quality"]))
+        # SLOs: judged per model at every storage-window close, alerts through the same engine
+        slo = config.sections.get("slo")
+        if slo is not None and slo.objectives:
+            models = config.sections.get("models")
+            self.evaluation.slo = SLOEvaluator(
+                slo,
+                quality_size=lambda m: models.for_model(m).window_sizes(config.window)[0] if models else config.window,
+            )
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
         self._loop_thread: threading.Thread | None = None
@@ -184,6 +199,7 @@ class Processor:
                         lambda guard: quality_routes(
                             self.storage, cfg.sections["quality"], guard=guard, base_window=cfg.window
                         ),
+                        lambda guard: slo_routes(self.storage, cfg.sections["slo"], guard=guard),
                     ],
                 ),
             ),
@@ -241,6 +257,7 @@ class Processor:
             ("evaluation", keep),
             ("evaluation_labels", cfg.prediction_retention),
             ("quality_window", cfg.prediction_retention),
+            ("slo_history", keep),
         ):
             gone[f"records:{kind}"] = self.storage.delete_records(kind, before=at - horizon)
         for kind, n in gone.items():
@@ -298,6 +315,32 @@ class Processor:
         self.stop()
         print("infersight processor stopped", flush=True)
         return 0
+
+
+def start_local(folder: Path, config_text: str, *, alert_log: bool = False) -> Processor:
+    """A started processor for scripts and demos on one machine: the config ``config_text``
+    (YAML) written to ``folder/processor.yaml``, SQLite in ``folder``, every port an ephemeral
+    one on 127.0.0.1 (read them from :attr:`Processor.ports`). With ``alert_log=False`` the
+    log channel's JSON lines are not printed (the caller reads ``/api/alerts`` instead).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = start_local(Path(tmp), "storage: {window: 1s}")
+    ...     sorted(p.ports)
+    ...     p.stop()
+    ['otlp_grpc', 'otlp_http', 'web']
+    """
+    path = Path(folder) / "processor.yaml"
+    path.write_text(config_text)
+    loopback = {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "web": "127.0.0.1:0"}
+    config = load_config(path, {"db": f"sqlite:///{folder}/infersight.db", **loopback})
+    if not alert_log:
+        quiet = logging.getLogger("infersight.alerts")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    processor = Processor(config)
+    processor.start()
+    return processor
 
 
 def _safe_url(url: str) -> str:

@@ -281,6 +281,13 @@ class AlertManager:
                             if inc_id:
                                 dirty_incidents.add(inc_id)
             models = {m for m, _, _, _ in groups}
+            # findings of several windows in one call: one notice per incident and event, the
+            # newest window's (an incident opened in the first window is not re-announced by
+            # the next before the first notice went out)
+            latest: dict[tuple[Any, str], tuple[Notification, dict[str, Any] | None]] = {}
+            for n, inc in pending:
+                latest[((inc or {}).get("id") or id(n), n.event)] = (n, inc)
+            pending = list(latest.values())
             sendable = [self._identify(n) for n in self._apply_budget(pending, dirty_incidents, models)]
             try:
                 self._persist(dirty_tracks, dirty_incidents, models, sendable)
@@ -574,7 +581,7 @@ class AlertManager:
         where = inc["model"] + (f" v{inc['version']}" if inc.get("version") else "")
         if inc.get("slice"):
             where += f" [{inc['slice']}]"
-        what = "/".join(k.replace("_", " ") for k in inc.get("kinds", [])) or inc["policy"]
+        what = "/".join(_KIND_NAMES.get(k, k.replace("_", " ")) for k in inc.get("kinds", [])) or inc["policy"]
         moved = ", ".join(short(d) for d in inc.get("top", []))
         if event == "resolve":
             title = f"[{inc['severity']}] resolved: {what} on {where}"
@@ -582,7 +589,7 @@ class AlertManager:
         else:
             verb = "updated" if event == "update" else "open"
             title = f"[{inc['severity']}] {what} on {where}: {', '.join(inc.get('subjects', [])[:3])}"
-            text = f"{what.capitalize()} on {where} since {inc['since_iso']} ({verb}): {moved}. "
+            text = f"{what[0].upper() + what[1:]} on {where} since {inc['since_iso']} ({verb}): {moved}. "
             text += f"Likely cause: {inc['cause_label']}. Check first: {inc['check_first']}"
             if inc.get("runbook"):
                 text += f" Runbook: {inc['runbook']}."
@@ -749,6 +756,9 @@ class AlertManager:
         current = {t.get("incident") for t in self._tracks.values()}
         for inc_id in [i for i in self._incidents if i not in current]:
             del self._incidents[inc_id]
+
+
+_KIND_NAMES = {"slo": "SLO"}
 
 
 def _check_first(ranked: Sequence[Finding], cls: str | None, cause: str | None, subjects: Sequence[str]) -> str:

@@ -49,12 +49,14 @@ _PIPELINE = (
 )
 _MODEL_VERSION = ("version", "wrong_model")
 _STALE = ("age", "stale")
+_SERVICE = ("slo_burn",)
 
 
 def cause_class(cause: str | None) -> str | None:
     """The class of a cause hint: ``pipeline`` (NaN jump, unit change, schema change, a new
-    category, a feature that stopped arriving), ``model_version``, ``stale_model`` or
-    ``world`` (a distribution shift); ``None`` without a cause.
+    category, a feature that stopped arriving), ``model_version``, ``stale_model``,
+    ``service`` (an SLO burning its error budget) or ``world`` (a distribution shift); ``None``
+    without a cause.
 
     >>> cause_class("unit_change:x1000"), cause_class("distribution_shift"), cause_class(None)
     ('pipeline', 'world', None)
@@ -68,6 +70,8 @@ def cause_class(cause: str | None) -> str | None:
         return "model_version"
     if head.startswith(_STALE):
         return "stale_model"
+    if head.startswith(_SERVICE):
+        return "service"
     return "world"
 
 

@@ -131,9 +131,13 @@ class EvaluationLoop:
         on_findings: Callable[[list[Finding]], object] | None = None,
         registry: Registry | None = None,
         outputs: FindingOutputs | None = None,
+        slo: Any = None,
         ownership: Ownership | None = None,
     ) -> None:
         self.storage = storage
+        # the SLO evaluator (infersight.processor.slo.evaluator.SLOEvaluator): judged per model
+        # at every storage-window close, after the model's windows
+        self.slo = slo
         self.settings = evaluation or EvaluationSettings()
         self.env = Env(storage, models or ModelsSettings(), self.settings)
         self.evaluators: list[Evaluator] = (
@@ -271,7 +275,24 @@ class EvaluationLoop:
                 made.extend(
                     self._labels_pass(name, ms, size, max(origin, oldest - self._label_horizon(size)), newest, now)
                 )
+        if self.slo is not None:
+            made.extend(self._slo(m, now, lateness))
         return made
+
+    def _slo(self, m: dict[str, Any], now: float, lateness: float) -> list[Finding]:
+        try:
+            found = list(self.slo.run(self.storage, m, now, lateness))
+        except Exception:
+            log.exception("SLO evaluation of %r failed; will retry next pass", m["model"])
+            self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="slo")
+            return []
+        if found:
+            try:
+                self.on_findings(found)
+            except Exception:
+                log.exception("on_findings failed for the SLOs of %r", m["model"])
+                self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="on_findings")
+        return found
 
     # -- late labels ------------------------------------------------------------------------
 

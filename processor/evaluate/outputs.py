@@ -12,6 +12,12 @@ kind            metrics (gauges; the latest evaluated window of each series)
 ``quality``     ``ml.quality.<subject>`` (e.g. ``ml.quality.accuracy``), and
                 ``ml.quality.<subject>.threshold`` when a threshold is set
 ``age``         ``ml.model.age`` (seconds)
+``slo``         ``ml.slo.sli`` (share of good events over the period), ``ml.slo.objective``,
+                ``ml.slo.error_budget.remaining`` (share of the period's budget left; below 0
+                when overspent), ``ml.slo.burn_rate`` (one series per alert window,
+                ``ml.slo.window`` = ``1h``, ``5m`` ...), ``ml.slo.time_to_exhaustion``
+                (seconds, while burning), and ``ml.slo.alert.firing`` (0/1 per severity
+                ``page``, ``ticket``, ``no_data``); attributes ``ml.slo.name``, ``ml.slo.kind``
 other           ``ml.<kind>.score``, ``ml.<kind>.threshold``, ``ml.<kind>.detected``
 ==============  ===========================================================================
 
@@ -99,6 +105,8 @@ def metric_points(f: Finding) -> list[Point]:
             pts.append((name + ".threshold", "", a, f.threshold))
     elif f.kind == "age":
         pts.append(("ml.model.age", "s", a, f.statistic))
+    elif f.kind == "slo":
+        return _slo_points(f, a, t)
     else:
         role, _, item = f.subject.partition(":")
         if f.kind in ("drift", "data_quality") and f.subject:
@@ -118,6 +126,30 @@ def metric_points(f: Finding) -> list[Point]:
         pts.append((f"{prefix}.detected", "", a, detected))
     attrs = tuple(sorted(a.items()))  # every point of a finding has the same attributes
     return [(n, u, attrs, float(v), t) for n, u, _, v in pts if v is not None and math.isfinite(v)]
+
+
+def _slo_points(f: Finding, a: dict[str, str], t: float) -> list[Point]:
+    d = f.details
+    name, _, severity = f.subject.partition("/")
+    a = {**a, "ml.slo.name": name, "ml.slo.kind": str(d.get("sli_kind", ""))}
+    out: list[tuple[str, str, dict[str, str], Any]] = []
+    if severity:
+        detected = 1.0 if f.status in ("breach", "no_data") else 0.0
+        out.append(("ml.slo.alert.firing", "", {**a, "ml.slo.severity": severity}, detected))
+    else:
+        out.append(("ml.slo.sli", "", a, d.get("sli")))
+        out.append(("ml.slo.objective", "", a, d.get("objective")))
+        out.append(("ml.slo.error_budget.remaining", "", a, d.get("budget_remaining")))
+        tte = d.get("time_to_exhaustion")
+        # +Inf: not burning, the budget lasts (a stale finite value would mislead)
+        out.append(("ml.slo.time_to_exhaustion", "s", a, math.inf if tte is None else tte))
+        for window, rate in (d.get("burn_rates") or {}).items():
+            out.append(("ml.slo.burn_rate", "", {**a, "ml.slo.window": str(window)}, rate))
+    return [
+        (n, u, tuple(sorted(attrs.items())), float(v), t)
+        for n, u, attrs, v in out
+        if isinstance(v, (int, float)) and (math.isfinite(v) or n == "ml.slo.time_to_exhaustion")
+    ]
 
 
 class FindingOutputs:
@@ -265,4 +297,6 @@ def _escape(v: str) -> str:
 
 
 def _fmt(v: float) -> str:
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
     return repr(float(v)) if not float(v).is_integer() else str(int(v)) if abs(v) < 1e15 else repr(float(v))

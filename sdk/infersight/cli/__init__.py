@@ -29,6 +29,12 @@ _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("profile", "infersight.cli.profile", "build a reference profile and schema from training data", None),
     ("drift", "infersight.cli.drift", "offline drift of a data file against a reference profile", "stats"),
     ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
+    (
+        "demo",
+        "infersight.processor.demo",
+        "run the whole loop on this machine (processor, model server, traffic)",
+        "demo",
+    ),
 ]
 # Commands that own their process and ask for one BLAS thread, before their imports load numpy.
 _ONE_BLAS_THREAD = {"profile", "drift"}
