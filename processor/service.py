@@ -32,6 +32,8 @@ from infersight.processor.alerts.routes import alert_routes
 from infersight.processor.api import make_web_app
 from infersight.processor.config import ProcessorConfig, load_config, split_address
 from infersight.processor.evaluate.loop import EvaluationLoop
+from infersight.processor.evaluate.ownership import Ownership, failpoint_from_env, replica_id
+from infersight.processor.evaluate.settings import EvaluationSettings
 from infersight.processor.ingest.receiver import Receiver, make_grpc_server, make_http_app
 from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.quality.api import quality_routes
@@ -119,14 +121,32 @@ class Processor:
         )
         # Evaluation: the loop thread over stored windows (models:/evaluation: sections); every
         # window's findings go to the alert engine (alerts: section).
-        self.alerts = AlertManager(config.sections["alerts"], self.storage)
+        # Replicas on one store split the models between them by leases (evaluation.lease): a
+        # model is evaluated, and its alerts sent, only by the replica holding its lease; a
+        # replica taking a model over first reloads that model's alert state from the store.
+        self.replica = replica_id()
+        evaluation = config.sections.get("evaluation") or EvaluationSettings()
+        self.alerts = AlertManager(config.sections["alerts"], self.storage, replica=self.replica)
+        self.ownership = Ownership(
+            self.storage,
+            evaluation.lease_for(),
+            replica=self.replica,
+            on_acquire=[self.alerts.reload_model],
+            registry=self.registry,
+        )
         self.evaluation = EvaluationLoop(
             self.storage,
             config.sections.get("models"),
-            config.sections.get("evaluation"),
+            evaluation,
             registry=self.registry,
             on_findings=self.alerts.observe,
+            ownership=self.ownership,
         )
+        # a test hook (INFERSIGHT_FAILPOINT_EVALUATE): block on one window so a test can kill
+        # this replica in the middle of an evaluation
+        failpoint = failpoint_from_env()
+        if failpoint is not None:
+            self.evaluation.evaluators.insert(0, failpoint)
         # model quality from late labels: judged again as each window's labels arrive
         self.evaluation.evaluators.append(QualityEvaluator(config.sections["quality"]))
         # SLOs: judged per model at every storage-window close, alerts through the same engine
@@ -209,6 +229,10 @@ class Processor:
         started.wait(30)
         self._maintenance = threading.Thread(target=self._maintain, name="infersight-maintenance", daemon=True)
         self._maintenance.start()
+        # announce this replica before its first pass, so the replicas starting together
+        # share the models from the first pass on
+        with contextlib.suppress(Exception):
+            self.ownership.claim([])
         self.evaluation.start()
         log.info("infersight processor listening: %s", self.ports)
 
@@ -263,6 +287,8 @@ class Processor:
             self._loop_thread.join(15)
         self.ingestor.stop()
         self.evaluation.stop()
+        with contextlib.suppress(Exception):
+            self.ownership.release_all()  # the other replicas take this one's models at once
         self.alerts.close()
         self._stop_maintenance.set()
         if self._maintenance is not None:

@@ -17,6 +17,9 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -36,6 +39,8 @@ __all__ = [
     "MODEL",
     "cover_range",
     "Record",
+    "Lease",
+    "LeaseLost",
 ]
 
 # A window's role: a model's feature (name = ``ml.feature.name``), one of its outputs
@@ -45,6 +50,26 @@ FEATURE, OUTPUT, MODEL = "feature", "output", "model"
 
 class StorageError(RuntimeError):
     """The store cannot be opened or written; the message names the URL and the cause."""
+
+
+class LeaseLost(StorageError):
+    """A write made under a lease (:meth:`Storage.fenced`) found the lease taken by another
+    replica: nothing of that transaction was committed."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A named, expiring claim on work shared by replicas of one store (e.g. ``model:churn``).
+
+    ``owner`` is the holding replica's id; ``epoch`` grows by one each time the lease passes to
+    another owner (a fencing token: a write checked against it fails once the lease has moved);
+    ``expires`` is Unix seconds on the store's clock.
+    """
+
+    name: str
+    owner: str
+    epoch: int
+    expires: float
 
 
 class WindowKey(NamedTuple):
@@ -271,6 +296,73 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete_records(self, kind: str, *, before: float | None = None, keys: Sequence[str] = ()) -> int:
         """Delete records of ``kind`` older than ``before`` and/or with the given keys."""
+
+    # -- leases: who does shared work --------------------------------------------------------
+    #
+    # The generic versions keep the leases in this object (one process: it always wins); the
+    # SQL engines keep them in the store's ``leases`` table so replicas of one store share them.
+
+    _lease_lock = threading.Lock()
+
+    def _lease_table(self) -> dict[str, Lease]:
+        table: dict[str, Lease] | None = self.__dict__.get("_leases_mem")
+        if table is None:
+            table = self.__dict__["_leases_mem"] = {}
+        return table
+
+    def acquire_lease(self, name: str, owner: str, ttl: float, *, now: float | None = None) -> Lease | None:
+        """Take (or keep) the lease ``name`` for ``owner`` until ``ttl`` seconds from now, when
+        it is free, expired or already ``owner``'s; ``None`` when another owner holds it.
+        ``now`` overrides the store's clock (tests)."""
+        t = time.time() if now is None else now
+        with self._lease_lock:
+            table = self._lease_table()
+            cur = table.get(name)
+            if cur is not None and cur.owner != owner and cur.expires > t:
+                return None
+            epoch = cur.epoch if cur is not None and cur.owner == owner else (cur.epoch + 1 if cur else 1)
+            lease = table[name] = Lease(name, owner, epoch, t + ttl)
+            return lease
+
+    def renew_lease(self, lease: Lease, ttl: float, *, now: float | None = None) -> Lease | None:
+        """Extend ``lease`` to ``ttl`` seconds from now while it is still its owner's (same
+        epoch: nobody took it meanwhile, even if it expired); ``None`` when it has moved."""
+        t = time.time() if now is None else now
+        with self._lease_lock:
+            table = self._lease_table()
+            cur = table.get(lease.name)
+            if cur is None or (cur.owner, cur.epoch) != (lease.owner, lease.epoch):
+                return None
+            renewed = table[lease.name] = Lease(lease.name, lease.owner, lease.epoch, t + ttl)
+            return renewed
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Let ``lease`` go now (another owner may take it at once); ``False`` if it had moved."""
+        with self._lease_lock:
+            table = self._lease_table()
+            cur = table.get(lease.name)
+            if cur is None or (cur.owner, cur.epoch) != (lease.owner, lease.epoch):
+                return False
+            table[lease.name] = Lease(lease.name, lease.owner, lease.epoch, 0.0)
+            return True
+
+    def leases(self, prefix: str = "", *, now: float | None = None) -> list[Lease]:
+        """The unexpired leases whose name starts with ``prefix``, by name."""
+        t = time.time() if now is None else now
+        with self._lease_lock:
+            return sorted(
+                (x for x in self._lease_table().values() if x.name.startswith(prefix) and x.expires > t),
+                key=lambda x: x.name,
+            )
+
+    @contextlib.contextmanager
+    def fenced(self, lease: Lease, ttl: float) -> Iterator[None]:
+        """Within the block, every record write from this thread commits only while ``lease``
+        is still held (and renews it for ``ttl`` seconds); otherwise it raises
+        :class:`LeaseLost` and writes nothing. The generic version checks once, on entry."""
+        if self.renew_lease(lease, ttl) is None:
+            raise LeaseLost(f"lease {lease.name!r} (epoch {lease.epoch}) is no longer held by {lease.owner!r}")
+        yield
 
     # -- life ------------------------------------------------------------------------------
 
