@@ -280,19 +280,19 @@ class EvaluationLoop:
         return made
 
     def _slo(self, m: dict[str, Any], now: float, lateness: float) -> list[Finding]:
-        try:
-            found = list(self.slo.run(self.storage, m, now, lateness))
-        except Exception:
-            log.exception("SLO evaluation of %r failed; will retry next pass", m["model"])
-            self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="slo")
-            return []
-        if found:
+        def alert(found: list[Finding]) -> None:
             try:
                 self.on_findings(found)
             except Exception:
                 log.exception("on_findings failed for the SLOs of %r", m["model"])
                 self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="on_findings")
-        return found
+
+        try:
+            return list(self.slo.run(self.storage, m, now, lateness, on_findings=alert))
+        except Exception:
+            log.exception("SLO evaluation of %r failed; will retry next pass", m["model"])
+            self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="slo")
+            return []
 
     # -- late labels ------------------------------------------------------------------------
 
