@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             report = _from_processor(args)
         else:
             report = _from_files(args)
+    except ModuleNotFoundError:
+        raise  # a missing extra: the command line names it and its pip install
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
         return fail("report", exc)
     from infersight.report import render

@@ -8,7 +8,8 @@ data-quality counts, from the data itself, or from ``/api/models/{model}/feature
 (the merged sketch and counters of the range).
 
 Example:
-    >>>     >>> from infersight.stats.reference import Reference
+    >>> import numpy as np
+    >>> from infersight.stats.reference import Reference
     >>> ref = Reference.from_data({"x": np.arange(100.0)}, model="m")
     >>> views = feature_views(ref, {"x": np.arange(50.0)}, 50, ["x"])
     >>> views["x"].cur_rows, views["x"].cur_numeric.count

@@ -30,6 +30,7 @@ W, H = 440, 190
 LEFT, RIGHT, TOP, BOTTOM = 46, 26, 10, 34
 BINS = 40
 TOP_CATEGORIES = 12
+TOP_UNSEEN = 4
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -193,7 +194,11 @@ def categories_svg(ref: Mapping[str, int] | None, cur: Mapping[str, int] | None)
     rs = {k: v / rt for k, v in (ref or {}).items()} if rt else {}
     cs = {k: v / ct for k, v in (cur or {}).items()} if ct else {}
     names = sorted(set(rs) | set(cs), key=lambda k: (-max(rs.get(k, 0.0), cs.get(k, 0.0)), k))
-    shown, rest = names[:TOP_CATEGORIES], names[TOP_CATEGORIES:]
+    # Never-seen categories are the finding a reader looks for: a few of them are always drawn,
+    # even when they are rarer than the reference's tail.
+    unseen = [k for k in names if rs and k not in rs][:TOP_UNSEEN]
+    shown = [k for k in names if k not in unseen][: TOP_CATEGORIES - len(unseen)] + unseen
+    rest = [k for k in names if k not in shown]
     rows: list[tuple[str, float, float, bool]] = [
         (k, rs.get(k, 0.0), cs.get(k, 0.0), bool(rs) and k not in rs and cs.get(k, 0.0) > 0) for k in shown
     ]
