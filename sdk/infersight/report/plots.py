@@ -226,6 +226,8 @@ def categories_svg(ref: Mapping[str, int] | None, cur: Mapping[str, int] | None)
             f"<title>{escape(name)}</title>{escape(shown_name)}</text>"
         )
         for j, (cls, share) in enumerate((("ref", r), ("new" if new else "cur", c))):
+            if not (rt if j == 0 else ct):
+                continue  # that side is not known (no reference given, or not in the data)
             width = share / top * (x1 - x0)
             yy = y + j * bar
             body.append(f'<rect class="{cls}" x="{x0}" y="{yy}" width="{width:.1f}" height="{bar - 1}"/>')
