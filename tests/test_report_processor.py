@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from test_report import EVIL, Page, _table_rows
 
 from infersight.cli import main
 from infersight.processor.config import load_config
@@ -19,7 +20,6 @@ from infersight.processor.service import Processor
 from infersight.processor.storage.base import FEATURE, WindowKey, WriteBatch
 from infersight.stats.reference import Reference
 from infersight.stats.windows import FeatureWindow
-from test_report import EVIL, Page, _table_rows
 
 T0 = 1_700_006_400  # a multiple of a day
 SIZE = 60
@@ -169,10 +169,14 @@ def test_a_token_protected_processor_asks_for_the_token(tmp_path, capsys, monkey
         monkeypatch.delenv("INFERSIGHT_PROCESSOR_TOKEN", raising=False)
         assert main(["report", "--processor", web, "--model", "churn", "-o", str(tmp_path / "r.html")]) == 2
         assert "wants a bearer token: pass --token TOKEN" in capsys.readouterr().err
-        code = main(["report", "--processor", web, "--model", "churn", "--token", "wrong", "-o", str(tmp_path / "r.html")])
+        code = main(
+            ["report", "--processor", web, "--model", "churn", "--token", "wrong", "-o", str(tmp_path / "r.html")]
+        )
         assert code == 2 and "the --token given was refused" in capsys.readouterr().err
         # the right token gets through to the next question: this processor has no windows yet
-        code = main(["report", "--processor", web, "--model", "churn", "--token", "s3cret", "-o", str(tmp_path / "r.html")])
+        code = main(
+            ["report", "--processor", web, "--model", "churn", "--token", "s3cret", "-o", str(tmp_path / "r.html")]
+        )
         assert code == 2 and "no stored windows for model 'churn'; it has (none)" in capsys.readouterr().err
     finally:
         p.stop()

@@ -67,7 +67,7 @@ td.verdict { white-space: nowrap; }
 .reason { color: var(--muted); font-size: 12px; }
 .cls { font-size: 11px; border-radius: 3px; padding: 0 4px; border: 1px solid var(--line); color: var(--muted); }
 details { margin: 8px 0; } summary { cursor: pointer; color: var(--muted); }
-.grid td { padding: 0; width: 14px; height: 14px; border: 1px solid #fff; }
+table.grid { width: auto; } .grid td { padding: 0; width: 14px; height: 14px; border: 1px solid #fff; }
 .grid td.name { width: auto; padding: 0 8px 0 0; font-size: 12px; }
 .grid .ok { background: #dfeedd; } .grid .near { background: var(--warn); } .grid .drift { background: var(--cur); }
 .grid .gone { background: var(--new); } .grid .none { background: #eceff2; }
