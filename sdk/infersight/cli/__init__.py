@@ -28,6 +28,7 @@ __all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
 _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("profile", "infersight.cli.profile", "build a reference profile and schema from training data", None),
     ("drift", "infersight.cli.drift", "offline drift of a data file against a reference profile", "stats"),
+    ("report", "infersight.cli.report", "a static HTML drift report with plots (from files or a processor)", "stats"),
     ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
     (
         "demo",
@@ -37,7 +38,7 @@ _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ),
 ]
 # Commands that own their process and ask for one BLAS thread, before their imports load numpy.
-_ONE_BLAS_THREAD = {"profile", "drift"}
+_ONE_BLAS_THREAD = {"profile", "drift", "report"}
 
 
 class SubcommandParser(argparse.ArgumentParser):
