@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+from infersight.stats.causes import cause_class
+
 __all__ = ["METHODS", "COLUMNS", "method_sentence", "cause_words", "cause_class"]
 
 # One sentence per registered method name (``infersight drift --method``'s names).
@@ -71,19 +73,10 @@ COLUMNS: dict[str, str] = {
     "cause": "what the engine thinks moved, from the shape of the change",
 }
 
-_PIPELINE = ("missing_rate_jump", "unit_change", "unseen_categories", "feature_missing", "constant_column")
-
 
 def method_sentence(method: str) -> str:
     """The sentence for ``method`` (a registered name), or a pointer to the docs for others."""
     return METHODS.get(method, f"{method}: a registered drift method; see docs/statistics.md for what it measures.")
-
-
-def cause_class(cause: str | None) -> str | None:
-    """``pipeline`` (fix upstream of the model), ``world`` (the population changed) or ``None``."""
-    if not cause:
-        return None
-    return "pipeline" if cause.split(":", 1)[0] in _PIPELINE else "world"
 
 
 def cause_words(cause: str | None) -> str:
