@@ -8,7 +8,8 @@ Pages (HTML shells with no data in them: the script fetches the JSON and builds 
   quality, quality from late labels, versions, alerts)
 - ``/requests/{id}``: one request by request ID or trace ID (spans, payload, violations,
   feedback, the Jaeger link)
-- ``/static/dashboard.js``, ``/static/dashboard.css``: the assets (no CDN, works offline)
+- ``/static/dashboard.js``, ``/static/dashboard.css``, ``/static/favicon.svg``: the assets (no
+  CDN, works offline)
 
 JSON (under ``/api/``, token-checked like the rest of the API):
 
@@ -239,10 +240,13 @@ def distribution_body(
 
 
 def request_body(storage: Storage, ident: str, settings: DashboardSettings) -> dict[str, Any] | None:
-    """Everything kept about one request, by request ID or (32 hex digits) trace ID; ``None``
-    when nothing is."""
-    by_trace = bool(_TRACE_ID.match(ident))
-    items = storage.trace_items(trace_id=ident) if by_trace else storage.trace_items(request_id=ident)
+    """Everything kept about one request, by trace ID (32 hex digits, when its spans are
+    kept) or request ID; ``None`` when nothing is."""
+    # the SDK's request IDs are 32 hex digits too: a trace ID is only what the trace store knows
+    items = storage.trace_items(trace_id=ident) if _TRACE_ID.match(ident) else []
+    by_trace = bool(items)
+    if not by_trace:
+        items = storage.trace_items(request_id=ident)
     request_ids = [i.request_id for i in items if i.request_id]
     request_id = ident if not by_trace else (request_ids[0] if request_ids else None)
     models = [i.model for i in items if i.model and i.request_id == request_id]
@@ -252,7 +256,8 @@ def request_body(storage: Storage, ident: str, settings: DashboardSettings) -> d
         else {"prediction": None, "outcome": None, "feedback": None}
     )
     if not items and request_id and (rows["prediction"] or rows["outcome"]):
-        tid = (rows["prediction"] or rows["outcome"])["trace_id"]
+        row: dict[str, Any] = rows["prediction"] or rows["outcome"] or {}
+        tid = row.get("trace_id")
         if tid:
             items = storage.trace_items(trace_id=tid)
     if not items and not any(rows.values()):
@@ -295,10 +300,10 @@ def request_body(storage: Storage, ident: str, settings: DashboardSettings) -> d
 
 def overview_body(storage: Storage, settings: DashboardSettings, slo: Any, alerts: Any) -> dict[str, Any]:
     """Per model and version: the worst status among its latest findings (per kind and
-    subject, the newest window), SLO statuses and open alerts."""
+    subject, the newest window; ``none`` without findings), SLO statuses and open alerts."""
     from infersight.processor.evaluate.loop import FINDING
 
-    rank = {"ok": 0, "no_data": 1, "warning": 2, "breach": 3}
+    rank = {"none": -1, "ok": 0, "no_data": 1, "warning": 2, "breach": 3}
     models = []
     for m in storage.models():
         name = m["model"]
@@ -312,9 +317,9 @@ def overview_body(storage: Storage, settings: DashboardSettings, slo: Any, alert
                 latest[k] = b
         versions: dict[str, dict[str, Any]] = {}
         for v in [""] + list(m["versions"]):
-            versions[v] = {"version": v, "status": "ok", "breaches": [], "warnings": 0, "findings": 0}
+            versions[v] = {"version": v, "status": "none", "breaches": [], "warnings": 0, "findings": 0}
         for (v, kind, subject), b in latest.items():
-            e = versions.setdefault(v, {"version": v, "status": "ok", "breaches": [], "warnings": 0, "findings": 0})
+            e = versions.setdefault(v, {"version": v, "status": "none", "breaches": [], "warnings": 0, "findings": 0})
             e["findings"] += 1
             st = str(b.get("status"))
             if rank.get(st, 0) > rank.get(e["status"], 0):
@@ -342,6 +347,7 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>infersight</title>
 <link rel="stylesheet" href="/static/dashboard.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 </head><body data-page="{page}" data-refresh="{refresh}">
 <header><a class="brand" href="/">infersight</a><nav id="crumbs"></nav><span id="status"></span></header>
 <main id="main"><p class="muted">Loading...</p></main>
@@ -360,7 +366,9 @@ it is kept in an HttpOnly cookie for this browser and removed from the address b
 
 
 def _asset(name: str) -> str:
-    return resources.files("infersight.processor.dashboard").joinpath("static", name).read_text(encoding="utf-8")
+    return (
+        resources.files("infersight.processor.dashboard").joinpath("static").joinpath(name).read_text(encoding="utf-8")
+    )
 
 
 def dashboard_routes(
@@ -382,6 +390,7 @@ def dashboard_routes(
     window = base_window or storage.window_sizes[0]
     assets = {"dashboard.js": ("application/javascript", _asset("dashboard.js"))}
     assets["dashboard.css"] = ("text/css", _asset("dashboard.css"))
+    assets["favicon.svg"] = ("image/svg+xml", _asset("favicon.svg"))
 
     def authorised(request: Request) -> bool:
         if token is None:

@@ -5,7 +5,7 @@ Every key has a default, so an absent section gives a working dashboard::
 
     dashboard:
       jaeger_url: http://127.0.0.1:16686   # "open in Jaeger" links: {jaeger_url}/trace/{trace_id}
-      refresh: 30s                         # how often the pages reload their data (0: never)
+      refresh: 30s                         # how often the pages reload their data (off: never)
       traces:
         keep: all          # all | flagged | off (see infersight.processor.ingest.keep)
         recent: 15m        # every kept span and log record, this long
@@ -83,7 +83,8 @@ def parse_dashboard(body: Mapping[str, Any], where: str) -> DashboardSettings:
             )
         kw["trace_url"] = url.rstrip("/") + "/trace/{trace_id}"
     if "refresh" in b:
-        kw["refresh"] = parse_duration(b["refresh"], f"{where}.refresh")
+        off = b["refresh"] in (0, "0", "0s", "off", False)
+        kw["refresh"] = 0.0 if off else parse_duration(b["refresh"], f"{where}.refresh")
     t = _mapping(b.get("traces"), f"{where}.traces")
     _unknown(t, _TRACES, f"{where}.traces")
     if "keep" in t:

@@ -696,7 +696,10 @@ class SqlStorage(Storage):
         enc = json.JSONEncoder(default=str).encode
         cur.executemany(
             sql,
-            [(i.trace_id, i.item_id, i.kind, i.model, i.request_id, i.time_ns, int(i.flagged), enc(i.body)) for i in items],
+            [
+                (i.trace_id, i.item_id, i.kind, i.model, i.request_id, i.time_ns, int(i.flagged), enc(i.body))
+                for i in items
+            ],
         )
         flagged = sorted({i.trace_id for i in items if i.flagged})
         for chunk in _chunks(flagged, 500):  # the whole trace is kept once one of its items is flagged
@@ -769,19 +772,34 @@ class SqlStorage(Storage):
             if p and out["prediction"] is None:
                 r = p[0]
                 out["prediction"] = {
-                    "model": r[0], "version": r[1], "time": r[2] / 1e9, "trace_id": r[3], "span_id": r[4],
-                    "inputs": _loads(r[5]), "outputs": _loads(r[6]), "truncated": bool(r[7]),
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "trace_id": r[3],
+                    "span_id": r[4],
+                    "inputs": _loads(r[5]),
+                    "outputs": _loads(r[6]),
+                    "truncated": bool(r[7]),
                 }
             if o and out["outcome"] is None:
                 r = o[0]
                 out["outcome"] = {
-                    "model": r[0], "version": r[1], "time": r[2] / 1e9, "trace_id": r[3], "span_id": r[4],
-                    "prediction": _loads(r[5]), "rows": int(r[6]), "truncated": bool(r[7]),
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "trace_id": r[3],
+                    "span_id": r[4],
+                    "prediction": _loads(r[5]),
+                    "rows": int(r[6]),
+                    "truncated": bool(r[7]),
                 }
             if f and out["feedback"] is None:
                 r = f[0]
                 out["feedback"] = {
-                    "model": r[0], "version": r[1], "time": r[2] / 1e9, "actual": _loads(r[3]),
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "actual": _loads(r[3]),
                     "attributes": _loads(r[4]) or {},
                 }
         return out

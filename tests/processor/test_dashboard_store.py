@@ -78,7 +78,13 @@ def test_request_rows_finds_payload_and_label_by_request_id(store_url: str) -> N
         )
         rows = st.request_rows("r1")
         assert rows["prediction"]["inputs"] == {"x": 1} and rows["prediction"]["outputs"] == [0.5]
-        assert rows["feedback"] == {"model": "m", "version": "2", "time": 9.0, "actual": "yes", "attributes": {"region": "eu"}}
+        assert rows["feedback"] == {
+            "model": "m",
+            "version": "2",
+            "time": 9.0,
+            "actual": "yes",
+            "attributes": {"region": "eu"},
+        }
         assert st.request_rows("nope") == {"prediction": None, "outcome": None, "feedback": None}
     finally:
         st.close()
@@ -88,7 +94,9 @@ def test_keep_items_flags_errors_violations_and_payload_logs_and_strips_payloads
     ok = SpanPoint("GET /", {"service.name": "api"}, {"ml.request.id": "r"}, "a" * 32, "1" * 16, 0, 10, False)
     bad = SpanPoint("predict m", {}, {"ml.model.name": "m"}, "b" * 32, "2" * 16, 0, 10, False)
     bad.events = (("ml.schema.violation", 5, {"ml.feature.name": "age", "ml.schema.rule": "max"}),)
-    log = LogPoint("ml.prediction", {}, {"ml.model.name": "m", "ml.inputs": {"x": 1}, "ml.request.id": "r"}, 7, "a" * 32, "1" * 16)
+    log = LogPoint(
+        "ml.prediction", {}, {"ml.model.name": "m", "ml.inputs": {"x": 1}, "ml.request.id": "r"}, 7, "a" * 32, "1" * 16
+    )
     fb = LogPoint("ml.feedback", {}, {"ml.request.id": "r"}, 8, "a" * 32, "1" * 16)
     items = keep_items([ok, bad], [log, fb], "all")
     assert [(i.kind, i.flagged) for i in items] == [("span", False), ("span", True), ("log", True)]

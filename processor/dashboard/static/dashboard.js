@@ -54,7 +54,7 @@ async function api(path) {
 }
 
 const EXPLAIN = {
-  health: "Health is the worst status among each version's latest findings: ok, warning (past a threshold but not yet alert-worthy, e.g. one window or few rows) or breach (what alert policies act on). Version \"\" is all versions together.",
+  health: "Health is the worst status among each version's latest findings: ok, warning (past a threshold but not yet alert-worthy, e.g. one window or few rows) or breach (what alert policies act on); none when nothing was judged for it. The row \"all\" judges every version together.",
   slo: "An SLO is a share of good calls (fast enough, or not failed) over its period. The error budget is the share of bad calls the objective allows; remaining 100% is untouched, 0% spent. A burn rate of 1 spends the budget exactly over the period; alerts fire when both a long and a short window burn faster than their factor.",
   alerts: "Open incidents: findings that breached in enough consecutive windows (persistence). Each says what moved, the likely cause class and what to check first; evidence links lead to the requests that drove it.",
   latency: "Latency percentiles per storage window, read from the merged duration sketch (exponential histogram, relative error under 0.1%) or, without one, interpolated in the explicit histogram buckets: p50 is the median call, p99 the slowest 1%.",
@@ -128,8 +128,8 @@ function heatColour(sev) {
 }
 
 function heatmap(body, onPick) {
-  const cw = 18, ch = 18, L = 170, T = 8;
-  const W = L + body.windows.length * cw + 10, H = T + body.features.length * ch + 30;
+  const cw = 22, ch = 20, L = 190, T = 8;
+  const W = L + body.windows.length * cw + 10, H = T + body.features.length * ch + 6;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "heatmap", "data-features": body.features.length, "data-windows": body.windows.length });
   body.features.forEach((f, i) => {
     const label = svg("text", { x: L - 6, y: T + i * ch + 13, "text-anchor": "end", class: "flabel" });
@@ -146,11 +146,10 @@ function heatmap(body, onPick) {
       root.append(rect);
     });
   });
-  if (body.windows.length) {
-    root.append(svg("text", { x: L, y: H - 8, class: "axis", text: when(body.windows[0]) }));
-    root.append(svg("text", { x: W - 10, y: H - 8, "text-anchor": "end", class: "axis", text: when(body.windows[body.windows.length - 1]) }));
-  }
-  return root;
+  const caption = body.windows.length
+    ? `${body.windows.length} windows of ${body.window_size} s, ${when(body.windows[0])} to ${when(body.windows[body.windows.length - 1])}; click a feature for its distribution`
+    : "";
+  return el("div", {}, root, el("p", { cls: "muted", text: caption }));
 }
 
 function barsChart(body) {
@@ -285,7 +284,7 @@ async function modelPage(main, model) {
     el("p", { cls: "muted", text: `versions ${info.versions.join(", ") || "–"} · ${info.features.length} features · data ${when(info.time_range.start)} to ${when(info.time_range.end)}` }),
     section("Latency", explain(EXPLAIN.latency), lineChart(latSeries, { fmt: ms })),
     section("SLO burn rates", explain(EXPLAIN.burn), sloTable(slo.slos || []),
-      lineChart(Object.entries(burns).map(([k, pts]) => ({ name: k, points: pts })), { hline: 1 })),
+      Object.keys(burns).length ? lineChart(Object.entries(burns).map(([k, pts]) => ({ name: k, points: pts })), { hline: 1 }) : null),
     section("Drift heat map", explain(EXPLAIN.heatmap),
       heat.features.length ? el("div", { cls: "scroll" }, heatmap(heat, pick)) : el("p", { cls: "muted", text: "No drift findings in this range." })),
     section("Distributions", explain(EXPLAIN.distribution), el("label", {}, "Feature: ", picker), distBox),
@@ -296,11 +295,12 @@ async function modelPage(main, model) {
         : el("p", { cls: "muted", text: "No data-quality problem found in this range." })),
     section("Quality from late labels", explain(EXPLAIN.quality),
       quality.error ? el("p", { cls: "muted", text: quality.error }) :
-        table(["task", "labelled pairs", "coverage", "metrics"], [[quality.task || "–", quality.pairs, pct(quality.coverage),
-          Object.entries(quality.metrics || {}).map(([k, v]) => `${k}: ${fmt(v)}`).join("  ") || "–"]])),
+        table(["task", "calls", "labelled", "coverage", "median label delay", "metrics"], [[quality.task || "–", quality.calls, quality.labelled_calls, pct(quality.coverage),
+          quality.label_delay_seconds && quality.label_delay_seconds.p50 !== undefined ? fmt(quality.label_delay_seconds.p50, 1) + " s" : "–",
+          metrics(quality.metrics)]])),
     section("Versions", explain(EXPLAIN.versions),
       table(["version", "calls", "errors", "p50", "p99", "quality"], versions.map(([v, c]) => {
-        const q = qv[v] ? Object.entries(qv[v].metrics || {}).map(([k, x]) => `${k}: ${fmt(x)}`).join("  ") : "–";
+        const q = qv[v] ? metrics(qv[v].metrics) : "–";
         return [v, c.calls, c.errors, ms(c.spans.duration_seconds.quantiles && c.spans.duration_seconds.quantiles.p50),
           ms(c.spans.duration_seconds.quantiles && c.spans.duration_seconds.quantiles.p99), q || "–"];
       })),
@@ -332,6 +332,11 @@ function waterfall(spans) {
     root.append(svg("text", { x: sx(s.start_ns) + w + 4, y: y + 14, class: "axis", text: ms((s.end_ns - s.start_ns) / 1e9) }));
   });
   return root;
+}
+
+function metrics(m) {
+  const known = Object.entries(m || {}).filter(([, v]) => v !== null && v !== undefined);
+  return known.length ? known.map(([k, v]) => `${k}: ${fmt(v)}`).join("  ") : "– (no labels yet)";
 }
 
 function pre(value) { return el("pre", { cls: "json", text: JSON.stringify(value, null, 2) }); }
