@@ -296,7 +296,7 @@ async function modelPage(main, model) {
     section("Quality from late labels", explain(EXPLAIN.quality),
       quality.error ? el("p", { cls: "muted", text: quality.error }) :
         table(["task", "calls", "labelled", "coverage", "median label delay", "metrics"], [[quality.task || "–", quality.calls, quality.labelled_calls, pct(quality.coverage),
-          quality.label_delay_seconds && quality.label_delay_seconds.p50 !== undefined ? fmt(quality.label_delay_seconds.p50, 1) + " s" : "–",
+          quality.label_delay_seconds && typeof quality.label_delay_seconds.p50 === "number" ? fmt(quality.label_delay_seconds.p50, 1) + " s" : "–",
           metrics(quality.metrics)]])),
     section("Versions", explain(EXPLAIN.versions),
       table(["version", "calls", "errors", "p50", "p99", "quality"], versions.map(([v, c]) => {
