@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from infersight.processor.config import ConfigError, parse_duration
+from infersight.processor.config import ConfigError, expect_mapping, parse_duration, reject_unknown
 from infersight.processor.ingest.keep import KEEP_MODES
 
 __all__ = ["DashboardSettings", "parse_dashboard"]
@@ -54,24 +54,10 @@ class DashboardSettings:
         return self.trace_url.replace("{trace_id}", trace_id) if self.trace_url else None
 
 
-def _unknown(body: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-    for k in body:
-        if k not in known:
-            raise ConfigError(f"{where}.{k}: unknown key; the keys are {', '.join(known)}")
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: {value!r} must be a mapping, e.g. {{traces: {{keep: flagged}}}}")
-    return value
-
-
 def parse_dashboard(body: Mapping[str, Any], where: str) -> DashboardSettings:
     """Parse the ``dashboard:`` section (``{}`` when absent: the defaults)."""
-    b = _mapping(body, where)
-    _unknown(b, _TOP, where)
+    b = expect_mapping(body or {}, where, "{traces: {keep: flagged}}")
+    reject_unknown(b, _TOP, where)
     kw: dict[str, Any] = {}
     if b.get("jaeger_url"):
         url = str(b["jaeger_url"])
@@ -85,8 +71,8 @@ def parse_dashboard(body: Mapping[str, Any], where: str) -> DashboardSettings:
     if "refresh" in b:
         off = b["refresh"] in (0, "0", "0s", "off", False)
         kw["refresh"] = 0.0 if off else parse_duration(b["refresh"], f"{where}.refresh")
-    t = _mapping(b.get("traces"), f"{where}.traces")
-    _unknown(t, _TRACES, f"{where}.traces")
+    t = expect_mapping(b.get("traces") or {}, f"{where}.traces", "{keep: flagged, retention: 7d}")
+    reject_unknown(t, _TRACES, f"{where}.traces")
     if "keep" in t:
         keep = "off" if t["keep"] is False else str(t["keep"])
         if keep not in KEEP_MODES:
