@@ -153,3 +153,47 @@ def test_request_api_answers_404_with_what_is_kept(start_processor: Any) -> None
     p = start_processor()
     r = httpx.get(f"http://127.0.0.1:{p.ports['web']}/api/requests/no-such-request", timeout=30)
     assert r.status_code == 404 and "dashboard.traces" in r.json()["error"]
+
+
+def test_request_body_gathers_spans_violations_payload_and_label(tmp_path: Any) -> None:
+    from infersight.processor.dashboard.routes import request_body
+    from infersight.processor.storage.base import Feedback
+
+    st = open_storage(f"sqlite:///{tmp_path}/r.db", (60,))
+    try:
+        trace = "d" * 32
+        span = SpanPoint(
+            "predict m",
+            {"service.name": "api"},
+            {"ml.model.name": "m", "ml.model.version": "1", "ml.request.id": "r9"},
+            trace,
+            "2" * 16,
+            1 * NS,
+            2 * NS,
+            False,
+        )
+        span.events = (("ml.schema.violation", 1 * NS, {"ml.feature.name": "age", "ml.schema.rule": "max"}),)
+        root = SpanPoint("POST /predict", {}, {"ml.request.id": "r9"}, trace, "1" * 16, 0, 3 * NS, False)
+        span.parent_span_id = root.span_id
+        st.write(
+            WriteBatch(
+                predictions=[Prediction("m", "1", "r9", 2 * NS, trace, "2" * 16, '{"age": 300}', "[1]", False)],
+                feedback=[Feedback("m", "1", "r9", 50 * NS, "0")],
+                trace_items=keep_items([span, root], [], "all"),
+            )
+        )
+        settings = parse_dashboard({"jaeger_url": "http://127.0.0.1:16686"}, "dashboard")
+        by_request = request_body(st, "r9", settings)
+        assert by_request is not None
+        assert [s["name"] for s in by_request["spans"]] == ["POST /predict", "predict m"]
+        assert by_request["spans"][1]["parent_span_id"] == "1" * 16
+        assert by_request["violations"] == [
+            {"feature": "age", "rule": "max", "count": None, "message": None, "span_id": "2" * 16}
+        ]
+        assert by_request["prediction"]["inputs"] == {"age": 300} and by_request["feedback"]["actual"] == 0
+        assert by_request["trace_links"] == {trace: f"http://127.0.0.1:16686/trace/{trace}"}
+        by_trace = request_body(st, trace, settings)
+        assert by_trace is not None and by_trace["request_id"] == "r9" and by_trace["feedback"]["actual"] == 0
+        assert request_body(st, "e" * 32, settings) is None
+    finally:
+        st.close()

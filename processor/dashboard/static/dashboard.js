@@ -238,6 +238,8 @@ async function overviewPage(main) {
   );
 }
 
+let chosenFeature = null;
+
 async function modelPage(main, model) {
   const m = encodeURIComponent(model);
   crumbs(el("a", { href: "/models/" + m, text: model }));
@@ -266,6 +268,7 @@ async function modelPage(main, model) {
   const feats = info.features.map((f) => f.name).concat(info.outputs.map((o) => o.name));
   for (const f of feats) picker.append(el("option", { value: f, text: f }));
   async function pick(f) {
+    chosenFeature = f; // kept across refreshes
     picker.value = f;
     distBox.replaceChildren(el("p", { cls: "muted", text: "Loading " + f + "..." }));
     try {
@@ -308,8 +311,8 @@ async function modelPage(main, model) {
         vf.map((f) => [when(f.window_start), f.version, f.kind, f.subject, badge(f.status), f.statistic, f.threshold])) : null),
     section("Alerts", explain(EXPLAIN.alerts), alertList(alerts.incidents)),
   );
-  const worst = heat.features.length ? heat.features[0] : feats[0];
-  if (worst) await pick(worst);
+  const first = feats.includes(chosenFeature) ? chosenFeature : heat.features.length ? heat.features[0] : feats[0];
+  if (first) await pick(first);
 }
 
 function waterfall(spans) {
@@ -346,7 +349,7 @@ async function requestPage(main, id) {
   const r = await api("/api/requests/" + encodeURIComponent(id));
   const links = el("p", {});
   for (const t of r.trace_ids) {
-    links.append("trace ", el("code", { text: t }), " ");
+    links.append("trace ", el("a", { href: "/requests/" + encodeURIComponent(t), cls: "req", text: t }), " ");
     if (r.trace_links[t]) links.append(el("a", { href: r.trace_links[t], target: "_blank", rel: "noopener noreferrer", text: "open in Jaeger" }), " ");
   }
   const p = r.prediction;
