@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -31,6 +32,8 @@ from infersight.processor.alerts.manager import AlertManager
 from infersight.processor.alerts.routes import alert_routes
 from infersight.processor.api import make_web_app
 from infersight.processor.config import ProcessorConfig, load_config, split_address
+from infersight.processor.dashboard.routes import dashboard_routes
+from infersight.processor.dashboard.settings import DashboardSettings
 from infersight.processor.evaluate.loop import EvaluationLoop
 from infersight.processor.evaluate.ownership import Ownership, failpoint_from_env, replica_id
 from infersight.processor.evaluate.settings import EvaluationSettings
@@ -157,6 +160,9 @@ class Processor:
                 slo,
                 quality_size=lambda m: models.for_model(m).window_sizes(config.window)[0] if models else config.window,
             )
+        # the dashboard: which spans and logs ingest keeps for the request view, the Jaeger link
+        self.dashboard = _dashboard_settings(config)
+        self.ingestor.keep_traces = self.dashboard.keep
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
         self._loop_thread: threading.Thread | None = None
@@ -200,6 +206,16 @@ class Processor:
                             self.storage, cfg.sections["quality"], guard=guard, base_window=cfg.window
                         ),
                         lambda guard: slo_routes(self.storage, cfg.sections["slo"], guard=guard),
+                        lambda guard: dashboard_routes(
+                            self.storage,
+                            self.dashboard,
+                            token=cfg.token,
+                            guard=guard,
+                            env=self.evaluation.env,
+                            slo=cfg.sections.get("slo"),
+                            alerts=self.alerts,
+                            base_window=cfg.window,
+                        ),
                     ],
                 ),
             ),
@@ -260,6 +276,8 @@ class Processor:
             ("slo_history", keep),
         ):
             gone[f"records:{kind}"] = self.storage.delete_records(kind, before=at - horizon)
+        d = self.dashboard
+        gone["trace_items"] = self.storage.expire_trace_items(at, d.recent, d.retention, d.max_items)
         for kind, n in gone.items():
             if n:
                 self.registry.inc("infersight_processor_expired_total", n, kind=kind)
@@ -341,6 +359,15 @@ def start_local(folder: Path, config_text: str, *, alert_log: bool = False) -> P
     processor = Processor(config)
     processor.start()
     return processor
+
+
+def _dashboard_settings(config: ProcessorConfig) -> DashboardSettings:
+    """The ``dashboard:`` section, its Jaeger link falling back to ``alerts.trace_url``."""
+    d: DashboardSettings = config.sections.get("dashboard") or DashboardSettings()
+    trace_url = getattr(config.sections.get("alerts"), "trace_url", None)
+    if d.trace_url is None and trace_url:
+        d = dataclasses.replace(d, trace_url=trace_url)
+    return d
 
 
 def _safe_url(url: str) -> str:

@@ -44,5 +44,6 @@ python -m pip install --disable-pip-version-check -c constraints.txt -e ".[$extr
 if [ "$tests" = 1 ]; then
   step 2 "PostgreSQL server binaries for the storage tests"
   scripts/install-postgres.sh
+  scripts/install-chromium.sh  # headless Chromium + chromedriver for the dashboard's browser tests
 fi
 printf '\nsetup.sh: done (%s)\n' "$(infersight --version 2>/dev/null || echo infersight)"

@@ -41,6 +41,7 @@ __all__ = [
     "Record",
     "Lease",
     "LeaseLost",
+    "TraceItem",
 ]
 
 # A window's role: a model's feature (name = ``ml.feature.name``), one of its outputs
@@ -140,6 +141,30 @@ class Record:
 
 
 @dataclass
+class TraceItem:
+    """One span or log record of a request, kept for the request view (``/requests/{id}``).
+
+    ``item_id`` is unique within the trace (a span's ID; for a log record its span ID, time and
+    position). ``flagged`` marks what is kept past the short "recent" horizon: an error, a
+    schema violation, or a payload the SDK logged (sampled, or kept for being an outlier).
+    ``body`` is the JSON-able content (name, parent, times, attributes, events ...).
+
+    Example:
+        >>> TraceItem("ab" * 16, "cd" * 8, "span", "churn", "r-1", 10**18, True, {"name": "predict churn"}).kind
+        'span'
+    """
+
+    trace_id: str
+    item_id: str
+    kind: str  # "span" | "log"
+    model: str
+    request_id: str
+    time_ns: int
+    flagged: bool
+    body: dict[str, Any]
+
+
+@dataclass
 class WriteBatch:
     """Everything one commit writes."""
 
@@ -149,6 +174,7 @@ class WriteBatch:
     digests: list[str] = field(default_factory=list)
     streams: dict[str, str] = field(default_factory=dict)  # cumulative stream key -> state JSON
     outcomes: list[Outcome] = field(default_factory=list)
+    trace_items: list[TraceItem] = field(default_factory=list)  # spans and logs for the request view
 
 
 class Storage(abc.ABC):
@@ -363,6 +389,27 @@ class Storage(abc.ABC):
         if self.renew_lease(lease, ttl) is None:
             raise LeaseLost(f"lease {lease.name!r} (epoch {lease.epoch}) is no longer held by {lease.owner!r}")
         yield
+
+    # -- kept spans and log records (the request view) ---------------------------------------
+    # Not abstract: an engine without a trace store keeps none, and the request view then shows
+    # the payload and feedback only.
+
+    def trace_items(
+        self, *, trace_id: str | None = None, request_id: str | None = None, limit: int = 5000
+    ) -> list[TraceItem]:
+        """Every kept item of the trace ``trace_id``, or of the traces holding an item with
+        ``request_id``; oldest first."""
+        return []
+
+    def expire_trace_items(self, now: float, recent: float, retention: float, max_items: int) -> int:
+        """Drop kept items: unflagged traces older than ``recent`` seconds, everything older
+        than ``retention``, then the oldest past ``max_items`` (unflagged traces first)."""
+        return 0
+
+    def request_rows(self, request_id: str, model: str | None = None) -> dict[str, Any]:
+        """The stored rows of one request: ``{"prediction", "outcome", "feedback"}`` (each a dict
+        or ``None``), from every model or one."""
+        return {"prediction": None, "outcome": None, "feedback": None}
 
     # -- life ------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from infersight.processor.storage.base import (
     LeaseLost,
     Record,
     Storage,
+    TraceItem,
     WindowKey,
     WriteBatch,
     cover_range,
@@ -86,7 +87,16 @@ _SCHEMA = [
     # who does shared work (evaluation of a model) among replicas of this store: Storage.acquire_lease
     """CREATE TABLE IF NOT EXISTS leases (
         name TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires DOUBLE PRECISION NOT NULL)""",
+    # spans and log records of requests, for the request view (bounded: expire_trace_items)
+    """CREATE TABLE IF NOT EXISTS trace_items (
+        trace_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL,
+        request_id TEXT NOT NULL, time_ns BIGINT NOT NULL, flagged INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (trace_id, item_id))""",
+    "CREATE INDEX IF NOT EXISTS trace_items_request ON trace_items (request_id)",
+    "CREATE INDEX IF NOT EXISTS trace_items_time ON trace_items (time_ns)",
 ]
+
+_TRACE_ITEM_COLUMNS = ("trace_id", "item_id", "kind", "model", "request_id", "time_ns", "flagged", "body")
 
 
 _OUTCOME_COLUMNS = (
@@ -330,6 +340,8 @@ class SqlStorage(Storage):
                     self.upsert("streams", ("key", "state", "at"), ("key",), ("state", "at")),
                     [(k, v, at) for k, v in batch.streams.items()],
                 )
+            if batch.trace_items:
+                self._write_trace_items(cur, batch.trace_items)
 
     def compact(self, keys: Iterable[WindowKey] | None = None) -> int:
         """Fold each window's rows into one, and add base rows not yet rolled up to their roll-up
@@ -794,6 +806,122 @@ class SqlStorage(Storage):
 
     def row_count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM stats")[0][0])
+
+    # -- kept spans and log records --------------------------------------------------------------
+
+    def _write_trace_items(self, cur: Any, items: Sequence[TraceItem]) -> None:
+        # a span sent twice (an exporter's retry) replaces itself; a flag once set stays set
+        sql = self.upsert("trace_items", _TRACE_ITEM_COLUMNS, ("trace_id", "item_id"), ("body", "time_ns"))
+        enc = json.JSONEncoder(default=str).encode
+        cur.executemany(
+            sql,
+            [
+                (i.trace_id, i.item_id, i.kind, i.model, i.request_id, i.time_ns, int(i.flagged), enc(i.body))
+                for i in items
+            ],
+        )
+        flagged = sorted({i.trace_id for i in items if i.flagged})
+        for chunk in _chunks(flagged, 500):  # the whole trace is kept once one of its items is flagged
+            cur.execute(
+                f"UPDATE trace_items SET flagged=1 WHERE flagged=0 AND trace_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+
+    def trace_items(
+        self, *, trace_id: str | None = None, request_id: str | None = None, limit: int = 5000
+    ) -> list[TraceItem]:
+        cols = ", ".join(_TRACE_ITEM_COLUMNS)
+        if trace_id is not None:
+            rows = self._read(
+                f"SELECT {cols} FROM trace_items WHERE trace_id=? ORDER BY time_ns, item_id LIMIT ?",
+                (trace_id, int(limit)),
+            )
+        elif request_id is not None:
+            rows = self._read(
+                f"SELECT {cols} FROM trace_items WHERE trace_id IN "
+                "(SELECT trace_id FROM trace_items WHERE request_id=?) ORDER BY time_ns, item_id LIMIT ?",
+                (request_id, int(limit)),
+            )
+        else:
+            raise ValueError("trace_items() needs trace_id= or request_id=")
+        return [TraceItem(r[0], r[1], r[2], r[3], r[4], int(r[5]), bool(r[6]), json.loads(r[7])) for r in rows]
+
+    def expire_trace_items(self, now: float, recent: float, retention: float, max_items: int) -> int:
+        n = 0
+        with self._wlock, self._tx(self._w) as cur:
+            cur.execute("DELETE FROM trace_items WHERE time_ns < ?", (int((now - retention) * 1e9),))
+            n += max(cur.rowcount, 0)
+            # flags are spread to the whole trace at write time, so "unflagged" is per trace
+            cur.execute("DELETE FROM trace_items WHERE flagged=0 AND time_ns < ?", (int((now - recent) * 1e9),))
+            n += max(cur.rowcount, 0)
+            for flagged_too in (0, 1):
+                cur.execute("SELECT COUNT(*) FROM trace_items")
+                over = int(cur.fetchall()[0][0]) - max_items
+                if over <= 0:
+                    break
+                cond = "" if flagged_too else "flagged=0 AND "
+                cur.execute(
+                    f"DELETE FROM trace_items WHERE {cond}time_ns <= (SELECT time_ns FROM trace_items "
+                    f"WHERE {cond}1=1 ORDER BY time_ns LIMIT 1 OFFSET ?)",
+                    (over - 1,),
+                )
+                n += max(cur.rowcount, 0)
+        return n
+
+    def request_rows(self, request_id: str, model: str | None = None) -> dict[str, Any]:
+        models = [model] if model else [m["model"] for m in self.models()]
+        out: dict[str, Any] = {"prediction": None, "outcome": None, "feedback": None}
+        for m in models:  # by primary key (model, request_id), one model at a time
+            p = self._read(
+                "SELECT model, version, time_ns, trace_id, span_id, inputs, outputs, truncated FROM predictions "
+                "WHERE model=? AND request_id=?",
+                (m, request_id),
+            )
+            o = self._read(
+                "SELECT model, version, time_ns, trace_id, span_id, prediction, nrows, truncated FROM outcomes "
+                "WHERE model=? AND request_id=?",
+                (m, request_id),
+            )
+            f = self._read(
+                "SELECT f.model, f.version, f.time_ns, f.actual, a.attributes FROM feedback f LEFT JOIN "
+                "feedback_attributes a ON a.model = f.model AND a.request_id = f.request_id "
+                "WHERE f.model=? AND f.request_id=?",
+                (m, request_id),
+            )
+            if p and out["prediction"] is None:
+                r = p[0]
+                out["prediction"] = {
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "trace_id": r[3],
+                    "span_id": r[4],
+                    "inputs": _loads(r[5]),
+                    "outputs": _loads(r[6]),
+                    "truncated": bool(r[7]),
+                }
+            if o and out["outcome"] is None:
+                r = o[0]
+                out["outcome"] = {
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "trace_id": r[3],
+                    "span_id": r[4],
+                    "prediction": _loads(r[5]),
+                    "rows": int(r[6]),
+                    "truncated": bool(r[7]),
+                }
+            if f and out["feedback"] is None:
+                r = f[0]
+                out["feedback"] = {
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "actual": _loads(r[3]),
+                    "attributes": _loads(r[4]) or {},
+                }
+        return out
 
     def iter_windows(self, size: int | None = None) -> Iterator[tuple[WindowKey, WindowStats]]:
         """Every stored window row (for replica merges and tests)."""
