@@ -286,6 +286,7 @@ _EXTENSIONS: dict[str, str] = {
     "quality": "infersight.processor.quality.settings:parse_quality",
     "slo": "infersight.processor.slo.settings:parse_slo",
     "limits": "infersight.processor.ingest.limits:parse_limits",
+    "dashboard": "infersight.processor.dashboard.settings:parse_dashboard",
 }
 
 # Checks that need the whole config (e.g. evaluation windows against the storage window):

@@ -127,7 +127,7 @@ class _Server:
 
         from infersight.processor.demo_app import make_app
 
-        app = make_app(delay, reference)
+        app = make_app(delay, reference, score=probability, model=MODEL, version=VERSION)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]

@@ -22,17 +22,20 @@ from infersight.integrations.fastapi import instrument_app
 __all__ = ["make_app"]
 
 
-def make_app(delay: list, reference: Any = None) -> FastAPI:
+def make_app(
+    delay: list, reference: Any = None, *, score: Any = None, model: str = "churn", version: str = "1"
+) -> FastAPI:
     """The churn model behind ``POST /predict`` (one customer as a JSON object; the answer is
     ``{"churn": 0 or 1, "request_id": ...}``). ``delay[0]`` seconds are added to every call:
     the demo's latency regression. Inputs are checked against ``reference``'s schema (a
-    profile or its path): violations are recorded, the call goes on."""
-    from infersight.processor.demo import MODEL, VERSION, probability
+    profile or its path): violations are recorded, the call goes on. ``score(row)`` is the
+    model's churn probability (default: 0.5 for everyone)."""
+    probability = score or (lambda row: 0.5)
 
     app = FastAPI(title="churn model (infersight demo)")
     instrument_app(app, excluded_urls="^/healthz$")
 
-    @infersight.monitor(model=MODEL, version=VERSION, reference=reference)
+    @infersight.monitor(model=model, version=version, reference=reference)
     def predict(row: dict) -> int:
         if delay[0]:
             time.sleep(delay[0])

@@ -63,6 +63,18 @@ _HELP = {
     "infersight_processor_queue_points": ("gauge", "Items waiting in the ingest queue."),
     "infersight_processor_queue_requests": ("gauge", "Requests waiting in the ingest queue."),
     "infersight_processor_windows_compacted_total": ("counter", "Windows whose rows were folded into one."),
+    "infersight_processor_leases_acquired_total": (
+        "counter",
+        "Model evaluation leases this replica took (at start, from a dead or departing replica).",
+    ),
+    "infersight_processor_leases_released_total": (
+        "counter",
+        "Model evaluation leases this replica handed over to a replica that ranks first for the model.",
+    ),
+    "infersight_processor_leases_lost_total": (
+        "counter",
+        "Model evaluation leases found taken by another replica mid-pass (that pass's writes rolled back).",
+    ),
 }
 
 

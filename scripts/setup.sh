@@ -45,5 +45,6 @@ if [ "$tests" = 1 ]; then
   step 2 "PostgreSQL server binaries for the storage tests"
   scripts/install-postgres.sh
   scripts/install-prometheus.sh  # promtool, for the tests of `infersight slo-rules`
+  scripts/install-chromium.sh  # headless Chromium + chromedriver for the dashboard's browser tests
 fi
 printf '\nsetup.sh: done (%s)\n' "$(infersight --version 2>/dev/null || echo infersight)"

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from infersight.processor.config import ConfigError, expect_mapping, parse_duration, reject_unknown
 from infersight.processor.evaluate.findings import KINDS, STATUSES
+from infersight.stats.causes import CLASSES
 
 __all__ = [
     "AlertSettings",
@@ -60,9 +61,9 @@ DEFAULT_COOLDOWN = 3600.0
 DEFAULT_UPDATE_EVERY = 6
 
 SEVERITIES = ("page", "ticket", "info")
-# The cause classes of infersight.processor.evaluate.findings.cause_class, and "none" for
-# findings without a cause hint.
-CAUSE_CLASSES = ("pipeline", "model_version", "stale_model", "service", "world", "none")
+# The cause classes of infersight.stats.causes.cause_class, and "none" for findings without a
+# cause hint.
+CAUSE_CLASSES = (*CLASSES, "none")
 # Finding fields (and the policy name) an incident's deduplication key can be made of.
 DEDUP_FIELDS = ("model", "version", "slice", "policy", "kind", "subject", "window_size")
 CHANNEL_TYPES = ("log", "webhook", "otlp")

@@ -45,6 +45,7 @@ from infersight.processor.evaluate.evidence import pick
 from infersight.processor.evaluate.findings import EvaluationContext, Evaluator, Finding, severity_of
 from infersight.processor.evaluate.multivariate import MultivariateEvaluator
 from infersight.processor.evaluate.outputs import FindingOutputs
+from infersight.processor.evaluate.ownership import Ownership
 from infersight.processor.evaluate.references import Env
 from infersight.processor.evaluate.settings import EvaluationSettings, ModelSettings, ModelsSettings
 from infersight.processor.evaluate.window import ModelWindow, load_window
@@ -131,6 +132,7 @@ class EvaluationLoop:
         registry: Registry | None = None,
         outputs: FindingOutputs | None = None,
         slo: Any = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.storage = storage
         # the SLO evaluator (infersight.processor.slo.evaluator.SLOEvaluator): judged per model
@@ -146,6 +148,9 @@ class EvaluationLoop:
         self.on_findings: Callable[[list[Finding]], object] = on_findings or _log_findings
         self.registry = registry or Registry()
         self.outputs = outputs or FindingOutputs(self.settings.export, timeout=self.settings.export_timeout)
+        # replicas on one store: evaluate only the models this replica holds the lease of
+        # (None: every model, one process alone)
+        self.ownership = ownership
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one pass at a time (the thread and a test's run_once)
@@ -191,11 +196,13 @@ class EvaluationLoop:
             except Exception:
                 log.exception("cannot read pushed references; using what is cached")
             made: list[Finding] = []
-            for m in self.storage.models():
-                if m.get("first") is None:
-                    continue
+            models = [m for m in self.storage.models() if m.get("first") is not None]
+            mine = self._claim([str(m["model"]) for m in models])
+            for m in models:
+                if str(m["model"]) not in mine:
+                    continue  # another replica's
                 try:
-                    made.extend(self._model(m, now))
+                    made.extend(self._owned(m, now))
                 except Exception:
                     log.exception("evaluating model %r failed; will retry next pass", m["model"])
                     self.registry.inc("infersight_processor_evaluation_errors_total", model=str(m["model"]))
@@ -204,6 +211,31 @@ class EvaluationLoop:
             self.registry.inc("infersight_processor_evaluation_passes_total")
             self.registry.inc("infersight_processor_evaluation_seconds_total", time.perf_counter() - t0)
             return made
+
+    # -- ownership (replicas on one store) ------------------------------------------------------
+
+    def _claim(self, names: list[str]) -> set[str]:
+        """The models this pass evaluates: all of them alone, the ones whose lease this replica
+        holds when it has an :class:`~infersight.processor.evaluate.ownership.Ownership`."""
+        if self.ownership is None:
+            return set(names)
+        try:
+            return set(self.ownership.claim(names))
+        except Exception:
+            log.exception("cannot claim model leases; evaluating nothing this pass")
+            self.registry.inc("infersight_processor_evaluation_errors_total")
+            return set()
+
+    def _owned(self, m: dict[str, Any], now: float) -> list[Finding]:
+        """One model's whole evaluation (every window size, late labels, and whatever else is
+        judged per model) under its lease: its writes commit only while the lease holds."""
+        if self.ownership is None:
+            return self._model(m, now)
+        made: list[Finding] = []
+        with self.ownership.hold(str(m["model"])) as held:
+            if held:
+                made = self._model(m, now)
+        return made
 
     def _model(self, m: dict[str, Any], now: float) -> list[Finding]:
         name, first, last = str(m["model"]), int(m["first"]), int(m["last"])
@@ -248,19 +280,19 @@ class EvaluationLoop:
         return made
 
     def _slo(self, m: dict[str, Any], now: float, lateness: float) -> list[Finding]:
-        try:
-            found = list(self.slo.run(self.storage, m, now, lateness))
-        except Exception:
-            log.exception("SLO evaluation of %r failed; will retry next pass", m["model"])
-            self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="slo")
-            return []
-        if found:
+        def alert(found: list[Finding]) -> None:
             try:
                 self.on_findings(found)
             except Exception:
                 log.exception("on_findings failed for the SLOs of %r", m["model"])
                 self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="on_findings")
-        return found
+
+        try:
+            return list(self.slo.run(self.storage, m, now, lateness, on_findings=alert))
+        except Exception:
+            log.exception("SLO evaluation of %r failed; will retry next pass", m["model"])
+            self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="slo")
+            return []
 
     # -- late labels ------------------------------------------------------------------------
 

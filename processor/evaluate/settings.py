@@ -189,6 +189,17 @@ class EvaluationSettings:
     # fewest sampled rows a window needs for it (fewer: a ``warning`` finding saying so)
     multivariate: bool = True
     multivariate_min_rows: int = 100
+    # replicas on one store: how long a model's evaluation lease lasts without renewal (a dead
+    # replica's models pass to another after at most this); None: 4 x interval, at least 60 s
+    lease: float | None = None
+
+    def lease_for(self) -> float:
+        """The lease time in force: ``lease``, or 4 x ``interval`` and at least 60 s.
+
+        >>> EvaluationSettings().lease_for(), EvaluationSettings(interval=60).lease_for()
+        (60.0, 240.0)
+        """
+        return self.lease if self.lease is not None else max(60.0, 4 * self.interval)
 
     def lateness_for(self, base: int) -> float:
         return self.lateness if self.lateness is not None else float(max(base, 60))
@@ -406,6 +417,7 @@ _EVAL_KEYS = (
     "export_timeout",
     "multivariate",
     "multivariate_min_rows",
+    "lease",
 )
 
 
@@ -426,7 +438,7 @@ def parse_evaluation(body: Mapping[str, Any], where: str) -> EvaluationSettings:
     """The ``evaluation:`` section (see :class:`EvaluationSettings`)."""
     reject_unknown(body, _EVAL_KEYS, where)
     kw: dict[str, Any] = {}
-    for k in ("interval", "lateness", "backfill", "reopen", "no_data_for", "export_timeout"):
+    for k in ("interval", "lateness", "backfill", "reopen", "no_data_for", "export_timeout", "lease"):
         if k == "lateness" and body.get(k) in (0, "0", "0s"):
             kw[k] = 0.0  # evaluate as soon as a window ends (tests, replayed data)
         elif k in body:
@@ -463,6 +475,14 @@ def parse_evaluation(body: Mapping[str, Any], where: str) -> EvaluationSettings:
         kw["methods"] = {str(k): _method(v, f"{where}.methods.{k}", str(k)) for k, v in methods.items()}
     if body.get("export") is not None:
         kw["export"] = _export(body["export"], f"{where}.export")
+    if "lease" in kw:
+        interval = kw.get("interval", EvaluationSettings.interval)
+        if kw["lease"] <= interval:
+            raise ConfigError(
+                f"{where}.lease: {body['lease']!r} must be longer than evaluation.interval ({interval:g}s), "
+                "or a replica loses its models between two passes; use e.g. "
+                f"{_fmt(int(max(4 * interval, interval + 1)))} (the default is 4 x interval, at least 60s)"
+            )
     return EvaluationSettings(**kw)
 
 

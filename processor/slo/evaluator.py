@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from infersight.processor.evaluate.findings import Finding
@@ -68,9 +68,21 @@ class SLOEvaluator:
     def applies(self, model: str) -> bool:
         return bool(self.settings.for_model(model))
 
-    def run(self, storage: Any, m: Mapping[str, Any], now: float, lateness: float = 0.0) -> list[Finding]:
+    def run(
+        self,
+        storage: Any,
+        m: Mapping[str, Any],
+        now: float,
+        lateness: float = 0.0,
+        on_findings: Callable[[list[Finding]], object] | None = None,
+    ) -> list[Finding]:
         """Judge model ``m`` (a :meth:`Storage.models` entry) at every storage-window end closed
-        by ``now - lateness`` and not judged yet; store the statuses; return the findings."""
+        by ``now - lateness`` and not judged yet; store the statuses; return the findings.
+
+        ``on_findings`` (the alert engine) gets the findings *before* the judgement is recorded
+        as done, so a processor that dies in between judges the same step again on restart (or
+        on the replica that takes the model over), and the alert engine, which keys its
+        verdicts by window, sees it once more instead of never."""
         model = str(m["model"])
         objectives = self.settings.for_model(model)
         if not objectives or m.get("first") is None:
@@ -88,20 +100,21 @@ class SLOEvaluator:
         qsize = self._quality_size(model, base)
         made: list[Finding] = []
         statuses: dict[str, Record] = {}
+        records: list[Record] = []
         for at in range(start_at, newest + 1, base):
             if last_event is not None and at - last_event > max(self.settings.horizon(o) for o in objectives):
                 continue  # nothing left in any period: judged as silent already
             counts = ModelCounts(storage, model, qsize)
-            history: list[Record] = []
             for o in objectives:
                 for st in self._judge(o, counts, at, base, last_event):
                     made.extend(self._findings(model, st, base))
                     body = {"model": model, **st.to_dict()}
                     key = f"{model}|{st.version}|{o.name}"
                     statuses[key] = Record(STATUS, key, model, float(at), body)
-                    history.append(Record(HISTORY, f"{key}|{at}", model, float(at), _compact(body)))
-            storage.put_records(history)
-        storage.put_records([*statuses.values(), Record(STEP, model, model, float(newest), {"at": newest})])
+                    records.append(Record(HISTORY, f"{key}|{at}", model, float(at), _compact(body)))
+        if made and on_findings is not None:
+            on_findings(made)
+        storage.put_records([*records, *statuses.values(), Record(STEP, model, model, float(newest), {"at": newest})])
         return made
 
     def _quality_size(self, model: str, base: int) -> int | None:

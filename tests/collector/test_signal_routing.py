@@ -62,11 +62,6 @@ def test_per_signal_endpoints_send_traces_to_one_place_and_metrics_and_logs_to_a
         assert len(spans) == 5 and all(a.get("ml.request.id") for a in spans)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the SDK passes OTEL_EXPORTER_OTLP_ENDPOINT to every exporter, so it wins over the per-signal "
-    "variables; the OpenTelemetry specification says the per-signal ones win (collector-config/README.md)",
-)
 def test_per_signal_endpoints_win_over_the_general_one(monkeypatch: pytest.MonkeyPatch) -> None:
     with OtlpSink() as jaeger, OtlpSink() as processor, OtlpSink() as general:
         _run(
@@ -79,3 +74,4 @@ def test_per_signal_endpoints_win_over_the_general_one(monkeypatch: pytest.Monke
             },
         )
         assert jaeger.received["traces"] >= 1 and processor.received["metrics"] >= 1
+        assert general.received["traces"] == 0 and general.received["metrics"] == 0
