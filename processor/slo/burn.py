@@ -204,13 +204,14 @@ def judge(
 
     whole = window(period)
     alerts: list[AlertState] = []
-    for a in settings.alerts:
+    own = settings.alerts_of(o)
+    for a in own:
         alerts.append(_alert_state(a, settings.factor(a, period), window(a.long), window(a.short), min_events))
     allowed = o.budget * whole.total
     remaining = 1.0 - whole.bad / allowed if allowed > 0 else 1.0
     spent = remaining <= 0 and whole.total >= min_events
     alerts.append(AlertState(BUDGET_ALERT, "ticket", 1.0, whole, None, spent))
-    pace_window = min((a.long for a in settings.alerts), default=period)
+    pace_window = min((a.long for a in own), default=period)
     pace = window(pace_window).burn_rate
     if remaining <= 0:
         tte: float | None = 0.0

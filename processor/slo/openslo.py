@@ -86,12 +86,11 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,6 @@ from infersight.processor.slo.settings import SLI_KINDS, BurnAlert, Objective
 
 __all__ = ["read_openslo", "load_openslo", "OpenSLOFile", "API_VERSION", "SOURCE_TYPE"]
 
-log = logging.getLogger("infersight.processor.slo")
 
 API_VERSION = "openslo/v1"
 SOURCE_TYPE = "infersight"  # the metricSource type (or DataSource type) that names an SLI kind
@@ -145,19 +143,10 @@ class _Doc:
 def read_openslo(path: str | os.PathLike[str], key: str) -> list[Objective]:
     """The objectives of the OpenSLO v1 file at ``path`` (``key`` is the config key that named
     it, for messages); raises :class:`ConfigError` naming the file, the document, the key, the
-    value and the fix. Alert policies are checked here too; their alerts are what
-    :func:`load_openslo` returns beside the objectives (the ``slo.alerts`` windows are the
-    ones the processor judges every objective by)."""
+    value and the fix. An SLO's alert policies become that objective's own burn-rate alerts
+    (``Objective.alerts``, judged instead of the ``slo.alerts`` windows)."""
     got = load_openslo(path, key)
-    if got.alerts:
-        log.warning(
-            "%s: %s: the alert policies of %s were read; the processor judges every objective by the "
-            "slo.alerts windows, so write those windows there",
-            key,
-            got.path,
-            ", ".join(sorted(got.alerts)),
-        )
-    return list(got.objectives)
+    return [replace(o, alerts=got.alerts.get(o.name, ())) for o in got.objectives]
 
 
 def load_openslo(path: str | os.PathLike[str], key: str) -> OpenSLOFile:

@@ -136,7 +136,7 @@ def _group(o: Objective, s: SLOSettings, n: MetricNames) -> dict[str, Any]:
     period = s.period_of(o)
     budget = o.budget
     min_events = s.min_events_of(o)
-    windows = sorted({w for a in s.alerts for w in (a.short, a.long)} | {period})
+    windows = sorted({w for a in s.alerts_of(o) for w in (a.short, a.long)} | {period})
     sel = _model_matchers(o.model, n)
     static = {"slo": o.name, "slo_model": o.model}
     mine = f'slo="{_escape(o.name)}", slo_model="{_escape(o.model)}"'
@@ -151,7 +151,7 @@ def _group(o: Objective, s: SLOSettings, n: MetricNames) -> dict[str, Any]:
         }
     )
     what = _describe(o)
-    for a in s.alerts:
+    for a in s.alerts_of(o):
         factor = s.factor(a, period)
         long, short = _dur(a.long), _dur(a.short)
         expr = (

@@ -127,6 +127,8 @@ class Objective:
     min_events: int | None = None
     no_data: float | None = None
     description: str = ""
+    # this objective's own burn-rate alerts (an OpenSLO AlertPolicy); empty: the section's
+    alerts: tuple[BurnAlert, ...] = ()
 
     @property
     def budget(self) -> float:
@@ -161,6 +163,11 @@ class SLOSettings:
     def no_data_of(self, o: Objective) -> float:
         return o.no_data if o.no_data is not None else self.no_data
 
+    def alerts_of(self, o: Objective) -> tuple[BurnAlert, ...]:
+        """The burn-rate alerts ``o`` is judged by: its own (from an OpenSLO alert policy), else
+        the section's ``alerts``."""
+        return o.alerts or self.alerts
+
     def factor(self, alert: BurnAlert, period: float | None = None) -> float:
         """The burn-rate factor of ``alert`` for a period of ``period`` seconds (default the
         section's): ``budget × period ÷ long``, or the explicit ``factor``."""
@@ -171,7 +178,7 @@ class SLOSettings:
 
     def horizon(self, o: Objective) -> float:
         """How far back an evaluation of ``o`` reads: its period or the longest alert window."""
-        return max(self.period_of(o), max((a.long for a in self.alerts), default=0.0))
+        return max(self.period_of(o), max((a.long for a in self.alerts_of(o)), default=0.0))
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -316,7 +323,7 @@ def parse_slo(body: Mapping[str, Any], where: str) -> SLOSettings:
     settings = SLOSettings(tuple(objectives), alerts, period, min_events, no_data, tuple(sources))
     for o in objectives:
         p = settings.period_of(o)
-        for a in alerts:
+        for a in settings.alerts_of(o):
             if a.long > p:
                 raise ConfigError(
                     f"{where}.alerts: {a.name}'s long window ({_fmt(a.long)}) is longer than the period "
@@ -347,7 +354,7 @@ def check_config(cfg: Any) -> None:
     if not isinstance(s, SLOSettings) or not s.objectives:
         return
     base = cfg.window
-    for a in s.alerts:
+    for a in {a for o in s.objectives for a in s.alerts_of(o)}:
         for label, w in (("long", a.long), ("short", a.short)):
             if w % base:
                 raise ConfigError(

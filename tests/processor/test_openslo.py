@@ -4,7 +4,6 @@ file, the document, the key, the value and the fix."""
 
 from __future__ import annotations
 
-import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -209,15 +208,14 @@ def test_every_kind_maps_onto_objectives_and_alerts(tmp_path: Path) -> None:
     }
 
 
-def test_the_config_reads_openslo_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_config_reads_openslo_files(tmp_path: Path) -> None:
     slos = _write(tmp_path, FULL)
     cfg = _write(
         tmp_path,
         f"slo:\n  openslo: {slos}\n  objectives:\n    - {{name: up, model: scorer, kind: availability, objective: 99%}}\n",
         "processor.yaml",
     )
-    with caplog.at_level(logging.WARNING, logger="infersight.processor.slo"):
-        s = load_config(cfg).sections["slo"]
+    s = load_config(cfg).sections["slo"]
     assert isinstance(s, SLOSettings)
     assert [(o.model, o.name) for o in s.objectives] == [
         ("scorer", "up"),
@@ -229,10 +227,14 @@ def test_the_config_reads_openslo_files(tmp_path: Path, caplog: pytest.LogCaptur
         ("ranker", "ranker-p99"),
     ]
     assert s.sources == (str(slos),)
-    # the alert policies are read and checked; the section's windows judge every objective, and
-    # the log says so instead of dropping them silently
-    assert "alert policies of churn-latency-under-2-5-s, churn-latency-under-a-second were read" in caplog.text
-    assert read_openslo(slos, "k") == list(load_openslo(slos, "k").objectives)
+    # an SLO's alert policies become its own alerts; the others keep the section's windows
+    by_name = {o.name: o for o in s.objectives}
+    got = load_openslo(slos, "k")
+    for name in ("churn-latency-under-2-5-s", "churn-latency-under-a-second"):
+        assert by_name[name].alerts == got.alerts[name] != ()
+        assert s.alerts_of(by_name[name]) == got.alerts[name]
+    assert by_name["up"].alerts == () and s.alerts_of(by_name["up"]) == s.alerts
+    assert [o.name for o in read_openslo(slos, "k")] == [o.name for o in got.objectives]
 
 
 def test_openslo_objectives_become_prometheus_rules(tmp_path: Path) -> None:
