@@ -265,7 +265,9 @@ async function modelPage(main, model) {
   }
   const distBox = el("div", { id: "distribution" });
   const picker = el("select", { id: "feature" });
-  const feats = info.features.map((f) => f.name).concat(info.outputs.map((o) => o.name));
+  // internal series (__multivariate__: sampled payloads) have no distribution of their own
+  const feats = info.features.map((f) => f.name).concat(info.outputs.map((o) => o.name))
+    .filter((f) => !f.startsWith("__"));
   for (const f of feats) picker.append(el("option", { value: f, text: f }));
   async function pick(f) {
     chosenFeature = f; // kept across refreshes
@@ -311,7 +313,8 @@ async function modelPage(main, model) {
         vf.map((f) => [when(f.window_start), f.version, f.kind, f.subject, badge(f.status), f.statistic, f.threshold])) : null),
     section("Alerts", explain(EXPLAIN.alerts), alertList(alerts.incidents)),
   );
-  const first = feats.includes(chosenFeature) ? chosenFeature : heat.features.length ? heat.features[0] : feats[0];
+  const heatFeats = heat.features.filter((f) => feats.includes(f));
+  const first = feats.includes(chosenFeature) ? chosenFeature : heatFeats.length ? heatFeats[0] : feats[0];
   if (first) await pick(first);
 }
 
