@@ -467,15 +467,18 @@ def bench_sustained(
     if len(cpus) > 1:
         os.sched_setaffinity(0, set(cpus[1:]))
 
-    def backlog() -> int:
-        """Base rows compaction has not rolled up yet (read beside the processor)."""
+    def backlog(before: int | None = None) -> int:
+        """Base rows compaction has not rolled up yet (read beside the processor); ``before``:
+        only those of windows starting before it."""
+        sql = "SELECT COUNT(*) FROM stats WHERE rolled = 0" + ("" if before is None else f" AND start < {before}")
         if url.startswith("sqlite"):
             with sqlite3.connect(f"file:{url[len('sqlite:///') :]}?mode=ro", uri=True, timeout=30) as conn:
-                return int(conn.execute("SELECT COUNT(*) FROM stats WHERE rolled = 0").fetchone()[0])
+                return int(conn.execute(sql).fetchone()[0])
         import psycopg
 
         with psycopg.connect(url) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM stats WHERE rolled = 0").fetchone()[0])
+            row = conn.execute(sql).fetchone()
+            return int(row[0]) if row else 0
 
     try:
         for _ in range(600):
@@ -515,15 +518,21 @@ def bench_sustained(
             t.join()
         t_send = time.perf_counter() - w0
         cpu_send = _cpu_seconds(proc.pid) - cpu0
-        left = backlog()
-        at_stop = left
+        # Compaction takes a series' hour of base rows once the data has moved past it: the
+        # newest hour is held (bounded: at most 60 rows per series). Drained = every row of the
+        # hours before it rolled up.
+        newest = t0 + 60 * ((next(counter) - 1) // len(templates))
+        open_hour = newest - newest % 3600
+        at_stop = backlog()
+        left = backlog(open_hour)
         while left:
             time.sleep(0.1)
-            left = backlog()
+            left = backlog(open_hour)
             if time.perf_counter() - w0 > t_send + 600:
                 break
         t_all = time.perf_counter() - w0
         cpu_all = _cpu_seconds(proc.pid) - cpu0
+        held = backlog()
         total = sum(sent)
         windows = total / series
         passes = max(t_send / maintenance, 1.0)
@@ -535,7 +544,8 @@ def bench_sustained(
         print(
             f"        {total:,} points acknowledged in {t_send:.1f} s ({total / t_send:,.0f} points/s acked; "
             f"{windows:.1f} windows per series); backlog at stop {at_stop:,} base rows not rolled up, "
-            f"{'drained' if not left else f'{left:,} still not'} after {t_all - t_send:.1f} s more"
+            f"{'drained' if not left else f'{left:,} still not'} after {t_all - t_send:.1f} s more, but for the "
+            f"{held:,} rows of the newest hour (held until the data moves past it; bound {series * 60:,})"
         )
         print(
             f"        sustained (ingest + compaction drained): {total / t_all:,.0f} points/s wall (floor 50,000); "
