@@ -57,7 +57,7 @@ from infersight.processor.ingest.points import MetricPoint
 from infersight.processor.ingest.receiver import Receiver
 from infersight.processor.ingest.writer import Ingestor, request_digest
 from infersight.processor.selfmetrics import Registry
-from infersight.processor.storage import WriteBatch, open_storage
+from infersight.processor.storage import WindowKey, WriteBatch, open_storage
 from infersight.processor.storage.codec import encode_window
 from infersight.stats.sketch import ExpHistogram
 
@@ -319,7 +319,7 @@ def bench_evaluation(models: int, features: int, rows: int = 500) -> None:
 
     from infersight.processor.evaluate.loop import EvaluationLoop
     from infersight.processor.evaluate.settings import parse_evaluation, parse_models
-    from infersight.processor.storage import FEATURE, WindowKey
+    from infersight.processor.storage import FEATURE
     from infersight.stats.reference import Reference
     from infersight.stats.windows import FeatureWindow
 
@@ -570,6 +570,63 @@ def bench_sustained(
         os.sched_setaffinity(0, set(cpus))
 
 
+def bench_sustained_stages(models: int, features: int, per_request: int, rounds: int = 130) -> None:
+    """Figure 6, in-process and stage by stage: what the processor does per point in the exporter
+    pattern (decode, fold, commit, then one maintenance pass per window: compaction and expiry),
+    CPU time, no HTTP."""
+    per_request = max(features, per_request - per_request % features)
+    step = per_request // features
+    rng = np.random.default_rng(0)
+    sketches = [ExpHistogram.from_values(rng.lognormal(3, 1, 500)) for _ in range(64)]
+    templates = [_sustained_template(range(m, m + step), features, sketches) for m in range(0, models, step)]
+    tmp = tempfile.mkdtemp(prefix="infersight-bench-sustained-")
+    sizes = (60, 3600, 86400)
+    store = open_storage(f"sqlite:///{tmp}/stages.db", sizes)
+    receiver = Receiver(Ingestor(store, window_sizes=sizes, commit_interval=0), Registry())
+    t0 = int(time.time()) // 86400 * 86400 - 3 * 86400
+    retention = {60: 7 * 86400.0, 3600: 90 * 86400.0, 86400: 730 * 86400.0}
+    cpu = dict.fromkeys(("decode", "fold", "commit", "compact", "expire"), 0.0)
+    n = 0
+    end_b, start_b = _T_END.to_bytes(8, "little"), _T_START.to_bytes(8, "little")
+    for w in range(rounds):
+        t_ns = (t0 + 60 * w + 30) * 10**9
+        dirty: set[WindowKey] = set()
+        for b in range(0, len(templates), 4):  # 4 requests per commit, as the bench's clients
+            bodies = [
+                tpl.replace(end_b, t_ns.to_bytes(8, "little")).replace(
+                    start_b, (t_ns - 6 * 10**10).to_bytes(8, "little")
+                )
+                for tpl in templates[b : b + 4]
+            ]
+            c0 = time.process_time()
+            decoded = [receiver.decode("metrics", body, "application/x-protobuf") for body in bodies]
+            c1 = time.process_time()
+            agg = aggregate([], [], [], sizes[:1], [col for d in decoded for col in d.columns])
+            c2 = time.process_time()
+            store.write(WriteBatch(agg.windows))
+            c3 = time.process_time()
+            cpu["decode"] += c1 - c0
+            cpu["fold"] += c2 - c1
+            cpu["commit"] += c3 - c2
+            dirty.update(agg.windows)
+            n += sum(d.size for d in decoded)
+        c0 = time.process_time()
+        store.compact(dirty)
+        c1 = time.process_time()
+        store.expire(time.time(), retention, 30 * 86400, 86400)
+        cpu["expire"] += time.process_time() - c1
+        cpu["compact"] += c1 - c0
+    total = sum(cpu.values())
+    print(
+        f"        in-process, {models * features:,} series x {rounds} windows, one compaction pass per window, CPU per "
+        "point: "
+        + " | ".join(f"{k} {v / n * 1e6:.1f} us" for k, v in cpu.items())
+        + f" | total {total / n * 1e6:.1f} us "
+        f"= {n / total:,.0f} points per CPU-second"
+    )
+    store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
@@ -601,6 +658,7 @@ def main() -> None:
             args.maintenance_interval,
             args.db,
         )
+        bench_sustained_stages(models, args.features, args.points_per_request)
 
 
 if __name__ == "__main__":

@@ -149,10 +149,13 @@ class StoredRows:
         # counts laid out per sketch: positive buckets, then negative
         lens = pos_len + neg_len
         out.el_start = np.cumsum(lens) - lens
-        counts = np.empty(int(lens.sum()), np.int64)
-        pos_at = np.repeat(out.el_start - (np.cumsum(pos_len) - pos_len), pos_len) + np.arange(pos.size)
-        neg_at = np.repeat(out.el_start + pos_len - (np.cumsum(neg_len) - neg_len), neg_len) + np.arange(neg.size)
-        counts[pos_at], counts[neg_at] = pos, neg
+        if neg.size:
+            counts = np.empty(int(lens.sum()), np.int64)
+            pos_at = np.repeat(out.el_start - (np.cumsum(pos_len) - pos_len), pos_len) + np.arange(pos.size)
+            neg_at = np.repeat(out.el_start + pos_len - (np.cumsum(neg_len) - neg_len), neg_len) + np.arange(neg.size)
+            counts[pos_at], counts[neg_at] = pos, neg
+        else:  # no negative values anywhere (the usual case): the positive counts are the layout
+            counts = pos
         out.counts = counts
         # What merge_all would refuse or keep as given goes the plain way: zero buckets at an
         # end of a sign (merge_all keeps them, the columnar merge trims them), or a count that

@@ -374,79 +374,94 @@ class SqlStorage(Storage):
         return len(self._held)
 
     def _compact_chunk(self, cur: Any, chunk: Sequence[_Span]) -> int:
+        # Keys are plain 6-tuples here (a WindowKey is one, and equal to it): this loop runs
+        # once per row, so no object is made per row that a tuple already is.
         base, rollups = self.window_sizes[0], self.window_sizes[1:]
-        found = self._rows_in(cur, chunk, "s.id, s.rolled")
-        rows_by_key: dict[WindowKey, list[int]] = {}
+        rows_by_key: dict[tuple[Any, ...], list[int]] = {}
+        key_of: dict[int, tuple[Any, ...]] = {}
         fresh_ids: list[int] = []
-        for r in found:
-            k = WindowKey(*r[:6])
-            rows_by_key.setdefault(k, []).append(r[6])
-            if not r[7] and k.size == base:
-                fresh_ids.append(r[6])
+        for r in self._rows_in(cur, chunk, "s.id, s.rolled"):
+            k, row_id = r[:6], r[6]
+            key_of[row_id] = k
+            ids = rows_by_key.get(k)
+            if ids is None:
+                rows_by_key[k] = [row_id]
+            else:
+                ids.append(row_id)
+            if not r[7] and r[4] == base:
+                fresh_ids.append(row_id)
         texts: dict[int, str] = {}
-        claimed: list[tuple[WindowKey, int]] = []  # fresh base rows this compactor rolls up
+        claimed: list[int] = []  # fresh base rows this compactor rolls up
         for ids in _chunks(fresh_ids, 500):
             cur.execute(
-                "UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN "
-                f"({','.join('?' * len(ids))}) RETURNING id, model, version, role, name, size, start, data",
+                f"UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({','.join('?' * len(ids))}) "
+                "RETURNING id, data",
                 ids,
             )
-            for r in cur.fetchall():
-                texts[r[0]] = r[7]
-                claimed.append((WindowKey(*r[1:7]), r[0]))
+            for row_id, text in cur.fetchall():
+                texts[row_id] = text
+                claimed.append(row_id)
         # roll-up windows the claimed rows add to (each with its current rows, taken below)
-        targets: dict[WindowKey, list[int]] = {}
-        for k, row_id in sorted(claimed):
+        targets: dict[tuple[Any, ...], list[int]] = {}
+        claimed.sort()
+        for row_id in claimed:
+            model, version, role, name, _, start = key_of[row_id]
             for size in rollups:
-                targets.setdefault(k._replace(size=size, start=k.start - k.start % size), []).append(row_id)
+                t = (model, version, role, name, size, start - start % size)
+                ids = targets.get(t)
+                if ids is None:
+                    targets[t] = [row_id]
+                else:
+                    ids.append(row_id)
         # windows with several rows fold into one (a roll-up target is rewritten whole anyway)
         fold_ids = [i for k, ids in rows_by_key.items() if len(ids) > 1 and k not in targets for i in ids]
-        fold: dict[WindowKey, list[int]] = {}
+        fold: dict[tuple[Any, ...], list[int]] = {}
         for ids in _chunks(fold_ids, 500):
             cur.execute(
-                "DELETE FROM stats WHERE rolled = 1 AND id IN "
-                f"({','.join('?' * len(ids))}) RETURNING id, model, version, role, name, size, start, data",
+                f"DELETE FROM stats WHERE rolled = 1 AND id IN ({','.join('?' * len(ids))}) RETURNING id, data",
                 ids,
             )
-            for r in cur.fetchall():
-                texts[r[0]] = r[7]
-                fold.setdefault(WindowKey(*r[1:7]), []).append(r[0])
-        existing: dict[WindowKey, list[int]] = {}
+            for row_id, text in cur.fetchall():
+                texts[row_id] = text
+                fold.setdefault(key_of[row_id], []).append(row_id)
+        existing: dict[tuple[Any, ...], list[int]] = {}
         target_keys = sorted(targets)
         for part in _chunks(target_keys, 500):
-            ids = [r[6] for r in self._rows_in(cur, [_Span(*k, k.start + 1) for k in part], "s.id")]
+            ids = []
+            spans = [_Span(k[0], k[1], k[2], k[3], k[4], k[5], k[5] + 1) for k in part]
+            for r in self._rows_in(cur, spans, "s.id"):
+                key_of[r[6]] = r[:6]
+                ids.append(r[6])
             for id_chunk in _chunks(ids, 500):
                 cur.execute(
-                    f"DELETE FROM stats WHERE id IN ({','.join('?' * len(id_chunk))}) "
-                    "RETURNING id, model, version, role, name, size, start, data",
-                    id_chunk,
+                    f"DELETE FROM stats WHERE id IN ({','.join('?' * len(id_chunk))}) RETURNING id, data", id_chunk
                 )
-                for r in cur.fetchall():
-                    texts[r[0]] = r[7]
-                    existing.setdefault(WindowKey(*r[1:7]), []).append(r[0])
-        out_keys: list[WindowKey] = []
+                for row_id, text in cur.fetchall():
+                    texts[row_id] = text
+                    existing.setdefault(key_of[row_id], []).append(row_id)
+        out_keys: list[tuple[Any, ...]] = []
         groups: list[list[int]] = []
-        single: list[tuple[WindowKey, str]] = []  # a window whose one row goes back as it was
+        single: list[tuple[Any, ...]] = []  # rows to insert: a window's one row goes back as it was
         for k, ids in fold.items():
             if len(ids) == 1:
-                single.append((k, texts[ids[0]]))
+                single.append((*k, texts[ids[0]]))
             else:
                 out_keys.append(k)
                 groups.append(ids)
         folded = len(groups)
         for k in target_keys:
             out_keys.append(k)
-            groups.append(sorted(existing.get(k, [])) + targets[k])
+            groups.append(sorted(existing.get(k, ())) + targets[k])
         if groups:
             order = sorted({i for g in groups for i in g})
             at = {row_id: n for n, row_id in enumerate(order)}
             parsed = StoredRows.parse([texts[i] for i in order])
             merged = parsed.merged([[at[i] for i in g] for g in groups])
-            single.extend(zip(out_keys, encode_windows(merged)))
+            single.extend((*k, text) for k, text in zip(out_keys, encode_windows(merged)))
         if single:
             cur.executemany(
                 "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
-                [(*k, text) for k, text in single],
+                single,
             )
         return folded
 
