@@ -36,7 +36,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from infersight.processor.storage.base import (
     Lease,
@@ -48,7 +48,8 @@ from infersight.processor.storage.base import (
     WriteBatch,
     cover_range,
 )
-from infersight.processor.storage.codec import decode_window, encode_window, encode_windows
+from infersight.processor.storage.codec import decode_window, encode_windows
+from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
 
 __all__ = ["SqlStorage"]
@@ -63,6 +64,8 @@ _SCHEMA = [
         size INTEGER NOT NULL, start BIGINT NOT NULL, data TEXT NOT NULL,
         rolled INTEGER NOT NULL DEFAULT 1)""",
     "CREATE INDEX IF NOT EXISTS stats_series ON stats (model, role, name, size, start)",
+    # expiry finds old windows by age, not by scanning the table each maintenance pass
+    "CREATE INDEX IF NOT EXISTS stats_age ON stats (size, start)",
     """CREATE TABLE IF NOT EXISTS predictions (
         model TEXT NOT NULL, request_id TEXT NOT NULL, version TEXT NOT NULL, time_ns BIGINT NOT NULL,
         trace_id TEXT, span_id TEXT, inputs TEXT, outputs TEXT, truncated INTEGER NOT NULL,
@@ -135,6 +138,9 @@ class SqlStorage(Storage):
     # -- what an engine sets ----------------------------------------------------------------
 
     begin = "BEGIN"  # starts a transaction that writes
+    # run first in each compaction transaction, so compactors on one store take turns
+    # (PostgreSQL: a transaction-scoped advisory lock); None where the engine serialises writers
+    compaction_lock: str | None = None
     id_type: str  # the ``stats`` table's auto-increment key, e.g. ``BIGSERIAL PRIMARY KEY``
     # the store's clock in Unix seconds: leases expire by it, so replicas on hosts whose clocks
     # disagree still agree on when a lease ran out
@@ -175,6 +181,10 @@ class SqlStorage(Storage):
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._fence = threading.local()  # the lease this thread's writes are fenced by (fenced())
+        # compaction's memory: spans of base windows held until the data moves past them
+        self._held: set[_Span] = set()
+        self._held_lock = threading.Lock()
+        self._watermark = 0
         self._w = self.connect()
         self._r = self._w if self.shares_connection else self.connect()
         if self.shares_connection:
@@ -348,10 +358,30 @@ class SqlStorage(Storage):
         windows; ``keys=None`` finds every window that needs either. Returns how many windows
         were folded (had several rows).
 
-        Exactness under concurrency: ``DELETE ... RETURNING`` claims a window's rows, so two
-        compactors (replicas on one PostgreSQL store) never both roll up the same base row, and
-        the claim, the roll-up rows and the folded row commit together.
+        With ``keys`` (the maintenance pass: the windows written since the last one), base
+        windows are compacted a smallest roll-up window at a time (e.g. a series' hour), once
+        the newest base window written (the data's own clock, so replayed or late data are
+        judged by their own time) is past it; until then they are held, in memory, for a
+        later call. An exporter sends one point per series per window, so rolling each pass's
+        rows up at once rewrote every roll-up row of every series at every pass; held, an hour
+        of a series is claimed, merged and rolled up once. Answers are exact meanwhile (a range
+        query reads the base rows not yet rolled up), and the backlog is bounded: at most one
+        smallest roll-up window of base rows per series (``keys=None`` takes those too).
+
+        A chunk of windows is one transaction of a few statements, whatever its size: the
+        chunk's rows are found in one join; the fresh base rows are claimed in one ``UPDATE ...
+        SET rolled = 1 WHERE rolled = 0 ... RETURNING`` (a row only one compactor can claim:
+        replicas on one PostgreSQL store never roll a base row up twice); the rows of windows
+        that have several are taken with one ``DELETE ... RETURNING``, as are the roll-up rows
+        the claimed rows add to; every row is parsed once and all merges of the chunk run
+        together in columns (:class:`~infersight.processor.storage.merge.StoredRows`); the
+        merged rows are inserted in one batch. A window with a single fresh row stays as it
+        is (only its ``rolled`` flag changes). The claim, the roll-up rows and the folded rows
+        commit together, so queries are exact before, during and after.
         """
+        return self._compact(keys, hold=keys is not None)
+
+    def _compact(self, keys: Iterable[WindowKey] | None, *, hold: bool) -> int:
         base, rollups = self.window_sizes[0], self.window_sizes[1:]
         if keys is None:
             rows = self._read(
@@ -359,53 +389,138 @@ class SqlStorage(Storage):
                 "GROUP BY model, version, role, name, size, start HAVING COUNT(*) > 1 OR MIN(rolled) = 0"
             )
             keys = [WindowKey(*r) for r in rows]
+        spans: set[_Span] = set()
+        with self._held_lock:
+            for k in keys:
+                if k.size == base and rollups:  # a series' smallest roll-up window of base rows
+                    lo = k.start - k.start % rollups[0]
+                    spans.add(_Span(k.model, k.version, k.role, k.name, base, lo, lo + rollups[0]))
+                    self._watermark = max(self._watermark, k.start + base)
+                else:
+                    spans.add(_Span(k.model, k.version, k.role, k.name, k.size, k.start, k.start + 1))
+            if hold:
+                spans |= self._held
+                self._held = {s for s in spans if s.size == base and s.hi > self._watermark}
+                spans -= self._held
+            else:
+                self._held -= spans
         folded = 0
-        for chunk in _chunks(sorted(set(keys)), 500):
+        for chunk in _chunks(sorted(spans), 200):
             with self._wlock, self._tx(self._w) as cur:
-                up: dict[WindowKey, list[WindowStats]] = {}
-                for k in chunk:
-                    merged, fresh, n = self._claim(cur, k)
-                    if merged is None:
-                        continue
-                    folded += n > 1
-                    self._insert(cur, k, merged)
-                    if k.size == base and fresh:
-                        part = fresh[0] if len(fresh) == 1 else WindowStats.merge_all(fresh)
-                        for size in rollups:
-                            up.setdefault(k._replace(size=size, start=k.start - k.start % size), []).append(part)
-                for k in sorted(up):  # one order for every compactor: no lock cycles between replicas
-                    merged, _, _ = self._claim(cur, k, extra=up[k])
-                    assert merged is not None
-                    self._insert(cur, k, merged)
+                if self.compaction_lock:
+                    cur.execute(self.compaction_lock)
+                folded += self._compact_chunk(cur, chunk)
         return folded
 
-    def _claim(
-        self, cur: Any, k: WindowKey, extra: Sequence[WindowStats] = ()
-    ) -> tuple[WindowStats | str | None, list[WindowStats], int]:
-        """Delete window ``k``'s rows; return them merged (with ``extra``), the rows not yet
-        rolled up, and how many rows there were."""
-        cur.execute(
-            "DELETE FROM stats WHERE model=? AND version=? AND role=? AND name=? AND size=? AND start=? "
-            "RETURNING data, rolled",
-            tuple(k),
-        )
-        got = cur.fetchall()
-        if not got and not extra:
-            return None, [], 0
-        if len(got) == 1 and not extra and got[0][1]:
-            return got[0][0], [], 1  # one row, already rolled up: put back as it was
-        stats = [decode_window(r[0]) for r in got]
-        fresh = [ws for ws, r in zip(stats, got) if not r[1]]
-        every = stats + list(extra)
-        if len(every) == 1:  # nothing to merge: a stored row goes back as its text was
-            return (got[0][0] if got else every[0]), fresh, len(got)
-        return WindowStats.merge_all(every), fresh, len(got)
+    @property
+    def held(self) -> int:
+        """How many series' roll-up windows compaction holds until the data moves past them."""
+        return len(self._held)
 
-    def _insert(self, cur: Any, k: WindowKey, ws: WindowStats | str) -> None:
+    def _compact_chunk(self, cur: Any, chunk: Sequence[_Span]) -> int:
+        # Keys are plain 6-tuples here (a WindowKey is one, and equal to it): this loop runs
+        # once per row, so no object is made per row that a tuple already is.
+        base, rollups = self.window_sizes[0], self.window_sizes[1:]
+        rows_by_key: dict[tuple[Any, ...], list[int]] = {}
+        key_of: dict[int, tuple[Any, ...]] = {}
+        fresh_ids: list[int] = []
+        for r in self._rows_in(cur, chunk, "s.id, s.rolled"):
+            k, row_id = r[:6], r[6]
+            key_of[row_id] = k
+            ids = rows_by_key.get(k)
+            if ids is None:
+                rows_by_key[k] = [row_id]
+            else:
+                ids.append(row_id)
+            if not r[7] and r[4] == base:
+                fresh_ids.append(row_id)
+        texts: dict[int, str] = {}
+        claimed: list[int] = []  # fresh base rows this compactor rolls up
+        for ids in _chunks(fresh_ids, 500):
+            cur.execute(
+                f"UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({','.join('?' * len(ids))}) "
+                "RETURNING id, data",
+                ids,
+            )
+            for row_id, text in cur.fetchall():
+                texts[row_id] = text
+                claimed.append(row_id)
+        # roll-up windows the claimed rows add to (each with its current rows, taken below)
+        targets: dict[tuple[Any, ...], list[int]] = {}
+        claimed.sort()
+        for row_id in claimed:
+            model, version, role, name, _, start = key_of[row_id]
+            for size in rollups:
+                t = (model, version, role, name, size, start - start % size)
+                ids = targets.get(t)
+                if ids is None:
+                    targets[t] = [row_id]
+                else:
+                    ids.append(row_id)
+        # windows with several rows fold into one (a roll-up target is rewritten whole anyway)
+        fold_ids = [i for k, ids in rows_by_key.items() if len(ids) > 1 and k not in targets for i in ids]
+        fold: dict[tuple[Any, ...], list[int]] = {}
+        for ids in _chunks(fold_ids, 500):
+            cur.execute(
+                f"DELETE FROM stats WHERE rolled = 1 AND id IN ({','.join('?' * len(ids))}) RETURNING id, data",
+                ids,
+            )
+            for row_id, text in cur.fetchall():
+                texts[row_id] = text
+                fold.setdefault(key_of[row_id], []).append(row_id)
+        existing: dict[tuple[Any, ...], list[int]] = {}
+        target_keys = sorted(targets)
+        for part in _chunks(target_keys, 500):
+            ids = []
+            spans = [_Span(k[0], k[1], k[2], k[3], k[4], k[5], k[5] + 1) for k in part]
+            for r in self._rows_in(cur, spans, "s.id"):
+                key_of[r[6]] = r[:6]
+                ids.append(r[6])
+            for id_chunk in _chunks(ids, 500):
+                cur.execute(
+                    f"DELETE FROM stats WHERE id IN ({','.join('?' * len(id_chunk))}) RETURNING id, data", id_chunk
+                )
+                for row_id, text in cur.fetchall():
+                    texts[row_id] = text
+                    existing.setdefault(key_of[row_id], []).append(row_id)
+        out_keys: list[tuple[Any, ...]] = []
+        groups: list[list[int]] = []
+        single: list[tuple[Any, ...]] = []  # rows to insert: a window's one row goes back as it was
+        for k, ids in fold.items():
+            if len(ids) == 1:
+                single.append((*k, texts[ids[0]]))
+            else:
+                out_keys.append(k)
+                groups.append(ids)
+        folded = len(groups)
+        for k in target_keys:
+            out_keys.append(k)
+            groups.append(sorted(existing.get(k, ())) + targets[k])
+        if groups:
+            order = sorted({i for g in groups for i in g})
+            at = {row_id: n for n, row_id in enumerate(order)}
+            parsed = StoredRows.parse([texts[i] for i in order])
+            merged = parsed.merged([[at[i] for i in g] for g in groups])
+            single.extend((*k, text) for k, text in zip(out_keys, encode_windows(merged)))
+        if single:
+            cur.executemany(
+                "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
+                single,
+            )
+        return folded
+
+    def _rows_in(self, cur: Any, spans: Sequence[_Span], columns: str) -> list[tuple[Any, ...]]:
+        """The key (6 columns) and ``columns`` of every row in ``spans``, in one join."""
+        if not spans:
+            return []
+        marks = ",".join(["(?,?,?,?,?,?,?)"] * len(spans))
         cur.execute(
-            "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
-            (*k, ws if isinstance(ws, str) else encode_window(ws)),
+            f"SELECT s.model, s.version, s.role, s.name, s.size, s.start, {columns} FROM (VALUES {marks}) AS k "
+            "JOIN stats s ON s.model = k.column1 AND s.version = k.column2 AND s.role = k.column3 "
+            "AND s.name = k.column4 AND s.size = k.column5 AND s.start >= k.column6 AND s.start < k.column7",
+            [v for span in spans for v in span],
         )
+        return list(cur.fetchall())
 
     def expire(
         self, now: float, retention: dict[int, float], prediction_retention: float, dedup_ttl: float
@@ -424,7 +539,7 @@ class SqlStorage(Storage):
                 "WHERE size=? AND rolled=0 AND start < ?",
                 (base, int(now - retention[base])),
             )
-            self.compact(WindowKey(*r) for r in old)
+            self._compact((WindowKey(*r) for r in old), hold=False)
         with self._wlock, self._tx(self._w) as cur:
             n = 0
             for size, keep in retention.items():
@@ -929,6 +1044,18 @@ class SqlStorage(Storage):
         rows = self._read(sql + " WHERE size=?", (size,)) if size else self._read(sql)
         for r in rows:
             yield WindowKey(*r[:6]), decode_window(r[6])
+
+
+class _Span(NamedTuple):
+    """A series' windows of one size starting in ``[lo, hi)``: what compaction takes at once."""
+
+    model: str
+    version: str
+    role: str
+    name: str
+    size: int
+    lo: int
+    hi: int
 
 
 def _loads(text: str | None) -> Any:
