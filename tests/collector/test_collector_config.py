@@ -371,3 +371,23 @@ def test_the_sketches_the_prometheus_copy_drops_are_ones_the_sdk_sends() -> None
         assert prom in sdk or prom + "_total" in sdk, f"filter/sketches drops {name}, which the SDK does not send"
     used = {n for e in dashboard_queries() for n in promql_metric_names(e)[0]}
     assert not {n for n in used if n.removesuffix("_total") in {d.replace(".", "_") for d in dropped}}
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool is not installed (scripts/install-prometheus.sh)"
+)
+def test_the_shipped_slo_rules_are_what_slo_rules_writes_today_and_promtool_accepts_them(tmp_path: Path) -> None:
+    shipped = CC / "prometheus" / "rules" / "slo-rules.yaml"
+    fresh = tmp_path / "slo-rules.yaml"
+    run = subprocess.run(
+        ["infersight", "slo-rules", "--config", "collector-config/processor.yaml", "-o", str(fresh)],
+        capture_output=True,
+        text=True,
+        cwd=CC.parent,
+    )
+    assert run.returncode == 0, run.stderr
+    # regenerate with the command in collector-config/prometheus/rules/README.md when this fails
+    assert fresh.read_text() == shipped.read_text()
+    check = subprocess.run(["promtool", "check", "rules", str(shipped)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 45 rules found" in check.stdout + check.stderr
