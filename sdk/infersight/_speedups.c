@@ -819,7 +819,69 @@ none_unless_fatal(void)
 PyDoc_STRVAR(row_of_items_doc,
              "row_of_items(columns, array_type, /)\n--\n\n"
              "{name: value.item()} for a dict whose keys are str and whose values are all of\n"
-             "array_type (numpy.ndarray) with len() 1; None for any other dict.");
+             "array_type (numpy.ndarray) with len() 1; None for any other dict. A one-element\n"
+             "1-D array of float64, int64 or bool in native byte order is read in place (what\n"
+             "item() gives, without the method call); any other one calls item().");
+
+/* The leading fields of numpy's array and dtype objects, which numpy keeps in place for the
+ * compiled extensions that read them through its C API's macros (numpy 1.x and 2.x alike).
+ * Read only for exact ndarray objects; infersight.payload checks at import that what is read
+ * equals item() on every kind read here, and leaves row_of_items unused otherwise. */
+typedef struct {
+    PyObject_HEAD char *data;
+    int nd;
+    Py_ssize_t *dimensions;
+    Py_ssize_t *strides;
+    PyObject *base;
+    PyObject *descr;
+} np_array_head;
+
+typedef struct {
+    PyObject_HEAD PyTypeObject *typeobj;
+    char kind;
+    char type;
+    char byteorder;
+    char former_flags;
+    int type_num;
+} np_descr_head;
+
+#define NP_BOOL 0
+#define NP_LONG 7
+#define NP_LONGLONG 9
+#define NP_DOUBLE 12
+
+/* The one value of a 1-D one-element array of float64, int64 or bool in native order, as a new
+ * reference; NULL without an exception for any other array (then item() decides). */
+static PyObject *
+one_value(PyObject *array)
+{
+    const np_array_head *a = (const np_array_head *)array;
+    if (a->nd != 1 || a->dimensions == NULL || a->dimensions[0] != 1 || a->data == NULL || a->descr == NULL)
+        return NULL;
+    const np_descr_head *d = (const np_descr_head *)a->descr;
+    const uint16_t probe = 1;
+    int little = *(const unsigned char *)&probe == 1;
+    if (!(d->byteorder == '=' || d->byteorder == '|' || (d->byteorder == '<' && little)))
+        return NULL;
+    if (d->type_num == NP_DOUBLE && d->kind == 'f') {
+        double v;
+        memcpy(&v, a->data, sizeof v);
+        return PyFloat_FromDouble(v);
+    }
+    if (d->type_num == NP_LONGLONG && d->kind == 'i') {
+        long long v;
+        memcpy(&v, a->data, sizeof v);
+        return PyLong_FromLongLong(v);
+    }
+    if (d->type_num == NP_LONG && d->kind == 'i') {
+        long v;
+        memcpy(&v, a->data, sizeof v);
+        return PyLong_FromLong(v);
+    }
+    if (d->type_num == NP_BOOL && d->kind == 'b')
+        return PyBool_FromLong(*(const unsigned char *)a->data != 0);
+    return NULL;
+}
 
 static PyObject *
 row_of_items(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -841,8 +903,11 @@ row_of_items(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (!PyUnicode_CheckExact(key) || Py_TYPE(value) != (PyTypeObject *)array_type)
             goto other;
         Py_INCREF(value); /* .item() runs no Python code for an ndarray, but hold it anyway */
-        Py_ssize_t len = PyObject_Size(value);
-        PyObject *item = len == 1 ? PyObject_CallMethodNoArgs(value, s_item) : NULL;
+        PyObject *item = one_value(value);
+        if (item == NULL && !PyErr_Occurred()) {
+            Py_ssize_t len = PyObject_Size(value);
+            item = len == 1 ? PyObject_CallMethodNoArgs(value, s_item) : NULL;
+        }
         Py_DECREF(value);
         if (item == NULL)
             goto other;
@@ -1106,6 +1171,10 @@ fail:
  * ln_x * factor lies further than SK_NEAR from an integer its floor is the same, and nearer
  * (about one value in 500) the C library's log decides. */
 #define SK_NEAR 1e-3
+#define SK_LIFT 2147483648.0 /* 2**31 */
+/* How far the other sign's indices are pushed out of a sign's range (indices stay within
+ * 2**31 of zero). */
+#define SK_FAR ((int64_t)1 << 40)
 
 static inline int64_t
 sk_index(double x, double ln_x, int scale, double factor)
@@ -1118,10 +1187,13 @@ sk_index(double x, double ln_x, int scale, double factor)
     if ((bits & SK_MANTISSA) == 0)
         return ((int64_t)(bits >> 52) - 1023) * unit - 1;
     int64_t top = 1024 * unit - 1;
-    double y = ln_x * factor;
-    int64_t i = (int64_t)y; /* y's floor: truncation, one less below zero when not whole */
-    i -= y < (double)i;
+    /* y's floor by truncation, y lifted above zero first (|y| < 2**31 here): the lift may round
+     * y by up to 2**-22 of an index, never enough to carry it across a whole number unnoticed,
+     * as that leaves it within SK_NEAR of one, where the C library's log decides anyway */
+    double y = ln_x * factor + SK_LIFT;
+    int64_t i = (int64_t)y;
     double frac = y - (double)i;
+    i -= (int64_t)SK_LIFT;
     if (frac < SK_NEAR || frac > 1.0 - SK_NEAR)
         i = (int64_t)floor(log(x) * factor);
     return i < top ? i : top;
@@ -1184,8 +1256,8 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
        int32_t *ix, double *stats, int64_t *ints, int64_t *counts)
 {
     Py_ssize_t count = 0, zeros = 0, nans = 0;
-    /* per sign, with selects rather than branches: the sign is random in most data */
-    int64_t plo = INT64_MAX, phi = INT64_MIN, nlo = INT64_MAX, nhi = INT64_MIN;
+    /* per sign (the sign is random in most data: no branch on it) */
+    int64_t plo = SK_FAR, phi = -SK_FAR, nlo = SK_FAR, nhi = -SK_FAR;
     double lo_value = INFINITY, hi_value = -INFINITY; /* over the nonzero finite values */
     for (Py_ssize_t i = 0; i < n; i++) {
         double v = x[i];
@@ -1200,7 +1272,10 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
         int s = v < 0;
         int64_t k = sk_index(fabs(v), ln[i], max_scale, factor);
         ix[i] = (int32_t)k;
-        int64_t kpl = s ? INT64_MAX : k, kph = s ? INT64_MIN : k, knl = s ? k : INT64_MAX, knh = s ? k : INT64_MIN;
+        /* the other sign's indices pushed SK_FAR out of the way, in arithmetic: a select on
+         * the sign compiled to a branch, mispredicted for half the values of most data */
+        int64_t neg = -(int64_t)s, away = neg & SK_FAR, back = ~neg & SK_FAR;
+        int64_t kpl = k + away, kph = k - away, knl = k + back, knh = k - back;
         plo = kpl < plo ? kpl : plo;
         phi = kph > phi ? kph : phi;
         nlo = knl < nlo ? knl : nlo;
@@ -1208,7 +1283,7 @@ sk_row(const double *x, const double *ln, Py_ssize_t n, Py_ssize_t max_size, int
         lo_value = v < lo_value ? v : lo_value;
         hi_value = v > hi_value ? v : hi_value;
     }
-    int has_pos = phi != INT64_MIN, has_neg = nhi != INT64_MIN;
+    int has_pos = phi > -SK_FAR / 2, has_neg = nhi > -SK_FAR / 2;
     int change = 0;
     if (has_pos)
         change = sk_change(plo, phi, max_size);

@@ -57,6 +57,7 @@ class Settings:
     max_payload_bytes: int = 8192
     record_outcomes: bool = True
     max_buffered_outcomes: int = 100_000
+    release_memory: bool = True
     feature_stats: bool = True
     stats_sample_rate: float = 1.0
     max_categories: int = 100
@@ -199,6 +200,7 @@ OPTIONS: dict[str, tuple[Callable[[str, Any], Any], str, str | None]] = {
     "max_payload_bytes": (_positive_int, "INFERSIGHT_MAX_PAYLOAD_BYTES", None),
     "record_outcomes": (_parse_bool, "INFERSIGHT_RECORD_OUTCOMES", None),
     "max_buffered_outcomes": (_positive_int, "INFERSIGHT_MAX_BUFFERED_OUTCOMES", None),
+    "release_memory": (_parse_bool, "INFERSIGHT_RELEASE_MEMORY", None),
     "feature_stats": (_parse_bool, "INFERSIGHT_FEATURE_STATS", None),
     "stats_sample_rate": (_fraction, "INFERSIGHT_STATS_SAMPLE_RATE", None),
     "max_categories": (_positive_int, "INFERSIGHT_MAX_CATEGORIES", None),

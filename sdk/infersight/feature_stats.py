@@ -307,27 +307,45 @@ class FeatureStats:
         """A list of dicts with the same names, turned by the C extension into a rows × names
         matrix (its columns of numbers) and object columns (columns holding anything else,
         classified value by value off the request path as :meth:`_record_column` does for
-        buffered rows), buffered as a batch: a few ns a value where buffering rows and
-        converting them later costs about 40. At most ``_CONVERT_VALUES`` values at a time (a
-        big list fills the buffer, which is then compacted, as a stream of batches would be;
-        sketching each part at once instead was slower: many small sketches to merge).
+        buffered rows): a few ns a value where buffering rows and converting them later costs
+        about 40. A list of fewer than ``_HARD_VALUES`` values is buffered as a batch, at most
+        ``_CONVERT_VALUES`` values at a time (a big temporary raised glibc's mmap threshold).
+        A bigger one is sketched now, as a big matrix is, in equal parts of at most
+        ``_HARD_VALUES`` values converted into one work buffer: buffered in small parts it was
+        stacked again and sketched in many small sketches to merge (about a fifth of its cost).
         Returns how many leading rows it took; the caller buffers the rest row by row (a row
         with other names, or a value of another type, ends it)."""
         done, n = 0, len(rows)
+        work: npt.NDArray[np.float64] | None = None
         while done < n:
             first = rows[done]
             if type(first) is not dict or not first:
                 break
             k = len(first)
-            m = min(n - done, max(1, _CONVERT_VALUES // k))
+            left = n - done
+            big = left * k >= _HARD_VALUES
+            if big:
+                parts = -(-left * k // _HARD_VALUES)
+                m = -(-left // parts)
+            else:
+                m = min(left, max(1, _CONVERT_VALUES // k))
             # written feature-major (names x rows), the layout the sketch reads: the batch's
             # rows x names matrix is its transpose, a view
-            feature_major = np.empty((k, m), dtype=np.float64)
+            if big:
+                if work is None or work.size < k * m:
+                    work = np.empty(k * m, dtype=np.float64)
+                feature_major = work[: k * m].reshape(k, m)
+            else:
+                feature_major = np.empty((k, m), dtype=np.float64)
             converted = _records_matrix(rows, done, feature_major)
             if converted is None:
                 break
             names, data = self._records_block(converted, feature_major.T, redactor)
-            self._buffer_block(model, names, data, m)
+            if big:
+                # sketched before the next part is converted into the same buffer
+                self._sketch_block(model, names, data, m)
+            else:
+                self._buffer_block(model, names, data, m)
             done += m
         return done
 
@@ -358,10 +376,7 @@ class FeatureStats:
         name), or sketch it now when it holds ``_HARD_VALUES`` values or more."""
         size = n * max(len(names), 1)
         if size >= _HARD_VALUES:
-            private = _State()
-            self._process_buffers(private, _Buffers({}, {}, {}, {model: [(names, data, n)]}))
-            with self._lock:
-                self._merge(self._state, private)
+            self._sketch_block(model, names, data, n)
             return
         with self._lock:
             st = self._state
@@ -373,6 +388,14 @@ class FeatureStats:
             st.values += size
             held = st.values
         self._pressure(held, size)
+
+    def _sketch_block(self, model: ModelKey, names: tuple[str, ...], data: Any, n: int) -> None:
+        """Sketch a batch now (on the caller's thread), outside the lock, and merge the result:
+        nothing of ``data`` is kept."""
+        private = _State()
+        self._process_buffers(private, _Buffers({}, {}, {}, {model: [(names, data, n)]}))
+        with self._lock:
+            self._merge(self._state, private)
 
     def record_columns(self, model: ModelKey, norm: Normalized, redactor: Any = None) -> None:
         """A batch: its columns are copied into the model's buffer (the caller may reuse its

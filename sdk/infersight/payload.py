@@ -261,7 +261,33 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
 # The C extension's row builders (``None`` where it is not built, or turned off with
 # ``INFERSIGHT_PURE_PYTHON=1``): the Python code beside each call is the reference they follow.
 _row_dict: Callable[[Sequence[Any], Sequence[Any]], dict[Any, Any]] | None = getattr(_ext, "row_dict", None)
-_row_of_items: Callable[[Any, type], dict[str, Any] | None] | None = getattr(_ext, "row_of_items", None)
+
+
+def _checked_row_of_items(fn: Any) -> Callable[[Any, type], dict[str, Any] | None] | None:
+    """The C reader of one-element numpy columns when it reads what ``item()`` gives here, else
+    ``None``: it reads float64, int64 and bool values in place, from the leading fields of
+    numpy's array and dtype objects; a numpy that moved them turns it off, not wrong."""
+    if fn is None:
+        return None
+    probe = {
+        "f": np.array([-1.5e-300]),
+        "i": np.array([-(2**62) - 3], dtype=np.int64),
+        "l": np.array([7], dtype=np.int_),
+        "t": np.array([True]),
+        "n": np.array([False]),
+        "v": np.arange(3.0)[1:2],
+    }
+    try:
+        got = fn(probe, np.ndarray)
+    except Exception:  # noqa: BLE001 - whatever it is, the Python path is the reference
+        return None
+    want = {k: v.item() for k, v in probe.items()}
+    if type(got) is not dict or got != want or any(type(got[k]) is not type(v) for k, v in want.items()):
+        return None
+    return fn  # type: ignore[no-any-return]
+
+
+_row_of_items = _checked_row_of_items(getattr(_ext, "row_of_items", None))
 _columns_matrix: Callable[[Any, type, Any], tuple[str, ...] | None] | None = getattr(_ext, "columns_matrix", None)
 
 

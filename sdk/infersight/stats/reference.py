@@ -296,24 +296,40 @@ def _sorted_atoms(xs: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
     ``MAX_ATOMS``, else the heaviest ``MAX_ATOMS`` of those holding >= ``ATOM_MIN_SHARE``;
     and whether those are every distinct value of ``xs``.
 
-    A continuous column has no value repeated ``ATOM_MIN_SHARE`` of the time; one compare of
-    the sorted values with themselves shifted by that many finds out, without listing runs.
+    Found by binary search, without a pass over the values: the distinct values one after
+    another (stopping past ``MAX_ATOMS``), then, for the heavy ones, the runs through every
+    ``need - 1``-th position: a value held ``need`` times or more fills that many consecutive
+    places of the sorted column, so it sits on one of those positions.
     """
-    if xs.size == 0:
+    n = int(xs.size)
+    if n == 0:
         return xs, True
-    change = xs[1:] != xs[:-1]
-    n_distinct = int(np.count_nonzero(change)) + 1
-    if n_distinct <= MAX_ATOMS:
-        return xs[np.concatenate([[0], np.flatnonzero(change) + 1])], True
-    need = max(2, math.ceil(ATOM_MIN_SHARE * xs.size))
-    if need > xs.size or not np.any(xs[need - 1 :] == xs[: xs.size - need + 1]):
+    probe = xs[:: max(1, n // 1024)]
+    if np.count_nonzero(probe[1:] != probe[:-1]) < MAX_ATOMS:  # else too many among the probes alone
+        starts, at = [0], 0
+        while len(starts) <= MAX_ATOMS:
+            at = int(np.searchsorted(xs, xs[at], side="right"))
+            if at >= n:
+                return xs[np.asarray(starts, dtype=np.intp)], True
+            starts.append(at)
+    need = max(2, math.ceil(ATOM_MIN_SHARE * n))
+    if need > n:
+        return xs[:0].copy(), False
+    probes = xs[:: need - 1]
+    lo = np.searchsorted(xs, probes, side="left")
+    counts = np.searchsorted(xs, probes, side="right") - lo
+    heavy = counts >= need
+    if not np.any(heavy):
         return xs[:0].copy(), False  # no value repeats `need` times
-    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
-    counts = np.diff(np.append(starts, xs.size))
-    heavy = np.flatnonzero(counts >= need)
-    if heavy.size > MAX_ATOMS:
-        heavy = heavy[np.argsort(-counts[heavy], kind="stable")[:MAX_ATOMS]]
-    return np.sort(xs[starts[heavy]]), False
+    # each heavy value once (a long run holds several probes), in value order
+    first, counts = lo[heavy], counts[heavy]
+    keep = np.empty(first.shape, dtype=bool)
+    keep[:1] = True
+    np.not_equal(first[1:], first[:-1], out=keep[1:])
+    first, counts = first[keep], counts[keep]
+    if first.size > MAX_ATOMS:
+        first = first[np.argsort(-counts, kind="stable")[:MAX_ATOMS]]
+    return np.sort(xs[first]), False
 
 
 _STD_BLOCK = 1 << 15  # values squared per step: 256 kB of scratch, in cache, reused
