@@ -57,7 +57,7 @@ class Settings:
     max_payload_bytes: int = 8192
     record_outcomes: bool = True
     max_buffered_outcomes: int = 100_000
-    release_memory: bool = True
+    release_memory: bool = False
     feature_stats: bool = True
     stats_sample_rate: float = 1.0
     max_categories: int = 100

@@ -1,5 +1,5 @@
 """After each metric export the C allocator's free memory is handed back to the system (glibc's
-``malloc_trim``), at most once a second, unless ``release_memory`` is off."""
+``malloc_trim``), at most once a second, when ``release_memory`` is on (it is off by default)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def sink():
 
 
 def test_the_setting_defaults_on_and_reads_the_environment() -> None:
-    assert resolve_settings({}, env={}).release_memory is True
-    assert resolve_settings({}, env={"INFERSIGHT_RELEASE_MEMORY": "false"}).release_memory is False
+    assert resolve_settings({}, env={}).release_memory is False  # opt-in: a process-wide call
+    assert resolve_settings({}, env={"INFERSIGHT_RELEASE_MEMORY": "true"}).release_memory is True
     with pytest.raises(ConfigError, match="release_memory"):
         resolve_settings({"release_memory": "sometimes"}, env={})
 
