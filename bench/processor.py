@@ -19,9 +19,21 @@ Prints figures from one run (no pass/fail; the floors are in BENCHMARKS.md):
    and per-window state stored), on one core (``sched_setaffinity``); the steady-state pass
    (one new window per model, methods fitted in an earlier pass) and the first pass (fitting
    included); peak memory of a pass (tracemalloc) and the process's peak RSS.
+6. Sustained ingest plus compaction in the pattern real exporters produce (``--only sustained``):
+   every series (``--models`` x ``--features``) sends exactly one point per 60 s window, and
+   the windows advance, so every point lands in a base window of its own. Time is compressed:
+   each round of requests covering every series is the next window (simulated timestamps from
+   a day boundary 3 days back). The processor (the real server, a separate process pinned to
+   one core) runs compaction as the service does, every ``--maintenance-interval`` (the
+   maintenance thread: fold, roll up into 1 h and 1 d, expire). After ``--seconds`` the clients
+   stop and the bench waits until compaction has rolled up every base row (the backlog
+   drained); the sustained rate counts that time too. The processor's CPU time is read from
+   ``/proc`` (wall time on a shared machine is noisy; CPU time is the steadier figure).
 
 Run: python bench/processor.py [--seconds 10] [--points-per-request 2000]
      python bench/processor.py --only evaluation [--models 100 --features 100] [--profile FILE]
+     python bench/processor.py --only sustained [--seconds 20 --models 200 --features 100
+         --maintenance-interval 1 --points-per-request 2000]
 """
 
 from __future__ import annotations
@@ -45,7 +57,7 @@ from infersight.processor.ingest.points import MetricPoint
 from infersight.processor.ingest.receiver import Receiver
 from infersight.processor.ingest.writer import Ingestor, request_digest
 from infersight.processor.selfmetrics import Registry
-from infersight.processor.storage import WriteBatch, open_storage
+from infersight.processor.storage import WindowKey, WriteBatch, open_storage
 from infersight.processor.storage.codec import encode_window
 from infersight.stats.sketch import ExpHistogram
 
@@ -309,7 +321,7 @@ def bench_evaluation(models: int, features: int, rows: int = 500, profile: str |
 
     from infersight.processor.evaluate.loop import EvaluationLoop
     from infersight.processor.evaluate.settings import parse_evaluation, parse_models
-    from infersight.processor.storage import FEATURE, WindowKey
+    from infersight.processor.storage import FEATURE
     from infersight.stats.reference import Reference
     from infersight.stats.windows import FeatureWindow
 
@@ -387,12 +399,256 @@ def bench_evaluation(models: int, features: int, rows: int = 500, profile: str |
     store.close()
 
 
+# Sentinel timestamps written into the request templates of the sustained bench and replaced
+# per request by the round's window (fixed64 fields: same length, so no length prefix changes).
+_T_END = 0x1D2C3B4A59687716
+_T_START = 0x1D2C3B4A59687715
+
+
+def _sustained_template(models: range, features: int, sketches: list[ExpHistogram]) -> bytes:
+    """One request: a point of every feature of ``models``, timestamps left as sentinels."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.add(key="service.name").value.string_value = "bench-exporter"
+    eh = rm.scope_metrics.add().metrics.add(name="ml.feature.value").exponential_histogram
+    eh.aggregation_temporality = 1
+    for m in models:
+        for f in range(features):
+            s = sketches[(m * 7 + f) % len(sketches)]
+            dp = eh.data_points.add(
+                start_time_unix_nano=_T_START,
+                time_unix_nano=_T_END,
+                count=s.count,
+                sum=s.sum,
+                scale=s.scale,
+                zero_count=s.zero_count,
+                min=s.min,
+                max=s.max,
+            )
+            dp.positive.offset = s.positive.offset
+            dp.positive.bucket_counts.extend(s.positive.counts.tolist())
+            for k, v in (("ml.model.name", f"model-{m:05d}"), ("ml.model.version", "1"), ("ml.feature.name", f"f{f}")):
+                dp.attributes.add(key=k).value.string_value = v
+    body = req.SerializeToString()
+    n = len(models) * features
+    for sentinel in (_T_END, _T_START):
+        assert body.count(sentinel.to_bytes(8, "little")) == n, "sentinel timestamp not unique in the template"
+    return body
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_sustained(
+    seconds: float, models: int, features: int, per_request: int, clients: int, maintenance: float, db: str | None
+) -> None:
+    """Figure 6; see the module docstring."""
+    import itertools
+    import sqlite3
+
+    tmp = tempfile.mkdtemp(prefix="infersight-bench-sustained-")
+    url = db or f"sqlite:///{tmp}/sustained.db"
+    ports = {k: _free_port() for k in ("otlp_grpc", "otlp_http", "web")}
+    config = f"{tmp}/processor.yaml"
+    with open(config, "w") as f:
+        f.write(
+            f"storage:\n  url: {url}\n  maintenance_interval: {maintenance}s\n"
+            "evaluation:\n  enabled: false\n"  # ingest and compaction only
+        )
+    cmd = [sys.executable, "-m", "infersight.processor", "--config", config, "--log-level", "WARNING"]
+    for flag, key in (("--otlp-grpc", "otlp_grpc"), ("--otlp-http", "otlp_http"), ("--web", "web")):
+        cmd += [flag, f"127.0.0.1:{ports[key]}"]
+    per_request = max(features, per_request - per_request % features)
+    models_per_request = per_request // features
+    if models % models_per_request:
+        raise SystemExit(
+            f"--models {models} must be a multiple of {models_per_request} (points per request / features)"
+        )
+    rng = np.random.default_rng(0)
+    sketches = [ExpHistogram.from_values(rng.lognormal(3, 1, 500)) for _ in range(64)]
+    templates = [
+        _sustained_template(range(m, m + models_per_request), features, sketches)
+        for m in range(0, models, models_per_request)
+    ]
+    series = models * features
+    t0 = int(time.time()) // 86400 * 86400 - 3 * 86400
+    cpus = sorted(os.sched_getaffinity(0))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
+    if len(cpus) > 1:
+        os.sched_setaffinity(0, set(cpus[1:]))
+
+    def backlog(before: int | None = None) -> int:
+        """Base rows compaction has not rolled up yet (read beside the processor); ``before``:
+        only those of windows starting before it."""
+        sql = "SELECT COUNT(*) FROM stats WHERE rolled = 0" + ("" if before is None else f" AND start < {before}")
+        if url.startswith("sqlite"):
+            with sqlite3.connect(f"file:{url[len('sqlite:///') :]}?mode=ro", uri=True, timeout=30) as conn:
+                return int(conn.execute(sql).fetchone()[0])
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            row = conn.execute(sql).fetchone()
+            return int(row[0]) if row else 0
+
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{ports['web']}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        endpoint = f"http://127.0.0.1:{ports['otlp_http']}/v1/metrics"
+        sent = [0] * clients
+        stop = threading.Event()
+        counter = itertools.count()
+        end_b, start_b = _T_END.to_bytes(8, "little"), _T_START.to_bytes(8, "little")
+
+        def client(c: int) -> None:
+            with httpx.Client(timeout=120) as http:
+                while not stop.is_set():
+                    i = next(counter)
+                    window, chunk = divmod(i, len(templates))
+                    t_ns = (t0 + 60 * window + 30) * 10**9
+                    body = (
+                        templates[chunk]
+                        .replace(end_b, t_ns.to_bytes(8, "little"))
+                        .replace(start_b, (t_ns - 60 * 10**9).to_bytes(8, "little"))
+                    )
+                    r = http.post(endpoint, content=body, headers={"content-type": "application/x-protobuf"})
+                    if r.status_code == 200:
+                        sent[c] += per_request
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        cpu0, w0 = _cpu_seconds(proc.pid), time.perf_counter()
+        for t in threads:
+            t.start()
+        stop.wait(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        t_send = time.perf_counter() - w0
+        cpu_send = _cpu_seconds(proc.pid) - cpu0
+        # Compaction takes a series' hour of base rows once the data has moved past it, so the
+        # newest hour is held (at most 60 rows per series). To charge its roll-up to this run,
+        # the exporters send one more round, into the next hour's first window; drained = every
+        # row before that round rolled up.
+        newest = t0 + 60 * ((next(counter) - 1) // len(templates))
+        closing = newest - newest % 3600 + 3600
+        at_stop = backlog()
+        with httpx.Client(timeout=120) as http:
+            for tpl in templates:
+                t_ns = (closing + 30) * 10**9
+                body = tpl.replace(end_b, t_ns.to_bytes(8, "little")).replace(
+                    start_b, (t_ns - 60 * 10**9).to_bytes(8, "little")
+                )
+                if (
+                    http.post(endpoint, content=body, headers={"content-type": "application/x-protobuf"}).status_code
+                    == 200
+                ):
+                    sent[0] += per_request
+        left = backlog(closing)
+        while left:
+            time.sleep(0.1)
+            left = backlog(closing)
+            if time.perf_counter() - w0 > t_send + 600:
+                break
+        t_all = time.perf_counter() - w0
+        cpu_all = _cpu_seconds(proc.pid) - cpu0
+        held = backlog()
+        total = sum(sent)
+        windows = total / series
+        passes = max(t_send / maintenance, 1.0)
+        print(
+            f"sustained exporter pattern: {series:,} series ({models} models x {features} features), one point per "
+            f"series per 60 s window, {per_request} points/request, {clients} clients, compaction every "
+            f"{maintenance:g} s (~{windows / passes:.1f} windows per series per pass), processor on 1 core, {url.split(':')[0]}:"
+        )
+        print(
+            f"        {total:,} points acknowledged in {t_send:.1f} s ({total / t_send:,.0f} points/s acked; "
+            f"{windows:.1f} windows per series); backlog at stop {at_stop:,} base rows not rolled up, "
+            f"{'drained' if not left else f'{left:,} still not'} {t_all - t_send:.1f} s later (after one more round "
+            f"into the next hour; its {held:,} rows are held until the data moves past that hour)"
+        )
+        print(
+            f"        sustained (ingest + compaction drained): {total / t_all:,.0f} points/s wall (floor 50,000); "
+            f"processor CPU {cpu_all:.1f} s = {total / cpu_all:,.0f} points per CPU-second "
+            f"({cpu_all / total * 1e6:.1f} us per point; {cpu_send:.1f} s of it while sending)"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        os.sched_setaffinity(0, set(cpus))
+
+
+def bench_sustained_stages(models: int, features: int, per_request: int, rounds: int = 130) -> None:
+    """Figure 6, in-process and stage by stage: what the processor does per point in the exporter
+    pattern (decode, fold, commit, then one maintenance pass per window: compaction and expiry),
+    CPU time, no HTTP."""
+    per_request = max(features, per_request - per_request % features)
+    step = per_request // features
+    rng = np.random.default_rng(0)
+    sketches = [ExpHistogram.from_values(rng.lognormal(3, 1, 500)) for _ in range(64)]
+    templates = [_sustained_template(range(m, m + step), features, sketches) for m in range(0, models, step)]
+    tmp = tempfile.mkdtemp(prefix="infersight-bench-sustained-")
+    sizes = (60, 3600, 86400)
+    store = open_storage(f"sqlite:///{tmp}/stages.db", sizes)
+    receiver = Receiver(Ingestor(store, window_sizes=sizes, commit_interval=0), Registry())
+    t0 = int(time.time()) // 86400 * 86400 - 3 * 86400
+    retention = {60: 7 * 86400.0, 3600: 90 * 86400.0, 86400: 730 * 86400.0}
+    cpu = dict.fromkeys(("decode", "fold", "commit", "compact", "expire"), 0.0)
+    n = 0
+    end_b, start_b = _T_END.to_bytes(8, "little"), _T_START.to_bytes(8, "little")
+    for w in range(rounds):
+        t_ns = (t0 + 60 * w + 30) * 10**9
+        dirty: set[WindowKey] = set()
+        for b in range(0, len(templates), 4):  # 4 requests per commit, as the bench's clients
+            bodies = [
+                tpl.replace(end_b, t_ns.to_bytes(8, "little")).replace(
+                    start_b, (t_ns - 6 * 10**10).to_bytes(8, "little")
+                )
+                for tpl in templates[b : b + 4]
+            ]
+            c0 = time.process_time()
+            decoded = [receiver.decode("metrics", body, "application/x-protobuf") for body in bodies]
+            c1 = time.process_time()
+            agg = aggregate([], [], [], sizes[:1], [col for d in decoded for col in d.columns])
+            c2 = time.process_time()
+            store.write(WriteBatch(agg.windows))
+            c3 = time.process_time()
+            cpu["decode"] += c1 - c0
+            cpu["fold"] += c2 - c1
+            cpu["commit"] += c3 - c2
+            dirty.update(agg.windows)
+            n += sum(d.size for d in decoded)
+        c0 = time.process_time()
+        store.compact(dirty)
+        c1 = time.process_time()
+        store.expire(time.time(), retention, 30 * 86400, 86400)
+        cpu["expire"] += time.process_time() - c1
+        cpu["compact"] += c1 - c0
+    total = sum(cpu.values())
+    print(
+        f"        in-process, {models * features:,} series x {rounds} windows, one compaction pass per window, CPU per "
+        "point: "
+        + " | ".join(f"{k} {v / n * 1e6:.1f} us" for k, v in cpu.items())
+        + f" | total {total / n * 1e6:.1f} us "
+        f"= {n / total:,.0f} points per CPU-second"
+    )
+    store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--points-per-request", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--only", choices=("ingest", "stages", "storage", "evaluation"), default=None)
+    ap.add_argument("--only", choices=("ingest", "stages", "storage", "evaluation", "sustained"), default=None)
+    ap.add_argument("--maintenance-interval", type=float, default=1.0, help="sustained: seconds between compactions")
+    ap.add_argument("--db", default=None, help="sustained: storage URL (default: a fresh SQLite file)")
     ap.add_argument("--models", type=int, default=100)
     ap.add_argument("--features", type=int, default=100)
     ap.add_argument("--profile", default=None, help="evaluation: cProfile the steady pass into this file")
@@ -406,6 +662,18 @@ def main() -> None:
         bench_storage()
     if args.only in (None, "evaluation"):
         bench_evaluation(args.models, args.features, profile=args.profile)
+    if args.only in (None, "sustained"):
+        models = args.models if args.only == "sustained" else 200
+        bench_sustained(
+            args.seconds,
+            models,
+            args.features,
+            args.points_per_request,
+            args.clients,
+            args.maintenance_interval,
+            args.db,
+        )
+        bench_sustained_stages(models, args.features, args.points_per_request)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -27,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import infersight
-from infersight.processor.config import load_config
-from infersight.processor.service import Processor
+from infersight.processor.service import start_local
 from infersight.stats.reference import Reference
 
 WEIGHTS = {"income": 0.00002, "tenure": -0.05, "support_calls": 0.4}
@@ -83,27 +81,13 @@ def run(work: Path) -> int:
 
     # The processor's config: 1-second windows judged against the pushed reference as soon as
     # they close (a production setup keeps the defaults: 1-minute storage, hourly verdicts).
-    (work / "processor.yaml").write_text(
+    # (the log channel's JSON lines are left out: this script prints the alerts from the API)
+    processor = start_local(
+        work,
         "storage: {window: 1s, rollups: [60s]}\n"
         "models: {'*': {windows: [1s]}}\n"
-        "evaluation: {interval: 0.25s, lateness: 1s}\n"
+        "evaluation: {interval: 0.25s, lateness: 1s}\n",
     )
-    config = load_config(
-        work / "processor.yaml",
-        {
-            "db": f"sqlite:///{work}/infersight.db",
-            "otlp_grpc": "127.0.0.1:0",
-            "otlp_http": "127.0.0.1:0",
-            "web": "127.0.0.1:0",
-        },
-    )
-    processor = Processor(config)
-    processor.start()
-    # The processor's default alert channel writes each notification as a JSON line to the
-    # "infersight.alerts" logger; this script prints the alerts from the API instead.
-    alert_log = logging.getLogger("infersight.alerts")
-    alert_log.addHandler(logging.NullHandler())
-    alert_log.propagate = False
     web = f"http://127.0.0.1:{processor.ports['web']}"
     try:
         post(f"{web}/api/models/churn/reference", reference.to_dict())

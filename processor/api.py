@@ -22,7 +22,9 @@ Routes (all ``GET``; JSON unless noted):
 - ``POST /api/models/{model}/reference``: a reference profile (the JSON ``infersight profile``
   writes) that replaces the configured one from the next evaluation on (201; 400 naming what is
   wrong with the body). Needs the token when the processor has one, as every route but
-  ``/healthz`` does.
+  ``/healthz`` does (a ``GET`` also takes it as the dashboard's ``infersight_token`` cookie).
+- The dashboard (``/``, ``/models/{model}``, ``/requests/{id}``) and its JSON are mounted from
+  :mod:`infersight.processor.dashboard.routes`.
 
 Example:
     $ curl '127.0.0.1:8318/api/models/churn/features/age?start=2024-05-01T00:00:00Z&end=1714608000'
@@ -198,8 +200,12 @@ def make_web_app(
 
         async def endpoint(request: Request) -> Response:
             if receiver is not None:
+                header = request.headers.get("authorization")
+                if header is None and request.method in ("GET", "HEAD") and "infersight_token" in request.cookies:
+                    # the dashboard's cookie (see processor/dashboard/routes.py); reads only
+                    header = f"Bearer {request.cookies['infersight_token']}"
                 try:
-                    receiver.authorize(request.headers.get("authorization"))
+                    receiver.authorize(header)
                 except Unauthorized as exc:
                     return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
             try:

@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         metavar="FILE",
-        help="YAML configuration file (sections: listen, storage, ingest, security, models, evaluation, alerts, quality)",
+        help="YAML configuration file (sections: listen, storage, ingest, security, models, evaluation, alerts, quality, slo)",
     )
     p.add_argument("--otlp-grpc", metavar="ADDR", help="OTLP/gRPC listen address (default 127.0.0.1:4317)")
     p.add_argument("--otlp-http", metavar="ADDR", help="OTLP/HTTP listen address (default 127.0.0.1:4318)")

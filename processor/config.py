@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,29 @@ def parse_duration(value: Any, key: str = "duration") -> float:
     if seconds <= 0:
         raise ConfigError(f"{key}: {value!r} must be longer than zero")
     return seconds
+
+
+def expect_mapping(value: Any, key: str, example: str = "") -> Mapping[str, Any]:
+    """``value`` when it is a mapping, else a :class:`ConfigError` naming ``key`` and the value
+    (with ``example`` of what to write). The section parsers share it.
+
+    >>> try:
+    ...     expect_mapping([1], "slo.alerts[0]", "{name: fast}")
+    ... except ConfigError as exc:
+    ...     print(exc)
+    slo.alerts[0]: [1] must be a mapping, e.g. {name: fast}
+    """
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: {value!r} must be a mapping" + (f", e.g. {example}" if example else " of keys"))
+    return value
+
+
+def reject_unknown(body: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+    """A :class:`ConfigError` for the first key of ``body`` not in ``known``, naming them all."""
+    known = tuple(known)
+    for key in body:
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown key; known in {where}: {', '.join(known)}")
 
 
 def parse_size(value: Any, key: str = "size") -> int:
@@ -261,11 +284,17 @@ _EXTENSIONS: dict[str, str] = {
     "evaluation": "infersight.processor.evaluate.settings:parse_evaluation",
     "alerts": "infersight.processor.alerts.settings:parse_alerts",
     "quality": "infersight.processor.quality.settings:parse_quality",
+    "slo": "infersight.processor.slo.settings:parse_slo",
+    "limits": "infersight.processor.ingest.limits:parse_limits",
+    "dashboard": "infersight.processor.dashboard.settings:parse_dashboard",
 }
 
 # Checks that need the whole config (e.g. evaluation windows against the storage window):
 # "module:function" taking the ProcessorConfig and raising ConfigError (prefixed with the file).
-_CHECKS: list[str] = ["infersight.processor.evaluate.settings:check_config"]
+_CHECKS: list[str] = [
+    "infersight.processor.evaluate.settings:check_config",
+    "infersight.processor.slo.settings:check_config",
+]
 
 _FLAT: dict[str, tuple[str, _Parser]] = {k: v for sec in _SECTIONS.values() for k, v in sec.items()}
 _FLAT["db"] = ("db", _db)

@@ -29,6 +29,16 @@ _HELP = {
         "counter",
         "Items rejected as invalid (reported back as OTLP partial success), by signal.",
     ),
+    "infersight_processor_limited_total": (
+        "counter",
+        "Items rejected by a series-cardinality limit (limits: section; also counted in "
+        "infersight_processor_rejected_total), by limit and signal.",
+    ),
+    "infersight_processor_limit_models": ("gauge", "Models admitted by the cardinality limits (stored or new)."),
+    "infersight_processor_limit_series": (
+        "gauge",
+        "Series admitted by the cardinality limits (of models seen since start, stored or new).",
+    ),
     "infersight_processor_ignored_total": (
         "counter",
         "Items accepted but not used (unknown metrics, spans or events), by kind.",
@@ -53,6 +63,18 @@ _HELP = {
     "infersight_processor_queue_points": ("gauge", "Items waiting in the ingest queue."),
     "infersight_processor_queue_requests": ("gauge", "Requests waiting in the ingest queue."),
     "infersight_processor_windows_compacted_total": ("counter", "Windows whose rows were folded into one."),
+    "infersight_processor_leases_acquired_total": (
+        "counter",
+        "Model evaluation leases this replica took (at start, from a dead or departing replica).",
+    ),
+    "infersight_processor_leases_released_total": (
+        "counter",
+        "Model evaluation leases this replica handed over to a replica that ranks first for the model.",
+    ),
+    "infersight_processor_leases_lost_total": (
+        "counter",
+        "Model evaluation leases found taken by another replica mid-pass (that pass's writes rolled back).",
+    ),
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -30,16 +31,22 @@ import uvicorn
 from infersight.processor.alerts.manager import AlertManager
 from infersight.processor.alerts.routes import alert_routes
 from infersight.processor.api import make_web_app
-from infersight.processor.config import ProcessorConfig, split_address
+from infersight.processor.config import ProcessorConfig, load_config, split_address
+from infersight.processor.dashboard.routes import dashboard_routes
+from infersight.processor.dashboard.settings import DashboardSettings
 from infersight.processor.evaluate.loop import EvaluationLoop
+from infersight.processor.evaluate.ownership import Ownership, failpoint_from_env, replica_id
+from infersight.processor.evaluate.settings import EvaluationSettings
 from infersight.processor.ingest.receiver import Receiver, make_grpc_server, make_http_app
 from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.quality.api import quality_routes
 from infersight.processor.quality.evaluator import QualityEvaluator
 from infersight.processor.selfmetrics import Registry
+from infersight.processor.slo.api import slo_routes
+from infersight.processor.slo.evaluator import SLOEvaluator
 from infersight.processor.storage import Storage, open_storage
 
-__all__ = ["Processor"]
+__all__ = ["Processor", "start_local"]
 
 log = logging.getLogger("infersight.processor")
 
@@ -108,20 +115,54 @@ class Processor:
             commit_max_requests=config.commit_max_requests,
         )
         self.receiver = Receiver(
-            self.ingestor, self.registry, config.token, config.ack_timeout, config.max_inflight_bytes
+            self.ingestor,
+            self.registry,
+            config.token,
+            config.ack_timeout,
+            config.max_inflight_bytes,
+            limits=config.sections["limits"],
         )
         # Evaluation: the loop thread over stored windows (models:/evaluation: sections); every
         # window's findings go to the alert engine (alerts: section).
-        self.alerts = AlertManager(config.sections["alerts"], self.storage)
+        # Replicas on one store split the models between them by leases (evaluation.lease): a
+        # model is evaluated, and its alerts sent, only by the replica holding its lease; a
+        # replica taking a model over first reloads that model's alert state from the store.
+        self.replica = replica_id()
+        evaluation = config.sections.get("evaluation") or EvaluationSettings()
+        self.alerts = AlertManager(config.sections["alerts"], self.storage, replica=self.replica)
+        self.ownership = Ownership(
+            self.storage,
+            evaluation.lease_for(),
+            replica=self.replica,
+            on_acquire=[self.alerts.reload_model],
+            registry=self.registry,
+        )
         self.evaluation = EvaluationLoop(
             self.storage,
             config.sections.get("models"),
-            config.sections.get("evaluation"),
+            evaluation,
             registry=self.registry,
             on_findings=self.alerts.observe,
+            ownership=self.ownership,
         )
+        # a test hook (INFERSIGHT_FAILPOINT_EVALUATE): block on one window so a test can kill
+        # this replica in the middle of an evaluation
+        failpoint = failpoint_from_env()
+        if failpoint is not None:
+            self.evaluation.evaluators.insert(0, failpoint)
         # model quality from late labels: judged again as each window's labels arrive
         self.evaluation.evaluators.append(QualityEvaluator(config.sections["quality"]))
+        # SLOs: judged per model at every storage-window close, alerts through the same engine
+        slo = config.sections.get("slo")
+        if slo is not None and slo.objectives:
+            models = config.sections.get("models")
+            self.evaluation.slo = SLOEvaluator(
+                slo,
+                quality_size=lambda m: models.for_model(m).window_sizes(config.window)[0] if models else config.window,
+            )
+        # the dashboard: which spans and logs ingest keeps for the request view, the Jaeger link
+        self.dashboard = _dashboard_settings(config)
+        self.ingestor.keep_traces = self.dashboard.keep
         self.ports: dict[str, int] = {}
         self._servers: list[_Server] = []
         self._loop_thread: threading.Thread | None = None
@@ -164,6 +205,17 @@ class Processor:
                         lambda guard: quality_routes(
                             self.storage, cfg.sections["quality"], guard=guard, base_window=cfg.window
                         ),
+                        lambda guard: slo_routes(self.storage, cfg.sections["slo"], guard=guard),
+                        lambda guard: dashboard_routes(
+                            self.storage,
+                            self.dashboard,
+                            token=cfg.token,
+                            guard=guard,
+                            env=self.evaluation.env,
+                            slo=cfg.sections.get("slo"),
+                            alerts=self.alerts,
+                            base_window=cfg.window,
+                        ),
                     ],
                 ),
             ),
@@ -193,6 +245,10 @@ class Processor:
         started.wait(30)
         self._maintenance = threading.Thread(target=self._maintain, name="infersight-maintenance", daemon=True)
         self._maintenance.start()
+        # announce this replica before its first pass, so the replicas starting together
+        # share the models from the first pass on
+        with contextlib.suppress(Exception):
+            self.ownership.claim([])
         self.evaluation.start()
         log.info("infersight processor listening: %s", self.ports)
 
@@ -218,8 +274,11 @@ class Processor:
             ("evaluation", keep),
             ("evaluation_labels", cfg.prediction_retention),
             ("quality_window", cfg.prediction_retention),
+            ("slo_history", keep),
         ):
             gone[f"records:{kind}"] = self.storage.delete_records(kind, before=at - horizon)
+        d = self.dashboard
+        gone["trace_items"] = self.storage.expire_trace_items(at, d.recent, d.retention, d.max_items)
         for kind, n in gone.items():
             if n:
                 self.registry.inc("infersight_processor_expired_total", n, kind=kind)
@@ -247,6 +306,8 @@ class Processor:
             self._loop_thread.join(15)
         self.ingestor.stop()
         self.evaluation.stop()
+        with contextlib.suppress(Exception):
+            self.ownership.release_all()  # the other replicas take this one's models at once
         self.alerts.close()
         self._stop_maintenance.set()
         if self._maintenance is not None:
@@ -273,6 +334,41 @@ class Processor:
         self.stop()
         print("infersight processor stopped", flush=True)
         return 0
+
+
+def start_local(folder: Path, config_text: str, *, alert_log: bool = False) -> Processor:
+    """A started processor for scripts and demos on one machine: the config ``config_text``
+    (YAML) written to ``folder/processor.yaml``, SQLite in ``folder``, every port an ephemeral
+    one on 127.0.0.1 (read them from :attr:`Processor.ports`). With ``alert_log=False`` the
+    log channel's JSON lines are not printed (the caller reads ``/api/alerts`` instead).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = start_local(Path(tmp), "storage: {window: 1s}")
+    ...     sorted(p.ports)
+    ...     p.stop()
+    ['otlp_grpc', 'otlp_http', 'web']
+    """
+    path = Path(folder) / "processor.yaml"
+    path.write_text(config_text)
+    loopback = {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "web": "127.0.0.1:0"}
+    config = load_config(path, {"db": f"sqlite:///{folder}/infersight.db", **loopback})
+    if not alert_log:
+        quiet = logging.getLogger("infersight.alerts")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    processor = Processor(config)
+    processor.start()
+    return processor
+
+
+def _dashboard_settings(config: ProcessorConfig) -> DashboardSettings:
+    """The ``dashboard:`` section, its Jaeger link falling back to ``alerts.trace_url``."""
+    d: DashboardSettings = config.sections.get("dashboard") or DashboardSettings()
+    trace_url = getattr(config.sections.get("alerts"), "trace_url", None)
+    if d.trace_url is None and trace_url:
+        d = dataclasses.replace(d, trace_url=trace_url)
+    return d
 
 
 def _safe_url(url: str) -> str:

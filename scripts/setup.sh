@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs infersight from this checkout into the active virtual environment.
 #
-#   ./scripts/setup.sh          what the quick start needs: infersight with its processor
+#   ./scripts/setup.sh          what the quick start needs: infersight with its processor and
+#                               the FastAPI the demo's model server runs on (extra `demo`)
 #   ./scripts/setup.sh --tests  also the test and benchmark tools (the `dev` extra) and the
 #                               PostgreSQL server binaries the storage tests start
 #
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --tests) tests=1 ;;
     --venv) venv="${2:?--venv needs a folder}"; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option '$1' (use --tests, --venv DIR or --help)" >&2; exit 2 ;;
   esac
   shift
@@ -28,7 +29,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   exit 2
 fi
 
-extras="processor"
+extras="demo"
 steps=1
 if [ "$tests" = 1 ]; then extras="dev"; steps=2; fi
 
@@ -43,5 +44,7 @@ python -m pip install --disable-pip-version-check -c constraints.txt -e ".[$extr
 if [ "$tests" = 1 ]; then
   step 2 "PostgreSQL server binaries for the storage tests"
   scripts/install-postgres.sh
+  scripts/install-prometheus.sh  # promtool, for the tests of `infersight slo-rules`
+  scripts/install-chromium.sh  # headless Chromium + chromedriver for the dashboard's browser tests
 fi
 printf '\nsetup.sh: done (%s)\n' "$(infersight --version 2>/dev/null || echo infersight)"

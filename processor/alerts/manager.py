@@ -16,7 +16,10 @@ the count when the period ends).
 
 State lives in the storage records table (kinds ``alert`` for incidents, key = incident id;
 ``alert_track`` for per-key verdicts; ``alert_budget`` per model), so a restart continues
-where it stopped.
+where it stopped. Every notification is recorded too (kind ``alert_sent``, key = its ``id``)
+in the same transaction as the state that caused it, *before* it goes to the channels: a
+replica that takes a model over (:meth:`AlertManager.reload_model`) finds it sent and never
+sends it again (at most once; docs/alerts.md says why).
 
 Example:
     >>> from infersight.processor.storage import open_storage
@@ -58,7 +61,7 @@ from infersight.processor.evaluate.findings import Finding
 from infersight.processor.storage.base import Record, Storage
 from infersight.stats.drift.fatigue import persistence_for
 
-__all__ = ["AlertManager", "Notification", "SCHEMA"]
+__all__ = ["AlertManager", "Notification", "SCHEMA", "SENT"]
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ SCHEMA = "infersight.alert/v1"
 INCIDENT = "alert"
 TRACK = "alert_track"
 BUDGET = "alert_budget"
+SENT = "alert_sent"
 # verdicts kept per key and window size (enough for persistence, resolve and late revisions)
 _KEEP_VERDICTS = 64
 # history entries kept per incident (the first, "open", is always kept)
@@ -90,11 +94,14 @@ class Notification:
     incident: Mapping[str, Any] | None = None
     kinds: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # stable across replicas and retries: receivers may de-duplicate on it
+    id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The webhook payload (see docs/alerts.md for the schema)."""
         d: dict[str, Any] = {
             "schema": SCHEMA,
+            "id": self.id,
             "event": self.event,
             "model": self.model,
             "severity": self.severity,
@@ -156,8 +163,10 @@ class AlertManager:
         *,
         clock: Callable[[], float] = time.time,
         channels: Mapping[str, Channel] | None = None,
+        replica: str = "",
     ) -> None:
         self.settings = settings
+        self.replica = replica  # written into each notification's record (who sent it)
         self.storage = storage
         self.clock = clock
         self.channels: dict[str, Channel] = (
@@ -175,6 +184,61 @@ class AlertManager:
         self._tracks = {r.key: r.body for r in self.storage.get_records(TRACK)}
         self._budgets = {r.key: r.body for r in self.storage.get_records(BUDGET)}
         self._incidents = {}
+
+    def reload_model(self, model: str) -> list[Notification]:
+        """Forget what this process remembers of ``model``'s alerts and read it again from the
+        store: tracks, open incidents (with what was notified) and the budget. Called when a
+        replica takes a model over from another, whose observations this one never saw.
+
+        Then catch up: the verdicts of windows newer than any this model's tracks recorded
+        (stored findings, kind ``finding``) are observed now, in window order. They are the
+        windows whose evaluation committed while the replica that made them died before its
+        alert state did; returns what that sent (usually nothing).
+
+        >>> from infersight.processor.storage import open_storage
+        >>> from infersight.processor.alerts.settings import parse_alerts
+        >>> AlertManager(parse_alerts({}, "alerts"), open_storage("sqlite:///:memory:")).reload_model("churn")
+        []
+        """
+        with self._lock:
+            tracks = {r.key: r.body for r in self.storage.get_records(TRACK, model=model)}
+            budget = self.storage.get_records(BUDGET, key=model)
+            for key in [k for k, t in self._tracks.items() if t.get("model") == model]:
+                del self._tracks[key]
+            self._tracks.update(tracks)
+            for inc_id in [i for i, inc in self._incidents.items() if inc.get("model") == model]:
+                del self._incidents[inc_id]
+            if budget:
+                self._budgets[model] = budget[0].body
+            else:
+                self._budgets.pop(model, None)
+            self._budget_dirty.discard(model)
+            return self._catch_up(model, tracks.values())
+
+    def _catch_up(self, model: str, tracks: Iterable[Mapping[str, Any]]) -> list[Notification]:
+        # newest window each window size's verdicts reached (a finding in scope of a policy
+        # always leaves a verdict, so a newer stored finding was never observed)
+        newest: dict[int, int] = {}
+        for t in tracks:
+            for size, verdicts in t.get("verdicts", {}).items():
+                if verdicts:
+                    newest[int(size)] = max(newest.get(int(size), verdicts[-1][0]), verdicts[-1][0])
+        since = min(newest.values()) + 1 if newest else None
+        missed: dict[tuple[int, int], list[Finding]] = {}
+        from infersight.processor.evaluate.loop import stored_findings
+
+        for r in stored_findings(self.storage, model, since):
+            b = r.body
+            size = int(b.get("window_size", 0))
+            if size in newest and int(b["window_start"]) <= newest[size]:
+                continue
+            missed.setdefault((int(b["window_start"]), size), []).append(Finding.from_dict(b))
+        out: list[Notification] = []
+        for key in sorted(missed):
+            out.extend(self.observe(missed[key]))
+        if missed:
+            _log.info("alerts for %r caught up on %d window(s) evaluated but never observed", model, len(missed))
+        return out
 
     # -- public ---------------------------------------------------------------------------
 
@@ -217,9 +281,16 @@ class AlertManager:
                             if inc_id:
                                 dirty_incidents.add(inc_id)
             models = {m for m, _, _, _ in groups}
-            sendable = self._apply_budget(pending, dirty_incidents, models)
+            # findings of several windows in one call: one notice per incident and event, the
+            # newest window's (an incident opened in the first window is not re-announced by
+            # the next before the first notice went out)
+            latest: dict[tuple[Any, str], tuple[Notification, dict[str, Any] | None]] = {}
+            for n, inc in pending:
+                latest[((inc or {}).get("id") or id(n), n.event)] = (n, inc)
+            pending = list(latest.values())
+            sendable = [self._identify(n) for n in self._apply_budget(pending, dirty_incidents, models)]
             try:
-                self._persist(dirty_tracks, dirty_incidents, models)
+                self._persist(dirty_tracks, dirty_incidents, models, sendable)
             except Exception:
                 # nothing was sent: forget this call's changes so a retry of the window
                 # starts from what the store holds
@@ -510,7 +581,7 @@ class AlertManager:
         where = inc["model"] + (f" v{inc['version']}" if inc.get("version") else "")
         if inc.get("slice"):
             where += f" [{inc['slice']}]"
-        what = "/".join(k.replace("_", " ") for k in inc.get("kinds", [])) or inc["policy"]
+        what = "/".join(_KIND_NAMES.get(k, k.replace("_", " ")) for k in inc.get("kinds", [])) or inc["policy"]
         moved = ", ".join(short(d) for d in inc.get("top", []))
         if event == "resolve":
             title = f"[{inc['severity']}] resolved: {what} on {where}"
@@ -518,7 +589,7 @@ class AlertManager:
         else:
             verb = "updated" if event == "update" else "open"
             title = f"[{inc['severity']}] {what} on {where}: {', '.join(inc.get('subjects', [])[:3])}"
-            text = f"{what.capitalize()} on {where} since {inc['since_iso']} ({verb}): {moved}. "
+            text = f"{what[0].upper() + what[1:]} on {where} since {inc['since_iso']} ({verb}): {moved}. "
             text += f"Likely cause: {inc['cause_label']}. Check first: {inc['check_first']}"
             if inc.get("runbook"):
                 text += f" Runbook: {inc['runbook']}."
@@ -620,6 +691,23 @@ class AlertManager:
             extra=extra,
         )
 
+    def _identify(self, n: Notification) -> Notification:
+        """Give ``n`` its id: the incident, the event and the incident's count of notices so
+        far (a budget notice: the model, the event and the budget period), hashed. Whichever
+        replica computes it from the same stored state gets the same id."""
+        inc_id = str((n.incident or {}).get("id") or "")
+        incident = self._incidents.get(inc_id) if inc_id else None
+        if incident is not None:
+            marks = ("notified", "resolve", "reopened")
+            basis = f"{inc_id}|{n.event}|{sum(1 for h in incident.get('history', []) if h.get('event') in marks)}"
+        else:
+            basis = f"{n.model}|{n.event}|{inc_id}|{n.extra.get('budget', {}).get('until', n.sent_at)}"
+        return replace(n, id=hashlib.sha1(basis.encode()).hexdigest()[:20])
+
+    def sent(self, model: str | None = None) -> list[dict[str, Any]]:
+        """The notifications recorded as sent (by any replica), oldest first."""
+        return [r.body for r in self.storage.get_records(SENT, model=model)]
+
     def _dispatch(self, n: Notification) -> Notification:
         names = self.settings.channels_for(n.model, n.severity, n.kinds)
         delivered = tuple(c for c in names if c in self.channels)
@@ -635,9 +723,23 @@ class AlertManager:
         self._counts["notifications"] += 1
         return replace(n, channels=delivered)
 
-    def _persist(self, tracks: set[str], incidents: set[str], models: set[str]) -> None:
+    def _persist(
+        self, tracks: set[str], incidents: set[str], models: set[str], notices: Sequence[Notification] = ()
+    ) -> None:
         now = self.clock()
         records: list[Record] = []
+        for n in notices:
+            body = {
+                "id": n.id,
+                "event": n.event,
+                "model": n.model,
+                "severity": n.severity,
+                "title": n.title,
+                "incident": (n.incident or {}).get("id"),
+                "sent_at": n.sent_at,
+                "replica": self.replica,
+            }
+            records.append(Record(SENT, n.id, n.model, n.sent_at, body))
         for key in tracks:
             t = self._tracks[key]
             records.append(Record(TRACK, key, t["model"], now, t))
@@ -654,6 +756,9 @@ class AlertManager:
         current = {t.get("incident") for t in self._tracks.values()}
         for inc_id in [i for i in self._incidents if i not in current]:
             del self._incidents[inc_id]
+
+
+_KIND_NAMES = {"slo": "SLO"}
 
 
 def _check_first(ranked: Sequence[Finding], cls: str | None, cause: str | None, subjects: Sequence[str]) -> str:

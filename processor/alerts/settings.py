@@ -18,7 +18,7 @@ Example:
     >>> s = parse_alerts({"persistence": 3, "channels": {"hook": {"type": "webhook",
     ...     "url": "http://127.0.0.1:9/alerts"}}}, "alerts")
     >>> [p.name for p in s.policies], s.policies[0].persistence, sorted(s.channels)
-    (['drift', 'data_quality', 'quality'], 3, ['hook'])
+    (['inputs', 'quality', 'slo-page', 'slo-ticket', 'slo-no-data'], 3, ['hook'])
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from infersight.processor.config import ConfigError, parse_duration
+from infersight.processor.config import ConfigError, expect_mapping, parse_duration, reject_unknown
 from infersight.processor.evaluate.findings import KINDS, STATUSES
+from infersight.stats.causes import CLASSES
 
 __all__ = [
     "AlertSettings",
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_UPDATE_EVERY",
     "SEVERITIES",
     "CAUSE_CLASSES",
+    "SLO_POLICIES",
     "DEDUP_FIELDS",
 ]
 
@@ -59,9 +61,9 @@ DEFAULT_COOLDOWN = 3600.0
 DEFAULT_UPDATE_EVERY = 6
 
 SEVERITIES = ("page", "ticket", "info")
-# The cause classes of infersight.processor.evaluate.findings.cause_class, and "none" for
-# findings without a cause hint.
-CAUSE_CLASSES = ("pipeline", "model_version", "stale_model", "world", "none")
+# The cause classes of infersight.stats.causes.cause_class, and "none" for findings without a
+# cause hint.
+CAUSE_CLASSES = (*CLASSES, "none")
 # Finding fields (and the policy name) an incident's deduplication key can be made of.
 DEDUP_FIELDS = ("model", "version", "slice", "policy", "kind", "subject", "window_size")
 CHANNEL_TYPES = ("log", "webhook", "otlp")
@@ -158,7 +160,27 @@ def _default_policies(persistence: int, resolve_after: int, cooldown: float, upd
             name="inputs", kinds=("drift", "data_quality"), statuses=("breach", "no_data"), min_severity=1.0, **common
         ),
         Policy(name="quality", kinds=("quality",), **common),
+        *SLO_POLICIES,
     )
+
+
+# SLO alerts (kind ``slo``, findings ``<slo>/page``, ``<slo>/ticket``, ``<slo>/no_data``): the
+# burn-rate windows already demand persistence (a long window) and reset fast (a short one),
+# so an incident opens on the first breaching evaluation and resolves on the first ok one,
+# one incident per objective. Added to a user's ``policies:`` unless one of them takes kind slo.
+_SLO_COMMON: dict[str, Any] = {
+    "kinds": ("slo",),
+    "persistence": 1,
+    "resolve_after": 1,
+    "cooldown": 0.0,
+    "update_every": 0,
+    "dedup": ("model", "version", "slice", "policy", "subject"),
+}
+SLO_POLICIES = (
+    Policy(name="slo-page", subjects=("*/page",), severity="page", **_SLO_COMMON),
+    Policy(name="slo-ticket", subjects=("*/ticket",), severity="ticket", **_SLO_COMMON),
+    Policy(name="slo-no-data", subjects=("*/no_data",), statuses=("no_data",), severity="page", **_SLO_COMMON),
+)
 
 
 @dataclass(frozen=True)
@@ -241,18 +263,6 @@ _CHANNEL_KEYS = {
 }
 
 
-def _mapping(value: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: {value!r} must be a mapping of keys")
-    return value
-
-
-def _check_keys(body: Mapping[str, Any], known: Sequence[str], where: str) -> None:
-    for key in body:
-        if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown key; known in {where}: {', '.join(known)}")
-
-
 def _int(value: Any, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key}: {value!r} must be a whole number >= {minimum}")
@@ -286,7 +296,7 @@ def _strings(value: Any, key: str, allowed: Sequence[str] | None = None, *, empt
 
 
 def _headers(value: Any, key: str) -> dict[str, str]:
-    body = _mapping(value, key)
+    body = expect_mapping(value, key)
     out: dict[str, str] = {}
     for name, v in body.items():
         if not isinstance(name, str) or not isinstance(v, (str, int)) or isinstance(v, bool):
@@ -329,8 +339,8 @@ def _lifecycle(body: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _policy(body: Any, where: str, defaults: Mapping[str, Any]) -> Policy:
-    body = _mapping(body, where)
-    _check_keys(body, _POLICY_KEYS, where)
+    body = expect_mapping(body, where)
+    reject_unknown(body, _POLICY_KEYS, where)
     if "name" not in body:
         raise ConfigError(f"{where}.name: missing; give each policy a name, e.g. name: drift")
     if "kinds" not in body:
@@ -365,11 +375,11 @@ def _policy(body: Any, where: str, defaults: Mapping[str, Any]) -> Policy:
 
 
 def _channel(name: str, body: Any, where: str) -> ChannelSettings:
-    body = _mapping(body, where)
+    body = expect_mapping(body, where)
     kind = body.get("type")
     if kind not in CHANNEL_TYPES:
         raise ConfigError(f"{where}.type: {kind!r} is not one of {', '.join(CHANNEL_TYPES)}; write e.g. type: webhook")
-    _check_keys(body, _CHANNEL_KEYS[kind], where)
+    reject_unknown(body, _CHANNEL_KEYS[kind], where)
     kw: dict[str, Any] = {"name": name, "type": kind}
     if kind == "log":
         if "logger" in body:
@@ -413,8 +423,8 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
     ...
     infersight.processor.config.ConfigError: alerts.policies[0].severity: 'loud' is not one of page, ticket, info
     """
-    body = _mapping(body, where)
-    _check_keys(body, _TOP_KEYS, where)
+    body = expect_mapping(body, where)
+    reject_unknown(body, _TOP_KEYS, where)
     defaults: dict[str, Any] = {
         "persistence": DEFAULT_PERSISTENCE,
         "resolve_after": DEFAULT_RESOLVE_AFTER,
@@ -433,12 +443,14 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise ConfigError(f"{where}.policies[{i}].name: {name!r} is used twice; policy names must be unique")
+        if not any("slo" in p.kinds for p in policies):
+            policies = (*policies, *(p for p in SLO_POLICIES if p.name not in names))
         kw["policies"] = policies
     else:
         kw["policies"] = _default_policies(**defaults)
 
     if "channels" in body:
-        raw_ch = _mapping(body["channels"], f"{where}.channels")
+        raw_ch = expect_mapping(body["channels"], f"{where}.channels")
         if not raw_ch:
             raise ConfigError(f"{where}.channels: empty; name at least one channel, e.g. log: {{type: log}}")
         channels = {str(n): _channel(str(n), c, f"{where}.channels.{n}") for n, c in raw_ch.items()}
@@ -453,8 +465,8 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
         routes = []
         for i, r in enumerate(raw_r):
             rw = f"{where}.routes[{i}]"
-            r = _mapping(r, rw)
-            _check_keys(r, _ROUTE_KEYS, rw)
+            r = expect_mapping(r, rw)
+            reject_unknown(r, _ROUTE_KEYS, rw)
             if "channels" not in r:
                 raise ConfigError(f"{rw}.channels: missing; write e.g. channels: [{next(iter(channels))}]")
             names_r = _strings(r["channels"], f"{rw}.channels")
@@ -474,14 +486,14 @@ def parse_alerts(body: Mapping[str, Any], where: str) -> AlertSettings:
         kw["routes"] = (AlertRoute(channels=tuple(channels)),)
 
     if "budget" in body:
-        b = _mapping(body["budget"], f"{where}.budget")
-        _check_keys(b, ("max", "period"), f"{where}.budget")
+        b = expect_mapping(body["budget"], f"{where}.budget")
+        reject_unknown(b, ("max", "period"), f"{where}.budget")
         kw["budget"] = Budget(
             max=_int(b["max"], f"{where}.budget.max", 1) if "max" in b else Budget.max,
             period=_duration(b["period"], f"{where}.budget.period") if "period" in b else Budget.period,
         )
     if "runbooks" in body:
-        rb = _mapping(body["runbooks"], f"{where}.runbooks")
+        rb = expect_mapping(body["runbooks"], f"{where}.runbooks")
         kw["runbooks"] = {str(m): _text(t, f"{where}.runbooks.{m}") for m, t in rb.items()}
     if "top_features" in body:
         kw["top_features"] = _int(body["top_features"], f"{where}.top_features", 1)

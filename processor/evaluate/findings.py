@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from infersight.stats.causes import cause_class
+
 __all__ = ["Finding", "Evaluator", "EvaluationContext", "cause_class", "STATUSES", "KINDS"]
 
 # ok: nothing to report; warning: past the threshold but not (yet) alert-worthy on its own
@@ -35,40 +37,6 @@ STATUSES = ("ok", "warning", "breach", "no_data")
 # labelled traffic; version: one version compared with another; age: time since the
 # version first served; slo: reserved for the SLO evaluator.
 KINDS = ("drift", "data_quality", "quality", "version", "age", "slo")
-
-# The engine's cause hints, grouped into what a reader must check first.
-_PIPELINE = (
-    "missing_rate_jump",
-    "unit_change",
-    "unseen_categories",
-    "schema",
-    "feature_missing",
-    "nan",
-    "type",
-    "no_data",
-)
-_MODEL_VERSION = ("version", "wrong_model")
-_STALE = ("age", "stale")
-
-
-def cause_class(cause: str | None) -> str | None:
-    """The class of a cause hint: ``pipeline`` (NaN jump, unit change, schema change, a new
-    category, a feature that stopped arriving), ``model_version``, ``stale_model`` or
-    ``world`` (a distribution shift); ``None`` without a cause.
-
-    >>> cause_class("unit_change:x1000"), cause_class("distribution_shift"), cause_class(None)
-    ('pipeline', 'world', None)
-    """
-    if not cause:
-        return None
-    head = cause.split(":", 1)[0]
-    if head.startswith(_PIPELINE):
-        return "pipeline"
-    if head.startswith(_MODEL_VERSION):
-        return "model_version"
-    if head.startswith(_STALE):
-        return "stale_model"
-    return "world"
 
 
 @dataclass(frozen=True)

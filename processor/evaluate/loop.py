@@ -51,6 +51,7 @@ from infersight.processor.evaluate.evidence import pick
 from infersight.processor.evaluate.findings import EvaluationContext, Evaluator, Finding, severity_of
 from infersight.processor.evaluate.multivariate import MultivariateEvaluator
 from infersight.processor.evaluate.outputs import FindingOutputs
+from infersight.processor.evaluate.ownership import Ownership
 from infersight.processor.evaluate.references import Env
 from infersight.processor.evaluate.settings import EvaluationSettings, ModelSettings, ModelsSettings
 from infersight.processor.evaluate.window import ModelWindow, load_window
@@ -147,8 +148,13 @@ class EvaluationLoop:
         on_findings: Callable[[list[Finding]], object] | None = None,
         registry: Registry | None = None,
         outputs: FindingOutputs | None = None,
+        slo: Any = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.storage = storage
+        # the SLO evaluator (infersight.processor.slo.evaluator.SLOEvaluator): judged per model
+        # at every storage-window close, after the model's windows
+        self.slo = slo
         self.settings = evaluation or EvaluationSettings()
         self.env = Env(storage, models or ModelsSettings(), self.settings)
         self.evaluators: list[Evaluator] = (
@@ -159,6 +165,9 @@ class EvaluationLoop:
         self.on_findings: Callable[[list[Finding]], object] = on_findings or _log_findings
         self.registry = registry or Registry()
         self.outputs = outputs or FindingOutputs(self.settings.export, timeout=self.settings.export_timeout)
+        # replicas on one store: evaluate only the models this replica holds the lease of
+        # (None: every model, one process alone)
+        self.ownership = ownership
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one pass at a time (the thread and a test's run_once)
@@ -204,11 +213,13 @@ class EvaluationLoop:
             except Exception:
                 log.exception("cannot read pushed references; using what is cached")
             made: list[Finding] = []
-            for m in self.storage.models():
-                if m.get("first") is None:
-                    continue
+            models = [m for m in self.storage.models() if m.get("first") is not None]
+            mine = self._claim([str(m["model"]) for m in models])
+            for m in models:
+                if str(m["model"]) not in mine:
+                    continue  # another replica's
                 try:
-                    made.extend(self._model(m, now))
+                    made.extend(self._owned(m, now))
                 except Exception:
                     log.exception("evaluating model %r failed; will retry next pass", m["model"])
                     self.registry.inc("infersight_processor_evaluation_errors_total", model=str(m["model"]))
@@ -217,6 +228,31 @@ class EvaluationLoop:
             self.registry.inc("infersight_processor_evaluation_passes_total")
             self.registry.inc("infersight_processor_evaluation_seconds_total", time.perf_counter() - t0)
             return made
+
+    # -- ownership (replicas on one store) ------------------------------------------------------
+
+    def _claim(self, names: list[str]) -> set[str]:
+        """The models this pass evaluates: all of them alone, the ones whose lease this replica
+        holds when it has an :class:`~infersight.processor.evaluate.ownership.Ownership`."""
+        if self.ownership is None:
+            return set(names)
+        try:
+            return set(self.ownership.claim(names))
+        except Exception:
+            log.exception("cannot claim model leases; evaluating nothing this pass")
+            self.registry.inc("infersight_processor_evaluation_errors_total")
+            return set()
+
+    def _owned(self, m: dict[str, Any], now: float) -> list[Finding]:
+        """One model's whole evaluation (every window size, late labels, and whatever else is
+        judged per model) under its lease: its writes commit only while the lease holds."""
+        if self.ownership is None:
+            return self._model(m, now)
+        made: list[Finding] = []
+        with self.ownership.hold(str(m["model"])) as held:
+            if held:
+                made = self._model(m, now)
+        return made
 
     def _model(self, m: dict[str, Any], now: float) -> list[Finding]:
         name, first, last = str(m["model"]), int(m["first"]), int(m["last"])
@@ -256,7 +292,24 @@ class EvaluationLoop:
                 made.extend(
                     self._labels_pass(name, ms, size, max(origin, oldest - self._label_horizon(size)), newest, now)
                 )
+        if self.slo is not None:
+            made.extend(self._slo(m, now, lateness))
         return made
+
+    def _slo(self, m: dict[str, Any], now: float, lateness: float) -> list[Finding]:
+        def alert(found: list[Finding]) -> None:
+            try:
+                self.on_findings(found)
+            except Exception:
+                log.exception("on_findings failed for the SLOs of %r", m["model"])
+                self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="on_findings")
+
+        try:
+            return list(self.slo.run(self.storage, m, now, lateness, on_findings=alert))
+        except Exception:
+            log.exception("SLO evaluation of %r failed; will retry next pass", m["model"])
+            self.registry.inc("infersight_processor_evaluator_errors_total", evaluator="slo")
+            return []
 
     # -- late labels ------------------------------------------------------------------------
 
@@ -527,9 +580,18 @@ def finding_key(body: dict[str, Any]) -> str:
     )
 
 
-def stored_findings(storage: Storage, model: str, start: float | None = None, end: float | None = None) -> list[Record]:
+def stored_findings(
+    storage: Storage,
+    model: str,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    newest_first: bool = False,
+    limit: int | None = None,
+) -> list[Record]:
     """The current verdicts on ``model``'s windows starting in ``[start, end)``, one record per
-    finding (kind ``"finding"``, key :attr:`Finding.key`), ordered by window start, then key:
+    finding (kind ``"finding"``, key :attr:`Finding.key`), ordered by window start, then key
+    (``newest_first``: the other way; ``limit``: the first so many):
     the per-window records (kind ``"findings"``) unpacked, with the per-finding ones (the
     label-driven verdicts, and stores written before findings were kept per window).
 
@@ -537,8 +599,9 @@ def stored_findings(storage: Storage, model: str, start: float | None = None, en
     >>> stored_findings(open_storage("sqlite:///:memory:", (60,)), "m")
     []
     """
-    out = list(storage.get_records(FINDING, model=model, start=start, end=end))
-    for r in storage.get_records(FINDINGS, model=model, start=start, end=end):
+    q: dict[str, Any] = {"model": model, "start": start, "end": end, "newest_first": newest_first, "limit": limit}
+    out = list(storage.get_records(FINDING, **q))
+    for r in storage.get_records(FINDINGS, **q):  # each holds one or more: ``limit`` of them is enough
         out.extend(Record(FINDING, finding_key(b), model, r.time, b) for b in r.body.get("findings", ()))
-    out.sort(key=lambda r: (r.time, r.key))
-    return out
+    out.sort(key=lambda r: (r.time, r.key), reverse=newest_first)
+    return out if limit is None else out[:limit]

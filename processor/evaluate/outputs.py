@@ -12,6 +12,12 @@ kind            metrics (gauges; the latest evaluated window of each series)
 ``quality``     ``ml.quality.<subject>`` (e.g. ``ml.quality.accuracy``), and
                 ``ml.quality.<subject>.threshold`` when a threshold is set
 ``age``         ``ml.model.age`` (seconds)
+``slo``         ``ml.slo.sli`` (share of good events over the period), ``ml.slo.objective``,
+                ``ml.slo.error_budget.remaining`` (share of the period's budget left; below 0
+                when overspent), ``ml.slo.burn_rate`` (one series per alert window,
+                ``ml.slo.window`` = ``1h``, ``5m`` ...), ``ml.slo.time_to_exhaustion``
+                (seconds, while burning), and ``ml.slo.alert.firing`` (0/1 per severity
+                ``page``, ``ticket``, ``no_data``); attributes ``ml.slo.name``, ``ml.slo.kind``
 other           ``ml.<kind>.score``, ``ml.<kind>.threshold``, ``ml.<kind>.detected``
 ==============  ===========================================================================
 
@@ -78,8 +84,13 @@ def prometheus_name(name: str, unit: str = "") -> str:
 
 def metric_points(f: Finding) -> list[Point]:
     """The metric points one finding becomes (see the module docstring)."""
-    attrs, series = _shape(f.kind, f.model, f.version, f.window_size, f.slice, f.subject, f.method, f.p_value is None)
     t = float(f.window_start + f.window_size)
+    if f.kind == "slo":  # its series follow its details (burn-rate windows), not its subject
+        a = {"ml.model.name": f.model, "ml.model.version": f.version, "ml.window.size": str(f.window_size)}
+        if f.slice:
+            a["ml.slice"] = f.slice
+        return _slo_points(f, a, t)
+    attrs, series = _shape(f.kind, f.model, f.version, f.window_size, f.slice, f.subject, f.method, f.p_value is None)
     values = {
         "statistic": f.statistic,
         "threshold": f.threshold,
@@ -133,6 +144,30 @@ def _shape(
             series.append((f"{prefix}.p_value", "", "p_value"))
         series.append((f"{prefix}.detected", "", "detected"))
     return tuple(sorted(a.items())), tuple(series)
+
+
+def _slo_points(f: Finding, a: dict[str, str], t: float) -> list[Point]:
+    d = f.details
+    name, _, severity = f.subject.partition("/")
+    a = {**a, "ml.slo.name": name, "ml.slo.kind": str(d.get("sli_kind", ""))}
+    out: list[tuple[str, str, dict[str, str], Any]] = []
+    if severity:
+        detected = 1.0 if f.status in ("breach", "no_data") else 0.0
+        out.append(("ml.slo.alert.firing", "", {**a, "ml.slo.severity": severity}, detected))
+    else:
+        out.append(("ml.slo.sli", "", a, d.get("sli")))
+        out.append(("ml.slo.objective", "", a, d.get("objective")))
+        out.append(("ml.slo.error_budget.remaining", "", a, d.get("budget_remaining")))
+        tte = d.get("time_to_exhaustion")
+        # +Inf: not burning, the budget lasts (a stale finite value would mislead)
+        out.append(("ml.slo.time_to_exhaustion", "s", a, math.inf if tte is None else tte))
+        for window, rate in (d.get("burn_rates") or {}).items():
+            out.append(("ml.slo.burn_rate", "", {**a, "ml.slo.window": str(window)}, rate))
+    return [
+        (n, u, tuple(sorted(attrs.items())), float(v), t)
+        for n, u, attrs, v in out
+        if isinstance(v, (int, float)) and (math.isfinite(v) or n == "ml.slo.time_to_exhaustion")
+    ]
 
 
 class FindingOutputs:
@@ -280,4 +315,6 @@ def _escape(v: str) -> str:
 
 
 def _fmt(v: float) -> str:
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
     return repr(float(v)) if not float(v).is_integer() else str(int(v)) if abs(v) < 1e15 else repr(float(v))

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from infersight.processor.config import ConfigError, parse_duration
+from infersight.processor.config import ConfigError, expect_mapping, parse_duration, reject_unknown
 
 __all__ = [
     "ModelsSettings",
@@ -189,6 +189,17 @@ class EvaluationSettings:
     # fewest sampled rows a window needs for it (fewer: a ``warning`` finding saying so)
     multivariate: bool = True
     multivariate_min_rows: int = 100
+    # replicas on one store: how long a model's evaluation lease lasts without renewal (a dead
+    # replica's models pass to another after at most this); None: 4 x interval, at least 60 s
+    lease: float | None = None
+
+    def lease_for(self) -> float:
+        """The lease time in force: ``lease``, or 4 x ``interval`` and at least 60 s.
+
+        >>> EvaluationSettings().lease_for(), EvaluationSettings(interval=60).lease_for()
+        (60.0, 240.0)
+        """
+        return self.lease if self.lease is not None else max(60.0, 4 * self.interval)
 
     def lateness_for(self, base: int) -> float:
         return self.lateness if self.lateness is not None else float(max(base, 60))
@@ -210,17 +221,7 @@ class EvaluationSettings:
 
 
 def _mapping(value: Any, key: str, example: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: {value!r} must be a mapping, e.g. {example}")
-    return value
-
-
-def _unknown(body: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-    for key in body:
-        if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown key; known in {where}: {', '.join(known)}")
+    return {} if value is None else expect_mapping(value, key, example)
 
 
 def _whole_seconds(value: Any, key: str) -> int:
@@ -274,7 +275,7 @@ def _method(value: Any, key: str, kind: str | None = None) -> str:
 
 def _reference(value: Any, key: str) -> str | PastWindow:
     if isinstance(value, Mapping):
-        _unknown(value, ("past_window",), key)
+        reject_unknown(value, ("past_window",), key)
         if "past_window" not in value:
             raise ConfigError(f"{key}: {dict(value)!r} must be a profile path or {{past_window: 7d}}")
         return PastWindow(_whole_seconds(value["past_window"], f"{key}.past_window"))
@@ -328,7 +329,7 @@ def _modes(value: Any, key: str, windows: tuple[int, ...]) -> dict[int, str]:
 
 def _feature(body: Any, key: str) -> FeatureSettings:
     b = _mapping(body, key, "{method: psi, threshold: 0.25, importance: 2}")
-    _unknown(b, (*_FEATURE_KEYS, "importance", "ignore"), key)
+    reject_unknown(b, (*_FEATURE_KEYS, "importance", "ignore"), key)
     kw: dict[str, Any] = {}
     if "method" in b:
         kw["method"] = _method(b["method"], f"{key}.method")
@@ -352,7 +353,7 @@ def _feature(body: Any, key: str) -> FeatureSettings:
 
 def _model(body: Any, where: str) -> tuple[ModelSettings, frozenset[str]]:
     b = _mapping(body, where, "{reference: ./reference.json, windows: [5m, 1h]}")
-    _unknown(b, _MODEL_KEYS, where)
+    reject_unknown(b, _MODEL_KEYS, where)
     kw: dict[str, Any] = {}
     given = set()
     if b.get("reference") is not None:
@@ -416,6 +417,7 @@ _EVAL_KEYS = (
     "export_timeout",
     "multivariate",
     "multivariate_min_rows",
+    "lease",
 )
 
 
@@ -434,9 +436,9 @@ def _export(value: Any, key: str) -> str:
 
 def parse_evaluation(body: Mapping[str, Any], where: str) -> EvaluationSettings:
     """The ``evaluation:`` section (see :class:`EvaluationSettings`)."""
-    _unknown(body, _EVAL_KEYS, where)
+    reject_unknown(body, _EVAL_KEYS, where)
     kw: dict[str, Any] = {}
-    for k in ("interval", "lateness", "backfill", "reopen", "no_data_for", "export_timeout"):
+    for k in ("interval", "lateness", "backfill", "reopen", "no_data_for", "export_timeout", "lease"):
         if k == "lateness" and body.get(k) in (0, "0", "0s"):
             kw[k] = 0.0  # evaluate as soon as a window ends (tests, replayed data)
         elif k in body:
@@ -473,6 +475,14 @@ def parse_evaluation(body: Mapping[str, Any], where: str) -> EvaluationSettings:
         kw["methods"] = {str(k): _method(v, f"{where}.methods.{k}", str(k)) for k, v in methods.items()}
     if body.get("export") is not None:
         kw["export"] = _export(body["export"], f"{where}.export")
+    if "lease" in kw:
+        interval = kw.get("interval", EvaluationSettings.interval)
+        if kw["lease"] <= interval:
+            raise ConfigError(
+                f"{where}.lease: {body['lease']!r} must be longer than evaluation.interval ({interval:g}s), "
+                "or a replica loses its models between two passes; use e.g. "
+                f"{_fmt(int(max(4 * interval, interval + 1)))} (the default is 4 x interval, at least 60s)"
+            )
     return EvaluationSettings(**kw)
 
 

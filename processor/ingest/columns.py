@@ -212,9 +212,14 @@ def bucket_counts(blobs: Sequence[bytes]) -> tuple[I64, I64, I64] | None:
     return offsets, lens, counts
 
 
-def merge_groups(group: I64, n_groups: int, cols: SketchColumns) -> list[ExpHistogram | None]:
+def merge_groups(
+    group: I64, n_groups: int, cols: SketchColumns, max_size: I64 | None = None
+) -> list[ExpHistogram | None]:
     """One merged sketch per group: what :meth:`ExpHistogram.merge_all` gives for the points
     of each group (points with ``count == 0`` take no part; a group without any is ``None``).
+
+    ``max_size`` is each point's ``ExpHistogram.max_size`` (e.g. stored sketches); without
+    it, a point's is what decoding that point alone gives (the default, or its bucket span).
 
     The steps of ``merge_all``, for all groups at once: the common scale is the smallest
     scale of the points that have buckets; indices are shifted down to it; the extra halving
@@ -244,8 +249,9 @@ def merge_groups(group: I64, n_groups: int, cols: SketchColumns) -> list[ExpHist
     g_live = group[live]
     # Each point's own max_size, as decoding that point alone gives it: the default, or its
     # (trimmed) bucket span if wider.
-    max_size = np.full(n_pts, DEFAULT_MAX_SIZE, np.int64)
-    np.maximum.at(max_size, r_pt, r_hi - r_lo + 1)
+    if max_size is None:
+        max_size = np.full(n_pts, DEFAULT_MAX_SIZE, np.int64)
+        np.maximum.at(max_size, r_pt, r_hi - r_lo + 1)
     has_b = np.zeros(n_pts, bool)
     has_b[r_pt] = True
     # Scale: smallest among points with buckets; a group with none takes its smallest scale.

@@ -554,6 +554,10 @@ def decode_traces(msg: Message) -> Decoded:
                         span.end_time_unix_nano,
                         error,
                         str(etype) if etype is not None else ("_OTHER" if error else None),
+                        span.parent_span_id.hex(),
+                        span.kind,
+                        span.status.message,
+                        tuple((e.name, e.time_unix_nano, _attrs(e.attributes)) for e in span.events),
                     )
                 )
     return _check_shape(msg, out, items)

@@ -191,6 +191,8 @@ def _count_calls(ws: WindowStats, attrs: dict[str, Any], n: int) -> None:
     if etype is not None:
         ws.add_count("calls", "error", n)
         ws.add_count("errors", str(etype), n)
+    if attrs.get("ml.schema.valid") is False:
+        ws.add_count("calls", "invalid", n)
 
 
 def _int_if_whole(v: float) -> float:

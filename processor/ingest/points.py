@@ -70,6 +70,12 @@ class SpanPoint:
     end_ns: int
     error: bool
     error_type: str | None = None
+    # for the request view's waterfall (kept spans): the parent, the span kind (OTLP enum),
+    # the status message, and events as (name, time_ns, attributes)
+    parent_span_id: str = ""
+    kind: int = 0
+    status_message: str = ""
+    events: tuple[tuple[str, int, dict[str, Any]], ...] = ()
 
     @property
     def duration_s(self) -> float:

@@ -38,7 +38,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -60,6 +60,7 @@ from infersight.processor.ingest.decode import (
     decode_traces,
     parse_request,
 )
+from infersight.processor.ingest.limits import LimitSettings, SeriesLimiter
 from infersight.processor.ingest.points import RequestError
 from infersight.processor.ingest.screen import screen
 from infersight.processor.ingest.writer import Ingestor, Outcome, QueueFull, ShuttingDown, request_digest
@@ -171,17 +172,21 @@ class Claim:
 
 @dataclass
 class Receiver:
-    """Decode → screen → queue → wait for the commit; shared by both transports."""
+    """Decode → screen (and limit) → queue → wait for the commit; shared by both transports.
+
+    The series-cardinality limits (``limits``) are seeded from the ingestor's store."""
 
     ingestor: Ingestor
     registry: Registry
     token: str | None = None
     ack_timeout: float = 30.0
     max_inflight_bytes: int = 64 * 2**20
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def __post_init__(self) -> None:
         self.budget = InflightBudget(self.max_inflight_bytes)
         self.registry.gauge("infersight_processor_inflight_bytes", lambda: self.budget.used)
+        self.limiter = SeriesLimiter(self.limits, self.ingestor.storage, self.registry)
 
     def authorize(self, header: str | None) -> None:
         if self.token is None:
@@ -197,15 +202,20 @@ class Receiver:
             except Exception:  # the full decoder below answers (and logs) what this one met
                 light = None
             if light is not None:
-                return screen(signal, light)
+                return self._screen(signal, light)
         msg = parse_request(signal, body, content_type)
         try:
-            return screen(signal, _DECODERS[signal](msg))
+            return self._screen(signal, _DECODERS[signal](msg))
         except RequestError:
             raise
         except Exception as exc:  # a decoder bug met by odd input: answer it, log it, keep serving
             log.exception("could not decode a %s request", signal)
             raise RequestError(f"could not decode the request ({type(exc).__name__}: {exc})") from exc
+
+    def _screen(self, signal: str, decoded: Any) -> Any:
+        screened = screen(signal, decoded, self.limiter)
+        self.limiter.flush()
+        return screened
 
     def response(self, signal: str, outcome: Outcome) -> Any:
         cls, field = _RESPONSES[signal]

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from infersight.processor.ingest.columns import SketchColumns
+from infersight.processor.ingest.limits import UNKNOWN_SERVICE, Refusal, SeriesLimiter
 from infersight.processor.ingest.outcomes import OUTCOMES_EVENT, outcome_problem
 from infersight.processor.ingest.points import Decoded, LogPoint, MetricPoint
 from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT
 
-__all__ = ["screen", "KNOWN", "identity", "metric_problem", "log_problem", "columns_series"]
+__all__ = ["screen", "limit", "KNOWN", "identity", "metric_problem", "log_problem", "columns_series"]
 
 # metric name -> (role, attribute naming the series, how the point is stored)
 KNOWN: dict[str, tuple[str, str | None, str, str | None]] = {
@@ -43,11 +44,12 @@ KNOWN: dict[str, tuple[str, str | None, str, str | None]] = {
 }
 
 
-def screen(signal: str, decoded: Decoded) -> Decoded:
+def screen(signal: str, decoded: Decoded, limiter: SeriesLimiter | None = None) -> Decoded:
     """Move the points windows cannot place (an ``ml.*`` point without its model or series
     attribute, a prediction log without a request id) from ``points`` to ``rejected``, so the
     request that carried them is told (OTLP partial success). Unknown names pass: they are
-    ignored and counted later, not rejected.
+    ignored and counted later, not rejected. With a ``limiter``, points of models and series
+    beyond the cardinality limits are rejected too (:func:`limit`).
     """
     checks: dict[str, Callable[[Any], str | None]] = {
         "metrics": metric_problem,
@@ -74,7 +76,96 @@ def screen(signal: str, decoded: Decoded) -> Decoded:
                     decoded.reject(why, int((c.attr_index == j).sum()))
             decoded.columns[i] = c.take(ok[c.attr_index])
     decoded.columns = [c for c in decoded.columns if len(c)]
+    if limiter is not None:
+        limit(signal, decoded, limiter)
     return decoded
+
+
+def limit(signal: str, decoded: Decoded, limiter: SeriesLimiter) -> Decoded:
+    """Move the points of models and series the ``limiter`` refuses from ``decoded`` to its
+    rejected count (each refusal's message names the limit), on screened points. One check per
+    distinct (service, series) of the request, not per point.
+
+    Example:
+        >>> from infersight.processor.ingest.limits import LimitSettings
+        >>> lim = SeriesLimiter(LimitSettings(max_models=1, max_models_per_service=1))
+        >>> logs = [LogPoint("ml.prediction", {"service.name": "s"}, {"ml.model.name": m,
+        ...     "ml.request.id": "r"}, 0, "", "") for m in ("a", "b", "a")]
+        >>> d = limit("logs", Decoded(logs), lim)
+        >>> len(d.points), d.rejected, d.errors[0][:46]
+        (2, 1, "model 'b' from service 's' not stored: the pro")
+    """
+    verdicts: dict[tuple[Any, ...], Refusal | None] = {}
+    refused: dict[Refusal, int] = {}
+
+    def check(service: Any, model: str, series: tuple[str, str, str] | None) -> Refusal | None:
+        key = (service, model, series)
+        try:
+            return verdicts[key]
+        except KeyError:
+            svc = UNKNOWN_SERVICE if service is None or service == "" else str(service)
+            found = verdicts[key] = limiter.admit(svc, model, series)
+            return found
+
+    keep = []
+    for p in decoded.points:
+        why = _point_refusal(signal, p, check)
+        if why is None:
+            keep.append(p)
+        else:
+            refused[why] = refused.get(why, 0) + 1
+    decoded.points = keep
+    admitted = limiter.admitted  # series seen admitted before: one set lookup each, no call
+    for i, c in enumerate(decoded.columns):
+        service = c.resource.get("service.name")
+        series = c.series or []
+        bad: dict[int, Refusal] = {}
+        for j, s in enumerate(series):
+            if s is None or s in admitted:
+                continue
+            why = check(service, s[0], (s[1], s[2], s[3]))
+            if why is None:
+                admitted.add(s)
+            else:
+                bad[j] = why
+        if bad:
+            per_entry = np.bincount(c.attr_index, minlength=len(series))
+            for j, why in bad.items():
+                refused[why] = refused.get(why, 0) + int(per_entry[j])
+            ok = np.ones(len(series), bool)
+            ok[list(bad)] = False
+            kept = c.take(ok[c.attr_index])
+            kept.series = [None if j in bad else s for j, s in enumerate(series)]
+            decoded.columns[i] = kept
+    decoded.columns = [c for c in decoded.columns if len(c)]
+    for why, n in refused.items():
+        if n:
+            decoded.reject(why.message, n)
+            limiter.refused(why, n, signal)
+    return decoded
+
+
+def _point_refusal(
+    signal: str, p: Any, check: Callable[[Any, str, tuple[str, str, str] | None], Refusal | None]
+) -> Refusal | None:
+    if signal == "metrics":
+        spec = KNOWN.get(p.name)
+        ident = identity(p.attributes, p.resource) if spec is not None else None
+        if spec is None or ident is None:
+            return None  # unknown metrics are not stored
+        name = "" if spec[1] is None else str(p.attributes[spec[1]])
+        return check(p.resource.get("service.name"), ident[0], (ident[1], spec[0], name))
+    if signal == "traces":
+        ident = identity(p.attributes, p.resource)
+        if ident is None:
+            return None  # spans without a model are not stored
+        return check(p.resource.get("service.name"), ident[0], (ident[1], MODEL, ""))
+    if p.event_name == OUTCOMES_EVENT:
+        return check(p.resource.get("service.name"), str(p.body["model"]), None)
+    if p.event_name in ("ml.prediction", "ml.feedback"):
+        ident = identity(p.attributes, p.resource)
+        return None if ident is None else check(p.resource.get("service.name"), ident[0], None)
+    return None
 
 
 def _no_problem(p: Any) -> str | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infersight.processor.ingest.fold import aggregate
+from infersight.processor.ingest.keep import keep_items
 from infersight.processor.ingest.points import Decoded
 from infersight.processor.ingest.temporality import CumulativeToDelta
 from infersight.processor.selfmetrics import Registry
@@ -96,6 +97,9 @@ class Ingestor:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        # spans and log records kept for the request view: "all", "flagged" or "off" (see
+        # ingest/keep.py); the processor sets it from the dashboard: section
+        self.keep_traces = "off"
         self.converter = CumulativeToDelta()
         self.converter.load(storage.load_streams())
         self._dirty: set[WindowKey] = set()
@@ -206,6 +210,7 @@ class Ingestor:
                 sorted(digests),
                 {k: v.to_json() for k, v in staged.items()},
                 agg.outcomes,
+                keep_items(spans, logs, self.keep_traces) if self.keep_traces != "off" else [],
             )
         )
         self.converter.commit(staged)

@@ -17,6 +17,9 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -36,6 +39,9 @@ __all__ = [
     "MODEL",
     "cover_range",
     "Record",
+    "Lease",
+    "LeaseLost",
+    "TraceItem",
 ]
 
 # A window's role: a model's feature (name = ``ml.feature.name``), one of its outputs
@@ -45,6 +51,26 @@ FEATURE, OUTPUT, MODEL = "feature", "output", "model"
 
 class StorageError(RuntimeError):
     """The store cannot be opened or written; the message names the URL and the cause."""
+
+
+class LeaseLost(StorageError):
+    """A write made under a lease (:meth:`Storage.fenced`) found the lease taken by another
+    replica: nothing of that transaction was committed."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A named, expiring claim on work shared by replicas of one store (e.g. ``model:churn``).
+
+    ``owner`` is the holding replica's id; ``epoch`` grows by one each time the lease passes to
+    another owner (a fencing token: a write checked against it fails once the lease has moved);
+    ``expires`` is Unix seconds on the store's clock.
+    """
+
+    name: str
+    owner: str
+    epoch: int
+    expires: float
 
 
 class WindowKey(NamedTuple):
@@ -115,6 +141,30 @@ class Record:
 
 
 @dataclass
+class TraceItem:
+    """One span or log record of a request, kept for the request view (``/requests/{id}``).
+
+    ``item_id`` is unique within the trace (a span's ID; for a log record its span ID, time and
+    position). ``flagged`` marks what is kept past the short "recent" horizon: an error, a
+    schema violation, or a payload the SDK logged (sampled, or kept for being an outlier).
+    ``body`` is the JSON-able content (name, parent, times, attributes, events ...).
+
+    Example:
+        >>> TraceItem("ab" * 16, "cd" * 8, "span", "churn", "r-1", 10**18, True, {"name": "predict churn"}).kind
+        'span'
+    """
+
+    trace_id: str
+    item_id: str
+    kind: str  # "span" | "log"
+    model: str
+    request_id: str
+    time_ns: int
+    flagged: bool
+    body: dict[str, Any]
+
+
+@dataclass
 class WriteBatch:
     """Everything one commit writes."""
 
@@ -124,6 +174,7 @@ class WriteBatch:
     digests: list[str] = field(default_factory=list)
     streams: dict[str, str] = field(default_factory=dict)  # cumulative stream key -> state JSON
     outcomes: list[Outcome] = field(default_factory=list)
+    trace_items: list[TraceItem] = field(default_factory=list)  # spans and logs for the request view
 
 
 class Storage(abc.ABC):
@@ -271,6 +322,94 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete_records(self, kind: str, *, before: float | None = None, keys: Sequence[str] = ()) -> int:
         """Delete records of ``kind`` older than ``before`` and/or with the given keys."""
+
+    # -- leases: who does shared work --------------------------------------------------------
+    #
+    # The generic versions keep the leases in this object (one process: it always wins); the
+    # SQL engines keep them in the store's ``leases`` table so replicas of one store share them.
+
+    _lease_lock = threading.Lock()
+
+    def _lease_table(self) -> dict[str, Lease]:
+        table: dict[str, Lease] | None = self.__dict__.get("_leases_mem")
+        if table is None:
+            table = self.__dict__["_leases_mem"] = {}
+        return table
+
+    def acquire_lease(self, name: str, owner: str, ttl: float, *, now: float | None = None) -> Lease | None:
+        """Take (or keep) the lease ``name`` for ``owner`` until ``ttl`` seconds from now, when
+        it is free, expired or already ``owner``'s; ``None`` when another owner holds it.
+        ``now`` overrides the store's clock (tests)."""
+        t = time.time() if now is None else now
+        with self._lease_lock:
+            table = self._lease_table()
+            cur = table.get(name)
+            if cur is not None and cur.owner != owner and cur.expires > t:
+                return None
+            epoch = cur.epoch if cur is not None and cur.owner == owner else (cur.epoch + 1 if cur else 1)
+            lease = table[name] = Lease(name, owner, epoch, t + ttl)
+            return lease
+
+    def renew_lease(self, lease: Lease, ttl: float, *, now: float | None = None) -> Lease | None:
+        """Extend ``lease`` to ``ttl`` seconds from now while it is still its owner's (same
+        epoch: nobody took it meanwhile, even if it expired); ``None`` when it has moved."""
+        t = time.time() if now is None else now
+        with self._lease_lock:
+            table = self._lease_table()
+            cur = table.get(lease.name)
+            if cur is None or (cur.owner, cur.epoch) != (lease.owner, lease.epoch):
+                return None
+            renewed = table[lease.name] = Lease(lease.name, lease.owner, lease.epoch, t + ttl)
+            return renewed
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Let ``lease`` go now (another owner may take it at once); ``False`` if it had moved."""
+        with self._lease_lock:
+            table = self._lease_table()
+            cur = table.get(lease.name)
+            if cur is None or (cur.owner, cur.epoch) != (lease.owner, lease.epoch):
+                return False
+            table[lease.name] = Lease(lease.name, lease.owner, lease.epoch, 0.0)
+            return True
+
+    def leases(self, prefix: str = "", *, now: float | None = None) -> list[Lease]:
+        """The unexpired leases whose name starts with ``prefix``, by name."""
+        t = time.time() if now is None else now
+        with self._lease_lock:
+            return sorted(
+                (x for x in self._lease_table().values() if x.name.startswith(prefix) and x.expires > t),
+                key=lambda x: x.name,
+            )
+
+    @contextlib.contextmanager
+    def fenced(self, lease: Lease, ttl: float) -> Iterator[None]:
+        """Within the block, every record write from this thread commits only while ``lease``
+        is still held (and renews it for ``ttl`` seconds); otherwise it raises
+        :class:`LeaseLost` and writes nothing. The generic version checks once, on entry."""
+        if self.renew_lease(lease, ttl) is None:
+            raise LeaseLost(f"lease {lease.name!r} (epoch {lease.epoch}) is no longer held by {lease.owner!r}")
+        yield
+
+    # -- kept spans and log records (the request view) ---------------------------------------
+    # Not abstract: an engine without a trace store keeps none, and the request view then shows
+    # the payload and feedback only.
+
+    def trace_items(
+        self, *, trace_id: str | None = None, request_id: str | None = None, limit: int = 5000
+    ) -> list[TraceItem]:
+        """Every kept item of the trace ``trace_id``, or of the traces holding an item with
+        ``request_id``; oldest first."""
+        return []
+
+    def expire_trace_items(self, now: float, recent: float, retention: float, max_items: int) -> int:
+        """Drop kept items: unflagged traces older than ``recent`` seconds, everything older
+        than ``retention``, then the oldest past ``max_items`` (unflagged traces first)."""
+        return 0
+
+    def request_rows(self, request_id: str, model: str | None = None) -> dict[str, Any]:
+        """The stored rows of one request: ``{"prediction", "outcome", "feedback"}`` (each a dict
+        or ``None``), from every model or one."""
+        return {"prediction": None, "outcome": None, "feedback": None}
 
     # -- life ------------------------------------------------------------------------------
 

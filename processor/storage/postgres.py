@@ -23,6 +23,14 @@ __all__ = ["PostgresStorage"]
 class PostgresStorage(SqlStorage):
     begin = "BEGIN"
     id_type = "BIGSERIAL PRIMARY KEY"
+    clock_sql = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    # a transaction-level advisory lock (released at COMMIT, so no connection holds it after):
+    # concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL's catalog otherwise
+    schema_lock_sql = "SELECT pg_advisory_xact_lock(7150001)"
+    # Replicas' compactors take turns: claims stay exact without it (``rolled = 0`` is
+    # re-checked after a wait), but two compactors locking overlapping rows in different
+    # orders would deadlock and one of them fail.
+    compaction_lock = "SELECT pg_advisory_xact_lock(7166818893260745983)"
 
     def placeholders(self, sql: str) -> str:
         return sql.replace("?", "%s")

@@ -31,14 +31,25 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from infersight.processor.storage.base import Record, Storage, WindowKey, WriteBatch, cover_range
-from infersight.processor.storage.codec import decode_window, encode_window, encode_windows
+from infersight.processor.storage.base import (
+    Lease,
+    LeaseLost,
+    Record,
+    Storage,
+    TraceItem,
+    WindowKey,
+    WriteBatch,
+    cover_range,
+)
+from infersight.processor.storage.codec import decode_window, encode_windows
+from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
 
 __all__ = ["SqlStorage"]
@@ -53,6 +64,8 @@ _SCHEMA = [
         size INTEGER NOT NULL, start BIGINT NOT NULL, data TEXT NOT NULL,
         rolled INTEGER NOT NULL DEFAULT 1)""",
     "CREATE INDEX IF NOT EXISTS stats_series ON stats (model, role, name, size, start)",
+    # expiry finds old windows by age, not by scanning the table each maintenance pass
+    "CREATE INDEX IF NOT EXISTS stats_age ON stats (size, start)",
     """CREATE TABLE IF NOT EXISTS predictions (
         model TEXT NOT NULL, request_id TEXT NOT NULL, version TEXT NOT NULL, time_ns BIGINT NOT NULL,
         trace_id TEXT, span_id TEXT, inputs TEXT, outputs TEXT, truncated INTEGER NOT NULL,
@@ -74,7 +87,19 @@ _SCHEMA = [
         kind TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, time DOUBLE PRECISION NOT NULL,
         body TEXT NOT NULL, PRIMARY KEY (kind, key))""",
     "CREATE INDEX IF NOT EXISTS records_time ON records (kind, model, time)",
+    # who does shared work (evaluation of a model) among replicas of this store: Storage.acquire_lease
+    """CREATE TABLE IF NOT EXISTS leases (
+        name TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires DOUBLE PRECISION NOT NULL)""",
+    # spans and log records of requests, for the request view (bounded: expire_trace_items)
+    """CREATE TABLE IF NOT EXISTS trace_items (
+        trace_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL,
+        request_id TEXT NOT NULL, time_ns BIGINT NOT NULL, flagged INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (trace_id, item_id))""",
+    "CREATE INDEX IF NOT EXISTS trace_items_request ON trace_items (request_id)",
+    "CREATE INDEX IF NOT EXISTS trace_items_time ON trace_items (time_ns)",
 ]
+
+_TRACE_ITEM_COLUMNS = ("trace_id", "item_id", "kind", "model", "request_id", "time_ns", "flagged", "body")
 
 
 _OUTCOME_COLUMNS = (
@@ -113,7 +138,16 @@ class SqlStorage(Storage):
     # -- what an engine sets ----------------------------------------------------------------
 
     begin = "BEGIN"  # starts a transaction that writes
+    # run first in each compaction transaction, so compactors on one store take turns
+    # (PostgreSQL: a transaction-scoped advisory lock); None where the engine serialises writers
+    compaction_lock: str | None = None
     id_type: str  # the ``stats`` table's auto-increment key, e.g. ``BIGSERIAL PRIMARY KEY``
+    # the store's clock in Unix seconds: leases expire by it, so replicas on hosts whose clocks
+    # disagree still agree on when a lease ran out
+    clock_sql = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+    # taken first in the transaction that creates the schema, so replicas starting together on
+    # one new database do not race in CREATE TABLE (SQLite: BEGIN IMMEDIATE serialises already)
+    schema_lock_sql: str | None = None
 
     @abc.abstractmethod
     def connect(self) -> Any:
@@ -146,11 +180,18 @@ class SqlStorage(Storage):
         self.feedback_ttl = feedback_ttl
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
+        self._fence = threading.local()  # the lease this thread's writes are fenced by (fenced())
+        # compaction's memory: spans of base windows held until the data moves past them
+        self._held: set[_Span] = set()
+        self._held_lock = threading.Lock()
+        self._watermark = 0
         self._w = self.connect()
         self._r = self._w if self.shares_connection else self.connect()
         if self.shares_connection:
             self._rlock = self._wlock
-        with self._wlock, self._tx(self._w) as cur:
+        with self._wlock, self._tx(self._w, fence=False) as cur:
+            if self.schema_lock_sql:
+                cur.execute(self.schema_lock_sql)
             for stmt in _SCHEMA:
                 cur.execute(stmt.format(id=self.id_type))
             # Stores made before roll-ups moved to compaction wrote them at ingest: their rows
@@ -160,13 +201,24 @@ class SqlStorage(Storage):
                 cur.execute("ALTER TABLE stats ADD COLUMN rolled INTEGER NOT NULL DEFAULT 1")
 
     class _Tx:
-        def __init__(self, store: SqlStorage, conn: Any) -> None:
-            self.store, self.conn = store, conn
+        def __init__(self, store: SqlStorage, conn: Any, fence: bool = True) -> None:
+            self.store, self.conn, self.fence = store, conn, fence
 
         def __enter__(self) -> Any:
             self.cur = self.conn.cursor()
             self.cur.execute(self.store.begin)
-            return _Cursor(self.cur, self.store.placeholders)
+            cur = _Cursor(self.cur, self.store.placeholders)
+            held = getattr(self.store._fence, "held", None) if self.fence else None
+            if held is not None:
+                try:
+                    self.store._check_fence(cur, *held)
+                except BaseException:
+                    try:
+                        self.cur.execute("ROLLBACK")
+                    finally:
+                        self.cur.close()
+                    raise
+            return cur
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
             try:
@@ -174,8 +226,8 @@ class SqlStorage(Storage):
             finally:
                 self.cur.close()
 
-    def _tx(self, conn: Any) -> SqlStorage._Tx:
-        return SqlStorage._Tx(self, conn)
+    def _tx(self, conn: Any, fence: bool = True) -> SqlStorage._Tx:
+        return SqlStorage._Tx(self, conn, fence)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._rlock:
@@ -298,16 +350,38 @@ class SqlStorage(Storage):
                     self.upsert("streams", ("key", "state", "at"), ("key",), ("state", "at")),
                     [(k, v, at) for k, v in batch.streams.items()],
                 )
+            if batch.trace_items:
+                self._write_trace_items(cur, batch.trace_items)
 
     def compact(self, keys: Iterable[WindowKey] | None = None) -> int:
         """Fold each window's rows into one, and add base rows not yet rolled up to their roll-up
         windows; ``keys=None`` finds every window that needs either. Returns how many windows
         were folded (had several rows).
 
-        Exactness under concurrency: ``DELETE ... RETURNING`` claims a window's rows, so two
-        compactors (replicas on one PostgreSQL store) never both roll up the same base row, and
-        the claim, the roll-up rows and the folded row commit together.
+        With ``keys`` (the maintenance pass: the windows written since the last one), base
+        windows are compacted a smallest roll-up window at a time (e.g. a series' hour), once
+        the newest base window written (the data's own clock, so replayed or late data are
+        judged by their own time) is past it; until then they are held, in memory, for a
+        later call. An exporter sends one point per series per window, so rolling each pass's
+        rows up at once rewrote every roll-up row of every series at every pass; held, an hour
+        of a series is claimed, merged and rolled up once. Answers are exact meanwhile (a range
+        query reads the base rows not yet rolled up), and the backlog is bounded: at most one
+        smallest roll-up window of base rows per series (``keys=None`` takes those too).
+
+        A chunk of windows is one transaction of a few statements, whatever its size: the
+        chunk's rows are found in one join; the fresh base rows are claimed in one ``UPDATE ...
+        SET rolled = 1 WHERE rolled = 0 ... RETURNING`` (a row only one compactor can claim:
+        replicas on one PostgreSQL store never roll a base row up twice); the rows of windows
+        that have several are taken with one ``DELETE ... RETURNING``, as are the roll-up rows
+        the claimed rows add to; every row is parsed once and all merges of the chunk run
+        together in columns (:class:`~infersight.processor.storage.merge.StoredRows`); the
+        merged rows are inserted in one batch. A window with a single fresh row stays as it
+        is (only its ``rolled`` flag changes). The claim, the roll-up rows and the folded rows
+        commit together, so queries are exact before, during and after.
         """
+        return self._compact(keys, hold=keys is not None)
+
+    def _compact(self, keys: Iterable[WindowKey] | None, *, hold: bool) -> int:
         base, rollups = self.window_sizes[0], self.window_sizes[1:]
         if keys is None:
             rows = self._read(
@@ -315,53 +389,138 @@ class SqlStorage(Storage):
                 "GROUP BY model, version, role, name, size, start HAVING COUNT(*) > 1 OR MIN(rolled) = 0"
             )
             keys = [WindowKey(*r) for r in rows]
+        spans: set[_Span] = set()
+        with self._held_lock:
+            for k in keys:
+                if k.size == base and rollups:  # a series' smallest roll-up window of base rows
+                    lo = k.start - k.start % rollups[0]
+                    spans.add(_Span(k.model, k.version, k.role, k.name, base, lo, lo + rollups[0]))
+                    self._watermark = max(self._watermark, k.start + base)
+                else:
+                    spans.add(_Span(k.model, k.version, k.role, k.name, k.size, k.start, k.start + 1))
+            if hold:
+                spans |= self._held
+                self._held = {s for s in spans if s.size == base and s.hi > self._watermark}
+                spans -= self._held
+            else:
+                self._held -= spans
         folded = 0
-        for chunk in _chunks(sorted(set(keys)), 500):
+        for chunk in _chunks(sorted(spans), 200):
             with self._wlock, self._tx(self._w) as cur:
-                up: dict[WindowKey, list[WindowStats]] = {}
-                for k in chunk:
-                    merged, fresh, n = self._claim(cur, k)
-                    if merged is None:
-                        continue
-                    folded += n > 1
-                    self._insert(cur, k, merged)
-                    if k.size == base and fresh:
-                        part = fresh[0] if len(fresh) == 1 else WindowStats.merge_all(fresh)
-                        for size in rollups:
-                            up.setdefault(k._replace(size=size, start=k.start - k.start % size), []).append(part)
-                for k in sorted(up):  # one order for every compactor: no lock cycles between replicas
-                    merged, _, _ = self._claim(cur, k, extra=up[k])
-                    assert merged is not None
-                    self._insert(cur, k, merged)
+                if self.compaction_lock:
+                    cur.execute(self.compaction_lock)
+                folded += self._compact_chunk(cur, chunk)
         return folded
 
-    def _claim(
-        self, cur: Any, k: WindowKey, extra: Sequence[WindowStats] = ()
-    ) -> tuple[WindowStats | str | None, list[WindowStats], int]:
-        """Delete window ``k``'s rows; return them merged (with ``extra``), the rows not yet
-        rolled up, and how many rows there were."""
-        cur.execute(
-            "DELETE FROM stats WHERE model=? AND version=? AND role=? AND name=? AND size=? AND start=? "
-            "RETURNING data, rolled",
-            tuple(k),
-        )
-        got = cur.fetchall()
-        if not got and not extra:
-            return None, [], 0
-        if len(got) == 1 and not extra and got[0][1]:
-            return got[0][0], [], 1  # one row, already rolled up: put back as it was
-        stats = [decode_window(r[0]) for r in got]
-        fresh = [ws for ws, r in zip(stats, got) if not r[1]]
-        every = stats + list(extra)
-        if len(every) == 1:  # nothing to merge: a stored row goes back as its text was
-            return (got[0][0] if got else every[0]), fresh, len(got)
-        return WindowStats.merge_all(every), fresh, len(got)
+    @property
+    def held(self) -> int:
+        """How many series' roll-up windows compaction holds until the data moves past them."""
+        return len(self._held)
 
-    def _insert(self, cur: Any, k: WindowKey, ws: WindowStats | str) -> None:
+    def _compact_chunk(self, cur: Any, chunk: Sequence[_Span]) -> int:
+        # Keys are plain 6-tuples here (a WindowKey is one, and equal to it): this loop runs
+        # once per row, so no object is made per row that a tuple already is.
+        base, rollups = self.window_sizes[0], self.window_sizes[1:]
+        rows_by_key: dict[tuple[Any, ...], list[int]] = {}
+        key_of: dict[int, tuple[Any, ...]] = {}
+        fresh_ids: list[int] = []
+        for r in self._rows_in(cur, chunk, "s.id, s.rolled"):
+            k, row_id = r[:6], r[6]
+            key_of[row_id] = k
+            ids = rows_by_key.get(k)
+            if ids is None:
+                rows_by_key[k] = [row_id]
+            else:
+                ids.append(row_id)
+            if not r[7] and r[4] == base:
+                fresh_ids.append(row_id)
+        texts: dict[int, str] = {}
+        claimed: list[int] = []  # fresh base rows this compactor rolls up
+        for ids in _chunks(fresh_ids, 500):
+            cur.execute(
+                f"UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({','.join('?' * len(ids))}) "
+                "RETURNING id, data",
+                ids,
+            )
+            for row_id, text in cur.fetchall():
+                texts[row_id] = text
+                claimed.append(row_id)
+        # roll-up windows the claimed rows add to (each with its current rows, taken below)
+        targets: dict[tuple[Any, ...], list[int]] = {}
+        claimed.sort()
+        for row_id in claimed:
+            model, version, role, name, _, start = key_of[row_id]
+            for size in rollups:
+                t = (model, version, role, name, size, start - start % size)
+                ids = targets.get(t)
+                if ids is None:
+                    targets[t] = [row_id]
+                else:
+                    ids.append(row_id)
+        # windows with several rows fold into one (a roll-up target is rewritten whole anyway)
+        fold_ids = [i for k, ids in rows_by_key.items() if len(ids) > 1 and k not in targets for i in ids]
+        fold: dict[tuple[Any, ...], list[int]] = {}
+        for ids in _chunks(fold_ids, 500):
+            cur.execute(
+                f"DELETE FROM stats WHERE rolled = 1 AND id IN ({','.join('?' * len(ids))}) RETURNING id, data",
+                ids,
+            )
+            for row_id, text in cur.fetchall():
+                texts[row_id] = text
+                fold.setdefault(key_of[row_id], []).append(row_id)
+        existing: dict[tuple[Any, ...], list[int]] = {}
+        target_keys = sorted(targets)
+        for part in _chunks(target_keys, 500):
+            ids = []
+            spans = [_Span(k[0], k[1], k[2], k[3], k[4], k[5], k[5] + 1) for k in part]
+            for r in self._rows_in(cur, spans, "s.id"):
+                key_of[r[6]] = r[:6]
+                ids.append(r[6])
+            for id_chunk in _chunks(ids, 500):
+                cur.execute(
+                    f"DELETE FROM stats WHERE id IN ({','.join('?' * len(id_chunk))}) RETURNING id, data", id_chunk
+                )
+                for row_id, text in cur.fetchall():
+                    texts[row_id] = text
+                    existing.setdefault(key_of[row_id], []).append(row_id)
+        out_keys: list[tuple[Any, ...]] = []
+        groups: list[list[int]] = []
+        single: list[tuple[Any, ...]] = []  # rows to insert: a window's one row goes back as it was
+        for k, ids in fold.items():
+            if len(ids) == 1:
+                single.append((*k, texts[ids[0]]))
+            else:
+                out_keys.append(k)
+                groups.append(ids)
+        folded = len(groups)
+        for k in target_keys:
+            out_keys.append(k)
+            groups.append(sorted(existing.get(k, ())) + targets[k])
+        if groups:
+            order = sorted({i for g in groups for i in g})
+            at = {row_id: n for n, row_id in enumerate(order)}
+            parsed = StoredRows.parse([texts[i] for i in order])
+            merged = parsed.merged([[at[i] for i in g] for g in groups])
+            single.extend((*k, text) for k, text in zip(out_keys, encode_windows(merged)))
+        if single:
+            cur.executemany(
+                "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
+                single,
+            )
+        return folded
+
+    def _rows_in(self, cur: Any, spans: Sequence[_Span], columns: str) -> list[tuple[Any, ...]]:
+        """The key (6 columns) and ``columns`` of every row in ``spans``, in one join."""
+        if not spans:
+            return []
+        marks = ",".join(["(?,?,?,?,?,?,?)"] * len(spans))
         cur.execute(
-            "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
-            (*k, ws if isinstance(ws, str) else encode_window(ws)),
+            f"SELECT s.model, s.version, s.role, s.name, s.size, s.start, {columns} FROM (VALUES {marks}) AS k "
+            "JOIN stats s ON s.model = k.column1 AND s.version = k.column2 AND s.role = k.column3 "
+            "AND s.name = k.column4 AND s.size = k.column5 AND s.start >= k.column6 AND s.start < k.column7",
+            [v for span in spans for v in span],
         )
+        return list(cur.fetchall())
 
     def expire(
         self, now: float, retention: dict[int, float], prediction_retention: float, dedup_ttl: float
@@ -380,7 +539,7 @@ class SqlStorage(Storage):
                 "WHERE size=? AND rolled=0 AND start < ?",
                 (base, int(now - retention[base])),
             )
-            self.compact(WindowKey(*r) for r in old)
+            self._compact((WindowKey(*r) for r in old), hold=False)
         with self._wlock, self._tx(self._w) as cur:
             n = 0
             for size, keep in retention.items():
@@ -494,11 +653,13 @@ class SqlStorage(Storage):
 
     def label_counts(self, model: str, size: int, start: int, end: int) -> dict[int, int]:
         step = size * 10**9
+        # GROUP BY 1, not the expression again: PostgreSQL takes two placeholders for two
+        # different expressions and refuses the query (GroupingError)
         rows = self._read(
             "SELECT o.time_ns / ?, COUNT(*) FROM outcomes o JOIN feedback f "
             "ON f.model = o.model AND f.request_id = o.request_id "
-            "WHERE o.model=? AND o.time_ns >= ? AND o.time_ns < ? GROUP BY o.time_ns / ?",
-            (step, model, start * 10**9, end * 10**9, step),
+            "WHERE o.model=? AND o.time_ns >= ? AND o.time_ns < ? GROUP BY 1",
+            (step, model, start * 10**9, end * 10**9),
         )
         return {int(r[0]) * size: int(r[1]) for r in rows}
 
@@ -674,8 +835,208 @@ class SqlStorage(Storage):
                 n += max(cur.rowcount, 0)
         return n
 
+    # -- leases -------------------------------------------------------------------------------
+    #
+    # One row per lease. Taking one is a single upsert whose update only applies when the row is
+    # free, expired or already ours, followed by a read of the row in the same transaction: the
+    # row lock (PostgreSQL) or the write lock (SQLite, BEGIN IMMEDIATE) makes two replicas that
+    # race for it agree on one winner. Every write fenced by a lease first renews it in its own
+    # transaction, keyed by owner and epoch: a lease that moved makes the write roll back.
+
+    def _now(self, cur: Any) -> float:
+        cur.execute(self.clock_sql)
+        return float(cur.fetchall()[0][0])
+
+    def _check_fence(self, cur: Any, lease: Lease, ttl: float) -> None:
+        cur.execute(
+            "UPDATE leases SET expires=? WHERE name=? AND owner=? AND epoch=?",
+            (self._now(cur) + ttl, lease.name, lease.owner, lease.epoch),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost(
+                f"lease {lease.name!r} (epoch {lease.epoch}) is no longer held by {lease.owner!r}: "
+                "another replica took it over; this write was not committed"
+            )
+
+    def acquire_lease(self, name: str, owner: str, ttl: float, *, now: float | None = None) -> Lease | None:
+        with self._wlock, self._tx(self._w, fence=False) as cur:
+            t = self._now(cur) if now is None else float(now)
+            cur.execute(
+                "INSERT INTO leases (name, owner, epoch, expires) VALUES (?, ?, 1, ?) ON CONFLICT (name) DO UPDATE SET "
+                "epoch = CASE WHEN leases.owner = excluded.owner THEN leases.epoch ELSE leases.epoch + 1 END, "
+                "owner = excluded.owner, expires = excluded.expires "
+                "WHERE leases.owner = excluded.owner OR leases.expires <= ?",
+                (name, owner, t + ttl, t),
+            )
+            cur.execute("SELECT owner, epoch, expires FROM leases WHERE name=?", (name,))
+            row = cur.fetchall()[0]
+        if row[0] != owner:
+            return None
+        return Lease(name, owner, int(row[1]), float(row[2]))
+
+    def renew_lease(self, lease: Lease, ttl: float, *, now: float | None = None) -> Lease | None:
+        with self._wlock, self._tx(self._w, fence=False) as cur:
+            t = self._now(cur) if now is None else float(now)
+            cur.execute(
+                "UPDATE leases SET expires=? WHERE name=? AND owner=? AND epoch=?",
+                (t + ttl, lease.name, lease.owner, lease.epoch),
+            )
+            ok = cur.rowcount == 1
+        return Lease(lease.name, lease.owner, lease.epoch, t + ttl) if ok else None
+
+    def release_lease(self, lease: Lease) -> bool:
+        with self._wlock, self._tx(self._w, fence=False) as cur:
+            cur.execute(
+                "UPDATE leases SET expires=0 WHERE name=? AND owner=? AND epoch=?",
+                (lease.name, lease.owner, lease.epoch),
+            )
+            return cur.rowcount == 1
+
+    def leases(self, prefix: str = "", *, now: float | None = None) -> list[Lease]:
+        if now is None:
+            with self._rlock:
+                c = self._r.cursor()
+                try:
+                    c.execute(self.clock_sql)
+                    now = float(c.fetchall()[0][0])
+                finally:
+                    c.close()
+        rows = self._read(
+            "SELECT name, owner, epoch, expires FROM leases WHERE substr(name, 1, ?)=? AND expires > ? ORDER BY name",
+            (len(prefix), prefix, float(now)),
+        )
+        return [Lease(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
+
+    @contextlib.contextmanager
+    def fenced(self, lease: Lease, ttl: float) -> Iterator[None]:
+        """Every write transaction this thread opens in the block first renews ``lease`` (by
+        owner and epoch) inside that transaction, and rolls back with :class:`LeaseLost` when
+        it has moved: a replica that lost a model cannot commit a verdict on it."""
+        prev = getattr(self._fence, "held", None)
+        self._fence.held = (lease, ttl)
+        try:
+            yield
+        finally:
+            self._fence.held = prev
+
     def row_count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM stats")[0][0])
+
+    # -- kept spans and log records --------------------------------------------------------------
+
+    def _write_trace_items(self, cur: Any, items: Sequence[TraceItem]) -> None:
+        # a span sent twice (an exporter's retry) replaces itself; a flag once set stays set
+        sql = self.upsert("trace_items", _TRACE_ITEM_COLUMNS, ("trace_id", "item_id"), ("body", "time_ns"))
+        enc = json.JSONEncoder(default=str).encode
+        cur.executemany(
+            sql,
+            [
+                (i.trace_id, i.item_id, i.kind, i.model, i.request_id, i.time_ns, int(i.flagged), enc(i.body))
+                for i in items
+            ],
+        )
+        flagged = sorted({i.trace_id for i in items if i.flagged})
+        for chunk in _chunks(flagged, 500):  # the whole trace is kept once one of its items is flagged
+            cur.execute(
+                f"UPDATE trace_items SET flagged=1 WHERE flagged=0 AND trace_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+
+    def trace_items(
+        self, *, trace_id: str | None = None, request_id: str | None = None, limit: int = 5000
+    ) -> list[TraceItem]:
+        cols = ", ".join(_TRACE_ITEM_COLUMNS)
+        if trace_id is not None:
+            rows = self._read(
+                f"SELECT {cols} FROM trace_items WHERE trace_id=? ORDER BY time_ns, item_id LIMIT ?",
+                (trace_id, int(limit)),
+            )
+        elif request_id is not None:
+            rows = self._read(
+                f"SELECT {cols} FROM trace_items WHERE trace_id IN "
+                "(SELECT trace_id FROM trace_items WHERE request_id=?) ORDER BY time_ns, item_id LIMIT ?",
+                (request_id, int(limit)),
+            )
+        else:
+            raise ValueError("trace_items() needs trace_id= or request_id=")
+        return [TraceItem(r[0], r[1], r[2], r[3], r[4], int(r[5]), bool(r[6]), json.loads(r[7])) for r in rows]
+
+    def expire_trace_items(self, now: float, recent: float, retention: float, max_items: int) -> int:
+        n = 0
+        with self._wlock, self._tx(self._w) as cur:
+            cur.execute("DELETE FROM trace_items WHERE time_ns < ?", (int((now - retention) * 1e9),))
+            n += max(cur.rowcount, 0)
+            # flags are spread to the whole trace at write time, so "unflagged" is per trace
+            cur.execute("DELETE FROM trace_items WHERE flagged=0 AND time_ns < ?", (int((now - recent) * 1e9),))
+            n += max(cur.rowcount, 0)
+            for flagged_too in (0, 1):
+                cur.execute("SELECT COUNT(*) FROM trace_items")
+                over = int(cur.fetchall()[0][0]) - max_items
+                if over <= 0:
+                    break
+                cond = "" if flagged_too else "flagged=0 AND "
+                cur.execute(
+                    f"DELETE FROM trace_items WHERE {cond}time_ns <= (SELECT time_ns FROM trace_items "
+                    f"WHERE {cond}1=1 ORDER BY time_ns LIMIT 1 OFFSET ?)",
+                    (over - 1,),
+                )
+                n += max(cur.rowcount, 0)
+        return n
+
+    def request_rows(self, request_id: str, model: str | None = None) -> dict[str, Any]:
+        models = [model] if model else [m["model"] for m in self.models()]
+        out: dict[str, Any] = {"prediction": None, "outcome": None, "feedback": None}
+        for m in models:  # by primary key (model, request_id), one model at a time
+            p = self._read(
+                "SELECT model, version, time_ns, trace_id, span_id, inputs, outputs, truncated FROM predictions "
+                "WHERE model=? AND request_id=?",
+                (m, request_id),
+            )
+            o = self._read(
+                "SELECT model, version, time_ns, trace_id, span_id, prediction, nrows, truncated FROM outcomes "
+                "WHERE model=? AND request_id=?",
+                (m, request_id),
+            )
+            f = self._read(
+                "SELECT f.model, f.version, f.time_ns, f.actual, a.attributes FROM feedback f LEFT JOIN "
+                "feedback_attributes a ON a.model = f.model AND a.request_id = f.request_id "
+                "WHERE f.model=? AND f.request_id=?",
+                (m, request_id),
+            )
+            if p and out["prediction"] is None:
+                r = p[0]
+                out["prediction"] = {
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "trace_id": r[3],
+                    "span_id": r[4],
+                    "inputs": _loads(r[5]),
+                    "outputs": _loads(r[6]),
+                    "truncated": bool(r[7]),
+                }
+            if o and out["outcome"] is None:
+                r = o[0]
+                out["outcome"] = {
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "trace_id": r[3],
+                    "span_id": r[4],
+                    "prediction": _loads(r[5]),
+                    "rows": int(r[6]),
+                    "truncated": bool(r[7]),
+                }
+            if f and out["feedback"] is None:
+                r = f[0]
+                out["feedback"] = {
+                    "model": r[0],
+                    "version": r[1],
+                    "time": r[2] / 1e9,
+                    "actual": _loads(r[3]),
+                    "attributes": _loads(r[4]) or {},
+                }
+        return out
 
     def iter_windows(self, size: int | None = None) -> Iterator[tuple[WindowKey, WindowStats]]:
         """Every stored window row (for replica merges and tests)."""
@@ -683,6 +1044,18 @@ class SqlStorage(Storage):
         rows = self._read(sql + " WHERE size=?", (size,)) if size else self._read(sql)
         for r in rows:
             yield WindowKey(*r[:6]), decode_window(r[6])
+
+
+class _Span(NamedTuple):
+    """A series' windows of one size starting in ``[lo, hi)``: what compaction takes at once."""
+
+    model: str
+    version: str
+    role: str
+    name: str
+    size: int
+    lo: int
+    hi: int
 
 
 def _loads(text: str | None) -> Any:

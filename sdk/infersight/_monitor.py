@@ -334,7 +334,12 @@ class _Call:
                 if redactor.active and norm.records is None and redactor.any_match(norm.feature_names()):
                     norm = _drop_redacted(norm, redactor)
                 value = _one_number(result) if norm.row is not None and exc is None and not stream else None
-                if value is not None and value - value == 0.0 and opts.default_output is NO_DEFAULT:
+                if (
+                    value is not None
+                    and value - value == 0.0
+                    and opts.default_output is NO_DEFAULT
+                    and self.violations is None
+                ):
                     # The common case (one row in, one finite number out, as a float or as the
                     # one-element array model.predict returns): one lock, three appends.
                     # (value is only a number when norm.row is not None: no second test here)
@@ -350,7 +355,13 @@ class _Call:
             elif shed >= 2 and s.feature_stats:
                 rt.stats.count_dropped("overhead_budget_stats")
             if not call_recorded:
-                rt.stats.record_call(model_key, elapsed, norm.n_rows if norm is not None else 1, error_type)
+                rt.stats.record_call(
+                    model_key,
+                    elapsed,
+                    norm.n_rows if norm is not None else 1,
+                    error_type,
+                    invalid=self.violations is not None,
+                )
             if exc is None and not stream and s.record_outcomes:
                 rt.outcomes.add((self.rid, _time_ns(), self.model, self.version, span.get_span_context(), result))
             if exc is not None:

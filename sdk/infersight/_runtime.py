@@ -301,7 +301,15 @@ def _otlp_endpoint(s: Settings, signal: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if s.headers:
         kwargs["headers"] = dict(s.headers)
-    if s.endpoint:
+    per_signal = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    from_environment = s.endpoint in (
+        os.environ.get("INFERSIGHT_ENDPOINT"),
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    if s.endpoint and not (per_signal and from_environment):
+        # a general endpoint from the environment yields to the signal's own variable (the
+        # OTel specification's order), which the exporter then reads itself; an endpoint
+        # given to configure() wins over both
         if s.protocol == "grpc":
             kwargs["endpoint"] = s.endpoint
             if s.endpoint.startswith("http://"):

@@ -66,10 +66,13 @@ DURATION_BOUNDS = (
     0.05,
     0.075,
     0.1,
+    0.2,
     0.25,
+    0.3,
     0.5,
     0.75,
     1.0,
+    2.0,
     2.5,
     5.0,
     7.5,
@@ -150,7 +153,9 @@ class _State:
         self.hists: dict[tuple[str, Attrs], _Hist] = {}
         # Raw request-path buffers, classified later.
         self.rows: dict[ModelKey, list[tuple[tuple[Any, ...], tuple[Any, ...]]]] = {}
-        self.calls: dict[ModelKey, list[tuple[float, int, str | None]]] = {}
+        # (seconds, rows, error type) or, for a call whose inputs failed the schema,
+        # (seconds, rows, error type, True)
+        self.calls: dict[ModelKey, list[tuple[Any, ...]]] = {}
         self.preds: dict[ModelKey, list[float]] = {}
         # The three buffers of a model above, fetched together by record_simple.
         self.simple: dict[ModelKey, tuple[list[Any], list[float], list[Any]]] = {}
@@ -439,15 +444,19 @@ class FeatureStats:
         if size:
             self._pressure(held, size)
 
-    def record_call(self, model: ModelKey, seconds: float, rows: int, error_type: str | None) -> None:
-        """One call's duration and size. The buffer is bounded like the row buffer: calls
-        whose features are not buffered (statistics off or sampled out, batches) must not
-        pile up for a whole export interval (500,000 calls in 5 s was +48 MB)."""
+    def record_call(
+        self, model: ModelKey, seconds: float, rows: int, error_type: str | None, *, invalid: bool = False
+    ) -> None:
+        """One call's duration and size (``invalid``: its inputs failed the schema; the call's
+        duration is then recorded with ``ml.schema.valid=false``, what a data-quality SLO
+        counts). The buffer is bounded like the row buffer: calls whose features are not
+        buffered (statistics off or sampled out, batches) must not pile up for a whole export
+        interval (500,000 calls in 5 s was +48 MB)."""
         with self._lock:
             buf = self._state.calls.get(model)
             if buf is None:
                 buf = self._state.calls[model] = []
-            buf.append((seconds, rows, error_type))
+            buf.append((seconds, rows, error_type, True) if invalid else (seconds, rows, error_type))
             n = len(buf)
         if n == _COMPACT_AT and self.on_pressure is not None:
             self.on_pressure()
@@ -732,17 +741,23 @@ class FeatureStats:
             if h is not None:
                 h.add_many(sizes)
             errors = [c[2] for c in cs]
-            if not any(errors):
+            invalid = [len(c) > 3 for c in cs]
+            if not any(errors) and not any(invalid):
                 h = self._hist(st, "ml.inference.duration", base, DURATION_BOUNDS)
                 if h is not None:
                     h.add_many(secs)
                 continue
-            err = np.array([e or "" for e in errors], dtype=object)
-            for e in set(errors):
-                attrs = base if e is None else base + (("error.type", e),)
+            # one histogram per (error type, schema-valid) pair the calls had
+            group = [(e or "", bad) for e, bad in zip(errors, invalid)]
+            codes = {g: i for i, g in enumerate(dict.fromkeys(group))}
+            code = np.fromiter((codes[g] for g in group), dtype=np.int64, count=len(group))
+            for (e, bad), i in codes.items():
+                attrs = base if not e else base + (("error.type", e),)
+                if bad:
+                    attrs = attrs + (("ml.schema.valid", False),)
                 h = self._hist(st, "ml.inference.duration", attrs, DURATION_BOUNDS)
                 if h is not None:
-                    h.add_many(secs[err == (e or "")])
+                    h.add_many(secs[code == i])
         for model in {**bufs.preds, **bufs.outs}:
             outs = dict(bufs.outs.get(model, {}))
             ps = bufs.preds.get(model)

@@ -103,7 +103,9 @@ def _stop_and_count(
     sink: OtlpSink, server: Server, run: str, sig: int = signal.SIGTERM, server_spans: bool = True
 ) -> dict[str, int]:
     assert _counts(sink, run)["predict_spans"] == 0  # still held by the server
-    output = server.stop(sig=sig)
+    # generous: a loaded 2-core machine has been seen to take over 15 s to stop gunicorn's
+    # arbiter and its workers (everything had arrived; only the exit came late)
+    output = server.stop(timeout=60, sig=sig)
     expected = _everything(server_spans=server_spans)
     sink.wait_for(lambda s: _counts(s, run) == expected, timeout=10)
     counts = _counts(sink, run)

@@ -15,12 +15,15 @@ from infersight.processor.alerts.settings import (
 from infersight.processor.config import ConfigError, load_config
 
 
-def test_no_config_gives_a_log_channel_and_two_default_policies() -> None:
+def test_no_config_gives_a_log_channel_two_default_policies_and_the_slo_ones() -> None:
     s = load_config(None).sections["alerts"]
     assert isinstance(s, AlertSettings)
     assert [(p.name, p.kinds, p.persistence, p.severity) for p in s.policies] == [
         ("inputs", ("drift", "data_quality"), DEFAULT_PERSISTENCE, "ticket"),
         ("quality", ("quality",), DEFAULT_PERSISTENCE, "ticket"),
+        ("slo-page", ("slo",), 1, "page"),
+        ("slo-ticket", ("slo",), 1, "ticket"),
+        ("slo-no-data", ("slo",), 1, "page"),
     ]
     assert DEFAULT_PERSISTENCE == 0  # auto: from the subjects judged and the window size
     assert {n: c.type for n, c in s.channels.items()} == {"log": "log"}
@@ -60,7 +63,7 @@ alerts:
 """
     )
     s = load_config(path).sections["alerts"]
-    pipe, shift = s.policies
+    pipe, shift = s.policies[:2]  # then the SLO policies, added since none takes kind slo
     assert (pipe.persistence, pipe.causes, pipe.severity, pipe.cooldown) == (1, ("pipeline",), "page", 1800.0)
     assert (shift.persistence, shift.min_severity, shift.kinds, shift.dedup) == (
         3,
@@ -162,3 +165,12 @@ def test_errors_through_load_config_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(path)
     assert str(exc.value).startswith(f"{path}: alerts.channels.hook.url: 'ftp://x/y' is not an http(s) URL")
+
+
+def test_configured_policies_keep_the_slo_policies_unless_one_takes_kind_slo() -> None:
+    from infersight.processor.alerts.settings import parse_alerts
+
+    mine = parse_alerts({"policies": [{"name": "drift", "kinds": ["drift"]}]}, "alerts")
+    assert [p.name for p in mine.policies] == ["drift", "slo-page", "slo-ticket", "slo-no-data"]
+    own = parse_alerts({"policies": [{"name": "all-slo", "kinds": ["slo"], "severity": "page"}]}, "alerts")
+    assert [p.name for p in own.policies] == ["all-slo"]

@@ -289,3 +289,23 @@ def test_evaluation_records_replace_by_key_and_filter_by_model_prefix_and_time(s
         assert [r.body for r in st.get_records("alert")] == [{"y": 1}]
     finally:
         st.close()
+
+
+def test_label_counts_per_window_on_both_engines(store_url):
+    # the quality evaluator's question each pass; PostgreSQL once refused the query outright
+    from infersight.processor.storage.base import Feedback, Outcome
+
+    st = open_storage(store_url, (60,))
+    try:
+        b = WriteBatch()
+        for i in range(5):
+            t = (600 + 30 * i) * 10**9  # windows 600, 600, 660, 660, 720
+            b.outcomes.append(Outcome("m", "1", f"r{i}", t, "", "", "1"))
+            if i != 3:
+                b.feedback.append(Feedback("m", "1", f"r{i}", t + 10**9, "1"))
+        st.write(b)
+        assert st.label_counts("m", 60, 600, 780) == {600: 2, 660: 1, 720: 1}
+        assert st.label_counts("m", 120, 600, 840) == {600: 3, 720: 1}
+        assert st.label_counts("other", 60, 600, 780) == {}
+    finally:
+        st.close()

@@ -28,10 +28,18 @@ __all__ = ["main", "build_parser", "fail", "error_text", "SubcommandParser"]
 _COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("profile", "infersight.cli.profile", "build a reference profile and schema from training data", None),
     ("drift", "infersight.cli.drift", "offline drift of a data file against a reference profile", "stats"),
+    ("slo-rules", "infersight.cli.slo_rules", "write the Prometheus rules equivalent to a config's SLOs", "processor"),
+    ("report", "infersight.cli.report", "a static HTML drift report with plots (from files or a processor)", "stats"),
     ("processor", "infersight.processor.cli", "run the companion service (OTLP in, windows, API)", "processor"),
+    (
+        "demo",
+        "infersight.processor.demo",
+        "run the whole loop on this machine (processor, model server, traffic)",
+        "demo",
+    ),
 ]
 # Commands that own their process and ask for one BLAS thread, before their imports load numpy.
-_ONE_BLAS_THREAD = {"profile", "drift"}
+_ONE_BLAS_THREAD = {"profile", "drift", "report"}
 
 
 class SubcommandParser(argparse.ArgumentParser):

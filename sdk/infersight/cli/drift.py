@@ -31,12 +31,23 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["add_parser", "run", "parse_duration", "make_policy", "evaluate_windows", "summarize"]
+__all__ = [
+    "add_parser",
+    "add_drift_flags",
+    "run",
+    "prepare",
+    "Prepared",
+    "parse_duration",
+    "make_policy",
+    "evaluate_windows",
+    "summarize",
+]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -75,13 +86,20 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("reference", help="reference profile written by `infersight profile`")
     p.add_argument("data", help="data file to check")
+    add_drift_flags(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit with code 3 when any drift is found")
+    p.set_defaults(func=run)
+
+
+def add_drift_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that decide windows and verdicts, shared by ``drift`` and ``report`` (so the
+    two commands judge the same inputs the same way)."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--chunk-size", type=_rows, default=None, metavar="N", help="windows of N rows (N >= 1)")
     group.add_argument("--time-column", default=None, metavar="COL", help="cut windows by this timestamp column")
     p.add_argument("--every", default=None, metavar="DURATION", help="window length with --time-column (e.g. 1h, 1d)")
     p.add_argument("--columns", nargs="+", default=None, help="only these features")
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--fail-on-drift", action="store_true", help="exit with code 3 when any drift is found")
     p.add_argument(
         "--alpha", type=float, default=None, help="significance level per feature and window (default 0.001)"
     )
@@ -95,7 +113,6 @@ def add_parser(subparsers: Any) -> None:
         help="drift method by registered name, for every feature it applies to or for one FEATURE "
         "(repeatable; default ks+wasserstein for numbers, chi2+cohen_w for categories). Registered: " + _method_names(),
     )
-    p.set_defaults(func=run)
 
 
 def _method_names() -> str:
@@ -137,28 +154,49 @@ def make_policy(args: argparse.Namespace, ref: Any) -> Any:
     return policy
 
 
-def run(args: argparse.Namespace) -> int:
-    from infersight.cli import fail
+@dataclass
+class Prepared:
+    """Inputs read and checked, ready for :func:`evaluate_windows`: the reference, the data's
+    columns and rows, the reference features the data lacks, the windows and the policy."""
+
+    reference: Any
+    columns: dict[str, npt.NDArray[Any]]
+    rows: int
+    missing: list[str]
+    windows: list[tuple[Any, Any, dict[str, npt.NDArray[Any]]]]
+    policy: Any
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Read ``args.reference`` and ``args.data`` and check them against each other; raises
+    ``OSError``, ``ValueError``, ``KeyError``, ``ImportError`` or ``TypeError`` with the message
+    a user should read (what, the value, the fix)."""
     from infersight.stats.io import read_table
     from infersight.stats.reference import Reference
 
+    ref = Reference.load(args.reference)
+    if args.columns:
+        unknown = [c for c in args.columns if c not in ref.features]
+        if unknown:
+            raise KeyError(f"column(s) {unknown} are not in the reference; it has {_names(ref.features)}")
+    cols, n = read_table(args.data)
+    if n == 0:
+        raise ValueError(
+            f"data file {args.data!r} has no rows (a header only?); there is nothing to compare with the reference"
+        )
+    missing = _missing_features(ref, list(args.columns or ref.features), cols, args)
+    windows = list(_windows(cols, n, args))
+    return Prepared(ref, cols, n, missing, windows, make_policy(args, ref))
+
+
+def run(args: argparse.Namespace) -> int:
+    from infersight.cli import fail
+
     try:
-        ref = Reference.load(args.reference)
-        if args.columns:
-            unknown = [c for c in args.columns if c not in ref.features]
-            if unknown:
-                raise KeyError(f"column(s) {unknown} are not in the reference; it has {_names(ref.features)}")
-        cols, n = read_table(args.data)
-        if n == 0:
-            raise ValueError(
-                f"data file {args.data!r} has no rows (a header only?); there is nothing to compare with the reference"
-            )
-        missing = _missing_features(ref, list(args.columns or ref.features), cols, args)
-        windows = list(_windows(cols, n, args))
-        policy = make_policy(args, ref)
+        ready = prepare(args)
     except (OSError, ValueError, KeyError, ImportError, TypeError) as exc:
         return fail("drift", exc)
-    report = evaluate_windows(ref, windows, args, missing=missing, policy=policy)
+    report = evaluate_windows(ready.reference, ready.windows, args, missing=ready.missing, policy=ready.policy)
     if args.format == "json":
         print(json.dumps(report, allow_nan=False))
     else:

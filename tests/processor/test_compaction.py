@@ -1,0 +1,210 @@
+"""Compaction in columns: the columnar merge of stored rows equals the plain merge, held spans
+keep answers exact and the backlog bounded, and concurrent compactors never roll a row up twice
+(both engines)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infersight.processor.storage import FEATURE, WindowKey, WriteBatch, open_storage
+from infersight.processor.storage.codec import decode_window, encode_window
+from infersight.processor.storage.merge import StoredRows
+from infersight.stats.sketch import Buckets, ExpHistogram
+from infersight.stats.windows import ExplicitHistogram, WindowStats
+
+SIZES = (60, 3600, 86400)
+T0 = 1_700_000_000 - 1_700_000_000 % 86400  # a day boundary
+
+
+def stored_row(kind: int, values: list[float], max_size: int, label: int) -> str:
+    """A stored window text of one of several shapes, regular and not."""
+    s = ExpHistogram.from_values(np.asarray(values, float), max_size=max_size)
+    ws = WindowStats({"value": s})
+    if label % 2:
+        ws.add_count("missing", "nan", label)
+    if kind == 1 and s.positive.counts.size:  # zero buckets at both ends: merge_all keeps them
+        counts = np.concatenate([[0], s.positive.counts, [0, 0]])
+        ws.sketches["value"] = ExpHistogram(
+            s.scale,
+            s.zero_count,
+            Buckets(s.positive.offset - 1, counts),
+            s.negative,
+            s.count,
+            s.sum,
+            s.min,
+            s.max,
+            s.max_size,
+        )
+    if kind == 2:  # an old store's row: bucket counts as a JSON list
+        return json.dumps({"s": {"value": s.to_dict()}, "h": {}, "c": ws.counters})
+    if kind == 3:  # a model-role row: two sketches and an explicit histogram
+        ws.sketches["duration"] = ExpHistogram.from_values(np.abs(np.asarray(values, float)) + 1, max_size=max_size)
+        ws.histograms["duration"] = ExplicitHistogram((0.1, 1.0), np.array([1, label, 0]), 1 + label, 0.5, 0.05, 0.9)
+    return encode_window(ws)
+
+
+rows_strategy = st.lists(
+    st.tuples(
+        st.sampled_from([0, 0, 0, 1, 2, 3]),
+        st.lists(st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(0.0)), max_size=40),
+        st.sampled_from([4, 20, 160]),
+        st.integers(0, 5),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(rows_strategy, st.data())
+@settings(max_examples=150, deadline=None)
+def test_rows_merged_in_columns_equal_the_plain_merge(spec, data):
+    texts = [stored_row(*row) for row in spec]
+    groups = data.draw(
+        st.lists(st.lists(st.integers(0, len(texts) - 1), min_size=1, max_size=6), min_size=1, max_size=5)
+    )
+    got = StoredRows.parse(texts).merged(groups)
+    for group, ws in zip(groups, got):
+        want = WindowStats.merge_all([decode_window(texts[r]) for r in group])
+        assert ws.sketches.keys() == want.sketches.keys()
+        for name, s in want.sketches.items():
+            assert ws.sketches[name] == s, (group, name)
+            assert ws.sketches[name].max_size == s.max_size
+        assert ws.counters == want.counters
+        assert {k: h.to_dict() for k, h in ws.histograms.items()} == {
+            k: h.to_dict() for k, h in want.histograms.items()
+        }
+
+
+def test_a_row_whose_count_does_not_add_up_is_refused_as_decoding_refuses_it():
+    good = encode_window(WindowStats({"value": ExpHistogram.from_values([1.0, 2.0])}))
+    bad = good.replace('"count":2', '"count":5')
+    with pytest.raises(ValueError, match="corrupt"):
+        decode_window(bad)
+    with pytest.raises(ValueError, match="corrupt"):
+        StoredRows.parse([good, bad]).merged([[0, 1]])
+
+
+def exporter_batch(minute: int, series: int, rng: np.random.Generator, data: dict) -> WriteBatch:
+    """One point per series in base window ``minute`` (what an exporter sends each interval)."""
+    batch = WriteBatch()
+    for f in range(series):
+        values = rng.normal(10 * f, 2, 20)
+        data.setdefault(f, {})[minute] = values
+        ws = WindowStats({"value": ExpHistogram.from_values(values)})
+        ws.add_count("missing", "nan", minute % 3)
+        batch.windows[WindowKey("m", "1", FEATURE, f"f{f}", 60, T0 + 60 * minute)] = ws
+    return batch
+
+
+def expect(data: dict, f: int, lo: int, hi: int) -> tuple[ExpHistogram, int]:
+    inside = [v for m, v in data[f].items() if lo <= m < hi]
+    return ExpHistogram.from_values(np.concatenate(inside)), sum(m % 3 for m in data[f] if lo <= m < hi)
+
+
+def test_maintenance_passes_hold_the_open_hour_and_answers_stay_exact(store_url):
+    store = open_storage(store_url, SIZES)
+    rng = np.random.default_rng(7)
+    data: dict = {}
+    series = 3
+    for minute in range(0, 150, 1):  # two and a half hours, one compaction pass per window
+        batch = exporter_batch(minute, series, rng, data)
+        store.write(batch)
+        store.compact(batch.windows)
+        if minute % 37 == 0:
+            for f in range(series):
+                for lo, hi in ((0, minute + 1), (max(minute - 70, 0), minute + 1), (55, 125)):
+                    ws, _ = store.query("m", FEATURE, f"f{f}", T0 + 60 * lo, T0 + 60 * hi)
+                    if any(lo <= m < hi for m in data[f]):
+                        sketch, missing = expect(data, f, lo, hi)
+                        assert ws.sketches["value"] == sketch
+                        assert ws.counters.get("missing", {}).get("nan", 0) == missing
+    # held: only the newest hour's rows (minutes 120-149), one span per series
+    unrolled = store._read("SELECT start FROM stats WHERE rolled = 0")
+    assert len(unrolled) == 30 * series and min(r[0] for r in unrolled) == T0 + 7200
+    assert store.held == series
+    # the first two hours are each one 1 h row per series, rolled up once
+    _, n = store.query("m", FEATURE, "f0", T0, T0 + 7200)
+    assert n == 2
+    assert store.compact(None) == 0  # takes the held hour too; nothing had several rows
+    assert store._read("SELECT COUNT(*) FROM stats WHERE rolled = 0")[0][0] == 0
+    for f in range(series):
+        ws, n = store.query("m", FEATURE, f"f{f}", T0, T0 + 86400)
+        sketch, missing = expect(data, f, 0, 24 * 60)
+        assert n == 1 and ws.sketches["value"] == sketch and ws.counters["missing"]["nan"] == missing
+    store.close()
+
+
+def test_late_rows_and_several_rows_per_window_fold_and_roll_up_once(store_url):
+    store = open_storage(store_url, SIZES)
+    rng = np.random.default_rng(8)
+    data: dict = {}
+    for minute in range(0, 125):
+        store.write(exporter_batch(minute, 2, rng, data))
+    store.compact(None)
+    # a second point into old windows (a retry with other bytes, a late exporter), then the
+    # data moves on
+    late: dict = {}
+    folded = 0
+    for minute in (3, 3, 61):
+        batch = exporter_batch(minute, 2, rng, late)
+        for f in range(2):
+            data[f][minute] = np.concatenate([data[f][minute], late[f][minute]])
+        store.write(batch)
+        folded += store.compact(batch.windows)  # their hours are over: taken at once
+    assert folded == 2 * 3  # each late row made its window two rows, folded back into one
+    assert store.compact(None) == 0
+    assert store.row_count() == 2 * (125 + 3 + 1)  # one row per base window, 1 h and 1 d
+    for f in range(2):
+        ws, n = store.query("m", FEATURE, f"f{f}", T0, T0 + 86400)
+        sketch, missing = expect(data, f, 0, 24 * 60)
+        assert n == 1 and ws.sketches["value"] == sketch
+        ws, _ = store.query("m", FEATURE, f"f{f}", T0 + 180, T0 + 240)
+        assert ws.sketches["value"] == expect(data, f, 3, 4)[0]
+    store.close()
+
+
+def test_two_compactors_and_a_writer_at_once_never_roll_a_row_up_twice(store_url):
+    stores = [open_storage(store_url, SIZES) for _ in range(3)]
+    writer, compactors = stores[0], stores[1:]
+    rng = np.random.default_rng(9)
+    data: dict = {}
+    batches = [exporter_batch(minute, 4, rng, data) for minute in range(0, 180)]
+    for b in batches[:60]:
+        writer.write(b)
+    errors: list[BaseException] = []
+
+    def compact_repeatedly(store, keys_from) -> None:
+        try:
+            for _ in range(6):
+                store.compact(None)
+                store.compact(keys_from())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    written = list(batches[0].windows)
+    threads = [threading.Thread(target=compact_repeatedly, args=(c, lambda: list(written))) for c in compactors]
+    for t in threads:
+        t.start()
+    for b in batches[60:]:
+        writer.write(b)
+        written.extend(b.windows)
+    for t in threads:
+        t.join()
+    assert not errors
+    compactors[0].compact(None)
+    for f in range(4):
+        ws, n = writer.query("m", FEATURE, f"f{f}", T0, T0 + 86400)
+        sketch, missing = expect(data, f, 0, 24 * 60)
+        assert n == 1
+        assert ws.sketches["value"] == sketch  # a base row rolled up twice would count twice
+        assert ws.counters["missing"]["nan"] == missing
+        ws, _ = writer.query("m", FEATURE, f"f{f}", T0 + 3600, T0 + 7200)
+        assert ws.sketches["value"].count == 60 * 20
+    for s in stores:
+        s.close()
