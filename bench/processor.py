@@ -31,7 +31,7 @@ Prints figures from one run (no pass/fail; the floors are in BENCHMARKS.md):
    ``/proc`` (wall time on a shared machine is noisy; CPU time is the steadier figure).
 
 Run: python bench/processor.py [--seconds 10] [--points-per-request 2000]
-     python bench/processor.py --only evaluation [--models 100 --features 100]
+     python bench/processor.py --only evaluation [--models 100 --features 100] [--profile FILE]
      python bench/processor.py --only sustained [--seconds 20 --models 200 --features 100
          --maintenance-interval 1 --points-per-request 2000]
 """
@@ -312,8 +312,10 @@ def bench_storage() -> None:
         st.close()
 
 
-def bench_evaluation(models: int, features: int, rows: int = 500) -> None:
-    """Figure 5; see the module docstring."""
+def bench_evaluation(models: int, features: int, rows: int = 500, profile: str | None = None) -> None:
+    """Figure 5; see the module docstring. With ``profile`` (a file name) the steady-state pass
+    runs under cProfile (its figures then include the profiler's cost), the statistics are
+    dumped to that file and the top entries by own time printed."""
     import resource
     import tracemalloc
 
@@ -363,7 +365,19 @@ def bench_evaluation(models: int, features: int, rows: int = 500) -> None:
     # first pass: windows 0 and 1 closed; fitting every method included
     wall1, cpu1, n1 = timed(t0 + 120 + 10)
     # steady state: one new window (minute 2) per model
-    wall2, cpu2, n2 = timed(t0 + 180 + 10)
+    if profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile(time.process_time)
+        prof.enable()
+        wall2, cpu2, n2 = timed(t0 + 180 + 10)
+        prof.disable()
+        prof.dump_stats(profile)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(40)
+        pstats.Stats(profile).sort_stats("cumtime").print_stats(60)
+    else:
+        wall2, cpu2, n2 = timed(t0 + 180 + 10)
     # the same pass again under tracemalloc, on a fresh window (written now)
     batch = WriteBatch()
     for m in range(models):
@@ -637,6 +651,7 @@ def main() -> None:
     ap.add_argument("--db", default=None, help="sustained: storage URL (default: a fresh SQLite file)")
     ap.add_argument("--models", type=int, default=100)
     ap.add_argument("--features", type=int, default=100)
+    ap.add_argument("--profile", default=None, help="evaluation: cProfile the steady pass into this file")
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs visible")
     if args.only in (None, "ingest"):
@@ -646,7 +661,7 @@ def main() -> None:
     if args.only in (None, "storage"):
         bench_storage()
     if args.only in (None, "evaluation"):
-        bench_evaluation(args.models, args.features)
+        bench_evaluation(args.models, args.features, profile=args.profile)
     if args.only in (None, "sustained"):
         models = args.models if args.only == "sustained" else 200
         bench_sustained(

@@ -378,7 +378,7 @@ def make_web_app(
         )
 
     def findings(request: Request) -> Response:
-        from infersight.processor.evaluate.loop import FINDING, HISTORY
+        from infersight.processor.evaluate.loop import HISTORY, stored_findings
 
         name = request.path_params["model"]
         q = request.query_params
@@ -393,7 +393,7 @@ def make_web_app(
                 and (version is None or b.get("version") == version)
             )
 
-        current = [r.body for r in storage.get_records(FINDING, model=name, start=start, end=end) if wanted(r.body)]
+        current = [r.body for r in stored_findings(storage, name, start, end) if wanted(r.body)]
         older: dict[str, list[dict[str, Any]]] = {}
         for r in storage.get_records(HISTORY, model=name, start=start, end=end):
             if wanted(r.body):

@@ -269,6 +269,7 @@ class Processor:
         keep = max(cfg.retention_for(size) for size in cfg.window_sizes)
         for kind, horizon in (
             ("finding", keep),
+            ("findings", keep),
             ("finding_history", keep),
             ("evaluation", keep),
             ("evaluation_labels", cfg.prediction_retention),

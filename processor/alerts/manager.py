@@ -70,8 +70,6 @@ INCIDENT = "alert"
 TRACK = "alert_track"
 BUDGET = "alert_budget"
 SENT = "alert_sent"
-# the evaluation loop's current verdicts (infersight.processor.evaluate.loop.FINDING)
-_FINDING = "finding"
 # verdicts kept per key and window size (enough for persistence, resolve and late revisions)
 _KEEP_VERDICTS = 64
 # history entries kept per incident (the first, "open", is always kept)
@@ -227,7 +225,9 @@ class AlertManager:
                     newest[int(size)] = max(newest.get(int(size), verdicts[-1][0]), verdicts[-1][0])
         since = min(newest.values()) + 1 if newest else None
         missed: dict[tuple[int, int], list[Finding]] = {}
-        for r in self.storage.get_records(_FINDING, model=model, start=since):
+        from infersight.processor.evaluate.loop import stored_findings
+
+        for r in stored_findings(self.storage, model, since):
             b = r.body
             size = int(b.get("window_size", 0))
             if size in newest and int(b["window_start"]) <= newest[size]:

@@ -138,11 +138,11 @@ def heatmap_body(
     """Drift findings of ``model`` as a features x windows grid (``None`` where a window has no
     finding for a feature): ``{"features", "windows", "window_size", "cells"}``, each cell
     ``{"severity", "status", "statistic", "threshold", "method", "p_value", "cause"}``."""
-    from infersight.processor.evaluate.loop import FINDING
+    from infersight.processor.evaluate.loop import stored_findings
 
     recs = [
         r.body
-        for r in storage.get_records(FINDING, model=model, start=start, end=end)
+        for r in stored_findings(storage, model, start, end)
         if r.body.get("kind") == "drift" and r.body.get("version", "") == version and not r.body.get("slice")
     ]
     sizes = sorted({int(b["window_size"]) for b in recs})
@@ -301,14 +301,14 @@ def request_body(storage: Storage, ident: str, settings: DashboardSettings) -> d
 def overview_body(storage: Storage, settings: DashboardSettings, slo: Any, alerts: Any) -> dict[str, Any]:
     """Per model and version: the worst status among its latest findings (per kind and
     subject, the newest window; ``none`` without findings), SLO statuses and open alerts."""
-    from infersight.processor.evaluate.loop import FINDING
+    from infersight.processor.evaluate.loop import stored_findings
 
     rank = {"none": -1, "ok": 0, "no_data": 1, "warning": 2, "breach": 3}
     models = []
     for m in storage.models():
         name = m["model"]
         latest: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for r in storage.get_records(FINDING, model=name, newest_first=True, limit=5000):
+        for r in stored_findings(storage, name, newest_first=True, limit=5000):
             b = r.body
             if b.get("slice"):
                 continue

@@ -110,10 +110,11 @@ class Finding:
         Fields are read as they are, not through ``dataclasses.asdict``: its deep copy took a
         third of an evaluation pass, and details and evidence are plain JSON data already
         (their top levels are copied)."""
-        d = {k: getattr(self, k) for k in _FIELDS}
+        d = dict(self.__dict__)  # the fields, in their order (a frozen dataclass without slots)
         for k in ("statistic", "threshold", "p_value"):
             v = d[k]
-            d[k] = None if v is None or not math.isfinite(v) else float(v)
+            if type(v) is not float or not math.isfinite(v):
+                d[k] = None if v is None or not math.isfinite(v) else float(v)
         d["details"] = dict(self.details)
         d["evidence"] = [dict(e) for e in self.evidence]
         d["cause_class"] = self.cause_class

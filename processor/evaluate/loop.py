@@ -11,10 +11,16 @@ others are appended to :attr:`EvaluationLoop.evaluators`). A failing evaluator i
 What each evaluation saw is recorded per window (a record of kind ``"evaluation"``): a cheap
 mark of the stored rows (:meth:`Storage.window_marks`) and a fingerprint of what they add up
 to. A late point changes the mark; the window is read again and, when its fingerprint changed,
-re-evaluated: its findings get ``revision + 1`` and replace the current verdicts (records of
-kind ``"finding"``, key :attr:`Finding.key`), while the superseded verdicts are kept under
-kind ``"finding_history"`` (key ``<finding key>|r<revision>``). History is never rewritten
-without a record. Windows older than ``evaluation.reopen`` are not re-opened.
+re-evaluated: its findings get ``revision + 1`` and replace the current verdicts, while the
+superseded verdicts are kept under kind ``"finding_history"`` (one record per finding, key
+``<finding key>|r<revision>``). History is never rewritten without a record. Windows older
+than ``evaluation.reopen`` are not re-opened.
+
+The current verdicts of a window's pass are one record per window (kind ``"findings"``, key
+``<model>|<size>|<start>``, body ``{"findings": [<finding>, ...]}``): a pass stores a hundred
+windows, not twenty thousand rows. The label-driven verdicts (model quality), which arrive one
+at a time as labels do, stay one record per finding (kind ``"finding"``, key
+:attr:`Finding.key`). :func:`stored_findings` reads both as one list of finding bodies.
 
 Every window's findings (new or re-opened) go to :attr:`EvaluationLoop.on_findings`, where
 the alert engine plugs in (default: a log line per breach), and to the metric outputs.
@@ -52,11 +58,22 @@ from infersight.processor.evaluate.window import ModelWindow, load_window
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage.base import FEATURE, Record, Storage
 
-__all__ = ["EvaluationLoop", "FINDING", "HISTORY", "STATE", "locate_since"]
+__all__ = [
+    "EvaluationLoop",
+    "FINDING",
+    "FINDINGS",
+    "HISTORY",
+    "STATE",
+    "locate_since",
+    "stored_findings",
+    "finding_key",
+]
 
 log = logging.getLogger("infersight.processor.evaluate")
 
 FINDING, HISTORY, STATE = "finding", "finding_history", "evaluation"
+# per evaluated window: the window pass's current findings in one record
+FINDINGS = "findings"
 # per window: how many labelled calls the label-driven evaluators last saw
 LABELS = "evaluation_labels"
 _SINCE_LOOKBACK = 48  # windows of history the change point is looked for in
@@ -475,7 +492,7 @@ class EvaluationLoop:
         self, model: str, size: int, start: int
     ) -> dict[tuple[str, str, str, str], dict[int, tuple[float, bool]]]:
         out: dict[tuple[str, str, str, str], dict[int, tuple[float, bool]]] = {}
-        for r in self.storage.get_records(FINDING, model=model, start=start - _SINCE_LOOKBACK * size, end=start):
+        for r in stored_findings(self.storage, model, start - _SINCE_LOOKBACK * size, start):
             b = r.body
             if b.get("window_size") != size:
                 continue
@@ -500,21 +517,25 @@ class EvaluationLoop:
         revision: int,
         now: float,
     ) -> None:
-        new_keys = {f.key for f in findings}
+        key = f"{model}|{size}|{start}"
         records: list[Record] = []
         gone: list[str] = []
         if revision:
+            for r in self.storage.get_records(FINDINGS, key=key):
+                for b in r.body.get("findings", ()):
+                    records.append(Record(HISTORY, f"{finding_key(b)}|r{b.get('revision', 0)}", model, start, b))
+            # one record per finding, as stores kept them before: replaced the same way
+            new_keys, kinds = {f.key for f in findings}, {f.kind for f in findings}
             for r in self.storage.get_records(FINDING, model=model, start=start, end=start + 1):
-                if r.body.get("window_size") != size:
+                if r.body.get("window_size") != size or not (r.key in new_keys or r.body.get("kind") in kinds):
                     continue
                 records.append(Record(HISTORY, f"{r.key}|r{r.body.get('revision', 0)}", model, start, r.body))
-                if r.key not in new_keys:
-                    gone.append(r.key)
-        records.extend(Record(FINDING, f.key, model, start, f.to_dict()) for f in findings)
+                gone.append(r.key)
+        records.append(Record(FINDINGS, key, model, start, {"findings": [f.to_dict() for f in findings]}))
         records.append(
             Record(
                 STATE,
-                f"{model}|{size}|{start}",
+                key,
                 model,
                 start,
                 {
@@ -537,3 +558,50 @@ def _token(marks: dict[int, str]) -> str:
     for k in sorted(marks):
         h.update(f"{k}={marks[k]};".encode())
     return h.hexdigest()[:16]
+
+
+def finding_key(body: dict[str, Any]) -> str:
+    """:attr:`Finding.key` of a stored finding body, without building the finding.
+
+    >>> finding_key({"model": "m", "version": "", "window_size": 60, "window_start": 0, "kind": "drift",
+    ...     "subject": "x"})
+    'm|||60|0|drift|x'
+    """
+    return "|".join(
+        (
+            body["model"],
+            body["version"],
+            body.get("slice", ""),
+            str(body["window_size"]),
+            str(body["window_start"]),
+            body["kind"],
+            body["subject"],
+        )
+    )
+
+
+def stored_findings(
+    storage: Storage,
+    model: str,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    newest_first: bool = False,
+    limit: int | None = None,
+) -> list[Record]:
+    """The current verdicts on ``model``'s windows starting in ``[start, end)``, one record per
+    finding (kind ``"finding"``, key :attr:`Finding.key`), ordered by window start, then key
+    (``newest_first``: the other way; ``limit``: the first so many):
+    the per-window records (kind ``"findings"``) unpacked, with the per-finding ones (the
+    label-driven verdicts, and stores written before findings were kept per window).
+
+    >>> from infersight.processor.storage import open_storage
+    >>> stored_findings(open_storage("sqlite:///:memory:", (60,)), "m")
+    []
+    """
+    q: dict[str, Any] = {"model": model, "start": start, "end": end, "newest_first": newest_first, "limit": limit}
+    out = list(storage.get_records(FINDING, **q))
+    for r in storage.get_records(FINDINGS, **q):  # each holds one or more: ``limit`` of them is enough
+        out.extend(Record(FINDING, finding_key(b), model, r.time, b) for b in r.body.get("findings", ()))
+    out.sort(key=lambda r: (r.time, r.key), reverse=newest_first)
+    return out if limit is None else out[:limit]

@@ -41,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -81,51 +82,68 @@ def prometheus_name(name: str, unit: str = "") -> str:
     return out
 
 
-def _attrs(f: Finding) -> dict[str, str]:
-    a = {
-        "ml.model.name": f.model,
-        "ml.model.version": f.version,
-        "ml.window.size": str(f.window_size),
-    }
-    if f.slice:
-        a["ml.slice"] = f.slice
-    return a
-
-
 def metric_points(f: Finding) -> list[Point]:
     """The metric points one finding becomes (see the module docstring)."""
-    a = _attrs(f)
     t = float(f.window_start + f.window_size)
-    detected = 1.0 if f.status in ("breach", "no_data") else 0.0
-    pts: list[tuple[str, str, dict[str, str], float]] = []
-    if f.kind == "quality":
-        name = f"ml.quality.{re.sub(r'[^a-zA-Z0-9_]', '_', f.subject)}"
-        pts.append((name, "", a, f.statistic))
-        if math.isfinite(f.threshold):
-            pts.append((name + ".threshold", "", a, f.threshold))
-    elif f.kind == "age":
-        pts.append(("ml.model.age", "s", a, f.statistic))
-    elif f.kind == "slo":
+    if f.kind == "slo":  # its series follow its details (burn-rate windows), not its subject
+        a = {"ml.model.name": f.model, "ml.model.version": f.version, "ml.window.size": str(f.window_size)}
+        if f.slice:
+            a["ml.slice"] = f.slice
         return _slo_points(f, a, t)
+    attrs, series = _shape(f.kind, f.model, f.version, f.window_size, f.slice, f.subject, f.method, f.p_value is None)
+    values = {
+        "statistic": f.statistic,
+        "threshold": f.threshold,
+        "p_value": f.p_value,
+        "detected": 1.0 if f.status in ("breach", "no_data") else 0.0,
+    }
+    out: list[Point] = []
+    for name, unit, field in series:
+        v = values[field]
+        if v is not None and math.isfinite(v):
+            out.append((name, unit, attrs, float(v), t))
+    return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _shape(
+    kind: str,
+    model: str,
+    version: str,
+    window_size: int,
+    slice_: str,
+    subject: str,
+    method: str | None,
+    no_p: bool,
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, str], ...]]:
+    """A finding's series: its sorted attributes and ``(name, unit, field)`` of each point,
+    the same for a subject from window to window (so worked out once, not per finding)."""
+    a = {"ml.model.name": model, "ml.model.version": version, "ml.window.size": str(window_size)}
+    if slice_:
+        a["ml.slice"] = slice_
+    series: list[tuple[str, str, str]] = []
+    if kind == "quality":
+        name = f"ml.quality.{re.sub(r'[^a-zA-Z0-9_]', '_', subject)}"
+        series += [(name, "", "statistic"), (name + ".threshold", "", "threshold")]
+    elif kind == "age":
+        series.append(("ml.model.age", "s", "statistic"))
     else:
-        role, _, item = f.subject.partition(":")
-        if f.kind in ("drift", "data_quality") and f.subject:
+        role, _, item = subject.partition(":")
+        if kind in ("drift", "data_quality") and subject:
             if item and role in ("output", "label_shift"):
                 a["ml.output.name"] = item
                 if role == "label_shift":
                     a["ml.drift.target"] = "label_shift"
             else:
-                a["ml.feature.name"] = f.subject
-        if f.method:
-            a["ml.drift.method" if f.kind == "drift" else "ml.check.method"] = f.method
-        prefix = f"ml.{f.kind}"
-        pts.append((f"{prefix}.score", "", a, f.statistic))
-        pts.append((f"{prefix}.threshold", "", a, f.threshold))
-        if f.p_value is not None:
-            pts.append((f"{prefix}.p_value", "", a, f.p_value))
-        pts.append((f"{prefix}.detected", "", a, detected))
-    attrs = tuple(sorted(a.items()))  # every point of a finding has the same attributes
-    return [(n, u, attrs, float(v), t) for n, u, _, v in pts if v is not None and math.isfinite(v)]
+                a["ml.feature.name"] = subject
+        if method:
+            a["ml.drift.method" if kind == "drift" else "ml.check.method"] = method
+        prefix = f"ml.{kind}"
+        series += [(f"{prefix}.score", "", "statistic"), (f"{prefix}.threshold", "", "threshold")]
+        if not no_p:
+            series.append((f"{prefix}.p_value", "", "p_value"))
+        series.append((f"{prefix}.detected", "", "detected"))
+    return tuple(sorted(a.items())), tuple(series)
 
 
 def _slo_points(f: Finding, a: dict[str, str], t: float) -> list[Point]:

@@ -64,6 +64,15 @@ class ModelWindow:
     _merged: dict[tuple[str, str], dict[str, WindowStats]] = field(default_factory=dict, repr=False)
     _present: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _windows: dict[tuple[str, str, str | None], FeatureWindow] = field(default_factory=dict, repr=False)
+    _totals: dict[int, float] = field(default_factory=dict, repr=False)
+
+    def total(self, ws: WindowStats) -> float:
+        """:func:`total` of one of this window's statistics, worked out once (emptiness, the
+        fingerprint and which features are present all ask)."""
+        got = self._totals.get(id(ws))
+        if got is None:
+            got = self._totals[id(ws)] = total(ws)
+        return got
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -71,7 +80,7 @@ class ModelWindow:
 
     @property
     def empty(self) -> bool:
-        return not any(total(ws) for ws in self.series.values())
+        return not any(self.total(ws) for ws in self.series.values())
 
     def _role(self, role: str, version: str) -> dict[str, WindowStats]:
         key = (role, version)
@@ -115,7 +124,7 @@ class ModelWindow:
         out = set()
         for name, ws in self.features(version).items():
             missing = ws.counters.get("missing", {})
-            if total(ws) - missing.get("absent", 0) - sum(ws.counters.get("violations", {}).values()) > 0:
+            if self.total(ws) - missing.get("absent", 0) - sum(ws.counters.get("violations", {}).values()) > 0:
                 out.add(name)
         return out
 
@@ -132,7 +141,7 @@ class ModelWindow:
         once a late point arrived."""
         h = hashlib.sha1()
         for key in sorted(self.series):
-            h.update(f"{key}:{total(self.series[key]):.6g};".encode())
+            h.update(f"{key}:{self.total(self.series[key]):.6g};".encode())
         return h.hexdigest()[:16]
 
 

@@ -3,7 +3,8 @@
  * request path's converters (row_dict, row_of_items, records_matrix, columns_matrix; the code in
  * infersight.payload and infersight.feature_stats next to each call is their reference) and the
  * sketch of feature columns (sketch_rows; infersight.stats.sketch is its reference) and the
- * distances between sets of CDF knots (knot_distances; infersight.stats.cdf.distances_batch).
+ * distances between sets of CDF knots (knot_distances; infersight.stats.cdf.distances_batch), and
+ * the one-sided Kolmogorov-Smirnov tail (smirnov_sf; scipy.special.smirnov is its reference).
  *
  * encode_spans(spans, fallback) -> bytes
  *
@@ -1688,6 +1689,112 @@ done:
     return result;
 }
 
+/* ---- the one-sided Kolmogorov-Smirnov tail: smirnov_sf ------------------------------------- */
+
+/* log(n!) - log(sqrt(2 pi n) (n/e)^n): Stirling's error, by its series past 15 (Loader 2000). */
+static double
+ss_stirlerr(double n)
+{
+    static const double S0 = 1.0 / 12, S1 = 1.0 / 360, S2 = 1.0 / 1260, S3 = 1.0 / 1680, S4 = 1.0 / 1188;
+    if (n <= 15.0)
+        return lgamma(n + 1.0) - (n + 0.5) * log(n) + n - 0.918938533204672741780329736406; /* log sqrt(2 pi) */
+    double nn = n * n;
+    if (n > 500)
+        return (S0 - S1 / nn) / n;
+    if (n > 80)
+        return (S0 - (S1 - S2 / nn) / nn) / n;
+    if (n > 35)
+        return (S0 - (S1 - (S2 - S3 / nn) / nn) / nn) / n;
+    return (S0 - (S1 - (S2 - (S3 - S4 / nn) / nn) / nn) / nn) / n;
+}
+
+/* x log(x / m) + m - x without the cancellation of its terms near x = m (Loader 2000). */
+static double
+ss_bd0(double x, double m)
+{
+    if (fabs(x - m) < 0.1 * (x + m)) {
+        double v = (x - m) / (x + m), s = (x - m) * v, ej = 2 * x * v;
+        v *= v;
+        for (int j = 1; j < 1000; j++) {
+            ej *= v;
+            double s1 = s + ej / (2 * j + 1);
+            if (s1 == s)
+                return s1;
+            s = s1;
+        }
+        return s;
+    }
+    return x * log(x / m) + m - x;
+}
+
+/* P(X = j) for X ~ Binomial(n, p), given n p and n q = n (1 - p), to a few ulps at any n
+ * (the saddle-point form, Loader 2000). 0 < j < n. */
+static double
+ss_binom_pmf(double j, double n, double np, double nq)
+{
+    double lc = ss_stirlerr(n) - ss_stirlerr(j) - ss_stirlerr(n - j) - ss_bd0(j, np) - ss_bd0(n - j, nq);
+    return exp(lc) * sqrt(n / (6.283185307179586476925286766559 * j * (n - j)));
+}
+
+/* P(D+_n >= d) by Smirnov's (Birnbaum-Tingey's) sum,
+ *   d * sum_{j=0}^{floor(n (1 - d))} C(n, j) (d + j/n)^(j-1) (1 - d - j/n)^(n-j),
+ * each term written as Binomial(n, d + j/n)'s probability of j over (d + j/n). */
+static double
+ss_smirnov_sf(long n, double d)
+{
+    if (!(d > 0.0))
+        return 1.0;
+    if (d >= 1.0)
+        return 0.0;
+    double fn = (double)n, nd = fn * d;
+    double top = floor(fn - nd); /* floor(n (1 - d)) */
+    if (top > fn - 1)
+        top = fn - 1;
+    /* j = 0: (1 - d)^n, as n log1p(-d) */
+    double sum = exp(fn * log1p(-d));
+    for (long j = 1; j <= (long)top; j++) {
+        double fj = (double)j, np = nd + fj, nq = (fn - fj) - nd;
+        if (!(nq > 0.0))
+            break;
+        sum += ss_binom_pmf(fj, fn, np, nq) * (fn / np) * d;
+    }
+    return sum < 1.0 ? sum : 1.0;
+}
+
+PyDoc_STRVAR(smirnov_sf_doc,
+             "smirnov_sf(n, d, /)\n--\n\n"
+             "P(D+_n >= d) for the one-sided one-sample Kolmogorov-Smirnov statistic of n values:\n"
+             "scipy.special.smirnov(n, d) to ~1e-13 relative (its reference; see\n"
+             "infersight.stats.drift._dist.kstwo_sf), by Smirnov's sum with each term as a\n"
+             "binomial probability in Loader's saddle-point form. n >= 1; d a float.");
+
+static PyObject *
+smirnov_sf(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "smirnov_sf() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    long n = PyLong_AsLong(args[0]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 1) {
+        PyErr_Format(PyExc_ValueError, "smirnov_sf: n must be at least 1, got %ld", n);
+        return NULL;
+    }
+    double d = PyFloat_AsDouble(args[1]);
+    if (d == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (isnan(d))
+        return PyFloat_FromDouble(NAN);
+    double p;
+    Py_BEGIN_ALLOW_THREADS
+    p = ss_smirnov_sf(n, d);
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(p);
+}
+
 static PyMethodDef methods[] = {
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL, encode_spans_doc},
     {"untrack", (PyCFunction)(void (*)(void))untrack, METH_FASTCALL, untrack_doc},
@@ -1699,6 +1806,7 @@ static PyMethodDef methods[] = {
     {"columns_matrix", (PyCFunction)(void (*)(void))columns_matrix, METH_FASTCALL, columns_matrix_doc},
     {"knot_distances", (PyCFunction)(void (*)(void))knot_distances, METH_FASTCALL, knot_distances_doc},
     {"sketch_knots", (PyCFunction)(void (*)(void))sketch_knots, METH_FASTCALL, sketch_knots_doc},
+    {"smirnov_sf", (PyCFunction)(void (*)(void))smirnov_sf, METH_FASTCALL, smirnov_sf_doc},
     {NULL, NULL, 0, NULL},
 };
 

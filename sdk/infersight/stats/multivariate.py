@@ -5,8 +5,9 @@ marginal stays put). MMD with an RBF kernel sees those. It is quadratic in the s
 the reference keeps a small sample (500 rows) projected on its first principal components
 (PCA fitted on the standardised reference), and the current window is subsampled the same way.
 The bandwidth is the median pairwise distance in the reference sample (median heuristic); the
-p-value comes from a permutation test computed as one matrix product (``K @ W`` for all
-permutations at once).
+p-value comes from a permutation test computed as matrix products over blocks of permutations,
+optionally stopped early by Besag and Clifford's rule (``MMD(stop_after=...)``: the same
+verdicts at a fraction of the work on windows that did not drift).
 
 Example:
     >>> import numpy as np
@@ -148,14 +149,44 @@ class MMD:
 
     ``alpha`` is the false-alarm rate per window; ``permutations`` sets the p-value resolution
     (the smallest reachable p-value is ``1 / (permutations + 1)``).
+
+    ``stop_after`` (``None``: every permutation runs) turns on Besag and Clifford's sequential
+    stopping (Biometrika 1991): permutations run in blocks (16, 32, 64, ...) and stop once
+    ``h = max(stop_after, g + 1)`` of them reach the observed statistic, where ``g`` is the most
+    that still lets the full test reject. Stopped there, the full test could no longer reject:
+    the verdict is the full test's on the same permutations, always, so the false-alarm rate
+    and the power are the full test's; the p-value is Besag and Clifford's ``h / L`` after
+    ``L`` permutations (valid, coarser; raised to ``(1 + h) / (1 + permutations)``, what the
+    full test would at least say, so a stopped test never reports one under ``alpha``), and
+    ``threshold`` the null quantile of the ones run.
+    A window with no drift (p-value about uniform) stops after about ``h (1 + ln(P / h))``
+    permutations of the ``P`` (tens, not thousands); ``details["permutations_run"]`` says how
+    many ran.
+
+    >>> rng = np.random.default_rng(1)
+    >>> cols = {"a": rng.normal(size=2000), "b": rng.normal(size=2000)}
+    >>> full, fast = MMD(permutations=999).fit(cols), MMD(permutations=999, stop_after=10).fit(cols)
+    >>> w = {"a": rng.normal(size=300), "b": rng.normal(size=300)}
+    >>> full.score(w).drift == fast.score(w).drift, fast.score(w).details["permutations_run"] < 999
+    (True, True)
     """
 
     name = "mmd"
 
-    def __init__(self, alpha: float = 0.01, permutations: int = 300, rows: int = SAMPLE_ROWS, seed: int = 0) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        permutations: int = 300,
+        rows: int = SAMPLE_ROWS,
+        seed: int = 0,
+        stop_after: int | None = None,
+    ) -> None:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha={alpha!r} must be between 0 and 1, e.g. 0.01")
+        if stop_after is not None and stop_after < 1:
+            raise ValueError(f"stop_after={stop_after!r} must be a count of at least 1 (e.g. 10), or None")
         self.alpha, self.permutations, self.rows, self.seed = alpha, permutations, rows, seed
+        self.stop_after = stop_after
         self._ref: dict[str, Any] | None = None
 
     def fit(self, reference: Any) -> MMD:
@@ -173,7 +204,7 @@ class MMD:
         self._gamma = 1.0 / (2.0 * float(part["bandwidth"]) ** 2)
         # The reference block of the kernel matrix is the same for every window.
         self._kxx = np.exp(-self._gamma * _sq_dists(self._sample, self._sample))
-        self._nulls: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+        self._nulls: dict[int, _Splits] = {}
         return self
 
     def project(self, columns: Mapping[str, npt.ArrayLike]) -> npt.NDArray[np.float64]:
@@ -202,36 +233,99 @@ class MMD:
         m, n = x.shape[0], y.shape[0]
         if n < 10:
             return DriftResult("mmd", math.nan, math.nan, None, False, "too_few_rows", n_reference=m, n_current=n)
-        wx, wy, fixed = self._permutations(rows, m, n, rng)
+        splits = self._nulls.get(rows)
+        if splits is None:
+            if len(self._nulls) >= 16:  # time windows rarely repeat a size; keep a few
+                self._nulls.pop(next(iter(self._nulls)))
+            splits = self._nulls[rows] = _Splits(self.permutations, m, n, rng, self._kxx)
         # w K w over the blocks of K = [[Kxx, Kxy], [Kxy', Kyy]]: the Kxx term depends only on
         # the permutations, so windows of the same size pay for the two window blocks alone.
         kxy = np.exp(-self._gamma * _sq_dists(x, y))
         kyy = np.exp(-self._gamma * _sq_dists(y, y))
-        stats = fixed + 2 * np.einsum("ij,ij->i", wx @ kxy, wy) + np.einsum("ij,ij->i", wy @ kyy, wy)
-        obs = float(stats[0])
-        null = stats[1:]
-        p = float((1 + np.sum(null >= obs)) / (1 + null.size))
+        total = self.permutations
+        # the most permutations at or above the observed statistic with which the full test
+        # still rejects: (1 + g) / (1 + total) < alpha
+        g_max = math.ceil(self.alpha * (1 + total)) - 2
+        while (2 + g_max) / (1 + total) < self.alpha:  # the same comparison as the verdict's
+            g_max += 1
+        while g_max >= 0 and not (1 + g_max) / (1 + total) < self.alpha:
+            g_max -= 1
+        h = None if self.stop_after is None else max(self.stop_after, g_max + 1)
+        obs = math.nan
+        parts: list[npt.NDArray[np.float64]] = []
+        above = run = 0
+        stopped = False
+        for b in range(len(_BLOCKS)):
+            wx, wy, fixed = splits.block(b)
+            stats = fixed + 2 * np.einsum("ij,ij->i", wx @ kxy, wy) + np.einsum("ij,ij->i", wy @ kyy, wy)
+            if b == 0:
+                obs, stats = float(stats[0]), stats[1:]
+            parts.append(stats)
+            run += stats.size
+            if h is not None:
+                hits = np.flatnonzero(stats >= obs)
+                if above + hits.size >= h:
+                    # the h-th one: Besag-Clifford's p is h over the permutations run so far
+                    last = int(hits[h - above - 1])
+                    parts[-1] = stats[: last + 1]
+                    run += last + 1 - stats.size
+                    stopped = True
+                    break
+                above += hits.size
+            if run >= total:
+                break
+        null = np.concatenate(parts)
+        if stopped:
+            # Besag-Clifford's h / L, and at least what the full test would say knowing only
+            # that h of its permutations reach the statistic (so never under alpha here)
+            assert h is not None
+            p = max(h / run, (1 + h) / (1 + total))
+        else:
+            p = float((1 + np.sum(null >= obs)) / (1 + null.size))
         threshold = float(np.quantile(null, 1 - self.alpha))
-        drift = p < self.alpha
+        # stopped: more permutations reached the observed statistic than the full test allows
+        # for a rejection, so it does not reject (whatever h / L comes to)
+        drift = not stopped and p < self.alpha
         return DriftResult(
-            "mmd", obs, threshold, p, drift, "joint_distribution_shift" if drift else None, n_reference=m, n_current=n
+            "mmd",
+            obs,
+            threshold,
+            p,
+            drift,
+            "joint_distribution_shift" if drift else None,
+            n_reference=m,
+            n_current=n,
+            details={"permutations_run": int(null.size), "permutations": int(total)},
         )
 
-    def _permutations(
-        self, rows: int, m: int, n: int, rng: np.random.Generator
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Weights of the observed split (row 0) and the permuted ones, cut into reference and
-        window parts, and each split's Kxx term. ``rng`` is seeded afresh per window and has
-        only drawn the subsample, so windows of ``rows`` rows get the same permutations: they
-        are computed once per window size."""
-        if rows not in self._nulls:
-            w = np.empty((self.permutations + 1, m + n))
-            base = np.concatenate([np.full(m, 1.0 / m), np.full(n, -1.0 / n)])
-            w[0] = base
-            for i in range(1, self.permutations + 1):
-                w[i] = base[rng.permutation(m + n)]
-            wx, wy = w[:, :m], w[:, m:]
-            if len(self._nulls) >= 16:  # time windows rarely repeat a size; keep a few
-                self._nulls.pop(next(iter(self._nulls)))
-            self._nulls[rows] = (wx, wy, np.einsum("ij,ij->i", wx @ self._kxx, wx))
-        return self._nulls[rows]
+
+# Rows of permutation weights per block: the observed split and 15 permutations, then doubling
+# (a sequential test mostly stops in the first one or two; the full test runs them all).
+_BLOCKS = (16, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+
+
+class _Splits:
+    """The observed split (row 0) and the permuted ones of a window of ``m + n`` rows, drawn
+    from ``rng`` block by block as a test asks for them, each cut into reference and window
+    parts with its Kxx term. ``rng`` is seeded afresh per window and has only drawn the
+    subsample, so windows of the same number of rows get the same permutations: they are kept
+    per window size and drawn once."""
+
+    def __init__(self, permutations: int, m: int, n: int, rng: np.random.Generator, kxx: Any) -> None:
+        if permutations + 1 > sum(_BLOCKS):
+            raise ValueError(f"permutations={permutations} is more than {sum(_BLOCKS) - 1}; use fewer")
+        self.total, self.m, self.n, self.rng, self.kxx = permutations, m, n, rng, kxx
+        self.base = np.concatenate([np.full(m, 1.0 / m), np.full(n, -1.0 / n)])
+        self.blocks: list[tuple[Any, Any, Any]] = []
+        self.drawn = 0  # rows of weights drawn (the observed one included)
+
+    def block(self, b: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        while len(self.blocks) <= b:
+            rows = min(_BLOCKS[len(self.blocks)], self.total + 1 - self.drawn)
+            w = np.empty((max(rows, 0), self.m + self.n))
+            for i in range(w.shape[0]):
+                w[i] = self.base if self.drawn + i == 0 else self.base[self.rng.permutation(self.m + self.n)]
+            self.drawn += w.shape[0]
+            wx, wy = w[:, : self.m], w[:, self.m :]
+            self.blocks.append((wx, wy, np.einsum("ij,ij->i", wx @ self.kxx, wx)))
+        return self.blocks[b]
