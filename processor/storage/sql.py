@@ -64,8 +64,12 @@ _SCHEMA = [
         size INTEGER NOT NULL, start BIGINT NOT NULL, data TEXT NOT NULL,
         rolled INTEGER NOT NULL DEFAULT 1)""",
     "CREATE INDEX IF NOT EXISTS stats_series ON stats (model, role, name, size, start)",
-    # expiry finds old windows by age, not by scanning the table each maintenance pass
-    "CREATE INDEX IF NOT EXISTS stats_age ON stats (size, start)",
+    # expiry finds old windows by age, not by scanning the table each maintenance pass. On
+    # expressions, so only expiry's queries (written ``size + 0 = ? AND start + 0 < ?``) can
+    # use it: a plain (size, start) index was picked by SQLite for every per-model query of a
+    # time range, reading all models' rows in it (an evaluation pass over 100 models took 2x)
+    "DROP INDEX IF EXISTS stats_age",
+    "CREATE INDEX IF NOT EXISTS stats_expiry ON stats ((size + 0), (start + 0))",
     """CREATE TABLE IF NOT EXISTS predictions (
         model TEXT NOT NULL, request_id TEXT NOT NULL, version TEXT NOT NULL, time_ns BIGINT NOT NULL,
         trace_id TEXT, span_id TEXT, inputs TEXT, outputs TEXT, truncated INTEGER NOT NULL,
@@ -536,14 +540,16 @@ class SqlStorage(Storage):
         if base in retention:  # base rows past retention go only once they are in their roll-ups
             old = self._read(
                 "SELECT DISTINCT model, version, role, name, size, start FROM stats "
-                "WHERE size=? AND rolled=0 AND start < ?",
+                "WHERE size + 0 = ? AND rolled=0 AND start + 0 < ?",
                 (base, int(now - retention[base])),
             )
             self._compact((WindowKey(*r) for r in old), hold=False)
         with self._wlock, self._tx(self._w) as cur:
             n = 0
             for size, keep in retention.items():
-                cur.execute("DELETE FROM stats WHERE size=? AND start < ? AND rolled=1", (size, int(now - keep)))
+                cur.execute(
+                    "DELETE FROM stats WHERE size + 0 = ? AND start + 0 < ? AND rolled=1", (size, int(now - keep))
+                )
                 n += max(cur.rowcount, 0)
             out["windows"] = n
             cur.execute(
