@@ -48,7 +48,7 @@ from infersight.processor.storage.base import (
     WriteBatch,
     cover_range,
 )
-from infersight.processor.storage.codec import decode_window, encode_windows
+from infersight.processor.storage.codec import decode_window, encode_windows, encode_windows_parsed
 from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
 
@@ -148,6 +148,8 @@ class SqlStorage(Storage):
     # taken first in the transaction that creates the schema, so replicas starting together on
     # one new database do not race in CREATE TABLE (SQLite: BEGIN IMMEDIATE serialises already)
     schema_lock_sql: str | None = None
+    # how many rows just written compaction may take already parsed (~0.4 kB each)
+    handover_limit = 250_000
 
     @abc.abstractmethod
     def connect(self) -> Any:
@@ -185,6 +187,10 @@ class SqlStorage(Storage):
         self._held: set[_Span] = set()
         self._held_lock = threading.Lock()
         self._watermark = 0
+        # rows written here, parsed, for compaction: {(model, version, role, name, roll-up start):
+        # {row id: ParsedRow}}; guarded by the write lock
+        self._handover: dict[tuple[Any, ...], dict[int, Any]] = {}
+        self._handover_rows = 0
         self._w = self.connect()
         self._r = self._w if self.shares_connection else self.connect()
         if self.shares_connection:
@@ -276,13 +282,50 @@ class SqlStorage(Storage):
                 f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
                 f"({wrong[0]}): roll-ups are built by compact()"
             )
-        rows = [(*k, text) for k, text in zip(batch.windows, encode_windows(list(batch.windows.values())))]
-        with self._wlock, self._tx(self._w) as cur:
+        texts, parsed = encode_windows_parsed(list(batch.windows.values()))
+        rows = [(*k, text) for k, text in zip(batch.windows, texts)]
+        with self._wlock:
+            ids = self._write_tx(batch, rows, at)
+            if ids is not None:  # committed: hand compaction the rows as already parsed
+                self._hand_over(list(batch.windows), ids, parsed)
+
+    def _insert_ids(self, cur: Any, n: int) -> list[int] | None:
+        """The ids of the ``n`` rows the last ``executemany`` inserted into ``stats``, in order,
+        or ``None`` where the engine cannot tell (compaction then reads those rows' texts)."""
+        return None
+
+    def _hand_over(self, keys: list[WindowKey], ids: list[int], parsed: list[Any]) -> None:
+        """Keep the parsed form of rows just committed for compaction (by series' roll-up
+        window, then row id: a row's content never changes under its id), up to
+        ``handover_limit`` rows; beyond that, compaction parses the texts as before."""
+        rollups = self.window_sizes[1:]
+        if not rollups:
+            return
+        first = rollups[0]
+        room = self.handover_limit - self._handover_rows
+        cache = self._handover
+        for key, row_id, row in zip(keys, ids, parsed):
+            if row is None or room <= 0:
+                continue
+            model, version, role, name, _, start = key
+            span = (model, version, role, name, start - start % first)
+            got = cache.get(span)
+            if got is None:
+                cache[span] = {row_id: row}
+            else:
+                got[row_id] = row
+            room -= 1
+        self._handover_rows = self.handover_limit - room
+
+    def _write_tx(self, batch: WriteBatch, rows: list[tuple[Any, ...]], at: int) -> list[int] | None:
+        ids: list[int] | None = None
+        with self._tx(self._w) as cur:
             if rows:
                 cur.executemany(
                     "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,0)",
                     rows,
                 )
+                ids = self._insert_ids(cur, len(rows))
             if batch.predictions:
                 cur.executemany(
                     self.upsert("predictions", _PREDICTION_COLUMNS, ("model", "request_id")),
@@ -352,6 +395,7 @@ class SqlStorage(Storage):
                 )
             if batch.trace_items:
                 self._write_trace_items(cur, batch.trace_items)
+        return ids
 
     def compact(self, keys: Iterable[WindowKey] | None = None) -> int:
         """Fold each window's rows into one, and add base rows not yet rolled up to their roll-up
@@ -383,6 +427,7 @@ class SqlStorage(Storage):
 
     def _compact(self, keys: Iterable[WindowKey] | None, *, hold: bool) -> int:
         base, rollups = self.window_sizes[0], self.window_sizes[1:]
+        everything = keys is None
         if keys is None:
             rows = self._read(
                 "SELECT model, version, role, name, size, start FROM stats "
@@ -398,7 +443,10 @@ class SqlStorage(Storage):
                     self._watermark = max(self._watermark, k.start + base)
                 else:
                     spans.add(_Span(k.model, k.version, k.role, k.name, k.size, k.start, k.start + 1))
-            if hold:
+            if everything:  # held spans too (another replica may have taken their rows)
+                spans |= self._held
+                self._held = set()
+            elif hold:
                 spans |= self._held
                 self._held = {s for s in spans if s.size == base and s.hi > self._watermark}
                 spans -= self._held
@@ -434,6 +482,16 @@ class SqlStorage(Storage):
                 ids.append(row_id)
             if not r[7] and r[4] == base:
                 fresh_ids.append(row_id)
+        # the rows of the chunk's base spans this process wrote, parsed already (only rows
+        # this transaction reads are taken from it: a row another compactor took is not read)
+        known: dict[int, Any] = {}
+        if self._handover:
+            for span in chunk:
+                if span.size == base:
+                    got = self._handover.pop((span.model, span.version, span.role, span.name, span.lo), None)
+                    if got is not None:
+                        known.update(got)
+                        self._handover_rows -= len(got)
         texts: dict[int, str] = {}
         claimed: list[int] = []  # fresh base rows this compactor rolls up
         for ids in _chunks(fresh_ids, 500):
@@ -499,7 +557,7 @@ class SqlStorage(Storage):
         if groups:
             order = sorted({i for g in groups for i in g})
             at = {row_id: n for n, row_id in enumerate(order)}
-            parsed = StoredRows.parse([texts[i] for i in order])
+            parsed = StoredRows.parse([texts[i] for i in order], [known.get(i) for i in order] if known else None)
             merged = parsed.merged([[at[i] for i in g] for g in groups])
             single.extend((*k, text) for k, text in zip(out_keys, encode_windows(merged)))
         if single:

@@ -42,6 +42,13 @@ class SqliteStorage(SqlStorage):
     def shares_connection(self) -> bool:
         return sqlite_path(self.url) == ":memory:"
 
+    def _insert_ids(self, cur: Any, n: int) -> list[int] | None:
+        # The write lock is held from BEGIN IMMEDIATE to COMMIT and the key is AUTOINCREMENT:
+        # the rows of one executemany take consecutive ids, the last of them last_insert_rowid().
+        cur.execute("SELECT last_insert_rowid()")
+        last = int(cur.fetchall()[0][0])
+        return list(range(last - n + 1, last + 1))
+
     def connect(self) -> Any:
         path = sqlite_path(self.url)
         try:
