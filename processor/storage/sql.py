@@ -99,6 +99,9 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS trace_items_time ON trace_items (time_ns)",
 ]
 
+# a batch's base windows, not yet rolled up
+_INSERT_FRESH = "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,0)"
+
 _TRACE_ITEM_COLUMNS = ("trace_id", "item_id", "kind", "model", "request_id", "time_ns", "flagged", "body")
 
 
@@ -289,9 +292,10 @@ class SqlStorage(Storage):
             if ids is not None:  # committed: hand compaction the rows as already parsed
                 self._hand_over(list(batch.windows), ids, parsed)
 
-    def _insert_ids(self, cur: Any, n: int) -> list[int] | None:
-        """The ids of the ``n`` rows the last ``executemany`` inserted into ``stats``, in order,
-        or ``None`` where the engine cannot tell (compaction then reads those rows' texts)."""
+    def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
+        """Insert fresh base rows into ``stats``; their ids in order, or ``None`` where the
+        engine cannot tell (compaction then reads those rows' texts)."""
+        cur.executemany(_INSERT_FRESH, rows)
         return None
 
     def _hand_over(self, keys: list[WindowKey], ids: list[int], parsed: list[Any]) -> None:
@@ -321,11 +325,7 @@ class SqlStorage(Storage):
         ids: list[int] | None = None
         with self._tx(self._w) as cur:
             if rows:
-                cur.executemany(
-                    "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,0)",
-                    rows,
-                )
-                ids = self._insert_ids(cur, len(rows))
+                ids = self._insert_stats(cur, rows)
             if batch.predictions:
                 cur.executemany(
                     self.upsert("predictions", _PREDICTION_COLUMNS, ("model", "request_id")),
@@ -1144,6 +1144,11 @@ class _Cursor:
 
     def fetchall(self) -> list[Any]:
         return list(self._cur.fetchall())
+
+    @property
+    def raw(self) -> Any:
+        """The driver's cursor (for what only one engine speaks)."""
+        return self._cur
 
     @property
     def description(self) -> Any:

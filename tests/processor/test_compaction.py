@@ -278,6 +278,8 @@ def test_the_writer_hands_compaction_its_rows_and_a_replica_that_claimed_them_fi
     for minute in range(0, 200):
         batch = exporter_batch(minute, 3, rng, data)
         one.write(batch)
+        if minute == 0:
+            assert one._handover_rows == 3  # both engines tell the writer its rows' ids
         if minute % 50 == 49:  # the other replica takes everything written so far
             two.compact(None)
         one.compact(batch.windows)
