@@ -81,20 +81,24 @@ def encode_windows_parsed(items: Sequence[WindowStats]) -> tuple[list[str], list
         if len(parts) == 1 and hists == "{}":
             ((k, s),) = ws.sketches.items()
             p, n = packed[i - 2], packed[i - 1]
-            if _NAME.fullmatch(k) and math.isfinite(s.sum) and math.isfinite(s.min) and math.isfinite(s.max):
+            named = _NAMED.get(k)
+            if named is None:
+                named = _NAMED[k] = bool(_NAME.fullmatch(k)) if len(_NAMED) < 1000 else False
+            if named and math.isfinite(s.sum) and math.isfinite(s.min) and math.isfinite(s.max):
+                # numbers as the sketch holds them: the reader converts them as it converts text
                 row = (
                     k,
-                    int(s.scale),
-                    int(s.zero_count),
-                    int(s.count),
-                    float(s.sum),
-                    float(s.min),
-                    float(s.max),
-                    int(s.max_size),
-                    int(s.positive.offset) if p else 0,
+                    s.scale,
+                    s.zero_count,
+                    s.count,
+                    s.sum,
+                    s.min,
+                    s.max,
+                    s.max_size,
+                    s.positive.offset if p else 0,
                     p[:1] or None,
                     p[1:],
-                    int(s.negative.offset) if n else 0,
+                    s.negative.offset if n else 0,
                     n[:1] or None,
                     n[1:],
                     counters,
@@ -103,7 +107,8 @@ def encode_windows_parsed(items: Sequence[WindowStats]) -> tuple[list[str], list
     return out, parsed
 
 
-_NAME = re.compile(r"[A-Za-z0-9_.]+")
+_NAME = re.compile(r"[A-Za-z0-9_.]+")  # a sketch name the reader's regular expression takes
+_NAMED: dict[str, bool] = {}
 
 
 def decode_window(text: str) -> WindowStats:
