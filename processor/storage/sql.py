@@ -504,10 +504,10 @@ class SqlStorage(Storage):
             marks = ",".join("?" * len(ids))
             if known:  # texts only of the rows not handed over
                 cur.execute(f"UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({marks}) RETURNING id", ids)
-                got = [r[0] for r in cur.fetchall()]
-                claimed.extend(got)
-                unknown = [i for i in got if i not in known]
-                texts.update(dict.fromkeys(got, ""))
+                taken = [r[0] for r in cur.fetchall()]
+                claimed.extend(taken)
+                unknown = [i for i in taken if i not in known]
+                texts.update(dict.fromkeys(taken, ""))
                 if unknown:
                     texts.update(self._texts(cur, unknown))
             else:
