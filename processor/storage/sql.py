@@ -705,24 +705,11 @@ class SqlStorage(Storage):
         segments = cover_range(start, end, self.window_sizes)
         if not segments:
             return WindowStats(), 0
-        base = self.window_sizes[0]
-        conds: list[str] = []
-        params: list[Any] = [model, role, name]
-        vsql = ""
+        where, params = "role=? AND name=?", [role, name]
         if version is not None:
-            vsql = " AND version=?"
+            where += " AND version=?"
             params.append(version)
-        for seg in segments:
-            conds.append("(size=? AND start>=? AND start<?)")
-            params.extend(seg)
-            if seg[0] != base:  # base rows compaction has not rolled into this segment yet
-                conds.append("(size=? AND rolled=0 AND start>=? AND start<?)")
-                params.extend((base, seg[1], seg[2]))
-        cond = " OR ".join(conds)
-        rows = self._read(
-            f"SELECT size, start, data FROM stats WHERE model=? AND role=? AND name=?{vsql} AND ({cond})",
-            params,
-        )
+        rows = self._read_segments("size, start, data", model, segments, where, params)
         windows = {(r[0], r[1]) for r in rows}
         return WindowStats.merge_all(decode_window(r[2]) for r in rows), len(windows)
 
@@ -734,26 +721,46 @@ class SqlStorage(Storage):
         segments = cover_range(start, end, self.window_sizes)
         if not segments:
             return {}
-        base = self.window_sizes[0]
-        conds: list[str] = []
-        params: list[Any] = [model]
-        rsql = ""
+        where = ""
+        params: list[Any] = []
         if roles is not None:
-            rsql = f" AND role IN ({','.join('?' * len(roles))})"
+            where = f"role IN ({','.join('?' * len(roles))})"
             params.extend(roles)
-        for seg in segments:
-            conds.append("(size=? AND start>=? AND start<?)")
-            params.extend(seg)
-            if seg[0] != base:
-                conds.append("(size=? AND rolled=0 AND start>=? AND start<?)")
-                params.extend((base, seg[1], seg[2]))
-        rows = self._read(
-            f"SELECT role, name, version, data FROM stats WHERE model=?{rsql} AND ({' OR '.join(conds)})", params
-        )
+        rows = self._read_segments("role, name, version, data", model, segments, where, params)
         parts: dict[tuple[str, str, str], list[WindowStats]] = {}
-        for role, name, version, data in rows:
-            parts.setdefault((role, name, version), []).append(decode_window(data))
+        for r in rows:
+            parts.setdefault((r[0], r[1], r[2]), []).append(decode_window(r[3]))
         return {k: v[0] if len(v) == 1 else WindowStats.merge_all(v) for k, v in parts.items()}
+
+    def _read_segments(
+        self, columns: str, model: str, segments: Sequence[tuple[int, int, int]], where: str, params: list[Any]
+    ) -> list[tuple[Any, ...]]:
+        rows = self._read(*self._segments_sql(columns, model, segments, where, params))
+        rows.sort(key=lambda r: r[-3:])
+        return rows
+
+    def _segments_sql(
+        self, columns: str, model: str, segments: Sequence[tuple[int, int, int]], where: str, params: list[Any]
+    ) -> tuple[str, list[Any]]:
+        """One SELECT of ``columns`` per segment (its windows, plus the base rows compaction has
+        not rolled into it yet), joined by ``UNION ALL``: each is a range of the model-by-time
+        index (an ``OR`` of them made SQLite scan the model's every row), in the order the
+        series index gave them (size, start, id), so merges add in the order they always did."""
+        base = self.window_sizes[0]
+        extra = f" AND {where}" if where else ""
+        parts: list[str] = []
+        args: list[Any] = []
+        for seg in segments:
+            terms = [(seg[0], "")] if seg[0] == base else [(seg[0], ""), (base, " AND rolled=0")]
+            for size, cond in terms:
+                parts.append(
+                    f"SELECT {columns}, size AS s_, start AS t_, id AS i_ FROM stats "
+                    f"WHERE model=? AND size=? AND start>=? AND start<?{cond}{extra}"
+                )
+                args.extend((model, size, seg[1], seg[2], *params))
+        # sorted here, not by ORDER BY: that makes SQLite prefer the (size, start) index,
+        # whose order it is, and read every model's rows in the range
+        return " UNION ALL ".join(parts), args
 
     def label_counts(self, model: str, size: int, start: int, end: int) -> dict[int, int]:
         step = size * 10**9
