@@ -428,6 +428,12 @@ class SqlStorage(Storage):
         merged rows are inserted in one batch. A window with a single fresh row stays as it
         is (only its ``rolled`` flag changes). The claim, the roll-up rows and the folded rows
         commit together, so queries are exact before, during and after.
+
+        Rows this store wrote are handed over already parsed (:meth:`_hand_over`, by
+        series-hour and row id: a row's content never changes under its id); for those the
+        claim returns only ids and the texts are not read. A row another replica claimed
+        first is not returned by the claim, so its hand-over goes unused. ``keys=None`` also
+        takes the spans held in memory.
         """
         return self._compact(keys, hold=keys is not None)
 
