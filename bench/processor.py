@@ -29,11 +29,15 @@ Prints figures from one run (no pass/fail; the floors are in BENCHMARKS.md):
    stop and the bench waits until compaction has rolled up every base row (the backlog
    drained); the sustained rate counts that time too. The processor's CPU time is read from
    ``/proc`` (wall time on a shared machine is noisy; CPU time is the steadier figure).
+7. Range queries on an exporter-pattern store (``--only queries``: 20 models x 100 features x
+   300 one-point windows, compacted as the maintenance pass does), CPU per call: one series,
+   one model (``query_model``), ``window_marks`` and ``series``.
 
 Run: python bench/processor.py [--seconds 10] [--points-per-request 2000]
      python bench/processor.py --only evaluation [--models 100 --features 100] [--profile FILE]
      python bench/processor.py --only sustained [--seconds 20 --models 200 --features 100
          --maintenance-interval 1 --points-per-request 2000]
+     python bench/processor.py --only queries
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -57,9 +62,10 @@ from infersight.processor.ingest.points import MetricPoint
 from infersight.processor.ingest.receiver import Receiver
 from infersight.processor.ingest.writer import Ingestor, request_digest
 from infersight.processor.selfmetrics import Registry
-from infersight.processor.storage import WindowKey, WriteBatch, open_storage
+from infersight.processor.storage import FEATURE, WindowKey, WriteBatch, open_storage
 from infersight.processor.storage.codec import encode_window
 from infersight.stats.sketch import ExpHistogram
+from infersight.stats.windows import WindowStats
 
 
 def _free_port() -> int:
@@ -321,7 +327,6 @@ def bench_evaluation(models: int, features: int, rows: int = 500, profile: str |
 
     from infersight.processor.evaluate.loop import EvaluationLoop
     from infersight.processor.evaluate.settings import parse_evaluation, parse_models
-    from infersight.processor.storage import FEATURE
     from infersight.stats.reference import Reference
     from infersight.stats.windows import FeatureWindow
 
@@ -641,12 +646,50 @@ def bench_sustained_stages(models: int, features: int, per_request: int, rounds:
     store.close()
 
 
+def bench_queries(models: int = 20, features: int = 100, windows: int = 300) -> None:
+    """Figure 7; what the range queries cost on an exporter-pattern store (one point per series
+    per window, compacted as the maintenance pass does), CPU per call."""
+    rng = np.random.default_rng(0)
+    sketches = [ExpHistogram.from_values(rng.lognormal(3, 1, 500)) for _ in range(64)]
+    t0 = 1_700_000_000 - 1_700_000_000 % 86400
+    store = open_storage(f"sqlite:///{tempfile.mkdtemp(prefix='infersight-bench-queries-')}/q.db", (60, 3600, 86400))
+    for m in range(windows):
+        batch = WriteBatch(
+            {
+                WindowKey(f"m{f // features}", "1", FEATURE, f"f{f % features}", 60, t0 + 60 * m): WindowStats(
+                    {"value": sketches[(f + m) % 64]}
+                )
+                for f in range(models * features)
+            }
+        )
+        store.write(batch)
+        store.compact(batch.windows)
+    end = t0 + 60 * windows
+    calls: list[tuple[str, Any, int]] = [
+        ("query: one series, 5 h", lambda: store.query("m3", FEATURE, "f7", end - 5 * 3600, end), 50),
+        ("query: one series, last 10 min", lambda: store.query("m3", FEATURE, "f7", end - 600, end), 50),
+        (f"query_model: {features} series, 5 h", lambda: store.query_model("m3", end - 5 * 3600, end), 10),
+        (f"query_model: {features} series, last 10 min", lambda: store.query_model("m3", end - 600, end), 10),
+        ("window_marks: 5 h", lambda: store.window_marks("m3", end - 5 * 3600, end), 10),
+        ("series", lambda: store.series("m3"), 10),
+    ]
+    print(f"queries on {models * features:,} series x {windows} windows (exporter pattern, compacted), CPU per call:")
+    for label, call, reps in calls:
+        c0 = time.process_time()
+        for _ in range(reps):
+            call()
+        print(f"        {label:40s} {(time.process_time() - c0) / reps * 1e3:8.2f} ms")
+    store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--points-per-request", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--only", choices=("ingest", "stages", "storage", "evaluation", "sustained"), default=None)
+    ap.add_argument(
+        "--only", choices=("ingest", "stages", "storage", "evaluation", "sustained", "queries"), default=None
+    )
     ap.add_argument("--maintenance-interval", type=float, default=1.0, help="sustained: seconds between compactions")
     ap.add_argument("--db", default=None, help="sustained: storage URL (default: a fresh SQLite file)")
     ap.add_argument("--models", type=int, default=100)
@@ -662,6 +705,8 @@ def main() -> None:
         bench_storage()
     if args.only in (None, "evaluation"):
         bench_evaluation(args.models, args.features, profile=args.profile)
+    if args.only in (None, "queries"):
+        bench_queries()
     if args.only in (None, "sustained"):
         models = args.models if args.only == "sustained" else 200
         bench_sustained(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 from infersight.stats.sketch import ExpHistogram
 from infersight.stats.windows import ExplicitHistogram, WindowStats
 
-__all__ = ["encode_window", "encode_windows", "decode_window"]
+__all__ = ["encode_window", "encode_windows", "encode_windows_parsed", "ParsedRow", "decode_window"]
 
 
 def encode_window(ws: WindowStats) -> str:
@@ -43,9 +44,30 @@ def encode_window(ws: WindowStats) -> str:
 def encode_windows(items: Sequence[WindowStats]) -> list[str]:
     """``[encode_window(ws) for ws in items]``, with the bucket counts of every sketch packed
     in a few whole-array passes instead of a few numpy calls per sketch."""
+    return encode_windows_parsed(items)[0]
+
+
+# What a stored row holding one sketch and nothing else reads as, field by field, in the order
+# of the text: sketch name, scale, zero_count, count, sum, min, max, max_size, positive offset,
+# code and base64 (code None when there are no positive buckets), the same for negative, and the
+# counters' JSON text. ``StoredRows.parse`` takes it instead of reading the text.
+ParsedRow = tuple[str, int, int, int, float, float, float, int, int, str | None, str, int, str | None, str, str]
+
+
+def encode_windows_parsed(items: Sequence[WindowStats]) -> tuple[list[str], list[ParsedRow | None]]:
+    """:func:`encode_windows`, and per window the fields of its text already parsed (a
+    :data:`ParsedRow`) when the text has the one-sketch form compaction reads without parsing
+    (one sketch with finite numbers, no explicit histograms), else ``None``.
+
+    >>> from infersight.stats.sketch import ExpHistogram
+    >>> texts, parsed = encode_windows_parsed([WindowStats({"value": ExpHistogram.from_values([1.0])})])
+    >>> parsed[0][:4]
+    ('value', 20, 0, 1)
+    """
     sketches = [s for ws in items for s in ws.sketches.values()]
     packed = _pack_many([b.counts for s in sketches for b in (s.positive, s.negative)])
     out = []
+    parsed: list[ParsedRow | None] = []
     i = 0
     for ws in items:
         parts = []
@@ -55,7 +77,38 @@ def encode_windows(items: Sequence[WindowStats]) -> list[str]:
         hists = _dumps({k: v.to_dict() for k, v in ws.histograms.items()}) if ws.histograms else "{}"
         counters = _dumps(ws.counters) if ws.counters else "{}"
         out.append(f'{{"s":{{{",".join(parts)}}},"h":{hists},"c":{counters}}}')
-    return out
+        row: ParsedRow | None = None
+        if len(parts) == 1 and hists == "{}":
+            ((k, s),) = ws.sketches.items()
+            p, n = packed[i - 2], packed[i - 1]
+            named = _NAMED.get(k)
+            if named is None:
+                named = _NAMED[k] = bool(_NAME.fullmatch(k)) if len(_NAMED) < 1000 else False
+            if named and math.isfinite(s.sum) and math.isfinite(s.min) and math.isfinite(s.max):
+                # numbers as the sketch holds them: the reader converts them as it converts text
+                row = (
+                    k,
+                    s.scale,
+                    s.zero_count,
+                    s.count,
+                    s.sum,
+                    s.min,
+                    s.max,
+                    s.max_size,
+                    s.positive.offset if p else 0,
+                    p[:1] or None,
+                    p[1:],
+                    s.negative.offset if n else 0,
+                    n[:1] or None,
+                    n[1:],
+                    counters,
+                )
+        parsed.append(row)
+    return out, parsed
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.]+")  # a sketch name the reader's regular expression takes
+_NAMED: dict[str, bool] = {}
 
 
 def decode_window(text: str) -> WindowStats:

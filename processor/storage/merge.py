@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from infersight.processor.ingest.columns import SketchColumns, merge_groups
-from infersight.processor.storage.codec import _unpack_sketch
+from infersight.processor.storage.codec import ParsedRow, _unpack_sketch
 from infersight.stats.sketch import DEFAULT_MAX_SIZE, ExpHistogram
 from infersight.stats.windows import ExplicitHistogram, WindowStats
 
@@ -70,8 +70,12 @@ class StoredRows:
         self.counts: I64 = _EMPTY
 
     @classmethod
-    def parse(cls, texts: Sequence[str]) -> StoredRows:
-        """Parse stored window texts (every format :func:`~.codec.decode_window` reads)."""
+    def parse(cls, texts: Sequence[str], known: Sequence[ParsedRow | None] | None = None) -> StoredRows:
+        """Parse stored window texts (every format :func:`~.codec.decode_window` reads).
+
+        ``known[r]``, where given, is row ``r``'s text already parsed
+        (:func:`~.codec.encode_windows_parsed` of the window it was written from: what the
+        writer hands compaction), taken instead of reading the text."""
         out = cls()
         out.texts = list(texts)
         # one tuple per sketch: scale, count, zero_count, max_size, sum, min, max, positive
@@ -79,9 +83,11 @@ class StoredRows:
         rec: list[tuple[Any, ...]] = []
         loads, match = json.loads, _CANONICAL.fullmatch
         for r, text in enumerate(out.texts):
-            m = match(text)
-            if m is not None:  # the form encode_window writes for one sketch: no JSON parse
-                g = m.groups()
+            g: Sequence[Any] | None = known[r] if known is not None else None
+            if g is None:
+                m = match(text)
+                g = None if m is None else m.groups()
+            if g is not None:  # the form encode_window writes for one sketch: no JSON parse
                 out.sketch_names.append({g[0]: len(rec)})
                 out.raw.append((r, g[0]))
                 rec.append((g[1], g[3], g[2], g[7], g[4], g[5], g[6], g[8] or 0, g[9], g[10], g[11] or 0, g[12], g[13]))

@@ -38,6 +38,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from infersight.processor.storage.base import (
     Lease,
     LeaseLost,
@@ -48,7 +50,7 @@ from infersight.processor.storage.base import (
     WriteBatch,
     cover_range,
 )
-from infersight.processor.storage.codec import decode_window, encode_windows
+from infersight.processor.storage.codec import decode_window, encode_windows, encode_windows_parsed
 from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
 
@@ -63,11 +65,15 @@ _SCHEMA = [
         model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
         size INTEGER NOT NULL, start BIGINT NOT NULL, data TEXT NOT NULL,
         rolled INTEGER NOT NULL DEFAULT 1)""",
-    "CREATE INDEX IF NOT EXISTS stats_series ON stats (model, role, name, size, start)",
+    # a model's windows by time: one batch's rows land in one place per model, so a commit
+    # writes a few index pages, not one per series (stats_series, keyed by series first, made
+    # every commit rewrite a leaf page per series written: ~7 us a point in the exporter pattern)
+    "CREATE INDEX IF NOT EXISTS stats_window ON stats (model, size, start, role, name)",
+    "DROP INDEX IF EXISTS stats_series",
     # expiry finds old windows by age, not by scanning the table each maintenance pass. On
     # expressions, so only expiry's queries (written ``size + 0 = ? AND start + 0 < ?``) can
-    # use it: a plain (size, start) index was picked by SQLite for every per-model query of a
-    # time range, reading all models' rows in it (an evaluation pass over 100 models took 2x)
+    # use it: a plain (size, start) index was picked by SQLite for per-model queries of a time
+    # range, reading all models' rows in it (an evaluation pass over 100 models took 2x)
     "DROP INDEX IF EXISTS stats_age",
     "CREATE INDEX IF NOT EXISTS stats_expiry ON stats ((size + 0), (start + 0))",
     """CREATE TABLE IF NOT EXISTS predictions (
@@ -102,6 +108,9 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS trace_items_request ON trace_items (request_id)",
     "CREATE INDEX IF NOT EXISTS trace_items_time ON trace_items (time_ns)",
 ]
+
+# a batch's base windows, not yet rolled up
+_INSERT_FRESH = "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,0)"
 
 _TRACE_ITEM_COLUMNS = ("trace_id", "item_id", "kind", "model", "request_id", "time_ns", "flagged", "body")
 
@@ -152,6 +161,8 @@ class SqlStorage(Storage):
     # taken first in the transaction that creates the schema, so replicas starting together on
     # one new database do not race in CREATE TABLE (SQLite: BEGIN IMMEDIATE serialises already)
     schema_lock_sql: str | None = None
+    # how many rows just written compaction may take already parsed (~0.4 kB each)
+    handover_limit = 250_000
 
     @abc.abstractmethod
     def connect(self) -> Any:
@@ -189,6 +200,10 @@ class SqlStorage(Storage):
         self._held: set[_Span] = set()
         self._held_lock = threading.Lock()
         self._watermark = 0
+        # rows written here, parsed, for compaction: {(model, version, role, name, roll-up start):
+        # {row id: ParsedRow}}; guarded by the write lock
+        self._handover: dict[tuple[Any, ...], dict[int, Any]] = {}
+        self._handover_rows = 0
         self._w = self.connect()
         self._r = self._w if self.shares_connection else self.connect()
         if self.shares_connection:
@@ -280,13 +295,47 @@ class SqlStorage(Storage):
                 f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
                 f"({wrong[0]}): roll-ups are built by compact()"
             )
-        rows = [(*k, text) for k, text in zip(batch.windows, encode_windows(list(batch.windows.values())))]
-        with self._wlock, self._tx(self._w) as cur:
+        texts, parsed = encode_windows_parsed(list(batch.windows.values()))
+        rows = [(*k, text) for k, text in zip(batch.windows, texts)]
+        with self._wlock:
+            ids = self._write_tx(batch, rows, at)
+            if ids is not None:  # committed: hand compaction the rows as already parsed
+                self._hand_over(list(batch.windows), ids, parsed)
+
+    def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
+        """Insert fresh base rows into ``stats``; their ids in order, or ``None`` where the
+        engine cannot tell (compaction then reads those rows' texts)."""
+        cur.executemany(_INSERT_FRESH, rows)
+        return None
+
+    def _hand_over(self, keys: list[WindowKey], ids: list[int], parsed: list[Any]) -> None:
+        """Keep the parsed form of rows just committed for compaction (by series' roll-up
+        window, then row id: a row's content never changes under its id), up to
+        ``handover_limit`` rows; beyond that, compaction parses the texts as before."""
+        rollups = self.window_sizes[1:]
+        if not rollups:
+            return
+        first = rollups[0]
+        room = self.handover_limit - self._handover_rows
+        cache = self._handover
+        for key, row_id, row in zip(keys, ids, parsed):
+            if row is None or room <= 0:
+                continue
+            model, version, role, name, _, start = key
+            span = (model, version, role, name, start - start % first)
+            got = cache.get(span)
+            if got is None:
+                cache[span] = {row_id: row}
+            else:
+                got[row_id] = row
+            room -= 1
+        self._handover_rows = self.handover_limit - room
+
+    def _write_tx(self, batch: WriteBatch, rows: list[tuple[Any, ...]], at: int) -> list[int] | None:
+        ids: list[int] | None = None
+        with self._tx(self._w) as cur:
             if rows:
-                cur.executemany(
-                    "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,0)",
-                    rows,
-                )
+                ids = self._insert_stats(cur, rows)
             if batch.predictions:
                 cur.executemany(
                     self.upsert("predictions", _PREDICTION_COLUMNS, ("model", "request_id")),
@@ -356,6 +405,7 @@ class SqlStorage(Storage):
                 )
             if batch.trace_items:
                 self._write_trace_items(cur, batch.trace_items)
+        return ids
 
     def compact(self, keys: Iterable[WindowKey] | None = None) -> int:
         """Fold each window's rows into one, and add base rows not yet rolled up to their roll-up
@@ -382,11 +432,18 @@ class SqlStorage(Storage):
         merged rows are inserted in one batch. A window with a single fresh row stays as it
         is (only its ``rolled`` flag changes). The claim, the roll-up rows and the folded rows
         commit together, so queries are exact before, during and after.
+
+        Rows this store wrote are handed over already parsed (:meth:`_hand_over`, by
+        series-hour and row id: a row's content never changes under its id); for those the
+        claim returns only ids and the texts are not read. A row another replica claimed
+        first is not returned by the claim, so its hand-over goes unused. ``keys=None`` also
+        takes the spans held in memory.
         """
         return self._compact(keys, hold=keys is not None)
 
     def _compact(self, keys: Iterable[WindowKey] | None, *, hold: bool) -> int:
         base, rollups = self.window_sizes[0], self.window_sizes[1:]
+        everything = keys is None
         if keys is None:
             rows = self._read(
                 "SELECT model, version, role, name, size, start FROM stats "
@@ -402,7 +459,10 @@ class SqlStorage(Storage):
                     self._watermark = max(self._watermark, k.start + base)
                 else:
                     spans.add(_Span(k.model, k.version, k.role, k.name, k.size, k.start, k.start + 1))
-            if hold:
+            if everything:  # held spans too (another replica may have taken their rows)
+                spans |= self._held
+                self._held = set()
+            elif hold:
                 spans |= self._held
                 self._held = {s for s in spans if s.size == base and s.hi > self._watermark}
                 spans -= self._held
@@ -438,17 +498,33 @@ class SqlStorage(Storage):
                 ids.append(row_id)
             if not r[7] and r[4] == base:
                 fresh_ids.append(row_id)
+        # the rows of the chunk's base spans this process wrote, parsed already (only rows
+        # this transaction reads are taken from it: a row another compactor took is not read)
+        known: dict[int, Any] = {}
+        if self._handover:
+            for span in chunk:
+                if span.size == base:
+                    got = self._handover.pop((span.model, span.version, span.role, span.name, span.lo), None)
+                    if got is not None:
+                        known.update(got)
+                        self._handover_rows -= len(got)
         texts: dict[int, str] = {}
         claimed: list[int] = []  # fresh base rows this compactor rolls up
         for ids in _chunks(fresh_ids, 500):
-            cur.execute(
-                f"UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({','.join('?' * len(ids))}) "
-                "RETURNING id, data",
-                ids,
-            )
-            for row_id, text in cur.fetchall():
-                texts[row_id] = text
-                claimed.append(row_id)
+            marks = ",".join("?" * len(ids))
+            if known:  # texts only of the rows not handed over
+                cur.execute(f"UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({marks}) RETURNING id", ids)
+                taken = [r[0] for r in cur.fetchall()]
+                claimed.extend(taken)
+                unknown = [i for i in taken if i not in known]
+                texts.update(dict.fromkeys(taken, ""))
+                if unknown:
+                    texts.update(self._texts(cur, unknown))
+            else:
+                cur.execute(f"UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({marks}) RETURNING id, data", ids)
+                for row_id, text in cur.fetchall():
+                    texts[row_id] = text
+                    claimed.append(row_id)
         # roll-up windows the claimed rows add to (each with its current rows, taken below)
         targets: dict[tuple[Any, ...], list[int]] = {}
         claimed.sort()
@@ -503,7 +579,14 @@ class SqlStorage(Storage):
         if groups:
             order = sorted({i for g in groups for i in g})
             at = {row_id: n for n, row_id in enumerate(order)}
-            parsed = StoredRows.parse([texts[i] for i in order])
+            parsed = StoredRows.parse([texts[i] for i in order], [known.get(i) for i in order] if known else None)
+            if known and parsed.plain.any():
+                # a group with a sketch only the plain merge takes is merged from its rows' texts
+                odd = {order[parsed.raw[j][0]] for j in np.flatnonzero(parsed.plain).tolist()}
+                fetch = sorted({i for g in groups if not odd.isdisjoint(g) for i in g if not texts[i]})
+                if fetch:
+                    for i, text in self._texts(cur, fetch).items():
+                        parsed.texts[at[i]] = text
             merged = parsed.merged([[at[i] for i in g] for g in groups])
             single.extend((*k, text) for k, text in zip(out_keys, encode_windows(merged)))
         if single:
@@ -513,18 +596,45 @@ class SqlStorage(Storage):
             )
         return folded
 
+    def _texts(self, cur: Any, ids: list[int]) -> dict[int, str]:
+        """The stored texts of rows ``ids``."""
+        out: dict[int, str] = {}
+        for part in _chunks(ids, 500):
+            cur.execute(f"SELECT id, data FROM stats WHERE id IN ({','.join('?' * len(part))})", part)
+            out.update((int(r[0]), r[1]) for r in cur.fetchall())
+        return out
+
     def _rows_in(self, cur: Any, spans: Sequence[_Span], columns: str) -> list[tuple[Any, ...]]:
-        """The key (6 columns) and ``columns`` of every row in ``spans``, in one join."""
+        """The key (6 columns) and ``columns`` of every row in ``spans``.
+
+        The index is by model and time (``stats_window``), so the rows are read a model's
+        time range at a time (one join for all of them) and those of other series dropped
+        here: each row is read once however many of the model's series the spans name."""
         if not spans:
             return []
-        marks = ",".join(["(?,?,?,?,?,?,?)"] * len(spans))
+        wanted: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+        ranges: set[tuple[Any, ...]] = set()
+        for span in spans:
+            wanted.setdefault(span[:5], []).append((span.lo, span.hi))
+            ranges.add((span.model, span.size, span.lo, span.hi))
+        marks = ",".join(["(?,?,?,?)"] * len(ranges))
         cur.execute(
-            f"SELECT s.model, s.version, s.role, s.name, s.size, s.start, {columns} FROM (VALUES {marks}) AS k "
-            "JOIN stats s ON s.model = k.column1 AND s.version = k.column2 AND s.role = k.column3 "
-            "AND s.name = k.column4 AND s.size = k.column5 AND s.start >= k.column6 AND s.start < k.column7",
-            [v for span in spans for v in span],
+            f"SELECT s.model, s.version, s.role, s.name, s.size, s.start, s.id, {columns} "
+            f"FROM (VALUES {marks}) AS k JOIN stats s ON s.model = k.column1 AND s.size = k.column2 "
+            "AND s.start >= k.column3 AND s.start < k.column4",
+            [v for r in sorted(ranges) for v in r],
         )
-        return list(cur.fetchall())
+        out: list[tuple[Any, ...]] = []
+        seen: set[int] = set()
+        for r in cur.fetchall():
+            spans_of = wanted.get(r[:5])
+            if spans_of is None or r[6] in seen:
+                continue
+            start = r[5]
+            if any(lo <= start < hi for lo, hi in spans_of):
+                seen.add(r[6])
+                out.append(r[:6] + r[7:])
+        return out
 
     def expire(
         self, now: float, retention: dict[int, float], prediction_retention: float, dedup_ttl: float
@@ -607,24 +717,11 @@ class SqlStorage(Storage):
         segments = cover_range(start, end, self.window_sizes)
         if not segments:
             return WindowStats(), 0
-        base = self.window_sizes[0]
-        conds: list[str] = []
-        params: list[Any] = [model, role, name]
-        vsql = ""
+        where, params = "role=? AND name=?", [role, name]
         if version is not None:
-            vsql = " AND version=?"
+            where += " AND version=?"
             params.append(version)
-        for seg in segments:
-            conds.append("(size=? AND start>=? AND start<?)")
-            params.extend(seg)
-            if seg[0] != base:  # base rows compaction has not rolled into this segment yet
-                conds.append("(size=? AND rolled=0 AND start>=? AND start<?)")
-                params.extend((base, seg[1], seg[2]))
-        cond = " OR ".join(conds)
-        rows = self._read(
-            f"SELECT size, start, data FROM stats WHERE model=? AND role=? AND name=?{vsql} AND ({cond})",
-            params,
-        )
+        rows = self._read_segments("size, start, data", model, segments, where, params)
         windows = {(r[0], r[1]) for r in rows}
         return WindowStats.merge_all(decode_window(r[2]) for r in rows), len(windows)
 
@@ -636,26 +733,46 @@ class SqlStorage(Storage):
         segments = cover_range(start, end, self.window_sizes)
         if not segments:
             return {}
-        base = self.window_sizes[0]
-        conds: list[str] = []
-        params: list[Any] = [model]
-        rsql = ""
+        where = ""
+        params: list[Any] = []
         if roles is not None:
-            rsql = f" AND role IN ({','.join('?' * len(roles))})"
+            where = f"role IN ({','.join('?' * len(roles))})"
             params.extend(roles)
-        for seg in segments:
-            conds.append("(size=? AND start>=? AND start<?)")
-            params.extend(seg)
-            if seg[0] != base:
-                conds.append("(size=? AND rolled=0 AND start>=? AND start<?)")
-                params.extend((base, seg[1], seg[2]))
-        rows = self._read(
-            f"SELECT role, name, version, data FROM stats WHERE model=?{rsql} AND ({' OR '.join(conds)})", params
-        )
+        rows = self._read_segments("role, name, version, data", model, segments, where, params)
         parts: dict[tuple[str, str, str], list[WindowStats]] = {}
-        for role, name, version, data in rows:
-            parts.setdefault((role, name, version), []).append(decode_window(data))
+        for r in rows:
+            parts.setdefault((r[0], r[1], r[2]), []).append(decode_window(r[3]))
         return {k: v[0] if len(v) == 1 else WindowStats.merge_all(v) for k, v in parts.items()}
+
+    def _read_segments(
+        self, columns: str, model: str, segments: Sequence[tuple[int, int, int]], where: str, params: list[Any]
+    ) -> list[tuple[Any, ...]]:
+        rows = self._read(*self._segments_sql(columns, model, segments, where, params))
+        rows.sort(key=lambda r: r[-3:])
+        return rows
+
+    def _segments_sql(
+        self, columns: str, model: str, segments: Sequence[tuple[int, int, int]], where: str, params: list[Any]
+    ) -> tuple[str, list[Any]]:
+        """One SELECT of ``columns`` per segment (its windows, plus the base rows compaction has
+        not rolled into it yet), joined by ``UNION ALL``: each is a range of the model-by-time
+        index (an ``OR`` of them made SQLite scan the model's every row), in the order the
+        series index gave them (size, start, id), so merges add in the order they always did."""
+        base = self.window_sizes[0]
+        extra = f" AND {where}" if where else ""
+        parts: list[str] = []
+        args: list[Any] = []
+        for seg in segments:
+            terms = [(seg[0], "")] if seg[0] == base else [(seg[0], ""), (base, " AND rolled=0")]
+            for size, cond in terms:
+                parts.append(
+                    f"SELECT {columns}, size AS s_, start AS t_, id AS i_ FROM stats "
+                    f"WHERE model=? AND size=? AND start>=? AND start<?{cond}{extra}"
+                )
+                args.extend((model, size, seg[1], seg[2], *params))
+        # sorted here, not by ORDER BY: that makes SQLite prefer the (size, start) index,
+        # whose order it is, and read every model's rows in the range
+        return " UNION ALL ".join(parts), args
 
     def label_counts(self, model: str, size: int, start: int, end: int) -> dict[int, int]:
         step = size * 10**9
@@ -1092,6 +1209,11 @@ class _Cursor:
 
     def fetchall(self) -> list[Any]:
         return list(self._cur.fetchall())
+
+    @property
+    def raw(self) -> Any:
+        """The driver's cursor (for what only one engine speaks)."""
+        return self._cur
 
     @property
     def description(self) -> Any:

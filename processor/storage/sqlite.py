@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from infersight.processor.storage.base import StorageError
-from infersight.processor.storage.sql import SqlStorage
+from infersight.processor.storage.sql import _INSERT_FRESH, SqlStorage
 
 __all__ = ["SqliteStorage", "sqlite_path"]
 
@@ -41,6 +41,14 @@ class SqliteStorage(SqlStorage):
     @property
     def shares_connection(self) -> bool:
         return sqlite_path(self.url) == ":memory:"
+
+    def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
+        cur.executemany(_INSERT_FRESH, rows)
+        # The write lock is held from BEGIN IMMEDIATE to COMMIT and the key is AUTOINCREMENT:
+        # the rows of one executemany take consecutive ids, the last of them last_insert_rowid().
+        cur.execute("SELECT last_insert_rowid()")
+        last = int(cur.fetchall()[0][0])
+        return list(range(last - len(rows) + 1, last + 1))
 
     def connect(self) -> Any:
         path = sqlite_path(self.url)

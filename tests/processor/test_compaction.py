@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infersight.processor.storage import FEATURE, WindowKey, WriteBatch, open_storage
-from infersight.processor.storage.codec import decode_window, encode_window
-from infersight.processor.storage.merge import StoredRows
+from infersight.processor.storage.codec import decode_window, encode_window, encode_windows, encode_windows_parsed
+from infersight.processor.storage.merge import _CANONICAL, StoredRows
 from infersight.stats.sketch import Buckets, ExpHistogram
 from infersight.stats.windows import ExplicitHistogram, WindowStats
 
@@ -79,6 +79,65 @@ def test_rows_merged_in_columns_equal_the_plain_merge(spec, data):
         assert {k: h.to_dict() for k, h in ws.histograms.items()} == {
             k: h.to_dict() for k, h in want.histograms.items()
         }
+
+
+def stored_window(kind: int, values: list[float], max_size: int, label: int) -> WindowStats:
+    """A window of one of several shapes (one sketch and counters; two sketches and a
+    histogram; a sketch with an infinite sum; no sketch)."""
+    ws = WindowStats({"value": ExpHistogram.from_values(np.asarray(values, float), max_size=max_size)})
+    if label % 2:
+        ws.add_count("missing", "nan", label)
+    if kind == 1:
+        ws.sketches["duration"] = ExpHistogram.from_values(np.abs(np.asarray(values, float)) + 1)
+        ws.histograms["duration"] = ExplicitHistogram((0.1, 1.0), np.array([1, label, 0]), 1 + label, 0.5, 0.05, 0.9)
+    if kind == 2 and values:
+        s = ws.sketches["value"]
+        ws.sketches["value"] = ExpHistogram(
+            s.scale, s.zero_count, s.positive, s.negative, s.count, float("inf"), s.min, s.max, s.max_size
+        )
+    if kind == 3:
+        ws.sketches.clear()
+    return ws
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 0, 0, 1, 2, 3]),
+            st.lists(st.one_of(st.floats(-1e9, 1e9, allow_nan=False), st.just(0.0)), max_size=40),
+            st.sampled_from([4, 20, 160]),
+            st.integers(0, 5),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_rows_handed_over_parsed_read_as_their_texts_do(spec):
+    windows = [stored_window(*row) for row in spec]
+    texts, parsed = encode_windows_parsed(windows)
+    assert texts == encode_windows(windows) == [encode_window(ws) for ws in windows]
+    for text, row in zip(texts, parsed):
+        m = _CANONICAL.fullmatch(text)
+        if row is None:  # only rows the text reader would not take as one sketch go without
+            assert m is None or "inf" in text
+            continue
+        assert m is not None
+        want = m.groups()
+        assert row[0] == want[0] and [int(v) for v in row[1:4]] == [int(v) for v in want[1:4]]
+        assert [float(v) for v in row[4:7]] == [float(v) for v in want[4:7]]
+        assert int(row[7]) == int(want[7])
+        assert (int(row[8]), row[9] or None, row[10] or None) == (int(want[8] or 0), want[9], want[10])
+        assert (int(row[11]), row[12] or None, row[13] or None) == (int(want[11] or 0), want[12], want[13])
+        assert row[14] == want[14]
+    plain, known = StoredRows.parse(texts), StoredRows.parse(texts, parsed)
+    assert plain.sketch_names == known.sketch_names and plain.raw == known.raw
+    assert [o.counters if o else None for o in plain.others] == [o.counters if o else None for o in known.others]
+    for name in ("sum", "min", "max", "plain", "el_start", "counts"):
+        assert np.array_equal(getattr(plain, name), getattr(known, name)), name
+    assert plain.fields.keys() == known.fields.keys()
+    for name, col in plain.fields.items():
+        assert np.array_equal(col, known.fields[name]), name
 
 
 def test_a_row_whose_count_does_not_add_up_is_refused_as_decoding_refuses_it():
@@ -208,3 +267,73 @@ def test_two_compactors_and_a_writer_at_once_never_roll_a_row_up_twice(store_url
         assert ws.sketches["value"].count == 60 * 20
     for s in stores:
         s.close()
+
+
+def test_the_writer_hands_compaction_its_rows_and_a_replica_that_claimed_them_first_wins(store_url):
+    """The store that wrote rows compacts them from its hand-over (no re-parse); where another
+    replica claimed them first, the hand-over is dropped unused and nothing counts twice."""
+    one, two = open_storage(store_url, SIZES), open_storage(store_url, SIZES)
+    rng = np.random.default_rng(10)
+    data: dict = {}
+    for minute in range(0, 200):
+        batch = exporter_batch(minute, 3, rng, data)
+        one.write(batch)
+        if minute == 0:
+            assert one._handover_rows == 3  # both engines tell the writer its rows' ids
+        if minute % 50 == 49:  # the other replica takes everything written so far
+            two.compact(None)
+        one.compact(batch.windows)
+    handed = one._handover_rows
+    assert handed == sum(len(v) for v in one._handover.values())
+    assert handed <= 60 * 3  # at most the open hour (the rest were taken or dropped)
+    one.compact(None)
+    assert one._handover_rows == 0 and not one._handover
+    for f in range(3):
+        for store in (one, two):
+            ws, n = store.query("m", FEATURE, f"f{f}", T0, T0 + 86400)
+            sketch, missing = expect(data, f, 0, 24 * 60)
+            assert n == 1 and ws.sketches["value"] == sketch and ws.counters["missing"]["nan"] == missing
+            ws, _ = store.query("m", FEATURE, f"f{f}", T0 + 3600, T0 + 7200)
+            assert ws.sketches["value"] == expect(data, f, 60, 120)[0]
+    one.close()
+    two.close()
+
+
+def test_the_hand_over_is_bounded(tmp_path):
+    store = open_storage(f"sqlite:///{tmp_path}/s.db", SIZES)
+    store.handover_limit = 10  # type: ignore[attr-defined]
+    rng = np.random.default_rng(11)
+    data: dict = {}
+    for minute in range(0, 70):
+        store.write(exporter_batch(minute, 4, rng, data))
+    assert store._handover_rows == 10  # type: ignore[attr-defined]
+    store.compact(None)
+    assert store._handover_rows == 0  # type: ignore[attr-defined]
+    for f in range(4):
+        ws, n = store.query("m", FEATURE, f"f{f}", T0, T0 + 86400)
+        assert n == 1 and ws.sketches["value"] == expect(data, f, 0, 24 * 60)[0]
+    store.close()
+
+
+def test_a_handed_over_row_only_the_plain_merge_takes_is_read_from_its_text(store_url):
+    """Zero buckets at the ends (kept by merge_all, trimmed by the columnar merge) send a
+    handed-over row through the plain merge, which reads the row's stored text."""
+    store = open_storage(store_url, SIZES)
+    windows = []
+    for minute in range(61):
+        s = ExpHistogram.from_values(np.arange(1.0, 4.0 + minute % 3))
+        if minute % 2:
+            counts = np.concatenate([[0], s.positive.counts, [0]])
+            s = ExpHistogram(
+                s.scale, s.zero_count, Buckets(s.positive.offset - 1, counts), s.negative, s.count, s.sum, s.min, s.max
+            )
+        ws = WindowStats({"value": s})
+        windows.append(ws)
+        key = WindowKey("m", "1", FEATURE, "f", 60, T0 + 60 * minute)
+        store.write(WriteBatch({key: ws}))
+        store.compact([key])
+    assert store._handover_rows == 1  # the next hour's first row
+    want = WindowStats.merge_all(windows[:60]).sketches["value"]
+    got, n = store.query("m", FEATURE, "f", T0, T0 + 3600)
+    assert n == 1 and got.sketches["value"] == want
+    store.close()
