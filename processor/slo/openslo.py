@@ -1,7 +1,7 @@
 """OpenSLO v1 documents read as objectives (``slo.openslo: FILE`` in the processor's config).
 
 A file holds one or more YAML documents (``---`` between them) of ``apiVersion: openslo/v1``.
-``SLO`` documents become :class:`~infersight.processor.slo.settings.Objective` values, one per
+``SLO`` documents become :class:`~infersight.processor.slo.objectives.Objective` values, one per
 entry of ``spec.objectives``; ``SLI`` documents are what an SLO's ``indicatorRef`` names;
 ``AlertPolicy`` and ``AlertCondition`` documents are read as burn-rate alerts (see
 :func:`load_openslo`); ``DataSource`` documents may give a metric source its type;
@@ -95,7 +95,7 @@ from pathlib import Path
 from typing import Any
 
 from infersight.processor.config import ConfigError, parse_duration
-from infersight.processor.slo.settings import SLI_KINDS, BurnAlert, Objective
+from infersight.processor.slo.objectives import SLI_KINDS, BurnAlert, Objective
 
 __all__ = ["read_openslo", "load_openslo", "OpenSLOFile", "API_VERSION", "SOURCE_TYPE"]
 

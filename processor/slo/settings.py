@@ -41,13 +41,13 @@ Example:
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from infersight.processor.config import ConfigError, expect_mapping, parse_duration, reject_unknown
+from infersight.processor.slo.objectives import SEVERITIES, SLI_KINDS, BurnAlert, Objective
 
 __all__ = [
     "SLOSettings",
@@ -60,11 +60,6 @@ __all__ = [
     "DEFAULT_MIN_EVENTS",
 ]
 
-# latency: calls answered within ``threshold`` seconds (read from the stored duration
-# histograms); availability: calls without an error; data_quality: calls whose inputs passed
-# the schema; model_quality: labelled predictions that were right (classification accuracy).
-SLI_KINDS = ("latency", "availability", "data_quality", "model_quality")
-SEVERITIES = ("page", "ticket")
 # Fewer events than this in an alert's long window never fire it: two failed requests of three
 # in an hour are not a page. The ticket windows (1 d, 3 d) gather enough events at low traffic,
 # and the period's budget check (``budget_exhausted``) catches a service too quiet even for them.
@@ -88,55 +83,12 @@ _ALERT_KEYS = ("name", "severity", "long", "short", "budget", "factor")
 _TOP_KEYS = ("period", "min_events", "no_data", "alerts", "objectives", "openslo")
 
 
-@dataclass(frozen=True)
-class BurnAlert:
-    """Fire while both the ``long`` and the ``short`` window (seconds) burn the budget at least
-    ``factor`` times as fast as the period allows; the factor is ``budget × period ÷ long``
-    unless given outright."""
-
-    name: str
-    severity: str
-    long: float
-    short: float
-    budget: float | None = None  # share of the period's budget this alert guards
-    factor: float | None = None  # explicit burn-rate factor (wins over ``budget``)
-
-
 DEFAULT_ALERTS: tuple[BurnAlert, ...] = (
     BurnAlert("fast", "page", 3600.0, 300.0, budget=0.02),
     BurnAlert("medium", "page", 6 * 3600.0, 1800.0, budget=0.05),
     BurnAlert("slow", "ticket", 86400.0, 2 * 3600.0, budget=0.10),
     BurnAlert("slowest", "ticket", 3 * 86400.0, 6 * 3600.0, budget=0.10),
 )
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One SLO of one model (``model`` may be a glob: the SLO then holds for each model it
-    matches). ``objective`` is the share of good events (0.999 for 99.9%); ``threshold`` the
-    latency bound in seconds (latency SLOs only). ``period``, ``min_events`` and ``no_data``
-    are ``None`` when the section-wide values apply."""
-
-    name: str
-    model: str
-    kind: str
-    objective: float
-    threshold: float | None = None
-    per_version: bool = True
-    period: float | None = None
-    min_events: int | None = None
-    no_data: float | None = None
-    description: str = ""
-    # this objective's own burn-rate alerts (an OpenSLO AlertPolicy); empty: the section's
-    alerts: tuple[BurnAlert, ...] = ()
-
-    @property
-    def budget(self) -> float:
-        """The share of events allowed to be bad: ``1 - objective``."""
-        return 1.0 - self.objective
-
-    def matches(self, model: str) -> bool:
-        return fnmatch.fnmatchcase(model, self.model)
 
 
 @dataclass(frozen=True)
