@@ -2,7 +2,7 @@
 
 Payload logs (``ml.prediction``) are sampled (1% by default), so a join of ground truth with
 them sees about 1% of the traffic. An *outcome* is what quality needs and nothing more: request
-ID, time, model, version, trace and span ID, and the prediction (a label, a score, or per-row
+ID, time, model, version, trace and span ID (packed in one int), and the prediction (a label, a score, or per-row
 values of a batch, size-capped). The request path appends one tuple to a bounded buffer and
 encodes nothing; the export thread (the metric reader's tick, ``flush()`` and the stop path)
 drains the buffer into OTLP log records with event name ``ml.outcomes``: one record per model
@@ -58,7 +58,8 @@ SHIP_AT = 4096
 # 4 MiB message limit even at CHUNK_BYTES each.
 RECORDS_PER_EXPORT = 8
 
-# (request_id, time_ns, model, version, SpanContext or None, prediction)
+# (request_id, time_ns, model, version, IDs, prediction); IDs: trace_id << 64 | span_id as one
+# int (0: none), or a SpanContext, or None
 Outcome = tuple[str, int, str, str, Any, Any]
 
 
@@ -92,12 +93,13 @@ class OutcomeBuffer:
         else:
             self.dropped += 1
 
-    def take(self) -> list[Outcome]:
-        """Everything buffered now, oldest first."""
+    def take(self, at_most: int | None = None) -> list[Outcome]:
+        """Everything buffered now (or the oldest ``at_most``), oldest first."""
         items = self.items
         out = []
+        n = len(items) if at_most is None else min(at_most, len(items))
         try:
-            for _ in range(len(items)):
+            for _ in range(n):
                 out.append(items.popleft())
         except IndexError:  # another drain took the rest
             pass
@@ -221,6 +223,7 @@ def encode_outcomes(
 
 
 _SCALARS = (bool, int, float, str)
+_SPAN_MASK = (1 << 64) - 1
 _MAX_TEXT = 256
 
 
@@ -240,8 +243,12 @@ def _new_body(model: str, version: str) -> dict[str, Any]:
 
 
 def _ids(ctx: Any) -> tuple[str, str]:
-    # The span's context (an immutable tuple the garbage collector does not track, unlike the
-    # span it came from), or None.
+    # The trace and span IDs packed in one int (trace_id << 64 | span_id, 0 for none: what the
+    # request path keeps), or a span's context, or None.
+    if type(ctx) is int:
+        if not ctx:
+            return "", ""
+        return (ctx >> 64).to_bytes(16, "big").hex(), (ctx & _SPAN_MASK).to_bytes(8, "big").hex()
     if ctx is None or not ctx.is_valid:
         return "", ""
     return ctx.trace_id.to_bytes(16, "big").hex(), ctx.span_id.to_bytes(8, "big").hex()  # faster than format()

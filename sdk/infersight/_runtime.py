@@ -58,7 +58,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, Sa
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from infersight._histogram import DeltaHistogram
-from infersight._outcomes import OUTCOMES_EVENT, RECORDS_PER_EXPORT, OutcomeBuffer, encode_outcomes
+from infersight._outcomes import CHUNK_CALLS, OUTCOMES_EVENT, RECORDS_PER_EXPORT, OutcomeBuffer, encode_outcomes
 from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.config import Settings
 from infersight.feature_stats import FeatureStats
@@ -642,9 +642,18 @@ class Runtime:
         dropped = self.outcomes.take_dropped()
         if dropped:
             self.stats.count_dropped("outcome_buffer_full", dropped)
-        outcomes = self.outcomes.take()
-        if not outcomes:
-            return 0
+        shipped = 0
+        # A slice at a time (as many calls as one export request carries at most), each
+        # encoded, exported and let go before the next is taken: what a drain holds at once
+        # stays one request's worth however far the buffer ran ahead (the allocator keeps
+        # what a drain's peak took).
+        while True:
+            outcomes = self.outcomes.take(CHUNK_CALLS * RECORDS_PER_EXPORT)
+            if not outcomes:
+                return shipped
+            shipped += self._ship_slice(outcomes)
+
+    def _ship_slice(self, outcomes: list[Any]) -> int:
         s = self.settings
         redactor = self.pipeline.redactor if self.pipeline is not None and self.pipeline.redactor.active else None
         bodies = list(
