@@ -89,7 +89,7 @@ _HARD_LIMIT = 8192  # if the exporter thread cannot keep up, the request path co
 # value's own object). The peak is what the allocator keeps afterwards when the exporter lags.
 _ROW_WAKE_BYTES = 2 << 20
 _ROW_HARD_BYTES = 4 << 20
-_ROW_BYTES = 160
+_ROW_BYTES = 256
 _VALUE_BYTES = 40
 # The same for buffered batch columns and outputs, in values (8 bytes each when numeric).
 _COMPACT_VALUES = 1 << 17
@@ -104,7 +104,7 @@ def row_limits(width: int) -> tuple[int, int]:
     which the request path compacts (see ``_ROW_WAKE_BYTES``).
 
     >>> row_limits(20)
-    (2184, 4369)
+    (1985, 3971)
     """
     per_row = _ROW_BYTES + _VALUE_BYTES * width
     return max(64, _ROW_WAKE_BYTES // per_row), max(256, _ROW_HARD_BYTES // per_row)
