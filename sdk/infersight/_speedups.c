@@ -933,25 +933,8 @@ other:
 /* Whether a value is one of the other plain kinds these functions pass on (None, bool, str). */
 #define IS_PLAIN(v) ((v) == Py_None || PyBool_Check(v) || PyUnicode_CheckExact(v))
 
-/* The dict a row of records_matrix is read from, borrowed, or NULL (no exception set): the row
- * itself when cls is NULL and it is an exact dict; else, when the row's type is exactly cls,
- * its __dict__ if that is an exact dict already there (never made here). The slot is read
- * where the type keeps it (a managed dict on 3.11+, or tp_dictoffset), without a call. */
-static inline PyObject *
-row_of(PyObject *row, PyTypeObject *cls)
-{
-    if (cls == NULL)
-        return PyDict_CheckExact(row) ? row : NULL;
-    if (Py_TYPE(row) != cls)
-        return NULL;
-    PyObject **slot = _PyObject_GetDictPtr(row);
-    if (slot == NULL || *slot == NULL || !PyDict_CheckExact(*slot))
-        return NULL;
-    return *slot;
-}
-
 PyDoc_STRVAR(records_matrix_doc,
-             "records_matrix(rows, start, out, cls=None, /)\n--\n\n"
+             "records_matrix(rows, start, out, /)\n--\n\n"
              "Rows rows[start:start + m] of a list of dicts, m = len(out) / len(rows[start]), as\n"
              "columns: out (a writable buffer of k * m float64, names x rows, feature-major as the\n"
              "sketch reads them: value j of row i at j * m + i) receives every column whose\n"
@@ -960,26 +943,17 @@ PyDoc_STRVAR(records_matrix_doc,
              "list of (j, values) for each other column, values a list of its m values.\n"
              "None, with out in any state, unless every row is a dict with the same names in\n"
              "the same order, every value a float, an int that fits a float, None, a bool or a\n"
-             "str (exact types), and the rows are there.\n"
-             "With cls (a type), the rows are instead objects of exactly that type and each\n"
-             "one's __dict__ (an exact dict, read in place, not copied) is read as its row:\n"
-             "a list of pydantic models, whose __dict__ holds what model_dump() returns.");
+             "str (exact types), and the rows are there.");
 
 static PyObject *
 records_matrix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3 && nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "records_matrix() takes 3 or 4 arguments (%zd given)", nargs);
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "records_matrix() takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
     PyObject *rows = args[0];
-    PyTypeObject *cls = NULL;
-    if (nargs == 4 && args[3] != Py_None) {
-        if (!PyType_Check(args[3]) || !(((PyTypeObject *)args[3])->tp_flags & Py_TPFLAGS_HEAPTYPE))
-            Py_RETURN_NONE;
-        cls = (PyTypeObject *)args[3];
-    }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     if (start == -1 && PyErr_Occurred())
         return NULL;
@@ -990,8 +964,8 @@ records_matrix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     PyObject *names = NULL, *others = NULL, *result = NULL;
     unsigned char *is_other = NULL;
-    PyObject *first = row_of(PyList_GET_ITEM(rows, start), cls);
-    if (first == NULL)
+    PyObject *first = PyList_GET_ITEM(rows, start);
+    if (!PyDict_CheckExact(first))
         goto other;
     Py_ssize_t k = PyDict_GET_SIZE(first);
     if (k == 0 || view.len % (Py_ssize_t)(k * sizeof(double)) != 0)
@@ -1023,24 +997,20 @@ records_matrix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     /* Only C code runs from here to the end (no __eq__ of a str subclass, no __hash__):
      * the rows cannot change while they are read. */
     for (Py_ssize_t i = 0; i < m; i++) {
-        PyObject *row = row_of(PyList_GET_ITEM(rows, start + i), cls);
+        PyObject *row = PyList_GET_ITEM(rows, start + i);
 #if defined(__GNUC__)
-        if (cls != NULL && i + 2 * PREFETCH_ROWS < m)
-            __builtin_prefetch(PyList_GET_ITEM(rows, start + i + 2 * PREFETCH_ROWS));
-        if (i + PREFETCH_ROWS < m) {
-            PyObject *ahead = PyList_GET_ITEM(rows, start + i + PREFETCH_ROWS);
-            __builtin_prefetch(cls == NULL ? ahead : row_of(ahead, cls));
-        }
+        if (i + PREFETCH_ROWS < m)
+            __builtin_prefetch(PyList_GET_ITEM(rows, start + i + PREFETCH_ROWS));
         if (i + PREFETCH_ROWS / 2 < m) {
-            PyObject *ahead = row_of(PyList_GET_ITEM(rows, start + i + PREFETCH_ROWS / 2), cls);
-            if (ahead != NULL) {
+            PyObject *ahead = PyList_GET_ITEM(rows, start + i + PREFETCH_ROWS / 2);
+            if (PyDict_CheckExact(ahead)) {
                 const char *keys = (const char *)((PyDictObject *)ahead)->ma_keys;
                 for (Py_ssize_t line = 0; line < lines; line++)
                     __builtin_prefetch(keys + 64 * line);
             }
         }
 #endif
-        if (row == NULL || PyDict_GET_SIZE(row) != k)
+        if (!PyDict_CheckExact(row) || PyDict_GET_SIZE(row) != k)
             goto other;
         Py_ssize_t pos = 0, j = 0;
         PyObject *key, *value;
@@ -1086,7 +1056,7 @@ records_matrix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(pair);
         }
         for (Py_ssize_t i = 0; i < m; i++) {
-            PyObject *row = row_of(PyList_GET_ITEM(rows, start + i), cls);
+            PyObject *row = PyList_GET_ITEM(rows, start + i);
             Py_ssize_t pos = 0, j = 0, c = 0;
             PyObject *key, *value;
             while (PyDict_Next(row, &pos, &key, &value)) {

@@ -43,7 +43,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.export import Buckets as OtelBuckets
 
 from infersight._extension import speedups as _ext
-from infersight.payload import ModelRows, Normalized, Outputs
+from infersight.payload import Normalized, Outputs
 from infersight.stats.columns import OTHER, split_values
 from infersight.stats.sketch import ExpHistogram
 
@@ -294,7 +294,7 @@ class FeatureStats:
         built, rows with the same names are buffered as batches instead (:meth:`_record_records`),
         classified the same way. With a ``redactor``, fields whose names it matches are left out
         (decided once per set of names)."""
-        if _records_matrix is not None and (type(rows) is list or type(rows) is ModelRows):
+        if _records_matrix is not None and type(rows) is list:
             done = self._record_records(model, rows, redactor)
             if done == len(rows):
                 return
@@ -335,7 +335,7 @@ class FeatureStats:
         elif n >= hard:
             self.compact()
 
-    def _record_records(self, model: ModelKey, rows: list[Any] | ModelRows, redactor: Any) -> int:
+    def _record_records(self, model: ModelKey, rows: list[Any], redactor: Any) -> int:
         """A list of dicts with the same names, turned by the C extension into a rows × names
         matrix (its columns of numbers) and object columns (columns holding anything else,
         classified value by value off the request path as :meth:`_record_column` does for
@@ -349,8 +349,6 @@ class FeatureStats:
         with other names, or a value of another type, ends it)."""
         done, n = 0, len(rows)
         work: npt.NDArray[np.float64] | None = None
-        # a list of pydantic models is read in C through each model's __dict__
-        source, cls = (rows.models, rows.cls) if type(rows) is ModelRows else (rows, None)
         while done < n:
             first = rows[done]
             if type(first) is not dict or not first:
@@ -371,7 +369,7 @@ class FeatureStats:
                 feature_major = work[: k * m].reshape(k, m)
             else:
                 feature_major = np.empty((k, m), dtype=np.float64)
-            converted = _records_matrix(source, done, feature_major, cls)
+            converted = _records_matrix(rows, done, feature_major)
             if converted is None:
                 break
             names, data = self._records_block(converted, feature_major.T, redactor)

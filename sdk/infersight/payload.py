@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -439,44 +439,10 @@ def _model_row(obj: Any) -> dict[str, Any]:
     return dict(obj.model_dump())
 
 
-class ModelRows(Sequence[dict[str, Any]]):
-    """A list of pydantic models of one plain class read as rows: row ``i`` is model ``i``'s own
-    ``__dict__`` (not a copy), made only when asked for. The C extension reads ``models``
-    itself, each model's ``__dict__`` in place (``records_matrix(models, start, out, cls)``),
-    so a big list is not walked once more in Python to list its dicts.
-
-    >>> import pydantic
-    >>> class Row(pydantic.BaseModel):
-    ...     x: float
-    >>> rows = ModelRows([Row(x=1.0), Row(x=2.0)], Row)
-    >>> len(rows), rows[1], rows[:1]
-    (2, {'x': 2.0}, [{'x': 1.0}])
-    """
-
-    __slots__ = ("cls", "models")
-
-    def __init__(self, models: list[Any], cls: type) -> None:
-        self.models = models
-        self.cls = cls
-
-    def __len__(self) -> int:
-        return len(self.models)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [m.__dict__ for m in self.models[i]]
-        return self.models[i].__dict__
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (m.__dict__ for m in self.models)
-
-
-def _model_dicts(obj: Sequence[Any]) -> Sequence[dict[str, Any]] | None:
+def _model_dicts(obj: Sequence[Any]) -> list[dict[str, Any]] | None:
     """The fields of a list of pydantic models of one plain class (see :func:`_model_row`) that
     allows no extra fields: each model's own ``__dict__``, not a copy (a list of dicts is not
-    copied either; whatever reads the rows copies what it keeps), as :class:`ModelRows` when
-    the C extension can read them (the models' type checked there), else as a list. ``None``
-    for other lists."""
+    copied either; whatever reads the rows copies what it keeps). ``None`` for other lists."""
     cls = type(obj[0])
     if not hasattr(cls, "model_dump"):
         return None
@@ -485,37 +451,8 @@ def _model_dicts(obj: Sequence[Any]) -> Sequence[dict[str, Any]] | None:
         plain = _plain_models[cls] = _is_plain_model(cls)
     if not plain or getattr(cls, "model_config", {}).get("extra") == "allow":
         return None
-    if _reads_models and type(obj) is list:
-        # one type throughout (checked at C speed): a model's __dict__ is then a dict holding
-        # what model_dump() returns, read in place by the C extension
-        return ModelRows(obj, cls) if set(map(type, obj)) == {cls} else None
     rows = [r.__dict__ for r in obj if type(r) is cls]  # a model's __dict__ is a dict
     return rows if len(rows) == len(obj) else None
-
-
-def _check_reads_models() -> bool:
-    """Whether the built extension's ``records_matrix`` reads objects through their
-    ``__dict__`` (its fourth argument) and reads them right: checked once, on an object of a
-    plain class, against the dict it holds."""
-    fn = getattr(_ext, "records_matrix", None)
-    if fn is None:
-        return False
-
-    class Probe:
-        pass
-
-    a, b = Probe(), Probe()
-    a.__dict__.update(x=1.5, y=-2)
-    b.__dict__.update(x=0.25, y=7)
-    out = np.zeros(4)
-    try:
-        got = fn([a, b], 0, out, Probe)
-    except TypeError:  # an extension built before the argument existed
-        return False
-    return got == (("x", "y"), []) and out.tolist() == [1.5, 0.25, -2.0, 7.0] and fn([a, {}], 0, out, Probe) is None
-
-
-_reads_models = _check_reads_models()
 
 
 def _is_plain_model(cls: type) -> bool:
