@@ -110,6 +110,13 @@ def row_limits(width: int) -> tuple[int, int]:
     return max(64, _ROW_WAKE_BYTES // per_row), max(256, _ROW_HARD_BYTES // per_row)
 
 
+# A series' sketches between exports are merged into one past this many. The sketches of one
+# compaction share its bucket counts (2.6 KB a feature), kept while any of them is: at 64,
+# 64 compactions' counts (3.3 MB at 20 features) were held until the fold, part of the peak
+# the allocator keeps. Merging costs about the same per sketch however many are merged at
+# once (5.7 µs a sketch at 17, 5.5 at 65), so folding sooner costs next to nothing.
+_FOLD_AT = 16
+
 _LIMITS = [row_limits(k) for k in range(257)]  # by width, looked up on the request path
 
 
@@ -129,7 +136,7 @@ class _Numeric:
     sketches: list[ExpHistogram] = field(default_factory=list)
 
     def fold(self) -> None:
-        if len(self.sketches) > 64:  # bound memory between exports
+        if len(self.sketches) > _FOLD_AT:  # bound memory between exports
             self.sketches = [ExpHistogram.merge_all(self.sketches)]
 
     def result(self) -> ExpHistogram | None:
@@ -586,7 +593,7 @@ class FeatureStats:
         num = self._numeric(st, metric, model, name)
         if num is not None:
             num.sketches.append(sketch)
-            if len(num.sketches) > 64:
+            if len(num.sketches) > _FOLD_AT:
                 num.fold()
 
     def _hist(self, st: _State, metric: str, attrs: Attrs, bounds: tuple[float, ...]) -> _Hist | None:
