@@ -114,6 +114,7 @@ def test_a_drain_holds_one_export_request_of_outcomes_at_a_time(model_name: str,
     # nothing shipped before the drain below (no wake, and a compaction does not ship them)
     monkeypatch.setattr(rt.outcomes, "on_pressure", None)
     monkeypatch.setattr(rt.outcomes, "ship_at", 10**9)
+    monkeypatch.setattr(rt.outcomes, "hard_at", 10**9)
     slices: list[int] = []
     ship = rt._ship_slice
 
@@ -135,3 +136,44 @@ def test_a_drain_holds_one_export_request_of_outcomes_at_a_time(model_name: str,
     t.flush()
     got = [o["prediction"] for o in t.outcomes() if o["model"] == model_name]
     assert got == [float(i) for i in range(n)]
+
+
+def test_the_buffer_encodes_on_the_request_path_past_its_hard_mark() -> None:
+    buf = OutcomeBuffer(ship_at=1000)
+    encoded: list[list[Any]] = []
+    buf.encoder = lambda outcomes: encoded.append(outcomes) or len(outcomes)
+    most = 0
+    for i in range(6000):
+        buf.add((str(i), i, "m", "1", 0, float(i)))
+        most = max(most, len(buf.items))
+    assert most == buf.hard_at == 2000  # never more than the hard mark's worth of objects
+    assert len(encoded) >= 7 and list(buf.ready) == [CHUNK_CALLS] * len(encoded)
+    assert [o[0] for e in encoded for o in e] + [o[0] for o in buf.take()] == [str(i) for i in range(6000)]
+
+
+def test_a_lagging_export_thread_leaves_at_most_the_hard_mark_of_outcome_objects(
+    model_name: str, monkeypatch: Any
+) -> None:
+    t = InMemoryTelemetry.install(log_output="none", metric_export_interval=3600)
+    rt = _state.get_runtime()
+    # an export thread that never comes: nothing shipped until the drain below
+    monkeypatch.setattr(rt.outcomes, "on_pressure", None)
+    monkeypatch.setattr(rt.outcomes, "ship_at", 10**9)
+    monkeypatch.setattr(rt.outcomes, "hard_at", 1000)
+
+    @infersight.monitor(model=model_name)
+    def predict(row: dict[str, float]) -> float:
+        return row["x"]
+
+    n = 5000
+    most = 0
+    for i in range(n):
+        predict({"x": float(i)})
+        most = max(most, len(rt.outcomes.items))
+    assert most <= 1001 and len(rt.outcomes.ready) >= 7
+    held = sum(sys.getsizeof(r.body) for records, _ in rt.outcomes.ready for r in records)
+    assert held < 200 * CHUNK_CALLS * len(rt.outcomes.ready)  # under 200 bytes a call, encoded
+    assert rt.ship_outcomes() == n and not rt.outcomes.ready
+    t.flush()
+    got = [o["prediction"] for o in t.outcomes() if o["model"] == model_name]
+    assert got == [float(i) for i in range(n)]  # the encoded ones first: the order kept
