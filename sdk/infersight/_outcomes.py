@@ -4,7 +4,9 @@ Payload logs (``ml.prediction``) are sampled (1% by default), so a join of groun
 them sees about 1% of the traffic. An *outcome* is what quality needs and nothing more: request
 ID, time, model, version, trace and span ID (packed in one int), and the prediction (a label, a score, or per-row
 values of a batch, size-capped). The request path appends one tuple to a bounded buffer and
-encodes nothing; the export thread (the metric reader's tick, ``flush()`` and the stop path)
+encodes nothing (unless the export thread lags so far that the buffer reaches twice
+:data:`SHIP_AT`: the call that finds it there encodes the oldest :data:`CHUNK_CALLS`); the
+export thread (the metric reader's tick, ``flush()`` and the stop path)
 drains the buffer into OTLP log records with event name ``ml.outcomes``: one record per model
 version and chunk of calls, its body a columnar JSON document (decoded in one ``json.loads``).
 When infersight owns the log pipeline it exports these records itself, a few per request (a
