@@ -101,7 +101,15 @@ class OutcomeBuffer:
             if n == self.ship_at and self.on_pressure is not None:
                 self.on_pressure()
             elif n >= self.hard_at and self.encoder is not None:
-                self.ready.append(self.encoder(self.take(CHUNK_CALLS)))
+                taken = self.take(CHUNK_CALLS)
+                try:
+                    self.ready.append(self.encoder(taken))
+                except BaseException:
+                    # put back, oldest first, for the export thread; no more encoding here
+                    # (the caller reports the fault once)
+                    items.extendleft(reversed(taken))
+                    self.encoder = None
+                    raise
         else:
             self.dropped += 1
 

@@ -177,3 +177,21 @@ def test_a_lagging_export_thread_leaves_at_most_the_hard_mark_of_outcome_objects
     t.flush()
     got = [o["prediction"] for o in t.outcomes() if o["model"] == model_name]
     assert got == [float(i) for i in range(n)]  # the encoded ones first: the order kept
+
+
+def test_an_encoder_that_fails_loses_no_outcome_and_is_not_called_again() -> None:
+    buf = OutcomeBuffer(ship_at=10)
+    calls: list[int] = []
+
+    def failing(outcomes: list[Any]) -> Any:
+        calls.append(len(outcomes))
+        raise ValueError("boom")
+
+    buf.encoder = failing
+    with pytest.raises(ValueError):
+        for i in range(30):
+            buf.add((str(i), i, "m", "1", 0, None))
+    for j in range(i + 1, 30):
+        buf.add((str(j), j, "m", "1", 0, None))
+    assert calls == [21] and buf.encoder is None
+    assert [o[0] for o in buf.take()] == [str(i) for i in range(30)]
