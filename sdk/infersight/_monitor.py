@@ -363,7 +363,12 @@ class _Call:
                     invalid=self.violations is not None,
                 )
             if exc is None and not stream and s.record_outcomes:
-                rt.outcomes.add((self.rid, _time_ns(), self.model, self.version, span.get_span_context(), result))
+                # the trace and span IDs packed in one int (not the span's context, a tuple of
+                # five that would outlive the span's export): 0 for an invalid context.
+                # SpanContext is a tuple: trace_id, span_id, remote, flags, state, valid
+                ctx = span.get_span_context()
+                ids = ctx[0] << 64 | ctx[1] if ctx[5] else 0
+                rt.outcomes.add((self.rid, _time_ns(), self.model, self.version, ids, result))
             if exc is not None:
                 span.set_attribute("error.type", error_type or "")
                 span.record_exception(exc)

@@ -2,9 +2,11 @@
 
 Payload logs (``ml.prediction``) are sampled (1% by default), so a join of ground truth with
 them sees about 1% of the traffic. An *outcome* is what quality needs and nothing more: request
-ID, time, model, version, trace and span ID, and the prediction (a label, a score, or per-row
+ID, time, model, version, trace and span ID (packed in one int), and the prediction (a label, a score, or per-row
 values of a batch, size-capped). The request path appends one tuple to a bounded buffer and
-encodes nothing; the export thread (the metric reader's tick, ``flush()`` and the stop path)
+encodes nothing (unless the export thread lags so far that the buffer reaches twice
+:data:`SHIP_AT`: the call that finds it there encodes the oldest :data:`CHUNK_CALLS`); the
+export thread (the metric reader's tick, ``flush()`` and the stop path)
 drains the buffer into OTLP log records with event name ``ml.outcomes``: one record per model
 version and chunk of calls, its body a columnar JSON document (decoded in one ``json.loads``).
 When infersight owns the log pipeline it exports these records itself, a few per request (a
@@ -58,7 +60,8 @@ SHIP_AT = 4096
 # 4 MiB message limit even at CHUNK_BYTES each.
 RECORDS_PER_EXPORT = 8
 
-# (request_id, time_ns, model, version, SpanContext or None, prediction)
+# (request_id, time_ns, model, version, IDs, prediction); IDs: trace_id << 64 | span_id as one
+# int (0: none), or a SpanContext, or None
 Outcome = tuple[str, int, str, str, Any, Any]
 
 
@@ -70,7 +73,7 @@ class OutcomeBuffer:
     few calls over the bound under contention; the bound is on memory, not an exact count.
     """
 
-    __slots__ = ("items", "capacity", "dropped", "ship_at", "on_pressure")
+    __slots__ = ("items", "capacity", "dropped", "ship_at", "hard_at", "on_pressure", "encoder", "ready")
 
     def __init__(self, capacity: int = 100_000, ship_at: int = SHIP_AT) -> None:
         self.items: deque[Outcome] = deque()
@@ -81,6 +84,14 @@ class OutcomeBuffer:
         # bigger peak took).
         self.ship_at = ship_at
         self.on_pressure: Callable[[], None] | None = None
+        # When the export thread lags (a busy machine) and the buffer reaches ``hard_at``, the
+        # request path encodes the oldest CHUNK_CALLS calls itself (``encoder``, about 0.5 ms)
+        # into ``ready``, which the export thread ships first: encoded, a call takes about
+        # 140 bytes of JSON in one string instead of five objects (about 320 bytes) the
+        # allocator keeps room for after the peak.
+        self.hard_at = 2 * ship_at
+        self.encoder: Callable[[list[Outcome]], Any] | None = None
+        self.ready: deque[Any] = deque()
 
     def add(self, outcome: Outcome) -> None:
         items = self.items
@@ -89,15 +100,26 @@ class OutcomeBuffer:
             items.append(outcome)
             if n == self.ship_at and self.on_pressure is not None:
                 self.on_pressure()
+            elif n >= self.hard_at and self.encoder is not None:
+                taken = self.take(CHUNK_CALLS)
+                try:
+                    self.ready.append(self.encoder(taken))
+                except BaseException:
+                    # put back, oldest first, for the export thread; no more encoding here
+                    # (the caller reports the fault once)
+                    items.extendleft(reversed(taken))
+                    self.encoder = None
+                    raise
         else:
             self.dropped += 1
 
-    def take(self) -> list[Outcome]:
-        """Everything buffered now, oldest first."""
+    def take(self, at_most: int | None = None) -> list[Outcome]:
+        """Everything buffered now (or the oldest ``at_most``), oldest first."""
         items = self.items
         out = []
+        n = len(items) if at_most is None else min(at_most, len(items))
         try:
-            for _ in range(len(items)):
+            for _ in range(n):
                 out.append(items.popleft())
         except IndexError:  # another drain took the rest
             pass
@@ -109,6 +131,7 @@ class OutcomeBuffer:
 
     def clear(self) -> None:
         self.items.clear()
+        self.ready.clear()
         self.dropped = 0
 
 
@@ -221,6 +244,7 @@ def encode_outcomes(
 
 
 _SCALARS = (bool, int, float, str)
+_SPAN_MASK = (1 << 64) - 1
 _MAX_TEXT = 256
 
 
@@ -240,8 +264,12 @@ def _new_body(model: str, version: str) -> dict[str, Any]:
 
 
 def _ids(ctx: Any) -> tuple[str, str]:
-    # The span's context (an immutable tuple the garbage collector does not track, unlike the
-    # span it came from), or None.
+    # The trace and span IDs packed in one int (trace_id << 64 | span_id, 0 for none: what the
+    # request path keeps), or a span's context, or None.
+    if type(ctx) is int:
+        if not ctx:
+            return "", ""
+        return (ctx >> 64).to_bytes(16, "big").hex(), (ctx & _SPAN_MASK).to_bytes(8, "big").hex()
     if ctx is None or not ctx.is_valid:
         return "", ""
     return ctx.trace_id.to_bytes(16, "big").hex(), ctx.span_id.to_bytes(8, "big").hex()  # faster than format()

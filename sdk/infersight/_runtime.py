@@ -58,7 +58,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, Sa
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from infersight._histogram import DeltaHistogram
-from infersight._outcomes import OUTCOMES_EVENT, RECORDS_PER_EXPORT, OutcomeBuffer, encode_outcomes
+from infersight._outcomes import CHUNK_CALLS, OUTCOMES_EVENT, RECORDS_PER_EXPORT, OutcomeBuffer, encode_outcomes
 from infersight._spans import FastTracer, LiteSpanProcessor
 from infersight.config import Settings
 from infersight.feature_stats import FeatureStats
@@ -219,7 +219,8 @@ class _StatsReader(MetricReader):
                 if woke:
                     self._compact.clear()
                     self.runtime.stats.compact()
-                    if len(self.runtime.outcomes.items) >= self.runtime.outcomes.ship_at:
+                    outcomes = self.runtime.outcomes
+                    if len(outcomes.items) >= outcomes.ship_at or outcomes.ready:
                         self.runtime.ship_outcomes()
                     if time.monotonic() < deadline:
                         continue
@@ -427,6 +428,7 @@ class Runtime:
         )
         self.stats.on_pressure = self.reader.wake_for_compaction
         self.outcomes.on_pressure = self.reader.wake_for_compaction  # the wake also ships outcomes
+        self.outcomes.encoder = self._encode_outcomes
         self.owns_metrics = True
         if set_global:
             otel_metrics.set_meter_provider(self.meter_provider)
@@ -642,9 +644,31 @@ class Runtime:
         dropped = self.outcomes.take_dropped()
         if dropped:
             self.stats.count_dropped("outcome_buffer_full", dropped)
-        outcomes = self.outcomes.take()
-        if not outcomes:
-            return 0
+        shipped = 0
+        # Encoded on the request path when the buffer ran past its hard mark: older than
+        # anything still buffered, so shipped first.
+        while True:
+            try:
+                shipped += self._export_outcomes(self.outcomes.ready.popleft())
+            except IndexError:
+                break
+        # A slice at a time (as many calls as one export request carries at most), each
+        # encoded, exported and let go before the next is taken: what a drain holds at once
+        # stays one request's worth however far the buffer ran ahead (the allocator keeps
+        # what a drain's peak took).
+        while True:
+            outcomes = self.outcomes.take(CHUNK_CALLS * RECORDS_PER_EXPORT)
+            if not outcomes:
+                return shipped
+            shipped += self._ship_slice(outcomes)
+
+    def _ship_slice(self, outcomes: list[Any]) -> int:
+        return self._export_outcomes(self._encode_outcomes(outcomes))
+
+    def _encode_outcomes(self, outcomes: list[Any]) -> tuple[list[LogRecord], list[int]]:
+        """``ml.outcomes`` log records of some outcomes, and how many calls each carries: on
+        the export thread, or on the request path when the buffer runs past its hard mark
+        (:attr:`OutcomeBuffer.hard_at`)."""
         s = self.settings
         redactor = self.pipeline.redactor if self.pipeline is not None and self.pipeline.redactor.active else None
         bodies = list(
@@ -669,9 +693,13 @@ class Runtime:
             )
             for body in bodies
         ]
+        return records, counts
+
+    def _export_outcomes(self, encoded: tuple[list[LogRecord], list[int]]) -> int:
+        records, counts = encoded
         if self.owns_logs:
             if self.log_switch.inner is None:
-                return len(outcomes)  # no log exporter configured: nothing to send
+                return sum(counts)  # no log exporter configured: nothing to send
             scope = InstrumentationScope(SCOPE, VERSION)
             for i in range(0, len(records), RECORDS_PER_EXPORT):
                 part = records[i : i + RECORDS_PER_EXPORT]
@@ -686,7 +714,7 @@ class Runtime:
         else:
             for r in records:
                 self.otel_logger.emit(r)
-        return len(outcomes)
+        return sum(counts)
 
     def drain_stats(self) -> list[tuple[InstrumentationScope, list[Any]]]:
         try:

@@ -80,14 +80,50 @@ DURATION_BOUNDS = (
 )
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 _NUMBERS = {float, int}  # column value types sketched as numbers at once (bool is not int here)
-_COMPACT_AT = 2048  # buffered rows per model before the exporter thread is asked to compact
+_COMPACT_AT = 2048  # buffered calls per model before the exporter thread is asked to compact
 _HARD_LIMIT = 8192  # if the exporter thread cannot keep up, the request path compacts itself
+# Buffered rows are bounded in bytes rather than rows (a row of 200 features holds ten times
+# what a row of 20 does): the exporter thread is woken when a model's rows hold about
+# _ROW_WAKE_BYTES, and past _ROW_HARD_BYTES the request path compacts them itself. A row costs
+# about _ROW_BYTES plus _VALUE_BYTES a value (its tuples, a pointer and, unless shared, the
+# value's own object). The peak is what the allocator keeps afterwards when the exporter lags.
+_ROW_WAKE_BYTES = 2 << 20
+_ROW_HARD_BYTES = 4 << 20
+_ROW_BYTES = 256
+_VALUE_BYTES = 40
 # The same for buffered batch columns and outputs, in values (8 bytes each when numeric).
 _COMPACT_VALUES = 1 << 17
 _HARD_VALUES = 1 << 20  # a batch this big alone is sketched at once, not buffered
 # Buffered rows are converted to numbers this many values at a time: one big temporary per
 # compaction raised glibc's mmap threshold and left the freed memory in its arenas.
 _CONVERT_VALUES = 1 << 16
+
+
+def row_limits(width: int) -> tuple[int, int]:
+    """The buffered rows of ``width`` values at which the exporter thread is woken and at
+    which the request path compacts (see ``_ROW_WAKE_BYTES``).
+
+    >>> row_limits(20)
+    (1985, 3971)
+    """
+    per_row = _ROW_BYTES + _VALUE_BYTES * width
+    return max(64, _ROW_WAKE_BYTES // per_row), max(256, _ROW_HARD_BYTES // per_row)
+
+
+# A series' sketches between exports are merged into one past this many. The sketches of one
+# compaction share its bucket counts (2.6 KB a feature), kept while any of them is: at 64,
+# 64 compactions' counts (3.3 MB at 20 features) were held until the fold, part of the peak
+# the allocator keeps. Merging costs about the same per sketch however many are merged at
+# once (5.7 µs a sketch at 17, 5.5 at 65), so folding sooner costs next to nothing.
+_FOLD_AT = 16
+
+_LIMITS = [row_limits(k) for k in range(257)]  # by width, looked up on the request path
+
+
+def _limits(width: int) -> tuple[int, int]:
+    return _LIMITS[width] if width < 257 else row_limits(width)
+
+
 # The C extension's converter of a list of dicts into a matrix (``None`` where it is not built,
 # or turned off with ``INFERSIGHT_PURE_PYTHON=1``); the row-by-row buffering is the reference.
 _records_matrix: Any = getattr(_ext, "records_matrix", None)
@@ -100,7 +136,7 @@ class _Numeric:
     sketches: list[ExpHistogram] = field(default_factory=list)
 
     def fold(self) -> None:
-        if len(self.sketches) > 64:  # bound memory between exports
+        if len(self.sketches) > _FOLD_AT:  # bound memory between exports
             self.sketches = [ExpHistogram.merge_all(self.sketches)]
 
     def result(self) -> ExpHistogram | None:
@@ -227,9 +263,10 @@ class FeatureStats:
                 buf = self._state.rows[model] = []
             buf.append((keys, tuple(row.values())))
             n = len(buf)
-        if n == _COMPACT_AT and self.on_pressure is not None:
+        wake, hard = _limits(len(keys))
+        if n == wake and self.on_pressure is not None:
             self.on_pressure()
-        elif n >= _HARD_LIMIT:
+        elif n >= hard:
             self.compact()
 
     def record_simple(self, model: ModelKey, row: Mapping[str, Any], prediction: float, seconds: float) -> None:
@@ -252,9 +289,10 @@ class FeatureStats:
             n = len(rows)
             preds.append(prediction)
             calls.append((seconds, 1, None))
-        if n == _COMPACT_AT and self.on_pressure is not None:
+        wake, hard = _limits(len(keys))
+        if n == wake and self.on_pressure is not None:
             self.on_pressure()
-        elif n >= _HARD_LIMIT:
+        elif n >= hard:
             self.compact()
 
     def record_rows(self, model: ModelKey, rows: Iterable[Mapping[str, Any]], redactor: Any = None) -> None:
@@ -298,9 +336,10 @@ class FeatureStats:
             if last is not None:
                 self._keys[model] = last
             n = len(buf)
-        if before < _COMPACT_AT <= n and self.on_pressure is not None:
+        wake, hard = _limits(len(last) if last is not None else 0)
+        if before < wake <= n and self.on_pressure is not None:
             self.on_pressure()
-        elif n >= _HARD_LIMIT:
+        elif n >= hard:
             self.compact()
 
     def _record_records(self, model: ModelKey, rows: list[Any], redactor: Any) -> int:
@@ -554,7 +593,7 @@ class FeatureStats:
         num = self._numeric(st, metric, model, name)
         if num is not None:
             num.sketches.append(sketch)
-            if len(num.sketches) > 64:
+            if len(num.sketches) > _FOLD_AT:
                 num.fold()
 
     def _hist(self, st: _State, metric: str, attrs: Attrs, bounds: tuple[float, ...]) -> _Hist | None:
