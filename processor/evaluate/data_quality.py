@@ -56,19 +56,15 @@ class DataQualityEvaluator:
         runbook = {"runbook": ms.runbook} if ms.runbook else {}
         if window.empty:
             return [
-                Finding(
-                    model=ctx.model,
-                    version="",
-                    window_size=ctx.size,
-                    window_start=ctx.start,
-                    kind="data_quality",
-                    subject=MODEL_SUBJECT,
+                ctx.finding(
+                    "",
+                    "data_quality",
+                    MODEL_SUBJECT,
                     status="no_data",
                     statistic=0.0,
                     threshold=1.0,
                     cause="no_data",
                     details={"reason": "the model sent nothing in this window; it reported before", **runbook},
-                    evaluated_at=ctx.now,
                 )
             ]
         ref = reference_of(ctx, self.env).reference
@@ -176,13 +172,10 @@ class DataQualityEvaluator:
         details.update(runbook)
         details["importance"] = importance
         status = worst[0]
-        return Finding(
-            model=ctx.model,
-            version=version,
-            window_size=ctx.size,
-            window_start=ctx.start,
-            kind="data_quality",
-            subject=name,
+        return ctx.finding(
+            version,
+            "data_quality",
+            name,
             status=status,
             statistic=float(worst[2]),
             threshold=float(worst[3]),
@@ -191,5 +184,4 @@ class DataQualityEvaluator:
             method="checks",
             n_current=int(details.get("rows", 0)),
             details=jsonable(details),  # a new dict already
-            evaluated_at=ctx.now,
         )

@@ -181,13 +181,10 @@ class DriftEvaluator:
         common: Mapping[str, Any],
     ) -> Finding:
         judged = math.isfinite(res.statistic)
-        return Finding(
-            model=ctx.model,
-            version=version,
-            window_size=ctx.size,
-            window_start=ctx.start,
-            kind="drift",
-            subject=subject,
+        return ctx.finding(
+            version,
+            "drift",
+            subject,
             status="breach" if res.drift else "ok",
             statistic=float(res.statistic),
             threshold=float(res.threshold),
@@ -197,7 +194,6 @@ class DriftEvaluator:
             n_reference=int(res.n_reference),
             n_current=int(res.n_current),
             details=_details(res, reason=reason, importance=importance, judged=judged, **common),
-            evaluated_at=ctx.now,
         )
 
 

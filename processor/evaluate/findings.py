@@ -168,6 +168,25 @@ class EvaluationContext:
     # Scratch space shared by the evaluators of one window (e.g. the window's data, read once).
     cache: dict[str, Any] = field(default_factory=dict)
 
+    def finding(self, version: str, kind: str, subject: str, **fields: Any) -> Finding:
+        """A :class:`Finding` on this context's model and window, evaluated now: the fields
+        every evaluator would otherwise copy from the context by hand.
+
+        >>> ctx = EvaluationContext(None, "churn", 300, 600, now=1000.0)
+        >>> ctx.finding("", "drift", "age", status="ok").key
+        'churn|||300|600|drift|age'
+        """
+        return Finding(
+            model=self.model,
+            version=version,
+            window_size=self.size,
+            window_start=self.start,
+            kind=kind,
+            subject=subject,
+            evaluated_at=self.now,
+            **fields,
+        )
+
 
 class Evaluator(Protocol):
     """One kind of verdict. ``evaluate`` must not raise for bad data (it returns findings that

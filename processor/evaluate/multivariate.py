@@ -325,13 +325,10 @@ class MultivariateEvaluator:
             "permutations_run": run,
             "judged": True,
         }
-        return Finding(
-            model=ctx.model,
-            version=version,
-            window_size=ctx.size,
-            window_start=ctx.start,
-            kind="drift",
-            subject=SUBJECT,
+        return ctx.finding(
+            version,
+            "drift",
+            SUBJECT,
             status="breach" if res.drift else "ok",
             statistic=float(res.statistic),
             threshold=float(res.threshold),
@@ -341,7 +338,6 @@ class MultivariateEvaluator:
             n_reference=int(res.n_reference),
             n_current=int(res.n_current),
             details=jsonable(details),
-            evaluated_at=ctx.now,
         )
 
     @staticmethod
@@ -349,16 +345,12 @@ class MultivariateEvaluator:
         ctx: EvaluationContext, version: str, status: str, reason: str, common: Mapping[str, Any], n_current: int = 0
     ) -> Finding:
         """A finding that says why the test did not run."""
-        return Finding(
-            model=ctx.model,
-            version=version,
-            window_size=ctx.size,
-            window_start=ctx.start,
-            kind="drift",
-            subject=SUBJECT,
+        return ctx.finding(
+            version,
+            "drift",
+            SUBJECT,
             status=status,
             method="mmd",
             n_current=n_current,
             details=jsonable({**common, "reason": reason, "judged": False}),
-            evaluated_at=ctx.now,
         )

@@ -193,18 +193,6 @@ class QualityEvaluator:
 
     # -- quality ------------------------------------------------------------------------------
 
-    def _finding(self, ctx: EvaluationContext, version: str, kind: str, subject: str, **kw: Any) -> Finding:
-        return Finding(
-            model=ctx.model,
-            version=version,
-            window_size=ctx.size,
-            window_start=ctx.start,
-            kind=kind,
-            subject=subject,
-            evaluated_at=ctx.now,
-            **kw,
-        )
-
     def _quality_findings(
         self,
         ctx: EvaluationContext,
@@ -235,8 +223,7 @@ class QualityEvaluator:
         ):
             cov_status = "breach"
         out.append(
-            self._finding(
-                ctx,
+            ctx.finding(
                 version,
                 "quality",
                 "coverage",
@@ -278,8 +265,7 @@ class QualityEvaluator:
                 )
                 status = "breach" if enough else "warning"
             out.append(
-                self._finding(
-                    ctx,
+                ctx.finding(
                     version,
                     "quality",
                     metric,
@@ -345,8 +331,7 @@ class QualityEvaluator:
             age = max(0.0, ctx.now - seen[v])
             breach = mq.max_age is not None and age > mq.max_age
             out.append(
-                self._finding(
-                    ctx,
+                ctx.finding(
                     v,
                     "age",
                     "model_age",
@@ -379,7 +364,7 @@ class QualityEvaluator:
         lat = self._latency(ctx, new, old, mq)
         if lat is not None:
             extra = lat.pop("details_extra")
-            f = self._finding(ctx, new, "version", "latency", **lat, details={**side, **extra})
+            f = ctx.finding(new, "version", "latency", **lat, details={**side, **extra})
             out.append(f)
             if f.status == "breach":
                 worse.append("latency")
@@ -387,7 +372,7 @@ class QualityEvaluator:
         pred = _prediction_difference(by_version[new], by_version[old], mq)
         if pred is not None:
             extra = pred.pop("extra")
-            out.append(self._finding(ctx, new, "version", "predictions", **pred, details={**side, **extra}))
+            out.append(ctx.finding(new, "version", "predictions", **pred, details={**side, **extra}))
 
         rn, ro = results[new], results[old]
         for metric in ("accuracy", "mae"):
@@ -400,8 +385,7 @@ class QualityEvaluator:
             if status == "breach":
                 worse.append(f"quality:{metric}")
             out.append(
-                self._finding(
-                    ctx,
+                ctx.finding(
                     new,
                     "version",
                     f"quality:{metric}",
@@ -416,8 +400,7 @@ class QualityEvaluator:
                 )
             )
         out.append(
-            self._finding(
-                ctx,
+            ctx.finding(
                 new,
                 "version",
                 "verdict",
