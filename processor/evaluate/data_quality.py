@@ -32,6 +32,7 @@ from typing import Any
 from infersight.processor.evaluate.drift import reference_of, views, window_of
 from infersight.processor.evaluate.findings import EvaluationContext, Finding
 from infersight.processor.evaluate.references import Env, missing_jump
+from infersight.processor.evaluate.settings import FeatureSettings
 from infersight.processor.evaluate.window import jsonable
 from infersight.stats.reference import OTHER, FeatureProfile
 from infersight.stats.windows import FeatureWindow, WindowStats
@@ -92,15 +93,15 @@ class DataQualityEvaluator:
                         continue
                 ws = feats[name]
                 fw = window.feature_window(name, version, prof.kind if prof is not None else None)
-                checks.extend(self._missing(fw, prof, ms, name))
+                checks.extend(self._missing(fw, prof, fs))
                 checks.extend(self._violations(ws, fw, ev.max_violations))
                 if prof is not None and prof.categories is not None and fw.categories is not None:
-                    checks.extend(self._unseen(fw, prof, ms.feature(name).max_unseen or ev.max_unseen))
+                    checks.extend(self._unseen(fw, prof, fs.max_unseen or ev.max_unseen))
                 out.append(self._finding(ctx, version, name, checks, runbook, fs.importance))
         return out
 
     def _missing(
-        self, fw: FeatureWindow, prof: FeatureProfile | None, ms: Any, name: str
+        self, fw: FeatureWindow, prof: FeatureProfile | None, fs: FeatureSettings
     ) -> list[tuple[str, str, float, float, float | None, dict[str, Any]]]:
         ev = self.env.evaluation
         rows = max(fw.rows, 1)
@@ -109,7 +110,6 @@ class DataQualityEvaluator:
         details: dict[str, Any] = {"missing_rate": cur / rows, "missing_by_kind": kinds, "rows": fw.rows}
         if prof is None:
             return [("ok", "", cur / rows, math.nan, None, details)]
-        fs = ms.feature(name)
         ref_missing = sum(v for k, v in prof.missing.items() if k != "inf")
         ref_rate = ref_missing / max(prof.rows, 1)
         min_jump = fs.min_missing_jump if fs.min_missing_jump is not None else ev.min_missing_jump
@@ -164,11 +164,15 @@ class DataQualityEvaluator:
         runbook: dict[str, Any],
         importance: float,
     ) -> Finding:
-        worst = max(checks, key=lambda c: (_ORDER[c[0]], c[2] / c[3] if c[3] and math.isfinite(c[3]) else 0.0))
-        details: dict[str, Any] = {}
-        for c in checks:
-            details.update(c[5])
-        details.update(worst[5])
+        if len(checks) == 1:  # most features: the missing-rate check alone
+            worst = checks[0]
+            details: dict[str, Any] = dict(worst[5])
+        else:
+            worst = max(checks, key=lambda c: (_ORDER[c[0]], c[2] / c[3] if c[3] and math.isfinite(c[3]) else 0.0))
+            details = {}
+            for c in checks:
+                details.update(c[5])
+            details.update(worst[5])
         details.update(runbook)
         details["importance"] = importance
         status = worst[0]

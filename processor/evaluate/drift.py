@@ -71,10 +71,23 @@ def output_profile(ref: Reference, name: str, outputs: Sequence[str]) -> Feature
     return None
 
 
-def _details(res: DriftResult, **extra: Any) -> dict[str, Any]:
-    d = {k: v for k, v in res.details.items() if k != "histogram"}
-    d.update(extra)
-    out: dict[str, Any] = jsonable(d)  # a new dict already
+def _details(res: DriftResult, extra: Mapping[str, Any], common: Mapping[str, Any]) -> dict[str, Any]:
+    """A finding's details: the result's (but its histogram), then ``extra``, then the
+    window's ``common`` (already made JSON-able), as :func:`~.window.jsonable` makes them."""
+    out: dict[str, Any] = {}
+    for k, v in res.details.items():
+        if k == "histogram":
+            continue
+        t = type(v)
+        if t is float:
+            v = v if math.isfinite(v) else None
+        elif not (t is str or t is int or t is bool or v is None):
+            v = jsonable(v)
+        out[k if type(k) is str else str(k)] = v
+    for k, v in extra.items():
+        out[k] = jsonable(v)
+    for k, v in common.items():
+        out[k] = list(v) if type(v) is list else v  # a list of its own per finding, as before
     return out
 
 
@@ -108,6 +121,7 @@ class DriftEvaluator:
                 **({"versions": list(window.versions)} if not version else {}),
                 **({"runbook": ms.runbook} if ms.runbook else {}),
             }
+            common = jsonable(common)  # once per window, not per finding
             # every feature's verdict at once (the method's own, scored in batches: see
             # score_windows); the missing rate is data quality's, not scored here
             judged: list[tuple[str, Any]] = []
@@ -193,7 +207,7 @@ class DriftEvaluator:
             method=res.method,
             n_reference=int(res.n_reference),
             n_current=int(res.n_current),
-            details=_details(res, reason=reason, importance=importance, judged=judged, **common),
+            details=_details(res, {"reason": reason, "importance": importance, "judged": judged}, common),
         )
 
 

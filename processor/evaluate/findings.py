@@ -21,12 +21,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 from infersight.stats.causes import cause_class
 
-__all__ = ["Finding", "Evaluator", "EvaluationContext", "cause_class", "STATUSES", "KINDS"]
+__all__ = [
+    "Finding",
+    "Evaluator",
+    "EvaluationContext",
+    "cause_class",
+    "STATUSES",
+    "KINDS",
+    "pack_findings",
+    "unpack_findings",
+    "packed_columns",
+]
 
 # ok: nothing to report; warning: past the threshold but not (yet) alert-worthy on its own
 # (e.g. too few rows, or a single window); breach: the condition an alert policy acts on;
@@ -146,6 +157,96 @@ def severity_of(statistic: float | None, threshold: float | None) -> float:
 
 
 _FIELDS = tuple(Finding.__dataclass_fields__)
+_FIELD_NAMES = frozenset(_FIELDS)
+# Every field with its default (None for the required ones, all given by EvaluationContext.finding;
+# details, the one default_factory, is made per finding there), in the fields' order.
+_DEFAULTS: dict[str, Any] = {
+    k: (f.default if f.default is not MISSING else None) for k, f in Finding.__dataclass_fields__.items()
+}
+# A stored body's keys: the fields, then the derived cause class (Finding.to_dict's order).
+_BODY_KEYS = (*_FIELDS, "cause_class")
+# Fields a window's findings usually share (one model, window and pass): stored once.
+_SHAREABLE = ("model", "version", "window_size", "window_start", "slice", "evaluated_at", "revision")
+_FLOATS = ("statistic", "threshold", "p_value")
+
+
+def pack_findings(findings: list[Finding]) -> dict[str, Any]:
+    """One window's findings as one stored body: the fields they all share once (``shared``),
+    the others as a table (``columns``, one row per finding in ``rows``).
+
+    The same numbers and strings as each :meth:`Finding.to_dict`, without a dict per finding:
+    a pass stores ~20,000 findings, and writing every field name of each one (its JSON text,
+    then reading it back for the change-point history) was a fifth of the pass.
+    :func:`unpack_findings` gives the bodies back.
+
+    >>> f = Finding("churn", "", 300, 0, "drift", "age", "breach", 0.31, 0.1, 1e-9, cause="distribution_shift")
+    >>> unpack_findings(pack_findings([f])) == [f.to_dict()]
+    True
+    """
+    shared: dict[str, Any] = {}
+    if findings:
+        first = findings[0].__dict__
+        for k in _SHAREABLE:
+            v = first[k]
+            if all(f.__dict__[k] == v and type(f.__dict__[k]) is type(v) for f in findings):
+                shared[k] = v
+    columns = [k for k in _FIELDS if k not in shared]
+    floats = [i for i, k in enumerate(columns) if k in _FLOATS]
+    i_details = columns.index("details")
+    i_evidence = columns.index("evidence")
+    get = itemgetter(*columns)
+    isfinite = math.isfinite
+    rows: list[list[Any]] = []
+    for f in findings:
+        row = list(get(f.__dict__))
+        for i in floats:  # as to_dict writes them: finite floats, None otherwise
+            v = row[i]
+            if type(v) is not float or not isfinite(v):
+                row[i] = None if v is None or not isfinite(v) else float(v)
+        ev = row[i_evidence]
+        row[i_evidence] = [dict(e) for e in ev] if ev else []
+        row[i_details] = dict(row[i_details])
+        row.append(cause_class(f.cause) if f.cause else None)
+        rows.append(row)
+    return {"shared": shared, "columns": [*columns, "cause_class"], "rows": rows}
+
+
+def unpack_findings(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The finding bodies (:meth:`Finding.to_dict`) of a stored window record: one written by
+    :func:`pack_findings`, or the earlier shape ``{"findings": [<body>, ...]}``.
+
+    >>> unpack_findings({"findings": [{"subject": "x"}]})
+    [{'subject': 'x'}]
+    """
+    if "rows" not in body:
+        return list(body.get("findings", ()))
+    shared, columns = body.get("shared", {}), body["columns"]
+    out = []
+    for row in body["rows"]:
+        d = dict(zip(columns, row))
+        out.append({k: shared[k] if k in shared else d.get(k) for k in _BODY_KEYS if k in shared or k in d})
+    return out
+
+
+def packed_columns(body: Mapping[str, Any], names: tuple[str, ...]) -> list[tuple[Any, ...]] | None:
+    """Just the fields ``names`` of each finding in a packed body, as tuples (``None`` for a
+    body in the earlier shape: read it with :func:`unpack_findings`). What a reader of a few
+    fields of many stored findings (the change-point history) takes instead of whole bodies.
+
+    >>> f = Finding("churn", "", 300, 0, "drift", "age", "ok", 0.01, 0.1)
+    >>> packed_columns(pack_findings([f]), ("window_start", "subject", "status"))
+    [(0, 'age', 'ok')]
+    """
+    if "rows" not in body:
+        return None
+    shared, columns, rows = body.get("shared", {}), body["columns"], body["rows"]
+    at = {k: i for i, k in enumerate(columns)}
+    n = len(rows)
+    # column by column (C-level map and zip: a pass's history reads ~10^4 rows)
+    cols = [
+        [shared[k]] * n if k in shared else list(map(itemgetter(at[k]), rows)) if k in at else [None] * n for k in names
+    ]
+    return list(zip(*cols))
 
 
 @dataclass
@@ -176,7 +277,23 @@ class EvaluationContext:
         >>> ctx.finding("", "drift", "age", status="ok").key
         'churn|||300|600|drift|age'
         """
-        return Finding(
+        if "status" not in fields or not _FIELD_NAMES.issuperset(fields):
+            # a missing or unknown field: the dataclass's own error
+            return Finding(
+                model=self.model,
+                version=version,
+                window_size=self.size,
+                window_start=self.start,
+                kind=kind,
+                subject=subject,
+                evaluated_at=self.now,
+                **fields,
+            )
+        # What Finding(...) makes (the same fields in the same order, the same checks), without
+        # the frozen dataclass's __init__, which sets each of its 20 fields through
+        # object.__setattr__: evaluators make ~20,000 findings a pass.
+        d = dict(_DEFAULTS)
+        d.update(
             model=self.model,
             version=version,
             window_size=self.size,
@@ -184,8 +301,17 @@ class EvaluationContext:
             kind=kind,
             subject=subject,
             evaluated_at=self.now,
-            **fields,
         )
+        d.update(fields)
+        if "details" not in fields:
+            d["details"] = {}
+        if d["status"] not in STATUSES:
+            raise ValueError(f"Finding.status: {d['status']!r} is not one of {', '.join(STATUSES)}")
+        if kind not in KINDS:
+            raise ValueError(f"Finding.kind: {kind!r} is not one of {', '.join(KINDS)}")
+        f = object.__new__(Finding)
+        f.__dict__.update(d)
+        return f
 
 
 class Evaluator(Protocol):

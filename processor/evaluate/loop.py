@@ -17,8 +17,9 @@ superseded verdicts are kept under kind ``"finding_history"`` (one record per fi
 than ``evaluation.reopen`` are not re-opened.
 
 The current verdicts of a window's pass are one record per window (kind ``"findings"``, key
-``<model>|<size>|<start>``, body ``{"findings": [<finding>, ...]}``): a pass stores a hundred
-windows, not twenty thousand rows. The label-driven verdicts (model quality), which arrive one
+``<model>|<size>|<start>``, body :func:`~.findings.pack_findings`: the fields the window's
+findings share once, the rest as a table): a pass stores a hundred windows, not twenty thousand
+rows. (Stores written before hold ``{"findings": [<finding>, ...]}``; both are read.) The label-driven verdicts (model quality), which arrive one
 at a time as labels do, stay one record per finding (kind ``"finding"``, key
 :attr:`Finding.key`). :func:`stored_findings` reads both as one list of finding bodies.
 
@@ -48,7 +49,15 @@ from typing import Any
 from infersight.processor.evaluate.data_quality import DataQualityEvaluator
 from infersight.processor.evaluate.drift import DriftEvaluator, reference_of
 from infersight.processor.evaluate.evidence import pick
-from infersight.processor.evaluate.findings import EvaluationContext, Evaluator, Finding, severity_of
+from infersight.processor.evaluate.findings import (
+    EvaluationContext,
+    Evaluator,
+    Finding,
+    pack_findings,
+    packed_columns,
+    severity_of,
+    unpack_findings,
+)
 from infersight.processor.evaluate.multivariate import MultivariateEvaluator
 from infersight.processor.evaluate.outputs import FindingOutputs
 from infersight.processor.evaluate.ownership import Ownership
@@ -77,6 +86,18 @@ FINDINGS = "findings"
 # per window: how many labelled calls the label-driven evaluators last saw
 LABELS = "evaluation_labels"
 _SINCE_LOOKBACK = 48  # windows of history the change point is looked for in
+# the fields of a stored finding the change-point history reads
+_HISTORY_FIELDS = (
+    "window_size",
+    "version",
+    "slice",
+    "kind",
+    "subject",
+    "status",
+    "statistic",
+    "threshold",
+    "window_start",
+)
 
 
 def _changepoint() -> Callable[..., Any] | None:
@@ -492,11 +513,24 @@ class EvaluationLoop:
         self, model: str, size: int, start: int
     ) -> dict[tuple[str, str, str, str], dict[int, tuple[float, bool]]]:
         out: dict[tuple[str, str, str, str], dict[int, tuple[float, bool]]] = {}
-        for r in stored_findings(self.storage, model, start - _SINCE_LOOKBACK * size, start):
-            b = r.body
+        # what Finding.from_dict(b) would say, without building it (a pass reads ~10^4): the
+        # packed window records give just the fields wanted; other records their bodies
+        lo, hi = start - _SINCE_LOOKBACK * size, start
+        bodies: list[dict[str, Any]] = [
+            r.body for r in self.storage.get_records(FINDING, model=model, start=lo, end=hi)
+        ]
+        for r in self.storage.get_records(FINDINGS, model=model, start=lo, end=hi):
+            got = packed_columns(r.body, _HISTORY_FIELDS)
+            if got is None:
+                bodies.extend(unpack_findings(r.body))
+                continue
+            for ws, ver, sl, kind, subject, status, stat, thr, wstart in got:
+                if ws == size:
+                    sev = 1.0 if status == "no_data" else severity_of(stat, thr)
+                    out.setdefault((ver, sl, kind, subject), {})[wstart] = (sev, status in ("breach", "no_data"))
+        for b in bodies:
             if b.get("window_size") != size:
                 continue
-            # what Finding.from_dict(b) would say, without building it (a pass reads ~10^4)
             status = b["status"]
             sev = 1.0 if status == "no_data" else severity_of(b.get("statistic"), b.get("threshold"))
             out.setdefault((b["version"], b.get("slice", ""), b["kind"], b["subject"]), {})[b["window_start"]] = (
@@ -522,7 +556,7 @@ class EvaluationLoop:
         gone: list[str] = []
         if revision:
             for r in self.storage.get_records(FINDINGS, key=key):
-                for b in r.body.get("findings", ()):
+                for b in unpack_findings(r.body):
                     records.append(Record(HISTORY, f"{finding_key(b)}|r{b.get('revision', 0)}", model, start, b))
             # one record per finding, as stores kept them before: replaced the same way
             new_keys, kinds = {f.key for f in findings}, {f.kind for f in findings}
@@ -531,7 +565,7 @@ class EvaluationLoop:
                     continue
                 records.append(Record(HISTORY, f"{r.key}|r{r.body.get('revision', 0)}", model, start, r.body))
                 gone.append(r.key)
-        records.append(Record(FINDINGS, key, model, start, {"findings": [f.to_dict() for f in findings]}))
+        records.append(Record(FINDINGS, key, model, start, pack_findings(findings)))
         records.append(
             Record(
                 STATE,
@@ -602,6 +636,6 @@ def stored_findings(
     q: dict[str, Any] = {"model": model, "start": start, "end": end, "newest_first": newest_first, "limit": limit}
     out = list(storage.get_records(FINDING, **q))
     for r in storage.get_records(FINDINGS, **q):  # each holds one or more: ``limit`` of them is enough
-        out.extend(Record(FINDING, finding_key(b), model, r.time, b) for b in r.body.get("findings", ()))
+        out.extend(Record(FINDING, finding_key(b), model, r.time, b) for b in unpack_findings(r.body))
     out.sort(key=lambda r: (r.time, r.key), reverse=newest_first)
     return out if limit is None else out[:limit]
