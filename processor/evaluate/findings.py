@@ -172,7 +172,9 @@ _FLOATS = ("statistic", "threshold", "p_value")
 
 def pack_findings(findings: list[Finding]) -> dict[str, Any]:
     """One window's findings as one stored body: the fields they all share once (``shared``),
-    the others as a table (``columns``, one row per finding in ``rows``).
+    the others as a table (``columns``, one row per finding in ``rows``), each finding's
+    details as a row too (``[shape, values...]``, the keys of each shape once in
+    ``details_keys``).
 
     The same numbers and strings as each :meth:`Finding.to_dict`, without a dict per finding:
     a pass stores ~20,000 findings, and writing every field name of each one (its JSON text,
@@ -197,6 +199,8 @@ def pack_findings(findings: list[Finding]) -> dict[str, Any]:
     get = itemgetter(*columns)
     isfinite = math.isfinite
     rows: list[list[Any]] = []
+    shapes: dict[tuple[Any, ...], int] = {}
+    key_lists: list[list[str]] = []
     for f in findings:
         row = list(get(f.__dict__))
         for i in floats:  # as to_dict writes them: finite floats, None otherwise
@@ -205,10 +209,24 @@ def pack_findings(findings: list[Finding]) -> dict[str, Any]:
                 row[i] = None if v is None or not isfinite(v) else float(v)
         ev = row[i_evidence]
         row[i_evidence] = [dict(e) for e in ev] if ev else []
-        row[i_details] = dict(row[i_details])
+        det = row[i_details]
+        keys = tuple(det)
+        shape = shapes.get(keys)
+        if shape is None:
+            # details keyed by strings only (all of them, in practice) are a row too: their
+            # keys once per window; others stay an object (JSON makes its keys strings)
+            shape = shapes[keys] = len(key_lists) if all(type(k) is str for k in keys) else -1
+            if shape >= 0:
+                key_lists.append(list(keys))
+        row[i_details] = [shape, *det.values()] if shape >= 0 else dict(det)
         row.append(cause_class(f.cause) if f.cause else None)
         rows.append(row)
-    return {"shared": shared, "columns": [*columns, "cause_class"], "rows": rows}
+    return {
+        "shared": shared,
+        "columns": [*columns, "cause_class"],
+        "rows": rows,
+        "details_keys": key_lists,
+    }
 
 
 def unpack_findings(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -221,9 +239,13 @@ def unpack_findings(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     if "rows" not in body:
         return list(body.get("findings", ()))
     shared, columns = body.get("shared", {}), body["columns"]
+    shapes = body.get("details_keys", ())
     out = []
     for row in body["rows"]:
         d = dict(zip(columns, row))
+        det = d.get("details")
+        if type(det) is list:  # [shape, values...]: the keys are the window's shape's
+            d["details"] = dict(zip(shapes[det[0]], det[1:]))
         out.append({k: shared[k] if k in shared else d.get(k) for k in _BODY_KEYS if k in shared or k in d})
     return out
 

@@ -91,15 +91,10 @@ def metric_points(f: Finding) -> list[Point]:
             a["ml.slice"] = f.slice
         return _slo_points(f, a, t)
     attrs, series = _shape(f.kind, f.model, f.version, f.window_size, f.slice, f.subject, f.method, f.p_value is None)
-    values = {
-        "statistic": f.statistic,
-        "threshold": f.threshold,
-        "p_value": f.p_value,
-        "detected": 1.0 if f.status in ("breach", "no_data") else 0.0,
-    }
     out: list[Point] = []
     for name, unit, field in series:
-        v = values[field]
+        # a field of the finding, or detected (~80,000 points a pass: no dict of values)
+        v = getattr(f, field) if field != "detected" else 1.0 if f.status in ("breach", "no_data") else 0.0
         if v is not None and math.isfinite(v):
             out.append((name, unit, attrs, float(v), t))
     return out
@@ -193,15 +188,16 @@ class FindingOutputs:
 
     def update(self, findings: Iterable[Finding]) -> None:
         """Take the findings of a pass: each series keeps its newest window's value."""
+        latest, pending, export = self._latest, self._pending, bool(self.export)
         with self._lock:
             for f in findings:
                 for p in metric_points(f):
                     k = (p[0], p[2])
-                    have = self._latest.get(k)
+                    have = latest.get(k)
                     if have is None or have[4] <= p[4]:
-                        self._latest[k] = p
-                        if self.export:
-                            self._pending[k] = p
+                        latest[k] = p
+                        if export:
+                            pending[k] = p
 
     def render_prometheus(self) -> str:
         """Prometheus text exposition (gauges), one family per metric name."""

@@ -130,6 +130,19 @@ def test_earlier_shape_is_read_as_it_was() -> None:
     assert packed_columns(body, ("status",)) is None
 
 
+def test_details_not_keyed_by_strings_read_back_as_json_wrote_them() -> None:
+    import json
+
+    fs = [
+        Finding("m", "", 60, 0, "drift", "x", "ok", details={1: "a", "b": 2.0}),
+        Finding("m", "", 60, 0, "drift", "y", "ok", details={"b": 2.0, "c": [1, 2]}),
+        Finding("m", "", 60, 0, "drift", "z", "ok", details={"c": [3], "b": 1.0}),  # same keys, other order
+    ]
+    stored = json.loads(json.dumps(pack_findings(fs)))
+    assert unpack_findings(stored) == json.loads(json.dumps([f.to_dict() for f in fs]))
+    assert [list(b["details"]) for b in unpack_findings(stored)] == [["1", "b"], ["b", "c"], ["c", "b"]]
+
+
 def test_a_window_with_no_findings_packs_and_reads_back_empty() -> None:
     assert unpack_findings(pack_findings([])) == []
     assert packed_columns(pack_findings([]), ("status",)) == []
