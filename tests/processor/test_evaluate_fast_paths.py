@@ -5,8 +5,6 @@
   hold (breaches with evidence and a start, several versions and slices, non-finite and
   integer numbers, nested details); a store written in the earlier shape (one dict per
   finding) is read the same, by the API and by the change-point history.
-- :meth:`EvaluationContext.finding` builds the same :class:`Finding` as the dataclass does
-  (fields, their order, equality, hash) and refuses what it refuses.
 - The drift finding's details are what ``jsonable`` of the merged dicts gave.
 """
 
@@ -24,7 +22,6 @@ from infersight.processor.evaluate import drift as drift_module
 from infersight.processor.evaluate.findings import (
     KINDS,
     STATUSES,
-    EvaluationContext,
     Finding,
     pack_findings,
     packed_columns,
@@ -148,72 +145,6 @@ def test_a_window_with_no_findings_packs_and_reads_back_empty() -> None:
     assert packed_columns(pack_findings([]), ("status",)) == []
 
 
-# -- EvaluationContext.finding -----------------------------------------------------------------
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    version=st.sampled_from(["", "2"]),
-    kind=st.sampled_from(KINDS),
-    status=st.sampled_from(STATUSES),
-    statistic=numbers,
-    p_value=st.one_of(st.none(), numbers),
-    details=st.one_of(st.none(), st.dictionaries(st.text(max_size=4), json_leaf, max_size=3)),
-    ev=evidence,
-    revision=st.integers(0, 3),
-)
-def test_context_finding_is_the_dataclass_finding(
-    version: str,
-    kind: str,
-    status: str,
-    statistic: float,
-    p_value: float | None,
-    details: dict[str, Any] | None,
-    ev: tuple[dict[str, str], ...],
-    revision: int,
-) -> None:
-    ctx = EvaluationContext(None, "churn", 300, 600, now=1234.5)
-    extra: dict[str, Any] = {"statistic": statistic, "p_value": p_value, "evidence": ev, "revision": revision}
-    if details is not None:
-        extra["details"] = details
-    got = ctx.finding(version, kind, "age", status=status, **extra)
-    want = Finding(
-        model="churn",
-        version=version,
-        window_size=300,
-        window_start=600,
-        kind=kind,
-        subject="age",
-        evaluated_at=1234.5,
-        status=status,
-        **extra,
-    )
-    assert type(got) is Finding
-    assert list(got.__dict__) == list(want.__dict__)
-    assert _same(got.__dict__, want.__dict__) or (
-        math.isnan(statistic) and _same(got.to_dict(), want.to_dict())  # NaN != NaN in __eq__
-    )
-    if not math.isnan(statistic) and not (p_value is not None and math.isnan(p_value)):
-        assert got == want and hash(got.key) == hash(want.key)
-    assert _same(got.to_dict(), want.to_dict())
-    if details is None:  # a details dict of its own, as default_factory gives
-        assert got.details == {} and got.details is not ctx.finding(version, kind, "b", status=status).details
-    with pytest.raises(AttributeError):
-        got.status = "ok"  # type: ignore[misc]  # still frozen
-
-
-def test_context_finding_refuses_what_the_dataclass_refuses() -> None:
-    ctx = EvaluationContext(None, "churn", 300, 600, now=1.0)
-    with pytest.raises(ValueError, match="Finding.status: 'bad'"):
-        ctx.finding("", "drift", "x", status="bad")
-    with pytest.raises(ValueError, match="Finding.kind: 'nope'"):
-        ctx.finding("", "nope", "x", status="ok")
-    with pytest.raises(TypeError):
-        ctx.finding("", "drift", "x", status="ok", colour="red")
-    with pytest.raises(TypeError):
-        ctx.finding("", "drift", "x")  # no status
-
-
 # -- drift details ---------------------------------------------------------------------------
 
 
@@ -309,4 +240,33 @@ def test_stored_findings_and_history_read_packed_and_earlier_records_alike(tmp_p
     assert loop._history("m", 60, t0 + 6 * 60) == history
     key = ("", "", "drift", "a")
     assert [history[key][t0 + 60 * k][1] for k in range(6)] == [False] * 3 + [True] * 3
+    store.close()
+
+
+# -- the cyclic collector during a pass ------------------------------------------------------
+
+
+def test_a_pass_holds_the_collector_off_and_restores_it_as_it_was(tmp_path: Any) -> None:
+    import gc
+
+    store, loop, t0 = _store_with_a_drifting_feature(tmp_path)
+    seen: list[bool] = []
+    loop.on_findings = lambda found: seen.append(gc.isenabled())
+    assert gc.isenabled()
+    made = loop.run_once(now=t0 + 3 * 60 + 10)
+    assert made and seen and not any(seen)  # off while the windows were judged
+    assert gc.isenabled()  # and on again after
+    gc.disable()
+    try:  # a caller that turned it off keeps it off
+        loop.run_once(now=t0 + 6 * 60 + 10)
+        assert len(seen) > 3 and not gc.isenabled()
+    finally:
+        gc.enable()
+
+    from infersight.processor.evaluate.loop import _collector_deferred
+
+    with pytest.raises(RuntimeError), _collector_deferred():  # an error inside restores it too
+        assert not gc.isenabled()
+        raise RuntimeError("boom")
+    assert gc.isenabled()
     store.close()
