@@ -181,10 +181,11 @@ def pack_findings(findings: list[Finding]) -> dict[str, Any]:
     """
     shared: dict[str, Any] = {}
     if findings:
-        first = findings[0].__dict__
+        dicts = [f.__dict__ for f in findings]
         for k in _SHAREABLE:
-            v = first[k]
-            if all(f.__dict__[k] == v and type(f.__dict__[k]) is type(v) for f in findings):
+            column = list(map(itemgetter(k), dicts))
+            v = column[0]
+            if column.count(v) == len(column) and set(map(type, column)) == {type(v)}:
                 shared[k] = v
     columns = [k for k in _FIELDS if k not in shared]
     floats = [i for i, k in enumerate(columns) if k in _FLOATS]

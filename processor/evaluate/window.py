@@ -29,9 +29,11 @@ __all__ = ["ModelWindow", "load_window", "total", "output_window", "feature_wind
 
 def total(ws: WindowStats) -> float:
     """Everything a window counted: sketch counts, histogram counts, counter values."""
-    n = float(sum(s.count for s in ws.sketches.values()))
-    n += sum(h.count for h in ws.histograms.values())
-    n += sum(sum(v.values()) for v in ws.counters.values())
+    # the same sums in the same order as sum() over generators, in C (once per series a pass)
+    n = float(sum([s.count for s in ws.sketches.values()]))
+    if ws.histograms:
+        n += sum([h.count for h in ws.histograms.values()])
+    n += sum(map(sum, map(dict.values, ws.counters.values())))
     return n
 
 

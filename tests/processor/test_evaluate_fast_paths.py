@@ -270,3 +270,38 @@ def test_a_pass_holds_the_collector_off_and_restores_it_as_it_was(tmp_path: Any)
         raise RuntimeError("boom")
     assert gc.isenabled()
     store.close()
+
+
+# -- a window's total ---------------------------------------------------------------------------
+
+
+def _total_before(ws: Any) -> float:
+    n = float(sum(s.count for s in ws.sketches.values()))
+    n += sum(h.count for h in ws.histograms.values())
+    n += sum(sum(v.values()) for v in ws.counters.values())
+    return n
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counters=st.dictionaries(
+        st.sampled_from(["missing", "category", "violations", "class"]),
+        st.dictionaries(
+            st.text(max_size=3),
+            st.one_of(st.integers(0, 10**9), st.floats(0, 1e12, allow_nan=False)),
+            max_size=4,
+        ),
+        max_size=3,
+    ),
+    sizes=st.lists(st.integers(0, 50), max_size=2),
+)
+def test_window_total_is_the_sum_it_was(counters: dict[str, dict[str, float]], sizes: list[int]) -> None:
+    from infersight.processor.evaluate.window import total
+    from infersight.stats.sketch import ExpHistogram
+    from infersight.stats.windows import WindowStats
+
+    rng = np.random.default_rng(len(sizes))
+    sketches = {f"s{i}": ExpHistogram.from_values(rng.normal(size=n)) for i, n in enumerate(sizes)}
+    ws = WindowStats(sketches=sketches, counters=counters)
+    got, want = total(ws), _total_before(ws)
+    assert got == want and type(got) is type(want)
