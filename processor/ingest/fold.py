@@ -32,7 +32,14 @@ import numpy as np
 from infersight.processor.ingest.columns import SketchColumns, merge_groups
 from infersight.processor.ingest.outcomes import OUTCOMES_EVENT, outcome_rows
 from infersight.processor.ingest.points import LogPoint, MetricPoint, SpanPoint
-from infersight.processor.ingest.screen import KNOWN, columns_series, identity, log_problem, metric_problem
+from infersight.processor.ingest.screen import (
+    KNOWN,
+    columns_series,
+    identity,
+    log_problem,
+    metric_problem,
+    series_role,
+)
 from infersight.processor.storage.base import MODEL, Feedback, Outcome, Prediction, WindowKey
 from infersight.stats.sketch import ExpHistogram
 from infersight.stats.windows import WindowStats
@@ -166,7 +173,7 @@ def _add_metric(b: _Builder, p: MetricPoint, out: Aggregated) -> None:
     if ident is None or metric_problem(p):
         return  # screened out (and reported) before it reached the writer
     series = "" if series_attr is None else str(p.attributes[series_attr])
-    ws = b.part(ident[0], ident[1], role, series, p.time_ns)
+    ws = b.part(ident[0], ident[1], series_role(role, p.attributes), series, p.time_ns)
     if p.kind == "exponential_histogram" and p.sketch is not None:
         if p.sketch.count:
             ws.sketches[slot] = p.sketch
