@@ -30,7 +30,7 @@ from opentelemetry.trace import Status, StatusCode
 from infersight import request_context as rc
 from infersight._runtime import Runtime
 from infersight._state import get_runtime
-from infersight.payload import NO_DEFAULT, Normalized, normalize_inputs, normalize_outputs
+from infersight.payload import NO_DEFAULT, Normalized, Outputs, normalize_inputs, normalize_outputs
 from infersight.slices import Slicer, sliced_version, split_outputs
 from infersight.stats.schema import SchemaViolation
 
@@ -344,6 +344,7 @@ class _Call:
                 if redactor.active and norm.records is None and redactor.any_match(norm.feature_names()):
                     norm = _drop_redacted(norm, redactor)
                 value = _one_number(result) if norm.row is not None and exc is None and not stream else None
+                outs = None
                 if (
                     value is not None
                     and value - value == 0.0
@@ -363,7 +364,9 @@ class _Call:
                         rt.stats.record_outputs(model_key, outs)
                         extreme = bool(outs.nulls)
                 if opts.slicer is not None:
-                    _record_slices(rt, opts, model_key, norm, result, exc is None and not stream)
+                    if call_recorded:  # the common case's one number, as record_simple kept it
+                        outs = Outputs(1, values={"prediction": np.array([value])})
+                    _record_slices(rt, opts, model_key, norm, outs)
             elif shed >= 2 and s.feature_stats:
                 rt.stats.count_dropped("overhead_budget_stats")
             if not call_recorded:
@@ -420,13 +423,11 @@ class _Call:
         rt.pipeline.event("ml.prediction", fields, error=exc is not None)
 
 
-def _record_slices(
-    rt: Runtime, opts: _Options, model_key: tuple[str, str], norm: Normalized, result: Any, answered: bool
-) -> None:
-    """The call's rows and outputs again, each slice's under its own key (see :mod:`infersight.slices`)."""
+def _record_slices(rt: Runtime, opts: _Options, model_key: tuple[str, str], norm: Normalized, outs: Any) -> None:
+    """The call's rows and outputs (``None`` for a call that failed) again, each slice's
+    under its own key (see :mod:`infersight.slices`)."""
     assert opts.slicer is not None
     redactor = rt.pipeline.redactor
-    outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output) if answered else None
     for key, part, idx in opts.slicer.partition(norm, model_key):
         sliced = (model_key[0], sliced_version(model_key[1], key))
         rt.stats.record_columns(sliced, part, redactor if redactor.active else None)

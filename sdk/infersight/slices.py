@@ -102,6 +102,8 @@ class Slicer:
 
     def key(self, row: Mapping[str, Any]) -> str:
         """The slice key of one row (before the per-model bound)."""
+        if len(self.names) == 1:
+            return f"{self.names[0]}={_value_text(row.get(self.names[0]))}"
         return ",".join(f"{n}={_value_text(row.get(n))}" for n in self.names)
 
     def admit(self, model: tuple[str, ...], key: str) -> str:
@@ -127,23 +129,24 @@ class Slicer:
             return [(self.admit(model, self.key(norm.row)), norm, None)]
         if norm.records is not None:
             recs = norm.records
-            keys = [self.key(r if isinstance(r, Mapping) else _fields(r)) for r in recs]
+            rows = [r if isinstance(r, Mapping) else _fields(r) for r in recs]
+            values = (
+                [r.get(self.names[0]) for r in rows]
+                if len(self.names) == 1
+                else [tuple(r.get(n) for n in self.names) for r in rows]
+            )
             return [
                 (key, normalize_inputs([recs[i] for i in idx]) if len(idx) > 1 else _one(recs[int(idx[0])]), idx)
-                for key, idx in self._groups(model, keys)
+                for key, idx in self._groups(model, values)
             ]
         n = norm.n_rows
         if n <= 0:
             return []
         cols = norm.as_columns()
-        texts = [
-            [_value_text(v) for v in cols[name].tolist()] if name in cols else [MISSING] * n for name in self.names
-        ]
-        keys = [",".join(f"{n_}={t}" for n_, t in zip(self.names, vals)) for vals in zip(*texts)]
-        out: list[tuple[str, Normalized, npt.NDArray[np.intp] | None]] = []
-        groups = self._groups(model, keys)
+        groups = self._groups(model, self._values(cols, n))
         if len(groups) == 1:
             return [(groups[0][0], norm, None)]
+        out: list[tuple[str, Normalized, npt.NDArray[np.intp] | None]] = []
         for key, idx in groups:
             if norm.matrix is not None and norm.names is not None:
                 sub = Normalized(n_rows=len(idx), matrix=norm.matrix[idx], names=norm.names, owned=True)
@@ -152,17 +155,37 @@ class Slicer:
             out.append((key, sub, idx))
         return out
 
-    def _groups(self, model: tuple[str, ...], keys: list[str]) -> list[tuple[str, npt.NDArray[np.intp]]]:
-        """Row positions per admitted slice key, slices in the order they first appear."""
-        admitted = {k: self.admit(model, k) for k in dict.fromkeys(keys)}
-        codes: dict[str, int] = {}
-        for k in admitted.values():
-            codes.setdefault(k, len(codes))
-        labels = list(codes)
-        code = np.fromiter((codes[admitted[k]] for k in keys), dtype=np.intp, count=len(keys))
-        order = np.argsort(code, kind="stable")
-        bounds = np.flatnonzero(np.diff(code[order])) + 1
-        return [(labels[int(code[part[0]])], part) for part in np.split(order, bounds)]
+    def _values(self, cols: Mapping[str, Any], n: int) -> list[Any]:
+        """Each row's slice values: the value itself for one name, a tuple for several."""
+        per_name = [cols[name].tolist() if name in cols else [None] * n for name in self.names]
+        return per_name[0] if len(per_name) == 1 else list(zip(*per_name))
+
+    def _text(self, value: Any) -> str:
+        if len(self.names) == 1:
+            return f"{self.names[0]}={_value_text(value)}"
+        return ",".join(f"{n}={_value_text(v)}" for n, v in zip(self.names, value))
+
+    def _groups(self, model: tuple[str, ...], values: list[Any]) -> list[tuple[str, npt.NDArray[np.intp]]]:
+        """Row positions per admitted slice key, slices in the order they first appear. The
+        key text is made once per distinct value, not per row."""
+        index: dict[Any, int] = {}
+        try:
+            codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.intp, count=len(values))
+        except TypeError:  # an unhashable value (a list in a cell): by its text
+            index = {}
+            texts = [self._text(v) for v in values]
+            codes = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.intp, count=len(values))
+            distinct: list[str] = list(index)
+            keys = [self.admit(model, t) for t in distinct]
+        else:
+            keys = [self.admit(model, self._text(v)) for v in index]
+        slot: dict[str, int] = {}
+        group_of = np.fromiter((slot.setdefault(k, len(slot)) for k in keys), dtype=np.intp, count=len(keys))
+        labels = list(slot)
+        if len(labels) == 1:
+            return [(labels[0], np.arange(len(values), dtype=np.intp))]
+        gid = group_of[codes]
+        return [(label, np.flatnonzero(gid == g)) for g, label in enumerate(labels)]
 
 
 def split_outputs(outs: Outputs, idx: npt.NDArray[np.intp] | None, n_rows: int) -> Outputs:

@@ -1,7 +1,7 @@
 """Drift per slice, end to end on loopback: an app monitored with ``@monitor(slices=["region"])``
 exports real OTLP to a started processor; a shift confined to one region (a fifth of the
-traffic) is found in that region's slice, named in an alert with the slice, while the model's
-totals and the other region stay quiet. Windows are shrunk to 1 s; each slice is compared with
+traffic) is found in that region's slice, named in an alert with the slice, while the other
+region stays quiet; a NaN flood in one region's feature is that slice's data-quality finding. Windows are shrunk to 1 s; each slice is compared with
 its own past (``reference: {past_window: 5s}``).
 
 Time is real (the SDK stamps metric points at export): each step makes its calls inside one
@@ -36,6 +36,7 @@ models:
 alerts:
   policies:
     - {name: inputs, kinds: [drift], persistence: 1}
+    - {name: pipeline, kinds: [data_quality], persistence: 1}
 """
 
 MODEL = "e2e-slices"
@@ -68,7 +69,10 @@ def _step(p: Any, predict: Any, rng: np.random.Generator, shift_eu: float) -> in
     for _ in range(20):
         region = np.where(rng.random(20) < 0.2, "eu", "us")
         x = rng.normal(0, 1, 20) + np.where(region == "eu", shift_eu, 0.0)
-        batches.append({"region": region.tolist(), "x": x, "y": rng.normal(0, 1, 20)})
+        y = rng.normal(0, 1, 20)
+        if shift_eu:  # and half of eu's y goes missing: a pipeline fault in that region
+            y[(region == "eu") & (rng.random(20) < 0.5)] = np.nan
+        batches.append({"region": region.tolist(), "x": x, "y": y})
     now = time.time()
     if now % 1 > 0.2:
         time.sleep(1 - now % 1 + 0.01)
@@ -130,13 +134,24 @@ def test_a_shift_in_one_region_is_found_in_its_slice_and_alerted_with_it(process
         assert verdict[("", "y", w)]["status"] == "ok"
         # the model's totals: a fifth of the rows moved; the slice is where it is plain
         assert verdict[("", "x", w)]["statistic"] < eu["statistic"]
+    quality = httpx.get(
+        f"{web}/api/models/{MODEL}/findings",
+        params={"kind": "data_quality", "start": judged[0], "end": judged[-1] + 1},
+    ).json()["findings"]
+    dq = {(f["slice"], f["subject"], f["window_start"]): f for f in quality}
+    for w in judged:
+        assert dq[("region=eu", "y", w)]["status"] == "breach", dq[("region=eu", "y", w)]
+        assert dq[("region=eu", "y", w)]["cause"] == "missing_rate_jump"
+        assert dq[("region=us", "y", w)]["status"] == "ok"
+        assert dq[("region=eu", "x", w)]["status"] == "ok"
     # the eu slice's own output drifted with its input
     assert verdict[("region=eu", "output:prediction", judged[-1])]["status"] == "breach"
 
     alerts = httpx.get(f"{web}/api/alerts", params={"model": MODEL, "state": "open"}).json()["incidents"]
-    eu_alerts = [a for a in alerts if a["slice"] == "region=eu"]
-    assert len(eu_alerts) == 1, alerts
-    assert "x" in eu_alerts[0]["subjects"]
+    eu = {a["policy"]: a for a in alerts if a["slice"] == "region=eu"}
+    assert sorted(eu) == ["inputs", "pipeline"], alerts  # one incident per policy and slice
+    assert "x" in eu["inputs"]["subjects"] and eu["inputs"]["dedup"]["slice"] == "region=eu"
+    assert eu["pipeline"]["subjects"] == ["y"] and eu["pipeline"]["cause"] == "missing_rate_jump"
     assert not [a for a in alerts if a["slice"] == "region=us"]
 
     metrics = httpx.get(f"{web}/metrics").text
