@@ -171,7 +171,7 @@ def monitor(
         slices: input names whose values split the traffic into slices (e.g. ``["region"]``):
             each slice's feature and prediction statistics are kept too, with ``ml.slice``
             (:mod:`infersight.slices`; at most 20 slices per model, or pass a
-            :class:`~infersight.slices.Slicer` to choose).
+            :class:`infersight.Slicer` to choose).
 
     >>> @monitor
     ... def double(x):
