@@ -13,10 +13,11 @@ Routes (all ``GET``; JSON unless noted):
 - ``/api/models/{model}/calls?...``: calls, errors, latency and batch-size histograms, spans.
 - ``/api/models/{model}/predictions?start=&end=&labelled=&limit=``: logged predictions joined
   with their ground truth.
-- ``/api/models/{model}/drift?start=&end=&version=&window=&merge=1``: drift against the model's
-  reference, in the JSON shape of ``infersight drift --format json``: one entry in ``windows``
-  per evaluation window in the range (``window``: its size, default the model's smallest
-  evaluation window), or with ``merge=1`` one for the whole range merged from stored windows.
+- ``/api/models/{model}/drift?start=&end=&version=&window=&merge=1&slice=``: drift against the
+  model's reference, in the JSON shape of ``infersight drift --format json``: one entry in
+  ``windows`` per evaluation window in the range (``window``: its size, default the model's
+  smallest evaluation window), or with ``merge=1`` one for the whole range merged from stored
+  windows; ``slice=region=eu``: that slice against its own past.
 - ``/api/models/{model}/findings?start=&end=&kind=&status=&version=&slice=``: the stored verdicts of
   the evaluation loop (windows starting in the range), each with its earlier ``revisions``.
 - ``POST /api/models/{model}/reference``: a reference profile (the JSON ``infersight profile``
@@ -360,8 +361,11 @@ def make_web_app(
                     f"{len(ranges)} windows of {size}s in the range; ask for at most 2000 "
                     "(a larger window=, a shorter range, or merge=1)"
                 )
-        report = drift_report(env, name, ranges, version=version)
+        slice_ = q.get("slice") or ""
+        report = drift_report(env, name, ranges, version=version, slice_=slice_)
         report.update({"model": name, "version": version, "start": start, "end": end})
+        if slice_:
+            report["slice"] = slice_
         return JSONResponse(report)
 
     async def push_reference(request: Request) -> Response:

@@ -273,10 +273,12 @@ def drift_report(
     *,
     version: str | None = None,
     iso: bool = True,
+    slice_: str = "",
 ) -> dict[str, Any]:
     """``{"windows": [...], "summary": {...}}`` for ``model`` over each ``(start, end)`` range,
     in the shape ``infersight drift --format json`` prints (one entry per range; the missing
-    rate folded into the verdict as the CLI does), plus ``reference`` (where it came from)."""
+    rate folded into the verdict as the CLI does), plus ``reference`` (where it came from).
+    With ``slice_``, that slice's rows against the slice's own past (all versions)."""
     from infersight.cli.drift import summarize
 
     ms = env.settings(model)
@@ -287,18 +289,22 @@ def drift_report(
     for start, end in windows:
         size = end - start
         w = load_window(env.storage, model, size, start)
-        resolved = env.references.resolve(model, size, start, settings=ms)
+        if slice_:
+            version = None
+            resolved = env.references.resolve_slice(model, slice_, size, start, settings=ms)
+        else:
+            resolved = env.references.resolve(model, size, start, settings=ms)
         ref = resolved.reference
         sources.append(resolved.source)
         entry: dict[str, Any] = {
             "start": _iso(start) if iso else start,
             "end": _iso(end) if iso else end,
-            "rows": w.rows(version or ""),
+            "rows": w.slice_rows(slice_) if slice_ else w.rows(version or ""),
             "features": {},
             "multivariate": {},
         }
         if ref is not None:
-            feats = w.features(version or "")
+            feats = w.features(version or "", slice_)
             source = resolved.source if resolved.cacheable else None
             for name, prof in ref.features.items():
                 if ms.feature(name).ignore or prof.kind == "timestamp":
@@ -312,7 +318,7 @@ def drift_report(
                     )
                 alpha = scorer.policy.overrides.get(name, {}).get("alpha", scorer.policy.alpha)
                 entry["features"][name] = {**r.to_dict(), "reason": explain(r, alpha, scorer.policy.min_rows)}
-            outs = w.outputs(version or "")
+            outs = w.outputs(version or "", slice_)
             for name, ws in outs.items():
                 oprof = output_profile(ref, name, list(outs))
                 if oprof is None:

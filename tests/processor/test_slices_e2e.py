@@ -154,6 +154,15 @@ def test_a_shift_in_one_region_is_found_in_its_slice_and_alerted_with_it(process
     assert eu["pipeline"]["subjects"] == ["y"] and eu["pipeline"]["cause"] == "missing_rate_jump"
     assert not [a for a in alerts if a["slice"] == "region=us"]
 
+    report = httpx.get(
+        f"{web}/api/models/{MODEL}/drift",
+        params={"slice": "region=eu", "start": judged[-1], "end": judged[-1] + 1},
+    ).json()
+    assert report["slice"] == "region=eu" and report["reference"] == ["past_window:5"]
+    ((entry,),) = [report["windows"]]
+    assert entry["features"]["x"]["drift"] is True and entry["features"]["y"]["drift"] is True  # y: NaN jump
+    assert entry["rows"] == verdict[("region=eu", "x", judged[-1])]["n_current"]  # the slice's rows (x has no NaN)
+
     metrics = httpx.get(f"{web}/metrics").text
     assert any(
         line.startswith("ml_drift_detected{") and 'ml_slice="region=eu"' in line and 'ml_feature_name="x"' in line
