@@ -59,7 +59,6 @@ def processor(tmp_path: Path) -> Any:
     p.start()
     yield p
     p.stop()
-    infersight.shutdown()
 
 
 def _step(p: Any, predict: Any, rng: np.random.Generator, shift_eu: float) -> int | None:

@@ -13,14 +13,6 @@ import pytest
 
 import infersight
 from infersight.slices import MISSING, Slicer
-from infersight.testing import InMemoryTelemetry
-
-
-@pytest.fixture
-def telemetry() -> Any:
-    t = InMemoryTelemetry.install(log_output="none", payload_sample_rate=0.0)
-    yield t
-    infersight.shutdown()
 
 
 def _by_slice(t: Any, metric: str, model: str) -> dict[tuple[str, str], dict[str, Any]]:
