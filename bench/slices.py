@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import overhead  # bench/overhead.py: the same timer and trivial model as the shapes table
+import pandas as pd
 
 import infersight
 
