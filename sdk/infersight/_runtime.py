@@ -385,7 +385,13 @@ class Runtime:
 
     @property
     def shut_down(self) -> bool:
-        return bool(getattr(self, "_shut_down", False))
+        """Stopped, or being stopped (:meth:`retire`): it will not export again."""
+        return bool(getattr(self, "_shut_down", False) or getattr(self, "_retired", False))
+
+    def retire(self) -> None:
+        """Mark the runtime as on its way out before its (bounded, maybe overrunning) stop:
+        ``configure()`` then builds a new one instead of pointing this one somewhere else."""
+        self._retired = True
 
     def _install(self) -> None:
         existing_tp: Any = trace.get_tracer_provider()
