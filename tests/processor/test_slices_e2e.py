@@ -11,7 +11,6 @@ Time is real (the SDK stamps metric points at export): each step makes its calls
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +18,6 @@ import numpy as np
 import pytest
 
 import infersight
-from infersight.processor.config import load_config
-from infersight.processor.service import Processor
 
 CONFIG = """
 storage:
@@ -43,22 +40,8 @@ MODEL = "e2e-slices"
 
 
 @pytest.fixture
-def processor(tmp_path: Path) -> Any:
-    path = tmp_path / "processor.yaml"
-    path.write_text(CONFIG)
-    cfg = load_config(
-        path,
-        {
-            "db": f"sqlite:///{tmp_path}/slices.db",
-            "otlp_grpc": "127.0.0.1:0",
-            "otlp_http": "127.0.0.1:0",
-            "web": "127.0.0.1:0",
-        },
-    )
-    p = Processor(cfg)
-    p.start()
-    yield p
-    p.stop()
+def processor(start_processor: Any) -> Any:
+    return start_processor(config=CONFIG)
 
 
 def _step(p: Any, predict: Any, rng: np.random.Generator, shift_eu: float) -> int | None:
