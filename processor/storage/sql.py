@@ -38,8 +38,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from infersight.processor.storage.base import (
     Lease,
     LeaseLost,
@@ -50,7 +48,7 @@ from infersight.processor.storage.base import (
     WriteBatch,
     cover_range,
 )
-from infersight.processor.storage.codec import decode_window, encode_windows, encode_windows_parsed
+from infersight.processor.storage.codec import decode_window, pack_windows
 from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
 
@@ -63,7 +61,7 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS stats (
         id {id},
         model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
-        size INTEGER NOT NULL, start BIGINT NOT NULL, data TEXT NOT NULL,
+        size INTEGER NOT NULL, start BIGINT NOT NULL, data {blob} NOT NULL,
         rolled INTEGER NOT NULL DEFAULT 1)""",
     # a model's windows by time: one batch's rows land in one place per model, so a commit
     # writes a few index pages, not one per series (stats_series, keyed by series first, made
@@ -161,8 +159,10 @@ class SqlStorage(Storage):
     # taken first in the transaction that creates the schema, so replicas starting together on
     # one new database do not race in CREATE TABLE (SQLite: BEGIN IMMEDIATE serialises already)
     schema_lock_sql: str | None = None
-    # how many rows just written compaction may take already parsed (~0.4 kB each)
+    # how many rows just written compaction may take without reading them back (~0.2 kB each)
     handover_limit = 250_000
+    # the ``stats.data`` column's type: a window's stored bytes (codec.pack_windows)
+    blob_type = "BLOB"
 
     @abc.abstractmethod
     def connect(self) -> Any:
@@ -200,9 +200,9 @@ class SqlStorage(Storage):
         self._held: set[_Span] = set()
         self._held_lock = threading.Lock()
         self._watermark = 0
-        # rows written here, parsed, for compaction: {(model, version, role, name, roll-up start):
-        # {row id: ParsedRow}}; guarded by the write lock
-        self._handover: dict[tuple[Any, ...], dict[int, Any]] = {}
+        # rows written here, for compaction: {(model, version, role, name, roll-up start):
+        # {row id: stored bytes}}; guarded by the write lock
+        self._handover: dict[tuple[Any, ...], dict[int, bytes]] = {}
         self._handover_rows = 0
         self._w = self.connect()
         self._r = self._w if self.shares_connection else self.connect()
@@ -212,12 +212,18 @@ class SqlStorage(Storage):
             if self.schema_lock_sql:
                 cur.execute(self.schema_lock_sql)
             for stmt in _SCHEMA:
-                cur.execute(stmt.format(id=self.id_type))
+                cur.execute(stmt.format(id=self.id_type, blob=self.blob_type))
             # Stores made before roll-ups moved to compaction wrote them at ingest: their rows
             # count as rolled (the column's default), so nothing is rolled up twice.
             cur.execute("SELECT * FROM stats WHERE 1=0")
             if "rolled" not in [d[0] for d in cur.description]:
                 cur.execute("ALTER TABLE stats ADD COLUMN rolled INTEGER NOT NULL DEFAULT 1")
+            self._migrate_data_column(cur)
+
+    def _migrate_data_column(self, cur: Any) -> None:
+        """Make an older store's ``stats.data`` column hold bytes (it held JSON text). SQLite
+        keeps a BLOB as it is in a TEXT column, so nothing changes there; an engine whose
+        text columns cannot hold bytes converts the column here."""
 
     class _Tx:
         def __init__(self, store: SqlStorage, conn: Any, fence: bool = True) -> None:
@@ -295,12 +301,12 @@ class SqlStorage(Storage):
                 f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
                 f"({wrong[0]}): roll-ups are built by compact()"
             )
-        texts, parsed = encode_windows_parsed(list(batch.windows.values()))
-        rows = [(*k, text) for k, text in zip(batch.windows, texts)]
+        data = pack_windows(list(batch.windows.values()))
+        rows = [(*k, d) for k, d in zip(batch.windows, data)]
         with self._wlock:
             ids = self._write_tx(batch, rows, at)
-            if ids is not None:  # committed: hand compaction the rows as already parsed
-                self._hand_over(list(batch.windows), ids, parsed)
+            if ids is not None:  # committed: hand compaction the rows it would read back
+                self._hand_over(list(batch.windows), ids, data)
 
     def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
         """Insert fresh base rows into ``stats``; their ids in order, or ``None`` where the
@@ -308,19 +314,19 @@ class SqlStorage(Storage):
         cur.executemany(_INSERT_FRESH, rows)
         return None
 
-    def _hand_over(self, keys: list[WindowKey], ids: list[int], parsed: list[Any]) -> None:
-        """Keep the parsed form of rows just committed for compaction (by series' roll-up
+    def _hand_over(self, keys: list[WindowKey], ids: list[int], data: list[bytes]) -> None:
+        """Keep the stored bytes of rows just committed for compaction (by series' roll-up
         window, then row id: a row's content never changes under its id), up to
-        ``handover_limit`` rows; beyond that, compaction parses the texts as before."""
+        ``handover_limit`` rows; beyond that, compaction reads the rows back as before."""
         rollups = self.window_sizes[1:]
         if not rollups:
             return
         first = rollups[0]
         room = self.handover_limit - self._handover_rows
         cache = self._handover
-        for key, row_id, row in zip(keys, ids, parsed):
-            if row is None or room <= 0:
-                continue
+        for key, row_id, row in zip(keys, ids, data):
+            if room <= 0:
+                break
             model, version, role, name, _, start = key
             span = (model, version, role, name, start - start % first)
             got = cache.get(span)
@@ -498,9 +504,9 @@ class SqlStorage(Storage):
                 ids.append(row_id)
             if not r[7] and r[4] == base:
                 fresh_ids.append(row_id)
-        # the rows of the chunk's base spans this process wrote, parsed already (only rows
-        # this transaction reads are taken from it: a row another compactor took is not read)
-        known: dict[int, Any] = {}
+        # the stored bytes of the chunk's base rows this process wrote (only rows this
+        # transaction claims are taken from it: a row another compactor took is not read)
+        known: dict[int, bytes] = {}
         if self._handover:
             for span in chunk:
                 if span.size == base:
@@ -508,7 +514,7 @@ class SqlStorage(Storage):
                     if got is not None:
                         known.update(got)
                         self._handover_rows -= len(got)
-        texts: dict[int, str] = {}
+        texts: dict[int, str | bytes] = {}
         claimed: list[int] = []  # fresh base rows this compactor rolls up
         for ids in _chunks(fresh_ids, 500):
             marks = ",".join("?" * len(ids))
@@ -517,7 +523,7 @@ class SqlStorage(Storage):
                 taken = [r[0] for r in cur.fetchall()]
                 claimed.extend(taken)
                 unknown = [i for i in taken if i not in known]
-                texts.update(dict.fromkeys(taken, ""))
+                texts.update((i, known[i]) for i in taken if i in known)
                 if unknown:
                     texts.update(self._texts(cur, unknown))
             else:
@@ -579,16 +585,9 @@ class SqlStorage(Storage):
         if groups:
             order = sorted({i for g in groups for i in g})
             at = {row_id: n for n, row_id in enumerate(order)}
-            parsed = StoredRows.parse([texts[i] for i in order], [known.get(i) for i in order] if known else None)
-            if known and parsed.plain.any():
-                # a group with a sketch only the plain merge takes is merged from its rows' texts
-                odd = {order[parsed.raw[j][0]] for j in np.flatnonzero(parsed.plain).tolist()}
-                fetch = sorted({i for g in groups if not odd.isdisjoint(g) for i in g if not texts[i]})
-                if fetch:
-                    for i, text in self._texts(cur, fetch).items():
-                        parsed.texts[at[i]] = text
+            parsed = StoredRows.parse([texts[i] for i in order])
             merged = parsed.merged([[at[i] for i in g] for g in groups])
-            single.extend((*k, text) for k, text in zip(out_keys, encode_windows(merged)))
+            single.extend((*k, data) for k, data in zip(out_keys, pack_windows(merged)))
         if single:
             cur.executemany(
                 "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
@@ -596,9 +595,9 @@ class SqlStorage(Storage):
             )
         return folded
 
-    def _texts(self, cur: Any, ids: list[int]) -> dict[int, str]:
-        """The stored texts of rows ``ids``."""
-        out: dict[int, str] = {}
+    def _texts(self, cur: Any, ids: list[int]) -> dict[int, str | bytes]:
+        """The stored data of rows ``ids``."""
+        out: dict[int, str | bytes] = {}
         for part in _chunks(ids, 500):
             cur.execute(f"SELECT id, data FROM stats WHERE id IN ({','.join('?' * len(part))})", part)
             out.update((int(r[0]), r[1]) for r in cur.fetchall())
