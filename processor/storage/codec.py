@@ -51,6 +51,7 @@ __all__ = [
     "BINARY",
     "HEADER",
     "binary_header",
+    "pack_columns",
 ]
 
 
@@ -326,50 +327,93 @@ def pack_windows(items: Sequence[WindowStats]) -> list[bytes]:
         out[r] = encode_window(ws).encode()
     if not rows:
         return out
-    n = len(rows)
-    head = np.zeros(n, HEADER)
-    head["magic"] = BINARY
     scalars = list(zip(*map(_SCALARS, sketches)))
-    for field, col in zip(("scale", "zero_count", "count", "sum", "min", "max", "max_size"), scalars):
-        head[field] = col
     pos, neg = zip(*map(_SIGNS, sketches))
     arrays = [b.counts for pair in zip(pos, neg) for b in pair]
+    n = len(rows)
     lens = np.fromiter(map(len, arrays), np.int64, 2 * n)
     pos_len, neg_len = lens[0::2], lens[1::2]
-    head["pos_len"], head["neg_len"] = pos_len, neg_len
-    head["pos_off"] = np.where(pos_len > 0, np.fromiter((b.offset for b in pos), np.int64, n), 0)
-    head["neg_off"] = np.where(neg_len > 0, np.fromiter((b.offset for b in neg), np.int64, n), 0)
+    ctr = [_dumps(c).encode() if c else b"" for c in (items[r].counters for r in rows)]
+    packed = pack_columns(
+        {k: np.asarray(v) for k, v in zip(("scale", "zero_count", "count", "sum", "min", "max", "max_size"), scalars)},
+        np.where(pos_len > 0, np.fromiter((b.offset for b in pos), np.int64, n), 0),
+        pos_len,
+        np.where(neg_len > 0, np.fromiter((b.offset for b in neg), np.int64, n), 0),
+        neg_len,
+        np.concatenate(arrays) if lens.any() else np.zeros(0, np.int64),
+        names,
+        ctr,
+    )
+    for r, row in zip(rows, packed):
+        out[r] = row
+    return out
+
+
+def pack_columns(
+    scalars: dict[str, npt.NDArray[Any]],
+    pos_off: npt.NDArray[np.int64],
+    pos_len: npt.NDArray[np.int64],
+    neg_off: npt.NDArray[np.int64],
+    neg_len: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    names: Sequence[bytes],
+    counters: Sequence[bytes] | None = None,
+) -> list[bytes]:
+    """Rows in the binary form from sketches given as columns (one entry per row):
+    ``scalars`` holds ``scale``, ``zero_count``, ``count``, ``sum``, ``min``, ``max`` and
+    ``max_size``; ``counts`` every row's bucket counts, row after row, positive then negative;
+    ``names`` each sketch's name (UTF-8), ``counters`` each row's counters as JSON (UTF-8, empty
+    for none). The caller makes sure the rows are ones :func:`pack_windows` writes in this
+    form (count above zero, finite numbers): the ingest path packs the windows it folds
+    without making a sketch object per window.
+
+    >>> one = {"scale": np.array([0]), "zero_count": np.array([0]), "count": np.array([3]),
+    ...        "sum": np.array([5.0]), "min": np.array([1.0]), "max": np.array([3.0]), "max_size": np.array([160])}
+    >>> z = np.zeros(1, np.int64)
+    >>> row = pack_columns(one, z, np.array([2]), z, z, np.array([1, 2]), [b"value"])[0]
+    >>> decode_window(row).sketches["value"].positive.counts.tolist()
+    [1, 2]
+    """
+    n = len(names)
+    head = np.zeros(n, HEADER)
+    head["magic"] = BINARY
+    for field in ("scale", "zero_count", "count", "sum", "min", "max", "max_size"):
+        head[field] = scalars[field]
+    head["pos_off"], head["pos_len"], head["neg_off"], head["neg_len"] = pos_off, pos_len, neg_off, neg_len
     head["name_len"] = np.fromiter(map(len, names), np.int64, n)
-    flat = np.concatenate(arrays) if lens.any() else np.zeros(0, np.int64)
     row_len = pos_len + neg_len
     ends = np.cumsum(row_len)
     starts = ends - row_len
     tops = np.zeros(n, np.int64)
     full = row_len > 0
-    if flat.size:
-        tops[full] = np.maximum.reduceat(flat, starts[full])
+    if counts.size:
+        tops[full] = np.maximum.reduceat(counts, starts[full])
     width = np.full(n, 8, np.int64)
     for w, _, limit in reversed(_WIDTHS):
         width[tops < limit] = w
     head["width"] = width
-    counters = [items[r].counters for r in rows]
-    ctr = [_dumps(c).encode() if c else b"" for c in counters]
-    head["ctr_len"] = np.fromiter(map(len, ctr), np.int64, n)
+    ctr = counters if counters is not None else [b""] * n
+    if counters is not None:
+        head["ctr_len"] = np.fromiter(map(len, ctr), np.int64, n)
     hb = head.tobytes()
     size = HEADER.itemsize
-    data = {}
-    for w in np.unique(width).tolist():
-        data[w] = flat.astype(_UNSIGNED[w]).tobytes()
-    widths, a_s, b_s = width.tolist(), (starts * width).tolist(), (ends * width).tolist()
-    at = 0
-    for i, r in enumerate(rows):
-        w = widths[i]
-        out[r] = b"".join((hb[at : at + size], data[w][a_s[i] : b_s[i]], names[i], ctr[i]))
-        at += size
+    uniq = np.unique(width).tolist()
+    data = {w: counts.astype(_UNSIGNED[w]).tobytes() for w in uniq}
+    a_s, b_s = starts.tolist(), ends.tolist()
+    join = b"".join
+    if len(uniq) == 1:  # the usual case: one width for the whole batch
+        w = uniq[0]
+        d = data[w]
+        if w != 1:
+            a_s, b_s = (starts * w).tolist(), (ends * w).tolist()
+        return [
+            join((hb[at : at + size], d[a:b], nm, c))
+            for at, a, b, nm, c in zip(range(0, n * size, size), a_s, b_s, names, ctr)
+        ]
+    out = []
+    for at, w, a, b, nm, c in zip(range(0, n * size, size), width.tolist(), a_s, b_s, names, ctr):
+        out.append(join((hb[at : at + size], data[w][a * w : b * w], nm, c)))
     return out
-
-
-_NAME_STR: dict[bytes, str] = {}
 
 
 def _unpack_binary(row: bytes) -> WindowStats:

@@ -295,18 +295,25 @@ class SqlStorage(Storage):
         """
         at = int(now if now is not None else time.time())
         base = self.window_sizes[0]
-        wrong = [k for k in batch.windows if k.size != base]
+        wrong = [k for k in (*batch.windows, *batch.packed) if k.size != base]
         if wrong:
             raise ValueError(
                 f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
                 f"({wrong[0]}): roll-ups are built by compact()"
             )
-        data = pack_windows(list(batch.windows.values()))
-        rows = [(*k, d) for k, d in zip(batch.windows, data)]
+        both = batch.windows.keys() & batch.packed.keys()
+        if both:
+            raise ValueError(
+                f"write() takes a window in WriteBatch.windows or in WriteBatch.packed, not both; got {min(both)} "
+                "in both: merge them first"
+            )
+        keys = [*batch.windows, *batch.packed]
+        data = [*pack_windows(list(batch.windows.values())), *batch.packed.values()]
+        rows = [(*k, d) for k, d in zip(keys, data)]
         with self._wlock:
             ids = self._write_tx(batch, rows, at)
             if ids is not None:  # committed: hand compaction the rows it would read back
-                self._hand_over(list(batch.windows), ids, data)
+                self._hand_over(keys, ids, data)
 
     def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
         """Insert fresh base rows into ``stats``; their ids in order, or ``None`` where the
