@@ -197,7 +197,7 @@ class SqlStorage(Storage):
         self._rlock = threading.Lock()
         self._fence = threading.local()  # the lease this thread's writes are fenced by (fenced())
         # compaction's memory: spans of base windows held until the data moves past them
-        self._held: set[_Span] = set()
+        self._held: set[tuple[Any, ...]] = set()  # _Span fields
         self._held_lock = threading.Lock()
         self._watermark = 0
         # rows written here, for compaction: {(model, version, role, name, roll-up start):
@@ -463,21 +463,28 @@ class SqlStorage(Storage):
                 "GROUP BY model, version, role, name, size, start HAVING COUNT(*) > 1 OR MIN(rolled) = 0"
             )
             keys = [WindowKey(*r) for r in rows]
-        spans: set[_Span] = set()
+        # spans as plain tuples (a _Span's fields): this loop runs once per window written
+        spans: set[tuple[Any, ...]] = set()
+        first = rollups[0] if rollups else 0
+        newest = None
+        for k in keys:
+            size, start = k[4], k[5]
+            if size == base and first:  # a series' smallest roll-up window of base rows
+                lo = start - start % first
+                spans.add((*k[:4], base, lo, lo + first))
+                if newest is None or start > newest:
+                    newest = start
+            else:
+                spans.add((*k[:4], size, start, start + 1))
         with self._held_lock:
-            for k in keys:
-                if k.size == base and rollups:  # a series' smallest roll-up window of base rows
-                    lo = k.start - k.start % rollups[0]
-                    spans.add(_Span(k.model, k.version, k.role, k.name, base, lo, lo + rollups[0]))
-                    self._watermark = max(self._watermark, k.start + base)
-                else:
-                    spans.add(_Span(k.model, k.version, k.role, k.name, k.size, k.start, k.start + 1))
+            if newest is not None:
+                self._watermark = max(self._watermark, newest + base)
             if everything:  # held spans too (another replica may have taken their rows)
                 spans |= self._held
                 self._held = set()
             elif hold:
                 spans |= self._held
-                self._held = {s for s in spans if s.size == base and s.hi > self._watermark}
+                self._held = {s for s in spans if s[4] == base and s[6] > self._watermark}
                 spans -= self._held
             else:
                 self._held -= spans
@@ -486,7 +493,7 @@ class SqlStorage(Storage):
             with self._wlock, self._tx(self._w) as cur:
                 if self.compaction_lock:
                     cur.execute(self.compaction_lock)
-                folded += self._compact_chunk(cur, chunk)
+                folded += self._compact_chunk(cur, [_Span._make(t) for t in chunk])
         return folded
 
     @property
@@ -674,12 +681,18 @@ class SqlStorage(Storage):
         )
         out: list[tuple[Any, ...]] = []
         seen: set[int] = set()
+        get = wanted.get
         for r in cur.fetchall():
-            spans_of = wanted.get(r[:5])
-            if spans_of is None or r[6] in seen:
+            spans_of = get(r[:5])
+            if spans_of is None:
                 continue
             start = r[5]
-            if any(lo <= start < hi for lo, hi in spans_of):
+            for lo, hi in spans_of:
+                if lo <= start < hi:
+                    break
+            else:
+                continue
+            if r[6] not in seen:  # ranges of different sizes may overlap
                 seen.add(r[6])
                 out.append(r[:6] + r[7:])
         return out
