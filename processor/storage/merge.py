@@ -248,7 +248,7 @@ class StoredRows:
         counts (already laid out positive, then negative) in another."""
         if not rows:
             return None
-        blobs = [bytes(self.texts[r]) for r in rows]
+        blobs = [t if isinstance(t, bytes) else t.encode() for t in (self.texts[r] for r in rows)]
         head, starts, joined = binary_header(blobs)
         size = HEADER.itemsize
         out = _Cols()
