@@ -1,8 +1,11 @@
 """Stored window rows merged a batch at a time, in columns: what compaction folds and rolls up.
 
 Compaction merges stored rows: the rows of a base window into one, and fresh base rows into
-their roll-up windows. Decoding each row into a :class:`~infersight.stats.windows.WindowStats`
-and merging window by window cost ~100 µs a row when every point has a window of its own
+their roll-up windows. Rows come in every form :func:`~infersight.processor.storage.codec.decode_window`
+reads: rows in the binary form (what stores write now) are read for a whole chunk in a few
+array passes, JSON rows (older stores) with one regular expression each or, failing that, a
+JSON parse. Decoding each row into a :class:`~infersight.stats.windows.WindowStats` and
+merging window by window cost ~100 µs a row when every point has a window of its own
 (the exporter pattern: one point per series per window). Here the rows of a whole compaction
 chunk are parsed once into columns (:class:`StoredRows`), and every group of rows (a folded
 window, a roll-up window) is merged in one :func:`~infersight.processor.ingest.columns.merge_groups`
@@ -77,7 +80,7 @@ class _Cols:
 
 
 class StoredRows:
-    """Stored window texts parsed into columns, ready to be merged in any grouping.
+    """Stored windows (bytes or JSON text) parsed into columns, ready to be merged in any grouping.
 
     Row ``r``'s sketches are ``sketch_names[r]`` (name -> sketch number); sketch ``j`` has
     scalar fields at index ``j`` of the arrays below and its bucket counts (positive, then
