@@ -548,15 +548,18 @@ class SqlStorage(Storage):
         # roll-up windows the claimed rows add to (each with its current rows, taken below)
         targets: dict[tuple[Any, ...], list[int]] = {}
         claimed.sort()
-        for row_id in claimed:
+        first = rollups[0] if rollups else 0
+        for row_id in claimed if rollups else ():
             model, version, role, name, _, start = key_of[row_id]
-            for size in rollups:
-                t = (model, version, role, name, size, start - start % size)
-                ids = targets.get(t)
-                if ids is None:
-                    targets[t] = [row_id]
-                else:
-                    ids.append(row_id)
+            t = (model, version, role, name, first, start - start % first)
+            ids = targets.get(t)
+            if ids is None:
+                targets[t] = [row_id]
+            else:
+                ids.append(row_id)
+        for t in list(targets):  # larger roll-ups take the smallest ones' additions (below)
+            for size in rollups[1:]:
+                targets.setdefault((*t[:4], size, t[5] - t[5] % size), [])
         # windows with several rows fold into one (a roll-up target is rewritten whole anyway)
         fold_ids = [i for k, ids in rows_by_key.items() if len(ids) > 1 and k not in targets for i in ids]
         fold: dict[tuple[Any, ...], list[int]] = {}
