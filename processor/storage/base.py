@@ -197,6 +197,9 @@ class WriteBatch:
     streams: dict[str, str] = field(default_factory=dict)  # cumulative stream key -> state JSON
     outcomes: list[Outcome] = field(default_factory=list)
     trace_items: list[TraceItem] = field(default_factory=list)  # spans and logs for the request view
+    # base windows already in their stored form (codec.pack_windows; the ingest path packs the
+    # windows one exporter point makes alone without a sketch object); keys not in ``windows``
+    packed: dict[WindowKey, bytes] = field(default_factory=dict)
 
 
 class Storage(abc.ABC):
