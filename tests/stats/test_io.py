@@ -67,8 +67,10 @@ def test_write_json_writes_compact_json_and_refuses_nan_without_leaving_a_file(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.json"]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_profiling_parquet_column_by_column_equals_profiling_the_read_table(tmp_path: Path, threads: int) -> None:
+@pytest.mark.parametrize(("threads", "overwrite"), [(1, False), (2, False), (1, True), (2, True)])
+def test_profiling_parquet_column_by_column_equals_profiling_the_read_table(
+    tmp_path: Path, threads: int, overwrite: bool
+) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     from infersight.stats.io import parquet_columns
@@ -107,7 +109,7 @@ def test_profiling_parquet_column_by_column_equals_profiling_the_read_table(tmp_
     cols, rows = read_table(path)
     want = Reference.from_data((cols, rows), **options).to_dict()
     loaders, n_rows = parquet_columns(path)
-    got = Reference.from_columns(loaders, n_rows, **options).to_dict()
+    got = Reference.from_columns(loaders, n_rows, overwrite=overwrite, **options).to_dict()
     assert n_rows == rows == n
     for doc in (want, got):
         doc.pop("created_at")
@@ -116,10 +118,49 @@ def test_profiling_parquet_column_by_column_equals_profiling_the_read_table(tmp_
 
     picked = {"columns": ["plan", "count", "x"], "threads": threads}
     want = Reference.from_data((cols, rows), **picked).to_dict()
-    got = Reference.from_columns(parquet_columns(path)[0], n, **picked).to_dict()
+    got = Reference.from_columns(parquet_columns(path)[0], n, overwrite=overwrite, **picked).to_dict()
     for doc in (want, got):
         doc.pop("created_at")
     assert json.dumps(got) == json.dumps(want)
+
+
+def test_handed_over_columns_are_sorted_in_place_and_others_are_left_alone() -> None:
+    from infersight.stats.reference import FeatureProfile, Reference
+
+    rng = np.random.default_rng(4)
+    n = 5000
+    x = rng.normal(size=n)
+    x[::41] = np.nan
+    x[7], x[8] = np.inf, -np.inf
+    counts = rng.poisson(3, n)
+    made: dict[str, list[np.ndarray]] = {"x": [], "counts": [], "y": []}
+
+    def loader(name: str, values: np.ndarray) -> object:
+        def load() -> np.ndarray:
+            made[name].append(values.copy())
+            return made[name][-1]
+
+        return load
+
+    loaders = {"x": loader("x", x), "counts": loader("counts", counts), "y": loader("y", rng.lognormal(size=n))}
+    kept = Reference.from_columns(loaders, n, model="m").to_dict()
+    assert all(np.array_equal(made[k][0], v, equal_nan=True) for k, v in (("x", x), ("counts", counts)))
+    handed = Reference.from_columns(loaders, n, model="m", overwrite=True).to_dict()
+    for doc in (kept, handed):
+        doc.pop("created_at")
+    assert json.dumps(handed) == json.dumps(kept)  # the multivariate rows were taken before the sort
+    assert np.array_equal(made["x"][1], np.sort(x), equal_nan=True)  # the float column itself sorted
+    assert np.array_equal(made["counts"][1], counts)  # an int column: its float copy was sorted instead
+
+    # A read-only array is never written, even when handed over; nor is a caller's int column.
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    from_frozen = FeatureProfile.from_column("x", frozen, overwrite=True).to_dict()
+    assert json.dumps(from_frozen) == json.dumps(FeatureProfile.from_column("x", x).to_dict())
+    assert np.array_equal(frozen, x, equal_nan=True)
+    ints = counts.copy()
+    FeatureProfile.from_column("c", ints)
+    assert np.array_equal(ints, counts)
 
 
 def test_column_by_column_profiling_names_what_is_missing(tmp_path: Path) -> None:

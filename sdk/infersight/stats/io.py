@@ -150,7 +150,8 @@ def _read_parquet(p: Path, threads: int | None) -> tuple[dict[str, npt.NDArray[A
 
 def parquet_columns(path: str | Path) -> tuple[dict[str, Callable[[], npt.NDArray[Any]]], int]:
     """A Parquet file's columns as loaders, and its row count: each loader reads and decodes its
-    column when called (on any thread), as :func:`read_table` would have returned it.
+    column when called (on any thread), as :func:`read_table` would have returned it. Every
+    call reads afresh: the array it returns is the caller's alone, to keep or overwrite.
 
     For a caller that profiles each column as it loads and then lets it go
     (:meth:`~infersight.stats.reference.Reference.from_columns`), so the whole table is never
