@@ -49,6 +49,44 @@ def test_parquet_columns_read_on_threads_equal_the_one_thread_read(tmp_path: Pat
         assert _same(got[name], want[name]), name
 
 
+def test_parquet_read_through_parquet_file_equals_the_reader_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Columns are read through pyarrow's ParquetReader from its own module; where that module
+    # is not there, through pyarrow.parquet.ParquetFile by name: the same arrays either way,
+    # duplicate names (the first column of the name) and nested columns included.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from infersight.stats import io as stats_io
+
+    n = 3000
+    rng = np.random.default_rng(8)
+    with_nulls = pa.array([None if k % 7 == 0 else float(k) for k in range(n)])
+    table = pa.Table.from_arrays(
+        [
+            pa.array(rng.normal(size=n)),
+            pa.array(rng.integers(0, 9, n)),
+            pa.array(["ab"[k % 2] for k in range(n)]),
+            with_nulls,
+            pa.array([{"a": k, "b": str(k)} for k in range(n)]),
+            pa.array(rng.normal(size=n)),
+        ],
+        names=["x", "i", "s", "x_null", "nested", "x"],
+    )
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=1000)
+    loaders, rows = stats_io.parquet_columns(path)
+    want = {name: load() for name, load in loaders.items()}
+    monkeypatch.setattr(stats_io, "_arrow_reader", lambda: stats_io._file_reader)
+    loaders, rows_again = stats_io.parquet_columns(path)
+    got = {name: load() for name, load in loaders.items()}
+    assert rows == rows_again == n
+    assert list(got) == list(want) == ["x", "i", "s", "x_null", "nested"]
+    for name in want:
+        assert _same(got[name], want[name]), name
+    assert np.array_equal(want["x"], table.column(0).to_numpy())
+
+
 def test_parquet_threads_below_one_are_refused(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
