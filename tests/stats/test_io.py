@@ -77,7 +77,7 @@ def test_parquet_read_through_parquet_file_equals_the_reader_read(
     pq.write_table(table, path, row_group_size=1000)
     loaders, rows = stats_io.parquet_columns(path)
     want = {name: load() for name, load in loaders.items()}
-    monkeypatch.setattr(stats_io, "_arrow_reader", lambda: stats_io._file_reader)
+    monkeypatch.setattr(stats_io, "_arrow_reader", lambda: stats_io._file_columns)
     loaders, rows_again = stats_io.parquet_columns(path)
     got = {name: load() for name, load in loaders.items()}
     assert rows == rows_again == n
@@ -209,3 +209,30 @@ def test_column_by_column_profiling_names_what_is_missing(tmp_path: Path) -> Non
         Reference.from_columns(loaders, 3, target="y")
     with pytest.raises(KeyError, match=r"column\(s\) \['b'\] are not in the data"):
         Reference.from_columns(loaders, 3, columns=["b"])
+
+
+@pytest.mark.parametrize("compression", ["none", "snappy"])
+def test_sorting_read_columns_in_place_never_writes_the_mapped_file(tmp_path: Path, compression: str) -> None:
+    # Columns are read through a memory map of the file: whatever Arrow hands over from it is
+    # read-only, so the sort in place of `infersight profile` copies it first and the file
+    # keeps its bytes; the profile is the one of the table read whole.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from infersight.stats.io import parquet_columns
+    from infersight.stats.reference import Reference
+
+    rng = np.random.default_rng(12)
+    n = 4000
+    fields = [pa.field("x", pa.float64(), nullable=False), pa.field("y", pa.float64()), pa.field("k", pa.int64())]
+    table = pa.table([rng.normal(size=n), rng.lognormal(size=n), rng.integers(0, 5, n)], schema=pa.schema(fields))
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, compression=compression, use_dictionary=False)
+    before = path.read_bytes()
+    loaders, rows = parquet_columns(path)
+    got = Reference.from_columns(loaders, rows, model="m", overwrite=True).to_dict()
+    want = Reference.from_data(read_table(path), model="m").to_dict()
+    for doc in (got, want):
+        doc.pop("created_at")
+    assert json.dumps(got) == json.dumps(want)
+    assert path.read_bytes() == before
+    assert np.array_equal(parquet_columns(path)[0]["x"](), table.column("x").to_numpy())

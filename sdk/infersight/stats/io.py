@@ -165,30 +165,17 @@ def parquet_columns(path: str | Path) -> tuple[dict[str, Callable[[], npt.NDArra
     if not p.exists():
         raise FileNotFoundError(f"data file {str(p)!r} does not exist; check the path")
     with needs_extra("parquet", f"reading {str(p)!r}"):
-        open_reader = _arrow_reader()
+        open_columns = _arrow_reader()
     # One column at a time: each is decoded straight into the array it becomes (one chunk per
     # row group, so usually no copy) and the whole Arrow table never exists beside the arrays.
-    # On a 1M x 20 float file read_table took 2-3x as long and peaked 190 MB higher; a memory
-    # map was as fast as this buffered read but counts the mapped file in the peak RSS. Each
-    # thread reads through a reader of its own (one is one file handle, not documented as safe
-    # to share between threads).
-    local = threading.local()
-
-    def reader() -> Any:
-        r = getattr(local, "reader", None)
-        if r is None:
-            r = local.reader = open_reader(p)
-        return r
-
-    first = reader()
-    n = int(first.metadata.num_rows)
-    names = list(first.schema_arrow.names)
+    # On a 1M x 20 float file read_table took 2-3x as long and peaked 190 MB higher.
+    n, names, read = open_columns(p)
 
     def loader(name: str) -> Callable[[], npt.NDArray[Any]]:
         at = names.index(name)  # the first column of that name, as reading by name gives
 
         def load() -> npt.NDArray[Any]:
-            cols, _ = to_columns({name: _column_array(reader().read_column(at))})
+            cols, _ = to_columns({name: _column_array(read(at))})
             return cols[name]
 
         return load
@@ -196,48 +183,79 @@ def parquet_columns(path: str | Path) -> tuple[dict[str, Callable[[], npt.NDArra
     return {name: loader(name) for name in names}, n
 
 
-def _arrow_reader() -> Callable[[Path], Any]:
-    """How to open a Parquet file for reading whole columns by position: a function of the path
-    giving an object with ``metadata``, ``schema_arrow`` and ``read_column(i)``.
+# A Parquet file opened for reading whole columns by position: its row count, its column
+# names, and a function reading the column at a position (from any thread) as a ChunkedArray.
+_OpenColumns = Callable[[Path], tuple[int, list[str], Callable[[int], Any]]]
 
-    That object is pyarrow's ``ParquetReader`` (what ``pyarrow.parquet.ParquetFile`` wraps, and
-    ``pyarrow.parquet`` exports), taken from its own module: ``import pyarrow.parquet`` also
-    loads pyarrow's file systems (S3, GCS, Azure, HDFS bindings), 10 ms of CPU, 3% of an
-    ``infersight profile`` run on the 1M x 20 bench file. Where that module is not as
-    expected, ``ParquetFile`` itself, read by column name.
-    """
+
+def _arrow_reader() -> _OpenColumns:
+    """How Parquet columns are read: :func:`_mapped_columns` through pyarrow's ``ParquetReader``
+    (what ``pyarrow.parquet.ParquetFile`` wraps, and ``pyarrow.parquet`` exports), taken from
+    its own module: ``import pyarrow.parquet`` also loads pyarrow's file systems (S3, GCS,
+    Azure, HDFS bindings), 10 ms of CPU, 3% of an ``infersight profile`` run on the 1M x 20
+    bench file. Where that module is not there, :func:`_file_columns` (``ParquetFile``)."""
     try:
-        from pyarrow._parquet import ParquetReader
-
-        def open_reader(p: Path) -> Any:
-            r = ParquetReader()
-            try:
-                r.open(str(p), buffer_size=_READ_BUFFER, pre_buffer=True)
-            except (TypeError, AttributeError):  # another signature: the public class
-                return _file_reader(p)
-            return r
-
-        return open_reader
+        from pyarrow._parquet import ParquetReader  # noqa: F401
     except ImportError:
         import pyarrow.parquet  # noqa: F401  (no pyarrow at all: the caller names the extra)
 
-        return _file_reader
+        return _file_columns
+    return _mapped_columns
 
 
-def _file_reader(p: Path) -> Any:
-    """``pyarrow.parquet.ParquetFile`` with the ``ParquetReader`` interface :func:`_arrow_reader` uses."""
+def _mapped_columns(p: Path) -> tuple[int, list[str], Callable[[int], Any]]:
+    """Each column read through a memory map of the file, opened for that column alone (the
+    footer parsed once): the kernel's page cache is read in place instead of copied into
+    read buffers, 15-20 ms less CPU for the 1M x 20 bench file's 20 columns, and as the map
+    closes with its column, the peak RSS holds one column's pages at a time (91 MB for
+    reading and sorting the bench file's columns one by one, against 117 MB buffered). A
+    map of the whole file open through the read would count all of it in the RSS."""
+    from pyarrow._parquet import ParquetReader
+
+    def opened(metadata: Any = None) -> Any:
+        r = ParquetReader()
+        try:
+            r.open(str(p), use_memory_map=True, metadata=metadata)
+        except (TypeError, AttributeError):  # another pyarrow's signature: the public class
+            return None
+        return r
+
+    first = opened()
+    if first is None:
+        return _file_columns(p)
+    meta, names = first.metadata, list(first.schema_arrow.names)
+    first.close()
+
+    def read(at: int) -> Any:
+        r = opened(meta)
+        try:
+            return r.read_column(at)
+        finally:
+            r.close()
+
+    return int(meta.num_rows), names, read
+
+
+def _file_columns(p: Path) -> tuple[int, list[str], Callable[[int], Any]]:
+    """Columns read through ``pyarrow.parquet.ParquetFile``, by name, with a buffered reader
+    per thread (one is one file handle, not documented as safe to share between threads)."""
     import pyarrow.parquet as pq
 
-    class _ByName:
-        def __init__(self) -> None:
-            self.file = pq.ParquetFile(p, buffer_size=_READ_BUFFER)
-            self.metadata, self.schema_arrow = self.file.metadata, self.file.schema_arrow
+    local = threading.local()
 
-        def read_column(self, at: int) -> Any:
-            name = self.schema_arrow.names[at]
-            return self.file.read(columns=[name], use_threads=False).column(0)
+    def file() -> Any:
+        pf = getattr(local, "pf", None)
+        if pf is None:
+            pf = local.pf = pq.ParquetFile(p, buffer_size=_READ_BUFFER)
+        return pf
 
-    return _ByName()
+    first = file()
+    names = list(first.schema_arrow.names)
+
+    def read(at: int) -> Any:
+        return file().read(columns=[names[at]], use_threads=False).column(0)
+
+    return int(first.metadata.num_rows), names, read
 
 
 def _workers(threads: int | None, rows: int, n_columns: int) -> int:
