@@ -87,6 +87,37 @@ def test_parquet_read_through_parquet_file_equals_the_reader_read(
     assert np.array_equal(want["x"], table.column(0).to_numpy())
 
 
+@pytest.mark.parametrize("refusal", [OSError("no mmap on this file system"), TypeError("unexpected keyword")])
+def test_a_reader_that_cannot_map_the_file_reads_it_buffered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: Exception
+) -> None:
+    # A file system without mmap (some FUSE mounts), or a pyarrow whose ParquetReader.open
+    # takes other arguments: the columns come through ParquetFile instead, the same arrays.
+    import sys
+    import types
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from infersight.stats.io import parquet_columns
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": np.arange(50.0), "s": ["a", "b"] * 25}), path)
+    want = {k: load() for k, load in parquet_columns(path)[0].items()}
+    tried: list[object] = []
+
+    class Refusing:
+        def open(self, *args: object, **kwargs: object) -> None:
+            tried.append(kwargs.get("use_memory_map"))
+            raise refusal
+
+    monkeypatch.setitem(sys.modules, "pyarrow._parquet", types.SimpleNamespace(ParquetReader=Refusing))
+    loaders, n = parquet_columns(path)
+    got = {k: load() for k, load in loaders.items()}
+    assert n == 50 and list(got) == ["x", "s"]
+    assert all(_same(got[k], want[k]) for k in want)
+    assert tried == [True]  # the mapped open was tried once, then ParquetFile read every column
+
+
 def test_parquet_threads_below_one_are_refused(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")

@@ -209,7 +209,9 @@ def _mapped_columns(p: Path) -> tuple[int, list[str], Callable[[int], Any]]:
     read buffers, 15-20 ms less CPU for the 1M x 20 bench file's 20 columns, and as the map
     closes with its column, the peak RSS holds one column's pages at a time (91 MB for
     reading and sorting the bench file's columns one by one, against 117 MB buffered). A
-    map of the whole file open through the read would count all of it in the RSS."""
+    map of the whole file open through the read would count all of it in the RSS. Where the
+    file cannot be mapped, or ``ParquetReader.open`` takes other arguments, the buffered
+    :func:`_file_columns`."""
     from pyarrow._parquet import ParquetReader
 
     def opened(metadata: Any = None) -> Any:
@@ -220,7 +222,10 @@ def _mapped_columns(p: Path) -> tuple[int, list[str], Callable[[int], Any]]:
             return None
         return r
 
-    first = opened()
+    try:
+        first = opened()
+    except OSError:  # a file system that cannot map files (some FUSE mounts): buffered reads
+        return _file_columns(p)
     if first is None:
         return _file_columns(p)
     meta, names = first.metadata, list(first.schema_arrow.names)
