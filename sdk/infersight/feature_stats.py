@@ -195,7 +195,8 @@ class _State:
         self.preds: dict[ModelKey, list[float]] = {}
         # The three buffers of a model above, fetched together by record_simple.
         self.simple: dict[ModelKey, tuple[list[Any], list[float], list[Any]]] = {}
-        # Batches of columns: (names, a rows × names numeric matrix or one array per name, rows).
+        # Batches of columns: (names, a rows × names numeric matrix or one array per name, rows);
+        # the data is None for a batch already sketched, kept for its absent counts.
         self.blocks: dict[ModelKey, list[tuple[tuple[str, ...], Any, int]]] = {}
         # Numeric outputs of batch calls, per output name.
         self.outs: dict[ModelKey, dict[str, list[npt.NDArray[np.float64]]]] = {}
@@ -429,12 +430,21 @@ class FeatureStats:
         self._pressure(held, size)
 
     def _sketch_block(self, model: ModelKey, names: tuple[str, ...], data: Any, n: int) -> None:
-        """Sketch a batch now (on the caller's thread), outside the lock, and merge the result:
-        nothing of ``data`` is kept."""
+        """Sketch a batch's values now (on the caller's thread), outside the lock, and merge the
+        result: nothing of ``data`` is kept. Its names and row count stay buffered (a block
+        without data) until the next compaction, which counts the names it lacks as absent
+        together with the rows buffered around it, as it does for a buffered batch: counted
+        now, a name first seen later in the same list (or in rows buffered before it) was
+        missed for its rows."""
         private = _State()
-        self._process_buffers(private, _Buffers({}, {}, {}, {model: [(names, data, n)]}))
+        self._process_batches(private, model, names, [(data, n)])
         with self._lock:
             self._merge(self._state, private)
+            st = self._state
+            buf = st.blocks.get(model)
+            if buf is None:
+                buf = st.blocks[model] = []
+            buf.append((names, None, n))
 
     def record_columns(self, model: ModelKey, norm: Normalized, redactor: Any = None) -> None:
         """A batch: its columns are copied into the model's buffer (the caller may reuse its
@@ -684,7 +694,9 @@ class FeatureStats:
                 continue
             self._record_table(st, model, keys, table)
         for names, parts in batches.items():
-            self._process_batches(st, model, names, parts)
+            held = [part for part in parts if part[0] is not None]  # not those sketched already
+            if held:
+                self._process_batches(st, model, names, held)
         for keys, rs in groups.items():
             missing = known.difference(k if type(k) is str else str(k) for k in keys)
             for name in missing:

@@ -241,6 +241,69 @@ def test_any_big_list_gives_what_its_rows_give(
         assert _as_list(rows) == expected
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(min_value=2, max_value=40),
+    where=st.integers(min_value=0, max_value=39),
+    stays=st.booleans(),
+    before=st.integers(min_value=0, max_value=3),
+    pure=st.booleans(),
+)
+def test_a_name_first_seen_midway_is_absent_for_every_row_before_it(
+    small_big: int, monkeypatch: pytest.MonkeyPatch, n: int, where: int, stays: bool, before: int, pure: bool
+) -> None:
+    """A big list is sketched in parts; a name that first appears in a later part (or in rows
+    buffered one by one after the converter stopped) is still counted absent for the rows of
+    the earlier parts and for rows buffered before the list, as when every row is sent alone
+    (session 8 found 10 against 22: 23 rows, a fourth name at row 22)."""
+    where = where % n
+    rows = [{"a": float(i), "b": 2.0 * i - 7, "c": float(-i)} for i in range(n)]
+    for i in range(where, n if stays else where + 1):
+        rows[i]["late"] = 0.5 * i
+    earlier = [{"a": 1.0, "b": 2.0, "c": 3.0} for _ in range(before)]
+    with monkeypatch.context() as m:
+        if pure:
+            for mod, name in CONVERTERS:
+                m.setattr(mod, name, None)
+        expected = _one_by_one(earlier + rows)
+        acc = FeatureStats()
+        for r in earlier:
+            acc.record_row(MODEL, r)
+        acc.record_columns(MODEL, payload.normalize_inputs([dict(r) for r in rows]))
+        got = _summary(acc)
+    absent = [v for k, v in expected.items() if k[0] == "ml.feature.missing" and ("ml.feature.name", "late") in k[1]]
+    assert absent == [before + n - (n - where if stays else 1)] or (absent == [] and where == 0 and stays)
+    assert got == expected
+
+
+@pytest.mark.usefixtures("small_big")
+def test_a_big_batch_after_buffered_rows_counts_their_names_absent(path: str) -> None:
+    """A 2-D array big enough to be sketched at once, after rows with a name it lacks: its rows
+    count that name absent, as the same rows sent one by one do."""
+    X = np.arange(60.0).reshape(20, 3) - 17.5
+    earlier = [{"f0": 1.0, "f1": 2.0, "f2": 3.0, "extra": "x"} for _ in range(3)]
+    expected = _one_by_one(earlier + [dict(zip(("f0", "f1", "f2"), r)) for r in X.tolist()])
+    assert (
+        expected[
+            (
+                "ml.feature.missing",
+                (
+                    ("ml.feature.name", "extra"),
+                    ("ml.missing.kind", "absent"),
+                    ("ml.model.name", "big"),
+                    ("ml.model.version", "1"),
+                ),
+            )
+        ]
+        == 20
+    )
+    acc = FeatureStats()
+    for r in earlier:
+        acc.record_row(MODEL, r)
+    acc.record_columns(MODEL, payload.normalize_inputs(X, features=["f0", "f1", "f2"]))
+    assert _summary(acc) == expected
+
+
 def _row_of_items_reference(columns: dict[str, np.ndarray]) -> dict[str, Any]:
     return {k: v.item() for k, v in columns.items()}
 
