@@ -329,6 +329,7 @@ class _Call:
             shed = opts.shedder.level if s.overhead_budget is not None else 0
             norm = self.norm
             extreme = False
+            value: float | None = None
             if self.do_stats and norm is not None:
                 redactor = rt.pipeline.redactor
                 if redactor.active and norm.records is None and redactor.any_match(norm.feature_names()):
@@ -368,6 +369,10 @@ class _Call:
                 # SpanContext is a tuple: trace_id, span_id, remote, flags, state, valid
                 ctx = span.get_span_context()
                 ids = ctx[0] << 64 | ctx[1] if ctx[5] else 0
+                if value is not None and type(result) is np.ndarray and result.ndim and result.dtype in _F48:
+                    # a one-row answer as the 1-tuple of its number: shipped as the array is
+                    # ([value], 1 row), without holding the array until the drain
+                    result = (value,)
                 rt.outcomes.add((self.rid, _time_ns(), self.model, self.version, ids, result))
             if exc is not None:
                 span.set_attribute("error.type", error_type or "")
@@ -406,6 +411,9 @@ class _Call:
         if self.violations:
             fields["ml.schema.violations"] = [f"{v.feature}:{v.rule}" for v in self.violations[:32]]
         rt.pipeline.event("ml.prediction", fields, error=exc is not None)
+
+
+_F48 = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def _one_number(result: Any) -> float | None:

@@ -18,7 +18,10 @@ When the buffer is full, further calls are counted in ``ml.telemetry.dropped`` w
 (``INFERSIGHT_RECORD_OUTCOMES=false``) to turn outcomes off.
 
 The prediction object is held by reference until the drain and encoded there: a caller that
-mutates the returned object in place before the next export changes what is shipped.
+mutates the returned object in place before the next export changes what is shipped. The
+exception is the one-element float array a one-row call usually gets back from ``model.predict``:
+the request path has read its number already and keeps that (as a 1-tuple, shipped exactly as
+the array would be), not the array.
 
 Example:
     >>> buf = OutcomeBuffer(capacity=2)
@@ -217,6 +220,28 @@ def encode_outcomes(
                 # the common case: one label or number, nothing to measure
                 value: Any = _finite(pred) if type(pred) is not str else pred[:_MAX_TEXT]
                 rows, cut, n = 1, False, 24
+            elif type(pred) is tuple and len(pred) == 1 and type(pred[0]) is float:
+                # a one-row answer's number (see infersight._monitor): shipped as its array is
+                value = [pred[0] if math.isfinite(pred[0]) else None]
+                rows, n = 1, _float_list_json_size(value)
+                cut = n > max_bytes
+                if cut:
+                    value, n = None, 4
+            elif type(pred) is np.ndarray and pred.dtype in _FLOATS and _one_column(pred):
+                # what model.predict answers: the list compact_prediction makes, measured
+                # without json.dumps (which builds an encoder per call: about 1.5 µs, more than
+                # the rest of a one-row call's outcome), and not made at all when its JSON
+                # cannot fit (every number takes 3 characters or more, and ", ")
+                rows = pred.shape[0]
+                kept = min(rows, max_rows)
+                if 5 * kept > max_bytes:
+                    value, cut, n = None, True, 4
+                else:
+                    value = [v if math.isfinite(v) else None for v in pred[:kept].ravel().tolist()]
+                    n = _float_list_json_size(value)
+                    cut = n > max_bytes
+                    if cut:
+                        value, n = None, 4
             else:
                 value, rows = compact_prediction(pred, max_rows)
                 if redactor is not None and isinstance(value, dict):
@@ -244,6 +269,25 @@ def encode_outcomes(
 
 
 _SCALARS = (bool, int, float, str)
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _one_column(a: np.ndarray) -> bool:
+    return a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)
+
+
+def _float_list_json_size(values: list[float | None]) -> int:
+    """``len(json.dumps(values))`` for a list of finite floats and ``None``: the JSON encoder
+    writes a float as its ``repr`` and ``None`` as ``null``, separated by ``", "``.
+
+    >>> _float_list_json_size([0.5, None, 1e-07]) == len(json.dumps([0.5, None, 1e-07]))
+    True
+    """
+    if not values:
+        return 2
+    return sum(4 if v is None else len(repr(v)) for v in values) + 2 * len(values)
+
+
 _SPAN_MASK = (1 << 64) - 1
 _MAX_TEXT = 256
 
