@@ -290,7 +290,7 @@ class _Call:
         if self.norm is None:
             return
         schema = opts.schema
-        if self.norm.row is not None and hasattr(schema, "validate_row"):
+        if self.norm.is_row and hasattr(schema, "validate_row"):
             report = schema.validate_row(self.norm.row, model_version=self.version)
         else:
             report = schema.validate(self.norm.as_columns(), self.norm.n_rows, model_version=self.version)
@@ -334,7 +334,7 @@ class _Call:
                 redactor = rt.pipeline.redactor
                 if redactor.active and norm.records is None and redactor.any_match(norm.feature_names()):
                     norm = _drop_redacted(norm, redactor)
-                value = _one_number(result) if norm.row is not None and exc is None and not stream else None
+                value = _one_number(result) if norm.is_row and exc is None and not stream else None
                 if (
                     value is not None
                     and value - value == 0.0
@@ -343,8 +343,9 @@ class _Call:
                 ):
                     # The common case (one row in, one finite number out, as a float or as the
                     # one-element array model.predict returns): one lock, three appends.
-                    # (value is only a number when norm.row is not None: no second test here)
-                    rt.stats.record_simple(model_key, norm.row, value, elapsed)  # type: ignore[arg-type]
+                    # (value is only a number when norm is one row: no second test here)
+                    keys, values = norm.row_items()
+                    rt.stats.record_simple_items(model_key, keys, values, value, elapsed)
                     call_recorded = True
                 else:
                     # rows of a list are redacted as they are buffered (checked once per set of names)
@@ -428,8 +429,8 @@ def _one_number(result: Any) -> float | None:
 
 def _drop_redacted(norm: Normalized, redactor: Any) -> Normalized:
     """Redacted fields never become metric attributes (a category value could be a secret)."""
-    if norm.row is not None:
-        return Normalized(norm.n_rows, row={k: v for k, v in norm.row.items() if not redactor.matches(k)})
+    if norm.is_row:
+        return Normalized(norm.n_rows, row={k: v for k, v in (norm.row or {}).items() if not redactor.matches(k)})
     cols = norm.as_columns()
     return Normalized(norm.n_rows, columns={k: v for k, v in cols.items() if not redactor.matches(k)})
 

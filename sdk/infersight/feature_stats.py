@@ -273,8 +273,13 @@ class FeatureStats:
     def record_simple(self, model: ModelKey, row: Mapping[str, Any], prediction: float, seconds: float) -> None:
         """The common call (one row in, one finite number out) under a single lock acquisition:
         :meth:`record_row`, an output value and :meth:`record_call` in one."""
-        keys = tuple(row)
-        values = tuple(row.values())
+        self.record_simple_items(model, tuple(row), tuple(row.values()), prediction, seconds)
+
+    def record_simple_items(
+        self, model: ModelKey, keys: tuple[Any, ...], values: tuple[Any, ...], prediction: float, seconds: float
+    ) -> None:
+        """:meth:`record_simple` of a row given as its distinct names and their values (what
+        a row read from an array is, before anything builds its dict)."""
         with self._lock:
             st = self._state
             bufs = st.simple.get(model)
@@ -450,8 +455,8 @@ class FeatureStats:
         """A batch: its columns are copied into the model's buffer (the caller may reuse its
         arrays) and sketched later with the other buffered batches, all numeric columns in one
         numpy pass; a batch of more than ``_HARD_VALUES`` numbers is sketched now."""
-        if norm.row is not None:
-            self.record_row(model, norm.row)
+        if norm.is_row:
+            self.record_row(model, norm.row or {})
             return
         if norm.records is not None:
             self.record_rows(model, norm.records, redactor)

@@ -28,6 +28,7 @@ PURE = os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1"
 CONVERTERS = [
     (payload, "_row_dict"),
     (payload, "_row_of_items"),
+    (payload, "_items_row"),
     (payload, "_columns_matrix"),
     (feature_stats, "_records_matrix"),
     (sketch, "_c_sketch_rows"),
@@ -341,6 +342,11 @@ def test_the_c_reader_of_one_element_columns_gives_what_item_gives(specs: list[t
     want = _row_of_items_reference(columns)
     got = payload._row_of_items(columns, np.ndarray)
     assert got is not None
+    if payload._items_row is not None:  # the same values as (names, values) tuples
+        items = payload._items_row(columns, np.ndarray)
+        assert items is not None and items[0] == tuple(got)
+        assert [type(v) for v in items[1]] == [type(v) for v in got.values()]
+        assert all(a is b or a == b or (a != a and b != b) for a, b in zip(items[1], got.values()))
     assert list(got) == list(want)
     for k, v in want.items():
         assert type(got[k]) is type(v), (k, columns[k].dtype)
@@ -357,5 +363,13 @@ def test_the_c_reader_is_turned_off_when_it_reads_something_else() -> None:
 
     assert payload._checked_row_of_items(wrong) is None
     assert payload._checked_row_of_items(None) is None
+
+    def wrong_items(columns: Any, array_type: type) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        return tuple(columns), tuple(0.0 for _ in columns)
+
+    assert payload._checked_items_row(wrong_items) is None
+    assert payload._checked_items_row(lambda c, t: None) is None
+    if payload._items_row is not None:
+        assert payload._checked_items_row(payload._items_row) is payload._items_row
     if payload._row_of_items is not None:
         assert payload._checked_row_of_items(payload._row_of_items) is payload._row_of_items
