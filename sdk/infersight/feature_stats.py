@@ -362,18 +362,26 @@ class FeatureStats:
         with other names, or a value of another type, ends it)."""
         done, n = 0, len(rows)
         work: npt.NDArray[np.float64] | None = None
+        plan: tuple[int, int] | None = None  # (names, rows per part) of a big list's parts
         while done < n:
             first = rows[done]
             if type(first) is not dict or not first:
                 break
             k = len(first)
             left = n - done
-            big = left * k >= _HARD_VALUES
-            if big:
-                parts = -(-left * k // _HARD_VALUES)
-                m = -(-left // parts)
+            if plan is not None and plan[0] == k:
+                # the next of a big list's equal parts (each under _HARD_VALUES: its last
+                # part, had it been judged alone, would have been buffered in small parts,
+                # stacked again and sketched at compaction)
+                big, m = True, min(plan[1], left)
             else:
-                m = min(left, max(1, _CONVERT_VALUES // k))
+                big = left * k >= _HARD_VALUES
+                if big:
+                    parts = -(-left * k // _HARD_VALUES)
+                    m = -(-left // parts)
+                    plan = (k, m)
+                else:
+                    m = min(left, max(1, _CONVERT_VALUES // k))
             # written feature-major (names x rows), the layout the sketch reads: the batch's
             # rows x names matrix is its transpose, a view
             if big:

@@ -162,8 +162,24 @@ def test_a_big_list_of_numbers_only_gives_what_its_rows_give(path: str) -> None:
     with pytest.MonkeyPatch.context() as m:
         m.setattr(FeatureStats, "_sketch_block", counted)
         assert _as_list(rows) == expected
-    if path == "C":  # 300 values sketched in parts of about 40 (the last, under 40, buffered)
+    if path == "C":  # 300 values sketched in equal parts of about 40, the last part too
         assert len(parts) >= 6 and max(parts) * 6 <= 40 + 6 and sum(parts) >= 44
+
+
+@pytest.mark.usefixtures("small_big")
+@pytest.mark.parametrize("n", [14, 20, 21, 50, 101])
+def test_every_part_of_a_big_list_is_sketched_at_once(path: str, n: int) -> None:
+    """A big list is cut in equal parts, each under the "big" size: its last part too is
+    sketched at once, not buffered in small parts to be stacked again at compaction."""
+    if path != "C":
+        pytest.skip("the Python path buffers rows one by one")
+    rows = [{"a": float(i), "b": -2.0 * i, "c": i % 3} for i in range(n)]
+    expected = _one_by_one(rows)
+    acc = FeatureStats()
+    acc.record_columns(MODEL, payload.normalize_inputs([dict(r) for r in rows]))
+    held = [(names, data, m) for names, data, m in acc._state.blocks.get(MODEL, [])]
+    assert all(data is None for _, data, _ in held) and sum(m for _, _, m in held) == n
+    assert _summary(acc) == expected
 
 
 @pytest.mark.usefixtures("small_big")
