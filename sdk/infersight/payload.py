@@ -300,7 +300,8 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
         return _from_list(obj, names)
     if obj is None:
         return Normalized(1, row={})
-    if _is_pandas(obj, "DataFrame"):
+    if t in _frame_types or _is_pandas(obj, "DataFrame"):
+        _frame_types.add(t)
         return _from_frame(obj)
     if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic v2
         row = _plain_row(obj)
@@ -594,6 +595,7 @@ def _is_plain_model(cls: type) -> bool:
 # -- pandas -------------------------------------------------------------------------------
 
 _frame_names_cache: tuple[Any, Any, tuple[str, ...]] = (None, None, ())
+_frame_types: set[type] = set()  # the DataFrame classes met (no module-name test for them)
 
 
 def _frame_names(index: Any) -> tuple[str, ...]:
@@ -634,7 +636,7 @@ def _frame_columns(df: Any) -> tuple[list[npt.NDArray[Any]], npt.NDArray[Any] | 
                 type(vals) is np.ndarray
                 and vals.ndim == 2
                 and vals.dtype.kind in "fiu"
-                and only.mgr_locs.indexer == slice(0, width, 1)
+                and only.mgr_locs.indexer == _all_columns(width)
             ):
                 return [], vals.T
         out: list[Any] = [None] * width
@@ -656,10 +658,15 @@ def _frame_columns(df: Any) -> tuple[list[npt.NDArray[Any]], npt.NDArray[Any] | 
         return [_pandas_column(df.iloc[:, i]) for i in range(width)], None
 
 
+@functools.lru_cache(maxsize=64)
+def _all_columns(width: int) -> slice:
+    return slice(0, width, 1)
+
+
 def _from_frame(df: Any) -> Normalized:
     names = _frame_names(df.columns)
     cols, matrix = _frame_columns(df)
-    n = len(df.index)
+    n = matrix.shape[0] if matrix is not None else len(df.index)  # one block: rows x columns
     if n == 1:
         values = matrix[0].tolist() if matrix is not None else [c[:1].tolist()[0] for c in cols]
         return _one_row(names, values)
