@@ -24,7 +24,9 @@ people's load, the CPU time is the work done (all threads together).
 infersight is timed on one thread (``threads=1``) and on all cores (the default). ``--before
 DIR`` adds the same figures for an older tree (``DIR`` is put first on ``PYTHONPATH``, e.g.
 ``git archive 84ea44b sdk | tar -x -C /tmp/i13-before`` and the compiled ``_speedups`` copied
-in).
+in). ``--command-only`` times the command line alone (before and after side by side, with the
+CPU spread of the rounds): ``--before DIR --command-only --rounds 8`` without whylogs is a
+quick A/B of a change.
 
 whylogs lives only in the benchmark's own venv, never as a project dependency:
 
@@ -194,6 +196,9 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="folder for the Parquet file (default: a temporary one)")
     ap.add_argument("--skip-whylogs-frame", action="store_true", help="time whylogs through the file only")
     ap.add_argument("--rounds", type=int, default=3, help="fresh processes per figure, interleaved; medians reported")
+    ap.add_argument(
+        "--command-only", action="store_true", help="time the command line only (no in-process figures, no reads)"
+    )
     a = ap.parse_args()
     if a.run == "profile":
         tool = "whylogs" if a.threads < 0 else "ours"
@@ -244,11 +249,27 @@ def main() -> None:
     child_json(me, ["--run", "profile", *small_rows], env)
     if a.before:
         spawn(cli_cmd([], small), before_env)
-        child_json(me, ["--run", "profile", "--threads", "1", *small_rows], before_env)
+        if not a.command_only:
+            child_json(me, ["--run", "profile", "--threads", "1", *small_rows], before_env)
     if a.whylogs_python:
         spawn([a.whylogs_python, __file__, "--run", "whylogs-file", "--path", str(small)], env)
-        child_json(a.whylogs_python, ["--run", "profile", "--threads", "-1", *small_rows], env)
+        if not a.command_only:
+            child_json(a.whylogs_python, ["--run", "profile", "--threads", "-1", *small_rows], env)
+    if not a.command_only:
+        in_process_figures(a, me, env, before_env, common, n_values, shape)
+    command_figures(a, me, env, before_env, cli_cmd, path, n_values)
+    print(f"\nload average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
+
+def in_process_figures(
+    a: argparse.Namespace,
+    me: str,
+    env: dict[str, str],
+    before_env: dict[str, str],
+    common: list[str],
+    n_values: int,
+    shape: str,
+) -> None:
     in_process: list[tuple[str, str, list[str], dict[str, str]]] = [
         ("infersight, 1 thread", me, ["--threads", "1"], env),
         (f"infersight, {os.cpu_count()} threads", me, ["--threads", "0"], env),
@@ -285,6 +306,16 @@ def main() -> None:
                 f"peak memory added {w['peak_added_mb'] / max(r['peak_added_mb'], 1):.1f}x"
             )
 
+
+def command_figures(
+    a: argparse.Namespace,
+    me: str,
+    env: dict[str, str],
+    before_env: dict[str, str],
+    cli_cmd: Any,
+    path: Path,
+    n_values: int,
+) -> None:
     size = path.stat().st_size / 2**20
     print(f"\ncommand line, {path.name} ({size:.0f} MB Parquet), wall time from spawn to exit, peak RSS, medians:")
     commands: list[tuple[str, list[str], dict[str, str]]] = [
@@ -292,6 +323,7 @@ def main() -> None:
         ("infersight profile", cli_cmd([]), env),
     ]
     if a.before:
+        commands.append(("infersight profile --threads 1, before", cli_cmd(["--threads", "1"]), before_env))
         commands.append(("infersight profile, before", cli_cmd([]), before_env))
     if a.whylogs_python:
         commands.append(
@@ -309,9 +341,13 @@ def main() -> None:
     cli = {label: tuple(statistics.median(t[i] for t in ts) for i in range(3)) for label, ts in timed.items()}
     for label, (wall, peak, cpu) in cli.items():
         walls = ", ".join(f"{t[0]:.3f}" for t in timed[label])
+        cpus = [t[2] for t in timed[label]]
         print(
-            f"  {label:34s} {wall:7.3f} s ({walls}; cpu {cpu:.3f})  peak RSS {peak:5.0f} MB  {n_values / wall / 1e6:5.1f} M values/s"
+            f"  {label:38s} {wall:7.3f} s ({walls}; cpu {cpu:.3f} [{min(cpus):.3f}-{max(cpus):.3f}])  "
+            f"peak RSS {peak:5.0f} MB  {n_values / wall / 1e6:5.1f} M values/s"
         )
+    if a.command_only:
+        return
     read = child_json(me, ["--run", "read-ours", "--path", str(path)], env)
     print(
         f"  {'infersight: reading alone (import + read)':42s} {read['read']:7.3f} s  peak RSS {read['peak_mb']:5.0f} MB"
@@ -327,7 +363,6 @@ def main() -> None:
                 print(
                     f"  whylogs / {label}: {w_wall / wall:.1f}x time (cpu {w_cpu / cpu:.1f}x), {w_peak / peak:.1f}x peak RSS"
                 )
-    print(f"\nload average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
 def child_env(folder: Path) -> dict[str, str]:

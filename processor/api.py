@@ -13,11 +13,12 @@ Routes (all ``GET``; JSON unless noted):
 - ``/api/models/{model}/calls?...``: calls, errors, latency and batch-size histograms, spans.
 - ``/api/models/{model}/predictions?start=&end=&labelled=&limit=``: logged predictions joined
   with their ground truth.
-- ``/api/models/{model}/drift?start=&end=&version=&window=&merge=1``: drift against the model's
-  reference, in the JSON shape of ``infersight drift --format json``: one entry in ``windows``
-  per evaluation window in the range (``window``: its size, default the model's smallest
-  evaluation window), or with ``merge=1`` one for the whole range merged from stored windows.
-- ``/api/models/{model}/findings?start=&end=&kind=&status=&version=``: the stored verdicts of
+- ``/api/models/{model}/drift?start=&end=&version=&window=&merge=1&slice=``: drift against the
+  model's reference, in the JSON shape of ``infersight drift --format json``: one entry in
+  ``windows`` per evaluation window in the range (``window``: its size, default the model's
+  smallest evaluation window), or with ``merge=1`` one for the whole range merged from stored
+  windows; ``slice=region=eu``: that slice against its own past.
+- ``/api/models/{model}/findings?start=&end=&kind=&status=&version=&slice=``: the stored verdicts of
   the evaluation loop (windows starting in the range), each with its earlier ``revisions``.
 - ``POST /api/models/{model}/reference``: a reference profile (the JSON ``infersight profile``
   writes) that replaces the configured one from the next evaluation on (201; 400 naming what is
@@ -50,7 +51,7 @@ from infersight.processor.evaluate.findings import Finding
 from infersight.processor.ingest.receiver import Receiver, Unauthorized
 from infersight.processor.ingest.writer import Ingestor
 from infersight.processor.selfmetrics import Registry
-from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT, Storage
+from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT, Storage, sliced_role, split_role
 from infersight.stats.sketch import ExpHistogram
 from infersight.stats.windows import WindowStats
 
@@ -262,6 +263,7 @@ def make_web_app(
                 "features": group(FEATURE),
                 "outputs": group(OUTPUT),
                 "has_calls": any(s["role"] == MODEL for s in series),
+                "slices": sorted({k for k in (split_role(s["role"])[1] for s in series) if k}),
                 "predictions": counts,
             }
         )
@@ -271,8 +273,11 @@ def make_web_app(
             name, item = request.path_params["model"], request.path_params[param]
             start, end = time_range(request)
             version = request.query_params.get("version")
-            ws, n = storage.query(name, role, item, start, end, version)
+            slice_ = request.query_params.get("slice") or ""
+            ws, n = storage.query(name, sliced_role(role, slice_), item, start, end, version)
             body = {"model": name, param: item, "version": version, "start": start, "end": end, "windows": n}
+            if slice_:
+                body["slice"] = slice_
             body.update(describe_series(ws, role))
             return JSONResponse(body)
 
@@ -356,8 +361,11 @@ def make_web_app(
                     f"{len(ranges)} windows of {size}s in the range; ask for at most 2000 "
                     "(a larger window=, a shorter range, or merge=1)"
                 )
-        report = drift_report(env, name, ranges, version=version)
+        slice_ = q.get("slice") or ""
+        report = drift_report(env, name, ranges, version=version, slice_=slice_)
         report.update({"model": name, "version": version, "start": start, "end": end})
+        if slice_:
+            report["slice"] = slice_
         return JSONResponse(report)
 
     async def push_reference(request: Request) -> Response:
@@ -384,13 +392,14 @@ def make_web_app(
         q = request.query_params
         start = parse_time(q.get("start"), "start", 0)
         end = parse_time(q.get("end"), "end", time.time() + 86400)
-        kind, status, version = q.get("kind"), q.get("status"), q.get("version")
+        kind, status, version, slice_ = q.get("kind"), q.get("status"), q.get("version"), q.get("slice")
 
         def wanted(b: dict[str, Any]) -> bool:
             return (
                 (not kind or b.get("kind") == kind)
                 and (not status or b.get("status") == status)
                 and (version is None or b.get("version") == version)
+                and (slice_ is None or b.get("slice", "") == slice_)
             )
 
         current = [r.body for r in stored_findings(storage, name, start, end) if wanted(r.body)]

@@ -104,3 +104,23 @@ def test_malformed_and_header_only_csv_name_the_file(tmp_path, capsys):
         f"infersight profile: data file {str(header)!r} has no rows (a header only?); a reference needs training data\n"
     )
     assert not (tmp_path / "r.json").exists()
+
+
+def test_profile_run_as_the_program_freezes_its_objects_before_exit(train_csv, tmp_path, capsys, monkeypatch):
+    # The interpreter's last collection at exit then skips what numpy and pyarrow made at
+    # import; a caller passing its own argv (a test, a script) keeps its collector untouched.
+    import gc
+
+    gc.unfreeze()
+    try:
+        assert main(["profile", str(train_csv), "--model", "m", "-o", str(tmp_path / "a.json")]) == 0
+        assert gc.get_freeze_count() == 0
+        monkeypatch.setattr(
+            "sys.argv", ["infersight", "profile", str(train_csv), "--model", "m", "-o", str(tmp_path / "b.json")]
+        )
+        assert main() == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert capsys.readouterr().out.count("wrote ") == 2
+    assert json.loads((tmp_path / "b.json").read_text())["n_rows"] == 300

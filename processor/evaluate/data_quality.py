@@ -16,6 +16,10 @@ unseen categories         values the reference never saw in at least       ``uns
                           ``max_unseen`` of rows
 ========================  ===============================================  ===============
 
+Each judged slice (:func:`~infersight.processor.evaluate.drift.judged_slices`) gets the
+missing-value and unseen-category checks too, against the slice's own past, its findings
+carrying ``slice``.
+
 And one model-level finding (subject ``__model__``, status ``no_data``, cause ``no_data``) for
 a window in which a model that reported before sent nothing at all.
 
@@ -29,7 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from infersight.processor.evaluate.drift import reference_of, views, window_of
+from infersight.processor.evaluate.drift import judged_slices, reference_of, slice_reference, views, window_of
 from infersight.processor.evaluate.findings import EvaluationContext, Finding
 from infersight.processor.evaluate.references import Env, missing_jump
 from infersight.processor.evaluate.window import jsonable
@@ -97,6 +101,28 @@ class DataQualityEvaluator:
                 if prof is not None and prof.categories is not None and fw.categories is not None:
                     checks.extend(self._unseen(fw, prof, ms.feature(name).max_unseen or ev.max_unseen))
                 out.append(self._finding(ctx, version, name, checks, runbook, fs.importance))
+        out.extend(self._slices(ctx, window, ms, runbook))
+        return out
+
+    def _slices(self, ctx: EvaluationContext, window: Any, ms: Any, runbook: dict[str, Any]) -> list[Finding]:
+        """Each judged slice's missing rate and unseen categories against the slice's own past
+        (schema violations are counted per model, not per slice)."""
+        out: list[Finding] = []
+        for slice_ in judged_slices(window, ms):
+            ref = slice_reference(ctx, self.env, slice_).reference
+            if ref is None:
+                continue
+            feats = window.features("", slice_)
+            for name in sorted(feats):
+                fs = ms.feature(name)
+                prof = ref.features.get(name)
+                if fs.ignore or prof is None or prof.kind == "timestamp":
+                    continue
+                fw = window.feature_window(name, "", prof.kind, slice_)
+                checks = self._missing(fw, prof, ms, name)
+                if prof.categories is not None and fw.categories is not None:
+                    checks.extend(self._unseen(fw, prof, fs.max_unseen or self.env.evaluation.max_unseen))
+                out.append(self._finding(ctx, "", name, checks, runbook, fs.importance, slice_))
         return out
 
     def _missing(
@@ -163,6 +189,7 @@ class DataQualityEvaluator:
         checks: list[tuple[str, str, float, float, float | None, dict[str, Any]]],
         runbook: dict[str, Any],
         importance: float,
+        slice_: str = "",
     ) -> Finding:
         worst = max(checks, key=lambda c: (_ORDER[c[0]], c[2] / c[3] if c[3] and math.isfinite(c[3]) else 0.0))
         details: dict[str, Any] = {}
@@ -176,6 +203,7 @@ class DataQualityEvaluator:
             version,
             "data_quality",
             name,
+            slice=slice_,
             status=status,
             statistic=float(worst[2]),
             threshold=float(worst[3]),

@@ -13,6 +13,10 @@ Verdicts are per version and for all versions together (``version=""``); when a 
 one version, only the all-versions verdict is made (its ``details["versions"]`` names it), so
 one model version does not raise every finding twice.
 
+Slices (``@monitor(slices=["region"])`` in the SDK; ``models.<name>.slices`` and ``slice_cap``
+choose which are judged) are scored too, all versions together, each against its own past
+(:func:`slice_reference`): a slice's findings carry ``slice="region=eu"``.
+
 Example:
     >>> DriftEvaluator.name
     'drift'
@@ -55,6 +59,31 @@ def reference_of(ctx: EvaluationContext, env: Env) -> ResolvedReference:
     return r
 
 
+def judged_slices(window: ModelWindow, settings: Any) -> list[str]:
+    """The window's slices drift judges: those over the names in the model's ``slices``
+    setting (every slice when it names none), at most ``slice_cap`` of them, the most rows
+    first (ties by key)."""
+    allowed = set(settings.slices)
+    keys = [k for k in window.slices if not allowed or {part.partition("=")[0] for part in k.split(",")} <= allowed]
+    if len(keys) > settings.slice_cap:
+        keys = sorted(keys, key=lambda k: (-window.slice_rows(k), k))[: settings.slice_cap]
+    return keys
+
+
+def slice_reference(ctx: EvaluationContext, env: Env, slice_: str) -> ResolvedReference:
+    """A slice's reference: the slice's own past (the model's ``reference: {past_window: ...}``,
+    one day by default), since a profile of all traffic does not describe one region's rows."""
+    key = "reference@" + slice_
+    r = ctx.cache.get(key)
+    if r is None:
+        r = env.references.resolve_slice(
+            ctx.model, slice_, ctx.size, ctx.start, ctx.cache.get("data_start"), ctx.settings
+        )
+        ctx.cache[key] = r
+    assert isinstance(r, ResolvedReference)
+    return r
+
+
 def views(window: ModelWindow) -> list[str]:
     """``""`` (all versions), plus each version when more than one has data."""
     vs = window.versions
@@ -92,74 +121,112 @@ class DriftEvaluator:
     def evaluate(self, ctx: EvaluationContext) -> list[Finding]:
         window = window_of(ctx, self.env)
         resolved = reference_of(ctx, self.env)
-        ref = resolved.reference
-        if ref is None or window.empty:
+        if window.empty:
             return []
         ms = ctx.settings or self.env.settings(ctx.model)
         scorer = self.env.scorer(ctx.model, ms)
-        source = resolved.source if resolved.cacheable else None
         mode = ms.mode_for(ctx.size)
         out: list[Finding] = []
-        for version in views(window):
-            feats = window.features(version)
+        if resolved.reference is not None:
+            for version in views(window):
+                common = {
+                    "reference": resolved.source,
+                    "mode": mode,
+                    **({"versions": list(window.versions)} if not version else {}),
+                    **({"runbook": ms.runbook} if ms.runbook else {}),
+                }
+                out.extend(self._view(ctx, window, resolved, scorer, ms, version, "", common))
+        for slice_ in judged_slices(window, ms):
+            sref = slice_reference(ctx, self.env, slice_)
+            if sref.reference is None:
+                continue
             common = {
-                "reference": resolved.source,
+                "reference": sref.source,
                 "mode": mode,
-                **({"versions": list(window.versions)} if not version else {}),
                 **({"runbook": ms.runbook} if ms.runbook else {}),
             }
-            # every feature's verdict at once (the method's own, scored in batches: see
-            # score_windows); the missing rate is data quality's, not scored here
-            judged: list[tuple[str, Any]] = []
-            methods: list[Any] = []
-            fws: list[FeatureWindow] = []
-            for name, prof in ref.features.items():
-                fs = ms.feature(name)
-                if fs.ignore or prof.kind == "timestamp" or name not in feats:
-                    continue
-                judged.append((name, fs))
-                methods.append(scorer.method(prof, source))
-                fws.append(window.feature_window(name, version, prof.kind))
-            for (name, fs), res in zip(judged, score_windows(methods, fws)):
-                alpha = scorer.policy.overrides.get(name, {}).get("alpha", scorer.policy.alpha)
-                out.append(
-                    self._finding(
-                        ctx, version, name, res, explain(res, alpha, scorer.policy.min_rows), fs.importance, common
-                    )
+            out.extend(self._view(ctx, window, sref, scorer, ms, "", slice_, common))
+        return out
+
+    def _view(
+        self,
+        ctx: EvaluationContext,
+        window: ModelWindow,
+        resolved: ResolvedReference,
+        scorer: Any,
+        ms: Any,
+        version: str,
+        slice_: str,
+        common: dict[str, Any],
+    ) -> list[Finding]:
+        """The findings of one version view or one slice: every feature, each output and its
+        label shift."""
+        ref = resolved.reference
+        assert ref is not None
+        source = resolved.source if resolved.cacheable else None
+        out: list[Finding] = []
+        feats = window.features(version, slice_)
+        # every feature's verdict at once (the method's own, scored in batches: see
+        # score_windows); the missing rate is data quality's, not scored here
+        judged: list[tuple[str, Any]] = []
+        methods: list[Any] = []
+        fws: list[FeatureWindow] = []
+        for name, prof in ref.features.items():
+            fs = ms.feature(name)
+            if fs.ignore or prof.kind == "timestamp" or name not in feats:
+                continue
+            judged.append((name, fs))
+            methods.append(scorer.method(prof, source))
+            fws.append(window.feature_window(name, version, prof.kind, slice_))
+        for (name, fs), res in zip(judged, score_windows(methods, fws)):
+            alpha = scorer.policy.overrides.get(name, {}).get("alpha", scorer.policy.alpha)
+            out.append(
+                self._finding(
+                    ctx,
+                    version,
+                    name,
+                    res,
+                    explain(res, alpha, scorer.policy.min_rows),
+                    fs.importance,
+                    common,
+                    slice_,
                 )
-            outs = window.outputs(version)
-            for name, ws in outs.items():
-                oprof = output_profile(ref, name, list(outs))
-                if oprof is None:
-                    continue
-                fw = output_window(ws, oprof.kind)
-                method = scorer.method(oprof, source, OUTPUT)
-                res = method.score_window(fw)
+            )
+        outs = window.outputs(version, slice_)
+        for name, ws in outs.items():
+            oprof = output_profile(ref, name, list(outs))
+            if oprof is None:
+                continue
+            fw = output_window(ws, oprof.kind)
+            method = scorer.method(oprof, source, OUTPUT)
+            res = method.score_window(fw)
+            out.append(
+                self._finding(
+                    ctx,
+                    version,
+                    f"output:{name}",
+                    res,
+                    explain(res, scorer.policy.alpha),
+                    1.0,
+                    common | {"role": "output"},
+                    slice_,
+                )
+            )
+            if ref.confusion is not None and fw.categories is not None:
+                bbse = self._label_shift(resolved)
+                lres = bbse.score_counts(fw.categories)
                 out.append(
                     self._finding(
                         ctx,
                         version,
-                        f"output:{name}",
-                        res,
-                        explain(res, scorer.policy.alpha),
+                        f"label_shift:{name}",
+                        lres,
+                        explain(lres, bbse.alpha),
                         1.0,
-                        common | {"role": "output"},
+                        common | {"role": "label_shift"},
+                        slice_,
                     )
                 )
-                if ref.confusion is not None and fw.categories is not None:
-                    bbse = self._label_shift(resolved)
-                    lres = bbse.score_counts(fw.categories)
-                    out.append(
-                        self._finding(
-                            ctx,
-                            version,
-                            f"label_shift:{name}",
-                            lres,
-                            explain(lres, bbse.alpha),
-                            1.0,
-                            common | {"role": "label_shift"},
-                        )
-                    )
         return out
 
     def _label_shift(self, resolved: ResolvedReference) -> BBSE:
@@ -179,12 +246,14 @@ class DriftEvaluator:
         reason: str,
         importance: float,
         common: Mapping[str, Any],
+        slice_: str = "",
     ) -> Finding:
         judged = math.isfinite(res.statistic)
         return ctx.finding(
             version,
             "drift",
             subject,
+            slice=slice_,
             status="breach" if res.drift else "ok",
             statistic=float(res.statistic),
             threshold=float(res.threshold),
@@ -204,10 +273,12 @@ def drift_report(
     *,
     version: str | None = None,
     iso: bool = True,
+    slice_: str = "",
 ) -> dict[str, Any]:
     """``{"windows": [...], "summary": {...}}`` for ``model`` over each ``(start, end)`` range,
     in the shape ``infersight drift --format json`` prints (one entry per range; the missing
-    rate folded into the verdict as the CLI does), plus ``reference`` (where it came from)."""
+    rate folded into the verdict as the CLI does), plus ``reference`` (where it came from).
+    With ``slice_``, that slice's rows against the slice's own past (all versions)."""
     from infersight.cli.drift import summarize
 
     ms = env.settings(model)
@@ -218,18 +289,22 @@ def drift_report(
     for start, end in windows:
         size = end - start
         w = load_window(env.storage, model, size, start)
-        resolved = env.references.resolve(model, size, start, settings=ms)
+        if slice_:
+            version = None
+            resolved = env.references.resolve_slice(model, slice_, size, start, settings=ms)
+        else:
+            resolved = env.references.resolve(model, size, start, settings=ms)
         ref = resolved.reference
         sources.append(resolved.source)
         entry: dict[str, Any] = {
             "start": _iso(start) if iso else start,
             "end": _iso(end) if iso else end,
-            "rows": w.rows(version or ""),
+            "rows": w.slice_rows(slice_) if slice_ else w.rows(version or ""),
             "features": {},
             "multivariate": {},
         }
         if ref is not None:
-            feats = w.features(version or "")
+            feats = w.features(version or "", slice_)
             source = resolved.source if resolved.cacheable else None
             for name, prof in ref.features.items():
                 if ms.feature(name).ignore or prof.kind == "timestamp":
@@ -243,7 +318,7 @@ def drift_report(
                     )
                 alpha = scorer.policy.overrides.get(name, {}).get("alpha", scorer.policy.alpha)
                 entry["features"][name] = {**r.to_dict(), "reason": explain(r, alpha, scorer.policy.min_rows)}
-            outs = w.outputs(version or "")
+            outs = w.outputs(version or "", slice_)
             for name, ws in outs.items():
                 oprof = output_profile(ref, name, list(outs))
                 if oprof is None:

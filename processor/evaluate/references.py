@@ -36,7 +36,7 @@ from infersight.processor.evaluate.settings import (
     PastWindow,
 )
 from infersight.processor.evaluate.window import output_window
-from infersight.processor.storage.base import FEATURE, OUTPUT, Record, Storage
+from infersight.processor.storage.base import FEATURE, OUTPUT, Record, Storage, sliced_role
 from infersight.stats.drift import DriftPolicy, DriftResult
 from infersight.stats.reference import FeatureProfile, Reference
 from infersight.stats.windows import FeatureWindow, WindowSummary
@@ -172,23 +172,46 @@ class References:
                 log.warning(
                     "reference file %r for %r cannot be read (%s); using a past window", ms.reference, model, exc
                 )
+        return self._past(model, size, start, data_start, ms)
+
+    def resolve_slice(
+        self,
+        model: str,
+        slice_: str,
+        size: int,
+        start: int,
+        data_start: int | None = None,
+        settings: ModelSettings | None = None,
+    ) -> ResolvedReference:
+        """The reference for slice ``slice_`` of ``model``'s window: the slice's own stored
+        windows the model's past window earlier (one day when its reference is a profile,
+        which describes all traffic, not one slice's)."""
+        return self._past(model, size, start, data_start, settings or self.models.for_model(model), slice_)
+
+    def _past(
+        self, model: str, size: int, start: int, data_start: int | None, ms: ModelSettings, slice_: str = ""
+    ) -> ResolvedReference:
         past = ms.reference if isinstance(ms.reference, PastWindow) else DEFAULT_PAST
         lo = (start if data_start is None else data_start) - past.seconds
-        past_ref = past_reference(self.storage, model, lo, start + size - past.seconds)
+        past_ref = past_reference(self.storage, model, lo, start + size - past.seconds, slice_=slice_)
         return ResolvedReference(past_ref, f"past_window:{past.seconds}", False)
 
 
-def past_reference(storage: Storage, model: str, start: int, end: int, version: str | None = None) -> Reference | None:
-    """The model's stored windows over ``[start, end)`` as a reference (``None`` if empty)."""
+def past_reference(
+    storage: Storage, model: str, start: int, end: int, version: str | None = None, slice_: str = ""
+) -> Reference | None:
+    """The model's stored windows over ``[start, end)`` as a reference (``None`` if empty);
+    with ``slice_``, the windows of that slice only."""
     if end <= 0:
         return None
-    series = storage.query_model(model, max(start, 0), end, roles=(FEATURE, OUTPUT))
+    feature, output = sliced_role(FEATURE, slice_), sliced_role(OUTPUT, slice_)
+    series = storage.query_model(model, max(start, 0), end, roles=(feature, output))
     feats: dict[str, list[Any]] = {}
     outs: dict[str, list[Any]] = {}
     for (role, name, v), ws in series.items():
         if version and v != version:
             continue
-        (feats if role == FEATURE else outs).setdefault(name, []).append(ws)
+        (feats if role == feature else outs).setdefault(name, []).append(ws)
     if not feats:
         return None
     from infersight.stats.windows import WindowStats

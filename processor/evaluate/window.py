@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT, Storage
+from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT, Storage, sliced_role, split_role
 from infersight.stats.windows import FeatureWindow, WindowStats
 
 __all__ = ["ModelWindow", "load_window", "total", "output_window", "feature_window"]
@@ -54,7 +54,9 @@ def output_window(ws: WindowStats, kind: str | None = None) -> FeatureWindow:
 
 @dataclass
 class ModelWindow:
-    """``series`` maps ``(role, name, version)`` to the window's merged statistics."""
+    """``series`` maps ``(role, name, version)`` to the window's merged statistics; a slice's
+    features and outputs are under their sliced role (``feature@region=eu``, see
+    :func:`~infersight.processor.storage.base.sliced_role`) and read with ``slice_=``."""
 
     model: str
     size: int
@@ -63,7 +65,7 @@ class ModelWindow:
     series: Mapping[tuple[str, str, str], WindowStats]
     _merged: dict[tuple[str, str], dict[str, WindowStats]] = field(default_factory=dict, repr=False)
     _present: dict[str, set[str]] = field(default_factory=dict, repr=False)
-    _windows: dict[tuple[str, str, str | None], FeatureWindow] = field(default_factory=dict, repr=False)
+    _windows: dict[tuple[str, str, str | None, str], FeatureWindow] = field(default_factory=dict, repr=False)
     _totals: dict[int, float] = field(default_factory=dict, repr=False)
 
     def total(self, ws: WindowStats) -> float:
@@ -77,6 +79,11 @@ class ModelWindow:
     @property
     def versions(self) -> tuple[str, ...]:
         return tuple(sorted({v for _, _, v in self.series}))
+
+    @property
+    def slices(self) -> tuple[str, ...]:
+        """The slice keys with data in this window (``@monitor(slices=...)``), sorted."""
+        return tuple(sorted({k for k in (split_role(r)[1] for r, _, _ in self.series) if k}))
 
     @property
     def empty(self) -> bool:
@@ -94,21 +101,26 @@ class ModelWindow:
             self._merged[key] = got
         return got
 
-    def features(self, version: str = "") -> dict[str, WindowStats]:
-        """Feature name → statistics (``version`` ``""``: every version merged)."""
-        return self._role(FEATURE, version)
+    def features(self, version: str = "", slice_: str = "") -> dict[str, WindowStats]:
+        """Feature name → statistics (``version`` ``""``: every version merged; ``slice_``
+        ``""``: all traffic)."""
+        return self._role(sliced_role(FEATURE, slice_), version)
 
-    def feature_window(self, name: str, version: str = "", kind: str | None = None) -> FeatureWindow:
+    def feature_window(self, name: str, version: str = "", kind: str | None = None, slice_: str = "") -> FeatureWindow:
         """Feature ``name``'s statistics as the engine reads them (read once per window and
         kind: drift and data quality share it; not to be modified)."""
-        key = (version, name, kind)
+        key = (version, name, kind, slice_)
         got = self._windows.get(key)
         if got is None:
-            got = self._windows[key] = FeatureWindow.from_stats(self.features(version)[name], kind)
+            got = self._windows[key] = FeatureWindow.from_stats(self.features(version, slice_)[name], kind)
         return got
 
-    def outputs(self, version: str = "") -> dict[str, WindowStats]:
-        return self._role(OUTPUT, version)
+    def outputs(self, version: str = "", slice_: str = "") -> dict[str, WindowStats]:
+        return self._role(sliced_role(OUTPUT, slice_), version)
+
+    def slice_rows(self, slice_: str) -> int:
+        """The most rows any feature of the slice saw in this window."""
+        return max((FeatureWindow.from_stats(ws).rows for ws in self.features("", slice_).values()), default=0)
 
     def calls(self, version: str = "") -> WindowStats | None:
         return self._role(MODEL, version).get("")

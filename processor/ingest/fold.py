@@ -32,9 +32,17 @@ import numpy as np
 from infersight.processor.ingest.columns import SketchColumns, merge_groups
 from infersight.processor.ingest.outcomes import OUTCOMES_EVENT, outcome_rows
 from infersight.processor.ingest.points import LogPoint, MetricPoint, SpanPoint
-from infersight.processor.ingest.screen import KNOWN, columns_series, identity, log_problem, metric_problem
+from infersight.processor.ingest.screen import (
+    KNOWN,
+    columns_series,
+    identity,
+    log_problem,
+    metric_problem,
+    series_role,
+)
 from infersight.processor.storage.base import MODEL, Feedback, Outcome, Prediction, WindowKey
-from infersight.stats.sketch import ExpHistogram
+from infersight.processor.storage.codec import decode_window, pack_columns
+from infersight.stats.sketch import DEFAULT_MAX_SIZE, ExpHistogram
 from infersight.stats.windows import WindowStats
 
 __all__ = ["Aggregated", "aggregate", "window_start"]
@@ -56,6 +64,8 @@ class Aggregated:
     and what was ignored (unknown metric names and events, counted, not stored)."""
 
     windows: dict[WindowKey, WindowStats] = field(default_factory=dict)
+    # base windows already in their stored form (``aggregate(..., packed=True)``)
+    packed: dict[WindowKey, bytes] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list)
     feedback: list[Feedback] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -69,6 +79,7 @@ class _Builder:
         self.base = base
         self.parts: dict[WindowKey, list[WindowStats]] = defaultdict(list)
         self.durations: dict[WindowKey, list[float]] = defaultdict(list)
+        self.packed: dict[WindowKey, bytes] = {}
 
     def part(self, model: str, version: str, role: str, name: str, time_ns: int) -> WindowStats:
         key = WindowKey(model, version, role, name, self.base, window_start(time_ns, self.base))
@@ -83,6 +94,8 @@ def aggregate(
     logs: Sequence[LogPoint],
     sizes: Sequence[int],
     columns: Sequence[SketchColumns] = (),
+    *,
+    packed: bool = False,
 ) -> Aggregated:
     """Fold delta points (and columnar exponential-histogram points) into windows of every
     size in ``sizes`` (base first, then roll-ups, each a multiple of the one before), plus
@@ -90,16 +103,28 @@ def aggregate(
 
     Roll-up windows are derived from the merged base windows, so a batch costs one sketch
     merge per key and level rather than one per point and level.
+
+    With ``packed`` (base windows only), a feature's or output's window that one columnar
+    point makes alone (the exporter pattern: one point per series per window) goes to
+    ``Aggregated.packed`` in its stored form (:func:`~infersight.processor.storage.codec.pack_windows`
+    of the window ``windows`` would hold, byte for byte), without a sketch object per point.
     """
+    if packed and len(sizes) > 1:
+        raise ValueError(f"aggregate(packed=True) folds base windows only; got sizes {tuple(sizes)}")
     out = Aggregated()
     b = _Builder(sizes[0])
-    _add_columns(b, columns, out)
+    _add_columns(b, columns, out, packed)
     for p in metrics:
         _add_metric(b, p, out)
     for s in spans:
         _add_span(b, s, out)
     for rec in logs:
         _add_log(rec, out)
+    for key, row in b.packed.items():
+        if key in b.parts or key in b.durations:  # the window has other parts: merged as one
+            b.parts[key].insert(0, decode_window(row))
+        else:
+            out.packed[key] = row
     base: dict[WindowKey, WindowStats] = {}
     for key, parts in b.parts.items():
         base[key] = parts[0] if len(parts) == 1 else WindowStats.merge_all(parts)
@@ -116,9 +141,10 @@ def aggregate(
     return out
 
 
-def _add_columns(b: _Builder, columns: Sequence[SketchColumns], out: Aggregated) -> None:
+def _add_columns(b: _Builder, columns: Sequence[SketchColumns], out: Aggregated, packed: bool = False) -> None:
     """Columnar exponential-histogram points → one merged sketch per (series, window), for the
-    whole batch in one :func:`merge_groups` call."""
+    whole batch in one :func:`merge_groups` call (with ``packed``, points alone in a feature's
+    or output's window go to ``b.packed`` in their stored form instead)."""
     series: dict[tuple[Any, ...], int] = {}
     parts: list[SketchColumns] = []
     ids: list[np.ndarray] = []
@@ -143,8 +169,14 @@ def _add_columns(b: _Builder, columns: Sequence[SketchColumns], out: Aggregated)
     lo = int(start.min()) if start.size else 0
     code = (cols.attr_index << 32) | ((start - lo) // b.base)
     keys, group = np.unique(code, return_inverse=True)
-    sketches = merge_groups(group.ravel().astype(np.int64), keys.size, cols)
     by_id = list(series)
+    if packed:
+        alone = _pack_alone(b, cols, group.ravel(), keys, by_id, lo)
+        if alone.any():
+            cols = cols.take(~alone)
+            code = code[~alone]
+            keys, group = np.unique(code, return_inverse=True)
+    sketches = merge_groups(group.ravel().astype(np.int64), keys.size, cols)
     for k, sk in zip(keys.tolist(), sketches):
         model, version, role, name, slot, etype = by_id[k >> 32]
         ws = WindowStats()
@@ -154,6 +186,88 @@ def _add_columns(b: _Builder, columns: Sequence[SketchColumns], out: Aggregated)
         ws.sketches[slot] = sk
         if role == MODEL and slot == "duration":
             _count_calls(ws, {} if etype is None else {"error.type": etype}, sk.count)
+
+
+def _pack_alone(
+    b: _Builder, cols: SketchColumns, group: np.ndarray, keys: np.ndarray, by_id: list[Any], lo: int
+) -> np.ndarray:
+    """Points alone in their group, of a feature's or an output's series, with a count and
+    finite numbers, packed straight into stored rows (``b.packed``): the sketch
+    :func:`merge_groups` would give such a point is the point with zero buckets at the ends
+    trimmed and ``max_size`` the default or its bucket span if wider. Returns which points
+    were taken."""
+    n = cols.count.size
+    series_ok = np.fromiter((k[2] != MODEL and len(str(k[4]).encode()) < 256 for k in by_id), bool, len(by_id))
+    alone = (
+        (np.bincount(group, minlength=keys.size)[group] == 1)
+        & series_ok[cols.attr_index]
+        & (cols.count > 0)
+        & np.isfinite(cols.sum)
+        & np.isfinite(cols.min)
+        & np.isfinite(cols.max)
+        & (cols.scale >= -128)
+        & (cols.scale < 128)
+    )
+    idx = np.flatnonzero(alone)
+    if not idx.size:
+        return alone
+    # runs: each point's positive then negative buckets, as laid out in cols.counts
+    r_len = np.empty(2 * n, np.int64)
+    r_len[0::2], r_len[1::2] = cols.pos_len, cols.neg_len
+    r_end = np.cumsum(r_len)
+    r_start = r_end - r_len
+    nz_at = np.flatnonzero(cols.counts)
+    first = np.searchsorted(nz_at, r_start)
+    r_nz = np.searchsorted(nz_at, r_end) - first
+    runs = np.empty(2 * idx.size, np.int64)
+    runs[0::2], runs[1::2] = 2 * idx, 2 * idx + 1
+    has = r_nz[runs] > 0
+    lo_at = np.where(has, nz_at[np.minimum(first[runs], max(nz_at.size - 1, 0))], 0) if nz_at.size else runs * 0
+    hi_at = np.where(has, nz_at[np.maximum(first[runs] + r_nz[runs] - 1, 0)], -1) if nz_at.size else runs * 0 - 1
+    t_len = np.where(has, hi_at - lo_at + 1, 0)
+    offs = np.empty(2 * n, np.int64)
+    offs[0::2], offs[1::2] = cols.pos_offset, cols.neg_offset
+    t_off = np.where(has, offs[runs] + lo_at - r_start[runs], 0)
+    total = int(t_len.sum())
+    ends = np.cumsum(t_len)
+    counts = cols.counts[np.repeat(lo_at - (ends - t_len), t_len) + np.arange(total)] if total else cols.counts[:0]
+    pos_len, neg_len = t_len[0::2], t_len[1::2]
+    scalars = {
+        "scale": cols.scale[idx],
+        "zero_count": cols.zero_count[idx],
+        "count": cols.count[idx],
+        "sum": cols.sum[idx],
+        "min": cols.min[idx],
+        "max": cols.max[idx],
+        "max_size": np.maximum(np.maximum(pos_len, neg_len), DEFAULT_MAX_SIZE),
+    }
+    sid = cols.attr_index[idx].tolist()
+    names = [_slot_bytes(by_id[i][4]) for i in sid]
+    rows = pack_columns(scalars, t_off[0::2], pos_len, t_off[1::2], neg_len, counts, names)
+    base = b.base
+    starts = (lo + (keys[group[idx]] & 0xFFFFFFFF) * base).tolist()
+    got = b.packed
+    for i, start, row in zip(sid, starts, rows):
+        model, version, role, name, _, _ = by_id[i]
+        key = WindowKey(model, version, role, name, base, start)
+        if key in got:  # two series (e.g. slots) share the window: merged the plain way
+            b.parts[key].append(decode_window(got.pop(key)))
+            b.parts[key].append(decode_window(row))
+        elif key in b.parts:
+            b.parts[key].append(decode_window(row))
+        else:
+            got[key] = row
+    return alone
+
+
+_SLOTS: dict[str, bytes] = {}
+
+
+def _slot_bytes(slot: Any) -> bytes:
+    got = _SLOTS.get(slot)
+    if got is None:
+        got = _SLOTS[slot] = str(slot).encode()
+    return got
 
 
 def _add_metric(b: _Builder, p: MetricPoint, out: Aggregated) -> None:
@@ -166,7 +280,7 @@ def _add_metric(b: _Builder, p: MetricPoint, out: Aggregated) -> None:
     if ident is None or metric_problem(p):
         return  # screened out (and reported) before it reached the writer
     series = "" if series_attr is None else str(p.attributes[series_attr])
-    ws = b.part(ident[0], ident[1], role, series, p.time_ns)
+    ws = b.part(ident[0], ident[1], series_role(role, p.attributes), series, p.time_ns)
     if p.kind == "exponential_histogram" and p.sketch is not None:
         if p.sketch.count:
             ws.sketches[slot] = p.sketch

@@ -24,9 +24,18 @@ from infersight.processor.ingest.columns import SketchColumns
 from infersight.processor.ingest.limits import UNKNOWN_SERVICE, Refusal, SeriesLimiter
 from infersight.processor.ingest.outcomes import OUTCOMES_EVENT, outcome_problem
 from infersight.processor.ingest.points import Decoded, LogPoint, MetricPoint
-from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT
+from infersight.processor.storage.base import FEATURE, MODEL, OUTPUT, sliced_role
 
-__all__ = ["screen", "limit", "KNOWN", "identity", "metric_problem", "log_problem", "columns_series"]
+__all__ = [
+    "screen",
+    "limit",
+    "KNOWN",
+    "identity",
+    "metric_problem",
+    "log_problem",
+    "columns_series",
+    "series_role",
+]
 
 # metric name -> (role, attribute naming the series, how the point is stored)
 KNOWN: dict[str, tuple[str, str | None, str, str | None]] = {
@@ -145,6 +154,19 @@ def limit(signal: str, decoded: Decoded, limiter: SeriesLimiter) -> Decoded:
     return decoded
 
 
+def series_role(role: str, attrs: dict[str, Any]) -> str:
+    """The stored role of a point: its metric's role, in the point's slice (``ml.slice``,
+    written by ``@monitor(slices=...)``) for features and outputs.
+
+    >>> series_role(FEATURE, {"ml.slice": "region=eu"}), series_role(MODEL, {"ml.slice": "region=eu"})
+    ('feature@region=eu', 'model')
+    """
+    key = attrs.get("ml.slice")
+    if not key or role == MODEL:
+        return role
+    return sliced_role(role, str(key))
+
+
 def _point_refusal(
     signal: str, p: Any, check: Callable[[Any, str, tuple[str, str, str] | None], Refusal | None]
 ) -> Refusal | None:
@@ -154,7 +176,7 @@ def _point_refusal(
         if spec is None or ident is None:
             return None  # unknown metrics are not stored
         name = "" if spec[1] is None else str(p.attributes[spec[1]])
-        return check(p.resource.get("service.name"), ident[0], (ident[1], spec[0], name))
+        return check(p.resource.get("service.name"), ident[0], (ident[1], series_role(spec[0], p.attributes), name))
     if signal == "traces":
         ident = identity(p.attributes, p.resource)
         if ident is None:
@@ -207,7 +229,7 @@ def columns_series(c: SketchColumns, attrs: dict[str, Any], key: Any) -> tuple[s
             name = "" if series_attr is None else str(attrs[series_attr])
             # Calls are counted per error.type, so that attribute separates groups of durations.
             etype = attrs.get("error.type") if role == MODEL and slot == "duration" else None
-            found = (ident[0], ident[1], role, name, slot, etype)
+            found = (ident[0], ident[1], series_role(role, attrs), name, slot, etype)
         hit = _SERIES[ck] = (why, found)
     return hit
 

@@ -201,7 +201,8 @@ class Ingestor:
         staged: dict[str, Any] = {}
         deltas = self.converter.convert(metrics, staged)
         # Base windows only: compaction rolls them up (off the acknowledgement path).
-        agg = aggregate(deltas, spans, logs, self.window_sizes[:1], columns)
+        # Windows one exporter point makes alone come back already in their stored form.
+        agg = aggregate(deltas, spans, logs, self.window_sizes[:1], columns, packed=True)
         self.storage.write(
             WriteBatch(
                 agg.windows,
@@ -211,11 +212,13 @@ class Ingestor:
                 {k: v.to_json() for k, v in staged.items()},
                 agg.outcomes,
                 keep_items(spans, logs, self.keep_traces) if self.keep_traces != "off" else [],
+                agg.packed,
             )
         )
         self.converter.commit(staged)
         with self._dirty_lock:
             self._dirty.update(agg.windows)
+            self._dirty.update(agg.packed)
         reg = self.registry
         reg.inc("infersight_processor_commits_total")
         for name, n in agg.ignored.items():

@@ -42,11 +42,33 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "TraceItem",
+    "sliced_role",
+    "split_role",
 ]
 
 # A window's role: a model's feature (name = ``ml.feature.name``), one of its outputs
 # (name = ``ml.output.name``), or the model itself (name ``""``: latency, errors, spans, drops).
 FEATURE, OUTPUT, MODEL = "feature", "output", "model"
+# A slice's feature and output series (points with ``ml.slice``) are stored under the role
+# ``feature@<slice key>`` / ``output@<slice key>``: queries by role keep reading all traffic,
+# and a slice costs no column of its own.
+_SLICE_MARK = "@"
+MAX_SLICE_KEY = 200
+
+
+def sliced_role(role: str, slice_key: str) -> str:
+    """The stored role of ``role``'s series in slice ``slice_key`` (``role`` itself for ``""``).
+
+    >>> sliced_role(FEATURE, "region=eu"), split_role("feature@region=eu"), split_role(OUTPUT)
+    ('feature@region=eu', ('feature', 'region=eu'), ('output', ''))
+    """
+    return role + _SLICE_MARK + slice_key[:MAX_SLICE_KEY] if slice_key else role
+
+
+def split_role(role: str) -> tuple[str, str]:
+    """``(role, slice key)`` of a stored role; the key is ``""`` for all traffic."""
+    base, mark, key = role.partition(_SLICE_MARK)
+    return (base, key) if mark else (role, "")
 
 
 class StorageError(RuntimeError):
@@ -175,6 +197,9 @@ class WriteBatch:
     streams: dict[str, str] = field(default_factory=dict)  # cumulative stream key -> state JSON
     outcomes: list[Outcome] = field(default_factory=list)
     trace_items: list[TraceItem] = field(default_factory=list)  # spans and logs for the request view
+    # base windows already in their stored form (codec.pack_windows; the ingest path packs the
+    # windows one exporter point makes alone without a sketch object); keys not in ``windows``
+    packed: dict[WindowKey, bytes] = field(default_factory=dict)
 
 
 class Storage(abc.ABC):

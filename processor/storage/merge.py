@@ -1,8 +1,11 @@
 """Stored window rows merged a batch at a time, in columns: what compaction folds and rolls up.
 
 Compaction merges stored rows: the rows of a base window into one, and fresh base rows into
-their roll-up windows. Decoding each row into a :class:`~infersight.stats.windows.WindowStats`
-and merging window by window cost ~100 µs a row when every point has a window of its own
+their roll-up windows. Rows come in every form :func:`~infersight.processor.storage.codec.decode_window`
+reads: rows in the binary form (what stores write now) are read for a whole chunk in a few
+array passes, JSON rows (older stores) with one regular expression each or, failing that, a
+JSON parse. Decoding each row into a :class:`~infersight.stats.windows.WindowStats` and
+merging window by window cost ~100 µs a row when every point has a window of its own
 (the exporter pattern: one point per series per window). Here the rows of a whole compaction
 chunk are parsed once into columns (:class:`StoredRows`), and every group of rows (a folded
 window, a roll-up window) is merged in one :func:`~infersight.processor.ingest.columns.merge_groups`
@@ -35,7 +38,15 @@ import numpy as np
 import numpy.typing as npt
 
 from infersight.processor.ingest.columns import SketchColumns, merge_groups
-from infersight.processor.storage.codec import ParsedRow, _unpack_sketch
+from infersight.processor.storage.codec import (
+    _MAGIC,
+    _UNSIGNED,
+    HEADER,
+    ParsedRow,
+    _unpack_sketch,
+    binary_header,
+    decode_window,
+)
 from infersight.stats.sketch import DEFAULT_MAX_SIZE, ExpHistogram
 from infersight.stats.windows import ExplicitHistogram, WindowStats
 
@@ -45,10 +56,31 @@ I64 = npt.NDArray[np.int64]
 
 _DTYPE = {"B": "<u1", "H": "<u2", "I": "<u4", "Q": "<u8"}
 _EMPTY = np.zeros(0, np.int64)
+_INT_FIELDS = ("scale", "count", "zero_count", "max_size", "pos_off", "neg_off", "pos_len", "neg_len")
+_NAMES: dict[bytes, str] = {}  # sketch names met in binary rows (a handful: value, duration, ...)
+
+
+class _Cols:
+    """Columns of some rows' sketches (per sketch: integer fields, sum/min/max, a plain flag;
+    bucket counts laid out per sketch, positive then negative), joined by StoredRows.parse."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, I64] = {}
+        self.sum = np.zeros(0)
+        self.min = np.zeros(0)
+        self.max = np.zeros(0)
+        self.plain: npt.NDArray[np.bool_] = np.zeros(0, bool)
+        self.counts: I64 = _EMPTY
+
+    @classmethod
+    def empty(cls) -> _Cols:
+        out = cls()
+        out.fields = {k: _EMPTY for k in _INT_FIELDS}
+        return out
 
 
 class StoredRows:
-    """Stored window texts parsed into columns, ready to be merged in any grouping.
+    """Stored windows (bytes or JSON text) parsed into columns, ready to be merged in any grouping.
 
     Row ``r``'s sketches are ``sketch_names[r]`` (name -> sketch number); sketch ``j`` has
     scalar fields at index ``j`` of the arrays below and its bucket counts (positive, then
@@ -57,7 +89,7 @@ class StoredRows:
     """
 
     def __init__(self) -> None:
-        self.texts: list[str] = []
+        self.texts: list[str | bytes] = []
         self.sketch_names: list[dict[str, int]] = []
         self.others: list[WindowStats | None] = []  # histograms and counters (no sketches), if any
         self.raw: list[tuple[int, str]] = []  # per sketch: its row and name (for the plain path)
@@ -70,35 +102,82 @@ class StoredRows:
         self.counts: I64 = _EMPTY
 
     @classmethod
-    def parse(cls, texts: Sequence[str], known: Sequence[ParsedRow | None] | None = None) -> StoredRows:
-        """Parse stored window texts (every format :func:`~.codec.decode_window` reads).
+    def parse(cls, texts: Sequence[str | bytes], known: Sequence[ParsedRow | None] | None = None) -> StoredRows:
+        """Parse stored windows (every form :func:`~.codec.decode_window` reads: the binary
+        form, JSON text as ``str`` or UTF-8 ``bytes``).
 
-        ``known[r]``, where given, is row ``r``'s text already parsed
-        (:func:`~.codec.encode_windows_parsed` of the window it was written from: what the
-        writer hands compaction), taken instead of reading the text."""
+        ``known[r]``, where given, is row ``r``'s JSON text already parsed
+        (:func:`~.codec.encode_windows_parsed` of the window it was written from), taken
+        instead of reading the text."""
         out = cls()
         out.texts = list(texts)
+        n_rows = len(out.texts)
+        out.sketch_names = [{} for _ in range(n_rows)]
+        out.others = [None] * n_rows
+        binary = [
+            r
+            for r, t in enumerate(out.texts)
+            if not isinstance(t, str) and t[:1] == _MAGIC and (known is None or known[r] is None)
+        ]
+        is_binary = set(binary)
+        # text rows first (sketches numbered from 0), then binary rows
+        text_cols = out._parse_texts([r for r in range(n_rows) if r not in is_binary], known)
+        bin_cols = out._parse_binary(binary, len(out.raw))
+        parts = [c for c in (text_cols, bin_cols) if c is not None]
+        if not parts:
+            parts = [_Cols.empty()]
+        out.fields = {k: np.concatenate([c.fields[k] for c in parts]) for k in _INT_FIELDS}
+        out.sum = np.concatenate([c.sum for c in parts])
+        out.min = np.concatenate([c.min for c in parts])
+        out.max = np.concatenate([c.max for c in parts])
+        out.plain = np.concatenate([c.plain for c in parts])
+        lens = out.fields["pos_len"] + out.fields["neg_len"]
+        out.el_start = np.cumsum(lens) - lens
+        counts = parts[0].counts if len(parts) == 1 else np.concatenate([c.counts for c in parts])
+        out.counts = counts
+        # What merge_all would refuse or keep as given goes the plain way: zero buckets at an
+        # end of a sign (merge_all keeps them, the columnar merge trims them), or a count that
+        # is not zero_count plus the buckets (decoding raises).
+        pos_len, neg_len = out.fields["pos_len"], out.fields["neg_len"]
+        if counts.size:
+            for start, ln in ((out.el_start, pos_len), (out.el_start + pos_len, neg_len)):
+                has = ln > 0
+                first = counts[np.where(has, start, 0)]
+                last = counts[np.where(has, start + ln - 1, 0)]
+                out.plain |= has & ((first == 0) | (last == 0))
+        cum = np.concatenate([[0], np.cumsum(counts)])
+        bucket_total = cum[out.el_start + lens] - cum[out.el_start]
+        out.plain |= out.fields["count"] != out.fields["zero_count"] + bucket_total
+        return out
+
+    def _parse_texts(self, rows: list[int], known: Sequence[ParsedRow | None] | None) -> _Cols | None:
+        """Rows ``rows`` in the JSON form, read into columns (their sketches numbered first)."""
+        if not rows:
+            return None
         # one tuple per sketch: scale, count, zero_count, max_size, sum, min, max, positive
         # offset, code, base64; negative offset, code, base64; taken by the columnar merge
         rec: list[tuple[Any, ...]] = []
         loads, match = json.loads, _CANONICAL.fullmatch
-        for r, text in enumerate(out.texts):
+        for r in rows:
+            text = self.texts[r]
+            if not isinstance(text, str):
+                text = bytes(text).decode()
             g: Sequence[Any] | None = known[r] if known is not None else None
             if g is None:
                 m = match(text)
                 g = None if m is None else m.groups()
             if g is not None:  # the form encode_window writes for one sketch: no JSON parse
-                out.sketch_names.append({g[0]: len(rec)})
-                out.raw.append((r, g[0]))
+                self.sketch_names[r] = {g[0]: len(rec)}
+                self.raw.append((r, g[0]))
                 rec.append((g[1], g[3], g[2], g[7], g[4], g[5], g[6], g[8] or 0, g[9], g[10], g[11] or 0, g[12], g[13]))
                 c = g[14]
-                out.others.append(None if c == "{}" else WindowStats({}, {}, loads(c)))
+                self.others[r] = None if c == "{}" else WindowStats({}, {}, loads(c))
                 continue
             d = loads(text)
             names: dict[str, int] = {}
             for name, sk in (d.get("s") or {}).items():
                 names[name] = len(rec)
-                out.raw.append((r, name))
+                self.raw.append((r, name))
                 if not _regular(sk):  # kept as stored; its columns are placeholders never read
                     rec.append((0, 0, 0, 0, 0.0, 0.0, 0.0, 0, None, "", 0, None, ""))
                     continue
@@ -121,15 +200,16 @@ class StoredRows:
                         np_[1:],
                     )
                 )
-            out.sketch_names.append(names)
+            self.sketch_names[r] = names
             h, c = d.get("h"), d.get("c")
-            out.others.append(
+            self.others[r] = (
                 WindowStats({}, {k: ExplicitHistogram.from_dict(v) for k, v in h.items()} if h else {}, c or {})
                 if h or c
                 else None
             )
         n = len(rec)
         cols = list(zip(*rec)) if rec else [()] * 13
+        out = _Cols()
         out.fields = {
             k: np.fromiter(map(int, cols[i]), np.int64, n)
             for k, i in (
@@ -154,27 +234,77 @@ class StoredRows:
         out.fields["pos_len"], out.fields["neg_len"] = pos_len, neg_len
         # counts laid out per sketch: positive buckets, then negative
         lens = pos_len + neg_len
-        out.el_start = np.cumsum(lens) - lens
+        el_start = np.cumsum(lens) - lens
         if neg.size:
             counts = np.empty(int(lens.sum()), np.int64)
-            pos_at = np.repeat(out.el_start - (np.cumsum(pos_len) - pos_len), pos_len) + np.arange(pos.size)
-            neg_at = np.repeat(out.el_start + pos_len - (np.cumsum(neg_len) - neg_len), neg_len) + np.arange(neg.size)
+            pos_at = np.repeat(el_start - (np.cumsum(pos_len) - pos_len), pos_len) + np.arange(pos.size)
+            neg_at = np.repeat(el_start + pos_len - (np.cumsum(neg_len) - neg_len), neg_len) + np.arange(neg.size)
             counts[pos_at], counts[neg_at] = pos, neg
         else:  # no negative values anywhere (the usual case): the positive counts are the layout
             counts = pos
         out.counts = counts
-        # What merge_all would refuse or keep as given goes the plain way: zero buckets at an
-        # end of a sign (merge_all keeps them, the columnar merge trims them), or a count that
-        # is not zero_count plus the buckets (decoding raises).
-        if counts.size:
-            for start, ln in ((out.el_start, pos_len), (out.el_start + pos_len, neg_len)):
-                has = ln > 0
-                first = counts[np.where(has, start, 0)]
-                last = counts[np.where(has, start + ln - 1, 0)]
-                out.plain |= has & ((first == 0) | (last == 0))
-        cum = np.concatenate([[0], np.cumsum(counts)])
-        bucket_total = cum[out.el_start + lens] - cum[out.el_start]
-        out.plain |= out.fields["count"] != out.fields["zero_count"] + bucket_total
+        return out
+
+    def _parse_binary(self, rows: list[int], first: int) -> _Cols | None:
+        """Rows ``rows`` in the binary form, read into columns with a few array passes (their
+        sketches numbered from ``first``): the header of every row in one gather, the bucket
+        counts (already laid out positive, then negative) in another."""
+        if not rows:
+            return None
+        blobs = [t if isinstance(t, bytes) else t.encode() for t in (self.texts[r] for r in rows)]
+        head, starts, joined = binary_header(blobs)
+        size = HEADER.itemsize
+        out = _Cols()
+        pos_len = head["pos_len"].astype(np.int64)
+        neg_len = head["neg_len"].astype(np.int64)
+        width = head["width"].astype(np.int64)
+        lens = pos_len + neg_len
+        name_len, ctr_len = head["name_len"].astype(np.int64), head["ctr_len"].astype(np.int64)
+        name_at = starts + size + width * lens
+        blob_len = np.fromiter(map(len, blobs), np.int64, len(blobs))
+        if (~np.isin(width, (1, 2, 4, 8)) | (blob_len != name_at - starts + name_len + ctr_len)).any():
+            raise ValueError("a stored window does not match its header; the row is corrupt")
+        raw = np.frombuffer(joined, np.uint8)
+        if (width == 1).all():
+            total = int(lens.sum())
+            ends = np.cumsum(lens)
+            at = np.repeat(starts + size - (ends - lens), lens) + np.arange(total)
+            counts = raw[at].astype(np.int64)
+        else:
+            counts = np.concatenate(
+                [
+                    np.frombuffer(joined, _UNSIGNED[w], n, a).astype(np.int64)
+                    for w, n, a in zip(width.tolist(), lens.tolist(), (starts + size).tolist())
+                ]
+            )
+        out.counts = counts
+        out.fields = {
+            "scale": head["scale"].astype(np.int64),
+            "count": head["count"].astype(np.int64),
+            "zero_count": head["zero_count"].astype(np.int64),
+            "max_size": head["max_size"].astype(np.int64),
+            "pos_off": head["pos_off"].astype(np.int64),
+            "neg_off": head["neg_off"].astype(np.int64),
+            "pos_len": pos_len,
+            "neg_len": neg_len,
+        }
+        out.sum = head["sum"].astype(np.float64)
+        out.min = head["min"].astype(np.float64)
+        out.max = head["max"].astype(np.float64)
+        out.plain = (out.fields["count"] <= 0) | ~(np.isfinite(out.sum) & np.isfinite(out.min) & np.isfinite(out.max))
+        names = _NAMES
+        loads = json.loads
+        for j, (r, a, nl, cl) in enumerate(zip(rows, name_at.tolist(), name_len.tolist(), ctr_len.tolist())):
+            key = joined[a : a + nl]
+            name = names.get(key)
+            if name is None:
+                name = key.decode()
+                if len(names) < 1000:
+                    names[key] = name
+            self.sketch_names[r] = {name: first + j}
+            self.raw.append((r, name))
+            if cl:
+                self.others[r] = WindowStats({}, {}, loads(joined[a + nl : a + nl + cl]))
         return out
 
     def __len__(self) -> int:
@@ -239,7 +369,10 @@ class StoredRows:
     def _plain_sketch(self, j: int) -> ExpHistogram:
         """Sketch ``j`` decoded on its own, as :func:`~.codec.decode_window` decodes it."""
         row, name = self.raw[j]
-        return _unpack_sketch(json.loads(self.texts[row])["s"][name])
+        text = self.texts[row]
+        if not isinstance(text, str) and text[:1] == _MAGIC:
+            return decode_window(text).sketches[name]
+        return _unpack_sketch(json.loads(text)["s"][name])
 
     def _columns(self, idx: I64) -> SketchColumns:
         """Sketches ``idx`` (repeats allowed) as columns, their buckets gathered in order."""

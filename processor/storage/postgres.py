@@ -31,6 +31,19 @@ class PostgresStorage(SqlStorage):
     # re-checked after a wait), but two compactors locking overlapping rows in different
     # orders would deadlock and one of them fail.
     compaction_lock = "SELECT pg_advisory_xact_lock(7166818893260745983)"
+    blob_type = "BYTEA"
+
+    def _migrate_data_column(self, cur: Any) -> None:
+        # Stores written before the binary form hold JSON text: the column becomes BYTEA (the
+        # texts as UTF-8, which decode_window reads as JSON). Rewrites the table once, under the
+        # schema lock, so replicas starting together convert it once.
+        cur.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = 'stats' AND column_name = 'data'"
+        )
+        got = cur.fetchall()
+        if got and got[0][0] == "text":
+            cur.execute("ALTER TABLE stats ALTER COLUMN data TYPE BYTEA USING convert_to(data, 'UTF8')")
 
     def placeholders(self, sql: str) -> str:
         return sql.replace("?", "%s")

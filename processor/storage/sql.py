@@ -38,8 +38,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from infersight.processor.storage.base import (
     Lease,
     LeaseLost,
@@ -50,7 +48,7 @@ from infersight.processor.storage.base import (
     WriteBatch,
     cover_range,
 )
-from infersight.processor.storage.codec import decode_window, encode_windows, encode_windows_parsed
+from infersight.processor.storage.codec import decode_window, pack_windows
 from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
 
@@ -63,7 +61,7 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS stats (
         id {id},
         model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
-        size INTEGER NOT NULL, start BIGINT NOT NULL, data TEXT NOT NULL,
+        size INTEGER NOT NULL, start BIGINT NOT NULL, data {blob} NOT NULL,
         rolled INTEGER NOT NULL DEFAULT 1)""",
     # a model's windows by time: one batch's rows land in one place per model, so a commit
     # writes a few index pages, not one per series (stats_series, keyed by series first, made
@@ -161,8 +159,10 @@ class SqlStorage(Storage):
     # taken first in the transaction that creates the schema, so replicas starting together on
     # one new database do not race in CREATE TABLE (SQLite: BEGIN IMMEDIATE serialises already)
     schema_lock_sql: str | None = None
-    # how many rows just written compaction may take already parsed (~0.4 kB each)
+    # how many rows just written compaction may take without reading them back (~0.2 kB each)
     handover_limit = 250_000
+    # the ``stats.data`` column's type: a window's stored bytes (codec.pack_windows)
+    blob_type = "BLOB"
 
     @abc.abstractmethod
     def connect(self) -> Any:
@@ -197,12 +197,12 @@ class SqlStorage(Storage):
         self._rlock = threading.Lock()
         self._fence = threading.local()  # the lease this thread's writes are fenced by (fenced())
         # compaction's memory: spans of base windows held until the data moves past them
-        self._held: set[_Span] = set()
+        self._held: set[tuple[Any, ...]] = set()  # _Span fields
         self._held_lock = threading.Lock()
         self._watermark = 0
-        # rows written here, parsed, for compaction: {(model, version, role, name, roll-up start):
-        # {row id: ParsedRow}}; guarded by the write lock
-        self._handover: dict[tuple[Any, ...], dict[int, Any]] = {}
+        # rows written here, for compaction: {(model, version, role, name, roll-up start):
+        # {row id: stored bytes}}; guarded by the write lock
+        self._handover: dict[tuple[Any, ...], dict[int, bytes]] = {}
         self._handover_rows = 0
         self._w = self.connect()
         self._r = self._w if self.shares_connection else self.connect()
@@ -212,12 +212,18 @@ class SqlStorage(Storage):
             if self.schema_lock_sql:
                 cur.execute(self.schema_lock_sql)
             for stmt in _SCHEMA:
-                cur.execute(stmt.format(id=self.id_type))
+                cur.execute(stmt.format(id=self.id_type, blob=self.blob_type))
             # Stores made before roll-ups moved to compaction wrote them at ingest: their rows
             # count as rolled (the column's default), so nothing is rolled up twice.
             cur.execute("SELECT * FROM stats WHERE 1=0")
             if "rolled" not in [d[0] for d in cur.description]:
                 cur.execute("ALTER TABLE stats ADD COLUMN rolled INTEGER NOT NULL DEFAULT 1")
+            self._migrate_data_column(cur)
+
+    def _migrate_data_column(self, cur: Any) -> None:
+        """Make an older store's ``stats.data`` column hold bytes (it held JSON text). SQLite
+        keeps a BLOB as it is in a TEXT column, so nothing changes there; an engine whose
+        text columns cannot hold bytes converts the column here."""
 
     class _Tx:
         def __init__(self, store: SqlStorage, conn: Any, fence: bool = True) -> None:
@@ -289,18 +295,25 @@ class SqlStorage(Storage):
         """
         at = int(now if now is not None else time.time())
         base = self.window_sizes[0]
-        wrong = [k for k in batch.windows if k.size != base]
+        wrong = [k for k in (*batch.windows, *batch.packed) if k.size != base]
         if wrong:
             raise ValueError(
                 f"write() takes base windows ({base} s) only; got a {wrong[0].size} s window "
                 f"({wrong[0]}): roll-ups are built by compact()"
             )
-        texts, parsed = encode_windows_parsed(list(batch.windows.values()))
-        rows = [(*k, text) for k, text in zip(batch.windows, texts)]
+        both = batch.windows.keys() & batch.packed.keys()
+        if both:
+            raise ValueError(
+                f"write() takes a window in WriteBatch.windows or in WriteBatch.packed, not both; got {min(both)} "
+                "in both: merge them first"
+            )
+        keys = [*batch.windows, *batch.packed]
+        data = [*pack_windows(list(batch.windows.values())), *batch.packed.values()]
+        rows = [(*k, d) for k, d in zip(keys, data)]
         with self._wlock:
             ids = self._write_tx(batch, rows, at)
-            if ids is not None:  # committed: hand compaction the rows as already parsed
-                self._hand_over(list(batch.windows), ids, parsed)
+            if ids is not None:  # committed: hand compaction the rows it would read back
+                self._hand_over(keys, ids, data)
 
     def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
         """Insert fresh base rows into ``stats``; their ids in order, or ``None`` where the
@@ -308,19 +321,19 @@ class SqlStorage(Storage):
         cur.executemany(_INSERT_FRESH, rows)
         return None
 
-    def _hand_over(self, keys: list[WindowKey], ids: list[int], parsed: list[Any]) -> None:
-        """Keep the parsed form of rows just committed for compaction (by series' roll-up
+    def _hand_over(self, keys: list[WindowKey], ids: list[int], data: list[bytes]) -> None:
+        """Keep the stored bytes of rows just committed for compaction (by series' roll-up
         window, then row id: a row's content never changes under its id), up to
-        ``handover_limit`` rows; beyond that, compaction parses the texts as before."""
+        ``handover_limit`` rows; beyond that, compaction reads the rows back as before."""
         rollups = self.window_sizes[1:]
         if not rollups:
             return
         first = rollups[0]
         room = self.handover_limit - self._handover_rows
         cache = self._handover
-        for key, row_id, row in zip(keys, ids, parsed):
-            if row is None or room <= 0:
-                continue
+        for key, row_id, row in zip(keys, ids, data):
+            if room <= 0:
+                break
             model, version, role, name, _, start = key
             span = (model, version, role, name, start - start % first)
             got = cache.get(span)
@@ -450,21 +463,28 @@ class SqlStorage(Storage):
                 "GROUP BY model, version, role, name, size, start HAVING COUNT(*) > 1 OR MIN(rolled) = 0"
             )
             keys = [WindowKey(*r) for r in rows]
-        spans: set[_Span] = set()
+        # spans as plain tuples (a _Span's fields): this loop runs once per window written
+        spans: set[tuple[Any, ...]] = set()
+        first = rollups[0] if rollups else 0
+        newest = None
+        for k in keys:
+            size, start = k[4], k[5]
+            if size == base and first:  # a series' smallest roll-up window of base rows
+                lo = start - start % first
+                spans.add((*k[:4], base, lo, lo + first))
+                if newest is None or start > newest:
+                    newest = start
+            else:
+                spans.add((*k[:4], size, start, start + 1))
         with self._held_lock:
-            for k in keys:
-                if k.size == base and rollups:  # a series' smallest roll-up window of base rows
-                    lo = k.start - k.start % rollups[0]
-                    spans.add(_Span(k.model, k.version, k.role, k.name, base, lo, lo + rollups[0]))
-                    self._watermark = max(self._watermark, k.start + base)
-                else:
-                    spans.add(_Span(k.model, k.version, k.role, k.name, k.size, k.start, k.start + 1))
+            if newest is not None:
+                self._watermark = max(self._watermark, newest + base)
             if everything:  # held spans too (another replica may have taken their rows)
                 spans |= self._held
                 self._held = set()
             elif hold:
                 spans |= self._held
-                self._held = {s for s in spans if s.size == base and s.hi > self._watermark}
+                self._held = {s for s in spans if s[4] == base and s[6] > self._watermark}
                 spans -= self._held
             else:
                 self._held -= spans
@@ -473,7 +493,7 @@ class SqlStorage(Storage):
             with self._wlock, self._tx(self._w) as cur:
                 if self.compaction_lock:
                     cur.execute(self.compaction_lock)
-                folded += self._compact_chunk(cur, chunk)
+                folded += self._compact_chunk(cur, [_Span._make(t) for t in chunk])
         return folded
 
     @property
@@ -498,9 +518,9 @@ class SqlStorage(Storage):
                 ids.append(row_id)
             if not r[7] and r[4] == base:
                 fresh_ids.append(row_id)
-        # the rows of the chunk's base spans this process wrote, parsed already (only rows
-        # this transaction reads are taken from it: a row another compactor took is not read)
-        known: dict[int, Any] = {}
+        # the stored bytes of the chunk's base rows this process wrote (only rows this
+        # transaction claims are taken from it: a row another compactor took is not read)
+        known: dict[int, bytes] = {}
         if self._handover:
             for span in chunk:
                 if span.size == base:
@@ -508,7 +528,7 @@ class SqlStorage(Storage):
                     if got is not None:
                         known.update(got)
                         self._handover_rows -= len(got)
-        texts: dict[int, str] = {}
+        texts: dict[int, str | bytes] = {}
         claimed: list[int] = []  # fresh base rows this compactor rolls up
         for ids in _chunks(fresh_ids, 500):
             marks = ",".join("?" * len(ids))
@@ -517,7 +537,7 @@ class SqlStorage(Storage):
                 taken = [r[0] for r in cur.fetchall()]
                 claimed.extend(taken)
                 unknown = [i for i in taken if i not in known]
-                texts.update(dict.fromkeys(taken, ""))
+                texts.update((i, known[i]) for i in taken if i in known)
                 if unknown:
                     texts.update(self._texts(cur, unknown))
             else:
@@ -528,15 +548,18 @@ class SqlStorage(Storage):
         # roll-up windows the claimed rows add to (each with its current rows, taken below)
         targets: dict[tuple[Any, ...], list[int]] = {}
         claimed.sort()
-        for row_id in claimed:
+        first = rollups[0] if rollups else 0
+        for row_id in claimed if rollups else ():
             model, version, role, name, _, start = key_of[row_id]
-            for size in rollups:
-                t = (model, version, role, name, size, start - start % size)
-                ids = targets.get(t)
-                if ids is None:
-                    targets[t] = [row_id]
-                else:
-                    ids.append(row_id)
+            t = (model, version, role, name, first, start - start % first)
+            ids = targets.get(t)
+            if ids is None:
+                targets[t] = [row_id]
+            else:
+                ids.append(row_id)
+        for t in list(targets):  # larger roll-ups take the smallest ones' additions (below)
+            for size in rollups[1:]:
+                targets.setdefault((*t[:4], size, t[5] - t[5] % size), [])
         # windows with several rows fold into one (a roll-up target is rewritten whole anyway)
         fold_ids = [i for k, ids in rows_by_key.items() if len(ids) > 1 and k not in targets for i in ids]
         fold: dict[tuple[Any, ...], list[int]] = {}
@@ -573,22 +596,57 @@ class SqlStorage(Storage):
                 out_keys.append(k)
                 groups.append(ids)
         folded = len(groups)
+        # Roll-ups a level at a time: the smallest roll-up windows take the claimed rows; each
+        # larger one takes what the claimed rows added to the windows a level down (their
+        # merge, already made), not every claimed row again. Merging is associative, so a day
+        # is what it was, for about half the merging (an hour's 60 rows are merged once).
+        by_size: dict[int, list[tuple[Any, ...]]] = {}
         for k in target_keys:
-            out_keys.append(k)
-            groups.append(sorted(existing.get(k, ())) + targets[k])
-        if groups:
+            by_size.setdefault(k[4], []).append(k)
+        below: list[tuple[tuple[Any, ...], str | bytes]] = []  # (window, what it added) one level down
+        for level, size in enumerate(rollups):
+            here = by_size.get(size, [])
+            more = level + 1 < len(rollups)
+            if level == 0:
+                adds = [targets[k] for k in here]
+                data = texts
+            else:
+                data = {}
+                inputs: dict[tuple[Any, ...], list[int]] = {}
+                for n, (k, d) in enumerate(below):
+                    data[-1 - n] = d  # negative ids: never a row's
+                    inputs.setdefault((*k[:4], size, k[5] - k[5] % size), []).append(-1 - n)
+                for k in here:
+                    data.update((i, texts[i]) for i in existing.get(k, ()))
+                adds = [inputs.get(k, []) for k in here]
+            # what each window here added (merged separately only where the window had rows
+            # already and a larger level needs the addition alone)
+            extra = [(k, a) for k, a in zip(here, adds) if more and existing.get(k)]
+            all_groups = [
+                *groups,
+                *(sorted(existing.get(k, ())) + a for k, a in zip(here, adds)),
+                *(a for _, a in extra),
+            ]
+            if not all_groups:
+                continue
+            order = sorted({i for g in all_groups for i in g})
+            at = {row_id: n for n, row_id in enumerate(order)}
+            parsed = StoredRows.parse([data[i] for i in order])
+            merged = pack_windows(parsed.merged([[at[i] for i in g] for g in all_groups]))
+            n_out = len(groups) + len(here)
+            single.extend((*k, d) for k, d in zip([*out_keys, *here], merged[:n_out]))
+            if more:
+                added = dict(zip(here, merged[len(groups) : n_out]))
+                added.update((k, d) for (k, _), d in zip(extra, merged[n_out:]))
+                below = [(k, added[k]) for k in here]
+            out_keys, groups = [], []
+        if groups:  # no roll-ups: only folds
             order = sorted({i for g in groups for i in g})
             at = {row_id: n for n, row_id in enumerate(order)}
-            parsed = StoredRows.parse([texts[i] for i in order], [known.get(i) for i in order] if known else None)
-            if known and parsed.plain.any():
-                # a group with a sketch only the plain merge takes is merged from its rows' texts
-                odd = {order[parsed.raw[j][0]] for j in np.flatnonzero(parsed.plain).tolist()}
-                fetch = sorted({i for g in groups if not odd.isdisjoint(g) for i in g if not texts[i]})
-                if fetch:
-                    for i, text in self._texts(cur, fetch).items():
-                        parsed.texts[at[i]] = text
-            merged = parsed.merged([[at[i] for i in g] for g in groups])
-            single.extend((*k, text) for k, text in zip(out_keys, encode_windows(merged)))
+            parsed = StoredRows.parse([texts[i] for i in order])
+            single.extend(
+                (*k, d) for k, d in zip(out_keys, pack_windows(parsed.merged([[at[i] for i in g] for g in groups])))
+            )
         if single:
             cur.executemany(
                 "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,1)",
@@ -596,9 +654,9 @@ class SqlStorage(Storage):
             )
         return folded
 
-    def _texts(self, cur: Any, ids: list[int]) -> dict[int, str]:
-        """The stored texts of rows ``ids``."""
-        out: dict[int, str] = {}
+    def _texts(self, cur: Any, ids: list[int]) -> dict[int, str | bytes]:
+        """The stored data of rows ``ids``."""
+        out: dict[int, str | bytes] = {}
         for part in _chunks(ids, 500):
             cur.execute(f"SELECT id, data FROM stats WHERE id IN ({','.join('?' * len(part))})", part)
             out.update((int(r[0]), r[1]) for r in cur.fetchall())
@@ -626,12 +684,18 @@ class SqlStorage(Storage):
         )
         out: list[tuple[Any, ...]] = []
         seen: set[int] = set()
+        get = wanted.get
         for r in cur.fetchall():
-            spans_of = wanted.get(r[:5])
-            if spans_of is None or r[6] in seen:
+            spans_of = get(r[:5])
+            if spans_of is None:
                 continue
             start = r[5]
-            if any(lo <= start < hi for lo, hi in spans_of):
+            for lo, hi in spans_of:
+                if lo <= start < hi:
+                    break
+            else:
+                continue
+            if r[6] not in seen:  # ranges of different sizes may overlap
                 seen.add(r[6])
                 out.append(r[:6] + r[7:])
         return out

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ be
     from infersight._monitor import SchemaViolation, monitor
     from infersight.config import ConfigError, Settings
     from infersight.request_context import current_request_id, last_request_id
+    from infersight.slices import Slicer
     from infersight.stats.sketch import ExpHistogram
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "ExpHistogram",
+    "Slicer",
     "__version__",
 ]
 
@@ -57,6 +59,7 @@ _WHERE = {
     "current_request_id": "infersight.request_context",
     "last_request_id": "infersight.request_context",
     "ExpHistogram": "infersight.stats.sketch",
+    "Slicer": "infersight.slices",
 }
 
 

@@ -47,12 +47,27 @@ def flush(timeout_millis: int = 30_000) -> bool:
     return True if rt is None else rt.flush(timeout_millis)
 
 
-def shutdown() -> None:
-    """Flush and stop exporting. Also runs at interpreter exit."""
+def shutdown(timeout_seconds: float = 5.0) -> bool:
+    """Flush and stop exporting, waiting at most ``timeout_seconds`` (an unreachable collector
+    must not hold the caller for the exporters' own timeouts and retries, about 14 s); True
+    when everything went out in time. Also runs at interpreter exit. A later ``configure()``
+    starts exporting again.
+
+    >>> shutdown()
+    True
+    """
+    from infersight._stop import run_within
+
     rt = _state.current_runtime()
-    if rt is not None:
-        rt.flush()
+    if rt is None:
+        return True
+    rt.retire()  # from now on configure() builds a new runtime, even while this one still flushes
+
+    def stop() -> None:
+        rt.flush(int(timeout_seconds * 1000))
         rt.shutdown()
+
+    return run_within(stop, timeout_seconds, "InferSightShutdown")
 
 
 def record_feedback(

@@ -30,7 +30,8 @@ from opentelemetry.trace import Status, StatusCode
 from infersight import request_context as rc
 from infersight._runtime import Runtime
 from infersight._state import get_runtime
-from infersight.payload import NO_DEFAULT, Normalized, normalize_inputs, normalize_outputs
+from infersight.payload import NO_DEFAULT, Normalized, Outputs, normalize_inputs, normalize_outputs
+from infersight.slices import Slicer, sliced_version, split_outputs
 from infersight.stats.schema import SchemaViolation
 
 _request_id_var = rc._request_id  # noqa: SLF001 - same package
@@ -80,6 +81,7 @@ class _Options:
     schema: Any
     on_violation: str
     trained_at: float | None
+    slicer: Slicer | None = None
     position: int = 0
     shedder: _Shedder = field(default_factory=_Shedder)
     # (settings, model, version): the identity resolved against the settings it was resolved
@@ -130,6 +132,7 @@ def monitor(
     schema: Any = None,
     on_violation: str = "record",
     trained_at: Any = None,
+    slices: Sequence[str] | Slicer | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -146,6 +149,7 @@ def monitor(
     schema: Any = None,
     on_violation: str = "record",
     trained_at: Any = None,
+    slices: Sequence[str] | Slicer | None = None,
 ) -> Any:
     """Monitor a prediction function (sync, async, generator, async generator, method).
 
@@ -164,6 +168,10 @@ def monitor(
             before the model runs).
         trained_at: when the model was trained (datetime, ISO text or Unix seconds), for
             ``ml.model.age``.
+        slices: input names whose values split the traffic into slices (e.g. ``["region"]``):
+            each slice's feature and prediction statistics are kept too, with ``ml.slice``
+            (:mod:`infersight.slices`; at most 20 slices per model, or pass a
+            :class:`infersight.Slicer` to choose).
 
     >>> @monitor
     ... def double(x):
@@ -173,6 +181,7 @@ def monitor(
     """
     if on_violation not in ("record", "raise"):
         raise ValueError(f"on_violation={on_violation!r} is not valid: use 'record' or 'raise'")
+    slicer = slices if isinstance(slices, Slicer) or slices is None else Slicer(slices)
 
     def decorate(fn: Any) -> Any:
         from infersight.config import _timestamp
@@ -188,6 +197,7 @@ def monitor(
             schema=_resolve_schema(reference, schema),
             on_violation=on_violation,
             trained_at=ts.timestamp() if ts else None,
+            slicer=slicer,
         )
         opts.position = _input_position(fn, input_arg)
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
@@ -335,6 +345,7 @@ class _Call:
                 if redactor.active and norm.records is None and redactor.any_match(norm.feature_names()):
                     norm = _drop_redacted(norm, redactor)
                 value = _one_number(result) if norm.is_row and exc is None and not stream else None
+                outs = None
                 if (
                     value is not None
                     and value - value == 0.0
@@ -354,6 +365,10 @@ class _Call:
                         outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output)
                         rt.stats.record_outputs(model_key, outs)
                         extreme = bool(outs.nulls)
+                if opts.slicer is not None:
+                    if call_recorded:  # the common case's one number, as record_simple kept it
+                        outs = Outputs(1, values={"prediction": np.array([value])})
+                    _record_slices(rt, opts, model_key, norm, outs)
             elif shed >= 2 and s.feature_stats:
                 rt.stats.count_dropped("overhead_budget_stats")
             if not call_recorded:
@@ -412,6 +427,18 @@ class _Call:
         if self.violations:
             fields["ml.schema.violations"] = [f"{v.feature}:{v.rule}" for v in self.violations[:32]]
         rt.pipeline.event("ml.prediction", fields, error=exc is not None)
+
+
+def _record_slices(rt: Runtime, opts: _Options, model_key: tuple[str, str], norm: Normalized, outs: Any) -> None:
+    """The call's rows and outputs (``None`` for a call that failed) again, each slice's
+    under its own key (see :mod:`infersight.slices`)."""
+    assert opts.slicer is not None
+    redactor = rt.pipeline.redactor
+    for key, part, idx in opts.slicer.partition(norm, model_key):
+        sliced = (model_key[0], sliced_version(model_key[1], key))
+        rt.stats.record_columns(sliced, part, redactor if redactor.active else None)
+        if outs is not None:
+            rt.stats.record_outputs(sliced, split_outputs(outs, idx, norm.n_rows))
 
 
 _F48 = (np.dtype(np.float64), np.dtype(np.float32))

@@ -345,8 +345,12 @@ def build_exporters(s: Settings) -> tuple[Any, Any, Any]:
 class Runtime:
     """The process-wide telemetry state: settings, providers, tracer, meter, OTel logger, stats."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, replaces: Runtime | None = None) -> None:
+        """``replaces``: a runtime that was shut down (``infersight.shutdown()``, then
+        ``configure()`` again, as test fixtures do): the providers it owned are stopped for good,
+        so this one builds its own instead of taking them for the application's."""
         self.settings = settings
+        self._replaces = replaces
         self.stats = FeatureStats(settings.max_categories, settings.max_attribute_sets)
         # Every monitored call's prediction, appended on the request path, shipped by drain_stats.
         self.outcomes = OutcomeBuffer(settings.max_buffered_outcomes)
@@ -373,8 +377,26 @@ class Runtime:
 
     # -- set-up ---------------------------------------------------------------------------
 
+    def _ours_before(self, provider: Any, kind: str) -> bool:
+        """Whether ``provider`` is one the runtime this one replaces owned (and shut down)."""
+        old = self._replaces
+        owns = {"tracer": "owns_tracing", "meter": "owns_metrics", "logger": "owns_logs"}[kind]
+        return old is not None and bool(getattr(old, owns)) and provider is getattr(old, kind + "_provider")
+
+    @property
+    def shut_down(self) -> bool:
+        """Stopped, or being stopped (:meth:`retire`): it will not export again."""
+        return bool(getattr(self, "_shut_down", False) or getattr(self, "_retired", False))
+
+    def retire(self) -> None:
+        """Mark the runtime as on its way out before its (bounded, maybe overrunning) stop:
+        ``configure()`` then builds a new one instead of pointing this one somewhere else."""
+        self._retired = True
+
     def _install(self) -> None:
-        existing_tp = trace.get_tracer_provider()
+        existing_tp: Any = trace.get_tracer_provider()
+        if self._ours_before(existing_tp, "tracer"):
+            existing_tp = None  # stopped for good; the global one cannot be replaced: ours, unset
         self.span_processor: LiteSpanProcessor | None = None
         if isinstance(existing_tp, TracerProvider):
             self.tracer_provider: Any = existing_tp  # the application's own (e.g. opentelemetry-instrument)
@@ -389,7 +411,9 @@ class Runtime:
             if type(existing_tp).__name__ == "ProxyTracerProvider":
                 trace.set_tracer_provider(self.tracer_provider)
 
-        existing_mp = otel_metrics.get_meter_provider()
+        existing_mp: Any = otel_metrics.get_meter_provider()
+        if self._ours_before(existing_mp, "meter"):
+            existing_mp = None
         if isinstance(existing_mp, MeterProvider):
             self.meter_provider: Any = existing_mp
             if not self._wrap_foreign_readers(existing_mp):
@@ -398,7 +422,9 @@ class Runtime:
         else:
             self._own_meter_provider(set_global=type(existing_mp).__name__ == "_ProxyMeterProvider")
 
-        existing_lp = otel_logs.get_logger_provider()
+        existing_lp: Any = otel_logs.get_logger_provider()
+        if self._ours_before(existing_lp, "logger"):
+            existing_lp = None
         if isinstance(existing_lp, LoggerProvider):
             self.logger_provider: Any = existing_lp
         else:

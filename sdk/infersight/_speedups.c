@@ -2,7 +2,8 @@
  * infersight._speedups: the OTLP span encoder of infersight._otlp_encode, in C; beside it, the
  * request path's converters (row_dict, row_of_items, records_matrix, columns_matrix; the code in
  * infersight.payload and infersight.feature_stats next to each call is their reference) and the
- * sketch of feature columns (sketch_rows; infersight.stats.sketch is its reference) and the
+ * sketch of feature columns (sketch_rows; infersight.stats.sketch is its reference), the sum of
+ * squared deviations of a sorted column (squared_deviations; infersight.stats.reference) and the
  * distances between sets of CDF knots (knot_distances; infersight.stats.cdf.distances_batch), and
  * the one-sided Kolmogorov-Smirnov tail (smirnov_sf; scipy.special.smirnov is its reference).
  *
@@ -1466,6 +1467,93 @@ done:
     return result;
 }
 
+/* ---- squared_deviations: the sum numpy's var of a float64 array adds up, in its order ----
+ *
+ * sum((x - mean) ** 2) over a contiguous float64 array, each addition where numpy's pairwise
+ * summation makes it (numpy/_core/src/umath/loops_utils.h: halves cut at a multiple of 8 down
+ * to 128 values, those added on 8 accumulators joined as ((0+1)+(2+3))+((4+5)+(6+7)), the rest
+ * one by one; under 8 values one by one from 0), so the result is the one numpy's
+ * x.var() / x.std() reach through its array of squared deviations, bit for bit, without that
+ * array. Each square is rounded before it is added, as numpy's separate subtract, multiply
+ * and sum passes round it: no fused multiply-add (infersight.stats.reference._sorted_std is
+ * the reference; the tests compare bit for bit). */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+static double
+sq_dev_sum(const double *a, Py_ssize_t n, double mean)
+{
+    if (n < 8) {
+        double res = 0.0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double d = a[i] - mean;
+            double sq = d * d;
+            res += sq;
+        }
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) {
+            double d = a[j] - mean;
+            r[j] = d * d;
+        }
+        Py_ssize_t i = 8;
+        for (; i < n - n % 8; i += 8) {
+            for (int j = 0; j < 8; j++) {
+                double d = a[i + j] - mean;
+                double sq = d * d;
+                r[j] += sq;
+            }
+        }
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) {
+            double d = a[i] - mean;
+            double sq = d * d;
+            res += sq;
+        }
+        return res;
+    }
+    Py_ssize_t half = n / 2;
+    half -= half % 8;
+    return sq_dev_sum(a, half, mean) + sq_dev_sum(a + half, n - half, mean);
+}
+
+PyDoc_STRVAR(squared_deviations_doc,
+             "squared_deviations(values, mean, /)\n--\n\n"
+             "The sum of (x - mean) ** 2 over a C-contiguous float64 buffer, added in numpy's\n"
+             "pairwise order: what numpy's var sums, bit for bit. The GIL is released.");
+
+static PyObject *
+squared_deviations(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "squared_deviations() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    double mean = PyFloat_AsDouble(args[1]);
+    if (mean == -1.0 && PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (view.itemsize != (Py_ssize_t)sizeof(double) || view.format == NULL || strcmp(view.format, "d") != 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "squared_deviations() needs a buffer of float64 ('d') values");
+        return NULL;
+    }
+    double total;
+    Py_BEGIN_ALLOW_THREADS
+    total = sq_dev_sum((const double *)view.buf, view.len / (Py_ssize_t)sizeof(double), mean);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyFloat_FromDouble(total);
+}
+
 /* ---- sketch_knots: the knots of infersight.stats.cdf.KnotsBatch.from_sketches ---- */
 
 /* Append one knot (x, count) if it lies strictly inside (start, max). */
@@ -1872,6 +1960,7 @@ static PyMethodDef methods[] = {
     {"items_row", (PyCFunction)(void (*)(void))items_row, METH_FASTCALL, items_row_doc},
     {"records_matrix", (PyCFunction)(void (*)(void))records_matrix, METH_FASTCALL, records_matrix_doc},
     {"sketch_rows", (PyCFunction)(void (*)(void))sketch_rows, METH_FASTCALL, sketch_rows_doc},
+    {"squared_deviations", (PyCFunction)(void (*)(void))squared_deviations, METH_FASTCALL, squared_deviations_doc},
     {"columns_matrix", (PyCFunction)(void (*)(void))columns_matrix, METH_FASTCALL, columns_matrix_doc},
     {"knot_distances", (PyCFunction)(void (*)(void))knot_distances, METH_FASTCALL, knot_distances_doc},
     {"sketch_knots", (PyCFunction)(void (*)(void))sketch_knots, METH_FASTCALL, sketch_knots_doc},

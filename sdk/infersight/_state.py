@@ -36,7 +36,8 @@ _lock = threading.Lock()
 
 def configure(options: Mapping[str, Any], exporters: Sequence[Any] | None = None) -> Runtime:
     """Resolve ``options`` (explicit beats ``INFERSIGHT_*`` beats default) and point the process
-    at them: the first call builds the runtime, later calls swap its settings and exporters.
+    at them: the first call builds the runtime, later calls swap its settings and exporters; a
+    call after ``shutdown()`` builds a new runtime (the stopped one cannot export again).
     ``exporters`` is (span, metric, log) given directly; ``None`` builds them from the settings.
     """
     global _runtime, _pipeline
@@ -44,8 +45,8 @@ def configure(options: Mapping[str, Any], exporters: Sequence[Any] | None = None
     with _lock:
         ex = tuple(exporters) if exporters is not None else build_exporters(settings)
         rt = _runtime
-        if rt is None:
-            rt = Runtime(settings)
+        if rt is None or rt.shut_down:  # first use, or configure() after shutdown(): start afresh
+            rt = Runtime(settings, replaces=rt)
             rt.apply(settings, ex)
             _runtime = rt
         else:

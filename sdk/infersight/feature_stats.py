@@ -44,6 +44,8 @@ from opentelemetry.sdk.metrics.export import Buckets as OtelBuckets
 
 from infersight._extension import speedups as _ext
 from infersight.payload import Normalized, Outputs
+from infersight.slices import _SEP as _SLICE_SEP
+from infersight.slices import SLICE_ATTRIBUTE, split_version
 from infersight.stats.columns import OTHER, split_values
 from infersight.stats.sketch import ExpHistogram
 
@@ -936,7 +938,19 @@ class FeatureStats:
         for metric, hist_points in hists.items():
             unit = "s" if metric == "ml.inference.duration" else "1"
             metrics.append(Metric(metric, _DESCRIPTIONS[metric], unit, Histogram(hist_points, delta)))
+        _label_slices(metrics)
         return metrics
+
+
+def _label_slices(metrics: list[Metric]) -> None:
+    """A slice's series were kept under a version joined with its slice key
+    (:func:`infersight.slices.sliced_version`): give them their version and ``ml.slice`` back."""
+    for metric in metrics:
+        for p in metric.data.data_points:
+            a = p.attributes
+            v = a.get("ml.model.version") if a else None
+            if type(v) is str and _SLICE_SEP in v:
+                a["ml.model.version"], a[SLICE_ATTRIBUTE] = split_version(v)  # type: ignore[index]
 
 
 def _attrs(m: str, v: str, name: str, kind: str) -> tuple[tuple[str, Any], ...]:

@@ -116,10 +116,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def start_processor(tmp_path: Path) -> Iterator[Callable[..., Processor]]:
-    """``start_processor(**config_overrides)`` → a started processor on ephemeral loopback ports."""
+    """``start_processor(config=YAML, **config_overrides)`` → a started processor on ephemeral
+    loopback ports (``config``: the text of a config file, written to the test's folder)."""
     started: list[Processor] = []
 
-    def start(storage: Any = None, **overrides: Any) -> Processor:
+    def start(storage: Any = None, config: str | None = None, **overrides: Any) -> Processor:
         values: dict[str, Any] = {
             "db": f"sqlite:///{tmp_path}/p{len(started)}.db",
             "otlp_grpc": "127.0.0.1:0",
@@ -128,7 +129,11 @@ def start_processor(tmp_path: Path) -> Iterator[Callable[..., Processor]]:
         }
         extra = {k: overrides.pop(k) for k in list(overrides) if k not in values and k not in ("window", "token")}
         values.update(overrides)
-        cfg = load_config(None, values)
+        path = None
+        if config is not None:
+            path = tmp_path / f"p{len(started)}.yaml"
+            path.write_text(config)
+        cfg = load_config(path, values)
         if extra:
             from dataclasses import replace
 

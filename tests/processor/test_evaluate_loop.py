@@ -273,3 +273,73 @@ def test_a_long_null_stream_through_the_loop_and_the_alert_engine_raises_no_aler
     opened = alerts.incidents("open")
     assert len(opened) == 1 and opened[0]["subjects"] == ["x0"], opened
     alerts.close()
+
+
+def test_slices_a_long_null_stream_raises_no_alert_and_a_shift_in_one_slice_is_one_incident_naming_it(store):
+    """Drift per slice against each slice's own past: 150 one-minute windows of four slices
+    (each its own distribution) x 6 features, unchanged, give chance breaches only and no
+    incident; a shift in one feature of one slice is then one incident, for that slice."""
+    from infersight.processor.alerts import AlertManager, parse_alerts
+    from infersight.processor.storage.base import sliced_role
+
+    rng = np.random.default_rng(77)
+    slices = {"region=eu": 0.0, "region=us": 3.0, "region=apac": -2.0, "region=(missing)": 8.0}
+    windows = 150
+
+    def write(w: int, shift: float) -> None:
+        b = WriteBatch()
+        for key, mean in slices.items():
+            for k in range(6):
+                move = shift if (key == "region=apac" and k == 2) else 0.0
+                x = rng.normal(mean + k + move, 1.0, 250)
+                x[rng.random(250) < 0.02] = np.nan
+                b.windows[WindowKey("m", "1", sliced_role(FEATURE, key), f"x{k}", SIZE, T0 + w * SIZE)] = (
+                    FeatureWindow.from_column(x, "numeric").to_stats()
+                )
+        store.write(b)
+
+    for w in range(windows + 4):
+        write(w, 1.0 if w >= windows else 0.0)
+    alerts = AlertManager(parse_alerts({}, "alerts"), store, clock=lambda: float(T0))
+    loop = EvaluationLoop(
+        store,
+        parse_models({"*": {"windows": ["1m"], "reference": {"past_window": "10m"}}}, "models"),
+        parse_evaluation({"lateness": 0, "backfill": "30d"}, "evaluation"),
+        on_findings=alerts.observe,
+    )
+    made = loop.run_once(now=T0 + windows * SIZE)
+    cells = [f for f in made if f.kind == "drift" and f.slice]
+    # windows with a past window 10 minutes back, four slices, six features
+    assert len(cells) == (windows - 10) * 4 * 6
+    assert {f.details["reference"] for f in cells} == {"past_window:600"}
+    assert sum(f.status == "breach" for f in cells) <= 0.01 * len(cells)
+    assert alerts.incidents() == []
+    loop.run_once(now=T0 + (windows + 4) * SIZE)
+    opened = alerts.incidents("open")
+    assert [(i["slice"], i["subjects"]) for i in opened] == [("region=apac", ["x2"])], opened
+    alerts.close()
+
+
+def test_judged_slices_follow_the_names_configured_and_the_cap_keeps_the_busiest():
+    from infersight.processor.evaluate.drift import judged_slices
+    from infersight.processor.evaluate.settings import ModelSettings
+    from infersight.processor.evaluate.window import ModelWindow
+    from infersight.processor.storage.base import sliced_role
+
+    def ws(n: int) -> object:
+        return FeatureWindow.from_column(np.arange(float(n)), "numeric").to_stats()
+
+    series = {
+        (sliced_role(FEATURE, "region=eu"), "x", "1"): ws(30),
+        (sliced_role(FEATURE, "region=us"), "x", "1"): ws(50),
+        (sliced_role(FEATURE, "region=apac"), "x", "1"): ws(10),
+        (sliced_role(FEATURE, "device=ios"), "x", "1"): ws(90),
+        (FEATURE, "x", "1"): ws(90),
+    }
+    w = ModelWindow("m", 60, 0, 60, series)
+    assert w.slices == ("device=ios", "region=apac", "region=eu", "region=us")
+    assert judged_slices(w, ModelSettings()) == list(w.slices)
+    assert judged_slices(w, ModelSettings(slices=("region",))) == ["region=apac", "region=eu", "region=us"]
+    assert judged_slices(w, ModelSettings(slices=("region",), slice_cap=2)) == ["region=us", "region=eu"]
+    assert w.features("", "region=eu")["x"] is series[(sliced_role(FEATURE, "region=eu"), "x", "1")]
+    assert set(w.features()) == {"x"} and w.rows() == 90  # all traffic: the sliced series stay out

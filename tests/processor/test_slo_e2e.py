@@ -12,15 +12,12 @@ close and runs one evaluation pass at that instant.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 import infersight
-from infersight.processor.config import load_config
-from infersight.processor.service import Processor
 
 CONFIG = """
 storage:
@@ -42,22 +39,8 @@ slo:
 
 
 @pytest.fixture
-def processor(tmp_path: Path) -> Any:
-    path = tmp_path / "processor.yaml"
-    path.write_text(CONFIG)
-    cfg = load_config(
-        path,
-        {
-            "db": f"sqlite:///{tmp_path}/slo.db",
-            "otlp_grpc": "127.0.0.1:0",
-            "otlp_http": "127.0.0.1:0",
-            "web": "127.0.0.1:0",
-        },
-    )
-    p = Processor(cfg)
-    p.start()
-    yield p
-    p.stop()
+def processor(start_processor: Any) -> Any:
+    return start_processor(config=CONFIG)
 
 
 def _step(p: Any, predict: Any, calls: int, slow: bool) -> float:

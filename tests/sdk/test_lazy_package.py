@@ -114,6 +114,7 @@ def test_the_public_names_resolve_on_first_use_and_monitor_is_the_decorator(tmp_
         "ConfigError": "type",
         "Settings": "type",
         "ExpHistogram": "type",
+        "Slicer": "type",
         "__version__": "str",
     }
     assert got["answer"] == 1.0

@@ -235,6 +235,43 @@ def test_configure_twice_swaps_exporters_without_duplicates(model_name):
         assert (len(n_first), len(n_second)) == (1, 1)
 
 
+def test_configure_after_shutdown_exports_again(sink):
+    """A test fixture's pattern: configure, shutdown, configure again. The stopped runtime's
+    providers cannot export any more (the global ones cannot be replaced either), so the
+    second configure builds a new runtime: spans, metric points and payload logs arrive. The
+    shutdown against a dead collector returns within its bound (False: not everything went
+    out), not after the exporters' retries."""
+    sink.clear()
+    proc = _run(
+        """
+        import os
+        import infersight
+
+        @infersight.monitor(model="revived", version="1")
+        def predict(row):
+            return 1.0
+
+        infersight.configure(endpoint="http://127.0.0.1:9", protocol="grpc", log_output="none")  # nothing listens
+        predict({"x": 1.0})
+        # the collector is down: the wait ends at the bound, before the stop could finish
+        assert infersight.shutdown(timeout_seconds=1.0) is False
+        infersight.configure(endpoint=os.environ["SINK"], protocol="grpc", log_output="none", payload_sample_rate=1.0)
+        for i in range(3):
+            predict({"x": float(i)})
+        assert infersight.flush() is True
+        """,
+        {"SINK": sink.grpc_endpoint},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "span_after_shutdown" not in proc.stderr
+    assert len([s for _, s in sink.spans() if s.name == "predict revived"]) == 3
+    points = [
+        p for _, _, p in sink.metric_points("ml.feature.value") if attrs(p.attributes).get("ml.model.name") == "revived"
+    ]
+    assert sum(p.count for p in points) == 3
+    assert len([r for _, r in sink.log_records() if attrs(r.attributes).get("event.name") == "ml.prediction"]) == 3
+
+
 def test_system_metrics_ride_along(sink):
     """Process CPU and memory come from opentelemetry-instrumentation-system-metrics."""
     sink.clear()

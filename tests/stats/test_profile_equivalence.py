@@ -234,8 +234,20 @@ def test_numeric_summary_from_column_counts_nan_and_inf():
     assert (s.count, nan, inf) == (0, 4, 0)
 
 
+@pytest.fixture(params=["c", "numpy"])
+def std_path(request, monkeypatch):
+    """The std both ways: the C extension's squared_deviations, and the numpy blocks it follows."""
+    from infersight.stats import reference
+
+    if request.param == "numpy":
+        monkeypatch.setattr(reference, "_c_squared_deviations", None)
+    elif reference._c_squared_deviations is None:
+        pytest.skip("the C extension is not built (or INFERSIGHT_PURE_PYTHON=1)")
+    return request.param
+
+
 @pytest.mark.parametrize("n", [2, 9, 128, 129, 32_768, 32_769, 65_543, 100_001, 1_000_000])
-def test_std_in_blocks_is_numpys_bit_for_bit(n):
+def test_std_in_blocks_is_numpys_bit_for_bit(n, std_path):
     # Sizes on both sides of the pairwise sum's block of 128 and of the scratch block, and
     # the bench's column length; heavy tails make a misplaced addition show in the last bits.
     rng = np.random.default_rng(n)
@@ -247,6 +259,42 @@ def test_std_in_blocks_is_numpys_bit_for_bit(n):
         s = NumericSummary.from_sorted(xs)
         assert s.std == float(xs.std(ddof=1))
         assert s.mean == float(xs.mean())
+
+
+def test_std_is_numpys_bit_for_bit_at_every_small_size_and_odd_value(std_path):
+    # Every length up to three blocks of 128 and past the first halving cuts (multiples of 8
+    # and the values either side), values of very different magnitudes (a sum whose order
+    # shows in its last bits), ties, signed zeros and subnormals; a view into a larger array.
+    rng = np.random.default_rng(21)
+    pool = np.concatenate(
+        [
+            rng.standard_cauchy(400) * 1e6,
+            rng.normal(size=300),
+            np.round(rng.lognormal(2, 1, 200), 2),
+            [-0.0, 0.0, 5e-324, -5e-324, 1e-300, 1e150, -1e150],
+        ]
+    )
+    for n in [*range(2, 400), 1023, 1024, 1025, 2047, 2056, 4100]:
+        xs = np.sort(rng.choice(pool, n))
+        s = NumericSummary.from_sorted(xs)
+        assert s.std == float(xs.std(ddof=1)), n
+    big = np.sort(rng.lognormal(0, 3, 50_000))
+    for lo, hi in ((0, 50_000), (3, 49_999), (17, 40_017)):
+        part = big[lo:hi]  # contiguous, not at the start of its buffer
+        assert NumericSummary.from_sorted(part).std == float(part.std(ddof=1)), (lo, hi)
+
+
+def test_squared_deviations_refuses_what_is_not_float64():
+    from infersight.stats import reference
+
+    c = reference._c_squared_deviations
+    if c is None:
+        pytest.skip("the C extension is not built (or INFERSIGHT_PURE_PYTHON=1)")
+    with pytest.raises(TypeError, match="float64"):
+        c(np.arange(10, dtype=np.float32), 1.0)
+    with pytest.raises(TypeError, match="2 arguments"):
+        c(np.arange(10.0))
+    assert c(np.zeros(0), 0.0) == 0.0
 
 
 def test_edges_are_numpys_distinct_values_with_signed_zeros():

@@ -59,6 +59,7 @@ const EXPLAIN = {
   alerts: "Open incidents: findings that breached in enough consecutive windows (persistence). Each says what moved, the likely cause class and what to check first; evidence links lead to the requests that drove it.",
   latency: "Latency percentiles per storage window, read from the merged duration sketch (exponential histogram, relative error under 0.1%) or, without one, interpolated in the explicit histogram buckets: p50 is the median call, p99 the slowest 1%.",
   burn: "Burn rate over time per SLO alert window: how fast the error budget is being spent (1 = exactly on budget).",
+  slices: "Each slice (rows sharing the values of the inputs named in @monitor(slices=...)) judged on its own, against the same slice's past: a shift confined to one region or device shows here even when the model's totals stay within their thresholds. 'moved' lists the features and outputs that breached in the range.",
   heatmap: "Drift per feature (rows) and evaluation window (columns), coloured by statistic ÷ threshold: under 1 (green to yellow) is within the threshold, over 1 (orange to red) is past it; grey has no finding. The statistic is the method's distance (PSI, Wasserstein, Jensen-Shannon, chi-square...) between the window and the reference.",
   distribution: "The chosen feature's distribution in the reference (grey) and in the current range (blue), as shares of values per bin on common bins (numeric) or per category. Drift is the difference between the two shapes.",
   data_quality: "Data-quality findings: missing values (absent, null, NaN), schema violations, unseen categories and features that stopped arriving, judged per window against the reference's rates.",
@@ -280,11 +281,12 @@ async function modelPage(main, model) {
   }
   picker.addEventListener("change", () => pick(picker.value));
   const dq = findings.findings.filter((f) => f.kind === "data_quality" && f.status !== "ok");
+  const slices = sliceRows(info.slices || [], findings.findings);
   const vf = findings.findings.filter((f) => f.kind === "version" || f.kind === "age");
   const versions = await Promise.all(info.versions.map((v) =>
     api(`/api/models/${m}/calls?${range}&version=${encodeURIComponent(v)}`).then((c) => [v, c])));
   const qv = quality.versions || {};
-  main.replaceChildren(
+  main.replaceChildren(...[
     el("h1", { text: model }),
     el("p", { cls: "muted", text: `versions ${info.versions.join(", ") || "–"} · ${info.features.length} features · data ${when(info.time_range.start)} to ${when(info.time_range.end)}` }),
     section("Latency", explain(EXPLAIN.latency), lineChart(latSeries, { fmt: ms })),
@@ -293,9 +295,11 @@ async function modelPage(main, model) {
     section("Drift heat map", explain(EXPLAIN.heatmap),
       heat.features.length ? el("div", { cls: "scroll" }, heatmap(heat, pick)) : el("p", { cls: "muted", text: "No drift findings in this range." })),
     section("Distributions", explain(EXPLAIN.distribution), el("label", {}, "Feature: ", picker), distBox),
+    slices.length ? section("Slices", explain(EXPLAIN.slices),
+      table(["slice", "windows judged", "drift", "data quality", "moved", "last judged"], slices)) : null,
     section("Data quality", explain(EXPLAIN.data_quality),
-      dq.length ? table(["window", "version", "subject", "status", "cause", "statistic", "threshold", "evidence"],
-        dq.map((f) => [when(f.window_start), f.version || "all", f.subject, badge(f.status), f.cause || "–", f.statistic, f.threshold,
+      dq.length ? table(["window", "version", "slice", "subject", "status", "cause", "statistic", "threshold", "evidence"],
+        dq.map((f) => [when(f.window_start), f.version || "all", f.slice || "all", f.subject, badge(f.status), f.cause || "–", f.statistic, f.threshold,
           el("span", {}, ...(f.evidence || []).map((e) => requestLink(e.request_id || e.trace_id)))]))
         : el("p", { cls: "muted", text: "No data-quality problem found in this range." })),
     section("Quality from late labels", explain(EXPLAIN.quality),
@@ -312,10 +316,28 @@ async function modelPage(main, model) {
       vf.length ? table(["window", "version", "kind", "subject", "status", "statistic", "threshold"],
         vf.map((f) => [when(f.window_start), f.version, f.kind, f.subject, badge(f.status), f.statistic, f.threshold])) : null),
     section("Alerts", explain(EXPLAIN.alerts), alertList(alerts.incidents)),
-  );
+  ].filter(Boolean));
   const heatFeats = heat.features.filter((f) => feats.includes(f));
   const first = feats.includes(chosenFeature) ? chosenFeature : heatFeats.length ? heatFeats[0] : feats[0];
   if (first) await pick(first);
+}
+
+// One row per slice the model reported: how many windows were judged in the range, the worst
+// drift and data-quality verdict of the newest of them, and what breached in the range.
+function sliceRows(names, findings) {
+  const order = { ok: 0, warning: 1, breach: 2, no_data: 3 };
+  return names.map((name) => {
+    const own = findings.filter((f) => f.slice === name && (f.kind === "drift" || f.kind === "data_quality"));
+    const windows = [...new Set(own.map((f) => f.window_start))].sort((a, b) => a - b);
+    const last = windows.length ? windows[windows.length - 1] : null;
+    const worst = (kind) => {
+      const now = own.filter((f) => f.kind === kind && f.window_start === last);
+      if (!now.length) return badge(null);
+      return badge(now.reduce((a, f) => (order[f.status] > order[a] ? f.status : a), "ok"));
+    };
+    const moved = [...new Set(own.filter((f) => f.status === "breach").map((f) => f.subject))];
+    return [name, windows.length, worst("drift"), worst("data_quality"), moved.slice(0, 5).join(", ") || "–", last === null ? "–" : when(last)];
+  });
 }
 
 function waterfall(spans) {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
@@ -40,6 +41,12 @@ _COMMANDS: list[tuple[str, str, str, str | None]] = [
 ]
 # Commands that own their process and ask for one BLAS thread, before their imports load numpy.
 _ONE_BLAS_THREAD = {"profile", "drift", "report"}
+# Commands whose objects are frozen out of the collector once they are done, when ``main`` runs
+# as the program (``argv`` not given): the interpreter's last collection at exit then skips the
+# tens of thousands of objects numpy and pyarrow created at import, 15 ms of CPU (4% of an
+# ``infersight profile`` run on the 1M x 20 bench file). Nothing of the command is left to
+# collect: it wrote its file and returned.
+_FREEZE_AT_EXIT = {"profile"}
 
 
 class SubcommandParser(argparse.ArgumentParser):
@@ -117,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except MissingExtra as exc:
         return fail(args.command, exc)
+    finally:
+        if argv is None and args.command in _FREEZE_AT_EXIT:
+            gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -78,10 +78,11 @@ def _profile(args: argparse.Namespace) -> int:
     try:
         if Path(args.data).suffix.lower() in (".parquet", ".pq") and not args.relations:
             # Each column is profiled as it is read and then let go: the table is never whole
-            # in memory (relations compare columns pairwise, so they need it whole).
+            # in memory (relations compare columns pairwise, so they need it whole). The
+            # loaders' arrays are fresh and ours: sorted where they lie.
             loaders, n = parquet_columns(args.data)
             _has_rows(args.data, n)
-            ref = Reference.from_columns(loaders, n, **options)
+            ref = Reference.from_columns(loaders, n, overwrite=True, **options)
         else:
             cols, n = read_table(args.data, progress=False if args.no_progress else None, threads=args.threads)
             _has_rows(args.data, n)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from infersight._extension import speedups as _ext
 from infersight.stats.columns import (
     COUNTED_KINDS,
     OTHER,
@@ -110,17 +111,23 @@ class NumericSummary:
         return cls.from_sorted(np.sort(np.asarray(values, dtype=np.float64)))
 
     @classmethod
-    def from_column(cls, x: npt.NDArray[np.float64]) -> tuple[NumericSummary, int, int]:
+    def from_column(cls, x: npt.NDArray[np.float64], *, overwrite: bool = False) -> tuple[NumericSummary, int, int]:
         """Summarise the finite values of a float column; also return its NaN and ±Inf counts.
 
         One sort serves everything: NaN sorts last and ±Inf to the ends, so the finite
-        values are a slice of the sorted copy (no masks, no second copy).
+        values are a slice of the sorted copy (no masks, no second copy). ``overwrite=True``
+        sorts ``x`` itself when it is writable (the caller hands the array over: no copy, 8 MB
+        of fresh memory less per million values); the summary is the same.
 
         >>> s, nan, inf = NumericSummary.from_column(np.array([2.0, np.nan, 1.0, np.inf]))
         >>> s.count, nan, inf
         (2, 1, 1)
         """
-        xs = np.sort(x)
+        if overwrite and x.flags.writeable:
+            x.sort()
+            xs = x
+        else:
+            xs = np.sort(x)
         nan_at = int(np.searchsorted(xs, np.nan, side="left"))
         lo = int(np.searchsorted(xs[:nan_at], -np.inf, side="right"))
         hi = int(np.searchsorted(xs[:nan_at], np.inf, side="left"))
@@ -333,6 +340,8 @@ def _sorted_atoms(xs: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
 
 
 _STD_BLOCK = 1 << 15  # values squared per step: 256 kB of scratch, in cache, reused
+# The C extension's sum of squared deviations in numpy's order (None where not built or turned off)
+_c_squared_deviations: Any = getattr(_ext, "squared_deviations", None)
 
 
 def _sorted_std(xs: npt.NDArray[np.float64], total: np.float64) -> float:
@@ -342,9 +351,14 @@ def _sorted_std(xs: npt.NDArray[np.float64], total: np.float64) -> float:
     numpy sums a contiguous array pairwise: halves (the first rounded down to a multiple of 8)
     summed apart and added, down to blocks of 128. Cutting the array at the same points and
     letting numpy sum each piece keeps every addition in its place, so the result is the one
-    ``xs.std(ddof=1)`` gives; the pieces go through one small scratch buffer.
+    ``xs.std(ddof=1)`` gives; the pieces go through one small scratch buffer. The C
+    extension's ``squared_deviations`` makes the same additions (this code is its reference).
     """
     mean = total / xs.size
+    if _c_squared_deviations is not None and xs.dtype == np.float64 and xs.flags.c_contiguous:
+        # The same additions in C, each deviation squared as it is read: one pass instead of
+        # three over each block (0.7 -> 0.25 ms per million values)
+        return float(np.sqrt(np.float64(_c_squared_deviations(xs, float(mean))) / (xs.size - 1)))
     scratch = np.empty(min(xs.size, _STD_BLOCK))
 
     def squares(part: npt.NDArray[np.float64]) -> np.float64:
@@ -401,8 +415,12 @@ class FeatureProfile:
         return lost / self.rows if self.rows else 0.0
 
     @classmethod
-    def from_column(cls, name: str, raw: npt.NDArray[Any], kind: str | None = None) -> FeatureProfile:
-        """Profile one column (any of the shapes ``to_columns`` produces).
+    def from_column(
+        cls, name: str, raw: npt.NDArray[Any], kind: str | None = None, *, overwrite: bool = False
+    ) -> FeatureProfile:
+        """Profile one column (any of the shapes ``to_columns`` produces). ``overwrite=True``:
+        the caller hands ``raw`` over and a number column is sorted in place (the profile is the
+        same; ``raw`` is left sorted).
 
         >>> FeatureProfile.from_column("b", np.array([True, False, True])).categories
         {'false': 1, 'true': 2}
@@ -411,8 +429,10 @@ class FeatureProfile:
         prof = cls(name, kind, int(raw.shape[0]))
         if kind == "numeric" and raw.dtype.kind in "iuf":
             # A typed number column (the common case, and the one big frames are made of): one
-            # sort serves the summary and the NaN/Inf counts, no split into parts.
-            prof.numeric, nan, inf = NumericSummary.from_column(raw.astype(np.float64, copy=False))
+            # sort serves the summary and the NaN/Inf counts, no split into parts. A column of
+            # another number type is converted to a fresh array, ours to sort in place.
+            x = raw.astype(np.float64, copy=False)
+            prof.numeric, nan, inf = NumericSummary.from_column(x, overwrite=overwrite or x is not raw)
             prof.missing = {"absent": 0, "null": 0, "nan": nan, "inf": inf}
             return prof
         if kind == "timestamp":
@@ -614,6 +634,7 @@ class Reference:
         kinds: Mapping[str, str] | None = None,
         multivariate: bool = True,
         threads: int | None = None,
+        overwrite: bool = False,
     ) -> Reference:
         """:meth:`from_data` for a table loaded one column at a time: ``loaders`` maps each
         column's name to a function that loads it (called once, from any thread;
@@ -622,6 +643,11 @@ class Reference:
         whole table is never in memory; the profile equals ``from_data`` on the loaded table.
         The prediction and target columns are loaded whole. ``relations`` needs every column
         at once: use :meth:`from_data` for it.
+
+        ``overwrite=True`` when the loaders hand their arrays over (each call makes a fresh
+        one that nothing else holds, as ``parquet_columns``' loaders do): a number column is
+        then sorted where it lies instead of in a copy (``infersight profile`` on the 1M x 20
+        bench file: 20 copies of 8 MB less). The profile is the same either way.
 
         >>> cols = {"a": lambda: np.arange(4.0), "b": lambda: np.array([1.0, 0.0, 1.0, 1.0])}
         >>> Reference.from_columns(cols, 4, model="m").features["b"].numeric.mean
@@ -645,15 +671,17 @@ class Reference:
             if raw.shape[0] != n_rows:
                 raise ValueError(f"column {name!r} has {raw.shape[0]} values for {n_rows} rows")
             kind = kinds.get(name) or infer_kind(raw)
+            rows = None
+            if fit_at is not None and kind == "numeric":  # taken before a sort in place reorders raw
+                clean = np.asarray(clean_column(raw, "numeric"), np.float64)
+                rows = (clean[fit_at], clean[sample_at])
             if kind == "timestamp":  # kept for presence checks, not profiled (as in from_data)
                 prof = FeatureProfile(name, "timestamp", n_rows)
             else:
-                prof = FeatureProfile.from_column(name, raw, kind)
+                prof = FeatureProfile.from_column(name, raw, kind, overwrite=overwrite)
+            # With the profile's facts a numeric rule reads no values; the other kinds' rules
+            # read raw, which only a number column's sort in place reorders.
             rule = Schema.infer({name: raw}, kinds={name: kind}, numeric_facts=_numeric_facts({name: prof}))
-            rows = None
-            if fit_at is not None and prof.kind == "numeric":
-                clean = np.asarray(clean_column(raw, "numeric"), np.float64)
-                rows = (clean[fit_at], clean[sample_at])
             return prof, rule.features[name], rows
 
         workers = _workers(threads, n_rows, len(loaders))
