@@ -300,7 +300,7 @@ class _Call:
         if self.norm is None:
             return
         schema = opts.schema
-        if self.norm.row is not None and hasattr(schema, "validate_row"):
+        if self.norm.is_row and hasattr(schema, "validate_row"):
             report = schema.validate_row(self.norm.row, model_version=self.version)
         else:
             report = schema.validate(self.norm.as_columns(), self.norm.n_rows, model_version=self.version)
@@ -339,11 +339,12 @@ class _Call:
             shed = opts.shedder.level if s.overhead_budget is not None else 0
             norm = self.norm
             extreme = False
+            value: float | None = None
             if self.do_stats and norm is not None:
                 redactor = rt.pipeline.redactor
                 if redactor.active and norm.records is None and redactor.any_match(norm.feature_names()):
                     norm = _drop_redacted(norm, redactor)
-                value = _one_number(result) if norm.row is not None and exc is None and not stream else None
+                value = _one_number(result) if norm.is_row and exc is None and not stream else None
                 outs = None
                 if (
                     value is not None
@@ -353,8 +354,9 @@ class _Call:
                 ):
                     # The common case (one row in, one finite number out, as a float or as the
                     # one-element array model.predict returns): one lock, three appends.
-                    # (value is only a number when norm.row is not None: no second test here)
-                    rt.stats.record_simple(model_key, norm.row, value, elapsed)  # type: ignore[arg-type]
+                    # (value is only a number when norm is one row: no second test here)
+                    keys, values = norm.row_items()
+                    rt.stats.record_simple_items(model_key, keys, values, value, elapsed)
                     call_recorded = True
                 else:
                     # rows of a list are redacted as they are buffered (checked once per set of names)
@@ -383,6 +385,10 @@ class _Call:
                 # SpanContext is a tuple: trace_id, span_id, remote, flags, state, valid
                 ctx = span.get_span_context()
                 ids = ctx[0] << 64 | ctx[1] if ctx[5] else 0
+                if value is not None and type(result) is np.ndarray and result.ndim and result.dtype in _F48:
+                    # a one-row answer as the 1-tuple of its number: shipped as the array is
+                    # ([value], 1 row), without holding the array until the drain
+                    result = (value,)
                 rt.outcomes.add((self.rid, _time_ns(), self.model, self.version, ids, result))
             if exc is not None:
                 span.set_attribute("error.type", error_type or "")
@@ -435,6 +441,9 @@ def _record_slices(rt: Runtime, opts: _Options, model_key: tuple[str, str], norm
             rt.stats.record_outputs(sliced, split_outputs(outs, idx, norm.n_rows))
 
 
+_F48 = (np.dtype(np.float64), np.dtype(np.float32))
+
+
 def _one_number(result: Any) -> float | None:
     """The prediction as a float when it is one number: a float, or a one-element float
     array (what ``model.predict`` returns for one row); else ``None``."""
@@ -447,8 +456,8 @@ def _one_number(result: Any) -> float | None:
 
 def _drop_redacted(norm: Normalized, redactor: Any) -> Normalized:
     """Redacted fields never become metric attributes (a category value could be a secret)."""
-    if norm.row is not None:
-        return Normalized(norm.n_rows, row={k: v for k, v in norm.row.items() if not redactor.matches(k)})
+    if norm.is_row:
+        return Normalized(norm.n_rows, row={k: v for k, v in (norm.row or {}).items() if not redactor.matches(k)})
     cols = norm.as_columns()
     return Normalized(norm.n_rows, columns={k: v for k, v in cols.items() if not redactor.matches(k)})
 

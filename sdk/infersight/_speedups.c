@@ -924,6 +924,74 @@ other:
     return none_unless_fatal();
 }
 
+PyDoc_STRVAR(items_row_doc,
+             "items_row(columns, array_type, /)\n--\n\n"
+             "(names, values): the keys of a dict of one-element arrays as a tuple, and\n"
+             "tuple(value.item() for value in columns.values()), read as row_of_items reads them;\n"
+             "None for any dict row_of_items answers None for.");
+
+/* The one value of a one-element array (in place, or through item()); NULL, with or without
+ * an exception, for anything else. */
+static PyObject *
+item_of(PyObject *value)
+{
+    Py_INCREF(value); /* .item() runs no Python code for an ndarray, but hold it anyway */
+    PyObject *item = one_value(value);
+    if (item == NULL && !PyErr_Occurred()) {
+        Py_ssize_t len = PyObject_Size(value);
+        item = len == 1 ? PyObject_CallMethodNoArgs(value, s_item) : NULL;
+    }
+    Py_DECREF(value);
+    return item;
+}
+
+static PyObject *
+items_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "items_row() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *columns = args[0], *array_type = args[1];
+    if (!PyDict_CheckExact(columns) || !PyType_Check(array_type))
+        Py_RETURN_NONE;
+    Py_ssize_t k = PyDict_GET_SIZE(columns);
+    PyObject *names = PyTuple_New(k);
+    PyObject *values = PyTuple_New(k);
+    if (names == NULL || values == NULL) {
+        Py_XDECREF(names);
+        Py_XDECREF(values);
+        return NULL;
+    }
+    Py_ssize_t pos = 0, j = 0;
+    PyObject *key, *value;
+    /* A tuple's unset items are NULL, which its deallocation skips: leaving early is safe.
+     * item() of an exact ndarray runs no Python code, so the dict cannot change meanwhile;
+     * j < k is checked anyway. */
+    while (PyDict_Next(columns, &pos, &key, &value)) {
+        if (j >= k || !PyUnicode_CheckExact(key) || Py_TYPE(value) != (PyTypeObject *)array_type)
+            goto other;
+        PyObject *item = item_of(value);
+        if (item == NULL)
+            goto other;
+        Py_INCREF(key);
+        PyTuple_SET_ITEM(names, j, key);
+        PyTuple_SET_ITEM(values, j, item);
+        j++;
+    }
+    if (j != k)
+        goto other;
+    PyObject *out = PyTuple_Pack(2, names, values);
+    Py_DECREF(names);
+    Py_DECREF(values);
+    return out;
+other:
+    Py_DECREF(names);
+    Py_DECREF(values);
+    return none_unless_fatal();
+}
+
 /* Whether a value is one the Python path takes as a number (float or int, not bool). */
 /* A big list's dicts lie far apart in memory, and each is a table of about 27 bytes a key
  * (indices, then key/value entries): records_matrix asks for a row's object PREFETCH_ROWS rows
@@ -1889,6 +1957,7 @@ static PyMethodDef methods[] = {
     {"track", (PyCFunction)(void (*)(void))track, METH_FASTCALL, track_doc},
     {"row_dict", (PyCFunction)(void (*)(void))row_dict, METH_FASTCALL, row_dict_doc},
     {"row_of_items", (PyCFunction)(void (*)(void))row_of_items, METH_FASTCALL, row_of_items_doc},
+    {"items_row", (PyCFunction)(void (*)(void))items_row, METH_FASTCALL, items_row_doc},
     {"records_matrix", (PyCFunction)(void (*)(void))records_matrix, METH_FASTCALL, records_matrix_doc},
     {"sketch_rows", (PyCFunction)(void (*)(void))sketch_rows, METH_FASTCALL, sketch_rows_doc},
     {"squared_deviations", (PyCFunction)(void (*)(void))squared_deviations, METH_FASTCALL, squared_deviations_doc},

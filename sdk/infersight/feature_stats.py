@@ -197,7 +197,8 @@ class _State:
         self.preds: dict[ModelKey, list[float]] = {}
         # The three buffers of a model above, fetched together by record_simple.
         self.simple: dict[ModelKey, tuple[list[Any], list[float], list[Any]]] = {}
-        # Batches of columns: (names, a rows × names numeric matrix or one array per name, rows).
+        # Batches of columns: (names, a rows × names numeric matrix or one array per name, rows);
+        # the data is None for a batch already sketched, kept for its absent counts.
         self.blocks: dict[ModelKey, list[tuple[tuple[str, ...], Any, int]]] = {}
         # Numeric outputs of batch calls, per output name.
         self.outs: dict[ModelKey, dict[str, list[npt.NDArray[np.float64]]]] = {}
@@ -274,8 +275,13 @@ class FeatureStats:
     def record_simple(self, model: ModelKey, row: Mapping[str, Any], prediction: float, seconds: float) -> None:
         """The common call (one row in, one finite number out) under a single lock acquisition:
         :meth:`record_row`, an output value and :meth:`record_call` in one."""
-        keys = tuple(row)
-        values = tuple(row.values())
+        self.record_simple_items(model, tuple(row), tuple(row.values()), prediction, seconds)
+
+    def record_simple_items(
+        self, model: ModelKey, keys: tuple[Any, ...], values: tuple[Any, ...], prediction: float, seconds: float
+    ) -> None:
+        """:meth:`record_simple` of a row given as its distinct names and their values (what
+        a row read from an array is, before anything builds its dict)."""
         with self._lock:
             st = self._state
             bufs = st.simple.get(model)
@@ -358,18 +364,26 @@ class FeatureStats:
         with other names, or a value of another type, ends it)."""
         done, n = 0, len(rows)
         work: npt.NDArray[np.float64] | None = None
+        plan: tuple[int, int] | None = None  # (names, rows per part) of a big list's parts
         while done < n:
             first = rows[done]
             if type(first) is not dict or not first:
                 break
             k = len(first)
             left = n - done
-            big = left * k >= _HARD_VALUES
-            if big:
-                parts = -(-left * k // _HARD_VALUES)
-                m = -(-left // parts)
+            if plan is not None and plan[0] == k:
+                # the next of a big list's equal parts (each under _HARD_VALUES: its last
+                # part, had it been judged alone, would have been buffered in small parts,
+                # stacked again and sketched at compaction)
+                big, m = True, min(plan[1], left)
             else:
-                m = min(left, max(1, _CONVERT_VALUES // k))
+                big = left * k >= _HARD_VALUES
+                if big:
+                    parts = -(-left * k // _HARD_VALUES)
+                    m = -(-left // parts)
+                    plan = (k, m)
+                else:
+                    m = min(left, max(1, _CONVERT_VALUES // k))
             # written feature-major (names x rows), the layout the sketch reads: the batch's
             # rows x names matrix is its transpose, a view
             if big:
@@ -431,19 +445,28 @@ class FeatureStats:
         self._pressure(held, size)
 
     def _sketch_block(self, model: ModelKey, names: tuple[str, ...], data: Any, n: int) -> None:
-        """Sketch a batch now (on the caller's thread), outside the lock, and merge the result:
-        nothing of ``data`` is kept."""
+        """Sketch a batch's values now (on the caller's thread), outside the lock, and merge the
+        result: nothing of ``data`` is kept. Its names and row count stay buffered (a block
+        without data) until the next compaction, which counts the names it lacks as absent
+        together with the rows buffered around it, as it does for a buffered batch: counted
+        now, a name first seen later in the same list (or in rows buffered before it) was
+        missed for its rows."""
         private = _State()
-        self._process_buffers(private, _Buffers({}, {}, {}, {model: [(names, data, n)]}))
+        self._process_batches(private, model, names, [(data, n)])
         with self._lock:
             self._merge(self._state, private)
+            st = self._state
+            buf = st.blocks.get(model)
+            if buf is None:
+                buf = st.blocks[model] = []
+            buf.append((names, None, n))
 
     def record_columns(self, model: ModelKey, norm: Normalized, redactor: Any = None) -> None:
         """A batch: its columns are copied into the model's buffer (the caller may reuse its
         arrays) and sketched later with the other buffered batches, all numeric columns in one
         numpy pass; a batch of more than ``_HARD_VALUES`` numbers is sketched now."""
-        if norm.row is not None:
-            self.record_row(model, norm.row)
+        if norm.is_row:
+            self.record_row(model, norm.row or {})
             return
         if norm.records is not None:
             self.record_rows(model, norm.records, redactor)
@@ -686,7 +709,9 @@ class FeatureStats:
                 continue
             self._record_table(st, model, keys, table)
         for names, parts in batches.items():
-            self._process_batches(st, model, names, parts)
+            held = [part for part in parts if part[0] is not None]  # not those sketched already
+            if held:
+                self._process_batches(st, model, names, held)
         for keys, rs in groups.items():
             missing = known.difference(k if type(k) is str else str(k) for k in keys)
             for name in missing:

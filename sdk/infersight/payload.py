@@ -38,7 +38,6 @@ __all__ = ["Normalized", "Outputs", "normalize_inputs", "normalize_outputs", "TE
 FeatureSpec = Sequence[str] | Callable[[Any], Any] | None
 
 
-@dataclass
 class Normalized:
     """Named feature values of one call: ``row`` for a single row, ``columns`` for a batch,
     ``records`` for a batch that came as rows (a list of dicts or pydantic models).
@@ -47,28 +46,88 @@ class Normalized:
     one-element columns, a pydantic model) becomes a ``row``: it then takes the same buffered
     request path as a plain dict. A list of rows stays rows (``records``), so its values are
     classified off the request path exactly as the same rows sent one by one would be.
+
+    A row read from an array or a DataFrame is kept as its names and values (``row_names``,
+    ``row_values``, both tuples): the statistics buffer takes exactly those, so its dict, about
+    a microsecond for 50 values, is built only when something asks for ``row`` (a schema, a
+    payload log).
+
+    >>> n = Normalized(1, row_names=("a", "b"), row_values=(1.5, "x"))
+    >>> n.is_row, n.row_items(), n.row
+    (True, (('a', 'b'), (1.5, 'x')), {'a': 1.5, 'b': 'x'})
     """
 
-    n_rows: int
-    row: dict[str, Any] | None = None
-    columns: dict[str, npt.NDArray[Any]] | None = None
-    # The numeric 2-D array (rows × features, any of float/int dtypes) the columns were cut
-    # from, when there is one (its columns in the order of ``columns``): buffered and
-    # sketched whole, cheaper than column by column.
-    matrix: npt.NDArray[Any] | None = None
-    records: Sequence[Mapping[Any, Any]] | None = None
-    # The names of the matrix's columns. With a matrix, ``columns`` (views of its columns) is
-    # made only when something asks for it (:meth:`as_columns`): building 50 views costs more
-    # than the rest of a small batch's request path.
-    names: Sequence[str] | None = None
-    # Whether ``matrix`` is a copy made here that nothing else holds: buffered as it is (any
-    # other matrix is the caller's, who may reuse it, and is copied).
-    owned: bool = False
+    __slots__ = ("n_rows", "_row", "row_names", "row_values", "columns", "matrix", "records", "names", "owned")
+
+    def __init__(
+        self,
+        n_rows: int,
+        row: dict[str, Any] | None = None,
+        columns: dict[str, npt.NDArray[Any]] | None = None,
+        matrix: npt.NDArray[Any] | None = None,
+        records: Sequence[Mapping[Any, Any]] | None = None,
+        names: Sequence[str] | None = None,
+        owned: bool = False,
+        *,
+        row_names: tuple[Any, ...] | None = None,
+        row_values: tuple[Any, ...] | None = None,
+    ) -> None:
+        self.n_rows = n_rows
+        self._row = row
+        # One row as its distinct names and their values (no dict built yet), or None.
+        self.row_names = row_names
+        self.row_values = row_values
+        self.columns = columns
+        # The numeric 2-D array (rows × features, any of float/int dtypes) the columns were cut
+        # from, when there is one (its columns in the order of ``columns``): buffered and
+        # sketched whole, cheaper than column by column.
+        self.matrix = matrix
+        self.records = records
+        # The names of the matrix's columns. With a matrix, ``columns`` (views of its columns)
+        # is made only when something asks for it (:meth:`as_columns`): building 50 views costs
+        # more than the rest of a small batch's request path.
+        self.names = names
+        # Whether ``matrix`` is a copy made here that nothing else holds: buffered as it is (any
+        # other matrix is the caller's, who may reuse it, and is copied).
+        self.owned = owned
+
+    @property
+    def row(self) -> dict[str, Any] | None:
+        """The one row as a dict (``None`` for a batch)."""
+        row = self._row
+        if row is None and self.row_values is not None:
+            row = self._row = _row(self.row_names or (), self.row_values)
+        return row
+
+    @row.setter
+    def row(self, row: dict[str, Any] | None) -> None:
+        self._row, self.row_names, self.row_values = row, None, None
+
+    @property
+    def is_row(self) -> bool:
+        """Whether this is one row (``row`` is not ``None``), without building its dict."""
+        return self._row is not None or self.row_values is not None
+
+    def row_items(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The one row's names and values, as two tuples (empty for a batch)."""
+        if self.row_values is not None:
+            return self.row_names or (), self.row_values
+        row = self._row
+        if row is None:
+            return (), ()
+        return tuple(row), tuple(row.values())
+
+    def __repr__(self) -> str:
+        shown = {"row": self.row, "columns": self.columns, "matrix": self.matrix, "records": self.records}
+        parts = [f"{k}={v!r}" for k, v in shown.items() if v is not None]
+        return f"Normalized(n_rows={self.n_rows}{''.join(', ' + p for p in parts)})"
 
     def feature_names(self) -> Iterable[str]:
-        """The names of the features, without building columns."""
-        if self.row is not None:
-            return self.row
+        """The names of the features, without building columns (or a row's dict)."""
+        if self.row_values is not None:
+            return self.row_names or ()
+        if self._row is not None:
+            return self._row
         if self.names is not None:
             return self.names
         return self.columns or {}
@@ -241,10 +300,16 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
         return _from_list(obj, names)
     if obj is None:
         return Normalized(1, row={})
-    if _is_pandas(obj, "DataFrame"):
+    if t in _frame_types or _is_pandas(obj, "DataFrame"):
+        _frame_types.add(t)
         return _from_frame(obj)
     if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic v2
-        return normalize_inputs(_model_row(obj), names)
+        row = _plain_row(obj)
+        if row is not None:
+            # a plain model's fields are scalars: the row as it is, not normalised again
+            # (which would copy it once more)
+            return Normalized(1, row=row)
+        return normalize_inputs(dict(obj.model_dump()), names)
     if isinstance(obj, Mapping):
         return _from_mapping(obj)
     if isinstance(obj, np.ndarray):
@@ -288,6 +353,24 @@ def _checked_row_of_items(fn: Any) -> Callable[[Any, type], dict[str, Any] | Non
 
 
 _row_of_items = _checked_row_of_items(getattr(_ext, "row_of_items", None))
+
+
+def _checked_items_row(fn: Any) -> Callable[[Any, type], tuple[tuple[str, ...], tuple[Any, ...]] | None] | None:
+    """The C reader of a dict of one-element columns as (names, values) tuples when it gives
+    what the checked ``row_of_items`` gives (its keys and values), else ``None``."""
+    if fn is None or _row_of_items is None:
+        return None
+
+    def as_dict(columns: Any, array_type: type) -> dict[str, Any] | None:
+        got = fn(columns, array_type)
+        if type(got) is not tuple or len(got) != 2 or type(got[0]) is not tuple or type(got[1]) is not tuple:
+            raise TypeError("not a pair of tuples")
+        return dict(zip(got[0], got[1])) if len(got[0]) == len(got[1]) else None
+
+    return fn if _checked_row_of_items(as_dict) is not None else None  # type: ignore[no-any-return]
+
+
+_items_row = _checked_items_row(getattr(_ext, "items_row", None))
 _columns_matrix: Callable[[Any, type, Any], tuple[str, ...] | None] | None = getattr(_ext, "columns_matrix", None)
 
 
@@ -299,8 +382,43 @@ def _row(names: Sequence[Any], values: Sequence[Any]) -> dict[Any, Any]:
     return dict(zip(names, values))
 
 
+# Names seen for one-row inputs, by id: (the names object, a copy of a list's names to see it
+# unchanged, the names as a tuple when all distinct, else None).
+_names_seen: dict[int, tuple[Any, list[Any] | None, tuple[Any, ...] | None]] = {}
+
+
+def _distinct_names(names: Sequence[Any]) -> tuple[Any, ...] | None:
+    """``names`` as a tuple when no name repeats, else ``None``; remembered for the same names
+    object (a list only while its contents stay the same), as a model passes the same
+    ``features`` call after call and a DataFrame's names are cached (:func:`_frame_names`)."""
+    seen = _names_seen.get(id(names))
+    if seen is not None and seen[0] is names and (seen[1] is None or names == seen[1]):
+        return seen[2]
+    keys = tuple(names)
+    distinct = keys if len(set(keys)) == len(keys) else None
+    if len(_names_seen) >= 64:
+        _names_seen.clear()
+    _names_seen[id(names)] = (names, None if type(names) is tuple else list(names), distinct)
+    return distinct
+
+
+def _one_row(names: Sequence[Any], values: list[Any]) -> Normalized:
+    """One row of an array or a DataFrame: its names and values as they are, or, when a name
+    repeats, the dict ``dict(zip(names, values))`` makes (the last value of a name wins)."""
+    keys = _distinct_names(names)
+    if keys is None:
+        return Normalized(1, row=_row(names, values))
+    return Normalized(1, row_names=keys, row_values=tuple(values))
+
+
 def _from_mapping(obj: Mapping[Any, Any]) -> Normalized:
-    if _row_of_items is not None and type(obj) is dict and obj:
+    if _items_row is not None and type(obj) is dict and obj:
+        # One-element numpy columns, in C: the same .item() of each as the Python path below,
+        # as names and values (a dict's keys are distinct)
+        items = _items_row(obj, np.ndarray)
+        if items is not None:
+            return Normalized(1, row_names=items[0], row_values=items[1])
+    elif _row_of_items is not None and type(obj) is dict and obj:
         # One-element numpy columns, in C: the same .item() of each as the Python path below.
         row = _row_of_items(obj, np.ndarray)
         if row is not None:
@@ -381,13 +499,13 @@ def _from_array(obj: npt.NDArray[Any], names: Sequence[str] | None) -> Normalize
     if obj.ndim == 1:
         if obj.dtype.names:  # structured array: one row per record
             return Normalized(len(obj), columns={n: _column(obj[n]) for n in obj.dtype.names})
-        return Normalized(1, row=_row(_names(obj.shape[0], names), obj.tolist()))
+        return _one_row(_names(obj.shape[0], names), obj.tolist())
     if obj.size == 0:
         return Normalized(obj.shape[0], columns={})
     flat = obj if obj.ndim == 2 else obj.reshape(obj.shape[0], -1)
     cols = _names(flat.shape[1], names)
     if flat.shape[0] == 1:
-        return Normalized(1, row=_row(cols, flat[0].tolist()))
+        return _one_row(cols, flat[0].tolist())
     if flat.dtype.kind in "fiu" and len(set(cols)) == len(cols):
         return Normalized(flat.shape[0], matrix=flat, names=cols)
     return Normalized(flat.shape[0], columns={c: _column(flat[:, i]) for i, c in enumerate(cols)})
@@ -428,6 +546,12 @@ def _model_row(obj: Any) -> dict[str, Any]:
     """A pydantic model's fields as a dict. ``model_dump()`` costs about 5 µs for 50 fields;
     for a model whose fields are plain scalars, with no computed fields, serializers or extra
     fields, its ``__dict__`` holds exactly what ``model_dump()`` returns, at a dict copy's cost."""
+    row = _plain_row(obj)
+    return row if row is not None else dict(obj.model_dump())
+
+
+def _plain_row(obj: Any) -> dict[str, Any] | None:
+    """A copy of the ``__dict__`` of a plain model (see :func:`_model_row`), else ``None``."""
     cls = type(obj)
     plain = _plain_models.get(cls)
     if plain is None:
@@ -436,7 +560,7 @@ def _model_row(obj: Any) -> dict[str, Any]:
         d = getattr(obj, "__dict__", None)
         if type(d) is dict:
             return dict(d)
-    return dict(obj.model_dump())
+    return None
 
 
 def _model_dicts(obj: Sequence[Any]) -> list[dict[str, Any]] | None:
@@ -471,6 +595,7 @@ def _is_plain_model(cls: type) -> bool:
 # -- pandas -------------------------------------------------------------------------------
 
 _frame_names_cache: tuple[Any, Any, tuple[str, ...]] = (None, None, ())
+_frame_types: set[type] = set()  # the DataFrame classes met (no module-name test for them)
 
 
 def _frame_names(index: Any) -> tuple[str, ...]:
@@ -511,7 +636,7 @@ def _frame_columns(df: Any) -> tuple[list[npt.NDArray[Any]], npt.NDArray[Any] | 
                 type(vals) is np.ndarray
                 and vals.ndim == 2
                 and vals.dtype.kind in "fiu"
-                and only.mgr_locs.indexer == slice(0, width, 1)
+                and only.mgr_locs.indexer == _all_columns(width)
             ):
                 return [], vals.T
         out: list[Any] = [None] * width
@@ -533,13 +658,18 @@ def _frame_columns(df: Any) -> tuple[list[npt.NDArray[Any]], npt.NDArray[Any] | 
         return [_pandas_column(df.iloc[:, i]) for i in range(width)], None
 
 
+@functools.lru_cache(maxsize=64)
+def _all_columns(width: int) -> slice:
+    return slice(0, width, 1)
+
+
 def _from_frame(df: Any) -> Normalized:
     names = _frame_names(df.columns)
     cols, matrix = _frame_columns(df)
-    n = len(df.index)
+    n = matrix.shape[0] if matrix is not None else len(df.index)  # one block: rows x columns
     if n == 1:
         values = matrix[0].tolist() if matrix is not None else [c[:1].tolist()[0] for c in cols]
-        return Normalized(1, row=_row(names, values))
+        return _one_row(names, values)
     if matrix is not None and len(set(names)) == len(names):
         return Normalized(n, matrix=matrix, names=names)
     return Normalized(n, columns=dict(zip(names, cols)))

@@ -28,6 +28,7 @@ PURE = os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1"
 CONVERTERS = [
     (payload, "_row_dict"),
     (payload, "_row_of_items"),
+    (payload, "_items_row"),
     (payload, "_columns_matrix"),
     (feature_stats, "_records_matrix"),
     (sketch, "_c_sketch_rows"),
@@ -161,8 +162,24 @@ def test_a_big_list_of_numbers_only_gives_what_its_rows_give(path: str) -> None:
     with pytest.MonkeyPatch.context() as m:
         m.setattr(FeatureStats, "_sketch_block", counted)
         assert _as_list(rows) == expected
-    if path == "C":  # 300 values sketched in parts of about 40 (the last, under 40, buffered)
+    if path == "C":  # 300 values sketched in equal parts of about 40, the last part too
         assert len(parts) >= 6 and max(parts) * 6 <= 40 + 6 and sum(parts) >= 44
+
+
+@pytest.mark.usefixtures("small_big")
+@pytest.mark.parametrize("n", [14, 20, 21, 50, 101])
+def test_every_part_of_a_big_list_is_sketched_at_once(path: str, n: int) -> None:
+    """A big list is cut in equal parts, each under the "big" size: its last part too is
+    sketched at once, not buffered in small parts to be stacked again at compaction."""
+    if path != "C":
+        pytest.skip("the Python path buffers rows one by one")
+    rows = [{"a": float(i), "b": -2.0 * i, "c": i % 3} for i in range(n)]
+    expected = _one_by_one(rows)
+    acc = FeatureStats()
+    acc.record_columns(MODEL, payload.normalize_inputs([dict(r) for r in rows]))
+    held = [(names, data, m) for names, data, m in acc._state.blocks.get(MODEL, [])]
+    assert all(data is None for _, data, _ in held) and sum(m for _, _, m in held) == n
+    assert _summary(acc) == expected
 
 
 @pytest.mark.usefixtures("small_big")
@@ -241,6 +258,69 @@ def test_any_big_list_gives_what_its_rows_give(
         assert _as_list(rows) == expected
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(min_value=2, max_value=40),
+    where=st.integers(min_value=0, max_value=39),
+    stays=st.booleans(),
+    before=st.integers(min_value=0, max_value=3),
+    pure=st.booleans(),
+)
+def test_a_name_first_seen_midway_is_absent_for_every_row_before_it(
+    small_big: int, monkeypatch: pytest.MonkeyPatch, n: int, where: int, stays: bool, before: int, pure: bool
+) -> None:
+    """A big list is sketched in parts; a name that first appears in a later part (or in rows
+    buffered one by one after the converter stopped) is still counted absent for the rows of
+    the earlier parts and for rows buffered before the list, as when every row is sent alone
+    (session 8 found 10 against 22: 23 rows, a fourth name at row 22)."""
+    where = where % n
+    rows = [{"a": float(i), "b": 2.0 * i - 7, "c": float(-i)} for i in range(n)]
+    for i in range(where, n if stays else where + 1):
+        rows[i]["late"] = 0.5 * i
+    earlier = [{"a": 1.0, "b": 2.0, "c": 3.0} for _ in range(before)]
+    with monkeypatch.context() as m:
+        if pure:
+            for mod, name in CONVERTERS:
+                m.setattr(mod, name, None)
+        expected = _one_by_one(earlier + rows)
+        acc = FeatureStats()
+        for r in earlier:
+            acc.record_row(MODEL, r)
+        acc.record_columns(MODEL, payload.normalize_inputs([dict(r) for r in rows]))
+        got = _summary(acc)
+    absent = [v for k, v in expected.items() if k[0] == "ml.feature.missing" and ("ml.feature.name", "late") in k[1]]
+    assert absent == [before + n - (n - where if stays else 1)] or (absent == [] and where == 0 and stays)
+    assert got == expected
+
+
+@pytest.mark.usefixtures("small_big")
+def test_a_big_batch_after_buffered_rows_counts_their_names_absent(path: str) -> None:
+    """A 2-D array big enough to be sketched at once, after rows with a name it lacks: its rows
+    count that name absent, as the same rows sent one by one do."""
+    X = np.arange(60.0).reshape(20, 3) - 17.5
+    earlier = [{"f0": 1.0, "f1": 2.0, "f2": 3.0, "extra": "x"} for _ in range(3)]
+    expected = _one_by_one(earlier + [dict(zip(("f0", "f1", "f2"), r)) for r in X.tolist()])
+    assert (
+        expected[
+            (
+                "ml.feature.missing",
+                (
+                    ("ml.feature.name", "extra"),
+                    ("ml.missing.kind", "absent"),
+                    ("ml.model.name", "big"),
+                    ("ml.model.version", "1"),
+                ),
+            )
+        ]
+        == 20
+    )
+    acc = FeatureStats()
+    for r in earlier:
+        acc.record_row(MODEL, r)
+    acc.record_columns(MODEL, payload.normalize_inputs(X, features=["f0", "f1", "f2"]))
+    assert _summary(acc) == expected
+
+
 def _row_of_items_reference(columns: dict[str, np.ndarray]) -> dict[str, Any]:
     return {k: v.item() for k, v in columns.items()}
 
@@ -278,6 +358,11 @@ def test_the_c_reader_of_one_element_columns_gives_what_item_gives(specs: list[t
     want = _row_of_items_reference(columns)
     got = payload._row_of_items(columns, np.ndarray)
     assert got is not None
+    if payload._items_row is not None:  # the same values as (names, values) tuples
+        items = payload._items_row(columns, np.ndarray)
+        assert items is not None and items[0] == tuple(got)
+        assert [type(v) for v in items[1]] == [type(v) for v in got.values()]
+        assert all(a is b or a == b or (a != a and b != b) for a, b in zip(items[1], got.values()))
     assert list(got) == list(want)
     for k, v in want.items():
         assert type(got[k]) is type(v), (k, columns[k].dtype)
@@ -294,5 +379,13 @@ def test_the_c_reader_is_turned_off_when_it_reads_something_else() -> None:
 
     assert payload._checked_row_of_items(wrong) is None
     assert payload._checked_row_of_items(None) is None
+
+    def wrong_items(columns: Any, array_type: type) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        return tuple(columns), tuple(0.0 for _ in columns)
+
+    assert payload._checked_items_row(wrong_items) is None
+    assert payload._checked_items_row(lambda c, t: None) is None
+    if payload._items_row is not None:
+        assert payload._checked_items_row(payload._items_row) is payload._items_row
     if payload._row_of_items is not None:
         assert payload._checked_row_of_items(payload._row_of_items) is payload._row_of_items

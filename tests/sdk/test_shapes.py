@@ -29,6 +29,7 @@ PURE = os.environ.get("INFERSIGHT_PURE_PYTHON", "").strip() == "1"
 CONVERTERS = [
     (payload, "_row_dict"),
     (payload, "_row_of_items"),
+    (payload, "_items_row"),
     (payload, "_columns_matrix"),
     (feature_stats, "_records_matrix"),
     (sketch, "_c_sketch_rows"),
