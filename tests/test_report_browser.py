@@ -51,9 +51,11 @@ class Recorder:
             with conn:
                 conn.settimeout(2)
                 try:
-                    self.requests.append(conn.recv(4096).split(b"\r\n", 1)[0])
+                    data = conn.recv(4096)
                 except OSError:
-                    pass
+                    continue
+                if data:  # a connection opened and closed with nothing sent (a preconnect) asked for nothing
+                    self.requests.append(data.split(b"\r\n", 1)[0])
 
     def close(self) -> None:
         self.sock.close()
