@@ -885,6 +885,21 @@ one_value(PyObject *array)
     return NULL;
 }
 
+/* The one value of a one-element array (in place, or through item()); NULL, with or without
+ * an exception, for anything else. */
+static PyObject *
+item_of(PyObject *value)
+{
+    Py_INCREF(value); /* .item() runs no Python code for an ndarray, but hold it anyway */
+    PyObject *item = one_value(value);
+    if (item == NULL && !PyErr_Occurred()) {
+        Py_ssize_t len = PyObject_Size(value);
+        item = len == 1 ? PyObject_CallMethodNoArgs(value, s_item) : NULL;
+    }
+    Py_DECREF(value);
+    return item;
+}
+
 static PyObject *
 row_of_items(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -904,13 +919,7 @@ row_of_items(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     while (PyDict_Next(columns, &pos, &key, &value)) {
         if (!PyUnicode_CheckExact(key) || Py_TYPE(value) != (PyTypeObject *)array_type)
             goto other;
-        Py_INCREF(value); /* .item() runs no Python code for an ndarray, but hold it anyway */
-        PyObject *item = one_value(value);
-        if (item == NULL && !PyErr_Occurred()) {
-            Py_ssize_t len = PyObject_Size(value);
-            item = len == 1 ? PyObject_CallMethodNoArgs(value, s_item) : NULL;
-        }
-        Py_DECREF(value);
+        PyObject *item = item_of(value);
         if (item == NULL)
             goto other;
         int r = PyDict_SetItem(out, key, item);
@@ -929,21 +938,6 @@ PyDoc_STRVAR(items_row_doc,
              "(names, values): the keys of a dict of one-element arrays as a tuple, and\n"
              "tuple(value.item() for value in columns.values()), read as row_of_items reads them;\n"
              "None for any dict row_of_items answers None for.");
-
-/* The one value of a one-element array (in place, or through item()); NULL, with or without
- * an exception, for anything else. */
-static PyObject *
-item_of(PyObject *value)
-{
-    Py_INCREF(value); /* .item() runs no Python code for an ndarray, but hold it anyway */
-    PyObject *item = one_value(value);
-    if (item == NULL && !PyErr_Occurred()) {
-        Py_ssize_t len = PyObject_Size(value);
-        item = len == 1 ? PyObject_CallMethodNoArgs(value, s_item) : NULL;
-    }
-    Py_DECREF(value);
-    return item;
-}
 
 static PyObject *
 items_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)

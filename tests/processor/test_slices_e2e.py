@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import infersight
+from support.seconds import at_second_start, evaluate_when_closed
 
 CONFIG = """
 storage:
@@ -55,17 +56,13 @@ def _step(p: Any, predict: Any, rng: np.random.Generator, shift_eu: float) -> in
         if shift_eu:  # and half of eu's y goes missing: a pipeline fault in that region
             y[(region == "eu") & (rng.random(20) < 0.5)] = np.nan
         batches.append({"region": region.tolist(), "x": x, "y": y})
-    now = time.time()
-    if now % 1 > 0.2:
-        time.sleep(1 - now % 1 + 0.01)
+    at_second_start(0.2)
     start = int(time.time())
     for b in batches:
         predict(b)
     assert infersight.flush()
     clean = int(time.time()) == start
-    boundary = int(time.time()) + 1
-    time.sleep(max(0.0, boundary - time.time()) + 0.05)
-    p.evaluation.run_once(now=float(boundary))
+    evaluate_when_closed(p)
     return start if clean else None
 
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 import infersight
+from support.seconds import at_second_start, evaluate_when_closed
 
 CONFIG = """
 storage:
@@ -46,16 +47,11 @@ def processor(start_processor: Any) -> Any:
 def _step(p: Any, predict: Any, calls: int, slow: bool) -> float:
     """Make ``calls`` calls inside the current second, export them, wait for the second to
     close, run one evaluation pass; return the instant judged."""
-    now = time.time()
-    if now % 1 > 0.3:  # start near a window's beginning so the export lands in it
-        time.sleep(1 - now % 1 + 0.01)
+    at_second_start()  # so the export lands in this second's window
     for _ in range(calls):
         predict({"x": 1.0, "slow": slow})
     assert infersight.flush()
-    boundary = float(int(time.time()) + 1)
-    time.sleep(max(0.0, boundary - time.time()) + 0.05)
-    p.evaluation.run_once(now=boundary)
-    return boundary
+    return evaluate_when_closed(p)
 
 
 def _open(web: str) -> dict[str, dict[str, Any]]:
@@ -128,9 +124,7 @@ def test_latency_regression_pages_then_resolves_and_silence_raises_no_data(proce
     deadline = time.time() + 8
     noticed = None
     while time.time() < deadline:
-        boundary = float(int(time.time()) + 1)
-        time.sleep(max(0.0, boundary - time.time()) + 0.05)
-        p.evaluation.run_once(now=boundary)
+        boundary = evaluate_when_closed(p)
         if "slo-no-data:p-under-50ms/no_data" in _open(web):
             noticed = boundary
             break
