@@ -17,6 +17,7 @@ from infersight.processor.storage.codec import decode_window, encode_window, enc
 from infersight.processor.storage.merge import _CANONICAL, StoredRows
 from infersight.stats.sketch import Buckets, ExpHistogram
 from infersight.stats.windows import ExplicitHistogram, WindowStats
+from support.merging import assert_merged_like_merge_all
 
 SIZES = (60, 3600, 86400)
 T0 = 1_700_000_000 - 1_700_000_000 % 86400  # a day boundary
@@ -68,17 +69,7 @@ def test_rows_merged_in_columns_equal_the_plain_merge(spec, data):
     groups = data.draw(
         st.lists(st.lists(st.integers(0, len(texts) - 1), min_size=1, max_size=6), min_size=1, max_size=5)
     )
-    got = StoredRows.parse(texts).merged(groups)
-    for group, ws in zip(groups, got):
-        want = WindowStats.merge_all([decode_window(texts[r]) for r in group])
-        assert ws.sketches.keys() == want.sketches.keys()
-        for name, s in want.sketches.items():
-            assert ws.sketches[name] == s, (group, name)
-            assert ws.sketches[name].max_size == s.max_size
-        assert ws.counters == want.counters
-        assert {k: h.to_dict() for k, h in ws.histograms.items()} == {
-            k: h.to_dict() for k, h in want.histograms.items()
-        }
+    assert_merged_like_merge_all(texts, groups)
 
 
 def stored_window(kind: int, values: list[float], max_size: int, label: int) -> WindowStats:

@@ -22,6 +22,7 @@ from infersight.processor.storage.codec import BINARY, HEADER, decode_window, en
 from infersight.processor.storage.merge import StoredRows
 from infersight.stats.sketch import Buckets, ExpHistogram
 from infersight.stats.windows import ExplicitHistogram, WindowStats
+from support.merging import assert_merged_like_merge_all
 from tests.processor.test_columns import request
 
 SIZES = (60, 3600, 86400)
@@ -125,16 +126,7 @@ def test_rows_of_every_form_merged_in_columns_equal_the_plain_merge(spec, data):
     groups = data.draw(
         st.lists(st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=6), min_size=1, max_size=5)
     )
-    got = StoredRows.parse(rows).merged(groups)
-    for group, ws in zip(groups, got):
-        want = WindowStats.merge_all([decode_window(rows[r]) for r in group])
-        assert ws.sketches.keys() == want.sketches.keys()
-        for name, s in want.sketches.items():
-            assert ws.sketches[name] == s and ws.sketches[name].max_size == s.max_size, (group, name)
-        assert ws.counters == want.counters
-        assert {k: h.to_dict() for k, h in ws.histograms.items()} == {
-            k: h.to_dict() for k, h in want.histograms.items()
-        }
+    assert_merged_like_merge_all(rows, groups)
 
 
 def test_a_binary_row_that_does_not_add_up_or_is_cut_short_is_refused():
