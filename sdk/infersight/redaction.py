@@ -70,7 +70,24 @@ class Redactor:
         if self._re is None or _depth > 32:
             return obj
         if isinstance(obj, dict):
-            return {k: (REDACTED if self.matches(k) else self.redact(v, _depth + 1)) for k, v in obj.items()}
+            clean = self._clean
+            if clean.issuperset(obj):
+                # every name known not to match (rows of a batch share theirs): only the values
+                # that are containers need a walk
+                out = dict(obj)
+                for k, v in out.items():
+                    if isinstance(v, (dict, list, tuple)):
+                        out[k] = self.redact(v, _depth + 1)
+                return out
+            out = {}
+            for k, v in obj.items():
+                if self.matches(k):
+                    out[k] = REDACTED
+                else:
+                    out[k] = self.redact(v, _depth + 1)
+                    if type(k) is str and len(clean) < 10_000:
+                        clean.add(k)
+            return out
         if isinstance(obj, (list, tuple)):
             return [self.redact(v, _depth + 1) for v in obj]
         return obj
