@@ -11,9 +11,8 @@ import pydantic
 import pytest
 
 from infersight import feature_stats, payload
-from infersight.feature_stats import FeatureStats
 
-from .test_big_batches import MODEL, _summary
+from .test_big_batches import _as_list, _one_by_one
 
 
 class Row(pydantic.BaseModel):
@@ -68,19 +67,6 @@ def _rows(n: int) -> list[dict[str, Any]]:
         }
         for i in range(n)
     ]
-
-
-def _one_by_one(rows: list[dict[str, Any]]) -> dict[Any, Any]:
-    acc = FeatureStats()
-    for r in rows:
-        acc.record_row(MODEL, r)
-    return _summary(acc)
-
-
-def _as_list(rows: list[Any]) -> dict[Any, Any]:
-    acc = FeatureStats()
-    acc.record_columns(MODEL, payload.normalize_inputs(rows))
-    return _summary(acc)
 
 
 @pytest.fixture(params=["big", "buffered"])
