@@ -17,7 +17,7 @@ from infersight.processor.storage.codec import decode_window, encode_window, enc
 from infersight.processor.storage.merge import _CANONICAL, StoredRows
 from infersight.stats.sketch import Buckets, ExpHistogram
 from infersight.stats.windows import ExplicitHistogram, WindowStats
-from support.merging import assert_merged_like_merge_all
+from support.merging import assert_merged_like_merge_all, padded
 
 SIZES = (60, 3600, 86400)
 T0 = 1_700_000_000 - 1_700_000_000 % 86400  # a day boundary
@@ -29,19 +29,8 @@ def stored_row(kind: int, values: list[float], max_size: int, label: int) -> str
     ws = WindowStats({"value": s})
     if label % 2:
         ws.add_count("missing", "nan", label)
-    if kind == 1 and s.positive.counts.size:  # zero buckets at both ends: merge_all keeps them
-        counts = np.concatenate([[0], s.positive.counts, [0, 0]])
-        ws.sketches["value"] = ExpHistogram(
-            s.scale,
-            s.zero_count,
-            Buckets(s.positive.offset - 1, counts),
-            s.negative,
-            s.count,
-            s.sum,
-            s.min,
-            s.max,
-            s.max_size,
-        )
+    if kind == 1:  # zero buckets at both ends: merge_all keeps them
+        ws.sketches["value"] = padded(s, 1, 2)
     if kind == 2:  # an old store's row: bucket counts as a JSON list
         return json.dumps({"s": {"value": s.to_dict()}, "h": {}, "c": ws.counters})
     if kind == 3:  # a model-role row: two sketches and an explicit histogram

@@ -20,33 +20,15 @@ from infersight.processor.ingest.screen import screen
 from infersight.processor.storage import FEATURE, WindowKey, WriteBatch, open_storage
 from infersight.processor.storage.codec import BINARY, HEADER, decode_window, encode_window, pack_windows
 from infersight.processor.storage.merge import StoredRows
-from infersight.stats.sketch import Buckets, ExpHistogram
+from infersight.stats.sketch import ExpHistogram
 from infersight.stats.windows import ExplicitHistogram, WindowStats
-from support.merging import assert_merged_like_merge_all
+from support.merging import assert_merged_like_merge_all, padded
 from tests.processor.test_columns import request
 
 SIZES = (60, 3600, 86400)
 T0 = 1_700_000_000 - 1_700_000_000 % 86400  # a day boundary
 
 values = st.lists(st.one_of(st.floats(-1e9, 1e9, allow_nan=False), st.just(0.0), st.floats(1e200, 1e300)), max_size=40)
-
-
-def padded(s: ExpHistogram, front: int, back: int) -> ExpHistogram:
-    """``s`` with zero buckets added at the ends of its positive buckets (merge_all keeps them)."""
-    if not s.positive.counts.size:
-        return s
-    counts = np.concatenate([np.zeros(front, np.int64), s.positive.counts, np.zeros(back, np.int64)])
-    return ExpHistogram(
-        s.scale,
-        s.zero_count,
-        Buckets(s.positive.offset - front, counts),
-        s.negative,
-        s.count,
-        s.sum,
-        s.min,
-        s.max,
-        s.max_size,
-    )
 
 
 def window(kind: int, vals: list[float], max_size: int, label: int, big: int) -> WindowStats:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from infersight.processor.storage.codec import decode_window
 from infersight.processor.storage.merge import StoredRows
+from infersight.stats.sketch import Buckets, ExpHistogram
 from infersight.stats.windows import WindowStats
 
 
@@ -23,3 +26,21 @@ def assert_merged_like_merge_all(rows: Sequence[Any], groups: Sequence[Sequence[
         assert {k: h.to_dict() for k, h in ws.histograms.items()} == {
             k: h.to_dict() for k, h in want.histograms.items()
         }
+
+
+def padded(s: ExpHistogram, front: int, back: int) -> ExpHistogram:
+    """``s`` with zero buckets added at the ends of its positive buckets (merge_all keeps them)."""
+    if not s.positive.counts.size:
+        return s
+    counts = np.concatenate([np.zeros(front, np.int64), s.positive.counts, np.zeros(back, np.int64)])
+    return ExpHistogram(
+        s.scale,
+        s.zero_count,
+        Buckets(s.positive.offset - front, counts),
+        s.negative,
+        s.count,
+        s.sum,
+        s.min,
+        s.max,
+        s.max_size,
+    )
