@@ -135,10 +135,7 @@ class Slicer:
                 if len(self.names) == 1
                 else [tuple(r.get(n) for n in self.names) for r in rows]
             )
-            return [
-                (key, normalize_inputs([recs[i] for i in idx]) if len(idx) > 1 else _one(recs[int(idx[0])]), idx)
-                for key, idx in self._groups(model, values)
-            ]
+            return [(key, normalize_inputs([recs[i] for i in idx]), idx) for key, idx in self._groups(model, values)]
         n = norm.n_rows
         if n <= 0:
             return []
@@ -206,7 +203,3 @@ def split_outputs(outs: Outputs, idx: npt.NDArray[np.intp] | None, n_rows: int) 
 def _fields(obj: Any) -> Mapping[str, Any]:
     d = getattr(obj, "__dict__", None)
     return d if isinstance(d, Mapping) else {}
-
-
-def _one(record: Any) -> Normalized:
-    return normalize_inputs([record])
