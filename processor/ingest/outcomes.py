@@ -6,6 +6,10 @@ records whose body is a columnar JSON document (see ``infersight._outcomes``)::
     {"format": 1, "model": "churn", "version": "3", "request_id": [...], "time_ns": [...],
      "trace_id": [...], "span_id": [...], "prediction": [...], "rows": [...], "truncated": [...]}
 
+Format 2 adds packed float answers (``"packed"``: values per call or ``null``, ``"values"``:
+base64 float64s); screening unpacks them into the ``prediction`` column (NaN as ``null``), so
+what is stored is what format 1 gives for the same call.
+
 :func:`outcome_problem` runs at screening time (the receiving thread) and parses the body once,
 leaving the parsed document on the record, so folding reads it without a second parse; a body
 that is not such a document is rejected with a message naming what is wrong.
@@ -24,13 +28,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from infersight._outcomes import OUTCOME_FORMATS, call_predictions
 from infersight.processor.ingest.points import LogPoint
 from infersight.processor.storage.base import Outcome
 
 __all__ = ["OUTCOMES_EVENT", "outcome_problem", "outcome_rows"]
 
 OUTCOMES_EVENT = "ml.outcomes"
-FORMATS = (1,)
+FORMATS = OUTCOME_FORMATS
 _COLUMNS = ("request_id", "time_ns", "trace_id", "span_id", "prediction", "rows", "truncated")
 _MAX_ID = 256
 
@@ -72,6 +77,12 @@ def outcome_problem(rec: LogPoint) -> str | None:
     for t in body["time_ns"]:
         if type(t) is not int or t < 0:
             return f"ml.outcomes log record: time_ns {t!r} must be a non-negative whole number of nanoseconds"
+    if body.get("format") != 1:
+        # packed float answers (see infersight._outcomes) become lists, as format 1 has them
+        try:
+            body["prediction"] = call_predictions(body)
+        except ValueError as exc:
+            return f"ml.outcomes log record: {exc}"
     rec.body = _Parsed(body)
     return None
 

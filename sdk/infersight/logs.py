@@ -152,15 +152,42 @@ class LogPipeline:
         for key in _PAYLOAD_KEYS:
             if key not in event:
                 continue
-            text = to_json(self.redactor.redact(event[key]))
-            raw = text.encode("utf-8")
-            if len(raw) > self.max_payload_bytes:
-                text = raw[: self.max_payload_bytes].decode("utf-8", "ignore") + TRUNCATED_MARKER
-                truncated = True
+            text, cut = self.capped_json(event[key])
+            truncated = truncated or cut
             event[key] = text
         if truncated:
             event["ml.payload.truncated"] = True
         return event
+
+    def capped_json(self, value: Any) -> tuple[str, bool]:
+        """``value`` redacted, as JSON cut to ``max_payload_bytes`` bytes (and the marker), and
+        whether it was cut. Of a long list (a batch's rows or answers) only the rows the cut
+        text can hold are redacted and written: JSON of the first ``k`` items is the start of
+        the whole list's JSON but for its closing ``]``, so once it passes the cap the cut text
+        is the same. Writing a float's shortest text costs about 0.4 µs, and a 1,000-row answer
+        written whole to keep its first 8 KiB took 0.4 ms.
+
+        >>> LogPipeline(max_payload_bytes=12, output="none").capped_json(list(range(1000)))
+        ('[0, 1, 2, 3,…[truncated]', True)
+        """
+        cap = self.max_payload_bytes
+        if type(value) is np.ndarray and value.ndim:
+            value = value.tolist()  # what to_json writes for it
+        if type(value) is list and len(value) > 2:
+            redact = self.redactor.redact
+            # rows to write: one more than the first row's size says the cap holds, doubled
+            # while the text stays under the cap
+            k = min(len(value), 2 + cap // (len(to_json(redact(value[0])).encode("utf-8")) + 2))
+            while k < len(value):
+                raw = to_json(redact(value[:k])).encode("utf-8")
+                if len(raw) > cap:
+                    return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
+                k *= 2
+        text = to_json(self.redactor.redact(value))
+        raw = text.encode("utf-8")
+        if len(raw) > cap:
+            return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
+        return text, False
 
     def _emit_otel(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if self.otel_logger is None:

@@ -693,6 +693,8 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 _NO_DEFAULT = object()
+_all_true = np.logical_and.reduce
+_isfinite = np.isfinite
 NO_DEFAULT = _NO_DEFAULT
 
 
@@ -713,10 +715,17 @@ def normalize_outputs(
     >>> o.labels["prediction"], o.values["score"].tolist()
     (['yes', 'no'], [0.9, 0.8])
     """
-    out = Outputs(n_rows=1)
     if type(obj) is np.ndarray:  # what model.predict answers: straight to the array's reading
+        if obj.dtype.kind == "f" and default is _NO_DEFAULT and (obj.ndim == 1 or obj.ndim == 2 and obj.shape[1] == 1):
+            # one number a row, all finite: a copy and one check, two ufunc calls (numpy's
+            # ``.all()`` wraps its reduce in Python); else the reading below counts what is not
+            vals = obj.astype(np.float64).reshape(-1)
+            if _all_true(_isfinite(vals)):
+                return Outputs(n_rows=max(1, vals.shape[0]), values={name: vals})
+        out = Outputs(n_rows=1)
         _collect_array(obj, name, out, classes, default)
     else:
+        out = Outputs(n_rows=1)
         _collect_output(obj, name, out, classes, default)
     return out
 

@@ -23,6 +23,8 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from infersight._outcomes import call_predictions
+
 __all__ = ["InMemoryMetricExporter", "InMemoryTelemetry"]
 
 
@@ -106,6 +108,7 @@ class InMemoryTelemetry:
             if r.attributes.get("event.name") != "ml.outcomes":
                 continue
             body = json.loads(r.body)
+            body["prediction"] = call_predictions(body)  # packed float answers as lists
             cols = ("request_id", "time_ns", "trace_id", "span_id", "prediction", "rows", "truncated")
             for values in zip(*(body[c] for c in cols)):
                 out.append({"model": body["model"], "version": body["version"], **dict(zip(cols, values))})

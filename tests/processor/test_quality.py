@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from infersight._outcomes import encode_outcomes
 from infersight.processor.config import ConfigError
 from infersight.processor.evaluate.findings import EvaluationContext
 from infersight.processor.ingest.fold import aggregate
@@ -61,8 +62,38 @@ def test_outcome_records_are_screened_and_folded():
     bad = LogPoint("ml.outcomes", {}, {}, 0, "", "", json.dumps({**body, "time_ns": [1]}))
     assert log_problem(bad) == "ml.outcomes log record: columns have different lengths [1, 2]"
     worse = LogPoint("ml.outcomes", {}, {}, 0, "", "", json.dumps({**body, "format": 9}))
-    assert "format 9 is not one of (1,)" in (log_problem(worse) or "")
+    assert "format 9 is not one of (1, 2)" in (log_problem(worse) or "")
     assert "not JSON" in (log_problem(LogPoint("ml.outcomes", {}, {}, 0, "", "", "{nope")) or "")
+
+
+def test_packed_float_answers_are_stored_as_format_1_stores_them():
+    """Format 2 (what the SDK writes for float answers) folds into the same outcomes as the
+    same calls written as format 1 lists; packed columns that disagree are refused by name."""
+    calls = [
+        ("a", 1, "m", "2", 0, np.array([0.5, np.nan, 0.25])),
+        ("b", 2, "m", "2", 0, "yes"),
+        ("c", 3, "m", "2", 0, (0.75,)),
+        ("d", 4, "m", "2", 0, np.array([[0.1], [0.2]], dtype=np.float32)),
+    ]
+    (packed,) = encode_outcomes(calls, max_bytes=8192, max_rows=2048)
+    assert packed["format"] == 2
+    plain = {
+        **packed,
+        "format": 1,
+        "prediction": [[0.5, None, 0.25], "yes", [0.75], [0.10000000149011612, 0.20000000298023224]],
+    }
+    del plain["packed"], plain["values"]
+    folded = [
+        [(o.request_id, o.prediction, o.rows, o.truncated) for o in aggregate([], [], [rec], (W,)).outcomes]
+        for rec in (
+            LogPoint("ml.outcomes", {}, {"ml.model.name": "m"}, 4, "", "", json.dumps(b, allow_nan=False))
+            for b in (packed, plain)
+        )
+    ]
+    assert folded[0] == folded[1]
+    assert folded[0][0] == ("a", "[0.5, null, 0.25]", 3, False)
+    short = LogPoint("ml.outcomes", {}, {}, 0, "", "", json.dumps({**packed, "packed": [3, None, 1, 1]}))
+    assert log_problem(short) == "ml.outcomes log record: values holds 48 bytes, packed says 5 numbers of 8 bytes"
 
 
 def test_the_store_joins_every_outcome_with_its_label_and_expires_them(store_url):

@@ -1,7 +1,8 @@
-"""Float arrays answered by ``model.predict`` are shipped as outcomes exactly as the general
-path ships them (:func:`compact_prediction` then ``json.dumps`` to measure), whether they take
-the measured-without-``json.dumps`` path, are known to pass the size cap without being read,
-or are a one-row answer the request path kept as the 1-tuple of its number."""
+"""Float arrays answered by ``model.predict`` travel packed (8 bytes a value) and are read
+back as the general path writes the same values (:func:`compact_prediction`: a list, NaN and
+infinities as ``None``), whether they are arrays, 1 × n columns, float32, or a one-row answer
+the request path kept as the 1-tuple of its number; past ``max_bytes // 8`` values they are cut
+(``null``, ``truncated``), and the body survives JSON as the export writes it."""
 
 from __future__ import annotations
 
@@ -13,20 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import infersight
-from infersight._outcomes import _float_list_json_size, compact_prediction, encode_outcomes
+from infersight._outcomes import call_predictions, compact_prediction, encode_outcomes
 from infersight.testing import InMemoryTelemetry
 
 
 def _reference(pred: Any, max_bytes: int, max_rows: int) -> tuple[Any, int, bool]:
-    """What the general path of ``encode_outcomes`` makes of one prediction."""
+    """What the general path makes of one float answer, cut at ``max_bytes // 8`` values."""
     value, rows = compact_prediction(pred, max_rows)
-    n = len(json.dumps(value, allow_nan=False))
-    return (None, rows, True) if n > max_bytes else (value, rows, False)
+    kept = len(value) if isinstance(value, list) else 1
+    return (None, rows, True) if kept * 8 > max_bytes else (value, rows, False)
 
 
 def _shipped(pred: Any, max_bytes: int, max_rows: int) -> tuple[Any, int, bool]:
     (body,) = encode_outcomes([("r", 1, "m", "1", 0, pred)], max_bytes=max_bytes, max_rows=max_rows)
-    return body["prediction"][0], body["rows"][0], body["truncated"][0]
+    body = json.loads(json.dumps(body, separators=(",", ":"), allow_nan=False))  # as exported
+    return call_predictions(body)[0], body["rows"][0], body["truncated"][0]
 
 
 _FLOAT = st.one_of(
@@ -44,7 +46,7 @@ _FLOAT = st.one_of(
     max_bytes=st.sampled_from([4, 5, 12, 64, 200, 8192]),
     max_rows=st.sampled_from([1, 3, 50, 2048]),
 )
-def test_a_float_array_is_shipped_as_the_general_path_ships_it(
+def test_a_float_array_is_read_back_as_the_general_path_writes_it(
     values: list[float], repeat: int, dtype: str, column: bool, max_bytes: int, max_rows: int
 ) -> None:
     with np.errstate(over="ignore"):
@@ -54,15 +56,52 @@ def test_a_float_array_is_shipped_as_the_general_path_ships_it(
     assert _shipped(arr, max_bytes, max_rows) == _reference(arr, max_bytes, max_rows)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    preds=st.lists(
+        st.one_of(
+            st.builds(lambda v: np.array(v), st.lists(_FLOAT, max_size=12)),
+            st.builds(lambda v: (v,), _FLOAT),
+            st.sampled_from(["yes", 3, None, 0.25, {"label": "x"}, [1, 2]]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_a_body_mixing_packed_and_plain_answers_reads_back_call_by_call(preds: list[Any]) -> None:
+    calls = [(f"r{i}", i, "m", "1", 0, p) for i, p in enumerate(preds)]
+    (body,) = encode_outcomes(calls, max_bytes=8192, max_rows=2048)
+    body = json.loads(json.dumps(body, separators=(",", ":"), allow_nan=False))
+    one_by_one = [call_predictions(b)[0] for c in calls for b in encode_outcomes([c], max_bytes=8192, max_rows=2048)]
+    assert call_predictions(body) == one_by_one
+    assert body["format"] == (
+        2
+        if any(type(p) is not str and not isinstance(p, (int, float, dict, list)) and p is not None for p in preds)
+        else 1
+    )
+
+
+def test_a_body_whose_packed_columns_disagree_is_refused_by_name() -> None:
+    (body,) = encode_outcomes([("a", 1, "m", "1", 0, np.array([0.5, 0.25]))])
+    for change, says in [
+        ({"packed": [3]}, "packed says 3 numbers"),
+        ({"packed": []}, "not as long as prediction"),
+        ({"packed": [-1]}, "non-negative whole number"),
+        ({"values": "%%%"}, "not base64"),
+        ({"values": None}, "base64 text"),
+    ]:
+        try:
+            call_predictions({**body, **change})
+        except ValueError as exc:
+            assert says in str(exc)
+        else:
+            raise AssertionError(f"{change} was read")
+
+
 @given(value=_FLOAT, max_bytes=st.sampled_from([1, 3, 4, 5, 8192]))
 def test_a_one_tuple_of_a_float_is_shipped_as_its_one_element_array(value: float, max_bytes: int) -> None:
     want = _reference(np.array([value]), max_bytes, 100)
     assert _shipped((value,), max_bytes, 100) == want == _reference((value,), max_bytes, 100)
-
-
-@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)), max_size=30))
-def test_the_measured_size_is_the_json_size(values: list[float | None]) -> None:
-    assert _float_list_json_size(values) == len(json.dumps(values))
 
 
 def test_a_one_row_answer_ships_as_the_array_it_was(model_name: str) -> None:

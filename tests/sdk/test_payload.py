@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infersight.payload import ABSENT, normalize_inputs, normalize_outputs
 
@@ -86,3 +88,33 @@ def test_null_and_default_outputs_are_counted():
         ("prediction", "none"): 1,
         ("prediction", "default"): 1,
     }
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e308, -1e308, 0.0])),
+        max_size=40,
+    ),
+    dtype=st.sampled_from(["float64", "float32", "float16"]),
+    column=st.booleans(),
+)
+def test_a_float_answer_read_by_the_quick_path_is_read_as_the_full_reading_reads_it(
+    values: list[float], dtype: str, column: bool
+) -> None:
+    """One number a row (1-D or n × 1): the copy-and-sum path gives exactly what the full
+    reading gives, NaN, infinities and sums that overflow included."""
+    from infersight.payload import NO_DEFAULT, Outputs, _collect_array, normalize_outputs
+
+    with np.errstate(over="ignore"):
+        arr = np.array(values, dtype=dtype)
+    if column:
+        arr = arr.reshape(-1, 1)
+    want = Outputs(n_rows=1)
+    _collect_array(arr, "prediction", want, None, NO_DEFAULT)
+    got = normalize_outputs(arr)
+    assert (got.n_rows, got.labels, got.nulls) == (want.n_rows, want.labels, want.nulls)
+    assert got.values.keys() == want.values.keys()
+    for k, v in want.values.items():
+        assert got.values[k].dtype == v.dtype and got.values[k].tobytes() == v.tobytes()
+        assert not np.shares_memory(got.values[k], arr)

@@ -52,3 +52,49 @@ def test_a_name_that_must_be_redacted_is_never_learnt_as_clean() -> None:
             "password": REDACTED,
             "items": [{"Password": REDACTED, "n": 1}],
         }
+
+
+rows_with_odd_values = st.lists(
+    st.dictionaries(
+        names,
+        st.one_of(values, st.floats(allow_nan=True, allow_infinity=True), st.text(alphabet='é€😀"\\ab', max_size=6)),
+        max_size=6,
+    ),
+    max_size=120,
+)
+
+
+@given(rows=rows_with_odd_values, cap=st.sampled_from([1, 7, 40, 300, 2000, 8192]), patterns=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_a_long_payload_cut_after_its_first_rows_is_the_whole_text_cut(
+    rows: list[dict[str, Any]], cap: int, patterns: bool
+) -> None:
+    """``capped_json`` writes only the rows the cut text can hold: the result is what the whole
+    list's text gives when cut, byte for byte (NaN rows, several-byte characters at the cut)."""
+    from infersight.logs import TRUNCATED_MARKER, LogPipeline, to_json
+
+    pipe = LogPipeline(redact=["password", "*_token"] if patterns else (), max_payload_bytes=cap, output="none")
+    raw = to_json(pipe.redactor.redact(rows)).encode("utf-8")
+    want = (raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True) if len(raw) > cap else (raw.decode(), False)
+    assert pipe.capped_json(rows) == want
+
+
+@given(
+    n=st.integers(0, 3000),
+    cols=st.sampled_from([0, 1, 3]),
+    cap=st.sampled_from([1, 50, 8192]),
+    nan=st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_an_array_answer_cut_after_its_first_rows_is_the_whole_text_cut(n: int, cols: int, cap: int, nan: bool) -> None:
+    import numpy as np
+
+    from infersight.logs import TRUNCATED_MARKER, LogPipeline, to_json
+
+    arr = np.random.default_rng(n).normal(size=(n, cols) if cols else n)
+    if nan and n:
+        arr.flat[-1] = np.nan
+    pipe = LogPipeline(max_payload_bytes=cap, output="none")
+    raw = to_json(arr).encode("utf-8")
+    want = (raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True) if len(raw) > cap else (raw.decode(), False)
+    assert pipe.capped_json(arr) == want
