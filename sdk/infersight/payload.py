@@ -292,8 +292,14 @@ def normalize_inputs(obj: Any, features: FeatureSpec = None) -> Normalized:
     if t is dict and obj:
         # A dict of columns has only sequence values, so one scalar first value settles it:
         # the common one-row case stays a single dict copy.
-        if type(next(iter(obj.values()))) not in _SEQUENCE_TYPES:
+        first = next(iter(obj.values()))
+        if type(first) not in _SEQUENCE_TYPES:
             return Normalized(1, row=dict(obj))
+        if type(first) is np.ndarray and first.ndim == 1 and first.shape[0] > 1:
+            # a batch of numpy columns ({k: X[:, i]}): straight to the one-matrix reading
+            block = _numpy_columns(obj)
+            if block is not None:
+                return block
     if t is np.ndarray:
         return _from_array(obj, names)
     if t is list or t is tuple:

@@ -34,11 +34,13 @@ def test_buffered_batches_ask_for_compaction_and_a_huge_batch_is_sketched_at_onc
     asked = []
     acc.on_pressure = lambda: asked.append(1)
     X = np.random.default_rng(0).normal(size=(1000, 50))
-    for _ in range(3):
+    for _ in range(5):
         acc.record_columns(("m", "1"), normalize_inputs(X))
-    assert acc.buffered_rows() == 3000 and asked == [1]  # 150k values buffered: over 128k
+    assert acc.buffered_rows() == 5000 and asked == []  # 250k values buffered: under 256k
+    acc.record_columns(("m", "1"), normalize_inputs(X))
+    assert acc.buffered_rows() == 6000 and asked == [1]  # 300k: the exporter thread is woken
     acc.record_columns(("m", "1"), normalize_inputs(np.zeros((30_000, 50))))
-    assert acc.buffered_rows() == 3000  # 1.5M values: not buffered
+    assert acc.buffered_rows() == 6000  # 1.5M values: not buffered
     values = _points(acc, "ml.feature.value")
     counts = {dict(k)["ml.feature.name"]: p.count for k, p in values.items()}
-    assert counts == {f"f{i}": 33_000 for i in range(50)}
+    assert counts == {f"f{i}": 36_000 for i in range(50)}
