@@ -331,7 +331,7 @@ class _Call:
     def finish(self, result: Any, exc: BaseException | None, elapsed: float, stream: bool = False) -> None:
         t_start = time.perf_counter()
         rt, opts, span = self.rt, self.opts, self.span
-        call_recorded = False
+        call_recorded = simple = False
         s = rt.settings
         model_key = (self.model, self.version)
         error_type = type(exc).__qualname__ if exc is not None else None
@@ -357,16 +357,23 @@ class _Call:
                     # (value is only a number when norm is one row: no second test here)
                     keys, values = norm.row_items()
                     rt.stats.record_simple_items(model_key, keys, values, value, elapsed)
-                    call_recorded = True
+                    call_recorded = simple = True
                 else:
-                    # rows of a list are redacted as they are buffered (checked once per set of names)
-                    rt.stats.record_columns(model_key, norm, redactor if redactor.active else None)
                     if exc is None and not stream:
                         outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output)
-                        rt.stats.record_outputs(model_key, outs)
                         extreme = bool(outs.nulls)
+                    if self.violations is None and rt.stats.record_batch(model_key, norm, outs, elapsed, error_type):
+                        # a numeric batch and its float answers: inputs, outputs and the call
+                        # under one lock
+                        call_recorded = True
+                    else:
+                        # rows of a list are redacted as they are buffered (checked once per
+                        # set of names)
+                        rt.stats.record_columns(model_key, norm, redactor if redactor.active else None)
+                        if outs is not None:
+                            rt.stats.record_outputs(model_key, outs)
                 if opts.slicer is not None:
-                    if call_recorded:  # the common case's one number, as record_simple kept it
+                    if simple:  # the common case's one number, as record_simple kept it
                         outs = Outputs(1, values={"prediction": np.array([value])})
                     _record_slices(rt, opts, model_key, norm, outs)
             elif shed >= 2 and s.feature_stats:

@@ -125,6 +125,24 @@ _FOLD_AT = 16
 _LIMITS = [row_limits(k) for k in range(257)]  # by width, looked up on the request path
 
 
+def _block_of(norm: Normalized) -> tuple[tuple[str, ...], Any]:
+    """The names and data a batch is buffered as: its rows x names matrix, or one array per
+    name; copied (the caller may reuse its arrays) unless the batch owns it or is sketched at
+    once."""
+    matrix = norm.matrix
+    data: Any
+    if matrix is not None and norm.names is not None:
+        names = tuple(norm.names)
+        data = matrix
+    else:
+        cols = norm.as_columns()
+        names = tuple(cols)
+        data = tuple(cols.values())
+    if norm.n_rows * max(len(names), 1) < _HARD_VALUES and not (norm.owned and data is matrix):
+        data = np.array(data) if isinstance(data, np.ndarray) else tuple(np.array(c) for c in data)
+    return names, data
+
+
 def _limits(width: int) -> tuple[int, int]:
     return _LIMITS[width] if width < 257 else row_limits(width)
 
@@ -477,19 +495,50 @@ class FeatureStats:
         n = norm.n_rows
         if n <= 0:
             return
-        matrix = norm.matrix
-        data: Any
-        if matrix is not None and norm.names is not None:
-            names = tuple(norm.names)
-            data = matrix
-        else:
-            cols = norm.as_columns()
-            names = tuple(cols)
-            data = tuple(cols.values())
-        if n * max(len(names), 1) < _HARD_VALUES and not (norm.owned and data is matrix):
-            # a copy: the caller may reuse its arrays
-            data = np.array(data) if isinstance(data, np.ndarray) else tuple(np.array(c) for c in data)
+        names, data = _block_of(norm)
         self._buffer_block(model, names, data, n)
+
+    def record_batch(
+        self, model: ModelKey, norm: Normalized, outs: Outputs | None, seconds: float, error_type: str | None
+    ) -> bool:
+        """:meth:`record_columns`, :meth:`record_outputs` and :meth:`record_call` of a batch
+        call in one lock, for the common batch: numeric or column inputs (not a list of
+        rows), no more than ``_HARD_VALUES`` values, and outputs that are numbers only (or
+        none, for a failed call). ``False``, with nothing recorded, for any other call."""
+        n = norm.n_rows
+        if norm.is_row or norm.records is not None or n <= 0:
+            return False
+        if outs is not None and (outs.labels or outs.nulls):
+            return False
+        names, data = _block_of(norm)
+        size = n * max(len(names), 1)
+        if size >= _HARD_VALUES:
+            return False
+        with self._lock:
+            st = self._state
+            buf = st.blocks.get(model)
+            if buf is None:
+                buf = st.blocks[model] = []
+            buf.append((names, data, n))
+            st.block_rows += n
+            if outs is not None:
+                for name, values in outs.values.items():
+                    if values.size:
+                        st.outs.setdefault(model, {}).setdefault(name, []).append(values)
+                        size += values.size
+            st.values += size
+            held = st.values
+            calls = st.calls.get(model)
+            if calls is None:
+                calls = st.calls[model] = []
+            calls.append((seconds, n, error_type))
+            waiting = len(calls)
+        self._pressure(held, size)
+        if waiting == _COMPACT_AT and self.on_pressure is not None:
+            self.on_pressure()
+        elif waiting >= _HARD_LIMIT:
+            self.compact()
+        return True
 
     def _pressure(self, held: int, added: int) -> None:
         if held - added < _COMPACT_VALUES <= held and self.on_pressure is not None:

@@ -44,3 +44,79 @@ def test_buffered_batches_ask_for_compaction_and_a_huge_batch_is_sketched_at_onc
     values = _points(acc, "ml.feature.value")
     counts = {dict(k)["ml.feature.name"]: p.count for k, p in values.items()}
     assert counts == {f"f{i}": 36_000 for i in range(50)}
+
+
+def _everything(acc: FeatureStats) -> dict:
+    """Every point of every metric the accumulator exports, as plain data."""
+    out = {}
+    for m in acc.drain(0, 1):
+        for p in m.data.data_points:
+            key = (m.name, tuple(sorted(p.attributes.items())))
+            if hasattr(p, "positive"):
+                out[key] = (
+                    p.count,
+                    p.sum,
+                    p.min,
+                    p.max,
+                    p.scale,
+                    p.zero_count,
+                    p.positive.offset,
+                    tuple(p.positive.bucket_counts),
+                )
+            elif hasattr(p, "bucket_counts"):
+                out[key] = (p.count, p.sum, tuple(p.bucket_counts))
+            else:
+                out[key] = p.value
+    return out
+
+
+def test_a_batch_recorded_under_one_lock_exports_what_the_three_records_export():
+    """record_batch (inputs, float answers and the call together) is the same statistics as
+    record_columns, record_outputs and record_call one after another; calls it does not take
+    (a list of rows, labels, NaN answers, a failed call's missing outputs) it says so and
+    records nothing."""
+    from infersight.payload import normalize_outputs
+
+    rng = np.random.default_rng(3)
+    calls = [
+        (
+            normalize_inputs(rng.normal(size=(10, 4)), ["a", "b", "c", "d"]),
+            normalize_outputs(rng.normal(size=10)),
+            None,
+        ),
+        (
+            normalize_inputs({"a": rng.normal(size=6), "b": np.arange(6)}),
+            normalize_outputs(rng.normal(size=(6, 1))),
+            None,
+        ),
+        (normalize_inputs(rng.normal(size=(3, 4)), ["a", "b", "c", "d"]), None, "ValueError"),
+        (normalize_inputs([{"a": 1.0, "b": 2.0}, {"a": 3.0, "b": 4.0}]), normalize_outputs(np.ones(2)), None),
+        (
+            normalize_inputs(rng.normal(size=(2, 4)), ["a", "b", "c", "d"]),
+            normalize_outputs(np.array(["x", "y"])),
+            None,
+        ),
+        (
+            normalize_inputs(rng.normal(size=(2, 4)), ["a", "b", "c", "d"]),
+            normalize_outputs(np.array([np.nan, 1.0])),
+            None,
+        ),
+    ]
+    together, apart = FeatureStats(), FeatureStats()
+    taken = []
+    for norm, outs, error in calls:
+        took = together.record_batch(("m", "1"), norm, outs, 0.002, error)
+        taken.append(took)
+        if not took:
+            together.record_columns(("m", "1"), norm)
+            if outs is not None:
+                together.record_outputs(("m", "1"), outs)
+            together.record_call(("m", "1"), 0.002, norm.n_rows, error)
+        apart.record_columns(("m", "1"), norm)
+        if outs is not None:
+            apart.record_outputs(("m", "1"), outs)
+        apart.record_call(("m", "1"), 0.002, norm.n_rows, error)
+    assert taken == [True, True, True, False, False, False]
+    want = _everything(apart)
+    assert any(k[0] == "ml.feature.value" for k in want) and any(k[0] == "ml.prediction.value" for k in want)
+    assert _everything(together) == want
