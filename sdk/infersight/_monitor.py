@@ -362,7 +362,9 @@ class _Call:
                     if exc is None and not stream:
                         outs = normalize_outputs(result, classes=opts.classes, default=opts.default_output)
                         extreme = bool(outs.nulls)
-                    if self.violations is None and rt.stats.record_batch(model_key, norm, outs, elapsed, error_type):
+                    if self.violations is None and rt.stats.record_batch(
+                        model_key, norm, outs, elapsed, error_type, redactor if redactor.active else None
+                    ):
                         # a numeric batch and its float answers: inputs, outputs and the call
                         # under one lock
                         call_recorded = True

@@ -499,18 +499,39 @@ class FeatureStats:
         self._buffer_block(model, names, data, n)
 
     def record_batch(
-        self, model: ModelKey, norm: Normalized, outs: Outputs | None, seconds: float, error_type: str | None
+        self,
+        model: ModelKey,
+        norm: Normalized,
+        outs: Outputs | None,
+        seconds: float,
+        error_type: str | None,
+        redactor: Any = None,
     ) -> bool:
         """:meth:`record_columns`, :meth:`record_outputs` and :meth:`record_call` of a batch
-        call in one lock, for the common batch: numeric or column inputs (not a list of
-        rows), no more than ``_HARD_VALUES`` values, and outputs that are numbers only (or
-        none, for a failed call). ``False``, with nothing recorded, for any other call."""
+        call in one lock, for the common batch: a matrix or columns of no more than
+        ``_HARD_VALUES`` values, or a list of dicts with the same names that the C extension
+        converts in one piece (fewer than ``_CONVERT_VALUES`` values; what
+        :meth:`_record_records` makes of it), and outputs that are numbers only (or none, for
+        a failed call). ``False``, with nothing recorded, for any other call."""
         n = norm.n_rows
-        if norm.is_row or norm.records is not None or n <= 0:
+        if norm.is_row or n <= 0:
             return False
         if outs is not None and (outs.labels or outs.nulls):
             return False
-        names, data = _block_of(norm)
+        rows = norm.records
+        if rows is not None:
+            if _records_matrix is None or type(rows) is not list or type(rows[0]) is not dict:
+                return False
+            k = len(rows[0])
+            if k == 0 or n * k >= _CONVERT_VALUES:
+                return False
+            feature_major = np.empty((k, n), dtype=np.float64)
+            converted = _records_matrix(rows, 0, feature_major)
+            if converted is None:  # names or value types vary: the row-by-row path
+                return False
+            names, data = self._records_block(converted, feature_major.T, redactor)
+        else:
+            names, data = _block_of(norm)
         size = n * max(len(names), 1)
         if size >= _HARD_VALUES:
             return False

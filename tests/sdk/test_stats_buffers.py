@@ -6,6 +6,7 @@ import numpy as np
 
 from infersight.feature_stats import FeatureStats
 from infersight.payload import normalize_inputs
+from infersight.redaction import Redactor
 
 
 def _points(acc: FeatureStats, metric: str) -> dict:
@@ -72,9 +73,9 @@ def _everything(acc: FeatureStats) -> dict:
 
 def test_a_batch_recorded_under_one_lock_exports_what_the_three_records_export():
     """record_batch (inputs, float answers and the call together) is the same statistics as
-    record_columns, record_outputs and record_call one after another; calls it does not take
-    (a list of rows, labels, NaN answers, a failed call's missing outputs) it says so and
-    records nothing."""
+    record_columns, record_outputs and record_call one after another, lists of dicts included
+    (with text and ``None`` values, with a redacted name); calls it does not take (rows whose
+    names vary, labels, NaN answers) it says so and records nothing."""
     from infersight.payload import normalize_outputs
 
     rng = np.random.default_rng(3)
@@ -91,6 +92,9 @@ def test_a_batch_recorded_under_one_lock_exports_what_the_three_records_export()
         ),
         (normalize_inputs(rng.normal(size=(3, 4)), ["a", "b", "c", "d"]), None, "ValueError"),
         (normalize_inputs([{"a": 1.0, "b": 2.0}, {"a": 3.0, "b": 4.0}]), normalize_outputs(np.ones(2)), None),
+        (normalize_inputs([{"a": 1, "plan": "x"}, {"a": 3, "plan": None}]), normalize_outputs(np.ones(2)), None),
+        (normalize_inputs([{"a": 1.0, "password": 2.0}, {"a": 3.0, "password": 4.0}]), None, "KeyError"),
+        (normalize_inputs([{"a": 1.0}, {"a": 3.0, "b": 4.0}]), normalize_outputs(np.ones(2)), None),
         (
             normalize_inputs(rng.normal(size=(2, 4)), ["a", "b", "c", "d"]),
             normalize_outputs(np.array(["x", "y"])),
@@ -103,20 +107,21 @@ def test_a_batch_recorded_under_one_lock_exports_what_the_three_records_export()
         ),
     ]
     together, apart = FeatureStats(), FeatureStats()
+    redactor = Redactor(["password"])
     taken = []
     for norm, outs, error in calls:
-        took = together.record_batch(("m", "1"), norm, outs, 0.002, error)
+        took = together.record_batch(("m", "1"), norm, outs, 0.002, error, redactor)
         taken.append(took)
         if not took:
-            together.record_columns(("m", "1"), norm)
+            together.record_columns(("m", "1"), norm, redactor)
             if outs is not None:
                 together.record_outputs(("m", "1"), outs)
             together.record_call(("m", "1"), 0.002, norm.n_rows, error)
-        apart.record_columns(("m", "1"), norm)
+        apart.record_columns(("m", "1"), norm, redactor)
         if outs is not None:
             apart.record_outputs(("m", "1"), outs)
         apart.record_call(("m", "1"), 0.002, norm.n_rows, error)
-    assert taken == [True, True, True, False, False, False]
+    assert taken == [True, True, True, True, True, True, False, False, False]
     want = _everything(apart)
     assert any(k[0] == "ml.feature.value" for k in want) and any(k[0] == "ml.prediction.value" for k in want)
     assert _everything(together) == want

@@ -53,7 +53,7 @@ wsgi_app = Flask("it-stop")
 
 @wsgi_app.get("/healthz")
 def healthz() -> dict:
-    return {"ok": True, "signals_seen": signals_seen}
+    return {"ok": True, "signals_seen": signals_seen, "predictions_closed": closed[0], "pid": os.getpid()}
 
 
 @wsgi_app.post("/predict")
@@ -62,6 +62,39 @@ def predict_route() -> dict:
 
 
 instrument_app(wsgi_app)
+
+# Finished /predict responses, counted outside the middleware: a server closes a response
+# (where its server span ends) after the client has it, and werkzeug, which closes every
+# connection, does so only once it has drained the socket, while the client may already be
+# on its next request. The tests wait for this count before they stop the server.
+closed = [0]
+
+
+class _CountClosed:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        body = self.app(environ, start_response)
+        return _Closing(body) if environ.get("PATH_INFO") == "/predict" else body
+
+
+class _Closing:
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def __iter__(self) -> Any:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            closed[0] += 1
+
+
+wsgi_app.wsgi_app = _CountClosed(wsgi_app.wsgi_app)  # type: ignore[method-assign]
 
 
 async def asgi_app(scope: dict, receive: Any, send: Any) -> None:
