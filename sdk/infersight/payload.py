@@ -521,7 +521,7 @@ def _from_list(obj: Sequence[Any], names: Sequence[str] | None) -> Normalized:
     if not obj:
         return Normalized(0, columns={})
     first = obj[0]
-    if isinstance(first, Mapping) or hasattr(first, "model_dump"):
+    if type(first) is dict or hasattr(first, "model_dump") or isinstance(first, Mapping):  # the ABC test last
         # all dicts: checked and copied at C speed (a list of the same dicts, not copies of them)
         rows = list(obj) if type(first) is dict and set(map(type, obj)) == {dict} else _model_dicts(obj)
         if rows is None:
