@@ -488,17 +488,24 @@ def bench_sustained(
         os.sched_setaffinity(0, set(cpus[1:]))
 
     def backlog(before: int | None = None) -> int:
-        """Base rows compaction has not rolled up yet (read beside the processor); ``before``:
-        only those of windows starting before it."""
-        sql = "SELECT COUNT(*) FROM stats WHERE rolled = 0" + ("" if before is None else f" AND start < {before}")
+        """Base windows compaction has not rolled up yet (read beside the processor), rows of
+        their own and those batch rows hold; ``before``: only those of windows starting before it."""
+        cond = "rolled = 0" + ("" if before is None else f" AND start < {before}")
+        # the batches table exists once the processor of this tree has opened the store
+        sqls = [f"SELECT COUNT(*) FROM stats WHERE {cond}", f"SELECT COALESCE(SUM(n), 0) FROM batches WHERE {cond}"]
         if url.startswith("sqlite"):
             with sqlite3.connect(f"file:{url[len('sqlite:///') :]}?mode=ro", uri=True, timeout=30) as conn:
-                return int(conn.execute(sql).fetchone()[0])
+                has_batches = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'batches'").fetchone()
+                return sum(int(conn.execute(sql).fetchone()[0]) for sql in sqls[: 2 if has_batches else 1])
         import psycopg
 
         with psycopg.connect(url) as conn:
-            row = conn.execute(sql).fetchone()
-            return int(row[0]) if row else 0
+            has_batches = conn.execute("SELECT to_regclass('batches')").fetchone()
+            total = 0
+            for sql in sqls[: 2 if has_batches and has_batches[0] else 1]:
+                row = conn.execute(sql).fetchone()
+                total += int(row[0]) if row else 0
+            return total
 
     try:
         for _ in range(600):
