@@ -100,6 +100,9 @@ class StoredRows:
         self.max = np.zeros(0)
         self.el_start: I64 = _EMPTY
         self.counts: I64 = _EMPTY
+        # the sketch name when every row is in the binary form with one sketch of that name and
+        # no counters (row r is then sketch r): merged_flat takes such rows without a loop per row
+        self.uniform: str | None = None
 
     @classmethod
     def parse(cls, texts: Sequence[str | bytes], known: Sequence[ParsedRow | None] | None = None) -> StoredRows:
@@ -294,6 +297,8 @@ class StoredRows:
         out.plain = (out.fields["count"] <= 0) | ~(np.isfinite(out.sum) & np.isfinite(out.min) & np.isfinite(out.max))
         names = _NAMES
         loads = json.loads
+        one: str | None = None
+        mixed = False
         for j, (r, a, nl, cl) in enumerate(zip(rows, name_at.tolist(), name_len.tolist(), ctr_len.tolist())):
             key = joined[a : a + nl]
             name = names.get(key)
@@ -301,10 +306,17 @@ class StoredRows:
                 name = key.decode()
                 if len(names) < 1000:
                     names[key] = name
+            if one is None:
+                one = name
+            elif name is not one and name != one:
+                mixed = True
             self.sketch_names[r] = {name: first + j}
             self.raw.append((r, name))
             if cl:
                 self.others[r] = WindowStats({}, {}, loads(joined[a + nl : a + nl + cl]))
+                mixed = True
+        if not mixed and first == 0 and len(rows) == len(self.texts):
+            self.uniform = one
         return out
 
     def __len__(self) -> int:
@@ -366,6 +378,27 @@ class StoredRows:
             out[g].sketches[name] = sk
         return out
 
+    def merged_flat(self, rows: I64, lens: I64) -> list[WindowStats]:
+        """:meth:`merged` of the groups ``rows[:lens[0]]``, ``rows[lens[0]:lens[0] + lens[1]]``, ...
+
+        Where every row is one sketch of one name in the binary form (:attr:`uniform`, what
+        compaction reads in the exporter pattern) and none needs the plain merge, the groups
+        go to ``merge_groups`` as arrays, with no work per row in Python; otherwise this is
+        :meth:`merged` of the groups as lists."""
+        name = self.uniform
+        if name is None or not rows.size or self.plain[rows].any():
+            bounds = np.cumsum(lens).tolist()
+            flat = rows.tolist()
+            return self.merged([flat[b - n : b] for b, n in zip(bounds, lens.tolist())])
+        n_groups = lens.size
+        out = [WindowStats() for _ in range(n_groups)]
+        group = np.repeat(np.arange(n_groups, dtype=np.int64), lens)
+        got = merge_groups(group, n_groups, self._columns(rows), self.fields["max_size"][rows])
+        for ws, sk in zip(out, got):
+            if sk is not None:  # None: a group of no rows (every row here has count > 0)
+                ws.sketches[name] = sk
+        return out
+
     def _plain_sketch(self, j: int) -> ExpHistogram:
         """Sketch ``j`` decoded on its own, as :func:`~.codec.decode_window` decodes it."""
         row, name = self.raw[j]
@@ -378,9 +411,13 @@ class StoredRows:
         """Sketches ``idx`` (repeats allowed) as columns, their buckets gathered in order."""
         f = self.fields
         pos_len, neg_len = f["pos_len"][idx], f["neg_len"][idx]
-        lens = pos_len + neg_len
-        ends = np.cumsum(lens)
-        at = np.repeat(self.el_start[idx] - (ends - lens), lens) + np.arange(int(ends[-1]) if ends.size else 0)
+        if idx.size == self.el_start.size and idx.size and idx[0] == 0 and (np.diff(idx) == 1).all():
+            counts = self.counts  # every sketch once, in order: the buckets are laid out already
+        else:
+            lens = pos_len + neg_len
+            ends = np.cumsum(lens)
+            at = np.repeat(self.el_start[idx] - (ends - lens), lens) + np.arange(int(ends[-1]) if ends.size else 0)
+            counts = self.counts[at]
         zeros = np.zeros(idx.size, np.int64)
         return SketchColumns(
             "",
@@ -400,7 +437,7 @@ class StoredRows:
             pos_len,
             f["neg_off"][idx],
             neg_len,
-            self.counts[at],
+            counts,
         )
 
 

@@ -32,11 +32,15 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import itertools
 import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from infersight.processor.storage.base import (
     Lease,
@@ -54,6 +58,8 @@ from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
 
 __all__ = ["SqlStorage"]
+
+I64 = npt.NDArray[np.int64]
 
 _RECORD_JSON = json.JSONEncoder(allow_nan=False)
 
@@ -652,14 +658,27 @@ class SqlStorage(Storage):
                         self._handover_rows -= len(got)
         texts: dict[int, str | bytes] = {}
         claimed: list[int] = []  # fresh base rows this compactor rolls up
-        # the windows of the batch rows claimed, as rows of their own (ids in memory only:
-        # they are rolled up, never folded or deleted; the batch row stays as the base windows)
-        for bid, model, start, names, blob in self._claim_batches(cur, chunk):
-            first_id = _BATCH_IDS + bid * _BATCH_STRIDE
-            for i, (series, window) in enumerate(zip(read_names(names), split_batch(blob))):
-                key_of[first_id + i] = (model, *series, base, start)
-                texts[first_id + i] = window
-                claimed.append(first_id + i)
+        first = rollups[0] if rollups else 0
+        # The windows of the batch rows claimed, in one list, with the number of the smallest
+        # roll-up window each adds to (numbered once per model, hour and names, not per
+        # window); they add after the claimed rows of their own, in batch id order. A batch row
+        # is never folded or deleted here: it stays as its base windows.
+        batch_windows: list[bytes] = []
+        batch_target: list[I64] = []
+        target_no: dict[tuple[Any, ...], int] = {}
+        numbered: dict[tuple[str, int, str], I64] = {}
+        for _, model, start, names, blob in self._claim_batches(cur, chunk):
+            if not rollups:
+                continue  # claimed: nothing to add them to
+            lo = start - start % first
+            nums = numbered.get((model, lo, names))
+            if nums is None:
+                nums = numbered[(model, lo, names)] = np.fromiter(
+                    (target_no.setdefault((model, *series, first, lo), len(target_no)) for series in read_names(names)),
+                    np.int64,
+                )
+            batch_target.append(nums)
+            batch_windows.extend(split_batch(blob))
         for ids in _chunks(fresh_ids, 500):
             marks = ",".join("?" * len(ids))
             if known:  # texts only of the rows not handed over
@@ -676,14 +695,13 @@ class SqlStorage(Storage):
                     texts[row_id] = text
                     claimed.append(row_id)
         # roll-up windows the claimed rows add to (each with its current rows, taken below)
-        targets: dict[tuple[Any, ...], list[int]] = {}
+        targets: dict[tuple[Any, ...], list[int]] = dict.fromkeys(target_no, [])
         claimed.sort()
-        first = rollups[0] if rollups else 0
         for row_id in claimed if rollups else ():
             model, version, role, name, _, start = key_of[row_id]
             t = (model, version, role, name, first, start - start % first)
             ids = targets.get(t)
-            if ids is None:
+            if not ids:  # (a batch target's list is a shared empty one until then)
                 targets[t] = [row_id]
             else:
                 ids.append(row_id)
@@ -734,6 +752,14 @@ class SqlStorage(Storage):
         for k in target_keys:
             by_size.setdefault(k[4], []).append(k)
         below: list[tuple[tuple[Any, ...], str | bytes]] = []  # (window, what it added) one level down
+        # the batch windows each smallest roll-up window takes: batch_windows[lo:hi], in order
+        from_batches: dict[tuple[Any, ...], tuple[int, int]] = {}
+        if batch_windows:
+            at_target = np.concatenate(batch_target)
+            by_target = np.argsort(at_target, kind="stable")
+            batch_windows = [batch_windows[i] for i in by_target.tolist()]
+            ends = np.cumsum(np.bincount(at_target, minlength=len(target_no))).tolist()
+            from_batches = {t: (ends[n - 1] if n else 0, ends[n]) for t, n in target_no.items()}
         for level, size in enumerate(rollups):
             here = by_size.get(size, [])
             more = level + 1 < len(rollups)
@@ -759,10 +785,25 @@ class SqlStorage(Storage):
             ]
             if not all_groups:
                 continue
-            order = sorted({i for g in all_groups for i in g})
-            at = {row_id: n for n, row_id in enumerate(order)}
-            parsed = StoredRows.parse([data[i] for i in order])
-            merged = pack_windows(parsed.merged([[at[i] for i in g] for g in all_groups]))
+            # each group's rows in order, the windows of batch rows after the rows of their own
+            inputs_: list[str | bytes] = []
+            lens: list[int] = []
+            # (which window's batch windows a group takes: level 0's targets and their additions)
+            takes: list[tuple[Any, ...] | None] = [None] * len(groups)
+            if level == 0:
+                takes.extend([*here, *(k for k, _ in extra)])
+            for g, wk in itertools.zip_longest(all_groups, takes):
+                inputs_.extend([data[i] for i in g])
+                n_rows = len(g)
+                window_span = from_batches.get(wk) if wk is not None else None
+                if window_span is not None:
+                    inputs_.extend(batch_windows[window_span[0] : window_span[1]])
+                    n_rows += window_span[1] - window_span[0]
+                lens.append(n_rows)
+            parsed = StoredRows.parse(inputs_)
+            merged = pack_windows(
+                parsed.merged_flat(np.arange(len(inputs_), dtype=np.int64), np.array(lens, dtype=np.int64))
+            )
             n_out = len(groups) + len(here)
             single.extend((*k, d) for k, d in zip([*out_keys, *here], merged[:n_out]))
             if more:

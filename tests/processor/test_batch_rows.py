@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from infersight.processor.storage import FEATURE, OUTPUT, WindowKey, WriteBatch, open_storage
 from infersight.processor.storage.batches import batch_names, find_series, pack_batch, read_names, split_batch
 from infersight.processor.storage.codec import decode_window, pack_windows
+from infersight.processor.storage.merge import StoredRows
 from infersight.stats.sketch import ExpHistogram
 from infersight.stats.windows import WindowStats
+from support.merging import padded
 
 SIZES = (60, 3600, 86400)
 T0 = 1_700_000_000 - 1_700_000_000 % 86400  # a day boundary
@@ -333,3 +335,43 @@ def test_a_few_windows_of_a_model_stay_rows_of_their_own(tmp_path):
     assert [r[0] for r in store._read("SELECT n FROM batches WHERE start = ? ORDER BY id", (T0 + 60,))] == [3, 3, 2]
     assert store.row_count() == 2 * len(windows)
     store.close()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 0, 0, 0, 1, 2, 3]),
+            st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(0.0)), min_size=1, max_size=30),
+            st.sampled_from([4, 20, 160]),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    st.data(),
+)
+@settings(max_examples=150, deadline=None)
+def test_groups_merged_as_arrays_equal_groups_merged_row_by_row(spec, data):
+    """``StoredRows.merged_flat`` (compaction's call, with no loop per row where every row is
+    one sketch of one name) equals ``merged`` of the same groups, whatever the rows: zero
+    buckets at an end (the plain merge), counters, a second name."""
+    rows = []
+    for kind, values, max_size in spec:
+        s = ExpHistogram.from_values(np.asarray(values), max_size=max_size)
+        ws = WindowStats({"other" if kind == 2 else "value": s})
+        if kind == 1:
+            ws.add_count("missing", "nan", 1)
+        if kind == 3:  # zero buckets at the ends: merge_all keeps them, so the plain merge takes it
+            ws.sketches["value"] = padded(s, 1, 2)
+        rows.append(pack_windows([ws])[0])
+    n = len(rows)
+    groups = data.draw(st.lists(st.lists(st.integers(0, n - 1), max_size=6), min_size=1, max_size=5))
+    if data.draw(st.booleans()):  # every row once, in order (the gather is skipped)
+        groups = [list(range(n))]
+    parsed = StoredRows.parse(rows)
+    assert (parsed.uniform == "value") == all(kind in (0, 3) for kind, _, _ in spec)
+    flat = np.array([r for g in groups for r in g], dtype=np.int64)
+    got = parsed.merged_flat(flat, np.array([len(g) for g in groups], dtype=np.int64))
+    want = StoredRows.parse(rows).merged(groups)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        same_window(b, a)
