@@ -60,12 +60,7 @@ def split_batch(data: bytes | memoryview) -> list[bytes]:
             f"a batch row of {len(data)} bytes whose {n} windows' lengths add up to "
             f"{(ends[-1] if n else head) - head} bytes after its {head}-byte table; the row is corrupt"
         )
-    out: list[bytes] = []
-    lo = head
-    for hi in ends:
-        out.append(data[lo:hi])
-        lo = hi
-    return out
+    return [data[lo:hi] for lo, hi in zip([head, *ends], ends)]
 
 
 def batch_names(series: Sequence[Series]) -> str:

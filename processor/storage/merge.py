@@ -122,9 +122,11 @@ class StoredRows:
             for r, t in enumerate(out.texts)
             if not isinstance(t, str) and t[:1] == _MAGIC and (known is None or known[r] is None)
         ]
-        is_binary = set(binary)
+        is_binary = set(binary) if len(binary) < n_rows else None
         # text rows first (sketches numbered from 0), then binary rows
-        text_cols = out._parse_texts([r for r in range(n_rows) if r not in is_binary], known)
+        text_cols = out._parse_texts(
+            [] if is_binary is None else [r for r in range(n_rows) if r not in is_binary], known
+        )
         bin_cols = out._parse_binary(binary, len(out.raw))
         parts = [c for c in (text_cols, bin_cols) if c is not None]
         if not parts:
@@ -297,7 +299,24 @@ class StoredRows:
         out.plain = (out.fields["count"] <= 0) | ~(np.isfinite(out.sum) & np.isfinite(out.min) & np.isfinite(out.max))
         names = _NAMES
         loads = json.loads
-        one: str | None = None
+        n = len(rows)
+        if n == len(self.texts) and first == 0 and not ctr_len.any() and (name_len == name_len[0]).all():
+            # every row of the chunk here, one name and no counters (compaction of feature
+            # windows): the names compared as one array, the per-row entries made in bulk
+            nl = int(name_len[0])
+            at = name_at[:, None] + np.arange(nl)
+            if nl == 0 or (raw[at] == raw[at[0]]).all():
+                key = joined[int(name_at[0]) : int(name_at[0]) + nl]
+                one = names.get(key)
+                if one is None:
+                    one = key.decode()
+                    if len(names) < 1000:
+                        names[key] = one
+                self.sketch_names = [{one: j} for j in range(n)]
+                self.raw = [(j, one) for j in range(n)]
+                self.uniform = one
+                return out
+        one = None
         mixed = False
         for j, (r, a, nl, cl) in enumerate(zip(rows, name_at.tolist(), name_len.tolist(), ctr_len.tolist())):
             key = joined[a : a + nl]

@@ -539,19 +539,20 @@ class SqlStorage(Storage):
             )
             keys = [WindowKey(*r) for r in rows]
             keys.extend(self._fresh_batch_keys(""))
-        # spans as plain tuples (a _Span's fields): this loop runs once per window written
-        spans: set[tuple[Any, ...]] = set()
+        # spans as plain tuples (a _Span's fields), made by comprehensions: this runs once per
+        # window written; a series' base windows go to its smallest roll-up window's span
+        keys = list(keys)
         first = rollups[0] if rollups else 0
+        spans: set[tuple[Any, ...]] = set()
         newest = None
-        for k in keys:
-            size, start = k[4], k[5]
-            if size == base and first:  # a series' smallest roll-up window of base rows
-                lo = start - start % first
-                spans.add((*k[:4], base, lo, lo + first))
-                if newest is None or start > newest:
-                    newest = start
-            else:
-                spans.add((*k[:4], size, start, start + 1))
+        if first:
+            opened = {(k[0], k[1], k[2], k[3], k[5] - k[5] % first) for k in keys if k[4] == base}
+            spans = {(m, v, r, n, base, lo, lo + first) for m, v, r, n, lo in opened}
+            if opened:
+                newest = max([k[5] for k in keys if k[4] == base])
+            spans.update((*k[:4], k[4], k[5], k[5] + 1) for k in keys if k[4] != base)
+        else:
+            spans = {(*k[:4], k[4], k[5], k[5] + 1) for k in keys}
         with self._held_lock:
             if newest is not None:
                 self._watermark = max(self._watermark, newest + base)
