@@ -12,6 +12,12 @@ windows and marks the folded base row ``rolled = 1``, in one transaction. A rang
 the roll-up windows that fit plus the base rows not yet rolled into them, so answers are exact
 at every moment, and a whole day is still a handful of rows once compaction has run.
 
+Where a request holds many packed base windows of one model and window (an exporter sends all
+of a model's series each interval), they are one row of ``batches`` (:mod:`~.batches`): every
+reader of base windows splits such a row back into its windows, and compaction claims batch
+rows by model and time range and adds their windows to each series' roll-ups, so answers are
+those of rows of their own, for one insert and one claim per model-window instead of per point.
+
 A batch, its request digests (for retry de-duplication) and the cumulative-stream state are
 written in one transaction: the receiver acknowledges only after that commit.
 

@@ -375,3 +375,25 @@ def test_groups_merged_as_arrays_equal_groups_merged_row_by_row(spec, data):
     assert len(got) == len(want)
     for a, b in zip(got, want):
         same_window(b, a)
+
+
+def test_batch_rows_in_a_store_without_roll_ups_are_claimed_and_read_as_written(tmp_path):
+    rows, batches = twins(f"sqlite:///{tmp_path}/rows.db", f"sqlite:///{tmp_path}/batches.db")
+    for store in (rows, batches):
+        store.close()
+    rows, batches = open_storage(rows.url, (60,)), open_storage(batches.url, (60,))
+    rows.batch_min, batches.batch_min = 10**9, 1
+    rng = np.random.default_rng(9)
+    for minute in range(5):
+        batch, _ = exporter_round(rng, minute)
+        for store in (rows, batches):
+            store.write(batch)
+            store.compact(batch.packed)
+    same_answers(rows, batches, SERIES, T0 + 300)
+    for store in (rows, batches):
+        store.compact(None)
+    assert batches._read("SELECT COUNT(*) FROM batches WHERE rolled = 0")[0][0] == 0
+    assert rows._read("SELECT COUNT(*) FROM stats WHERE rolled = 0")[0][0] == 0
+    same_answers(rows, batches, SERIES, T0 + 300)
+    rows.close()
+    batches.close()
