@@ -32,7 +32,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -256,7 +256,9 @@ class StoredRows:
         counts (already laid out positive, then negative) in another."""
         if not rows:
             return None
-        blobs = [t if isinstance(t, bytes) else t.encode() for t in (self.texts[r] for r in rows)]
+        texts = self.texts
+        # (rows in the binary form are bytes-like: a str is never taken for one)
+        blobs = cast("list[bytes]", texts if len(rows) == len(texts) else [texts[r] for r in rows])
         head, starts, joined = binary_header(blobs)
         size = HEADER.itemsize
         out = _Cols()
