@@ -16,7 +16,8 @@ Prints figures from one run (no pass/fail; the floors are in BENCHMARKS.md):
    the worst case), and with base windows only (1440 windows merged).
 5. One evaluation pass over 100 models x 100 features: each model's newest closed 1-minute
    window scored against its pushed reference (drift and data quality per feature, findings
-   and per-window state stored), on one core (``sched_setaffinity``); the steady-state pass
+   and per-window state stored; the windows written as the writer stores an exporter's
+   requests, packed a request per model and window), on one core (``sched_setaffinity``); the steady-state pass
    (one new window per model, methods fitted in an earlier pass) and the first pass (fitting
    included); peak memory of a pass (tracemalloc) and the process's peak RSS.
 6. Sustained ingest plus compaction in the pattern real exporters produce (``--only sustained``):
@@ -30,7 +31,8 @@ Prints figures from one run (no pass/fail; the floors are in BENCHMARKS.md):
    drained); the sustained rate counts that time too. The processor's CPU time is read from
    ``/proc`` (wall time on a shared machine is noisy; CPU time is the steadier figure).
 7. Range queries on an exporter-pattern store (``--only queries``: 20 models x 100 features x
-   300 one-point windows, compacted as the maintenance pass does), CPU per call: one series,
+   300 one-point windows, written as the writer stores them (packed, a request per window) and
+   compacted as the maintenance pass does), CPU per call: one series,
    one model (``query_model``), ``window_marks`` and ``series``.
 
 Run: python bench/processor.py [--seconds 10] [--points-per-request 2000]
@@ -64,9 +66,15 @@ from infersight.processor.ingest.receiver import Receiver
 from infersight.processor.ingest.writer import Ingestor, request_digest
 from infersight.processor.selfmetrics import Registry
 from infersight.processor.storage import FEATURE, WindowKey, WriteBatch, open_storage
-from infersight.processor.storage.codec import encode_window
+from infersight.processor.storage.codec import encode_window, pack_windows
 from infersight.stats.sketch import ExpHistogram
 from infersight.stats.windows import WindowStats
+
+
+def packed_batch(windows: dict[WindowKey, WindowStats]) -> WriteBatch:
+    """``windows`` (each one point's window) as the writer stores them: packed at ingest
+    (``WriteBatch.packed``), which a tree with batch rows stores a row per model and window."""
+    return WriteBatch(packed=dict(zip(windows, pack_windows(list(windows.values())))))
 
 
 def _free_port() -> int:
@@ -347,12 +355,17 @@ def bench_evaluation(models: int, features: int, rows: int = 500, profile: str |
     t0 = 1_700_006_400
     minutes = 3
     for m in range(models):
-        batch = WriteBatch()
-        for minute in range(minutes):
-            for j, n in enumerate(names):
-                ws = pool[(m * 31 + j * 7 + minute) % len(pool)]
-                batch.windows[WindowKey(f"model{m:03d}", "1", FEATURE, n, 60, t0 + 60 * minute)] = ws
-        store.write(batch)
+        for minute in range(minutes):  # a request per model and window, stored as the writer does
+            store.write(
+                packed_batch(
+                    {
+                        WindowKey(f"model{m:03d}", "1", FEATURE, n, 60, t0 + 60 * minute): pool[
+                            (m * 31 + j * 7 + minute) % len(pool)
+                        ]
+                        for j, n in enumerate(names)
+                    }
+                )
+            )
     store.compact(None)
     loop = EvaluationLoop(
         store,
@@ -488,17 +501,24 @@ def bench_sustained(
         os.sched_setaffinity(0, set(cpus[1:]))
 
     def backlog(before: int | None = None) -> int:
-        """Base rows compaction has not rolled up yet (read beside the processor); ``before``:
-        only those of windows starting before it."""
-        sql = "SELECT COUNT(*) FROM stats WHERE rolled = 0" + ("" if before is None else f" AND start < {before}")
+        """Base windows compaction has not rolled up yet (read beside the processor), rows of
+        their own and those batch rows hold; ``before``: only those of windows starting before it."""
+        cond = "rolled = 0" + ("" if before is None else f" AND start < {before}")
+        # the batches table exists once the processor of this tree has opened the store
+        sqls = [f"SELECT COUNT(*) FROM stats WHERE {cond}", f"SELECT COALESCE(SUM(n), 0) FROM batches WHERE {cond}"]
         if url.startswith("sqlite"):
             with sqlite3.connect(f"file:{url[len('sqlite:///') :]}?mode=ro", uri=True, timeout=30) as conn:
-                return int(conn.execute(sql).fetchone()[0])
+                has_batches = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'batches'").fetchone()
+                return sum(int(conn.execute(sql).fetchone()[0]) for sql in sqls[: 2 if has_batches else 1])
         import psycopg
 
         with psycopg.connect(url) as conn:
-            row = conn.execute(sql).fetchone()
-            return int(row[0]) if row else 0
+            has_batches = conn.execute("SELECT to_regclass('batches')").fetchone()
+            total = 0
+            for sql in sqls[: 2 if has_batches and has_batches[0] else 1]:
+                row = conn.execute(sql).fetchone()
+                total += int(row[0]) if row else 0
+            return total
 
     try:
         for _ in range(600):
@@ -659,7 +679,7 @@ def bench_queries(models: int = 20, features: int = 100, windows: int = 300) -> 
     t0 = 1_700_000_000 - 1_700_000_000 % 86400
     store = open_storage(f"sqlite:///{tempfile.mkdtemp(prefix='infersight-bench-queries-')}/q.db", (60, 3600, 86400))
     for m in range(windows):
-        batch = WriteBatch(
+        batch = packed_batch(
             {
                 WindowKey(f"m{f // features}", "1", FEATURE, f"f{f % features}", 60, t0 + 60 * m): WindowStats(
                     {"value": sketches[(f + m) % 64]}
@@ -668,7 +688,7 @@ def bench_queries(models: int = 20, features: int = 100, windows: int = 300) -> 
             }
         )
         store.write(batch)
-        store.compact(batch.windows)
+        store.compact(batch.packed)
     end = t0 + 60 * windows
     calls: list[tuple[str, Any, int]] = [
         ("query: one series, 5 h", lambda: store.query("m3", FEATURE, "f7", end - 5 * 3600, end), 50),

@@ -5,6 +5,7 @@ module        what it holds
 ============  =====================================================================
 ``base``      the interface and the records it takes (``WriteBatch``, ``WindowKey``)
 ``codec``     a window's stored text (JSON), the same for every engine
+``batches``   many series' windows of one model and window in one row (exporter requests)
 ``sql``       the SQL both engines share (schema, writes, compaction, queries)
 ``sqlite``    SQLite: connection, transaction start, key type (the default engine)
 ``postgres``  PostgreSQL: connection, placeholders, key type (shared by replicas)

@@ -32,7 +32,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +100,9 @@ class StoredRows:
         self.max = np.zeros(0)
         self.el_start: I64 = _EMPTY
         self.counts: I64 = _EMPTY
+        # the sketch name when every row is in the binary form with one sketch of that name and
+        # no counters (row r is then sketch r): merged_flat takes such rows without a loop per row
+        self.uniform: str | None = None
 
     @classmethod
     def parse(cls, texts: Sequence[str | bytes], known: Sequence[ParsedRow | None] | None = None) -> StoredRows:
@@ -119,9 +122,11 @@ class StoredRows:
             for r, t in enumerate(out.texts)
             if not isinstance(t, str) and t[:1] == _MAGIC and (known is None or known[r] is None)
         ]
-        is_binary = set(binary)
+        is_binary = set(binary) if len(binary) < n_rows else None
         # text rows first (sketches numbered from 0), then binary rows
-        text_cols = out._parse_texts([r for r in range(n_rows) if r not in is_binary], known)
+        text_cols = out._parse_texts(
+            [] if is_binary is None else [r for r in range(n_rows) if r not in is_binary], known
+        )
         bin_cols = out._parse_binary(binary, len(out.raw))
         parts = [c for c in (text_cols, bin_cols) if c is not None]
         if not parts:
@@ -251,7 +256,9 @@ class StoredRows:
         counts (already laid out positive, then negative) in another."""
         if not rows:
             return None
-        blobs = [t if isinstance(t, bytes) else t.encode() for t in (self.texts[r] for r in rows)]
+        texts = self.texts
+        # (rows in the binary form are bytes-like: a str is never taken for one)
+        blobs = cast("list[bytes]", texts if len(rows) == len(texts) else [texts[r] for r in rows])
         head, starts, joined = binary_header(blobs)
         size = HEADER.itemsize
         out = _Cols()
@@ -294,6 +301,25 @@ class StoredRows:
         out.plain = (out.fields["count"] <= 0) | ~(np.isfinite(out.sum) & np.isfinite(out.min) & np.isfinite(out.max))
         names = _NAMES
         loads = json.loads
+        n = len(rows)
+        if n == len(self.texts) and first == 0 and not ctr_len.any() and (name_len == name_len[0]).all():
+            # every row of the chunk here, one name and no counters (compaction of feature
+            # windows): the names compared as one array, the per-row entries made in bulk
+            nl = int(name_len[0])
+            at = name_at[:, None] + np.arange(nl)
+            if nl == 0 or (raw[at] == raw[at[0]]).all():
+                key = joined[int(name_at[0]) : int(name_at[0]) + nl]
+                one = names.get(key)
+                if one is None:
+                    one = key.decode()
+                    if len(names) < 1000:
+                        names[key] = one
+                self.sketch_names = [{one: j} for j in range(n)]
+                self.raw = [(j, one) for j in range(n)]
+                self.uniform = one
+                return out
+        one = None
+        mixed = False
         for j, (r, a, nl, cl) in enumerate(zip(rows, name_at.tolist(), name_len.tolist(), ctr_len.tolist())):
             key = joined[a : a + nl]
             name = names.get(key)
@@ -301,10 +327,17 @@ class StoredRows:
                 name = key.decode()
                 if len(names) < 1000:
                     names[key] = name
+            if one is None:
+                one = name
+            elif name is not one and name != one:
+                mixed = True
             self.sketch_names[r] = {name: first + j}
             self.raw.append((r, name))
             if cl:
                 self.others[r] = WindowStats({}, {}, loads(joined[a + nl : a + nl + cl]))
+                mixed = True
+        if not mixed and first == 0 and len(rows) == len(self.texts):
+            self.uniform = one
         return out
 
     def __len__(self) -> int:
@@ -366,6 +399,27 @@ class StoredRows:
             out[g].sketches[name] = sk
         return out
 
+    def merged_flat(self, rows: I64, lens: I64) -> list[WindowStats]:
+        """:meth:`merged` of the groups ``rows[:lens[0]]``, ``rows[lens[0]:lens[0] + lens[1]]``, ...
+
+        Where every row is one sketch of one name in the binary form (:attr:`uniform`, what
+        compaction reads in the exporter pattern) and none needs the plain merge, the groups
+        go to ``merge_groups`` as arrays, with no work per row in Python; otherwise this is
+        :meth:`merged` of the groups as lists."""
+        name = self.uniform
+        if name is None or not rows.size or self.plain[rows].any():
+            bounds = np.cumsum(lens).tolist()
+            flat = rows.tolist()
+            return self.merged([flat[b - n : b] for b, n in zip(bounds, lens.tolist())])
+        n_groups = lens.size
+        out = [WindowStats() for _ in range(n_groups)]
+        group = np.repeat(np.arange(n_groups, dtype=np.int64), lens)
+        got = merge_groups(group, n_groups, self._columns(rows), self.fields["max_size"][rows])
+        for ws, sk in zip(out, got):
+            if sk is not None:  # None: a group of no rows (every row here has count > 0)
+                ws.sketches[name] = sk
+        return out
+
     def _plain_sketch(self, j: int) -> ExpHistogram:
         """Sketch ``j`` decoded on its own, as :func:`~.codec.decode_window` decodes it."""
         row, name = self.raw[j]
@@ -378,9 +432,13 @@ class StoredRows:
         """Sketches ``idx`` (repeats allowed) as columns, their buckets gathered in order."""
         f = self.fields
         pos_len, neg_len = f["pos_len"][idx], f["neg_len"][idx]
-        lens = pos_len + neg_len
-        ends = np.cumsum(lens)
-        at = np.repeat(self.el_start[idx] - (ends - lens), lens) + np.arange(int(ends[-1]) if ends.size else 0)
+        if idx.size == self.el_start.size and idx.size and idx[0] == 0 and (np.diff(idx) == 1).all():
+            counts = self.counts  # every sketch once, in order: the buckets are laid out already
+        else:
+            lens = pos_len + neg_len
+            ends = np.cumsum(lens)
+            at = np.repeat(self.el_start[idx] - (ends - lens), lens) + np.arange(int(ends[-1]) if ends.size else 0)
+            counts = self.counts[at]
         zeros = np.zeros(idx.size, np.int64)
         return SketchColumns(
             "",
@@ -400,7 +458,7 @@ class StoredRows:
             pos_len,
             f["neg_off"][idx],
             neg_len,
-            self.counts[at],
+            counts,
         )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from infersight.processor.storage.base import StorageError
-from infersight.processor.storage.sql import _INSERT_FRESH, SqlStorage
+from infersight.processor.storage.sql import SqlStorage
 
 __all__ = ["PostgresStorage"]
 
@@ -48,10 +48,10 @@ class PostgresStorage(SqlStorage):
     def placeholders(self, sql: str) -> str:
         return sql.replace("?", "%s")
 
-    def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
+    def _insert_fresh(self, cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[int] | None:
         # one result per row, in the rows' order (psycopg 3.1+: executemany(returning=True))
         raw = cur.raw
-        raw.executemany(self.placeholders(_INSERT_FRESH + " RETURNING id"), rows, returning=True)
+        raw.executemany(self.placeholders(sql + " RETURNING id"), rows, returning=True)
         ids: list[int] = []
         while True:
             ids.append(int(raw.fetchone()[0]))

@@ -12,6 +12,12 @@ windows and marks the folded base row ``rolled = 1``, in one transaction. A rang
 the roll-up windows that fit plus the base rows not yet rolled into them, so answers are exact
 at every moment, and a whole day is still a handful of rows once compaction has run.
 
+Where a request holds many packed base windows of one model and window (an exporter sends all
+of a model's series each interval), they are one row of ``batches`` (:mod:`~.batches`): every
+reader of base windows splits such a row back into its windows, and compaction claims batch
+rows by model and time range and adds their windows to each series' roll-ups, so answers are
+those of rows of their own, for one insert and one claim per model-window instead of per point.
+
 A batch, its request digests (for retry de-duplication) and the cumulative-stream state are
 written in one transaction: the receiver acknowledges only after that commit.
 
@@ -32,11 +38,16 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import itertools
 import json
+import operator
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from infersight.processor.storage.base import (
     Lease,
@@ -48,11 +59,14 @@ from infersight.processor.storage.base import (
     WriteBatch,
     cover_range,
 )
+from infersight.processor.storage.batches import batch_names, find_series, pack_batch, read_names, split_batch
 from infersight.processor.storage.codec import decode_window, pack_windows
 from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
 
 __all__ = ["SqlStorage"]
+
+I64 = npt.NDArray[np.int64]
 
 _RECORD_JSON = json.JSONEncoder(allow_nan=False)
 
@@ -74,6 +88,14 @@ _SCHEMA = [
     # range, reading all models' rows in it (an evaluation pass over 100 models took 2x)
     "DROP INDEX IF EXISTS stats_age",
     "CREATE INDEX IF NOT EXISTS stats_expiry ON stats ((size + 0), (start + 0))",
+    # base windows of many series of one model and window in one row (storage.batches): what
+    # the writer stores for an exporter's request, one insert and one claim per model-window
+    # instead of per point. ``n`` is how many windows the row holds.
+    """CREATE TABLE IF NOT EXISTS batches (
+        id {id}, model TEXT NOT NULL, size INTEGER NOT NULL, start BIGINT NOT NULL, n INTEGER NOT NULL,
+        names TEXT NOT NULL, data {blob} NOT NULL, rolled INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS batches_window ON batches (model, size, start)",
+    "CREATE INDEX IF NOT EXISTS batches_expiry ON batches ((size + 0), (start + 0))",
     """CREATE TABLE IF NOT EXISTS predictions (
         model TEXT NOT NULL, request_id TEXT NOT NULL, version TEXT NOT NULL, time_ns BIGINT NOT NULL,
         trace_id TEXT, span_id TEXT, inputs TEXT, outputs TEXT, truncated INTEGER NOT NULL,
@@ -107,8 +129,13 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS trace_items_time ON trace_items (time_ns)",
 ]
 
-# a batch's base windows, not yet rolled up
+# a batch's base windows, not yet rolled up: a row per window, or a row per model and window
 _INSERT_FRESH = "INSERT INTO stats (model, version, role, name, size, start, data, rolled) VALUES (?,?,?,?,?,?,?,0)"
+_INSERT_BATCH = "INSERT INTO batches (model, size, start, n, names, data, rolled) VALUES (?,?,?,?,?,?,0)"
+# the ids compaction gives, in memory only, to the windows of a claimed batch row: above every
+# row id, in the order of the batch rows' ids, then of the windows in a row
+_BATCH_IDS = 1 << 48
+_BATCH_STRIDE = 1 << 20
 
 _TRACE_ITEM_COLUMNS = ("trace_id", "item_id", "kind", "model", "request_id", "time_ns", "flagged", "body")
 
@@ -163,6 +190,10 @@ class SqlStorage(Storage):
     handover_limit = 250_000
     # the ``stats.data`` column's type: a window's stored bytes (codec.pack_windows)
     blob_type = "BLOB"
+    # a request's packed base windows of one model and window are stored as one batch row
+    # (storage.batches) when there are at least this many, at most ``batch_max`` a row
+    batch_min = 8
+    batch_max = 4096
 
     @abc.abstractmethod
     def connect(self) -> Any:
@@ -204,6 +235,10 @@ class SqlStorage(Storage):
         # {row id: stored bytes}}; guarded by the write lock
         self._handover: dict[tuple[Any, ...], dict[int, bytes]] = {}
         self._handover_rows = 0
+        # batch rows written here: {(model, roll-up start): {batch id: (start, names, data)}},
+        # and how many windows they hold (counted against ``handover_limit`` with the rows)
+        self._handover_batches: dict[tuple[str, int], dict[int, tuple[int, str, bytes]]] = {}
+        self._handover_batch_rows = 0
         self._w = self.connect()
         self._r = self._w if self.shares_connection else self.connect()
         if self.shares_connection:
@@ -307,19 +342,56 @@ class SqlStorage(Storage):
                 f"write() takes a window in WriteBatch.windows or in WriteBatch.packed, not both; got {min(both)} "
                 "in both: merge them first"
             )
-        keys = [*batch.windows, *batch.packed]
-        data = [*pack_windows(list(batch.windows.values())), *batch.packed.values()]
+        brows, loose = self._batch_rows(batch.packed)
+        keys = [*batch.windows, *(k for k, _ in loose)]
+        data = [*pack_windows(list(batch.windows.values())), *(d for _, d in loose)]
         rows = [(*k, d) for k, d in zip(keys, data)]
         with self._wlock:
-            ids = self._write_tx(batch, rows, at)
-            if ids is not None:  # committed: hand compaction the rows it would read back
+            ids, bids = self._write_tx(batch, rows, brows, at)
+            # committed: hand compaction the rows it would read back
+            if ids is not None:
                 self._hand_over(keys, ids, data)
+            if bids is not None:
+                self._hand_over_batches(brows, bids)
 
-    def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
-        """Insert fresh base rows into ``stats``; their ids in order, or ``None`` where the
-        engine cannot tell (compaction then reads those rows' texts)."""
-        cur.executemany(_INSERT_FRESH, rows)
+    def _batch_rows(
+        self, packed: dict[WindowKey, bytes]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[WindowKey, bytes]]]:
+        """``packed`` as batch rows (model, size, start, n, names, data) where a model's window
+        has at least ``batch_min`` of them, and the windows left to a row each."""
+        # grouped by a sort in C (stable: a model-window's series keep the request's order)
+        by_window = operator.itemgetter(0, 5)
+        brows: list[tuple[Any, ...]] = []
+        loose: list[tuple[WindowKey, bytes]] = []
+        base = self.window_sizes[0]
+        for (model, start), group in itertools.groupby(sorted(packed, key=by_window), by_window):
+            keys = list(group)
+            if len(keys) < self.batch_min:
+                loose.extend([(k, packed[k]) for k in keys])
+                continue
+            for part in _chunks(keys, self.batch_max):
+                names = batch_names([k[1:4] for k in part])
+                brows.append((model, base, start, len(part), names, pack_batch([packed[k] for k in part])))
+        return brows, loose
+
+    def _insert_fresh(self, cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[int] | None:
+        """Insert fresh rows (``sql``: ``_INSERT_FRESH`` or ``_INSERT_BATCH``); their ids in
+        order, or ``None`` where the engine cannot tell (compaction then reads those rows)."""
+        cur.executemany(sql, rows)
         return None
+
+    def _hand_over_batches(self, brows: list[tuple[Any, ...]], bids: list[int]) -> None:
+        """Keep batch rows just committed for compaction, by model and roll-up window (as
+        :meth:`_hand_over` keeps rows), within the same ``handover_limit``."""
+        rollups = self.window_sizes[1:]
+        if not rollups:
+            return
+        first = rollups[0]
+        for (model, _, start, n, names, data), bid in zip(brows, bids):
+            if self._handover_rows + self._handover_batch_rows + n > self.handover_limit:
+                break
+            self._handover_batches.setdefault((model, start - start % first), {})[bid] = (start, names, data)
+            self._handover_batch_rows += n
 
     def _hand_over(self, keys: list[WindowKey], ids: list[int], data: list[bytes]) -> None:
         """Keep the stored bytes of rows just committed for compaction (by series' roll-up
@@ -329,7 +401,7 @@ class SqlStorage(Storage):
         if not rollups:
             return
         first = rollups[0]
-        room = self.handover_limit - self._handover_rows
+        room = self.handover_limit - self._handover_rows - self._handover_batch_rows
         cache = self._handover
         for key, row_id, row in zip(keys, ids, data):
             if room <= 0:
@@ -342,13 +414,18 @@ class SqlStorage(Storage):
             else:
                 got[row_id] = row
             room -= 1
-        self._handover_rows = self.handover_limit - room
+        self._handover_rows = self.handover_limit - self._handover_batch_rows - room
 
-    def _write_tx(self, batch: WriteBatch, rows: list[tuple[Any, ...]], at: int) -> list[int] | None:
+    def _write_tx(
+        self, batch: WriteBatch, rows: list[tuple[Any, ...]], brows: list[tuple[Any, ...]], at: int
+    ) -> tuple[list[int] | None, list[int] | None]:
         ids: list[int] | None = None
+        bids: list[int] | None = None
         with self._tx(self._w) as cur:
             if rows:
-                ids = self._insert_stats(cur, rows)
+                ids = self._insert_fresh(cur, _INSERT_FRESH, rows)
+            if brows:
+                bids = self._insert_fresh(cur, _INSERT_BATCH, brows)
             if batch.predictions:
                 cur.executemany(
                     self.upsert("predictions", _PREDICTION_COLUMNS, ("model", "request_id")),
@@ -418,7 +495,7 @@ class SqlStorage(Storage):
                 )
             if batch.trace_items:
                 self._write_trace_items(cur, batch.trace_items)
-        return ids
+        return ids, bids
 
     def compact(self, keys: Iterable[WindowKey] | None = None) -> int:
         """Fold each window's rows into one, and add base rows not yet rolled up to their roll-up
@@ -463,19 +540,21 @@ class SqlStorage(Storage):
                 "GROUP BY model, version, role, name, size, start HAVING COUNT(*) > 1 OR MIN(rolled) = 0"
             )
             keys = [WindowKey(*r) for r in rows]
-        # spans as plain tuples (a _Span's fields): this loop runs once per window written
-        spans: set[tuple[Any, ...]] = set()
+            keys.extend(self._fresh_batch_keys(""))
+        # spans as plain tuples (a _Span's fields), made by comprehensions: this runs once per
+        # window written; a series' base windows go to its smallest roll-up window's span
+        keys = list(keys)
         first = rollups[0] if rollups else 0
+        spans: set[tuple[Any, ...]] = set()
         newest = None
-        for k in keys:
-            size, start = k[4], k[5]
-            if size == base and first:  # a series' smallest roll-up window of base rows
-                lo = start - start % first
-                spans.add((*k[:4], base, lo, lo + first))
-                if newest is None or start > newest:
-                    newest = start
-            else:
-                spans.add((*k[:4], size, start, start + 1))
+        if first:
+            opened = {(k[0], k[1], k[2], k[3], k[5] - k[5] % first) for k in keys if k[4] == base}
+            spans = {(m, v, r, n, base, lo, lo + first) for m, v, r, n, lo in opened}
+            if opened:
+                newest = max([k[5] for k in keys if k[4] == base])
+            spans.update((*k[:4], k[4], k[5], k[5] + 1) for k in keys if k[4] != base)
+        else:
+            spans = {(*k[:4], k[4], k[5], k[5] + 1) for k in keys}
         with self._held_lock:
             if newest is not None:
                 self._watermark = max(self._watermark, newest + base)
@@ -495,6 +574,58 @@ class SqlStorage(Storage):
                     cur.execute(self.compaction_lock)
                 folded += self._compact_chunk(cur, [_Span._make(t) for t in chunk])
         return folded
+
+    def _fresh_batch_keys(self, where: str, params: Sequence[Any] = ()) -> list[WindowKey]:
+        """A key for each batch row not rolled up yet (and ``where``): its first series' (a
+        span of a model's series claims every batch row of that model in its time range)."""
+        base = self.window_sizes[0]
+        out: list[WindowKey] = []
+        for model, start, names in self._read(
+            f"SELECT model, start, names FROM batches WHERE rolled = 0{where}", params
+        ):
+            series = read_names(names)
+            if series:
+                out.append(WindowKey(model, *series[0], base, int(start)))
+        return out
+
+    def _claim_batches(self, cur: Any, chunk: Sequence[_Span]) -> list[tuple[int, str, int, str, bytes]]:
+        """Claim the batch rows not rolled up yet in the chunk's base spans' time ranges (of
+        each span's model: a batch row holds all of a model's series), as ``_compact_chunk``
+        claims rows: ``(id, model, start, names, data)`` of those this compactor took. Their
+        data comes from the hand-over where this store wrote them."""
+        base = self.window_sizes[0]
+        ranges = sorted({(s.model, s.size, s.lo, s.hi) for s in chunk if s.size == base})
+        if not ranges:
+            return []
+        known: dict[int, tuple[int, str, bytes]] = {}
+        if self._handover_batches:
+            for model, _, lo, _ in ranges:
+                got = self._handover_batches.pop((model, lo), None)
+                if got is not None:
+                    known.update(got)
+                    self._handover_batch_rows -= sum(len(read_names(v[1])) for v in got.values())
+        out: list[tuple[int, str, int, str, bytes]] = []
+        unknown: list[int] = []
+        for part in _chunks(ranges, 200):
+            cur.execute(
+                "UPDATE batches SET rolled = 1 WHERE rolled = 0 AND id IN (SELECT b.id FROM "
+                f"(VALUES {','.join(['(?,?,?,?)'] * len(part))}) AS k JOIN batches b ON b.model = k.column1 "
+                "AND b.size = k.column2 AND b.start >= k.column3 AND b.start < k.column4) RETURNING id, model",
+                [v for r in part for v in r],
+            )
+            for bid, model in cur.fetchall():
+                mine = known.get(bid)
+                if mine is None:
+                    unknown.append(bid)
+                else:
+                    out.append((bid, model, *mine))
+        for ids in _chunks(unknown, 500):
+            cur.execute(
+                f"SELECT id, model, start, names, data FROM batches WHERE id IN ({','.join('?' * len(ids))})", ids
+            )
+            out.extend((int(r[0]), r[1], int(r[2]), r[3], bytes(r[4])) for r in cur.fetchall())
+        out.sort()
+        return out
 
     @property
     def held(self) -> int:
@@ -530,6 +661,27 @@ class SqlStorage(Storage):
                         self._handover_rows -= len(got)
         texts: dict[int, str | bytes] = {}
         claimed: list[int] = []  # fresh base rows this compactor rolls up
+        first = rollups[0] if rollups else 0
+        # The windows of the batch rows claimed, in one list, with the number of the smallest
+        # roll-up window each adds to (numbered once per model, hour and names, not per
+        # window); they add after the claimed rows of their own, in batch id order. A batch row
+        # is never folded or deleted here: it stays as its base windows.
+        batch_windows: list[bytes] = []
+        batch_target: list[I64] = []
+        target_no: dict[tuple[Any, ...], int] = {}
+        numbered: dict[tuple[str, int, str], I64] = {}
+        for _, model, start, names, blob in self._claim_batches(cur, chunk):
+            if not rollups:
+                continue  # claimed: nothing to add them to
+            lo = start - start % first
+            nums = numbered.get((model, lo, names))
+            if nums is None:
+                nums = numbered[(model, lo, names)] = np.fromiter(
+                    (target_no.setdefault((model, *series, first, lo), len(target_no)) for series in read_names(names)),
+                    np.int64,
+                )
+            batch_target.append(nums)
+            batch_windows.extend(split_batch(blob))
         for ids in _chunks(fresh_ids, 500):
             marks = ",".join("?" * len(ids))
             if known:  # texts only of the rows not handed over
@@ -546,14 +698,13 @@ class SqlStorage(Storage):
                     texts[row_id] = text
                     claimed.append(row_id)
         # roll-up windows the claimed rows add to (each with its current rows, taken below)
-        targets: dict[tuple[Any, ...], list[int]] = {}
+        targets: dict[tuple[Any, ...], list[int]] = dict.fromkeys(target_no, [])
         claimed.sort()
-        first = rollups[0] if rollups else 0
         for row_id in claimed if rollups else ():
             model, version, role, name, _, start = key_of[row_id]
             t = (model, version, role, name, first, start - start % first)
             ids = targets.get(t)
-            if ids is None:
+            if not ids:  # (a batch target's list is a shared empty one until then)
                 targets[t] = [row_id]
             else:
                 ids.append(row_id)
@@ -604,6 +755,14 @@ class SqlStorage(Storage):
         for k in target_keys:
             by_size.setdefault(k[4], []).append(k)
         below: list[tuple[tuple[Any, ...], str | bytes]] = []  # (window, what it added) one level down
+        # the batch windows each smallest roll-up window takes: batch_windows[lo:hi], in order
+        from_batches: dict[tuple[Any, ...], tuple[int, int]] = {}
+        if batch_windows:
+            at_target = np.concatenate(batch_target)
+            by_target = np.argsort(at_target, kind="stable")
+            batch_windows = [batch_windows[i] for i in by_target.tolist()]
+            ends = np.cumsum(np.bincount(at_target, minlength=len(target_no))).tolist()
+            from_batches = {t: (ends[n - 1] if n else 0, ends[n]) for t, n in target_no.items()}
         for level, size in enumerate(rollups):
             here = by_size.get(size, [])
             more = level + 1 < len(rollups)
@@ -629,10 +788,25 @@ class SqlStorage(Storage):
             ]
             if not all_groups:
                 continue
-            order = sorted({i for g in all_groups for i in g})
-            at = {row_id: n for n, row_id in enumerate(order)}
-            parsed = StoredRows.parse([data[i] for i in order])
-            merged = pack_windows(parsed.merged([[at[i] for i in g] for g in all_groups]))
+            # each group's rows in order, the windows of batch rows after the rows of their own
+            inputs_: list[str | bytes] = []
+            lens: list[int] = []
+            # (which window's batch windows a group takes: level 0's targets and their additions)
+            takes: list[tuple[Any, ...] | None] = [None] * len(groups)
+            if level == 0:
+                takes.extend([*here, *(k for k, _ in extra)])
+            for g, wk in itertools.zip_longest(all_groups, takes):
+                inputs_.extend([data[i] for i in g])
+                n_rows = len(g)
+                window_span = from_batches.get(wk) if wk is not None else None
+                if window_span is not None:
+                    inputs_.extend(batch_windows[window_span[0] : window_span[1]])
+                    n_rows += window_span[1] - window_span[0]
+                lens.append(n_rows)
+            parsed = StoredRows.parse(inputs_)
+            merged = pack_windows(
+                parsed.merged_flat(np.arange(len(inputs_), dtype=np.int64), np.array(lens, dtype=np.int64))
+            )
             n_out = len(groups) + len(here)
             single.extend((*k, d) for k, d in zip([*out_keys, *here], merged[:n_out]))
             if more:
@@ -717,7 +891,11 @@ class SqlStorage(Storage):
                 "WHERE size + 0 = ? AND rolled=0 AND start + 0 < ?",
                 (base, int(now - retention[base])),
             )
-            self._compact((WindowKey(*r) for r in old), hold=False)
+            old_keys = [WindowKey(*r) for r in old]
+            old_keys.extend(
+                self._fresh_batch_keys(" AND size + 0 = ? AND start + 0 < ?", (base, int(now - retention[base])))
+            )
+            self._compact(old_keys, hold=False)
         with self._wlock, self._tx(self._w) as cur:
             n = 0
             for size, keep in retention.items():
@@ -725,6 +903,12 @@ class SqlStorage(Storage):
                     "DELETE FROM stats WHERE size + 0 = ? AND start + 0 < ? AND rolled=1", (size, int(now - keep))
                 )
                 n += max(cur.rowcount, 0)
+                # a batch row counts as the windows it holds
+                cur.execute(
+                    "DELETE FROM batches WHERE size + 0 = ? AND start + 0 < ? AND rolled=1 RETURNING n",
+                    (size, int(now - keep)),
+                )
+                n += sum(int(r[0]) for r in cur.fetchall())
             out["windows"] = n
             cur.execute(
                 "DELETE FROM predictions WHERE time_ns < ? AND NOT EXISTS (SELECT 1 FROM feedback f "
@@ -786,6 +970,17 @@ class SqlStorage(Storage):
             where += " AND version=?"
             params.append(version)
         rows = self._read_segments("size, start, data", model, segments, where, params)
+        hits = 0
+        for names, data, size, start, bid in self._batch_segments(model, segments):
+            at = find_series(names).get((role, name))
+            if at:
+                parts = split_batch(data)
+                for i, v in at:
+                    if version is None or v == version:
+                        rows.append((size, start, parts[i], size, start, _BATCH_IDS + bid * _BATCH_STRIDE + i))
+                        hits += 1
+        if hits:
+            rows.sort(key=lambda r: r[-3:])
         windows = {(r[0], r[1]) for r in rows}
         return WindowStats.merge_all(decode_window(r[2]) for r in rows), len(windows)
 
@@ -803,6 +998,16 @@ class SqlStorage(Storage):
             where = f"role IN ({','.join('?' * len(roles))})"
             params.extend(roles)
         rows = self._read_segments("role, name, version, data", model, segments, where, params)
+        wanted = None if roles is None else set(roles)
+        hits = 0
+        for names, data, size, start, bid in self._batch_segments(model, segments):
+            first_id = _BATCH_IDS + bid * _BATCH_STRIDE
+            for i, ((v, role, name), part) in enumerate(zip(read_names(names), split_batch(data))):
+                if wanted is None or role in wanted:
+                    rows.append((role, name, v, part, size, start, first_id + i))
+                    hits += 1
+        if hits:
+            rows.sort(key=lambda r: r[-3:])
         parts: dict[tuple[str, str, str], list[WindowStats]] = {}
         for r in rows:
             parts.setdefault((r[0], r[1], r[2]), []).append(decode_window(r[3]))
@@ -814,6 +1019,26 @@ class SqlStorage(Storage):
         rows = self._read(*self._segments_sql(columns, model, segments, where, params))
         rows.sort(key=lambda r: r[-3:])
         return rows
+
+    def _batch_segments(
+        self, model: str, segments: Sequence[tuple[int, int, int]]
+    ) -> list[tuple[str, bytes, int, int, int]]:
+        """The batch rows a range query reads for ``segments`` (as :meth:`_segments_sql` reads
+        base rows: all of a base segment, those not rolled up yet under a roll-up segment):
+        ``(names, data, size, start, id)``."""
+        base = self.window_sizes[0]
+        parts: list[str] = []
+        args: list[Any] = []
+        for seg in segments:
+            cond = "" if seg[0] == base else " AND rolled=0"
+            parts.append(
+                "SELECT names, data, size, start, id FROM batches "
+                f"WHERE model=? AND size=? AND start>=? AND start<?{cond}"
+            )
+            args.extend((model, base, seg[1], seg[2]))
+        return [
+            (r[0], bytes(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in self._read(" UNION ALL ".join(parts), args)
+        ]
 
     def _segments_sql(
         self, columns: str, model: str, segments: Sequence[tuple[int, int, int]], where: str, params: list[Any]
@@ -853,22 +1078,37 @@ class SqlStorage(Storage):
     def window_marks(self, model: str, start: int, end: int) -> dict[int, str]:
         """Per base window: how many rows it has and the newest row's id (a late point adds a
         row; compaction replaces rows, which changes the mark without changing the totals)."""
+        args = (model, self.window_sizes[0], start, end)
         rows = self._read(
             "SELECT start, COUNT(*), MAX(id) FROM stats WHERE model=? AND size=? AND start>=? AND start<? "
             "GROUP BY start",
-            (model, self.window_sizes[0], start, end),
+            args,
         )
-        return {int(r[0]): f"{r[1]}:{r[2]}" for r in rows}
+        marks = {int(r[0]): f"{r[1]}:{r[2]}" for r in rows}
+        # batch rows: how many windows they hold and the newest one's id, after the rows'
+        for t, n, newest in self._read(
+            "SELECT start, SUM(n), MAX(id) FROM batches WHERE model=? AND size=? AND start>=? AND start<? "
+            "GROUP BY start",
+            args,
+        ):
+            marks[int(t)] = f"{marks.get(int(t), '0:')}/{n}:{newest}"
+        return marks
 
     def models(self) -> list[dict[str, Any]]:
         rows = self._read(
             "SELECT model, version, MIN(start), MAX(start + size) FROM stats WHERE size=? GROUP BY model, version",
             (self.window_sizes[0],),
         )
+        for model, names, lo, hi in self._read(
+            "SELECT model, names, MIN(start), MAX(start + size) FROM batches WHERE size=? GROUP BY model, names",
+            (self.window_sizes[0],),
+        ):
+            rows.extend((model, v, lo, hi) for v in dict.fromkeys(s[0] for s in read_names(names)))
         by_model: dict[str, dict[str, Any]] = {}
         for model, version, lo, hi in rows:
             m = by_model.setdefault(model, {"model": model, "versions": [], "first": lo, "last": hi})
-            m["versions"].append(version)
+            if version not in m["versions"]:
+                m["versions"].append(version)
             m["first"], m["last"] = min(m["first"], lo), max(m["last"], hi)
         for (model,) in self._read("SELECT DISTINCT model FROM predictions UNION SELECT DISTINCT model FROM outcomes"):
             by_model.setdefault(model, {"model": model, "versions": [], "first": None, "last": None})
@@ -876,14 +1116,53 @@ class SqlStorage(Storage):
 
     def series(self, model: str) -> list[dict[str, Any]]:
         """Every (role, name, version) the model has, with window count and time range."""
+        base = self.window_sizes[0]
         rows = self._read(
             "SELECT role, name, version, COUNT(DISTINCT start), MIN(start), MAX(start + size) FROM stats "
             "WHERE model=? AND size=? GROUP BY role, name, version ORDER BY role, name, version",
-            (model, self.window_sizes[0]),
+            (model, base),
         )
+        batched = self._read(
+            "SELECT names, start FROM batches WHERE model=? AND size=? GROUP BY names, start", (model, base)
+        )
+        if batched:
+            rows = self._series_with_batches(model, rows, batched)
         return [
             {"role": r[0], "name": r[1], "version": r[2], "windows": r[3], "first": r[4], "last": r[5]} for r in rows
         ]
+
+    def _series_with_batches(
+        self, model: str, rows: list[tuple[Any, ...]], batched: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """:meth:`series`' rows with the windows batch rows hold: a window counts once, in a
+        batch row, a row of its own or both."""
+        base = self.window_sizes[0]
+        starts: dict[tuple[str, str, str], set[int]] = {}
+        by_names: dict[str, list[int]] = {}
+        for names, start in batched:
+            by_names.setdefault(names, []).append(int(start))
+        for names, listed in by_names.items():
+            for v, role, name in read_names(names):
+                starts.setdefault((role, name, v), set()).update(listed)
+        out = {(r[0], r[1], r[2]): r for r in rows}
+        lo = min(min(ts) for ts in starts.values())
+        hi = max(max(ts) for ts in starts.values())
+        # the windows of a row of their own among the batch rows' (the rest only add their count)
+        overlap = self._read(
+            "SELECT DISTINCT role, name, version, start FROM stats WHERE model=? AND size=? AND start>=? AND start<=?",
+            (model, base, lo, hi),
+        )
+        own: dict[tuple[str, str, str], set[int]] = {}
+        for role, name, v, start in overlap:
+            own.setdefault((role, name, v), set()).add(int(start))
+        for k, ts in starts.items():
+            r = out.get(k)
+            if r is None:
+                out[k] = (*k, len(ts), min(ts), max(ts) + base)
+            else:
+                both = len(ts & own.get(k, set()))
+                out[k] = (*k, r[3] + len(ts) - both, min(r[4], min(ts)), max(r[5], max(ts) + base))
+        return [out[k] for k in sorted(out)]
 
     def prediction_counts(self, model: str) -> dict[str, int]:
         logged = self._read("SELECT COUNT(*) FROM predictions WHERE model=?", (model,))[0][0]
@@ -1107,7 +1386,9 @@ class SqlStorage(Storage):
             self._fence.held = prev
 
     def row_count(self) -> int:
-        return int(self._read("SELECT COUNT(*) FROM stats")[0][0])
+        """Stored windows: rows, and the windows batch rows hold."""
+        rows = int(self._read("SELECT COUNT(*) FROM stats")[0][0])
+        return rows + int(self._read("SELECT COALESCE(SUM(n), 0) FROM batches")[0][0])
 
     # -- kept spans and log records --------------------------------------------------------------
 
@@ -1231,6 +1512,10 @@ class SqlStorage(Storage):
         rows = self._read(sql + " WHERE size=?", (size,)) if size else self._read(sql)
         for r in rows:
             yield WindowKey(*r[:6]), decode_window(r[6])
+        sql = "SELECT model, size, start, names, data FROM batches"
+        for model, size_, start, names, data in self._read(sql + " WHERE size=?", (size,)) if size else self._read(sql):
+            for series, part in zip(read_names(names), split_batch(data)):
+                yield WindowKey(model, *series, int(size_), int(start)), decode_window(part)
 
 
 class _Span(NamedTuple):

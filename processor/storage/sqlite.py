@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from infersight.processor.storage.base import StorageError
-from infersight.processor.storage.sql import _INSERT_FRESH, SqlStorage
+from infersight.processor.storage.sql import SqlStorage
 
 __all__ = ["SqliteStorage", "sqlite_path"]
 
@@ -42,8 +42,8 @@ class SqliteStorage(SqlStorage):
     def shares_connection(self) -> bool:
         return sqlite_path(self.url) == ":memory:"
 
-    def _insert_stats(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int] | None:
-        cur.executemany(_INSERT_FRESH, rows)
+    def _insert_fresh(self, cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[int] | None:
+        cur.executemany(sql, rows)
         # The write lock is held from BEGIN IMMEDIATE to COMMIT and the key is AUTOINCREMENT:
         # the rows of one executemany take consecutive ids, the last of them last_insert_rowid().
         cur.execute("SELECT last_insert_rowid()")
