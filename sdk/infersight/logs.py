@@ -173,17 +173,32 @@ class LogPipeline:
         cap = self.max_payload_bytes
         if type(value) is np.ndarray and value.ndim:
             value = value.tolist()  # what to_json writes for it
+        text: str | None = None
         if type(value) is list and len(value) > 2:
             redact = self.redactor.redact
-            # rows to write: one more than the first row's size says the cap holds, doubled
-            # while the text stays under the cap
-            k = min(len(value), 2 + cap // (len(to_json(redact(value[0])).encode("utf-8")) + 2))
-            while k < len(value):
-                raw = to_json(redact(value[:k])).encode("utf-8")
-                if len(raw) > cap:
-                    return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
-                k *= 2
-        text = to_json(self.redactor.redact(value))
+            if type(value[0]) is dict:
+                # rows: written one at a time until the text passes the cap (the list's text
+                # is theirs joined by ", " in brackets)
+                rows: list[str] = []
+                size = 1  # "[", then each row and the ", " or "]" after it
+                for row in value:
+                    rows.append(to_json(redact(row)))
+                    size += len(rows[-1].encode("utf-8")) + 2
+                    if size > cap + 2:  # what is written, without its last ", ", passes the cap
+                        raw = ("[" + ", ".join(rows)).encode("utf-8")
+                        return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
+                text = "[" + ", ".join(rows) + "]"
+            else:
+                # numbers or anything else: one more than the first item's size says the cap
+                # holds, doubled while the text stays under the cap
+                k = min(len(value), 2 + cap // (len(to_json(redact(value[0])).encode("utf-8")) + 2))
+                while k < len(value):
+                    raw = to_json(redact(value[:k])).encode("utf-8")
+                    if len(raw) > cap:
+                        return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
+                    k *= 2
+        if text is None:
+            text = to_json(self.redactor.redact(value))
         raw = text.encode("utf-8")
         if len(raw) > cap:
             return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
