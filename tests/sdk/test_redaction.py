@@ -98,3 +98,21 @@ def test_an_array_answer_cut_after_its_first_rows_is_the_whole_text_cut(n: int, 
     raw = to_json(arr).encode("utf-8")
     want = (raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True) if len(raw) > cap else (raw.decode(), False)
     assert pipe.capped_json(arr) == want
+
+
+@given(rows=rows_with_odd_values.filter(lambda r: len(r) > 2), patterns=st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_a_payload_cut_at_every_cap_around_its_length_is_the_whole_text_cut(
+    rows: list[dict[str, Any]], patterns: bool
+) -> None:
+    """The caps where cutting after a row and cutting the whole text could part: the text's
+    own length and the few bytes below and above it."""
+    from infersight.logs import TRUNCATED_MARKER, LogPipeline, to_json
+
+    redact = ["password", "*_token"] if patterns else ()
+    raw = to_json(Redactor(redact).redact(rows)).encode("utf-8")
+    for cap in range(max(1, len(raw) - 4), len(raw) + 2):
+        want = (
+            (raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True) if len(raw) > cap else (raw.decode(), False)
+        )
+        assert LogPipeline(redact=redact, max_payload_bytes=cap, output="none").capped_json(rows) == want
