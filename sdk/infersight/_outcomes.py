@@ -216,13 +216,15 @@ def encode_outcomes(
     "prediction", "rows", "truncated"}``. A prediction bigger than ``max_bytes`` on the wire is
     replaced by ``null`` and marked in ``truncated`` (its row count stays in ``rows``).
 
-    Float answers (what ``model.predict`` returns: a one-column float array, or the number
-    of a one-row call) are not written as JSON numbers: their values, as float64, travel
-    packed in the body's ``values`` (base64, little-endian, call after call) and ``packed``
-    says how many each call has (``null`` for a call whose prediction is in ``prediction``):
-    8 bytes a value, at most ``max_bytes // 8`` values a call. Writing a float's shortest
-    text costs about 0.3 µs, twice per value (measured, then written): a 1,000-row batch's
-    answer took 0.4 ms of the export thread. :func:`call_predictions` reads a body back.
+    Float arrays (what ``model.predict`` returns for a batch: one float a row) are not
+    written as JSON numbers: their values, as float64, travel packed in the body's
+    ``values`` (base64, little-endian, call after call) and ``packed`` says how many each
+    call has (``null`` for a call whose prediction is in ``prediction``): 8 bytes a value, at
+    most ``max_bytes // 8`` values a call. Writing a float's shortest text costs about
+    0.3 µs, twice per value (measured, then written): a 1,000-row batch's answer took 0.4 ms
+    of the export thread. A one-row call's number stays a JSON list of one (packing one value
+    costs more than its text), cut by the same rule. :func:`call_predictions` reads a body
+    back.
 
     >>> (body,) = encode_outcomes([("a", 5, "m", "1", 0, np.array([0.5, np.nan])), ("b", 6, "m", "1", 0, "yes")])
     >>> body["format"], body["packed"], call_predictions(body)
@@ -245,14 +247,12 @@ def encode_outcomes(
                 value: Any = _finite(pred) if type(pred) is not str else pred[:_MAX_TEXT]
                 rows, cut, n = 1, False, 24
             elif type(pred) is tuple and len(pred) == 1 and type(pred[0]) is float:
-                # a one-row answer's number (see infersight._monitor): packed as the
-                # one-element array it was
-                value, rows, cut = None, 1, packed_cap < 1
-                if not cut:
-                    count, n = 1, 12
-                    parts.append(pred)
-                else:
-                    n = 4
+                # a one-row answer's number (see infersight._monitor): read back as the
+                # one-element array it was (cut by the same rule), but written as a JSON
+                # list, one float's text being cheaper than packing one value
+                v = pred[0]
+                rows, cut = 1, packed_cap < 1
+                value, n = (None, 4) if cut else ([v if v - v == 0.0 else None], 26)
             elif type(pred) is np.ndarray and pred.dtype in _FLOATS and _one_column(pred):
                 rows = pred.shape[0]
                 kept = min(rows, max_rows)

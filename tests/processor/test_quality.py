@@ -92,8 +92,9 @@ def test_packed_float_answers_are_stored_as_format_1_stores_them():
     ]
     assert folded[0] == folded[1]
     assert folded[0][0] == ("a", "[0.5, null, 0.25]", 3, False)
-    short = LogPoint("ml.outcomes", {}, {}, 0, "", "", json.dumps({**packed, "packed": [3, None, 1, 1]}))
-    assert log_problem(short) == "ml.outcomes log record: values holds 48 bytes, packed says 5 numbers of 8 bytes"
+    assert packed["packed"] == [3, None, None, 2]  # a one-row answer's number is written as JSON
+    short = LogPoint("ml.outcomes", {}, {}, 0, "", "", json.dumps({**packed, "packed": [3, None, None, 3]}))
+    assert log_problem(short) == "ml.outcomes log record: values holds 40 bytes, packed says 6 numbers of 8 bytes"
 
 
 def test_the_store_joins_every_outcome_with_its_label_and_expires_them(store_url):
