@@ -233,6 +233,31 @@ class _State:
         self.simple[model] = bufs
         return bufs
 
+    def add_block(self, model: ModelKey, names: tuple[str, ...], data: Any, n: int) -> None:
+        """Buffer a batch (``data`` ``None`` for one already sketched); the caller holds the lock."""
+        buf = self.blocks.get(model)
+        if buf is None:
+            buf = self.blocks[model] = []
+        buf.append((names, data, n))
+
+    def add_outputs(self, model: ModelKey, values: dict[str, npt.NDArray[np.float64]]) -> int:
+        """Buffer a call's numeric outputs; how many numbers they are. The caller holds the lock."""
+        size = 0
+        for name, v in values.items():
+            if v.size:
+                self.outs.setdefault(model, {}).setdefault(name, []).append(v)
+                size += v.size
+        return size
+
+    def add_call(self, model: ModelKey, call: tuple[Any, ...]) -> int:
+        """Buffer a call's duration and size; how many calls the model has buffered. The caller
+        holds the lock."""
+        buf = self.calls.get(model)
+        if buf is None:
+            buf = self.calls[model] = []
+        buf.append(call)
+        return len(buf)
+
     def take_buffers(self) -> _Buffers:
         """Hand over the request-path buffers and start empty ones."""
         taken = _Buffers(self.rows, self.calls, self.preds, self.blocks, self.outs)
@@ -456,10 +481,7 @@ class FeatureStats:
             return
         with self._lock:
             st = self._state
-            buf = st.blocks.get(model)
-            if buf is None:
-                buf = st.blocks[model] = []
-            buf.append((names, data, n))
+            st.add_block(model, names, data, n)
             st.block_rows += n
             st.values += size
             held = st.values
@@ -476,11 +498,7 @@ class FeatureStats:
         self._process_batches(private, model, names, [(data, n)])
         with self._lock:
             self._merge(self._state, private)
-            st = self._state
-            buf = st.blocks.get(model)
-            if buf is None:
-                buf = st.blocks[model] = []
-            buf.append((names, None, n))
+            self._state.add_block(model, names, None, n)
 
     def record_columns(self, model: ModelKey, norm: Normalized, redactor: Any = None) -> None:
         """A batch: its columns are copied into the model's buffer (the caller may reuse its
@@ -537,28 +555,15 @@ class FeatureStats:
             return False
         with self._lock:
             st = self._state
-            buf = st.blocks.get(model)
-            if buf is None:
-                buf = st.blocks[model] = []
-            buf.append((names, data, n))
+            st.add_block(model, names, data, n)
             st.block_rows += n
             if outs is not None:
-                for name, values in outs.values.items():
-                    if values.size:
-                        st.outs.setdefault(model, {}).setdefault(name, []).append(values)
-                        size += values.size
+                size += st.add_outputs(model, outs.values)
             st.values += size
             held = st.values
-            calls = st.calls.get(model)
-            if calls is None:
-                calls = st.calls[model] = []
-            calls.append((seconds, n, error_type))
-            waiting = len(calls)
+            waiting = st.add_call(model, (seconds, n, error_type))
         self._pressure(held, size)
-        if waiting == _COMPACT_AT and self.on_pressure is not None:
-            self.on_pressure()
-        elif waiting >= _HARD_LIMIT:
-            self.compact()
+        self._calls_pressure(waiting)
         return True
 
     def _pressure(self, held: int, added: int) -> None:
@@ -572,13 +577,9 @@ class FeatureStats:
         labels and nulls counted."""
         m, v = model
         counted = [(name, Counter(labels)) for name, labels in out.labels.items()]
-        size = 0
         with self._lock:
             st = self._state
-            for name, values in out.values.items():
-                if values.size:
-                    st.outs.setdefault(model, {}).setdefault(name, []).append(values)
-                    size += values.size
+            size = st.add_outputs(model, out.values)
             st.values += size
             held = st.values
             for name, counts in counted:
@@ -613,11 +614,12 @@ class FeatureStats:
         buffered (statistics off or sampled out, batches) must not pile up for a whole export
         interval (500,000 calls in 5 s was +48 MB)."""
         with self._lock:
-            buf = self._state.calls.get(model)
-            if buf is None:
-                buf = self._state.calls[model] = []
-            buf.append((seconds, rows, error_type, True) if invalid else (seconds, rows, error_type))
-            n = len(buf)
+            n = self._state.add_call(
+                model, (seconds, rows, error_type, True) if invalid else (seconds, rows, error_type)
+            )
+        self._calls_pressure(n)
+
+    def _calls_pressure(self, n: int) -> None:
         if n == _COMPACT_AT and self.on_pressure is not None:
             self.on_pressure()
         elif n >= _HARD_LIMIT:
