@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from infersight.stats.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
 
-__all__ = ["SketchColumns", "decode_varints", "bucket_counts", "merge_groups"]
+__all__ = ["SketchColumns", "decode_varints", "bucket_counts", "merge_groups", "run_totals"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -156,6 +156,21 @@ def _varints(data: npt.NDArray[np.uint8]) -> tuple[I64, I64]:
     val |= np.where(too_big, 0, high) << (7 * n_bytes).astype(np.uint64)
     values[term_pos - (r_last + 1)] = np.where(too_big, -1, val.astype(np.int64))
     return values, cont
+
+
+def run_totals(values: I64, lens: I64) -> I64:
+    """The sum of each run of ``values`` (runs of ``lens`` values one after the other, which
+    cover ``values``), in one pass (an empty run sums to 0).
+
+    >>> run_totals(np.array([1, 2, 3, 4]), np.array([2, 0, 2])).tolist()
+    [3, 0, 7]
+    """
+    out = np.zeros(lens.size, np.int64)
+    full = lens > 0
+    if values.size:
+        starts = np.cumsum(lens) - lens
+        out[full] = np.add.reduceat(values, starts[full])
+    return out
 
 
 def bucket_counts(blobs: Sequence[bytes]) -> tuple[I64, I64, I64] | None:

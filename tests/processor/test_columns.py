@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
 
-from infersight.processor.ingest.columns import bucket_counts, decode_varints
+from infersight.processor.ingest.columns import bucket_counts, decode_varints, run_totals
 from infersight.processor.ingest.decode import decode_metrics, decode_metrics_light, parse_request
 from infersight.processor.ingest.fold import aggregate
 from infersight.processor.ingest.screen import screen
@@ -168,3 +168,17 @@ def test_windows_serialised_together_read_as_serialised_one_by_one():
     texts = encode_windows(items)
     assert texts == [encode_window(ws) for ws in items]
     assert [decode_window(t).sketches for t in texts] == [ws.sketches for ws in items]
+
+
+@given(st.lists(st.lists(st.integers(-(2**62), 2**62 - 1), max_size=5), max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_run_totals_are_the_differences_of_the_running_sum(runs):
+    # what the count check used before: the running sum's difference at each run's ends
+    # (int64 wraps alike both ways)
+    values = np.array([v for r in runs for v in r], np.int64)
+    lens = np.array([len(r) for r in runs], np.int64)
+    csum = np.concatenate([[0], np.cumsum(values)]).astype(np.int64)
+    first = np.cumsum(lens) - lens
+    with np.errstate(over="ignore"):
+        want = csum[first + lens] - csum[first]
+    assert run_totals(values, lens).tolist() == want.tolist()
