@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from infersight.stats.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
 
-__all__ = ["SketchColumns", "decode_varints", "bucket_counts", "merge_groups", "run_totals"]
+__all__ = ["SketchColumns", "decode_varints", "bucket_counts", "merge_groups", "run_totals", "trimmed_runs"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -158,6 +158,21 @@ def _varints(data: npt.NDArray[np.uint8]) -> tuple[I64, I64]:
     return values, cont
 
 
+def trimmed_runs(values: I64, r_start: I64, r_end: I64) -> bool:
+    """Whether every non-empty run ``values[r_start:r_end]`` starts and ends on a non-zero
+    value (a sketch's buckets with no zero bucket at either end to trim).
+
+    >>> trimmed_runs(np.array([1, 0, 2, 0, 3]), np.array([0, 3]), np.array([3, 5]))
+    False
+    >>> trimmed_runs(np.array([1, 0, 2, 0, 3]), np.array([0, 3, 4]), np.array([3, 3, 5]))
+    True
+    """
+    full = r_end > r_start
+    if not full.all():
+        r_start, r_end = r_start[full], r_end[full]
+    return not r_start.size or bool(((values[r_start] != 0) & (values[r_end - 1] != 0)).all())
+
+
 def run_totals(values: I64, lens: I64) -> I64:
     """The sum of each run of ``values`` (runs of ``lens`` values one after the other, which
     cover ``values``), in one pass (an empty run sums to 0).
@@ -252,13 +267,18 @@ def merge_groups(
     r_end = np.cumsum(r_len)
     r_start = r_end - r_len
     count = cols.counts
-    nz_at = np.flatnonzero(count)
-    before = np.searchsorted(nz_at, r_start)  # non-zero buckets before each run
-    r_nz = np.searchsorted(nz_at, r_end) - before
-    keep = np.flatnonzero(r_nz)  # runs with a non-zero bucket
+    if trimmed_runs(count, r_start, r_end):  # (stored sketches, what SDKs send): no zero to skip
+        keep = np.flatnonzero(r_len)
+        r_lo = r_off[keep]
+        r_hi = r_lo + r_len[keep] - 1
+    else:
+        nz_at = np.flatnonzero(count)
+        before = np.searchsorted(nz_at, r_start)  # non-zero buckets before each run
+        r_nz = np.searchsorted(nz_at, r_end) - before
+        keep = np.flatnonzero(r_nz)  # runs with a non-zero bucket
+        r_lo = r_off[keep] + nz_at[before[keep]] - r_start[keep]
+        r_hi = r_off[keep] + nz_at[before[keep] + r_nz[keep] - 1] - r_start[keep]
     r_pt, r_sign = keep >> 1, keep & 1
-    r_lo = r_off[keep] + nz_at[before[keep]] - r_start[keep]
-    r_hi = r_off[keep] + nz_at[before[keep] + r_nz[keep] - 1] - r_start[keep]
     big = np.iinfo(np.int64).max
     live = cols.count > 0
     g_live = group[live]

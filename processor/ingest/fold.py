@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from infersight.processor.ingest.columns import SketchColumns, merge_groups
+from infersight.processor.ingest.columns import SketchColumns, merge_groups, trimmed_runs
 from infersight.processor.ingest.outcomes import OUTCOMES_EVENT, outcome_rows
 from infersight.processor.ingest.points import LogPoint, MetricPoint, SpanPoint
 from infersight.processor.ingest.screen import (
@@ -229,7 +229,7 @@ def _pack_alone(
     offs[0::2], offs[1::2] = cols.pos_offset, cols.neg_offset
     runs = np.empty(2 * idx.size, np.int64)
     runs[0::2], runs[1::2] = 2 * idx, 2 * idx + 1
-    if _trimmed(cols.counts, r_start[runs], r_end[runs]):  # nothing to trim (what SDKs send)
+    if trimmed_runs(cols.counts, r_start[runs], r_end[runs]):  # nothing to trim (what SDKs send)
         t_len = r_len[runs]
         t_off = np.where(t_len > 0, offs[runs], 0)
         if idx.size == n:
@@ -241,15 +241,6 @@ def _pack_alone(
     else:
         t_off, t_len, counts = _trim_runs(cols.counts, r_start, r_end, offs, runs)
     return _pack_taken(b, cols, group, keys, by_id, lo, alone, idx, t_off, t_len, counts, slots, slot_bytes)
-
-
-def _trimmed(counts: np.ndarray, r_start: np.ndarray, r_end: np.ndarray) -> bool:
-    """Whether every non-empty run ``counts[r_start:r_end]`` starts and ends on a non-zero
-    count (no zero bucket at either end to trim)."""
-    full = r_end > r_start
-    if not full.all():
-        r_start, r_end = r_start[full], r_end[full]
-    return not r_start.size or bool(((counts[r_start] != 0) & (counts[r_end - 1] != 0)).all())
 
 
 def _trim_runs(

@@ -8,11 +8,12 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
 
-from infersight.processor.ingest.columns import bucket_counts, decode_varints, run_totals
+from infersight.processor.ingest.columns import bucket_counts, decode_varints, merge_groups, run_totals
 from infersight.processor.ingest.decode import decode_metrics, decode_metrics_light, parse_request
 from infersight.processor.ingest.fold import aggregate
 from infersight.processor.ingest.screen import screen
 from infersight.stats.sketch import ExpHistogram
+from support.merging import padded
 
 Buckets = ExponentialHistogramDataPoint.Buckets
 
@@ -182,3 +183,43 @@ def test_run_totals_are_the_differences_of_the_running_sum(runs):
     with np.errstate(over="ignore"):
         want = csum[first + lens] - csum[first]
     assert run_totals(values, lens).tolist() == want.tolist()
+
+
+@given(
+    st.lists(
+        st.tuples(values, st.integers(0, 4), st.sampled_from([4, 20, 160]), st.sampled_from([0, 0, 0, 1, 2, 3])),
+        max_size=25,
+    ),
+    st.integers(1, 6),
+)
+@settings(max_examples=150, deadline=None)
+def test_merge_groups_without_zero_buckets_to_skip_equals_the_general_path(spec, n_groups):
+    # sketches as sent (some padded with zero buckets at the ends, some not): merge_groups
+    # with the check for runs that have nothing to trim, and forced down the general path
+    # that finds every run's non-zero span, gives the same sketches
+    import infersight.processor.ingest.columns as columns_module
+
+    pts = []
+    t0 = 1_700_000_000 * 10**9
+    for vals, group, max_size, pad in spec:
+        s = ExpHistogram.from_values(np.asarray(vals, float), max_size=max_size)
+        pts.append((padded(s, pad % 2, pad // 2), {"ml.model.name": "m", "ml.feature.name": f"f{group}"}, t0))
+    if not pts:
+        return
+    cols = decode_metrics(parse_request("metrics", request(pts)), columnar=True).columns
+    if not cols:
+        return
+    c = cols[0]
+    group = np.arange(len(c), dtype=np.int64) % n_groups
+    got = merge_groups(group, n_groups, c)
+    real = columns_module.trimmed_runs
+    columns_module.trimmed_runs = lambda *_: False
+    try:
+        want = merge_groups(group, n_groups, c)
+    finally:
+        columns_module.trimmed_runs = real
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if g is not None and w is not None:
+            assert g == w and g.max_size == w.max_size and g.scale == w.scale

@@ -270,7 +270,8 @@ def test_late_rows_after_their_hour_and_day_were_rolled_up_add_to_both(store_url
 def test_runs_taken_as_sent_where_nothing_is_to_trim_are_the_trimmed_runs(runs_spec, data):
     # runs of bucket counts (offset, counts), some with zeros at the ends; where none has,
     # taking them as sent is what trimming gives
-    from infersight.processor.ingest.fold import _trim_runs, _trimmed
+    from infersight.processor.ingest.columns import trimmed_runs
+    from infersight.processor.ingest.fold import _trim_runs
 
     counts = np.array([c for _, cs in runs_spec for c in cs], np.int64)
     r_len = np.array([len(cs) for _, cs in runs_spec], np.int64)
@@ -289,7 +290,7 @@ def test_runs_taken_as_sent_where_nothing_is_to_trim_are_the_trimmed_runs(runs_s
         want.extend(cs[nz[0] : nz[-1] + 1] if nz else [])
     assert t_len.tolist() == want_len and t_off.tolist() == want_off and got.tolist() == want
     nothing_to_trim = all(not cs or (cs[0] and cs[-1]) for _, cs in (runs_spec[i] for i in runs.tolist()))
-    assert _trimmed(counts, r_start[runs], r_end[runs]) == nothing_to_trim
+    assert trimmed_runs(counts, r_start[runs], r_end[runs]) == nothing_to_trim
     if nothing_to_trim:
         assert t_len.tolist() == r_len[runs].tolist()
         assert t_off.tolist() == np.where(r_len[runs] > 0, offs[runs], 0).tolist()
