@@ -59,7 +59,13 @@ from infersight.processor.storage.base import (
     WriteBatch,
     cover_range,
 )
-from infersight.processor.storage.batches import batch_names, find_series, pack_batch, read_names, split_batch
+from infersight.processor.storage.batches import (
+    find_series,
+    names_text,
+    pack_batch,
+    read_names,
+    split_batch,
+)
 from infersight.processor.storage.codec import decode_window, pack_windows
 from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
@@ -370,8 +376,8 @@ class SqlStorage(Storage):
                 loose.extend([(k, packed[k]) for k in keys])
                 continue
             for part in _chunks(keys, self.batch_max):
-                names = batch_names([k[1:4] for k in part])
-                brows.append((model, base, start, len(part), names, pack_batch([packed[k] for k in part])))
+                names = names_text(tuple(map(_SERIES_OF, part)))
+                brows.append((model, base, start, len(part), names, pack_batch(list(map(packed.__getitem__, part)))))
         return brows, loose
 
     def _insert_fresh(self, cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[int] | None:
@@ -1537,6 +1543,10 @@ def _loads(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text  # a truncated payload is not valid JSON; give it back as sent
+
+
+# a window key's series within its model: (version, role, name)
+_SERIES_OF = operator.itemgetter(1, 2, 3)
 
 
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
