@@ -223,3 +223,46 @@ def test_merge_groups_without_zero_buckets_to_skip_equals_the_general_path(spec,
         assert (g is None) == (w is None)
         if g is not None and w is not None:
             assert g == w and g.max_size == w.max_size and g.scale == w.scale
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["age", "income", "", None]),
+            st.sampled_from([None, "2", ""]),
+            st.sampled_from([None, "region=eu"]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([{"ml.model.name": "m"}, {"ml.model.name": "m", "ml.model.version": "3"}, {}]),
+)
+@settings(max_examples=150, deadline=None)
+def test_a_column_screened_at_once_is_screened_entry_by_entry(entries, resource):
+    # some entries without a feature name or a model (problems), some sliced, some versioned;
+    # the column's lookup (first time and from the cache) is each entry's lookup
+    from infersight.processor.ingest.columns import SketchColumns
+    from infersight.processor.ingest.screen import column_series, columns_series
+
+    attrs, keys = [], []
+    for name, version, slice_ in entries:
+        a = {"ml.model.name": "m2"} if name == "" else {}
+        if name:
+            a["ml.feature.name"] = name
+        if version is not None:
+            a["ml.model.version"] = version
+        if slice_ is not None:
+            a["ml.slice"] = slice_
+        attrs.append(a)
+        keys.append(tuple(sorted(f"{k}={v}".encode() for k, v in a.items())))
+    z = np.zeros(len(attrs), np.int64)
+    c = SketchColumns(
+        "ml.feature.value", resource, attrs, keys, np.arange(len(attrs)), z, z, z, z, z, z + 1.0, z + 1.0, z + 1.0,
+        z, z, z, z, z[:0],
+    )  # fmt: skip
+    looked = [columns_series(c, a, k) for a, k in zip(attrs, keys)]
+    want = ([found for _, found in looked], [why for why, _ in looked])
+    first = column_series(c)
+    assert first == want
+    first[0].append("changed by the caller")
+    assert column_series(c) == want
