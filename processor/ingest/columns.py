@@ -267,7 +267,8 @@ def merge_groups(
     r_end = np.cumsum(r_len)
     r_start = r_end - r_len
     count = cols.counts
-    if trimmed_runs(count, r_start, r_end):  # (stored sketches, what SDKs send): no zero to skip
+    trimmed = trimmed_runs(count, r_start, r_end)
+    if trimmed:  # (stored sketches, what SDKs send): no zero to skip
         keep = np.flatnonzero(r_len)
         r_lo = r_off[keep]
         r_hi = r_lo + r_len[keep] - 1
@@ -329,11 +330,15 @@ def merge_groups(
         k_count = count[el_pos]
     tshift = shift + slot_change[slot]
     if tshift.any():
-        pos = (el_pos + np.repeat(r_off[keep] - k_start, k_len)) >> np.repeat(tshift, k_len)
+        pos = np.repeat(r_off[keep] - k_start, k_len)  # (in place from here: arrays of every bucket)
+        pos += el_pos
+        pos >>= np.repeat(tshift, k_len)
         pos += np.repeat(base[slot] - lo_f[slot], k_len)
     else:
-        pos = el_pos + np.repeat(r_off[keep] - k_start + base[slot] - lo_f[slot], k_len)
-    np.clip(pos, 0, max(total - 1, 0), out=pos)
+        pos = np.repeat(r_off[keep] - k_start + base[slot] - lo_f[slot], k_len)
+        pos += el_pos
+    if not trimmed:  # every bucket of a trimmed run lands within its group's span already
+        np.clip(pos, 0, max(total - 1, 0), out=pos)
     if int(k_count.sum()) < 2**53:  # float weights add integers exactly below 2**53
         flat = np.bincount(pos, weights=k_count, minlength=total).astype(np.int64)
     else:
