@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from infersight.stats.sketch import DEFAULT_MAX_SIZE, Buckets, ExpHistogram
 
-__all__ = ["SketchColumns", "decode_varints", "bucket_counts", "merge_groups"]
+__all__ = ["SketchColumns", "decode_varints", "bucket_counts", "merge_groups", "run_totals", "trimmed_runs"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -158,6 +158,36 @@ def _varints(data: npt.NDArray[np.uint8]) -> tuple[I64, I64]:
     return values, cont
 
 
+def trimmed_runs(values: I64, r_start: I64, r_end: I64) -> bool:
+    """Whether every non-empty run ``values[r_start:r_end]`` starts and ends on a non-zero
+    value (a sketch's buckets with no zero bucket at either end to trim).
+
+    >>> trimmed_runs(np.array([1, 0, 2, 0, 3]), np.array([0, 3]), np.array([3, 5]))
+    False
+    >>> trimmed_runs(np.array([1, 0, 2, 0, 3]), np.array([0, 3, 4]), np.array([3, 3, 5]))
+    True
+    """
+    full = r_end > r_start
+    if not full.all():
+        r_start, r_end = r_start[full], r_end[full]
+    return not r_start.size or bool(((values[r_start] != 0) & (values[r_end - 1] != 0)).all())
+
+
+def run_totals(values: I64, lens: I64) -> I64:
+    """The sum of each run of ``values`` (runs of ``lens`` values one after the other, which
+    cover ``values``), in one pass (an empty run sums to 0).
+
+    >>> run_totals(np.array([1, 2, 3, 4]), np.array([2, 0, 2])).tolist()
+    [3, 0, 7]
+    """
+    out = np.zeros(lens.size, np.int64)
+    full = lens > 0
+    if values.size:
+        starts = np.cumsum(lens) - lens
+        out[full] = np.add.reduceat(values, starts[full])
+    return out
+
+
 def bucket_counts(blobs: Sequence[bytes]) -> tuple[I64, I64, I64] | None:
     """Offsets, numbers of counts, and all bucket counts (concatenated in order) of serialised
     OTLP ``Buckets`` messages.
@@ -237,13 +267,19 @@ def merge_groups(
     r_end = np.cumsum(r_len)
     r_start = r_end - r_len
     count = cols.counts
-    nz_at = np.flatnonzero(count)
-    before = np.searchsorted(nz_at, r_start)  # non-zero buckets before each run
-    r_nz = np.searchsorted(nz_at, r_end) - before
-    keep = np.flatnonzero(r_nz)  # runs with a non-zero bucket
+    trimmed = trimmed_runs(count, r_start, r_end)
+    if trimmed:  # (stored sketches, what SDKs send): no zero to skip
+        keep = np.flatnonzero(r_len)
+        r_lo = r_off[keep]
+        r_hi = r_lo + r_len[keep] - 1
+    else:
+        nz_at = np.flatnonzero(count)
+        before = np.searchsorted(nz_at, r_start)  # non-zero buckets before each run
+        r_nz = np.searchsorted(nz_at, r_end) - before
+        keep = np.flatnonzero(r_nz)  # runs with a non-zero bucket
+        r_lo = r_off[keep] + nz_at[before[keep]] - r_start[keep]
+        r_hi = r_off[keep] + nz_at[before[keep] + r_nz[keep] - 1] - r_start[keep]
     r_pt, r_sign = keep >> 1, keep & 1
-    r_lo = r_off[keep] + nz_at[before[keep]] - r_start[keep]
-    r_hi = r_off[keep] + nz_at[before[keep] + r_nz[keep] - 1] - r_start[keep]
     big = np.iinfo(np.int64).max
     live = cols.count > 0
     g_live = group[live]
@@ -294,11 +330,15 @@ def merge_groups(
         k_count = count[el_pos]
     tshift = shift + slot_change[slot]
     if tshift.any():
-        pos = (el_pos + np.repeat(r_off[keep] - k_start, k_len)) >> np.repeat(tshift, k_len)
+        pos = np.repeat(r_off[keep] - k_start, k_len)  # (in place from here: arrays of every bucket)
+        pos += el_pos
+        pos >>= np.repeat(tshift, k_len)
         pos += np.repeat(base[slot] - lo_f[slot], k_len)
     else:
-        pos = el_pos + np.repeat(r_off[keep] - k_start + base[slot] - lo_f[slot], k_len)
-    np.clip(pos, 0, max(total - 1, 0), out=pos)
+        pos = np.repeat(r_off[keep] - k_start + base[slot] - lo_f[slot], k_len)
+        pos += el_pos
+    if not trimmed:  # every bucket of a trimmed run lands within its group's span already
+        np.clip(pos, 0, max(total - 1, 0), out=pos)
     if int(k_count.sum()) < 2**53:  # float weights add integers exactly below 2**53
         flat = np.bincount(pos, weights=k_count, minlength=total).astype(np.int64)
     else:

@@ -33,7 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint, Metric
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from infersight.processor.ingest.columns import SketchColumns, bucket_counts
+from infersight.processor.ingest.columns import SketchColumns, bucket_counts, run_totals
 from infersight.processor.ingest.light import LightRequest
 from infersight.processor.ingest.points import (
     Decoded,
@@ -408,9 +408,7 @@ def _exp_columns(
         counts,
     )
     finite = np.isfinite(floats[0]) & np.isfinite(floats[1]) & np.isfinite(floats[2])
-    csum = np.concatenate([[0], np.cumsum(counts)])
-    first = np.cumsum(plen + nlen) - (plen + nlen)
-    bucket_total = csum[first + plen + nlen] - csum[first]
+    bucket_total = run_totals(counts, plen + nlen)
     good = (count == zero + bucket_total) & (scale >= -10) & (scale <= 20) & (zero >= 0) & (count >= 0)
     for i in np.flatnonzero(~good & finite):
         if not -10 <= scale[i] <= 20:

@@ -20,8 +20,10 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from infersight.processor.ingest.columns import SketchColumns, merge_groups
+from infersight.processor.ingest.columns import SketchColumns, merge_groups, trimmed_runs
 from infersight.processor.ingest.outcomes import OUTCOMES_EVENT, outcome_rows
 from infersight.processor.ingest.points import LogPoint, MetricPoint, SpanPoint
 from infersight.processor.ingest.screen import (
@@ -197,7 +199,14 @@ def _pack_alone(
     trimmed and ``max_size`` the default or its bucket span if wider. Returns which points
     were taken."""
     n = cols.count.size
-    series_ok = np.fromiter((k[2] != MODEL and len(str(k[4]).encode()) < 256 for k in by_id), bool, len(by_id))
+    # per series, in C-level maps (one series per point in the exporter pattern): its role,
+    # its slot, whether it may be packed and its slot's stored bytes
+    slots = list(map(_SLOT_OF, by_id))
+    slot_bytes = {s: _slot_bytes(s) for s in set(slots)}
+    slot_ok = {s: len(v) < 256 for s, v in slot_bytes.items()}
+    series_ok = np.array(list(map(MODEL.__ne__, map(_ROLE_OF, by_id))), bool) & np.array(
+        list(map(slot_ok.__getitem__, slots)), bool
+    )
     alone = (
         (np.bincount(group, minlength=keys.size)[group] == 1)
         & series_ok[cols.attr_index]
@@ -216,21 +225,60 @@ def _pack_alone(
     r_len[0::2], r_len[1::2] = cols.pos_len, cols.neg_len
     r_end = np.cumsum(r_len)
     r_start = r_end - r_len
-    nz_at = np.flatnonzero(cols.counts)
-    first = np.searchsorted(nz_at, r_start)
-    r_nz = np.searchsorted(nz_at, r_end) - first
+    offs = np.empty(2 * n, np.int64)
+    offs[0::2], offs[1::2] = cols.pos_offset, cols.neg_offset
     runs = np.empty(2 * idx.size, np.int64)
     runs[0::2], runs[1::2] = 2 * idx, 2 * idx + 1
+    if trimmed_runs(cols.counts, r_start[runs], r_end[runs]):  # nothing to trim (what SDKs send)
+        t_len = r_len[runs]
+        t_off = np.where(t_len > 0, offs[runs], 0)
+        if idx.size == n:
+            counts = cols.counts
+        else:
+            ends = np.cumsum(t_len)
+            total = int(ends[-1]) if ends.size else 0
+            counts = cols.counts[np.repeat(r_start[runs] - (ends - t_len), t_len) + np.arange(total)]
+    else:
+        t_off, t_len, counts = _trim_runs(cols.counts, r_start, r_end, offs, runs)
+    return _pack_taken(b, cols, group, keys, by_id, lo, alone, idx, t_off, t_len, counts, slots, slot_bytes)
+
+
+def _trim_runs(
+    counts_in: np.ndarray, r_start: np.ndarray, r_end: np.ndarray, offs: np.ndarray, runs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``runs`` taken with zero buckets at their ends trimmed: each run's offset, its
+    length and all runs' counts one after the other."""
+    nz_at = np.flatnonzero(counts_in)
+    first = np.searchsorted(nz_at, r_start)
+    r_nz = np.searchsorted(nz_at, r_end) - first
     has = r_nz[runs] > 0
     lo_at = np.where(has, nz_at[np.minimum(first[runs], max(nz_at.size - 1, 0))], 0) if nz_at.size else runs * 0
     hi_at = np.where(has, nz_at[np.maximum(first[runs] + r_nz[runs] - 1, 0)], -1) if nz_at.size else runs * 0 - 1
     t_len = np.where(has, hi_at - lo_at + 1, 0)
-    offs = np.empty(2 * n, np.int64)
-    offs[0::2], offs[1::2] = cols.pos_offset, cols.neg_offset
     t_off = np.where(has, offs[runs] + lo_at - r_start[runs], 0)
     total = int(t_len.sum())
     ends = np.cumsum(t_len)
-    counts = cols.counts[np.repeat(lo_at - (ends - t_len), t_len) + np.arange(total)] if total else cols.counts[:0]
+    counts = counts_in[np.repeat(lo_at - (ends - t_len), t_len) + np.arange(total)] if total else counts_in[:0]
+    return t_off, t_len, counts
+
+
+def _pack_taken(
+    b: _Builder,
+    cols: SketchColumns,
+    group: np.ndarray,
+    keys: np.ndarray,
+    by_id: list[Any],
+    lo: int,
+    alone: np.ndarray,
+    idx: np.ndarray,
+    t_off: np.ndarray,
+    t_len: np.ndarray,
+    counts: np.ndarray,
+    slots: list[Any],
+    slot_bytes: dict[Any, bytes],
+) -> np.ndarray:
+    """Pack the points ``idx`` (their runs trimmed to ``t_off``, ``t_len``, ``counts``) into
+    ``b.packed``; returns ``alone``."""
     pos_len, neg_len = t_len[0::2], t_len[1::2]
     scalars = {
         "scale": cols.scale[idx],
@@ -242,14 +290,37 @@ def _pack_alone(
         "max_size": np.maximum(np.maximum(pos_len, neg_len), DEFAULT_MAX_SIZE),
     }
     sid = cols.attr_index[idx].tolist()
-    names = [_slot_bytes(by_id[i][4]) for i in sid]
+    names = list(map(list(map(slot_bytes.__getitem__, slots)).__getitem__, sid))
     rows = pack_columns(scalars, t_off[0::2], pos_len, t_off[1::2], neg_len, counts, names)
     base = b.base
     starts = (lo + (keys[group[idx]] & 0xFFFFFFFF) * base).tolist()
+    # each point's key, series part (model, version, role, name, size) + (start,), built in C
+    heads = list(map(operator.add, map(_IDENT_OF, by_id), itertools.repeat((base,))))
+    tuples = map(operator.add, map(heads.__getitem__, sid), zip(starts))
+    _place_packed(b, list(map(tuple.__new__, itertools.repeat(WindowKey), tuples)), rows)
+    return alone
+
+
+def _place_packed(b: _Builder, keys: list[WindowKey], rows: list[bytes]) -> None:
+    """Put packed rows in the builder under their keys, in order: ``b.packed``, or, where two
+    points share a window (e.g. two slots of one series) or the window has other parts
+    already, merged the plain way (``b.parts``). Where no key is taken yet and none repeats
+    (the exporter pattern), one ``dict.update`` places them all."""
     got = b.packed
-    for i, start, row in zip(sid, starts, rows):
-        model, version, role, name, _, _ = by_id[i]
-        key = WindowKey(model, version, role, name, base, start)
+    if not b.parts and got.keys().isdisjoint(keys):
+        before = len(got)
+        got.update(zip(keys, rows))
+        if len(got) == before + len(keys):
+            return
+        for key in keys:  # a key repeats: undone, then placed one by one
+            got.pop(key, None)
+    _place_each(b, keys, rows)
+
+
+def _place_each(b: _Builder, keys: list[WindowKey], rows: list[bytes]) -> None:
+    """:func:`_place_packed` one key at a time (what it does where keys collide)."""
+    got = b.packed
+    for key, row in zip(keys, rows):
         if key in got:  # two series (e.g. slots) share the window: merged the plain way
             b.parts[key].append(decode_window(got.pop(key)))
             b.parts[key].append(decode_window(row))
@@ -257,7 +328,11 @@ def _pack_alone(
             b.parts[key].append(decode_window(row))
         else:
             got[key] = row
-    return alone
+
+
+_ROLE_OF = operator.itemgetter(2)
+_SLOT_OF = operator.itemgetter(4)
+_IDENT_OF = operator.itemgetter(0, 1, 2, 3)
 
 
 _SLOTS: dict[str, bytes] = {}

@@ -34,6 +34,7 @@ __all__ = [
     "metric_problem",
     "log_problem",
     "columns_series",
+    "column_series",
     "series_role",
 ]
 
@@ -75,9 +76,8 @@ def screen(signal: str, decoded: Decoded, limiter: SeriesLimiter | None = None) 
             decoded.reject(why)
     decoded.points = keep
     for i, c in enumerate(decoded.columns):
-        looked = [columns_series(c, attrs, key) for attrs, key in zip(c.attrs, c.attr_keys)]
-        c.series = [found for _, found in looked]  # kept for aggregate(), which needs them again
-        bad = [why for why, _ in looked]
+        series, bad = column_series(c)
+        c.series = series  # kept for aggregate(), which needs them again
         if any(bad):
             ok = np.array([why is None for why in bad])
             for j, why in enumerate(bad):
@@ -232,6 +232,39 @@ def columns_series(c: SketchColumns, attrs: dict[str, Any], key: Any) -> tuple[s
             found = (ident[0], ident[1], series_role(role, attrs), name, slot, etype)
         hit = _SERIES[ck] = (why, found)
     return hit
+
+
+# (metric name, resource's model and version, every entry's attribute bytes) -> (series, problems)
+# of a whole column: an exporter sends the same attribute sets in the same order request after
+# request. Bounded by the entries it holds, like the per-entry cache.
+_COLUMNS: dict[tuple[Any, ...], tuple[list[Any], list[str | None]]] = {}
+_COLUMNS_HELD = [0]
+_COLUMNS_MAX = 200_000
+
+
+def column_series(c: SketchColumns) -> tuple[list[Any], list[str | None]]:
+    """:func:`columns_series` of every entry of ``c.attrs``: the series each feeds (``None``
+    where it cannot be placed) and why not (``None`` where it can), one lookup per column for
+    attribute sets seen together before. The lists are the caller's own.
+
+    Example:
+        >>> z = np.zeros(1, np.int64)
+        >>> c = SketchColumns("ml.feature.value", {"ml.model.name": "m"}, [{"ml.feature.name": "age"}],
+        ...     [(b"age",)], z, z, z, z, z + 1, z, z + 1.0, z + 1.0, z + 1.0, z, z, z, z, z)
+        >>> column_series(c)
+        ([('m', '', 'feature', 'age', 'value', None)], [None])
+    """
+    key = (c.name, c.resource.get("ml.model.name"), c.resource.get("ml.model.version"), tuple(c.attr_keys))
+    hit = _COLUMNS.get(key)
+    if hit is None:
+        looked = [columns_series(c, attrs, k) for attrs, k in zip(c.attrs, c.attr_keys)]
+        hit = ([found for _, found in looked], [why for why, _ in looked])
+        if _COLUMNS_HELD[0] + len(looked) > _COLUMNS_MAX:
+            _COLUMNS.clear()
+            _COLUMNS_HELD[0] = 0
+        _COLUMNS[key] = hit
+        _COLUMNS_HELD[0] += len(looked)
+    return list(hit[0]), list(hit[1])
 
 
 def log_problem(rec: LogPoint) -> str | None:

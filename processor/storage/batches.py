@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["pack_batch", "split_batch", "batch_names", "read_names", "find_series", "Series"]
+__all__ = ["pack_batch", "split_batch", "batch_names", "names_text", "read_names", "find_series", "Series"]
 
 # (version, role, name): one series of a model
 Series = tuple[str, str, str]
@@ -66,6 +66,17 @@ def split_batch(data: bytes | memoryview) -> list[bytes]:
 def batch_names(series: Sequence[Series]) -> str:
     """The names column of a batch row holding ``series`` (in that order)."""
     return json.dumps([list(s) for s in series], separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def names_text(series: tuple[Series, ...]) -> str:
+    """:func:`batch_names` of ``series``, made once per distinct tuple (an exporter's batches
+    of one model list the same series window after window).
+
+    >>> names_text((("1", "feature", "a"),)) == batch_names([("1", "feature", "a")])
+    True
+    """
+    return batch_names(series)
 
 
 @functools.lru_cache(maxsize=4096)

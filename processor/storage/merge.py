@@ -37,7 +37,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from infersight.processor.ingest.columns import SketchColumns, merge_groups
+from infersight.processor.ingest.columns import SketchColumns, merge_groups, run_totals
 from infersight.processor.storage.codec import (
     _MAGIC,
     _UNSIGNED,
@@ -150,8 +150,7 @@ class StoredRows:
                 first = counts[np.where(has, start, 0)]
                 last = counts[np.where(has, start + ln - 1, 0)]
                 out.plain |= has & ((first == 0) | (last == 0))
-        cum = np.concatenate([[0], np.cumsum(counts)])
-        bucket_total = cum[out.el_start + lens] - cum[out.el_start]
+        bucket_total = run_totals(counts, lens)
         out.plain |= out.fields["count"] != out.fields["zero_count"] + bucket_total
         return out
 

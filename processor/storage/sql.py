@@ -59,7 +59,13 @@ from infersight.processor.storage.base import (
     WriteBatch,
     cover_range,
 )
-from infersight.processor.storage.batches import batch_names, find_series, pack_batch, read_names, split_batch
+from infersight.processor.storage.batches import (
+    find_series,
+    names_text,
+    pack_batch,
+    read_names,
+    split_batch,
+)
 from infersight.processor.storage.codec import decode_window, pack_windows
 from infersight.processor.storage.merge import StoredRows
 from infersight.stats.windows import WindowStats
@@ -370,8 +376,8 @@ class SqlStorage(Storage):
                 loose.extend([(k, packed[k]) for k in keys])
                 continue
             for part in _chunks(keys, self.batch_max):
-                names = batch_names([k[1:4] for k in part])
-                brows.append((model, base, start, len(part), names, pack_batch([packed[k] for k in part])))
+                names = names_text(tuple(map(_SERIES_OF, part)))
+                brows.append((model, base, start, len(part), names, pack_batch(list(map(packed.__getitem__, part)))))
         return brows, loose
 
     def _insert_fresh(self, cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[int] | None:
@@ -543,18 +549,7 @@ class SqlStorage(Storage):
             keys.extend(self._fresh_batch_keys(""))
         # spans as plain tuples (a _Span's fields), made by comprehensions: this runs once per
         # window written; a series' base windows go to its smallest roll-up window's span
-        keys = list(keys)
-        first = rollups[0] if rollups else 0
-        spans: set[tuple[Any, ...]] = set()
-        newest = None
-        if first:
-            opened = {(k[0], k[1], k[2], k[3], k[5] - k[5] % first) for k in keys if k[4] == base}
-            spans = {(m, v, r, n, base, lo, lo + first) for m, v, r, n, lo in opened}
-            if opened:
-                newest = max([k[5] for k in keys if k[4] == base])
-            spans.update((*k[:4], k[4], k[5], k[5] + 1) for k in keys if k[4] != base)
-        else:
-            spans = {(*k[:4], k[4], k[5], k[5] + 1) for k in keys}
+        spans, newest = spans_of(list(keys), base, rollups[0] if rollups else 0)
         with self._held_lock:
             if newest is not None:
                 self._watermark = max(self._watermark, newest + base)
@@ -1537,6 +1532,39 @@ def _loads(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text  # a truncated payload is not valid JSON; give it back as sent
+
+
+# a window key's series within its model: (version, role, name)
+_SERIES_OF = operator.itemgetter(1, 2, 3)
+_IDENT_OF = operator.itemgetter(0, 1, 2, 3)
+_SIZE_OF = operator.itemgetter(4)
+_START_OF = operator.itemgetter(5)
+
+
+def spans_of(keys: list[tuple[Any, ...]], base: int, first: int) -> tuple[set[tuple[Any, ...]], int | None]:
+    """The spans (a ``_Span``'s fields as a plain tuple) compaction takes for windows ``keys``
+    written: a base window's series and smallest roll-up window ``first`` (``0``: none), any
+    other window on its own; and the newest base window's start (``None`` without one).
+    Series and starts are taken out of the keys by C-level maps (this runs once per window
+    written), the spans made once per series and roll-up window.
+
+    >>> spans_of([("m", "1", "feature", "a", 60, 3660), ("m", "1", "feature", "a", 60, 3720)], 60, 3600)
+    ({('m', '1', 'feature', 'a', 60, 3600, 7200)}, 3720)
+    """
+    if not first:
+        return {(*k[:4], k[4], k[5], k[5] + 1) for k in keys}, None
+    if set(map(_SIZE_OF, keys)) == {base}:
+        at_base, others = keys, []
+    else:
+        at_base = [k for k in keys if k[4] == base]
+        others = [k for k in keys if k[4] != base]
+    spans: set[tuple[Any, ...]] = {(*k[:4], k[4], k[5], k[5] + 1) for k in others}
+    if not at_base:
+        return spans, None
+    starts = np.fromiter(map(_START_OF, at_base), np.int64, len(at_base))
+    opened = set(zip(map(_IDENT_OF, at_base), (starts - starts % first).tolist()))
+    spans.update((*ident, base, lo, lo + first) for ident, lo in opened)
+    return spans, int(starts.max())
 
 
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:

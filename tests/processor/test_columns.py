@@ -8,11 +8,12 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
 
-from infersight.processor.ingest.columns import bucket_counts, decode_varints
+from infersight.processor.ingest.columns import bucket_counts, decode_varints, merge_groups, run_totals
 from infersight.processor.ingest.decode import decode_metrics, decode_metrics_light, parse_request
 from infersight.processor.ingest.fold import aggregate
 from infersight.processor.ingest.screen import screen
 from infersight.stats.sketch import ExpHistogram
+from support.merging import padded
 
 Buckets = ExponentialHistogramDataPoint.Buckets
 
@@ -168,3 +169,100 @@ def test_windows_serialised_together_read_as_serialised_one_by_one():
     texts = encode_windows(items)
     assert texts == [encode_window(ws) for ws in items]
     assert [decode_window(t).sketches for t in texts] == [ws.sketches for ws in items]
+
+
+@given(st.lists(st.lists(st.integers(-(2**62), 2**62 - 1), max_size=5), max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_run_totals_are_the_differences_of_the_running_sum(runs):
+    # what the count check used before: the running sum's difference at each run's ends
+    # (int64 wraps alike both ways)
+    values = np.array([v for r in runs for v in r], np.int64)
+    lens = np.array([len(r) for r in runs], np.int64)
+    csum = np.concatenate([[0], np.cumsum(values)]).astype(np.int64)
+    first = np.cumsum(lens) - lens
+    with np.errstate(over="ignore"):
+        want = csum[first + lens] - csum[first]
+    assert run_totals(values, lens).tolist() == want.tolist()
+
+
+@given(
+    st.lists(
+        st.tuples(values, st.integers(0, 4), st.sampled_from([4, 20, 160]), st.sampled_from([0, 0, 0, 1, 2, 3])),
+        max_size=25,
+    ),
+    st.integers(1, 6),
+)
+@settings(max_examples=150, deadline=None)
+def test_merge_groups_without_zero_buckets_to_skip_equals_the_general_path(spec, n_groups):
+    # sketches as sent (some padded with zero buckets at the ends, some not): merge_groups
+    # with the check for runs that have nothing to trim, and forced down the general path
+    # that finds every run's non-zero span, gives the same sketches
+    import infersight.processor.ingest.columns as columns_module
+
+    pts = []
+    t0 = 1_700_000_000 * 10**9
+    for vals, group, max_size, pad in spec:
+        s = ExpHistogram.from_values(np.asarray(vals, float), max_size=max_size)
+        pts.append((padded(s, pad % 2, pad // 2), {"ml.model.name": "m", "ml.feature.name": f"f{group}"}, t0))
+    if not pts:
+        return
+    cols = decode_metrics(parse_request("metrics", request(pts)), columnar=True).columns
+    if not cols:
+        return
+    c = cols[0]
+    group = np.arange(len(c), dtype=np.int64) % n_groups
+    got = merge_groups(group, n_groups, c)
+    real = columns_module.trimmed_runs
+    columns_module.trimmed_runs = lambda *_: False
+    try:
+        want = merge_groups(group, n_groups, c)
+    finally:
+        columns_module.trimmed_runs = real
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if g is not None and w is not None:
+            assert g == w and g.max_size == w.max_size and g.scale == w.scale
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["age", "income", "", None]),
+            st.sampled_from([None, "2", ""]),
+            st.sampled_from([None, "region=eu"]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([{"ml.model.name": "m"}, {"ml.model.name": "m", "ml.model.version": "3"}, {}]),
+)
+@settings(max_examples=150, deadline=None)
+def test_a_column_screened_at_once_is_screened_entry_by_entry(entries, resource):
+    # some entries without a feature name or a model (problems), some sliced, some versioned;
+    # the column's lookup (first time and from the cache) is each entry's lookup
+    from infersight.processor.ingest.columns import SketchColumns
+    from infersight.processor.ingest.screen import column_series, columns_series
+
+    attrs, keys = [], []
+    for name, version, slice_ in entries:
+        a = {"ml.model.name": "m2"} if name == "" else {}
+        if name:
+            a["ml.feature.name"] = name
+        if version is not None:
+            a["ml.model.version"] = version
+        if slice_ is not None:
+            a["ml.slice"] = slice_
+        attrs.append(a)
+        keys.append(tuple(sorted(f"{k}={v}".encode() for k, v in a.items())))
+    z = np.zeros(len(attrs), np.int64)
+    c = SketchColumns(
+        "ml.feature.value", resource, attrs, keys, np.arange(len(attrs)), z, z, z, z, z, z + 1.0, z + 1.0, z + 1.0,
+        z, z, z, z, z[:0],
+    )  # fmt: skip
+    looked = [columns_series(c, a, k) for a, k in zip(attrs, keys)]
+    want = ([found for _, found in looked], [why for why, _ in looked])
+    first = column_series(c)
+    assert first == want
+    first[0].append("changed by the caller")
+    assert column_series(c) == want

@@ -317,3 +317,36 @@ def test_a_handed_over_row_only_the_plain_merge_takes_is_read_from_its_text(stor
     got, n = store.query("m", FEATURE, "f", T0, T0 + 3600)
     assert n == 1 and got.sketches["value"] == want
     store.close()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["m", "n"]),
+            st.sampled_from(["a", "b"]),
+            st.sampled_from([60, 3600, 86400]),
+            st.integers(0, 3 * 86400 // 60),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([0, 3600]),
+)
+@settings(max_examples=200, deadline=None)
+def test_spans_of_the_windows_written_are_what_compaction_took_before(raw, first):
+    # what the maintenance pass built from the windows written before spans_of (the
+    # comprehensions over every key), for base windows, roll-up windows and both mixed
+    from infersight.processor.storage.sql import spans_of
+
+    base = 60
+    keys = [(m, "1", "feature", name, size, minute * 60 - minute * 60 % size) for m, name, size, minute in raw]
+    want: set[tuple[object, ...]]
+    newest = None
+    if first:
+        opened = {(k[0], k[1], k[2], k[3], k[5] - k[5] % first) for k in keys if k[4] == base}
+        want = {(m, v, r, n, base, lo, lo + first) for m, v, r, n, lo in opened}
+        if opened:
+            newest = max([k[5] for k in keys if k[4] == base])
+        want.update((*k[:4], k[4], k[5], k[5] + 1) for k in keys if k[4] != base)
+    else:
+        want = {(*k[:4], k[4], k[5], k[5] + 1) for k in keys}
+    assert spans_of(keys, base, first) == (want, newest)

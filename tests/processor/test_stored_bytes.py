@@ -137,6 +137,25 @@ def test_a_binary_row_that_does_not_add_up_or_is_cut_short_is_refused():
 )
 @settings(max_examples=150, deadline=None)
 def test_windows_ingest_packs_are_pack_windows_of_the_windows_it_folds(spec):
+    assert_packs_are_pack_windows(spec)
+
+
+@given(
+    st.lists(
+        st.tuples(values, st.integers(0, 3), st.integers(0, 2), st.sampled_from([4, 20, 160]), st.just(0)),
+        min_size=1,
+        max_size=25,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_windows_ingest_packs_without_zero_buckets_at_the_ends_are_pack_windows_too(spec):
+    # no point padded: every run already trimmed, the path that takes the counts as sent
+    assert_packs_are_pack_windows(spec)
+
+
+def assert_packs_are_pack_windows(spec: list[tuple[list[float], int, int, int, int]]) -> None:
+    """Ingest's packed rows for these points (values, feature, minute, max_size, zero buckets
+    padded at the ends) are ``pack_windows`` of the windows the plain fold makes."""
     t0 = 1_700_000_000 * 10**9
     pts = []
     for vals, feature, minute, max_size, pad in spec:
@@ -241,3 +260,70 @@ def test_late_rows_after_their_hour_and_day_were_rolled_up_add_to_both(store_url
         got, _ = store.query("m", FEATURE, "f", T0 + 60 * lo, T0 + 60 * hi)
         assert got.sketches["value"] == WindowStats.merge_all(want).sketches["value"], (lo, hi)
     store.close()
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.lists(st.integers(0, 3), max_size=6)), min_size=1, max_size=12),
+    st.data(),
+)
+@settings(max_examples=200, deadline=None)
+def test_runs_taken_as_sent_where_nothing_is_to_trim_are_the_trimmed_runs(runs_spec, data):
+    # runs of bucket counts (offset, counts), some with zeros at the ends; where none has,
+    # taking them as sent is what trimming gives
+    from infersight.processor.ingest.columns import trimmed_runs
+    from infersight.processor.ingest.fold import _trim_runs
+
+    counts = np.array([c for _, cs in runs_spec for c in cs], np.int64)
+    r_len = np.array([len(cs) for _, cs in runs_spec], np.int64)
+    r_end = np.cumsum(r_len)
+    r_start = r_end - r_len
+    offs = np.array([o for o, _ in runs_spec], np.int64)
+    runs = np.array(sorted(data.draw(st.sets(st.integers(0, len(runs_spec) - 1), min_size=1))), np.int64)
+    t_off, t_len, got = _trim_runs(counts, r_start, r_end, offs, runs)
+    # trimming by hand
+    want_len, want_off, want = [], [], []
+    for i in runs.tolist():
+        cs = runs_spec[i][1]
+        nz = [j for j, c in enumerate(cs) if c]
+        want_len.append(nz[-1] - nz[0] + 1 if nz else 0)
+        want_off.append(runs_spec[i][0] + nz[0] if nz else 0)
+        want.extend(cs[nz[0] : nz[-1] + 1] if nz else [])
+    assert t_len.tolist() == want_len and t_off.tolist() == want_off and got.tolist() == want
+    nothing_to_trim = all(not cs or (cs[0] and cs[-1]) for _, cs in (runs_spec[i] for i in runs.tolist()))
+    assert trimmed_runs(counts, r_start[runs], r_end[runs]) == nothing_to_trim
+    if nothing_to_trim:
+        assert t_len.tolist() == r_len[runs].tolist()
+        assert t_off.tolist() == np.where(r_len[runs] > 0, offs[runs], 0).tolist()
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), max_size=30),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), max_size=4),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), max_size=4),
+)
+@settings(max_examples=200, deadline=None)
+def test_packed_rows_placed_at_once_are_placed_as_one_by_one(new, packed_before, parts_before):
+    # keys that repeat, keys packed already, keys with plain parts: the one-update path and
+    # the loop give the same builder
+    from infersight.processor.ingest.fold import _Builder, _place_each, _place_packed
+
+    def key(f: int, minute: int) -> WindowKey:
+        return WindowKey("m", "1", FEATURE, f"f{f}", 60, T0 + 60 * minute)
+
+    def row(i: int) -> bytes:
+        return pack_windows([WindowStats({"value": ExpHistogram.from_values([float(i), 2.0 * i + 1])})])[0]
+
+    builders = []
+    for place in (_place_packed, _place_each):
+        b = _Builder(60)
+        for i, (f, m) in enumerate(packed_before):
+            b.packed[key(f, m)] = row(100 + i)
+        for i, (f, m) in enumerate(parts_before):
+            b.parts[key(f, m)].append(decode_window(row(200 + i)))
+        place(b, [key(f, m) for f, m in new], [row(i) for i in range(len(new))])
+        builders.append(b)
+    one, each = builders
+    assert list(one.packed.items()) == list(each.packed.items())
+    assert list(one.parts) == list(each.parts)
+    for k, parts in one.parts.items():
+        assert [(p.sketches, p.counters) for p in parts] == [(p.sketches, p.counters) for p in each.parts[k]]
