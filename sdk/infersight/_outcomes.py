@@ -294,7 +294,7 @@ def _sealed(body: dict[str, Any], packed: list[int | None], parts: list[Any]) ->
     """The body with its packed values (format 2), or as format 1 when it has none."""
     if any(c is not None for c in packed):
         values = np.concatenate(parts).astype("<f8", copy=False) if parts else np.empty(0, "<f8")
-        body["format"] = 2
+        body["format"] = OUTCOME_FORMAT
         body["packed"] = packed
         body["values"] = base64.b64encode(values.tobytes()).decode("ascii")
     return body
@@ -309,7 +309,7 @@ def call_predictions(body: dict[str, Any]) -> list[Any]:
     [1, None]
     """
     predictions = body["prediction"]
-    if body.get("format") != 2:
+    if body.get("format") != OUTCOME_FORMAT:
         return list(predictions)
     packed, text = body.get("packed"), body.get("values")
     if not isinstance(packed, list) or len(packed) != len(predictions):
@@ -354,7 +354,7 @@ _MAX_TEXT = 256
 
 def _new_body(model: str, version: str) -> dict[str, Any]:
     return {
-        "format": 1,  # 2 once it holds packed values (see _sealed)
+        "format": 1,  # OUTCOME_FORMAT once it holds packed values (see _sealed)
         "model": model,
         "version": version,
         "request_id": [],

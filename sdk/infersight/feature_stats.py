@@ -438,10 +438,10 @@ class FeatureStats:
                 feature_major = work[: k * m].reshape(k, m)
             else:
                 feature_major = np.empty((k, m), dtype=np.float64)
-            converted = _records_matrix(rows, done, feature_major)
-            if converted is None:
+            block = self._convert_records(rows, done, feature_major, redactor)
+            if block is None:
                 break
-            names, data = self._records_block(converted, feature_major.T, redactor)
+            names, data = block
             if big:
                 # sketched before the next part is converted into the same buffer
                 self._sketch_block(model, names, data, m)
@@ -449,6 +449,18 @@ class FeatureStats:
                 self._buffer_block(model, names, data, m)
             done += m
         return done
+
+    @classmethod
+    def _convert_records(
+        cls, rows: list[Any], start: int, feature_major: npt.NDArray[np.float64], redactor: Any
+    ) -> tuple[tuple[str, ...], Any] | None:
+        """The names and data of the rows from ``start`` that fill ``feature_major`` (names x
+        rows), converted by the C extension, or ``None`` where it does not take them (names or
+        value types vary)."""
+        converted = _records_matrix(rows, start, feature_major)
+        if converted is None:
+            return None
+        return cls._records_block(converted, feature_major.T, redactor)
 
     @staticmethod
     def _records_block(
@@ -543,11 +555,10 @@ class FeatureStats:
             k = len(rows[0])
             if k == 0 or n * k >= _CONVERT_VALUES:
                 return False
-            feature_major = np.empty((k, n), dtype=np.float64)
-            converted = _records_matrix(rows, 0, feature_major)
-            if converted is None:  # names or value types vary: the row-by-row path
+            block = self._convert_records(rows, 0, np.empty((k, n), dtype=np.float64), redactor)
+            if block is None:  # names or value types vary: the row-by-row path
                 return False
-            names, data = self._records_block(converted, feature_major.T, redactor)
+            names, data = block
         else:
             names, data = _block_of(norm)
         size = n * max(len(names), 1)

@@ -186,7 +186,7 @@ class LogPipeline:
                     size += len(rows[-1].encode("utf-8")) + 2
                     if size > cap + 2:  # what is written, without its last ", ", passes the cap
                         raw = ("[" + ", ".join(rows)).encode("utf-8")
-                        return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
+                        return _cut(raw, cap), True
                 text = "[" + ", ".join(rows) + "]"
             else:
                 # numbers or anything else: one more than the first item's size says the cap
@@ -195,13 +195,13 @@ class LogPipeline:
                 while k < len(value):
                     raw = to_json(redact(value[:k])).encode("utf-8")
                     if len(raw) > cap:
-                        return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
+                        return _cut(raw, cap), True
                     k *= 2
         if text is None:
             text = to_json(self.redactor.redact(value))
         raw = text.encode("utf-8")
         if len(raw) > cap:
-            return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER, True
+            return _cut(raw, cap), True
         return text, False
 
     def _emit_otel(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -241,6 +241,12 @@ class LogPipeline:
         else:
             self._logger.info(name, **fields)
         return dict(self._last.event)
+
+
+def _cut(raw: bytes, cap: int) -> str:
+    """The first ``cap`` bytes of a payload's text (a character the cut splits left out) and
+    the marker saying it was cut."""
+    return raw[:cap].decode("utf-8", "ignore") + TRUNCATED_MARKER
 
 
 def _dumps_line(obj: Any, **kwargs: Any) -> str:
