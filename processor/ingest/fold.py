@@ -232,12 +232,7 @@ def _pack_alone(
     if trimmed_runs(cols.counts, r_start[runs], r_end[runs]):  # nothing to trim (what SDKs send)
         t_len = r_len[runs]
         t_off = np.where(t_len > 0, offs[runs], 0)
-        if idx.size == n:
-            counts = cols.counts
-        else:
-            ends = np.cumsum(t_len)
-            total = int(ends[-1]) if ends.size else 0
-            counts = cols.counts[np.repeat(r_start[runs] - (ends - t_len), t_len) + np.arange(total)]
+        counts = cols.counts if idx.size == n else _gather_runs(cols.counts, r_start[runs], t_len)
     else:
         t_off, t_len, counts = _trim_runs(cols.counts, r_start, r_end, offs, runs)
     return _pack_taken(b, cols, group, keys, by_id, lo, alone, idx, t_off, t_len, counts, slots, slot_bytes)
@@ -256,10 +251,17 @@ def _trim_runs(
     hi_at = np.where(has, nz_at[np.maximum(first[runs] + r_nz[runs] - 1, 0)], -1) if nz_at.size else runs * 0 - 1
     t_len = np.where(has, hi_at - lo_at + 1, 0)
     t_off = np.where(has, offs[runs] + lo_at - r_start[runs], 0)
-    total = int(t_len.sum())
-    ends = np.cumsum(t_len)
-    counts = counts_in[np.repeat(lo_at - (ends - t_len), t_len) + np.arange(total)] if total else counts_in[:0]
-    return t_off, t_len, counts
+    return t_off, t_len, _gather_runs(counts_in, lo_at, t_len)
+
+
+def _gather_runs(counts: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """``counts[starts[i] : starts[i] + lens[i]]`` of every run, one after the other, in one
+    gather."""
+    ends = np.cumsum(lens)
+    total = int(ends[-1]) if ends.size else 0
+    if not total:
+        return counts[:0]
+    return counts[np.repeat(starts - (ends - lens), lens) + np.arange(total)]
 
 
 def _pack_taken(
